@@ -1,0 +1,27 @@
+"""Data layer: sources -> one validated manifest schema -> patient-level splits -> compositions.
+
+See :mod:`covid_lib.data.sources` (loading and validation), :mod:`covid_lib.data.splits`
+(patient-level splits and the leakage audit), :mod:`covid_lib.data.dedup` (duplicates) and
+:mod:`covid_lib.data.compose` (the paper's Table I rebuilt from public sources).
+"""
+
+from covid_lib.data.dedup import cached_image_hashes, duplicate_pairs, image_hashes
+from covid_lib.data.sources import (
+    FRONTAL_VIEWS,
+    SOURCES,
+    DataError,
+    ImageReadError,
+    SourceData,
+    data_version,
+    load_source,
+    load_sources,
+    read_image,
+    read_mask,
+)
+from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_splits, audit_splits
+
+__all__ = [
+    "FRONTAL_VIEWS", "SOURCES", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
+    "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
+    "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",
+]

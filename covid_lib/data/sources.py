@@ -1,0 +1,319 @@
+"""The six public sources as manifests with one common schema, validated.
+
+Each source lives under ``<data root>/<source>/`` as ``manifest.csv`` + ``images/`` (+ ``masks/``),
+the layout of ``../shared/data`` (see its README) and of what :mod:`covid_lib.data.download`
+writes. :func:`load_source` returns the manifest with absolute paths and typed labels, plus a
+table of every excluded row and why: nothing is dropped silently. Structural problems (missing
+root, source, columns; labels out of range) raise :class:`DataError` with what to do about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from covid_lib.paths import resolve_data_root
+
+
+class DataError(ValueError):
+    """A data problem with a message that says what is wrong, where, and how to fix it."""
+
+
+class ImageReadError(DataError):
+    """An image or mask file that is missing or cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What the library knows of a source: labels and their allowed values, role in the paper."""
+
+    name: str
+    title: str
+    url: str
+    license: str
+    paper_role: str
+    labels: dict[str, frozenset[str]]
+    required: tuple[str, ...] = ()
+    has_masks: bool = False
+    caveats: str = ""
+
+
+_BINARY = frozenset({"0", "1"})
+
+SOURCES: dict[str, SourceSpec] = {
+    spec.name: spec
+    for spec in (
+        SourceSpec(
+            "cohen", "COVID-19 image data collection (Cohen et al. 2020)",
+            "https://github.com/ieee8023/covid-chestxray-dataset", "varies per image",
+            "COVID-ChestXRay (and, here, the CORDA stand-in)",
+            {"covid": _BINARY}, required=("covid",), has_masks=True,
+            caveats="Many hospitals and figures from papers; several images per patient; "
+            "5 files listed under two patient ids; V7 lung masks include the lung behind the heart.",
+        ),
+        SourceSpec(
+            "hannover", "COVID-19 image repository, Hannover Medical School (Winther et al. 2020)",
+            "https://github.com/ml-workgroup/covid-19-image-repository", "CC BY 3.0",
+            "a hospital COVID+ source (unseen-source test; CORDA is private)",
+            {"covid": frozenset({"1"})}, required=("covid",),
+            caveats="All COVID+; many intensive-care images (lines, tubes, supine AP).",
+        ),
+        SourceSpec(
+            "kermany", "Pediatric pneumonia, Guangzhou (Kermany et al. 2018)",
+            "https://data.mendeley.com/datasets/rscbjbr9sj", "CC BY 4.0",
+            "ChestXRay (COVID- pool; pneumonia pre-training)",
+            {"covid": frozenset({"0"}), "pneumonia": _BINARY,
+             "kermany_class": frozenset({"normal", "bacteria", "virus"}),
+             "kermany_split": frozenset({"train", "test"})},
+            required=("covid", "pneumonia", "kermany_class"),
+            caveats="Children aged 1-5: a model separating them from adults may measure age. "
+            "The official split shares some images between train and test.",
+        ),
+        SourceSpec(
+            "nih", "NIH ChestX-ray14 subset with RSNA labels (Wang et al. 2017; Shih et al. 2019)",
+            "https://nihcc.app.box.com/v/ChestXray-NIHCC", "CC0",
+            "RSNA (COVID- pool; pneumonia pre-training)",
+            {"covid": frozenset({"0"}), "pneumonia": _BINARY, "rsna_target": _BINARY},
+            required=("covid", "pneumonia"),
+            caveats="500 No Finding + 500 Pneumonia chosen by a third party, not at random.",
+        ),
+        SourceSpec(
+            "montgomery", "Montgomery County TB set (Jaeger et al. 2014)",
+            "https://openi.nlm.nih.gov/imgs/collections/NLM-MontgomeryCXRSet.zip", "public (NLM)",
+            "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
+            caveats="Redistributed at 512x512: images squashed to a square.",
+        ),
+        SourceSpec(
+            "shenzhen", "Shenzhen No.3 Hospital TB set (Jaeger et al. 2014; masks Stirenko et al. 2018)",
+            "https://openi.nlm.nih.gov/imgs/collections/ChinaSet_AllFiles.zip",
+            "public (NLM); masks CC BY-NC-SA 4.0",
+            "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
+            caveats="Redistributed at 512x512.",
+        ),
+    )
+}
+
+COMMON_COLUMNS: tuple[str, ...] = (
+    "image_id", "path", "mask_path", "patient_id", "source", "view", "license", "origin",
+    "orig_width", "orig_height", "orig_mode", "orig_format", "width", "height",
+)
+#: Label columns every loaded manifest carries (nullable Int8; <NA> where the source lacks it).
+LABEL_COLUMNS: tuple[str, ...] = ("covid", "pneumonia")
+FRONTAL_VIEWS = frozenset({"PA", "AP", "AP Supine"})
+VIEW_CHOICES = ("all", "frontal")
+EXCLUSION_COLUMNS = ["source", "image_id", "patient_id", "reason"]
+
+
+@dataclass
+class SourceData:
+    """A loaded source: the usable rows and every excluded row with its reason."""
+
+    name: str
+    root: Path
+    manifest: pd.DataFrame
+    exclusions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EXCLUSION_COLUMNS))
+
+    def __repr__(self) -> str:
+        return (f"SourceData({self.name!r}: {len(self.manifest)} images, "
+                f"{self.manifest['patient_id'].nunique()} patients, {len(self.exclusions)} excluded)")
+
+
+def _source_dir(name: str, data_root: str | os.PathLike | None) -> tuple[Path, Path]:
+    if name not in SOURCES:
+        raise DataError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
+    root = resolve_data_root(data_root)
+    folder = root / name
+    if not (folder / "manifest.csv").is_file():
+        raise DataError(
+            f"source {name!r} not found: expected {folder / 'manifest.csv'} under the data root {root}. "
+            f"Fetch it with `python -m covid_lib data download {name} --root {root}` on a connected "
+            f"machine (original: {SOURCES[name].url})."
+        )
+    return root, folder
+
+
+def _read_manifest(folder: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(folder / "manifest.csv", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"cannot parse {folder / 'manifest.csv'}: {err}") from None
+
+
+def _check_columns(df: pd.DataFrame, spec: SourceSpec, where: Path) -> None:
+    needed = [*COMMON_COLUMNS, *spec.labels]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {missing}; a {spec.name} manifest needs {needed}")
+
+
+def _check_labels(df: pd.DataFrame, spec: SourceSpec, where: Path) -> None:
+    for column, allowed in spec.labels.items():
+        values = df[column].str.strip()
+        bad = ~values.isin(allowed | {""})
+        if column in spec.required:
+            bad |= values.eq("")
+        if bad.any():
+            examples = df.loc[bad, ["image_id", column]].head(5).to_dict("records")
+            raise DataError(
+                f"{where}: {int(bad.sum())} row(s) with {column!r} outside {sorted(allowed)}"
+                f"{' (required)' if column in spec.required else ''}, e.g. {examples}"
+            )
+
+
+def _typed(df: pd.DataFrame, spec: SourceSpec, folder: Path) -> pd.DataFrame:
+    out = df.copy()
+    for column, allowed in spec.labels.items():
+        if allowed <= _BINARY:
+            out[column] = pd.to_numeric(out[column].replace("", None)).astype("Int8")
+    for column in LABEL_COLUMNS:
+        if column not in out:
+            out[column] = pd.array([pd.NA] * len(out), dtype="Int8")
+    for column in ("orig_width", "orig_height", "width", "height"):
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype("Int64")
+    out["image_path"] = [str(folder / p) for p in out["path"]]
+    out["mask_path"] = [str(folder / p) if p else None for p in out["mask_path"]]
+    out["frontal"] = out["view"].isin(FRONTAL_VIEWS)
+    return out
+
+
+def _exclusion(row: pd.Series, reason: str) -> dict:
+    return {"source": row["source"], "image_id": row["image_id"], "patient_id": row["patient_id"],
+            "reason": reason}
+
+
+def _file_problem(path: str | None, expected: tuple[int, int] | None, what: str) -> str | None:
+    """Why the file at ``path`` cannot be used (None when it can). Reads only the header."""
+    if not path or not os.path.isfile(path):
+        return f"{what} file missing: {path}"
+    try:
+        with Image.open(path) as img:
+            size = img.size
+    except (UnidentifiedImageError, OSError) as err:
+        return f"unreadable {what}: {type(err).__name__}: {err}"
+    if expected is not None and size != expected:
+        return f"{what} size {size[0]}x{size[1]} differs from {expected[0]}x{expected[1]}"
+    return None
+
+
+def _row_problem(row: pd.Series, verify: bool) -> str | None:
+    if not verify:
+        return None if os.path.isfile(row["image_path"]) else f"image file missing: {row['image_path']}"
+    expected = None
+    if pd.notna(row["width"]) and pd.notna(row["height"]):
+        expected = (int(row["width"]), int(row["height"]))
+    problem = _file_problem(row["image_path"], expected, "image")
+    mask = row["mask_path"]
+    if problem is None and isinstance(mask, str) and mask:
+        with Image.open(row["image_path"]) as img:
+            problem = _file_problem(mask, img.size, "mask")
+    return problem
+
+
+def _filter_rows(df: pd.DataFrame, views: str, verify: bool) -> tuple[pd.DataFrame, list[dict]]:
+    excluded: list[dict] = []
+    keep = np.ones(len(df), dtype=bool)
+    first_patient: dict[str, str] = {}
+    for i, (_, row) in enumerate(df.iterrows()):
+        reason = None
+        if row["image_id"] in first_patient:
+            reason = (f"duplicate row: image_id already listed under patient "
+                      f"{first_patient[row['image_id']]}")
+        elif views == "frontal" and not row["frontal"]:
+            reason = f"{row['view'] or 'unknown'} view (frontal asked)"
+        else:
+            reason = _row_problem(row, verify)
+        first_patient.setdefault(row["image_id"], row["patient_id"])
+        if reason:
+            keep[i] = False
+            excluded.append(_exclusion(row, reason))
+    return df.loc[keep].reset_index(drop=True), excluded
+
+
+def load_source(
+    name: str,
+    data_root: str | os.PathLike | None = None,
+    *,
+    views: str = "all",
+    verify: bool = True,
+    strict: bool = False,
+) -> SourceData:
+    """Load one source's manifest in the common schema, with an exclusion report.
+
+    Args:
+        name: one of :data:`SOURCES`.
+        data_root: folder holding ``<name>/manifest.csv``; default: ``COVID_LIB_DATA``, then
+            ``../shared/data``.
+        views: ``"all"`` or ``"frontal"`` (PA, AP, AP Supine; the paper uses frontal CXRs).
+        verify: open every image and mask header (size and decodability); else only check existence.
+        strict: raise :class:`DataError` instead of excluding rows with file problems.
+
+    Returns:
+        :class:`SourceData`; ``manifest`` has absolute ``image_path``/``mask_path``, nullable Int8
+        labels (``covid``, ``pneumonia`` and the source's own), ``frontal`` and the source's extras.
+    """
+    if views not in VIEW_CHOICES:
+        raise DataError(f"views must be one of {VIEW_CHOICES}, got {views!r}")
+    spec = SOURCES.get(name)
+    root, folder = _source_dir(name, data_root)
+    raw = _read_manifest(folder)
+    _check_columns(raw, spec, folder / "manifest.csv")
+    _check_labels(raw, spec, folder / "manifest.csv")
+    if (raw["source"] != name).any():
+        raise DataError(f"{folder / 'manifest.csv'}: 'source' column must be {name!r} on every row")
+    manifest, excluded = _filter_rows(_typed(raw, spec, folder), views, verify)
+    exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
+    file_problems = exclusions[~exclusions["reason"].str.contains("duplicate row|view \\(frontal", regex=True)]
+    if strict and len(file_problems):
+        raise DataError(f"{name}: {len(file_problems)} unusable file(s):\n"
+                        + file_problems.to_string(index=False, max_rows=20))
+    return SourceData(name, root, manifest, exclusions)
+
+
+def load_sources(
+    names: list[str] | tuple[str, ...] | None = None,
+    data_root: str | os.PathLike | None = None,
+    **kwargs,
+) -> SourceData:
+    """Load several sources (default: all six) into one :class:`SourceData`."""
+    loaded = [load_source(n, data_root, **kwargs) for n in (names or list(SOURCES))]
+    manifest = pd.concat([s.manifest for s in loaded], ignore_index=True)
+    exclusions = pd.concat([s.exclusions for s in loaded], ignore_index=True)
+    return SourceData("+".join(s.name for s in loaded), loaded[0].root, manifest, exclusions)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as a 2-D ``uint8`` grayscale array, with a clear error when it fails."""
+    try:
+        with Image.open(path) as img:
+            if img.mode == "I;16" or img.mode == "I":
+                arr = np.asarray(img, dtype=np.float64)
+                span = max(arr.max() - arr.min(), 1e-12)
+                return ((arr - arr.min()) / span * 255).round().astype(np.uint8)
+            return np.asarray(img.convert("L"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(f"image file missing: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageReadError(f"cannot decode {path}: {type(err).__name__}: {err}") from None
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Decode a lung mask as a 2-D ``bool`` array (pixels above 127 are lung)."""
+    return read_image(path) > 127
+
+
+def data_version(data_root: str | os.PathLike | None = None) -> str:
+    """A short hash of every manifest under the data root: changes when any source changes."""
+    root = resolve_data_root(data_root)
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        manifest = root / name / "manifest.csv"
+        if manifest.is_file():
+            digest.update(name.encode())
+            digest.update(manifest.read_bytes())
+    return digest.hexdigest()[:12]
