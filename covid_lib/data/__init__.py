@@ -5,6 +5,15 @@ See :mod:`covid_lib.data.sources` (loading and validation), :mod:`covid_lib.data
 :mod:`covid_lib.data.compose` (the paper's Table I rebuilt from public sources).
 """
 
+from covid_lib.data.compose import (
+    COMPOSITIONS,
+    STAND_INS,
+    compose,
+    global_splits,
+    stand_in_table,
+    table_one,
+    table_one_wide,
+)
 from covid_lib.data.dedup import cached_image_hashes, duplicate_pairs, image_hashes
 from covid_lib.data.sources import (
     FRONTAL_VIEWS,
@@ -17,10 +26,13 @@ from covid_lib.data.sources import (
     load_sources,
     read_image,
     read_mask,
+    summary_table,
 )
 from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_splits, audit_splits
 
 __all__ = [
+    "COMPOSITIONS", "STAND_INS", "compose", "global_splits", "stand_in_table", "summary_table",
+    "table_one", "table_one_wide",
     "FRONTAL_VIEWS", "SOURCES", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
     "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",

@@ -7,31 +7,9 @@ import argparse
 import pandas as pd
 
 from covid_lib.data.compose import COMPOSITIONS, compose, global_splits, stand_in_table, table_one, table_one_wide
-from covid_lib.data.sources import SOURCES, data_version, load_source
+from covid_lib.data.sources import data_version, summary_table
 from covid_lib.data.splits import SPLITS, audit_splits
 from covid_lib.paths import resolve_data_root
-
-
-def summary_table(data_root=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per source: images, patients, labels, views and exclusions; and every exclusion reason."""
-    rows, exclusions = [], []
-    for name in SOURCES:
-        loaded = load_source(name, data_root)
-        m = loaded.manifest
-        covid = m["covid"].value_counts().to_dict()
-        rows.append({
-            "source": name,
-            "images": len(m),
-            "patients": m["patient_id"].nunique(),
-            "COVID+": covid.get(1, 0),
-            "COVID-": covid.get(0, 0),
-            "pneumonia+": int((m["pneumonia"] == 1).sum()),
-            "views": ", ".join(f"{v or '?'} {n}" for v, n in m["view"].value_counts().items()),
-            "masks": int(m["mask_path"].notna().sum()),
-            "excluded": len(loaded.exclusions),
-        })
-        exclusions.append(loaded.exclusions)
-    return pd.DataFrame(rows), pd.concat(exclusions, ignore_index=True)
 
 
 def _print_frame(df: pd.DataFrame) -> None:

@@ -287,6 +287,37 @@ def load_sources(
     return SourceData("+".join(s.name for s in loaded), loaded[0].root, manifest, exclusions)
 
 
+def _label_counts(m: pd.DataFrame, spec: SourceSpec) -> str:
+    parts = []
+    for column in spec.labels:
+        if column != "covid":
+            counts = m[column].astype("string").fillna("?").value_counts().sort_index()
+            parts.append(f"{column} " + "/".join(f"{v}:{n}" for v, n in counts.items()))
+    return "; ".join(parts) or "-"
+
+
+def summary_table(data_root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per source: images, patients, labels, views and exclusions; and every exclusion reason."""
+    rows, exclusions = [], []
+    for name in SOURCES:
+        loaded = load_source(name, data_root)
+        m = loaded.manifest
+        covid = m["covid"].value_counts().to_dict()
+        rows.append({
+            "source": name,
+            "images": len(m),
+            "patients": m["patient_id"].nunique(),
+            "COVID+": covid.get(1, 0),
+            "COVID-": covid.get(0, 0),
+            "other labels": _label_counts(m, SOURCES[name]),
+            "views": ", ".join(f"{v or '?'} {n}" for v, n in m["view"].value_counts().items()),
+            "masks": int(m["mask_path"].notna().sum()),
+            "excluded": len(loaded.exclusions),
+        })
+        exclusions.append(loaded.exclusions)
+    return pd.DataFrame(rows), pd.concat(exclusions, ignore_index=True)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as a 2-D ``uint8`` grayscale array, with a clear error when it fails."""
     try:
