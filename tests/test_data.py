@@ -260,3 +260,13 @@ def test_table_one_beside_the_paper(data_root):
     assert row.set_index("label")["paper"].to_dict() == {1: 10, 0: 5}
     wide = table_one_wide(long)
     assert wide.loc[("CORDA&ChestXRay", "test"), "total COVID+"].endswith("(90)")
+
+
+@pytest.mark.data
+def test_one_named_loader_per_source(data_root):
+    import covid_lib.data as data
+
+    for name in data.SOURCES:
+        loaded = getattr(data, f"load_{name}")(data_root, verify=False)
+        assert loaded.name == name and (loaded.manifest["source"] == name).all()
+        assert name in getattr(data, f"load_{name}").__doc__

@@ -22,6 +22,12 @@ from covid_lib.data.sources import (
     ImageReadError,
     SourceData,
     data_version,
+    load_cohen,
+    load_hannover,
+    load_kermany,
+    load_montgomery,
+    load_nih,
+    load_shenzhen,
     load_source,
     load_sources,
     read_image,
@@ -32,7 +38,8 @@ from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_spl
 
 __all__ = [
     "COMPOSITIONS", "STAND_INS", "compose", "global_splits", "stand_in_table", "summary_table",
-    "table_one", "table_one_wide",
+    "table_one", "table_one_wide", "load_cohen", "load_hannover", "load_kermany", "load_montgomery",
+    "load_nih", "load_shenzhen",
     "FRONTAL_VIEWS", "SOURCES", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
     "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",

@@ -348,3 +348,24 @@ def data_version(data_root: str | os.PathLike | None = None) -> str:
             digest.update(name.encode())
             digest.update(manifest.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _named_loader(name: str):
+    spec = SOURCES[name]
+
+    def loader(data_root: str | os.PathLike | None = None, **kwargs) -> SourceData:
+        return load_source(name, data_root, **kwargs)
+
+    loader.__name__ = loader.__qualname__ = f"load_{name}"
+    loader.__doc__ = (f"Load ``{name}``: {spec.title}.\n\n    Original: {spec.url} ({spec.license}). "
+                      f"Role: {spec.paper_role}.\n    Caveats: {spec.caveats or 'none known'}\n\n"
+                      "    Keyword arguments are those of :func:`load_source`.")
+    return loader
+
+
+load_cohen = _named_loader("cohen")
+load_hannover = _named_loader("hannover")
+load_kermany = _named_loader("kermany")
+load_nih = _named_loader("nih")
+load_montgomery = _named_loader("montgomery")
+load_shenzhen = _named_loader("shenzhen")
