@@ -1,0 +1,340 @@
+"""Tables and figures for the book's chapters: data cards, image grids, acquisition statistics.
+
+Each function takes plain data (a manifest DataFrame from :func:`covid_lib.data.load_sources`)
+and returns a DataFrame or a :class:`matplotlib.figure.Figure` built without pyplot, so that a
+notebook displays it exactly once and no global figure state leaks between cells.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+#: One colour per source, the same in every figure of the book.
+SOURCE_COLORS = {
+    "cohen": "#d62728", "hannover": "#ff7f0e", "kermany": "#2ca02c", "nih": "#1f77b4",
+    "montgomery": "#9467bd", "shenzhen": "#8c564b",
+}
+
+
+def _color(source: str) -> str:
+    return SOURCE_COLORS.get(source, "#7f7f7f")
+
+
+def limit_per_source(manifest: pd.DataFrame, max_images: int | None, *, seed: int = 0,
+                     stratify: str | None = None) -> pd.DataFrame:
+    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given).
+
+    ``None`` keeps everything. Rows keep their original order.
+    """
+    if max_images is None:
+        return manifest
+    parts = []
+    for _, rows in manifest.groupby("source", sort=False):
+        if len(rows) <= max_images:
+            parts.append(rows)
+            continue
+        if stratify and stratify in rows and rows[stratify].notna().any():
+            share = rows[stratify].astype("string").fillna("?").value_counts(normalize=True)
+            take = []
+            for value, frac in share.items():
+                pool = rows[rows[stratify].astype("string").fillna("?") == value]
+                k = max(1, round(frac * max_images))
+                take.append(pool.sample(n=min(k, len(pool)), random_state=seed))
+            chosen = pd.concat(take)
+            if len(chosen) > max_images:
+                chosen = chosen.sample(n=max_images, random_state=seed)
+            parts.append(chosen)
+        else:
+            parts.append(rows.sample(n=max_images, random_state=seed))
+    return manifest.loc[sorted(pd.concat(parts).index)]
+
+
+def _values(series: pd.Series, top: int = 4) -> str:
+    counts = series.astype("string").fillna("unknown").replace("", "unknown").value_counts()
+    shown = [f"{k} {v}" for k, v in counts.head(top).items()]
+    if len(counts) > top:
+        shown.append(f"+{len(counts) - top} more")
+    return ", ".join(shown)
+
+
+def data_cards(manifest: pd.DataFrame, specs: dict | None = None,
+               exclusions: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One card (a column) per source: origin, license, images, patients, labels, views, caveats.
+
+    Args:
+        manifest: loaded rows of one or more sources (all views).
+        specs: ``covid_lib.data.SOURCES`` (title, url, license, role in the paper, caveats).
+        exclusions: the loader's exclusion table, counted per source.
+    """
+    cards = {}
+    for source, rows in manifest.groupby("source", sort=False):
+        spec = (specs or {}).get(source)
+        per_patient = rows.groupby("patient_id").size()
+        labels = []
+        for column in ("covid", "pneumonia", "kermany_class", "finding", "rsna_target", "tb"):
+            if column in rows and rows[column].notna().any() and rows[column].astype("string").ne("").any():
+                labels.append(f"{column}: {_values(rows[column], 3)}")
+        card = {
+            "title": getattr(spec, "title", source),
+            "origin": getattr(spec, "url", ""),
+            "license": getattr(spec, "license", _values(rows["license"], 2)),
+            "role in the paper": getattr(spec, "paper_role", ""),
+            "images": len(rows),
+            "patients": rows["patient_id"].nunique(),
+            "images per patient (max)": int(per_patient.max()),
+            "labels": "; ".join(labels),
+            "views": _values(rows["view"]),
+            "lung masks": int(rows["mask_path"].notna().sum()) if "mask_path" in rows else 0,
+            "original formats": _values(rows["orig_format"]),
+            "original modes": _values(rows["orig_mode"]),
+            "excluded rows": 0 if exclusions is None else int((exclusions["source"] == source).sum()),
+            "caveats": getattr(spec, "caveats", ""),
+        }
+        cards[source] = card
+    return pd.DataFrame(cards)
+
+
+def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
+               label: str | tuple[str, ...] | None = ("covid", "tb"), read=None, size: float = 1.5) -> Figure:
+    """A grid of example images: one row per source, ``per_source`` random images each.
+
+    Args:
+        manifest: rows with ``source``, ``image_path`` (and ``view``, the ``label`` column).
+        per_source: images per row.
+        seed: which images are drawn.
+        label: column (or columns, the first one present is shown) written under each image
+            with its view; None: the view only.
+        read: image reader (default :func:`covid_lib.data.read_image`).
+        size: inches per image.
+    """
+    if read is None:
+        from covid_lib.data import read_image as read
+    sources = list(dict.fromkeys(manifest["source"]))
+    fig = Figure(figsize=(size * per_source, size * 1.15 * len(sources)), layout="constrained")
+    axes = fig.subplots(len(sources), per_source, squeeze=False)
+    for r, source in enumerate(sources):
+        rows = manifest[manifest["source"] == source]
+        picks = rows.sample(n=min(per_source, len(rows)), random_state=seed)
+        for c in range(per_source):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_color(_color(source))
+                spine.set_linewidth(2)
+            if c >= len(picks):
+                ax.set_axis_off()
+                continue
+            row = picks.iloc[c]
+            ax.imshow(read(row["image_path"]), cmap="gray", vmin=0, vmax=255)
+            text = str(row.get("view", ""))
+            for column in ((label,) if isinstance(label, str) else tuple(label or ())):
+                if column in row and pd.notna(row[column]) and str(row[column]) != "":
+                    text += f" · {column} {row[column]}"
+                    break
+            ax.set_xlabel(text, fontsize=7)
+            if c == 0:
+                ax.set_ylabel(source, fontsize=9, color=_color(source), fontweight="bold")
+    return fig
+
+
+def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-image intensity statistics and per-source mean histograms of the stored 8-bit images.
+
+    Returns:
+        ``(per_image, histograms)``: ``per_image`` has one row per image (``source``, ``image_id``,
+        ``mean``, ``std``, ``p01``, ``p99``, ``black`` and ``white``: the share of pixels at most 5
+        or at least 250, and ``border_mean``: mean of the outer 5 % frame, where text and
+        collimation live); ``histograms`` has one row per source and ``bins`` columns (bin left
+        edges), each row the mean of the images' normalised histograms.
+    """
+    if read is None:
+        from covid_lib.data import read_image as read
+    edges = np.linspace(0, 256, bins + 1)
+    rows, hists = [], {}
+    for source, part in manifest.groupby("source", sort=False):
+        acc = np.zeros(bins)
+        for _, r in part.iterrows():
+            img = read(r["image_path"]).astype(np.float32)
+            h, _ = np.histogram(img, bins=edges)
+            acc += h / img.size
+            bh, bw = max(1, img.shape[0] // 20), max(1, img.shape[1] // 20)
+            frame = np.concatenate([img[:bh].ravel(), img[-bh:].ravel(), img[:, :bw].ravel(), img[:, -bw:].ravel()])
+            p01, p99 = np.percentile(img, [1, 99])
+            rows.append({"source": source, "image_id": r["image_id"], "mean": float(img.mean()),
+                         "std": float(img.std()), "p01": float(p01), "p99": float(p99),
+                         "black": float((img <= 5).mean()), "white": float((img >= 250).mean()),
+                         "border_mean": float(frame.mean())})
+        hists[source] = acc / max(len(part), 1)
+    histograms = pd.DataFrame.from_dict(hists, orient="index", columns=[int(e) for e in edges[:-1]])
+    return pd.DataFrame(rows), histograms
+
+
+def plot_intensity(per_image: pd.DataFrame, histograms: pd.DataFrame) -> Figure:
+    """Per-source mean histograms (left) and the spread of image mean and contrast (right)."""
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax_h, ax_m, ax_s = fig.subplots(1, 3, width_ratios=[2, 1, 1])
+    width = float(np.diff(np.asarray(histograms.columns, dtype=float))[0]) if histograms.shape[1] > 1 else 256.0
+    centres = np.asarray(histograms.columns, dtype=float) + width / 2
+    for source, hist in histograms.iterrows():
+        ax_h.plot(centres, hist.to_numpy() / width, color=_color(source), label=source, lw=1.6)
+    ax_h.set_xlabel("pixel value (stored 8-bit image)")
+    ax_h.set_ylabel("share of pixels per grey level")
+    ax_h.set_yscale("log")
+    ax_h.legend(fontsize=8, ncols=2)
+    ax_h.set_title("mean intensity histogram per source", fontsize=10)
+    sources = list(histograms.index)
+    for ax, column, title in ((ax_m, "mean", "image mean"), (ax_s, "std", "image contrast (std)")):
+        data = [per_image.loc[per_image["source"] == s, column].to_numpy() for s in sources]
+        parts = ax.boxplot(data, vert=False, tick_labels=sources, patch_artist=True, widths=0.6,
+                           flierprops={"markersize": 2})
+        for patch, s in zip(parts["boxes"], sources):
+            patch.set_facecolor(_color(s))
+            patch.set_alpha(0.6)
+        ax.set_title(title, fontsize=10)
+        ax.invert_yaxis()
+    ax_s.set_yticklabels([])
+    return fig
+
+
+def original_formats(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per source: original file formats and modes, and the spread of original sizes (pixels)."""
+    out = {}
+    for source, rows in manifest.groupby("source", sort=False):
+        w, h = rows["orig_width"].astype(float), rows["orig_height"].astype(float)
+        out[source] = {
+            "formats": _values(rows["orig_format"]),
+            "modes": _values(rows["orig_mode"]),
+            "width (median, min-max)": f"{w.median():.0f} ({w.min():.0f}-{w.max():.0f})",
+            "height (median, min-max)": f"{h.median():.0f} ({h.min():.0f}-{h.max():.0f})",
+            "aspect h/w (median)": f"{(h / w).median():.2f}",
+            "distinct sizes": int(rows[["orig_width", "orig_height"]].drop_duplicates().shape[0]),
+        }
+    return pd.DataFrame(out).T
+
+
+def plot_original_sizes(manifest: pd.DataFrame) -> Figure:
+    """Original width against height per source (log axes): each source has its own signature."""
+    fig = Figure(figsize=(6.5, 5), layout="constrained")
+    ax = fig.subplots()
+    for source, rows in manifest.groupby("source", sort=False):
+        jitter = np.random.default_rng(0).normal(1, 0.004, size=(2, len(rows)))
+        ax.scatter(rows["orig_width"].astype(float) * jitter[0], rows["orig_height"].astype(float) * jitter[1],
+                   s=8, alpha=0.5, color=_color(source), label=f"{source} ({len(rows)})")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("original width (px)")
+    ax.set_ylabel("original height (px)")
+    ax.legend(fontsize=8, markerscale=2)
+    ax.set_title("original image sizes, before the common 256 px encoding", fontsize=10)
+    return fig
+
+
+def image_level_split_leakage(manifest: pd.DataFrame, *, label: str = "covid", test_size: float = 0.3,
+                              seeds: Iterable[int] = range(10)) -> pd.DataFrame:
+    """What splitting by *image* (the paper's code: stratified ``train_test_split``) does to patients.
+
+    For each seed, splits the rows 70/30 by image, stratified on ``label``, and counts the test
+    images whose patient also has an image in the training part.
+
+    Returns:
+        One row per seed: ``test_images``, ``patients_in_both``, ``test_images_leaked`` and their share.
+    """
+    from sklearn.model_selection import train_test_split
+
+    rows = manifest.reset_index(drop=True)
+    y = rows[label].astype("string").fillna("?")
+    out = []
+    for seed in seeds:
+        train, test = train_test_split(rows.index, test_size=test_size, stratify=y, random_state=seed)
+        train_patients = set(rows.loc[train, "patient_id"])
+        test_rows = rows.loc[test]
+        leaked = test_rows["patient_id"].isin(train_patients)
+        out.append({"seed": seed, "test_images": len(test_rows),
+                    "patients_in_both": int(test_rows.loc[leaked, "patient_id"].nunique()),
+                    "test_images_leaked": int(leaked.sum()),
+                    "share_leaked": float(leaked.mean())})
+    return pd.DataFrame(out)
+
+
+def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 4, read=None,
+                       size: float = 1.8) -> Figure:
+    """Show ``n`` duplicate pairs side by side (``pairs`` from :class:`covid_lib.data.SplitAudit`)."""
+    if read is None:
+        from covid_lib.data import read_image as read
+    index = manifest.set_index(["source", "image_id"])["image_path"]
+    shown = pairs.head(n)
+    fig = Figure(figsize=(size * 2 * max(len(shown), 1), size * 1.3), layout="constrained")
+    if shown.empty:
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no duplicate pairs", ha="center", va="center")
+        return fig
+    axes = fig.subplots(1, 2 * len(shown), squeeze=False)[0]
+    for k, (_, p) in enumerate(shown.iterrows()):
+        for side, ax in zip("ab", axes[2 * k: 2 * k + 2]):
+            path = index.get((p[f"source_{side}"], p[f"image_id_{side}"]))
+            if isinstance(path, pd.Series):
+                path = path.iloc[0]
+            ax.imshow(read(path), cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{p[f'patient_id_{side}']}\n{p[f'split_{side}']}", fontsize=7)
+        axes[2 * k].set_title(f"{p['kind']}, {p['distance']} bits", fontsize=8, loc="left")
+    return fig
+
+
+def provenance(*, profile: str, parameters: dict[str, Any], started: float | None = None,
+               data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """A two-column table saying what produced a chapter: profile, parameters, commit, data, versions.
+
+    ``started`` is a :func:`time.time` taken in the chapter's first cell; the table then shows
+    the elapsed time. The runner records the same facts in the notebook's metadata.
+    """
+    from covid_lib.book import data_version, environment, git_state
+
+    git = git_state()
+    env = environment(str(parameters.get("device", "auto")))
+    rows = {
+        "profile": profile,
+        "parameters": ", ".join(f"{k}={v!r}" for k, v in parameters.items()),
+        "git commit": f"{(git.get('commit') or '?')[:10]}" + (" (work tree dirty)" if git.get("dirty") else ""),
+        "data version": data_version(data_root) or "no data",
+        "device": env.get("gpu") or env.get("device"),
+        "python / torch / numpy / pandas": f"{env['python']} / {env['torch']} / {env['numpy']} / {env['pandas']}",
+        "CPUs": env.get("cpu_count"),
+        "executed (UTC)": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    }
+    if started is not None:
+        rows["elapsed"] = f"{time.time() - started:.0f} s"
+    return pd.DataFrame({"value": rows}).rename_axis("")
+
+
+def demographics(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Per source: how many images state age and sex, the age quartiles and the share of women."""
+    out = {}
+    for source, rows in manifest.groupby("source", sort=False):
+        age = pd.to_numeric(rows["age"].replace("", None), errors="coerce") if "age" in rows else pd.Series(dtype=float)
+        sex = rows["sex"].astype("string").str.upper().replace("", pd.NA) if "sex" in rows else pd.Series(dtype="string")
+        known = sex.dropna()
+        out[source] = {
+            "age known": int(age.notna().sum()),
+            "age median (IQR)": (f"{age.median():.0f} ({age.quantile(0.25):.0f}-{age.quantile(0.75):.0f})"
+                                 if age.notna().any() else "-"),
+            "age range": f"{age.min():.0f}-{age.max():.0f}" if age.notna().any() else "-",
+            "sex known": int(known.size),
+            "women": f"{(known == 'F').mean():.0%}" if known.size else "-",
+        }
+    return pd.DataFrame(out).T

@@ -1,0 +1,225 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The data: sources, the paper's Table I, and what a model could learn instead of disease
+#
+# Before any model is trained, this chapter looks at the data the study stands on. Three of the
+# paper's hurdles are visible here, without any network: **hidden dataset biases** (each source has
+# its own scanners, file formats, sizes, intensities and patients), **very small test sets** (the
+# COVID-ChestXRay test of the paper and earlier works holds 15 images), and **patient leakage**
+# (several images per patient, some images listed twice or copied between sources).
+#
+# Everything below is computed by `covid_lib.data` (loading, validation, splits, compositions,
+# duplicate audit) and drawn by `covid_lib.report`; this notebook only calls them.
+
+# %% tags=["parameters"]
+data_root = None  # folder with <source>/manifest.csv; None: $COVID_LIB_DATA or ../shared/data
+device = "auto"  # unused here (no model); kept so that every chapter takes the same parameters
+profile = "cpu"  # smoke | cpu | paper: caps the images read for the pixel statistics
+seed = 0  # the patient-level split and the images shown
+grid_images = 6  # example images per source
+histogram_bins = 64  # grey-level bins of the intensity histograms
+
+# %%
+# %matplotlib inline
+# %config InlineBackend.figure_formats = ["png"]
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+
+import pandas as pd
+from IPython.display import display
+
+from covid_lib import data, report
+from covid_lib.profiles import get_profile
+
+started = time.time()
+settings = get_profile(profile)
+pd.set_option("display.max_colwidth", 120)
+pd.set_option("display.width", 200)
+
+loaded = data.load_sources(data_root=data_root, views="all")
+manifest = loaded.manifest
+print(loaded)
+
+# %% [markdown]
+# ## The sources
+#
+# Six public sources, each reduced to one encoding (8-bit grayscale PNG, shorter side 256 px) with
+# its original size, mode and format kept in the manifest:
+#
+# - **cohen**: the COVID-19 image data collection {cite:p}`cohen2020covid`, gathered from hospitals
+#   and from figures in papers; COVID+ and COVID− (other pneumonias); lung masks by V7 Labs
+#   {cite:p}`v7labs2020covid`. The paper's *COVID-ChestXRay*, and here also the stand-in for CORDA.
+# - **hannover**: the COVID-19 image repository of Hannover Medical School {cite:p}`winther2020covid`,
+#   a single hospital, every patient COVID+, many from intensive care. Not used by the paper; here
+#   the "unseen hospital".
+# - **kermany**: pediatric pneumonia from Guangzhou {cite:p}`kermany2018identifying,kermany2018labeled`,
+#   normal, bacterial and viral; the paper's *ChestXRay*.
+# - **nih**: a ChestX-ray14 subset {cite:p}`wang2017chestxray8` with the RSNA challenge labels where
+#   they exist {cite:p}`shih2019augmenting`; the paper's *RSNA*.
+# - **montgomery** and **shenzhen**: the NLM tuberculosis sets {cite:p}`jaeger2014two` with manual
+#   lung masks (Shenzhen's by {cite:t}`stirenko2018chest`), for training the lung segmentation.
+#
+# The loader validates every manifest and opens every image; rows it cannot use are excluded with a
+# reason, never dropped silently.
+
+# %%
+summary, exclusions = data.summary_table(data_root)
+display(summary.set_index("source"))
+display(exclusions)
+
+# %% [markdown]
+# ### Data cards
+#
+# One card per source: where it comes from, under which license, how many patients and images, which
+# labels and views, and what to watch out for.
+
+# %%
+cards = report.data_cards(manifest, data.SOURCES, loaded.exclusions)
+display(cards)
+
+# %% [markdown]
+# Who the patients are differs as much as the images. Kermany's are children aged one to five
+# (the source states no age per image); the COVID collection's are mostly older adults. A classifier
+# trained on COVID+ adults against COVID− children can score well by estimating age.
+
+# %%
+display(report.demographics(manifest))
+
+# %% [markdown]
+# ## The paper's Table I, rebuilt from public data
+#
+# The paper trains and tests on five compositions of four sets. CORDA is private, so each set has a
+# public stand-in; the rule and the reason for each:
+
+# %%
+display(data.stand_in_table())
+
+# %% [markdown]
+# Splits are drawn once per **patient group** (patients that share an image are joined), 70 % /
+# 30 % between training and test and then 80 % / 20 % between training and validation as in the
+# paper; every composition draws on the same split, so no image tested in one composition was
+# trained on in another. Each cell shows **our count (the paper's count)**; the paper's Table I lists
+# no validation counts.
+
+# %%
+table_one = data.table_one(data_root, seed=seed)
+display(data.table_one_wide(table_one))
+
+# %% [markdown]
+# Two things stand out. Our CORDA stand-in is much smaller than CORDA, so the compositions that
+# borrow COVID− images from ChestXRay or RSNA are dominated by the borrowed images even more than
+# in the paper: most COVID− training images come from another source, in other hospitals, on other
+# patients (children, for ChestXRay). And the COVID-ChestXRay test has 15 images, as in the paper and
+# the works it compares with: each image is more than 6 % of the balanced accuracy of its class, so
+# no single number measured on it can be trusted without an interval.
+
+# %% [markdown]
+# ## What the images look like
+#
+# Random examples from each source (frame colour = source), with their view and their COVID label
+# (tuberculosis label for the two segmentation sets).
+
+# %%
+report.image_grid(manifest, per_source=grid_images, seed=seed, label=("covid", "tb"))
+
+# %% [markdown]
+# ## Acquisition differences a model can learn
+#
+# The paper warns that "every CXR has its own image windowing parameters or other acquisition
+# settings that a deep model could potentially learn to discriminate"
+# {cite:p}`tartaglione2020unveiling`. The original files already tell the sources apart: formats,
+# colour modes and sizes are source-specific. (All images are stored here at the same encoding,
+# but a resampled 1024 px NIH image and an upsampled small figure from a paper still differ in
+# sharpness and noise.)
+
+# %%
+display(report.original_formats(manifest))
+
+# %%
+report.plot_original_sizes(manifest)
+
+# %% [markdown]
+# Intensities differ too: the share of pure black and white pixels (borders, burnt-in text,
+# collimation), the overall brightness and the contrast. The statistics are computed on the stored
+# 8-bit images, on at most `max_images` images per source under the chosen profile.
+
+# %%
+sample = report.limit_per_source(manifest, settings.max_images, seed=seed, stratify="covid")
+per_image, histograms = report.intensity_statistics(sample, bins=histogram_bins)
+print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images "
+      f"({'all' if settings.max_images is None else f'at most {settings.max_images} per source'})")
+report.plot_intensity(per_image, histograms)
+
+# %%
+stats = per_image.groupby("source", sort=False)[["mean", "std", "black", "white", "border_mean"]].mean()
+display(stats.style.format({"mean": "{:.1f}", "std": "{:.1f}", "black": "{:.1%}", "white": "{:.1%}",
+                            "border_mean": "{:.1f}"}))
+
+# %% [markdown]
+# The paper's pre-processing (histogram equalisation, then a lung mask) is meant to remove exactly
+# these differences; later chapters test whether it does.
+#
+# ## Duplicates and the leakage audit
+#
+# Several images per patient are common in the COVID collection, a few files are listed twice
+# under two patient ids (excluded above), different files hold identical pixels, and images can
+# appear in two sources. The split joins patients that share an identical image into one group;
+# the audit below checks the result over all six sources: no patient and no identical image may be
+# in two splits. Near duplicates (perceptual hashes at most a few bits apart) are reported, not
+# joined: at that distance unrelated X-rays also match. The examples below show two exact
+# duplicates (identical pixels; first those filed under two patient ids) and the two closest near
+# matches, with each image's patient and split.
+
+# %%
+splits = data.global_splits(data_root, seed=seed)
+audit = data.audit_splits(splits, raise_on_leak=False)
+print(audit.summary())
+display(splits.pivot_table(index="source", columns="split", values="image_id", aggfunc="count")[list(data.SPLITS)])
+
+# %%
+dups = audit.duplicates
+display(dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size().rename("pairs").reset_index())
+
+# %%
+exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
+near = dups[dups["kind"] == "near"].sort_values("distance", kind="stable")
+report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
+
+# %% [markdown]
+# ### What splitting by image would have done
+#
+# The paper's code split by image (a stratified `train_test_split`), not by patient. On the
+# COVID-ChestXRay stand-in (frontal images of the COVID collection), a 70 / 30 split by image puts
+# this share of the test images next to another image of the same patient in training, seed after
+# seed:
+
+# %%
+cohen_frontal = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
+leak = report.image_level_split_leakage(cohen_frontal, label="covid", seeds=range(10))
+display(leak.describe().loc[["mean", "min", "max"], ["test_images", "patients_in_both", "test_images_leaked", "share_leaked"]])
+
+# %% [markdown]
+# Such a test set partly measures whether the model recognises a patient it has already seen,
+# which is the "patient's lung shape" feature the paper warns about. Every split in this book is
+# by patient, and the audit above runs on it.
+#
+# ## Provenance
+#
+# What produced this chapter (the runner also records it in the notebook's metadata, with the
+# source hash used to detect a stale chapter):
+
+# %%
+report.provenance(profile=profile, started=started, data_root=data_root,
+                  parameters={"data_root": data_root, "device": device, "profile": profile, "seed": seed,
+                              "grid_images": grid_images, "histogram_bins": histogram_bins})
