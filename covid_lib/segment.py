@@ -410,6 +410,8 @@ def train(cfg: TrainConfig, *, data_root=None, out: str | os.PathLike = DEFAULT_
     t_start = time.time()
     torch.set_num_threads(cfg.threads)
     out = Path(out)
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log_fh = open(log_path, "a") if log_path else None
 
     def log(row):
