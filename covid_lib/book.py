@@ -369,6 +369,12 @@ def read_record(executed: str | os.PathLike) -> dict:
     return dict(nb.metadata.get(METADATA_KEY, {}))
 
 
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
 def check_executed(
     source: str | os.PathLike,
     executed: str | os.PathLike,
@@ -379,7 +385,8 @@ def check_executed(
     """Compare an executed notebook with the chapter source it claims to come from.
 
     Stale when: the source's SHA-256 differs from the recorded one; the recorded parameters are
-    not those the ``parameters`` cell defines (names) or not those papermill injected (values);
+    not those the ``parameters`` cell defines (names), or their values are not the cell's defaults
+    overridden by what papermill injected;
     the recorded profile's settings differ from the current profile definition; the notebook holds
     an error output; or (``check_data`` and data present) the data version changed.
     """
@@ -399,16 +406,18 @@ def check_executed(
         reasons.append(f"source changed: {source.name} is {current[:12]}, executed from {str(rec.get('source_sha256'))[:12]}")
     recorded = rec.get("parameters", {})
     try:
-        names = set(parameter_defaults(source))
+        defaults = parameter_defaults(source)
     except ValueError as err:
         reasons.append(str(err))
-        names = set(recorded)
-    if set(recorded) != names:
-        reasons.append(f"parameters recorded {sorted(recorded)} are not those of the source {sorted(names)}")
+        defaults = dict(recorded)
+    if set(recorded) != set(defaults):
+        reasons.append(f"parameters recorded {sorted(recorded)} are not those of the source {sorted(defaults)}")
     injected = nb.metadata.get("papermill", {}).get("parameters", {})
-    differ = sorted(k for k, v in injected.items() if recorded.get(k) != v)
+    expected = _jsonable({**defaults, **injected})
+    differ = sorted(k for k in set(expected) & set(recorded) if _jsonable(recorded[k]) != expected[k])
     if differ:
-        reasons.append(f"recorded parameters differ from those papermill injected: {', '.join(differ)}")
+        reasons.append("recorded parameters differ from the source's defaults and those papermill "
+                       f"injected: {', '.join(differ)}")
     profile = rec.get("profile")
     if profile not in PROFILES:
         reasons.append(f"unknown profile {profile!r}")
@@ -623,3 +632,35 @@ __all__ = [
     "read_record", "check_executed", "chapter_status", "profiles_table", "parameters_table", "runtimes_table", "render_page",
     "sync_pages", "register_cli", "iter_executed",
 ]
+
+
+# --------------------------------------------------------------------------- Sphinx extension
+
+
+def _dedupe_assets(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated inline scripts and stylesheets from a page.
+
+    Sphinx 7.4 adds each inline script that an extension registers after the builder started
+    (sphinx-thebe's and sphinx-togglebutton's) a second time in ``prepare_writing`` (once with
+    filename None, once with ''), so every page declared ``const THEBE_JS_URL`` twice and the
+    browser logged a SyntaxError. Loaded from ``_config.yml`` (``sphinx.local_extensions``).
+    """
+    for key in ("script_files", "css_files"):
+        assets = context.get(key)
+        if not isinstance(assets, list):
+            continue
+        seen, unique = set(), []
+        for asset in assets:
+            attrs = getattr(asset, "attributes", {}) or {}
+            ident = (getattr(asset, "filename", str(asset)) or "", getattr(asset, "priority", None),
+                     tuple(sorted((k, str(v)) for k, v in attrs.items())))
+            if ident not in seen:
+                seen.add(ident)
+                unique.append(asset)
+        assets[:] = unique
+
+
+def setup(app) -> dict:
+    """Sphinx extension hook: lets ``jupyter-book build`` load this module (see :func:`_dedupe_assets`)."""
+    app.connect("html-page-context", _dedupe_assets)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

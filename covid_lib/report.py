@@ -193,7 +193,7 @@ def plot_intensity(per_image: pd.DataFrame, histograms: pd.DataFrame) -> Figure:
     sources = list(histograms.index)
     for ax, column, title in ((ax_m, "mean", "image mean"), (ax_s, "std", "image contrast (std)")):
         data = [per_image.loc[per_image["source"] == s, column].to_numpy() for s in sources]
-        parts = ax.boxplot(data, vert=False, tick_labels=sources, patch_artist=True, widths=0.6,
+        parts = ax.boxplot(data, orientation="horizontal", tick_labels=sources, patch_artist=True, widths=0.6,
                            flierprops={"markersize": 2})
         for patch, s in zip(parts["boxes"], sources):
             patch.set_facecolor(_color(s))

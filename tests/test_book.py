@@ -1,0 +1,432 @@
+"""The book: configuration, table of contents, bibliography, staleness, warning-free build.
+
+Nothing here executes a chapter (see ``test_notebooks.py``) or needs the data: the build renders
+the committed executed chapters. The report helpers the chapters call are tested at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from covid_lib import book, report
+from covid_lib.paths import REPO_ROOT
+from covid_lib.profiles import PROFILES, Profile, get_profile
+
+CONFIG = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())
+TOC = yaml.safe_load((REPO_ROOT / "_toc.yml").read_text())
+CHAPTERS = book.list_chapters()
+
+
+def _toc_files(entries) -> list[str]:
+    files = []
+    for entry in entries or []:
+        if "file" in entry:
+            files.append(entry["file"])
+        files += _toc_files(entry.get("sections"))
+        for part in entry.get("parts", []):
+            files += _toc_files(part.get("chapters"))
+    return files
+
+
+def toc_files() -> list[str]:
+    return [TOC["root"], *_toc_files(TOC.get("chapters")), *_toc_files(
+        [c for p in TOC.get("parts", []) for c in p.get("chapters", [])])]
+
+
+def _page_path(entry: str) -> Path | None:
+    for suffix in (".md", ".ipynb"):
+        if (REPO_ROOT / f"{entry}{suffix}").is_file():
+            return REPO_ROOT / f"{entry}{suffix}"
+    return None
+
+
+# --------------------------------------------------------------------------- configuration and toc
+
+
+def test_config_renders_committed_outputs_only():
+    assert CONFIG["execute"]["execute_notebooks"] == "off"
+    assert CONFIG["only_build_toc_files"] is True
+    for pattern in ("notebooks", "tests", ".cache", ".venv", "README.md"):
+        assert pattern in CONFIG["exclude_patterns"]
+    for bib in CONFIG["bibtex_bibfiles"]:
+        assert (REPO_ROOT / bib).is_file()
+
+
+def test_toc_lists_only_existing_pages():
+    assert TOC["format"] == "jb-book"
+    missing = [f for f in toc_files() if _page_path(f) is None]
+    assert not missing, f"_toc.yml lists pages that do not exist: {missing}"
+    assert len(set(toc_files())) == len(toc_files()), "a page is listed twice"
+
+
+def test_every_chapter_has_an_executed_notebook_in_the_toc():
+    assert CHAPTERS, "no chapters in notebooks/"
+    listed = set(toc_files())
+    for chapter in CHAPTERS:
+        entry = f"book/chapters/{chapter.stem}"
+        assert entry in listed, f"{chapter.stem} is not in _toc.yml"
+        assert _page_path(entry) == REPO_ROOT / f"{entry}.ipynb", f"{entry}.ipynb is not committed"
+
+
+def test_no_placeholder_pages():
+    for entry in toc_files():
+        path = _page_path(entry)
+        if path.suffix == ".md":
+            text = path.read_text()
+            assert len(text.split()) > 25, f"{path.name} looks like a placeholder"
+            assert not re.search(r"\b(TODO|TBD|lorem ipsum|coming soon)\b", text, re.I), path.name
+
+
+# --------------------------------------------------------------------------- bibliography
+
+
+def _bib_keys() -> set[str]:
+    text = (REPO_ROOT / "book" / "references.bib").read_text()
+    return set(re.findall(r"^@\w+\{([^,\s]+),", text, re.M))
+
+
+def _cited_keys() -> set[str]:
+    texts = [(REPO_ROOT / f"{e}.md").read_text() for e in toc_files() if _page_path(e).suffix == ".md"]
+    for e in toc_files():
+        if _page_path(e).suffix == ".ipynb":
+            nb = nbformat.read(_page_path(e), as_version=4)
+            texts += [c.source for c in nb.cells if c.cell_type == "markdown"]
+    keys = set()
+    for text in texts:
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text):
+            keys.update(k.strip() for k in group.split(","))
+    return keys
+
+
+def test_every_reference_is_cited_and_every_citation_exists():
+    bib, cited = _bib_keys(), _cited_keys()
+    assert not cited - bib, f"cited but not in references.bib: {sorted(cited - bib)}"
+    assert not bib - cited, f"in references.bib but never cited: {sorted(bib - cited)}"
+
+
+def test_bibliography_has_the_papers_data_and_methods():
+    bib = _bib_keys()
+    for key in ("tartaglione2020unveiling", "benahmed2021deep", "panagiotakopoulos2020transfer",
+                "cohen2020covid", "winther2020covid", "kermany2018identifying", "wang2017chestxray8",
+                "shih2019augmenting", "jaeger2014two", "stirenko2018chest", "v7labs2020covid",
+                "ronneberger2015unet", "he2016deep", "delong1988comparing", "wilson1927probable",
+                "vandermaaten2008visualizing", "policar2024opentsne", "kohonen1990self",
+                "selvaraju2017gradcam"):
+        assert key in bib
+
+
+# --------------------------------------------------------------------------- executed chapters
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_committed_chapter_is_fresh(chapter):
+    """Fails when a chapter's source, parameters or profile changed since it was executed."""
+    status = book.chapter_status(chapter)
+    assert status.fresh, (f"{chapter.stem} is {status.state}: {'; '.join(status.reasons)}. "
+                          f"Re-run: python -m covid_lib book run {chapter.stem} --profile cpu")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_committed_chapter_carries_outputs(chapter):
+    nb = nbformat.read(chapter.output(), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count for c in code), "every code cell must have been executed"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 1, "a chapter shows at least one figure"
+    assert any("parameters" in c.metadata.get("tags", []) for c in code)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in code), "executed by papermill"
+    record = nb.metadata[book.METADATA_KEY]
+    assert record["profile"] in ("cpu", "paper"), "the committed book is executed with cpu or paper"
+    assert record["wall_time_s"] > 0 and record["environment"]["python"]
+    assert record["source"] == f"notebooks/{chapter.stem}.py"
+    assert "/tmp" not in json.dumps(nb.metadata.get("papermill", {})), "machine-specific paths leaked"
+
+
+def test_generated_tables_of_the_reproduce_page_are_in_sync():
+    page = book.REPRODUCE_PAGE.read_text()
+    for name in book.GENERATED_BLOCKS:
+        assert f"<!-- BEGIN generated:{name}" in page
+    assert book.render_page(page) == page, "run: python -m covid_lib book sync"
+    for name in PROFILES:
+        assert f"`{name}`" in page
+
+
+# --------------------------------------------------------------------------- staleness detector
+
+
+@pytest.fixture
+def chapter_copy(tmp_path):
+    """A copy of the first chapter's source and executed notebook, to tamper with."""
+    chapter = CHAPTERS[0]
+    src = tmp_path / chapter.source.name
+    out = tmp_path / f"{chapter.stem}.ipynb"
+    shutil.copyfile(chapter.source, src)
+    shutil.copyfile(chapter.output(), out)
+    return src, out
+
+
+def _edit_notebook(path: Path, edit) -> None:
+    nb = nbformat.read(path, as_version=4)
+    edit(nb)
+    nbformat.write(nb, path)
+
+
+def test_staleness_detector_fresh_copy(chapter_copy):
+    src, out = chapter_copy
+    status = book.check_executed(src, out, check_data=False)
+    assert status.fresh, status.reasons
+
+
+def test_staleness_detector_flags_a_modified_source(chapter_copy):
+    src, out = chapter_copy
+    src.write_text(src.read_text() + "\n# %%\nprint('a new cell')\n")
+    status = book.check_executed(src, out, check_data=False)
+    assert status.state == "stale"
+    assert any("source changed" in r for r in status.reasons)
+
+
+def test_staleness_detector_ignores_line_endings(chapter_copy):
+    src, out = chapter_copy
+    src.write_bytes(src.read_bytes().replace(b"\n", b"\r\n"))
+    assert book.check_executed(src, out, check_data=False).fresh
+
+
+def test_staleness_detector_flags_changed_parameters(chapter_copy):
+    src, out = chapter_copy
+
+    def tamper(nb):
+        nb.metadata["hurdles"]["parameters"]["seed"] = 12345
+
+    _edit_notebook(out, tamper)
+    status = book.check_executed(src, out, check_data=False)
+    assert status.state == "stale"
+    assert any("papermill injected" in r or "parameters" in r for r in status.reasons)
+
+
+def test_staleness_detector_flags_a_new_parameter_in_the_source(chapter_copy):
+    src, out = chapter_copy
+    text = src.read_text().replace('seed = 0', 'seed = 0\nnew_knob = 3', 1)
+    src.write_text(text)
+    status = book.check_executed(src, out, check_data=False)
+    assert any("are not those of the source" in r for r in status.reasons)
+
+
+def test_staleness_detector_flags_a_changed_profile(chapter_copy, monkeypatch):
+    src, out = chapter_copy
+    name = book.read_record(out)["profile"]
+    changed = dict(PROFILES)
+    changed[name] = Profile(**{**PROFILES[name].__dict__, "epochs": PROFILES[name].epochs + 1})
+    monkeypatch.setattr(book, "PROFILES", changed)
+    status = book.check_executed(src, out, check_data=False)
+    assert any("profile" in r for r in status.reasons)
+
+
+def test_staleness_detector_flags_errors_and_missing_records(chapter_copy, tmp_path):
+    src, out = chapter_copy
+
+    def add_error(nb):
+        cell = next(c for c in nb.cells if c.cell_type == "code")
+        cell.outputs.append(nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[]))
+
+    _edit_notebook(out, add_error)
+    assert any("error" in r for r in book.check_executed(src, out, check_data=False).reasons)
+    _edit_notebook(out, lambda nb: nb.metadata.pop("hurdles"))
+    assert book.check_executed(src, out, check_data=False).state == "stale"
+    assert book.check_executed(src, tmp_path / "absent.ipynb").state == "not executed"
+
+
+def test_staleness_detector_flags_changed_data(chapter_copy, monkeypatch):
+    src, out = chapter_copy
+    monkeypatch.setattr(book, "data_version", lambda root=None: "another-version")
+    status = book.check_executed(src, out)
+    assert any("data version changed" in r for r in status.reasons)
+    monkeypatch.setattr(book, "data_version", lambda root=None: None)  # no data here: not checked
+    assert book.check_executed(src, out).fresh
+
+
+# --------------------------------------------------------------------------- runner without execution
+
+
+def test_resolve_chapter_by_stem_name_number_and_path():
+    chapter = CHAPTERS[0]
+    for query in (chapter.stem, chapter.name, chapter.number, str(int(chapter.number)), f"notebooks/{chapter.stem}.py"):
+        assert book.resolve_chapter(query) == chapter
+    with pytest.raises(ValueError, match="chapters: "):
+        book.resolve_chapter("no_such_chapter")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_chapter_parameters_cell(chapter):
+    defaults = book.parameter_defaults(chapter.source)
+    assert defaults["data_root"] is None
+    assert defaults["device"] == "auto"
+    assert defaults["profile"] == "cpu"
+    assert isinstance(defaults["seed"], int)
+
+
+def test_parameters_cell_must_hold_literals(tmp_path):
+    bad = tmp_path / "99_bad.py"
+    bad.write_text('# %% tags=["parameters"]\ndata_root = None\ndevice = "auto"\nprofile = "cpu"\nseed = f(0)\n')
+    with pytest.raises(ValueError, match="literal"):
+        book.parameter_defaults(bad)
+    bad.write_text('# %%\nx = 1\n')
+    with pytest.raises(ValueError, match="tagged 'parameters'"):
+        book.parameter_defaults(bad)
+
+
+def test_effective_parameters_reject_unknown_names_and_profiles():
+    chapter = CHAPTERS[0]
+    injected, effective = book._effective_parameters(chapter, "smoke", {"seed": 3})
+    assert injected == {"seed": 3, "profile": "smoke"}
+    assert effective["seed"] == 3 and set(effective) == set(book.parameter_defaults(chapter.source))
+    with pytest.raises(ValueError, match="has no parameter nope"):
+        book._effective_parameters(chapter, "smoke", {"nope": 1})
+    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, paper"):
+        book._effective_parameters(chapter, "gpu", {})
+
+
+@pytest.mark.parametrize("text, value", [
+    ("True", True), ("false", False), ("None", None), ("3", 3), ("0.5", 0.5), ("cuda", "cuda"),
+    ("[0, 1, 2]", [0, 1, 2]), ("/data/x", "/data/x"), ("[not python", "[not python"),
+])
+def test_parse_value_follows_papermill(text, value):
+    assert book.parse_value(text) == value
+
+
+def test_cli_book_list_and_check(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    book.register_cli(parser.add_subparsers(dest="group"))
+    args = parser.parse_args(["book", "list", "--no-data-check"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for chapter in CHAPTERS:
+        assert re.search(rf"^{chapter.stem}\s+fresh", out, re.M), out
+    args = parser.parse_args(["book", "run", "data", "--profile", "smoke", "-p", "seed", "2", "-p", "grid_images", "3"])
+    assert args.chapters == ["data"] and args.parameters == [["seed", "2"], ["grid_images", "3"]]
+
+
+def test_profiles():
+    assert list(PROFILES) == ["smoke", "cpu", "paper"]
+    paper = get_profile("paper")
+    assert (paper.resize_size, paper.image_size, paper.epochs, paper.batch_size) == (256, 224, 100, 4)
+    assert (paper.optimizer, paper.lr, paper.weight_decay, paper.loss, paper.focal_gamma) == ("sgd", 0.1, 1e-3, "focal", 2.0)
+    assert paper.lr_patience == 15 and paper.max_images is None
+    assert get_profile("smoke").max_images and get_profile("smoke").epochs == 1
+    assert get_profile(paper) is paper
+    with pytest.raises(ValueError, match="valid profiles: smoke, cpu, paper"):
+        get_profile("fast")
+    with pytest.raises(ValueError):
+        Profile(name="x", description="", image_size=256, resize_size=224, epochs=1, batch_size=1)
+    with pytest.raises(Exception):
+        paper.epochs = 3  # frozen
+    assert hash(paper) == hash(get_profile("paper"))
+
+
+# --------------------------------------------------------------------------- the build
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """``jupyter-book build . -W`` into a temporary folder; returns (html dir, log, seconds)."""
+    out = tmp_path_factory.mktemp("book")
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cmd, "build", str(REPO_ROOT), "-W", "--path-output", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    seconds = time.perf_counter() - t0
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"jupyter-book build -W failed:\n{log[-5000:]}"
+    return out / "_build" / "html", log, seconds
+
+
+def test_book_builds_without_warnings_in_under_a_minute(built_book):
+    html, log, seconds = built_book
+    assert "WARNING" not in log and "build succeeded" in log, log[-3000:]
+    assert seconds < 60, f"the build took {seconds:.0f} s"
+    assert (html / "index.html").is_file()
+
+
+def test_built_pages_match_the_toc(built_book):
+    html, _, _ = built_book
+    for entry in toc_files():
+        assert (html / f"{entry}.html").is_file(), entry
+    chapter = (html / "book" / "chapters" / f"{CHAPTERS[0].stem}.html").read_text()
+    assert "<img" in chapter and "tartaglione2020unveiling" not in chapter.split("</main>")[0][-50:]
+    references = (html / "book" / "references.html").read_text()
+    assert "Tartaglione" in references and "Kermany" in references
+
+
+# --------------------------------------------------------------------------- report helpers
+
+
+def _fake_manifest(n_patients=30, per_patient=3, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        covid = int(p % 3 != 0)
+        for k in range(per_patient):
+            rows.append({"source": "cohen" if p < 20 else "kermany", "image_id": f"{p}-{k}",
+                         "patient_id": f"p{p}", "covid": covid, "view": "PA", "license": "x",
+                         "orig_format": "PNG", "orig_mode": "L", "orig_width": 100 + p, "orig_height": 120,
+                         "mask_path": None, "age": str(rng.integers(20, 80)), "sex": "MF"[p % 2]})
+    return pd.DataFrame(rows)
+
+
+def test_limit_per_source_caps_and_stratifies():
+    m = _fake_manifest()
+    assert report.limit_per_source(m, None) is m
+    small = report.limit_per_source(m, 10, seed=1, stratify="covid")
+    counts = small.groupby("source").size()
+    assert (counts <= 10).all() and counts["cohen"] == 10
+    assert small.loc[small["source"] == "cohen", "covid"].nunique() == 2
+    assert small.index.is_monotonic_increasing
+
+
+def test_image_level_split_leaks_patients_that_a_patient_split_does_not():
+    m = _fake_manifest()
+    leak = report.image_level_split_leakage(m, seeds=range(3))
+    assert (leak["patients_in_both"] > 0).all() and (leak["share_leaked"] > 0.5).all()
+    single = _fake_manifest(per_patient=1)
+    assert (report.image_level_split_leakage(single, seeds=range(2))["patients_in_both"] == 0).all()
+
+
+def test_data_cards_and_tables():
+    m = _fake_manifest()
+    cards = report.data_cards(m)
+    assert list(cards.columns) == ["cohen", "kermany"]
+    assert cards.loc["patients", "cohen"] == 20 and cards.loc["images per patient (max)", "cohen"] == 3
+    formats = report.original_formats(m)
+    assert formats.loc["cohen", "distinct sizes"] == 20
+    demo = report.demographics(m)
+    assert demo.loc["cohen", "women"] == "50%"
+
+
+def test_intensity_statistics_on_synthetic_images():
+    m = pd.DataFrame({"source": ["a", "a", "b"], "image_id": ["1", "2", "3"], "image_path": ["0", "255", "128"]})
+
+    def read(path):
+        return np.full((40, 40), int(path), dtype=np.uint8)
+
+    per_image, hists = report.intensity_statistics(m, bins=4, read=read)
+    assert list(hists.index) == ["a", "b"] and np.allclose(hists.sum(axis=1), 1)
+    assert per_image.set_index("image_id").loc["2", "white"] == 1.0
+    assert per_image.set_index("image_id").loc["1", "black"] == 1.0
+    fig = report.plot_intensity(per_image, hists)
+    assert len(fig.axes) == 3
