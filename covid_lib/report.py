@@ -66,12 +66,12 @@ def _values(series: pd.Series, top: int = 4) -> str:
 
 def data_cards(manifest: pd.DataFrame, specs: dict | None = None,
                exclusions: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One card (a column) per source: origin, license, images, patients, labels, views, caveats.
+    """One card (a column) per source: origin, license, role, images, patients, labels, views, caveats.
 
     Args:
         manifest: loaded rows of one or more sources (all views).
         specs: ``covid_lib.data.SOURCES`` (title, url, license, role in the paper, caveats).
-        exclusions: the loader's exclusion table, counted per source.
+        exclusions: the loader's exclusion table; when given, the card counts excluded rows.
     """
     cards = {}
     for source, rows in manifest.groupby("source", sort=False):
@@ -92,11 +92,10 @@ def data_cards(manifest: pd.DataFrame, specs: dict | None = None,
             "labels": "; ".join(labels),
             "views": _values(rows["view"]),
             "lung masks": int(rows["mask_path"].notna().sum()) if "mask_path" in rows else 0,
-            "original formats": _values(rows["orig_format"]),
-            "original modes": _values(rows["orig_mode"]),
-            "excluded rows": 0 if exclusions is None else int((exclusions["source"] == source).sum()),
             "caveats": getattr(spec, "caveats", ""),
         }
+        if exclusions is not None:
+            card["excluded rows"] = int((exclusions["source"] == source).sum())
         cards[source] = card
     return pd.DataFrame(cards)
 
@@ -269,30 +268,38 @@ def image_level_split_leakage(manifest: pd.DataFrame, *, label: str = "covid", t
     return pd.DataFrame(out)
 
 
-def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 4, read=None,
-                       size: float = 1.8) -> Figure:
-    """Show ``n`` duplicate pairs side by side (``pairs`` from :class:`covid_lib.data.SplitAudit`)."""
+def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 4, per_row: int = 2,
+                       read=None, size: float = 2.2) -> Figure:
+    """Show up to ``n`` duplicate pairs side by side, ``per_row`` pairs per row.
+
+    ``pairs`` has the columns of :attr:`covid_lib.data.SplitAudit.duplicates` (``source_a``,
+    ``image_id_a``, ``patient_id_a``, ``split_a``, the same with ``_b``, ``kind``, ``distance``).
+    """
     if read is None:
         from covid_lib.data import read_image as read
-    index = manifest.set_index(["source", "image_id"])["image_path"]
+    index = manifest.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])["image_path"]
     shown = pairs.head(n)
-    fig = Figure(figsize=(size * 2 * max(len(shown), 1), size * 1.3), layout="constrained")
     if shown.empty:
+        fig = Figure(figsize=(4, 1), layout="constrained")
         ax = fig.subplots()
         ax.set_axis_off()
         ax.text(0.5, 0.5, "no duplicate pairs", ha="center", va="center")
         return fig
-    axes = fig.subplots(1, 2 * len(shown), squeeze=False)[0]
+    rows = -(-len(shown) // per_row)
+    fig = Figure(figsize=(size * 2 * per_row, size * 1.35 * rows), layout="constrained")
+    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
     for k, (_, p) in enumerate(shown.iterrows()):
-        for side, ax in zip("ab", axes[2 * k: 2 * k + 2]):
-            path = index.get((p[f"source_{side}"], p[f"image_id_{side}"]))
-            if isinstance(path, pd.Series):
-                path = path.iloc[0]
-            ax.imshow(read(path), cmap="gray", vmin=0, vmax=255)
+        r, c = divmod(k, per_row)
+        for side, ax in zip("ab", axes[r, 2 * c: 2 * c + 2]):
+            ax.set_axis_on()
+            ax.imshow(read(index[(p[f"source_{side}"], p[f"image_id_{side}"])]), cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_xlabel(f"{p[f'patient_id_{side}']}\n{p[f'split_{side}']}", fontsize=7)
-        axes[2 * k].set_title(f"{p['kind']}, {p['distance']} bits", fontsize=8, loc="left")
+            ax.set_xlabel(f"{p[f'patient_id_{side}']} · {p[f'split_{side}']}", fontsize=8)
+        what = "identical pixels" if p["kind"] == "exact" else f"pHash {p['distance']} bits apart"
+        axes[r, 2 * c].set_title(f"{p['kind']}: {what}", fontsize=9, loc="left")
     return fig
 
 
@@ -338,3 +345,11 @@ def demographics(manifest: pd.DataFrame) -> pd.DataFrame:
             "women": f"{(known == 'F').mean():.0%}" if known.size else "-",
         }
     return pd.DataFrame(out).T
+
+
+def intensity_summary(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per-source means of :func:`intensity_statistics`, rounded, shares in per cent."""
+    stats = per_image.groupby("source", sort=False)[["mean", "std", "black", "white", "border_mean"]].mean()
+    stats[["black", "white"]] *= 100
+    return stats.rename(columns={"mean": "mean grey level", "std": "contrast (std)", "black": "black pixels %",
+                                 "white": "white pixels %", "border_mean": "border grey level"}).round(1)

@@ -9,7 +9,7 @@
 # ---
 
 # %% [markdown]
-# # The data: sources, the paper's Table I, and what a model could learn instead of disease
+# # The data, and what a model could learn instead of disease
 #
 # Before any model is trained, this chapter looks at the data the study stands on. Three of the
 # paper's hurdles are visible here, without any network: **hidden dataset biases** (each source has
@@ -21,10 +21,10 @@
 # duplicate audit) and drawn by `covid_lib.report`; this notebook only calls them.
 
 # %% tags=["parameters"]
-data_root = None  # folder with <source>/manifest.csv; None: $COVID_LIB_DATA or ../shared/data
-device = "auto"  # unused here (no model); kept so that every chapter takes the same parameters
-profile = "cpu"  # smoke | cpu | paper: caps the images read for the pixel statistics
-seed = 0  # the patient-level split and the images shown
+data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
+device = "auto"  # no model in this chapter
+profile = "cpu"  # smoke | cpu | paper
+seed = 0  # split and examples shown
 grid_images = 6  # example images per source
 histogram_bins = 64  # grey-level bins of the intensity histograms
 
@@ -34,7 +34,8 @@ histogram_bins = 64  # grey-level bins of the intensity histograms
 import time
 import warnings
 
-warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+# tqdm warns when ipywidgets is absent; progress bars are off anyway
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
 from IPython.display import display
@@ -44,7 +45,8 @@ from covid_lib.profiles import get_profile
 
 started = time.time()
 settings = get_profile(profile)
-pd.set_option("display.max_colwidth", 120)
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.max_rows", 200)
 pd.set_option("display.width", 200)
 
 loaded = data.load_sources(data_root=data_root, views="all")
@@ -70,23 +72,21 @@ print(loaded)
 # - **montgomery** and **shenzhen**: the NLM tuberculosis sets {cite:p}`jaeger2014two` with manual
 #   lung masks (Shenzhen's by {cite:t}`stirenko2018chest`), for training the lung segmentation.
 #
-# The loader validates every manifest and opens every image; rows it cannot use are excluded with a
-# reason, never dropped silently.
-
-# %%
-summary, exclusions = data.summary_table(data_root)
-display(summary.set_index("source"))
-display(exclusions)
-
-# %% [markdown]
 # ### Data cards
 #
-# One card per source: where it comes from, under which license, how many patients and images, which
-# labels and views, and what to watch out for.
+# One card per source: where it comes from, under which license, its role in the paper, how many
+# patients and images, which labels and views, and what to watch out for.
 
 # %%
-cards = report.data_cards(manifest, data.SOURCES, loaded.exclusions)
-display(cards)
+cards = report.data_cards(manifest, data.SOURCES)
+display(cards.unstack().to_frame("card"))
+
+# %% [markdown]
+# The loader validates every manifest and opens every image; rows it cannot use are excluded with a
+# reason, never dropped silently. Every excluded row, with its reason:
+
+# %%
+display(loaded.exclusions)
 
 # %% [markdown]
 # Who the patients are differs as much as the images. Kermany's are children aged one to five
@@ -112,7 +112,7 @@ display(data.stand_in_table())
 # trained on in another. Each cell shows **our count (the paper's count)**; the paper's Table I lists
 # no validation counts.
 
-# %%
+# %% tags=["full-width"]
 table_one = data.table_one(data_root, seed=seed)
 display(data.table_one_wide(table_one))
 
@@ -121,8 +121,8 @@ display(data.table_one_wide(table_one))
 # borrow COVID− images from ChestXRay or RSNA are dominated by the borrowed images even more than
 # in the paper: most COVID− training images come from another source, in other hospitals, on other
 # patients (children, for ChestXRay). And the COVID-ChestXRay test has 15 images, as in the paper and
-# the works it compares with: each image is more than 6 % of the balanced accuracy of its class, so
-# no single number measured on it can be trusted without an interval.
+# the works it compares with: one COVID+ image more or less moves the balanced accuracy by 5 points,
+# one COVID− image by 10, so no number measured on it can be trusted without an interval.
 
 # %% [markdown]
 # ## What the images look like
@@ -131,7 +131,8 @@ display(data.table_one_wide(table_one))
 # (tuberculosis label for the two segmentation sets).
 
 # %%
-report.image_grid(manifest, per_source=grid_images, seed=seed, label=("covid", "tb"))
+report.image_grid(manifest, per_source=grid_images, seed=seed,
+                  label=("covid", "tb"))
 
 # %% [markdown]
 # ## Acquisition differences a model can learn
@@ -155,20 +156,19 @@ report.plot_original_sizes(manifest)
 # 8-bit images, on at most `max_images` images per source under the chosen profile.
 
 # %%
-sample = report.limit_per_source(manifest, settings.max_images, seed=seed, stratify="covid")
+cap = settings.max_images
+sample = report.limit_per_source(manifest, cap, seed=seed, stratify="covid")
 per_image, histograms = report.intensity_statistics(sample, bins=histogram_bins)
-print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images "
-      f"({'all' if settings.max_images is None else f'at most {settings.max_images} per source'})")
+print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images",
+      "(all)" if cap is None else f"(at most {cap} per source)")
 report.plot_intensity(per_image, histograms)
 
 # %%
-stats = per_image.groupby("source", sort=False)[["mean", "std", "black", "white", "border_mean"]].mean()
-display(stats.style.format({"mean": "{:.1f}", "std": "{:.1f}", "black": "{:.1%}", "white": "{:.1%}",
-                            "border_mean": "{:.1f}"}))
+display(report.intensity_summary(per_image))
 
 # %% [markdown]
 # The paper's pre-processing (histogram equalisation, then a lung mask) is meant to remove exactly
-# these differences; later chapters test whether it does.
+# these differences; whether it does can only be measured with a model trained on the result.
 #
 # ## Duplicates and the leakage audit
 #
@@ -184,12 +184,15 @@ display(stats.style.format({"mean": "{:.1f}", "std": "{:.1f}", "black": "{:.1%}"
 # %%
 splits = data.global_splits(data_root, seed=seed)
 audit = data.audit_splits(splits, raise_on_leak=False)
-print(audit.summary())
-display(splits.pivot_table(index="source", columns="split", values="image_id", aggfunc="count")[list(data.SPLITS)])
+print(audit.summary().replace("; ", ";\n"))
+per_split = splits.pivot_table(index="source", columns="split",
+                               values="image_id", aggfunc="count")
+display(per_split[list(data.SPLITS)])
 
 # %%
 dups = audit.duplicates
-display(dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size().rename("pairs").reset_index())
+pairs = dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size()
+display(pairs.rename("pairs").reset_index())
 
 # %%
 exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
@@ -205,9 +208,10 @@ report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
 # seed:
 
 # %%
-cohen_frontal = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
-leak = report.image_level_split_leakage(cohen_frontal, label="covid", seeds=range(10))
-display(leak.describe().loc[["mean", "min", "max"], ["test_images", "patients_in_both", "test_images_leaked", "share_leaked"]])
+cohen = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
+leak = report.image_level_split_leakage(cohen, label="covid", seeds=range(10))
+leak = leak.drop(columns="seed").describe().loc[["mean", "min", "max"]]
+display(leak.round(2))
 
 # %% [markdown]
 # Such a test set partly measures whether the model recognises a patient it has already seen,
@@ -220,6 +224,8 @@ display(leak.describe().loc[["mean", "min", "max"], ["test_images", "patients_in
 # source hash used to detect a stale chapter):
 
 # %%
-report.provenance(profile=profile, started=started, data_root=data_root,
-                  parameters={"data_root": data_root, "device": device, "profile": profile, "seed": seed,
-                              "grid_images": grid_images, "histogram_bins": histogram_bins})
+parameters = dict(data_root=data_root, device=device, profile=profile,
+                  seed=seed, grid_images=grid_images,
+                  histogram_bins=histogram_bins)
+report.provenance(profile=profile, parameters=parameters, started=started,
+                  data_root=data_root)
