@@ -34,3 +34,28 @@ def test_chapter_smoke_executes(chapter, data_root, tmp_path):
     status = book.check_executed(chapter.source, out, data_root=data_root)
     assert status.fresh, status.reasons
     assert not list(book.CHAPTERS_DIR.glob("*.failed.ipynb"))
+
+
+def test_plain_jupytext_and_papermill_work_too(data_root, tmp_path):
+    """The documented path without the runner: ``jupytext --to ipynb`` then ``papermill -p``."""
+    import subprocess
+    import sys
+
+    from covid_lib.paths import REPO_ROOT
+
+    chapter = book.list_chapters()[0]
+    paired = tmp_path / f"{chapter.stem}.ipynb"
+    out = tmp_path / "out" / f"{chapter.stem}.ipynb"
+    out.parent.mkdir()
+    run = dict(cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(chapter.source),
+                           "-o", str(paired)], **run)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "papermill", str(paired), str(out), "-p", "profile", "smoke",
+                           "-p", "data_root", str(data_root), "--no-progress-bar"], **run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    assert nb.metadata["papermill"]["parameters"] == {"profile": "smoke", "data_root": str(data_root)}
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    status = book.check_executed(chapter.source, out, check_data=False)
+    assert status.state == "stale" and "no provenance record" in status.reasons[0]
