@@ -90,6 +90,13 @@ def test_no_placeholder_pages():
             assert not re.search(r"\b(TODO|TBD|lorem ipsum|coming soon)\b", text, re.I), path.name
 
 
+def test_intro_states_the_status_of_every_chapter_and_no_other():
+    intro = (REPO_ROOT / "book" / "intro.md").read_text()
+    status = intro.split("## Status of the chapters", 1)[1]
+    named = set(re.findall(r"\{doc\}`chapters/([^`]+)`", status))
+    assert named == {c.stem for c in CHAPTERS}
+
+
 # --------------------------------------------------------------------------- bibliography
 
 
@@ -319,6 +326,13 @@ def test_cli_book_list_and_check(capsys):
         assert re.search(rf"^{chapter.stem}\s+fresh", out, re.M), out
     args = parser.parse_args(["book", "run", "data", "--profile", "smoke", "-p", "seed", "2", "-p", "grid_images", "3"])
     assert args.chapters == ["data"] and args.parameters == [["seed", "2"], ["grid_images", "3"]]
+
+
+def test_python_m_covid_lib_book_check():
+    from covid_lib.cli import main
+
+    assert main(["book", "check", "--no-data-check"]) == 0
+    assert main(["book", "run", "no_such_chapter"]) == 2  # a clear error, no traceback
 
 
 def test_profiles():
