@@ -153,6 +153,7 @@ def test_committed_chapter_carries_outputs(chapter):
     assert code and all(c.execution_count for c in code), "every code cell must have been executed"
     outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"], "warnings in the book"
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 1, "a chapter shows at least one figure"
     assert any("parameters" in c.metadata.get("tags", []) for c in code)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in code), "executed by papermill"
