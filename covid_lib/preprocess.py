@@ -29,10 +29,10 @@ image is processed).
 
 Example:
     >>> import numpy as np
-    >>> ramp = np.tile(np.linspace(50, 100, 64).astype(np.uint8), (64, 1))
-    >>> eq = equalize(ramp)
-    >>> int(eq.min()), int(eq.max())
-    (4, 255)
+    >>> ramp = np.tile(np.arange(50, 101, dtype=np.uint8), (8, 1))  # 51 grey levels, 50..100
+    >>> eq = equalize(ramp)  # the same 51 levels, spread evenly over 0..255
+    >>> len(np.unique(eq)), int(eq.min()), int(eq.max())
+    (51, 5, 255)
 """
 
 from __future__ import annotations
@@ -687,8 +687,9 @@ def preprocess_source(
         _write_cache(path, result, p)
     images, masks, index, rejections = _read_cache(path, p.image_size)
     meta = src.manifest.drop(columns=["path"], errors="ignore")
-    index = index[["image_id"] + [c for c in index.columns if c not in meta.columns]].merge(
-        meta, on="image_id", how="left", validate="one_to_one")
+    extra = [c for c in index.columns if c not in meta.columns]
+    merged = index[["image_id"]].merge(meta, on="image_id", how="left", validate="one_to_one")
+    index = pd.concat([merged, index[extra].reset_index(drop=True)], axis=1)
     loader = src.exclusions.assign(step="load")[["image_id", "source", "patient_id", "step", "reason"]]
     rejections = pd.concat([loader.astype(str), rejections], ignore_index=True) if len(loader) else rejections
     out = (images, index, rejections)

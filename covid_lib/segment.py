@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.paths import REPO_ROOT
-from covid_lib.preprocess import DEFAULT_WEIGHTS, probability_to_mask, resize, segmenter_input
+from covid_lib.preprocess import DEFAULT_WEIGHTS, file_hash, probability_to_mask, resize, segmenter_input
 
 SEG_SOURCES = ("montgomery", "shenzhen")
 CHECKPOINT_FORMAT = "covid_lib.unet/1"
@@ -348,8 +348,18 @@ def cohen_manifest(data_root=None, *, frontal_only: bool = True) -> pd.DataFrame
     return m.reset_index(drop=True)
 
 
-def evaluate(model, data_root=None, *, split: dict | None = None, device: str = "cpu") -> dict:
-    """Held-out Montgomery/Shenzhen scores and out-of-domain Cohen V7 scores, summarised."""
+def evaluate(model, data_root=None, *, split: dict | None = None,
+             device: str = "cpu") -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Held-out Montgomery/Shenzhen scores and out-of-domain Cohen V7 scores.
+
+    Args:
+        split: ``seed``, ``test_fraction``, ``val_fraction`` of the training split (the
+            checkpoint's ``meta["split"]``), so that the held-out patients are the same.
+
+    Returns:
+        ``(summary, held_out_scores, cohen_scores)``: the summary (see :func:`summarize`; plus the
+        held-out image ids) and the per-image tables of :func:`score_images`.
+    """
     split = split or {}
     manifest = segmentation_manifest(data_root, seed=split.get("seed", 0),
                                      test_fraction=split.get("test_fraction", 0.2),
@@ -458,7 +468,7 @@ def train(cfg: TrainConfig, *, data_root=None, out: str | os.PathLike = DEFAULT_
     }
     save_unet(model, out, input_size=cfg.image_size,
               meta={"data_version": record["data_version"], "split": split, "best_epoch": best["epoch"]})
-    record["weights_sha256_12"] = __import__("covid_lib.preprocess", fromlist=["file_hash"]).file_hash(out)
+    record["weights_sha256_12"] = file_hash(out)
     record["weights_bytes"] = out.stat().st_size
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     scores_path = out.with_suffix(".scores.csv")
