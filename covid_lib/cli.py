@@ -13,6 +13,7 @@ import sys
 # One module per command group; each defines register_cli(subparsers).
 _COMMAND_MODULES = (
     "covid_lib.data.cli",
+    "covid_lib.segment",
     "covid_lib.book",
 )
 
