@@ -7,6 +7,11 @@ Usage (repository root; 2 threads by default)::
 
 Writes into the project cache (``cache_dir("preprocess")``), so a run also warms the cache that
 training reads; ``--fresh-cache`` points ``COVID_LIB_CACHE`` at a temporary folder instead.
+
+Measured 2026-11-22 (2-core AMD EPYC VM, shared; torch 2.14.1, fp32, 2 threads), pipeline
+``paper`` at 256 px (hash 1a0c22846a9f), cold cache: **3,482 images in 120 s (29 img/s,
+33 ms per image)**; reading the six cached sources back: 1.5 s in all. Rejected: 5 duplicate
+manifest rows (loader) and 12 fragmented masks (cohen 3, hannover 5, kermany 1, nih 3).
 """
 
 from __future__ import annotations
