@@ -15,7 +15,7 @@ import imagehash
 import numpy as np
 import pandas as pd
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text bar: tqdm.auto needs ipywidgets inside kernels
 
 from covid_lib.data.sources import read_image
 from covid_lib.paths import cache_dir
