@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "covid_lib.data.cli",
     "covid_lib.segment",
     "covid_lib.book",
+    "covid_lib.runs",
 )
 
 

@@ -23,7 +23,9 @@ import torch.nn as nn
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
 #: Modules imported on first use so that their ``@register_model`` entrypoints exist.
-_ARCH_MODULES: tuple[str, ...] = ("covid_lib.models.unet",)
+_ARCH_MODULES: tuple[str, ...] = (
+    "covid_lib.models.unet", "covid_lib.models.resnet", "covid_lib.models.conv8",
+)
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):

@@ -1,0 +1,224 @@
+"""Focal loss, datasets, fit() and evaluation on synthetic arrays (no real data, seconds each)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from covid_lib.data.dataset import XrayDataset, center_crop, limit_rows
+from covid_lib.evaluate import format_metrics, metrics_table, score_images, validation_threshold
+from covid_lib.models import create_model
+from covid_lib.train import TrainConfig, fit, focal_loss, make_loss, predict, replace_head
+
+
+# ------------------------------------------------------------------------------------- focal loss
+def test_focal_loss_matches_hand_computation():
+    logits = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])
+    y = torch.tensor([0, 0, 1])
+    # p_t by hand: sigmoid of the margin for two classes
+    p = [1 / (1 + math.exp(-1)), 1 / (1 + math.exp(2)), 0.5]
+    hand = [-((1 - q) ** 2) * math.log(q) for q in p]
+    assert focal_loss(logits, y, gamma=2.0, reduction="none").tolist() == pytest.approx(hand, rel=1e-6)
+    assert focal_loss(logits, y, gamma=2.0).item() == pytest.approx(np.mean(hand), rel=1e-6)
+    assert focal_loss(logits, y, gamma=2.0, reduction="sum").item() == pytest.approx(np.sum(hand), rel=1e-6)
+
+
+def test_focal_loss_gamma_zero_is_cross_entropy():
+    torch.manual_seed(0)
+    logits, y = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    assert torch.allclose(focal_loss(logits, y, gamma=0.0), F.cross_entropy(logits, y))
+    assert torch.allclose(make_loss("ce", 2.0)(logits, y), F.cross_entropy(logits, y))
+
+
+def test_focal_loss_down_weights_easy_examples():
+    easy, hard = torch.tensor([[5.0, 0.0]]), torch.tensor([[0.2, 0.0]])
+    y = torch.tensor([0])
+    ratio = lambda g: (focal_loss(easy, y, g) / focal_loss(hard, y, g)).item()  # noqa: E731
+    assert ratio(2.0) < ratio(0.0)
+
+
+def test_focal_loss_errors():
+    with pytest.raises(ValueError, match="gamma"):
+        focal_loss(torch.zeros(1, 2), torch.tensor([0]), gamma=-1)
+    with pytest.raises(ValueError, match="reduction"):
+        focal_loss(torch.zeros(1, 2), torch.tensor([0]), reduction="avg")
+    with pytest.raises(ValueError, match="unknown loss"):
+        make_loss("hinge", 2.0)
+
+
+# -------------------------------------------------------------------------------------- datasets
+def separable(n: int, side: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Class 1: bright left half; class 0: bright right half; plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    imgs = rng.integers(0, 60, (n, side, side)).astype(np.uint8)
+    for i, y in enumerate(labels):
+        if y:
+            imgs[i, :, : side // 2] += 150
+        else:
+            imgs[i, :, side // 2:] += 150
+    return imgs, labels
+
+
+def test_dataset_items_and_normalisation():
+    imgs, y = separable(6, side=20)
+    ds = XrayDataset(imgs, y, [f"p{i}" for i in range(6)], image_size=16)
+    x, label, group = ds[3]
+    assert x.shape == (1, 16, 16) and x.dtype == torch.float32 and label == 1 and group == "p3"
+    stacked = torch.stack([ds[i][0] for i in range(6)])
+    assert abs(stacked.mean().item()) < 1e-4 and stacked.std().item() == pytest.approx(1.0, abs=0.02)
+    other = XrayDataset(imgs, y, list("abcdef"), image_size=16, mean=ds.mean, std=ds.std)
+    assert torch.equal(other[0][0], ds[0][0])
+
+
+def test_dataset_augmentation_is_seeded_and_changes_images():
+    imgs, y = separable(2, side=24)
+    ds = XrayDataset(imgs, y, ["a", "b"], image_size=20, augment=True)
+    torch.manual_seed(1)
+    a = ds[0][0]
+    torch.manual_seed(1)
+    b = ds[0][0]
+    plain = XrayDataset(imgs, y, ["a", "b"], image_size=20, mean=ds.mean, std=ds.std)[0][0]
+    assert torch.equal(a, b) and not torch.equal(a, plain)
+
+
+def test_dataset_errors():
+    with pytest.raises(ValueError, match="uint8"):
+        XrayDataset(np.zeros((2, 8, 8), np.float32), [0, 1], ["a", "b"], image_size=8)
+    with pytest.raises(ValueError, match="2 images, 3 labels"):
+        XrayDataset(np.zeros((2, 8, 8), np.uint8), [0, 1, 0], ["a", "b"], image_size=8)
+    with pytest.raises(ValueError, match="larger than the image"):
+        center_crop(torch.zeros(1, 8, 8), 10)
+
+
+def test_limit_rows_caps_per_source_and_split_keeping_both_labels():
+    rows = pd.DataFrame({"source": ["s"] * 40 + ["t"] * 10, "split": (["train"] * 20 + ["test"] * 20) + ["train"] * 10,
+                         "label": [1] * 18 + [0] * 2 + [1] * 20 + [0, 1] * 5})
+    out = limit_rows(rows, 5, seed=0)
+    counts = out.groupby(["source", "split"]).size()
+    assert (counts <= 5).all() and set(out.query("source == 's' and split == 'train'")["label"]) == {0, 1}
+    assert limit_rows(rows, None) is rows
+
+
+# ------------------------------------------------------------------------------------------- fit
+def tiny_sets(n_train: int = 32, n_val: int = 16):
+    imgs, y = separable(n_train + n_val, side=20)
+    groups = [f"p{i}" for i in range(len(y))]
+    train = XrayDataset(imgs[:n_train], y[:n_train], groups[:n_train], image_size=16, augment=False)
+    val = XrayDataset(imgs[n_train:], y[n_train:], groups[n_train:], image_size=16, mean=train.mean, std=train.std)
+    return train, val
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(epochs=8, batch_size=8, lr=0.05, lr_patience=5, device="cpu", progress=False, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_fit_overfits_a_separable_set():
+    train, val = tiny_sets()
+    torch.manual_seed(0)
+    result = fit(create_model("conv8", width=4), train, val, tiny_config())
+    probs, y, _ = predict(result.model, train, device="cpu")
+    assert (probs.argmax(1) == y).mean() == 1.0
+    assert result.history["val_auc"].max() == 1.0 and result.monitor == "val_auc"
+    h = result.history
+    assert list(h.columns) == ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds", "best"]
+    assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
+    assert h.loc[h["epoch"] == result.best_epoch, "best"].item()
+
+
+def test_fit_is_deterministic_with_a_seed():
+    def train_once(seed: int):
+        train, val = tiny_sets()
+        train.augment = True
+        torch.manual_seed(seed)
+        model = create_model("conv8", width=4)
+        return fit(model, train, val, tiny_config(epochs=2, seed=seed))
+
+    a, b, c = train_once(3), train_once(3), train_once(4)
+    pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
+    sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
+
+
+def test_fit_keeps_best_epoch_and_stops_early():
+    train, val = tiny_sets()
+    torch.manual_seed(0)
+    result = fit(create_model("conv8", width=4), train, val, tiny_config(epochs=30, early_stopping=2))
+    assert result.stopped_early and len(result.history) < 30
+    assert len(result.history) - result.best_epoch == 2
+    probs, y, _ = predict(result.model, val, device="cpu")
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(y, probs[:, 1]) == pytest.approx(result.best_value)
+
+
+def test_fit_uses_loss_with_single_class_validation():
+    train, val = tiny_sets()
+    one_class = XrayDataset(val.images[val.labels == 1], val.labels[val.labels == 1],
+                            ["g"] * int(val.labels.sum()), image_size=16)
+    result = fit(create_model("conv8", width=4), train, one_class, tiny_config(epochs=2))
+    assert result.monitor == "val_loss" and result.history["val_auc"].isna().all()
+
+
+def test_fit_errors():
+    train, val = tiny_sets()
+    empty = XrayDataset(np.zeros((0, 20, 20), np.uint8), [], [], image_size=16)
+    with pytest.raises(ValueError, match="empty validation"):
+        fit(create_model("conv8", width=4), train, empty, tiny_config())
+    with pytest.raises(ValueError, match="empty training"):
+        fit(create_model("conv8", width=4), empty, val, tiny_config())
+    with pytest.raises(TypeError, match="reset_classifier"):
+        replace_head(torch.nn.Linear(2, 2), 2)
+
+
+def test_from_profile_and_overrides():
+    cfg = TrainConfig.from_profile("paper", seed=7)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.focal_gamma, cfg.weight_decay, cfg.lr_patience, cfg.seed) == \
+        (0.1, 4, 100, 2.0, 1e-3, 15, 7)
+
+
+def test_pretrain_then_finetune_replaces_head():
+    """Stage 1 with three classes, head replaced, stage 2 binary (paper Sec. III-C)."""
+    imgs, y = separable(36, side=20)
+    y3 = np.arange(36) % 3
+    g = [str(i) for i in range(36)]
+    pre_train = XrayDataset(imgs[:24], y3[:24], g[:24], image_size=16)
+    pre_val = XrayDataset(imgs[24:], y3[24:], g[24:], image_size=16)
+    torch.manual_seed(0)
+    model = fit(create_model("conv8", width=4, num_classes=3), pre_train, pre_val, tiny_config(epochs=1)).model
+    encoder = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    replace_head(model, 2)
+    train, val = tiny_sets()
+    result = fit(model, train, val, tiny_config(epochs=1))
+    assert result.model.get_classifier().out_features == 2
+    changed = [not torch.equal(encoder[k], result.model.state_dict()[k]) for k in encoder if "weight" in k]
+    assert all(changed)  # the encoder is fine-tuned, not frozen
+
+
+# -------------------------------------------------------------------------------------- evaluate
+def test_scores_and_metrics_use_validation_threshold_not_test():
+    train, val = tiny_sets()
+    model = fit(create_model("conv8", width=4), train, val, tiny_config(epochs=3)).model
+    rows = pd.DataFrame({"source": "syn", "image_id": [f"i{i}" for i in range(len(val))],
+                         "patient_id": val.groups, "group_id": val.groups})
+    scores = score_images(model, val, rows, test_set="syn", device="cpu")
+    assert list(scores.columns[:2]) == ["test_set", "source"] and scores["score"].between(0, 1).all()
+    val_scores = pd.DataFrame({"label": [0, 0, 1, 1], "score": [0.1, 0.2, 0.6, 0.7], "group_id": list("abcd")})
+    table = metrics_table(scores, val_scores, n_boot=50)
+    assert table["threshold"].tolist() == [0.5, validation_threshold(val_scores)]
+    assert {"auc_low", "dor_high", "balanced_accuracy_method"} <= set(table.columns)
+    assert (table["bootstrap_unit"] == "patient").all()
+    formatted = format_metrics(table)
+    assert formatted["AUC"].str.match(r"^\d\.\d\d \[").all()
+    with pytest.raises(ValueError, match="rows for a dataset"):
+        score_images(model, val, rows.iloc[:3], test_set="syn", device="cpu")
+
+
+def test_validation_threshold_defaults_with_one_class():
+    assert validation_threshold(pd.DataFrame({"label": [1, 1], "score": [0.2, 0.9]})) == 0.5
