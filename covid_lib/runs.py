@@ -69,7 +69,8 @@ class RunSpec:
         pipeline: pre-processing pipeline name (``paper``, ``none``, ...).
         task: ``"covid"`` or ``"pretrain"``.
         split_seed: seed of the patient-level splits and compositions (fixed across runs).
-        data_version: :func:`covid_lib.data.data_version`; filled by :meth:`resolved` when empty.
+        data_version: :func:`covid_lib.data.data_version`; filled by :meth:`resolved` when empty
+            (:func:`run` resolves first, so the recorded run id hashes the real data version).
     """
 
     composition: str
@@ -302,9 +303,10 @@ def _pretrain(spec: RunSpec, data_root, device: str, progress: bool) -> dict:
     from covid_lib.train import _auc, fit, predict
 
     t0 = time.perf_counter()
-    sets = _split_datasets(spec, pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed), data_root)
+    rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
+    sets = _split_datasets(spec, rows, data_root)
     t_data = time.perf_counter() - t0
-    num_classes = int(pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)["label"].max()) + 1
+    num_classes = int(rows["label"].max()) + 1
     model, _ = _initial_model(spec, num_classes, data_root, device, progress)
     result = fit(model, sets["data"]["train"], sets["data"]["val"], _train_config(spec, device, progress))
     probs, y, _ = predict(result.model, sets["data"]["test"], device=device)
