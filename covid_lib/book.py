@@ -194,10 +194,20 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+#: What the runner itself writes: a chapter executed earlier in the same run does not make the
+#: tree "dirty" for the next one.
+RUNNER_OUTPUTS = ("book/chapters", "book/reproduce.md")
+
+
 def git_state(source: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The commit, whether the work tree is dirty, and whether ``source`` differs from that commit."""
+    """The commit, whether the work tree is dirty, and whether ``source`` differs from that commit.
+
+    "Dirty" means a tracked file other than the runner's own outputs (:data:`RUNNER_OUTPUTS`)
+    differs from the commit.
+    """
     state: dict[str, Any] = {"commit": _git("rev-parse", "HEAD")}
-    porcelain = _git("status", "--porcelain", "--untracked-files=no")
+    porcelain = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){path}" for path in RUNNER_OUTPUTS))
     state["dirty"] = None if porcelain is None else bool(porcelain)
     if source is not None:
         rel = os.path.relpath(Path(source).resolve(), REPO_ROOT)

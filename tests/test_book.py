@@ -445,3 +445,27 @@ def test_intensity_statistics_on_synthetic_images():
     assert per_image.set_index("image_id").loc["1", "black"] == 1.0
     fig = report.plot_intensity(per_image, hists)
     assert len(fig.axes) == 3
+
+
+def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
+    """A chapter executed earlier in the same `book run` must not mark the next one dirty."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    for rel in ("book/chapters/01_x.ipynb", "book/reproduce.md", "covid_lib/a.py", "notebooks/01_x.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    source = tmp_path / "notebooks" / "01_x.py"
+    assert book.git_state(source) == {"commit": book._git("rev-parse", "HEAD"), "dirty": False,
+                                      "source_committed": True}
+    (tmp_path / "book/chapters/01_x.ipynb").write_text("v2\n")
+    (tmp_path / "book/reproduce.md").write_text("v2\n")
+    assert book.git_state(source)["dirty"] is False
+    (tmp_path / "covid_lib/a.py").write_text("v2\n")
+    assert book.git_state(source)["dirty"] is True
+    source.write_text("v2\n")
+    assert book.git_state(source)["source_committed"] is False
