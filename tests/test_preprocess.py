@@ -343,3 +343,18 @@ def test_preprocess_source_with_a_model_never_drops_silently(tmp_path):
     assert rejections["reason"].str.len().gt(0).all()
     for img in images:  # whatever got through is a real image, not a black one
         assert img.max() == 255
+
+
+def test_preprocess_rows_runs_the_chain_on_a_subset_without_caching(tmp_path):
+    from covid_lib.data import load_source
+
+    root = _fake_root(tmp_path)
+    p = get_pipeline("equalize", image_size=32)
+    manifest = load_source("montgomery", root).manifest
+    subset = manifest[manifest["image_id"].isin(["good1", "good3"])]
+    images, index, rejections = pp.preprocess_rows(subset, p)
+    assert list(index["image_id"]) == ["good1", "good3"] and len(rejections) == 0
+    assert not pp.cache_path("montgomery", p, root).exists()  # nothing cached
+    full, full_index, _ = preprocess_source("montgomery", p, root)
+    pos = [list(full_index["image_id"]).index(i) for i in ("good1", "good3")]
+    np.testing.assert_array_equal(images, full[pos])

@@ -169,10 +169,10 @@ def _whole_source(source: str, ids: pd.Series, pipeline, data_root) -> dict[str,
 
 
 def _subset(rows: pd.DataFrame, pipeline) -> dict[str, np.ndarray]:
-    from covid_lib.preprocess import _compute_source
+    from covid_lib.preprocess import preprocess_rows
 
-    result = _compute_source(rows.reset_index(drop=True), pipeline)
-    return dict(zip(result["index"]["image_id"].astype(str), result["images"]))
+    images, index, _ = preprocess_rows(rows, pipeline)
+    return dict(zip(index["image_id"].astype(str), images))
 
 
 def load_images(rows: pd.DataFrame, pipeline, data_root: str | os.PathLike | None = None, *,
