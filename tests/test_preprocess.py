@@ -345,9 +345,10 @@ def test_preprocess_source_with_a_model_never_drops_silently(tmp_path):
         assert img.max() == 255
 
 
-def test_preprocess_rows_runs_the_chain_on_a_subset_without_caching(tmp_path):
+def test_preprocess_rows_runs_the_chain_on_a_subset_without_caching(tmp_path, monkeypatch):
     from covid_lib.data import load_source
 
+    monkeypatch.setenv("COVID_LIB_CACHE", str(tmp_path / "cache"))  # not the session's shared cache
     root = _fake_root(tmp_path)
     p = get_pipeline("equalize", image_size=32)
     manifest = load_source("montgomery", root).manifest
