@@ -1,6 +1,7 @@
 """Tables and figures of the lung segmentation (paper Sec. III-B, Fig. 2): scores, overlays, run record.
 
-The scores themselves come from :mod:`covid_lib.segment` (:func:`~covid_lib.segment.score_images`,
+The masks and scores come from :mod:`covid_lib.segment` (:func:`~covid_lib.segment.predict_masks`,
+:func:`~covid_lib.segment.score_masks`,
 :func:`~covid_lib.segment.summarize`); this module turns them into per-group tables with 95%
 intervals, draws their distributions, overlays predicted and reference masks, and averages where
 the two disagree. Figures are built without pyplot, as in :mod:`covid_lib.report`.
@@ -241,34 +242,6 @@ def plot_score_distributions(scores: pd.DataFrame, columns: Sequence[str] = ("di
 
 
 # ----------------------------------------------------------------------------- masks
-def predict_masks(model, manifest: pd.DataFrame, *, batch_size: int = 32, device: str = "cpu",
-                  read=None) -> list[dict]:
-    """Our lung mask and the reference mask of each row (``image_path``, ``mask_path``).
-
-    The prediction is the chain's (:func:`covid_lib.preprocess.lung_probabilities` then
-    :func:`~covid_lib.preprocess.probability_to_mask`), at the stored image's resolution, so
-    these are the masks :func:`covid_lib.segment.score_images` scores.
-
-    Returns:
-        One dict per row, in order: ``image_id``, ``image`` (uint8), ``ref`` and ``pred`` (bool).
-    """
-    from covid_lib.preprocess import lung_probabilities, probability_to_mask
-
-    if read is None:
-        from covid_lib.data import read_image as read
-    out = []
-    records = manifest.to_dict("records")
-    for start in range(0, len(records), batch_size):
-        chunk = records[start:start + batch_size]
-        images = [read(r["image_path"]) for r in chunk]
-        probs = lung_probabilities(images, model, batch_size=batch_size, device=device)
-        for rec, img, prob in zip(chunk, images, probs):
-            ref = read(rec["mask_path"]) > 127
-            pred, _ = probability_to_mask(prob, img.shape)
-            out.append({"image_id": rec["image_id"], "image": img, "ref": ref, "pred": pred})
-    return out
-
-
 def overlay_masks(ax, image: np.ndarray, ref: np.ndarray | None, pred: np.ndarray | None, *,
                   fill: bool = True) -> None:
     """Draw ``image`` with the reference contour (green), our contour (red, dashed) and, when
@@ -368,6 +341,6 @@ def plot_disagreement(maps: dict, *, reference: str = "reference", title: str | 
 
 __all__ = [
     "METRIC_NAMES", "run_record_table", "departures_table", "plot_training_curve", "score_table", "format_score_table",
-    "compare_with_record", "worst_cases", "plot_score_distributions", "predict_masks", "overlay_masks",
+    "compare_with_record", "worst_cases", "plot_score_distributions", "overlay_masks",
     "plot_mask_cases", "disagreement_maps", "plot_disagreement",
 ]

@@ -312,34 +312,66 @@ def fit_unet(xs, ys, val_xs, val_ys, cfg: TrainConfig, *, log=None):
 
 
 # -------------------------------------------------------------------------------- evaluation
-def score_images(model, manifest: pd.DataFrame, *, batch_size: int = 32, device: str = "cpu") -> pd.DataFrame:
-    """Per-image Dice/IoU for rows with ``mask_path``: at the model resolution (``dice_model``,
+def predict_masks(model, manifest: pd.DataFrame, *, batch_size: int = 32, device: str = "cpu",
+                  read=None) -> list[dict]:
+    """Our lung mask beside the reference mask of each row (``image_path``, ``mask_path``).
+
+    The prediction is the chain's (:func:`covid_lib.preprocess.lung_probabilities`, then
+    :func:`~covid_lib.preprocess.probability_to_mask` at the stored image's resolution); one U-Net
+    pass serves both the scores (:func:`score_masks`) and the figures drawn from the masks.
+
+    Args:
+        read: the image reader (default :func:`covid_lib.data.read_image`; tests pass a fake).
+
+    Returns:
+        One dict per row, in order: ``image_id``, ``patient_id``, ``source``, ``view`` (when the
+        manifest has them), ``image`` (uint8), ``prob`` (model-size probabilities), ``ref`` and
+        ``pred`` (bool, image size).
+    """
+    from covid_lib.preprocess import lung_probabilities
+
+    if read is None:
+        from covid_lib.data import read_image as read
+    out = []
+    records = manifest.to_dict("records")
+    for start in range(0, len(records), batch_size):
+        chunk = records[start:start + batch_size]
+        images = [read(r["image_path"]) for r in chunk]
+        probs = lung_probabilities(images, model, batch_size=batch_size, device=device)
+        for rec, img, prob in zip(chunk, images, probs):
+            ref = read(rec["mask_path"]) > 127
+            pred, _ = probability_to_mask(prob, ref.shape)
+            ids = {k: rec.get(k) for k in ("image_id", "patient_id", "source", "view")}
+            out.append({**ids, "image": img, "prob": prob, "ref": ref, "pred": pred})
+    return out
+
+
+def score_masks(masks: list[dict]) -> pd.DataFrame:
+    """Per-image Dice/IoU of :func:`predict_masks` output: at the model resolution (``dice_model``,
     raw threshold) and at the stored mask resolution after the chain's post-processing
     (``dice``, ``iou``: the headline), plus ``coverage`` (share of the reference mask covered)
     and ``precision`` (share of our mask inside the reference)."""
-    from covid_lib.data import read_image
-
-    size = int(getattr(model, "input_size", 128))
     rows = []
-    records = manifest.to_dict("records")
-    for s in range(0, len(records), batch_size):
-        chunk = records[s:s + batch_size]
-        imgs = [read_image(r["image_path"]) for r in chunk]
-        xs = np.stack([segmenter_input(im, size) for im in imgs])
-        probs = predict_probs(model, xs, batch_size=batch_size, device=device)
-        for rec, img, prob in zip(chunk, imgs, probs):
-            ref = read_image(rec["mask_path"]) > 127
-            ref_small = resize(ref.astype(np.float32), (size, size)) >= 0.5
-            d_model, i_model = dice_iou(prob > 0.5, ref_small)
-            pred, kept = probability_to_mask(prob, ref.shape)
-            dice, iou = dice_iou(pred, ref)
-            inter = float(np.logical_and(pred, ref).sum())
-            rows.append({"image_id": rec["image_id"], "patient_id": rec["patient_id"], "source": rec["source"],
-                         "view": rec.get("view"), "dice": dice, "iou": iou, "dice_model": d_model,
-                         "iou_model": i_model, "coverage": inter / max(ref.sum(), 1),
-                         "precision": inter / max(pred.sum(), 1), "pred_area": float(pred.mean()),
-                         "ref_area": float(ref.mean())})
+    for m in masks:
+        prob, ref, pred = m["prob"], m["ref"], m["pred"]
+        ref_small = resize(ref.astype(np.float32), prob.shape) >= 0.5
+        d_model, i_model = dice_iou(prob > 0.5, ref_small)
+        dice, iou = dice_iou(pred, ref)
+        inter = float(np.logical_and(pred, ref).sum())
+        rows.append({"image_id": m["image_id"], "patient_id": m["patient_id"], "source": m["source"],
+                     "view": m["view"], "dice": dice, "iou": iou, "dice_model": d_model,
+                     "iou_model": i_model, "coverage": inter / max(ref.sum(), 1),
+                     "precision": inter / max(pred.sum(), 1), "pred_area": float(pred.mean()),
+                     "ref_area": float(ref.mean())})
     return pd.DataFrame(rows)
+
+
+def score_images(model, manifest: pd.DataFrame, *, batch_size: int = 32, device: str = "cpu") -> pd.DataFrame:
+    """Per-image scores (:func:`score_masks`) of the rows with ``mask_path``, a batch at a time."""
+    parts = [score_masks(predict_masks(model, manifest.iloc[s:s + batch_size], batch_size=batch_size,
+                                       device=device))
+             for s in range(0, len(manifest), batch_size)]
+    return pd.concat(parts, ignore_index=True) if parts else score_masks([])
 
 
 def cohen_manifest(data_root=None, *, frontal_only: bool = True) -> pd.DataFrame:

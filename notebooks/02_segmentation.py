@@ -148,7 +148,8 @@ seg_manifest = segment.segmentation_manifest(data_root, seed=split.get("seed", 0
                                              test_fraction=split.get("test_fraction", 0.2),
                                              val_fraction=split.get("val_fraction", 0.15))
 held_rows = report.limit_per_source(seg_manifest[seg_manifest["split"] == "test"], cap, seed=seed)
-held = segment.score_images(model, held_rows, batch_size=batch_size, device=dev)
+held_masks = segment.predict_masks(model, held_rows, batch_size=batch_size, device=dev)  # one U-Net pass
+held = segment.score_masks(held_masks)
 held_table = seg.score_table(held, ("dice", "iou"), by="source")
 display(seg.format_score_table(held_table))
 
@@ -173,7 +174,7 @@ seg.plot_score_distributions(held, ("dice", "iou"), by="source",
 # lung we miss, magenta our lung outside the manual mask:
 
 # %%
-held_masks = {m["image_id"]: m for m in seg.predict_masks(model, held_rows, batch_size=batch_size, device=dev)}
+held_masks = {m["image_id"]: m for m in held_masks}
 worst = seg.worst_cases(held, worst_cases, "dice")
 seg.plot_mask_cases([{**held_masks[r.image_id], "label": f"{r.source} {r.image_id}\nDice {r.dice:.3f}"}
                      for r in worst.itertuples()], reference="manual mask",
@@ -202,7 +203,8 @@ seg.plot_disagreement(maps, reference="manual mask",
 
 # %%
 v7_rows = report.limit_per_source(segment.cohen_manifest(data_root), cap, seed=seed)
-v7 = segment.score_images(model, v7_rows, batch_size=batch_size, device=dev)
+v7_masks = segment.predict_masks(model, v7_rows, batch_size=batch_size, device=dev)  # one U-Net pass
+v7 = segment.score_masks(v7_masks)
 v7_table = seg.score_table(v7, ("dice", "iou", "coverage", "precision"), by="view")
 display(seg.format_score_table(v7_table))
 
@@ -224,7 +226,7 @@ seg.plot_score_distributions(v7, ("dice", "coverage", "precision"), by="view",
 # behind the heart. Our masks add almost nothing outside V7's:
 
 # %%
-v7_masks = {m["image_id"]: m for m in seg.predict_masks(model, v7_rows, batch_size=batch_size, device=dev)}
+v7_masks = {m["image_id"]: m for m in v7_masks}
 maps = seg.disagreement_maps([m["ref"] for m in v7_masks.values()], [m["pred"] for m in v7_masks.values()])
 seg.plot_disagreement(maps, reference="V7 mask",
                       title=f"COVID-19 images ({maps['n']}): where our masks and V7's agree and disagree")

@@ -135,18 +135,22 @@ def test_disagreement_maps_count_missed_and_extra_pixels():
 
 
 def test_predict_masks_with_a_fake_unet_and_the_case_figure():
+    from covid_lib.segment import predict_masks, score_masks
+
     lungs = _lungs()
     manifest = pd.DataFrame({"image_id": ["a", "b"], "image_path": ["img", "img"], "mask_path": ["ref", "ref"]})
 
     def read(path):
         return _image() if path == "img" else lungs.astype(np.uint8) * 255
 
-    out = seg.predict_masks(FakeUNet(), manifest, batch_size=1, read=read)
+    out = predict_masks(FakeUNet(), manifest, batch_size=1, read=read)
     assert [m["image_id"] for m in out] == ["a", "b"]
     assert out[0]["pred"].shape == (H, W) and out[0]["ref"].dtype == bool
     from covid_lib.segment import dice_iou
 
     assert dice_iou(out[0]["pred"], out[0]["ref"])[0] > 0.9
+    scores = score_masks(out)  # the same masks, scored without a second U-Net pass
+    assert scores["dice"].tolist() == [dice_iou(m["pred"], m["ref"])[0] for m in out]
     fig = seg.plot_mask_cases([{**m, "label": m["image_id"]} for m in out], ncols=4, reference="V7 mask")
     assert len([ax for ax in fig.axes if ax.axison]) == 2
     assert isinstance(seg.plot_mask_cases([]), Figure)
