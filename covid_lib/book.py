@@ -25,20 +25,19 @@ import ast
 import datetime as _dt
 import hashlib
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from covid_lib.paths import REPO_ROOT, cache_dir, resolve_data_root
+from covid_lib.paths import REPO_ROOT, cache_dir
 from covid_lib.profiles import PROFILES, get_profile
+from covid_lib.provenance import data_version, environment
+from covid_lib.provenance import git_state as _git_state
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CHAPTERS_DIR = REPO_ROOT / "book" / "chapters"
@@ -185,86 +184,14 @@ def parse_value(text: str) -> Any:
 # --------------------------------------------------------------------------- provenance
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True,
-                             timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
 #: What the runner itself writes: a chapter executed earlier in the same run does not make the
 #: tree "dirty" for the next one.
 RUNNER_OUTPUTS = ("book/chapters", "book/reproduce.md")
 
 
 def git_state(source: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The commit, whether the work tree is dirty, and whether ``source`` differs from that commit.
-
-    "Dirty" means a tracked file other than the runner's own outputs (:data:`RUNNER_OUTPUTS`)
-    differs from the commit.
-    """
-    state: dict[str, Any] = {"commit": _git("rev-parse", "HEAD")}
-    porcelain = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                     *(f":(exclude){path}" for path in RUNNER_OUTPUTS))
-    state["dirty"] = None if porcelain is None else bool(porcelain)
-    if source is not None:
-        rel = os.path.relpath(Path(source).resolve(), REPO_ROOT)
-        mine = _git("status", "--porcelain", "--", rel)
-        state["source_committed"] = None if mine is None else not mine
-    return state
-
-
-def _fallback_data_version(root: Path) -> str:
-    digest = hashlib.sha256()
-    for manifest in sorted(root.glob("*/manifest.csv")):
-        digest.update(manifest.parent.name.encode() + b"\0")
-        digest.update(manifest.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def data_version(data_root: str | os.PathLike | None = None) -> str | None:
-    """The data version of the data root (``covid_lib.data.data_version``), or None without data."""
-    try:
-        root = resolve_data_root(data_root)
-    except FileNotFoundError:
-        return None
-    try:
-        from covid_lib.data import data_version as _data_version
-    except ImportError:
-        return _fallback_data_version(root)
-    return str(_data_version(root))
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return _metadata.version(dist)
-    except _metadata.PackageNotFoundError:
-        return None
-
-
-def environment(device: str = "auto") -> dict[str, Any]:
-    """Python, library versions, CPU count and the device a chapter ran on."""
-    from covid_lib import __version__
-    from covid_lib.profiles import resolve_device
-
-    env = {
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "cpu_count": os.cpu_count(),
-        "covid_lib": __version__,
-        **{name: _version(name) for name in ("torch", "torchvision", "numpy", "pandas", "papermill", "jupytext")},
-    }
-    try:
-        env["device"] = resolve_device(device)
-        if env["device"].startswith("cuda"):
-            import torch
-
-            env["gpu"] = torch.cuda.get_device_name(0)
-    except (ImportError, ValueError) as err:
-        env["device"] = f"{device} ({err})"
-    return env
+    """:func:`covid_lib.provenance.git_state` with the runner's own outputs not counted as dirty."""
+    return _git_state(source, exclude=RUNNER_OUTPUTS)
 
 
 # --------------------------------------------------------------------------- running

@@ -276,7 +276,7 @@ def _save_checkpoint(spec: RunSpec, model, num_classes: int, mean: float, std: f
 
 
 def _spec_record(spec: RunSpec, device: str, extra: dict) -> dict:
-    from covid_lib.book import environment, git_state
+    from covid_lib.provenance import environment, git_state
 
     return {"run_id": spec.run_id, "spec": asdict(spec), "profile": spec.profile_settings.to_dict(),
             "pipeline": _pipeline(spec).to_dict(), "pipeline_hash": _pipeline(spec).hash,

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from covid_lib import book, report
+from covid_lib import book, provenance, report
 from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import PROFILES, Profile, get_profile
 
@@ -460,7 +460,7 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
     source = tmp_path / "notebooks" / "01_x.py"
-    assert book.git_state(source) == {"commit": book._git("rev-parse", "HEAD"), "dirty": False,
+    assert book.git_state(source) == {"commit": provenance._git("rev-parse", "HEAD"), "dirty": False,
                                       "source_committed": True}
     (tmp_path / "book/chapters/01_x.ipynb").write_text("v2\n")
     (tmp_path / "book/reproduce.md").write_text("v2\n")

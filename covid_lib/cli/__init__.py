@@ -1,7 +1,10 @@
 """Command line: ``python -m covid_lib GROUP COMMAND ...``.
 
-Each group lives in the module that does the work; that module exposes
-``register_cli(subparsers)`` and sets ``func`` on its parsers.
+The command line is the top layer: one small module per command group in this package
+(``covid_lib.cli.data``, ``.segment``, ``.book``, ``.train``, ``.grid``), each exposing
+``register_cli(subparsers)`` and setting ``func`` on its parsers. Modules here import only the
+standard library at their top; the work's heavy imports happen inside the command functions, so
+``--help`` and argument errors return at once.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import sys
 
 # One module per command group; each defines register_cli(subparsers).
 _COMMAND_MODULES = (
-    "covid_lib.data.cli",
-    "covid_lib.segment",
-    "covid_lib.book",
-    "covid_lib.runs",
+    "covid_lib.cli.data",
+    "covid_lib.cli.segment",
+    "covid_lib.cli.book",
+    "covid_lib.cli.train",
 )
 
 
