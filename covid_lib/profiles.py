@@ -1,11 +1,14 @@
-"""Compute profiles: one name picks image size, epochs, batch, optimiser, seeds and data limits.
+"""Compute profiles: one name picks input size, epochs, batch, optimiser, precision, seeds and data limits.
 
 Every chapter takes a ``profile`` parameter; the book states which profile produced each chapter.
 
 - ``smoke``: tiny images, one epoch, a handful of images per source. For tests and CI; its
   numbers mean nothing.
-- ``cpu``: what a 2-core machine finishes in reasonable time (smaller images, fewer epochs, early
-  stopping). The committed book is executed with it unless a GPU run replaced a chapter.
+- ``cpu``: what a 2-core machine finishes in reasonable time, and a recipe that learns from random
+  initialisation (no ImageNet weights exist here): 128 px, AdamW (lr 1e-3, weight decay 0.05)
+  with a one-cycle schedule, up to 30 epochs with early stopping on the validation AUC, focal
+  loss, bf16 autocast and channels-last. The committed book is executed with it unless a GPU run
+  replaced a chapter.
 - ``paper``: the published settings of Tartaglione et al. 2020 as read from their code (Resize 256,
   CenterCrop 224, 100 epochs, batch 4, SGD lr 0.1 with weight decay 1e-3, ReduceLROnPlateau with
   patience 15, focal loss with gamma 2), for a GPU box.
@@ -13,8 +16,8 @@ Every chapter takes a ``profile`` parameter; the book states which profile produ
 Example:
     >>> from covid_lib.profiles import get_profile
     >>> p = get_profile("paper")
-    >>> (p.resize_size, p.image_size, p.epochs, p.batch_size, p.lr, p.focal_gamma)
-    (256, 224, 100, 4, 0.1, 2.0)
+    >>> (p.resize_size, p.input_size, p.epochs, p.batch_size, p.optimizer, p.lr, p.focal_gamma)
+    (256, 224, 100, 4, 'sgd', 0.1, 2.0)
 """
 
 from __future__ import annotations
@@ -29,28 +32,32 @@ class Profile:
     Attributes:
         name: the profile's name (a key of :data:`PROFILES`).
         description: one line saying what it is for.
-        image_size: side of the square network input (after the centre crop), in pixels.
-        resize_size: the shorter side images are resized to before the centre crop.
+        input_size: side of the square network input (after the centre crop), in pixels.
+        resize_size: the side images are resized to (and cached at) before the centre crop.
         epochs: maximum training epochs per stage (pre-training and fine-tuning).
         batch_size: images per optimisation step.
-        optimizer: optimiser name ("sgd").
-        lr: initial learning rate.
+        optimizer: ``"sgd"`` (with momentum) or ``"adamw"``.
+        lr: initial (plateau) or peak (one-cycle) learning rate.
         momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        lr_patience: epochs without validation improvement before ReduceLROnPlateau lowers the rate.
-        early_stopping: stop after this many epochs without validation improvement (None: never).
-        loss: training loss ("focal" or "ce").
+        weight_decay: weight decay (L2 for SGD, decoupled for AdamW).
+        schedule: ``"plateau"`` (ReduceLROnPlateau on the validation loss, factor 0.1) or
+            ``"onecycle"`` (linear-cosine warm-up to ``lr`` then cosine decay, per step).
+        warmup: share of the one-cycle steps spent warming up.
+        lr_patience: epochs without validation improvement before the plateau schedule lowers
+            the rate.
+        early_stopping: stop after this many epochs without a new best (None: never).
+        loss: training loss (``"focal"`` or ``"ce"``).
         focal_gamma: focusing parameter of the focal loss.
-        seeds: the random seeds each experiment is repeated with.
-        max_images: cap on images per source (a stratified subset), or None for all.
-        segmentation_size: input side of the lung-segmentation U-Net.
-        segmentation_epochs: training epochs of the U-Net.
-        num_workers: data-loader worker processes.
+        precision: ``"bf16"`` (autocast where the hardware has it) or ``"fp32"``.
+        seeds: the seeds of the repeated-seed grid (:mod:`covid_lib.grid`, ``seeds``).
+        max_images: cap on images per source and split (a stratified subset), or None for all.
+        threads: CPU threads (None: every core this process may use).
+        deterministic: deterministic cuDNN algorithms (CUDA) instead of ``cudnn.benchmark``.
     """
 
     name: str
     description: str
-    image_size: int
+    input_size: int
     resize_size: int
     epochs: int
     batch_size: int
@@ -58,25 +65,32 @@ class Profile:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 1e-3
+    schedule: str = "plateau"
+    warmup: float = 0.2
     lr_patience: int = 15
     early_stopping: int | None = None
     loss: str = "focal"
     focal_gamma: float = 2.0
+    precision: str = "bf16"
     seeds: tuple[int, ...] = (0,)
     max_images: int | None = None
-    segmentation_size: int = 256
-    segmentation_epochs: int = 50
-    num_workers: int = 0
+    threads: int | None = None
+    deterministic: bool = True
 
     def __post_init__(self) -> None:
-        if self.resize_size < self.image_size:
-            raise ValueError(f"profile {self.name!r}: resize_size {self.resize_size} < image_size {self.image_size}")
+        if self.resize_size < self.input_size:
+            raise ValueError(f"profile {self.name!r}: resize_size {self.resize_size} < input_size {self.input_size}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"profile {self.name!r}: epochs and batch_size must be >= 1")
         if not self.seeds:
             raise ValueError(f"profile {self.name!r}: at least one seed is needed")
         if self.max_images is not None and self.max_images < 1:
             raise ValueError(f"profile {self.name!r}: max_images must be None or >= 1")
+        for field_name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS),
+                                           ("schedule", self.schedule, SCHEDULES),
+                                           ("precision", self.precision, ("fp32", "bf16"))):
+            if value not in allowed:
+                raise ValueError(f"profile {self.name!r}: {field_name} {value!r} not in {allowed}")
 
     def to_dict(self) -> dict:
         """The settings as plain JSON-able values (tuples become lists)."""
@@ -85,30 +99,30 @@ class Profile:
         return out
 
 
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("plateau", "onecycle")
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
             name="smoke",
             description="tests and CI: tiny images, one epoch, 16 images per source; numbers mean nothing",
-            image_size=64, resize_size=72, epochs=1, batch_size=8, lr=0.01, lr_patience=1,
-            early_stopping=None, seeds=(0,), max_images=16, segmentation_size=64,
-            segmentation_epochs=1,
+            input_size=64, resize_size=72, epochs=1, batch_size=8, optimizer="adamw", lr=1e-3,
+            weight_decay=0.05, schedule="onecycle", early_stopping=None, seeds=(0, 1), max_images=16,
         ),
         Profile(
             name="cpu",
-            description="a 2-core machine in reasonable time: 128 px, few epochs, early stopping",
-            image_size=128, resize_size=144, epochs=15, batch_size=16, lr=0.01, lr_patience=3,
-            early_stopping=5, seeds=(0,), max_images=None, segmentation_size=128,
-            segmentation_epochs=15,
+            description="2 CPU cores, from scratch: 128 px, AdamW one-cycle, 30 epochs, early stopping, bf16",
+            input_size=128, resize_size=144, epochs=30, batch_size=32, optimizer="adamw", lr=1e-3,
+            weight_decay=0.05, schedule="onecycle", warmup=0.2, early_stopping=10, seeds=(0, 1, 2),
         ),
         Profile(
             name="paper",
             description="the published settings (Resize 256, CenterCrop 224, 100 epochs, batch 4, "
             "SGD lr 0.1, focal loss gamma 2), for a GPU",
-            image_size=224, resize_size=256, epochs=100, batch_size=4, lr=0.1, lr_patience=15,
-            early_stopping=None, seeds=(0,), max_images=None, segmentation_size=256,
-            segmentation_epochs=50, num_workers=4,
+            input_size=224, resize_size=256, epochs=100, batch_size=4, optimizer="sgd", lr=0.1,
+            schedule="plateau", lr_patience=15, early_stopping=None, seeds=(0, 1, 2), deterministic=False,
         ),
     )
 }

@@ -22,7 +22,7 @@ source and split, pre-processed directly instead of through the whole-source cac
 Example:
     >>> spec = RunSpec("CORDA", arch="resnet18", pretrain="kermany", profile="smoke", data_version="x")
     >>> spec.run_id
-    'covid-CORDA-resnet18-kermany-smoke-s0-4ad1183bfb'
+    'covid-CORDA-resnet18-kermany-smoke-s0-03cba64ea2'
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class RunSpec:
         pretrain: ``"kermany"`` (ChestXRay), ``"nih"`` (RSNA) or None (from scratch).
         profile: compute profile name (its settings are hashed, not only its name).
         seed: training seed (weights, shuffling, augmentation).
-        image_size: network input side; None: the profile's.
+        input_size: network input side; None: the profile's.
         epochs: maximum epochs per stage; None: the profile's.
         pipeline: pre-processing pipeline name (``paper``, ``none``, ...).
         task: ``"covid"`` or ``"pretrain"``.
@@ -78,7 +78,7 @@ class RunSpec:
     pretrain: str | None = None
     profile: str = "cpu"
     seed: int = 0
-    image_size: int | None = None
+    input_size: int | None = None
     epochs: int | None = None
     pipeline: str = "paper"
     task: str = "covid"
@@ -109,22 +109,22 @@ class RunSpec:
         return get_profile(self.profile)
 
     def resolved(self, data_root: str | os.PathLike | None = None) -> "RunSpec":
-        """This spec with ``image_size``, ``epochs`` and ``data_version`` filled in."""
+        """This spec with ``input_size``, ``epochs`` and ``data_version`` filled in."""
         p = self.profile_settings
         version = self.data_version
         if not version:
             from covid_lib.data import data_version
 
             version = data_version(data_root)
-        return replace(self, image_size=self.image_size or p.image_size, epochs=self.epochs or p.epochs,
+        return replace(self, input_size=self.input_size or p.input_size, epochs=self.epochs or p.epochs,
                        data_version=version)
 
     @property
     def resize_size(self) -> int:
-        """Side of the cached images, centre-cropped to ``image_size`` (paper: 256 -> 224)."""
+        """Side of the cached images, centre-cropped to ``input_size`` (paper: 256 -> 224)."""
         p = self.profile_settings
-        size = self.image_size or p.image_size
-        return round(size * p.resize_size / p.image_size)
+        size = self.input_size or p.input_size
+        return round(size * p.resize_size / p.input_size)
 
     def pretrain_spec(self) -> "RunSpec | None":
         """The pre-training run this run starts from (None when trained from scratch)."""
@@ -137,7 +137,7 @@ class RunSpec:
         settings = self.profile_settings.to_dict()
         settings.pop("description")
         spec = asdict(self)
-        spec["image_size"] = self.image_size or self.profile_settings.image_size
+        spec["input_size"] = self.input_size or self.profile_settings.input_size
         spec["epochs"] = self.epochs or self.profile_settings.epochs
         return {"spec": spec, "profile": settings}
 
@@ -218,7 +218,8 @@ def _pipeline(spec: RunSpec):
 
 
 def _images(spec: RunSpec, rows: pd.DataFrame, data_root):
-    from covid_lib.data.dataset import limit_rows, load_images
+    from covid_lib.data import limit_rows
+    from covid_lib.train import load_images
 
     p = spec.profile_settings
     rows = limit_rows(rows, p.max_images, seed=spec.split_seed)
@@ -227,16 +228,16 @@ def _images(spec: RunSpec, rows: pd.DataFrame, data_root):
 
 def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root) -> dict:
     """Train (augmented), val and test datasets normalised by the training images' statistics."""
-    from covid_lib.data.dataset import make_dataset
+    from covid_lib.train import make_dataset
 
     images, kept = _images(spec, rows, data_root)
     out: dict = {"rows": {}, "data": {}}
     mask = {s: (kept["split"] == s).to_numpy() for s in ("train", "val", "test")}
-    train = make_dataset(kept[mask["train"]], images[mask["train"]], image_size=spec.image_size, augment=True)
+    train = make_dataset(kept[mask["train"]], images[mask["train"]], input_size=spec.input_size, augment=True)
     out["data"]["train"], out["rows"]["train"] = train, kept[mask["train"]]
     for s in ("val", "test"):
         out["rows"][s] = kept[mask[s]]
-        out["data"][s] = make_dataset(kept[mask[s]], images[mask[s]], image_size=spec.image_size,
+        out["data"][s] = make_dataset(kept[mask[s]], images[mask[s]], input_size=spec.input_size,
                                       mean=train.mean, std=train.std)
     out["dropped"] = len(rows) - len(kept) if spec.profile_settings.max_images is None else None
     return out
@@ -269,7 +270,7 @@ def _save_checkpoint(spec: RunSpec, model, num_classes: int, mean: float, std: f
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "arch": spec.arch,
-                "num_classes": num_classes, "mean": mean, "std": std, "image_size": spec.image_size,
+                "num_classes": num_classes, "mean": mean, "std": std, "input_size": spec.input_size,
                 "resize_size": spec.resize_size, "run_id": spec.run_id}, tmp)
     os.replace(tmp, path)
     return path
@@ -299,8 +300,8 @@ def _write_record(spec: RunSpec, files: dict[str, object]) -> Path:
 
 def _pretrain(spec: RunSpec, data_root, device: str, progress: bool) -> dict:
     """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
-    from covid_lib.data.dataset import pretrain_rows
-    from covid_lib.train import _auc, fit, predict
+    from covid_lib.data import pretrain_rows
+    from covid_lib.train import auc as _auc, fit, predict
 
     t0 = time.perf_counter()
     rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
@@ -325,14 +326,14 @@ def _pretrain(spec: RunSpec, data_root, device: str, progress: bool) -> dict:
 def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device: str) -> pd.DataFrame:
     """Scores on the test split of every composition (the cross-dataset columns of Tables II-IV)."""
     from covid_lib.data import COMPOSITIONS, compose
-    from covid_lib.data.dataset import make_dataset
+    from covid_lib.train import make_dataset
     from covid_lib.evaluate import score_images
 
     parts = []
     for name in COMPOSITIONS:
         rows = compose(name, data_root, seed=spec.split_seed).query("split == 'test'")
         images, kept = _images(spec, rows, data_root)
-        data = make_dataset(kept, images, image_size=spec.image_size, mean=mean, std=std)
+        data = make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std)
         parts.append(score_images(model, data, kept, test_set=name, device=device))
     return pd.concat(parts, ignore_index=True)
 
@@ -397,7 +398,7 @@ def summary_table(result: RunResult, digits: int = 2) -> pd.DataFrame:
 
 def _cmd_train(args) -> int:
     spec = RunSpec(args.composition, arch=args.arch, pretrain=None if args.pretrain == "none" else args.pretrain,
-                   profile=args.profile, seed=args.seed, image_size=args.image_size, epochs=args.epochs,
+                   profile=args.profile, seed=args.seed, input_size=args.input_size, epochs=args.epochs,
                    pipeline=args.pipeline)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -422,7 +423,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--pretrain", default="none", choices=["none", *PRETRAIN_SOURCES])
     p.add_argument("--profile", default="cpu", choices=list(PROFILES))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--pipeline", default="paper", choices=list(PIPELINES))
     p.add_argument("--device", default="auto")

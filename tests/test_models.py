@@ -56,3 +56,14 @@ def test_unknown_arch_and_pretrained_raise():
         create_model("resnet19")
     with pytest.raises(ValueError, match="pretrained"):
         create_model("resnet18", pretrained=True)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "conv8"])
+def test_forward_features_is_a_map_and_forward_head_pools_it(name):
+    """timm's interface, which CAM and Grad-CAM rely on: features are a (N, C, h, w) map."""
+    net = create_model(name, num_classes=2).eval()
+    x = torch.randn(2, 1, 64, 64)
+    fmap = net.forward_features(x)
+    assert fmap.ndim == 4 and fmap.shape[:2] == (2, net.num_features)
+    assert torch.allclose(net.forward_head(fmap), net(x), atol=1e-5)
+    assert net.forward_head(fmap, pre_logits=True).shape == (2, net.num_features)

@@ -23,20 +23,20 @@ def spec(**kw) -> RunSpec:
 
 
 def test_run_id_is_stable_and_readable():
-    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-2b32a3dcb8"
+    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-03cba64ea2"
     assert spec(composition="CORDA&RSNA").run_id.startswith("covid-CORDA+RSNA-resnet18-")
     assert spec() == spec() and hash(spec()) == hash(spec())
 
 
 @pytest.mark.parametrize("change", [dict(seed=1), dict(arch="conv8"), dict(pretrain=None), dict(profile="cpu"),
-                                    dict(data_version="v2"), dict(pipeline="none"), dict(image_size=96),
+                                    dict(data_version="v2"), dict(pipeline="none"), dict(input_size=96),
                                     dict(epochs=3), dict(split_seed=1)])
 def test_run_id_changes_with_every_setting(change):
     assert spec(**change).run_id != spec().run_id
 
 
 def test_explicit_profile_defaults_give_the_same_id():
-    assert spec(image_size=64, epochs=1).run_id == spec().run_id  # the smoke profile's own values
+    assert spec(input_size=64, epochs=1).run_id == spec().run_id  # the smoke profile's own values
 
 
 def test_pretrain_spec_and_resize():
@@ -106,7 +106,7 @@ def test_smoke_run_end_to_end(data_root, capsys):
     assert result.scores["score"].between(0, 1).all()
     assert set(result.metrics["threshold_rule"]) == {"paper (0.5)", "validation (youden)"}
     model, meta = runs.load_model(result.spec)
-    assert meta["num_classes"] == 2 and meta["image_size"] == 64
+    assert meta["num_classes"] == 2 and meta["input_size"] == 64
     # the CLI reuses the finished run and prints the table with intervals
     assert main(["train", "--composition", "CORDA", "--arch", "resnet18", "--pretrain", "kermany",
                  "--profile", "smoke", "--device", "cpu", "--data-root", str(data_root)]) == 0

@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from covid_lib.data.dataset import XrayDataset, center_crop, limit_rows
+from covid_lib.data import limit_rows
 from covid_lib.evaluate import format_metrics, metrics_table, score_images, validation_threshold
 from covid_lib.models import create_model
-from covid_lib.train import TrainConfig, fit, focal_loss, make_loss, predict, replace_head
+from covid_lib.train import (Augment, Runtime, TrainConfig, XrayDataset, augment_batch, center_crop, fit, focal_loss,
+                             make_loss, predict, replace_head)
 
 
 # ------------------------------------------------------------------------------------- focal loss
@@ -67,31 +68,52 @@ def separable(n: int, side: int = 20, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 def test_dataset_items_and_normalisation():
     imgs, y = separable(6, side=20)
-    ds = XrayDataset(imgs, y, [f"p{i}" for i in range(6)], image_size=16)
+    ds = XrayDataset(imgs, y, [f"p{i}" for i in range(6)], input_size=16)
     x, label, group = ds[3]
     assert x.shape == (1, 16, 16) and x.dtype == torch.float32 and label == 1 and group == "p3"
     stacked = torch.stack([ds[i][0] for i in range(6)])
     assert abs(stacked.mean().item()) < 1e-4 and stacked.std().item() == pytest.approx(1.0, abs=0.02)
-    other = XrayDataset(imgs, y, list("abcdef"), image_size=16, mean=ds.mean, std=ds.std)
+    other = XrayDataset(imgs, y, list("abcdef"), input_size=16, mean=ds.mean, std=ds.std)
     assert torch.equal(other[0][0], ds[0][0])
 
 
 def test_dataset_augmentation_is_seeded_and_changes_images():
-    imgs, y = separable(2, side=24)
-    ds = XrayDataset(imgs, y, ["a", "b"], image_size=20, augment=True)
-    torch.manual_seed(1)
-    a = ds[0][0]
-    torch.manual_seed(1)
-    b = ds[0][0]
-    plain = XrayDataset(imgs, y, ["a", "b"], image_size=20, mean=ds.mean, std=ds.std)[0][0]
-    assert torch.equal(a, b) and not torch.equal(a, plain)
+    imgs, y = separable(4, side=24)
+    ds = XrayDataset(imgs, y, list("abcd"), input_size=20, augment=True)
+    a = next(ds.batches(4, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    b = next(ds.batches(4, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    c = next(ds.batches(4, shuffle=True, generator=torch.Generator().manual_seed(2)))
+    plain = XrayDataset(imgs, y, list("abcd"), input_size=20, mean=ds.mean, std=ds.std)
+    p = next(plain.batches(4))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[2], b[2])
+    assert not torch.equal(a[0], c[0]) and not torch.equal(a[0], p[0][a[2]])
+
+
+def test_augment_batch_identity_and_flip_are_exact():
+    x = torch.rand(3, 1, 12, 12)
+    still = Augment(flip_p=0.0, degrees=0.0, translate=0.0, scale=(1.0, 1.0))
+    assert torch.allclose(augment_batch(x, still), x, atol=1e-5)
+    flip = Augment(flip_p=1.0, degrees=0.0, translate=0.0, scale=(1.0, 1.0))
+    assert torch.allclose(augment_batch(x, flip), x.flip(-1), atol=1e-5)
+
+
+def test_augment_batch_matches_per_image_draws():
+    """One grid_sample over the batch equals per-image transforms with the same matrices."""
+    from covid_lib.train.datasets import affine_matrices
+    x = torch.rand(4, 1, 16, 16)
+    theta = affine_matrices(4, Augment(flip_p=0.5), torch.Generator().manual_seed(3))
+    batch = augment_batch(x, Augment(flip_p=0.5), torch.Generator().manual_seed(3))
+    for i in range(4):
+        grid = F.affine_grid(theta[i:i + 1], [1, 1, 16, 16], align_corners=False)
+        one = F.grid_sample(x[i:i + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        assert torch.allclose(batch[i:i + 1], one, atol=1e-6)
 
 
 def test_dataset_errors():
     with pytest.raises(ValueError, match="uint8"):
-        XrayDataset(np.zeros((2, 8, 8), np.float32), [0, 1], ["a", "b"], image_size=8)
+        XrayDataset(np.zeros((2, 8, 8), np.float32), [0, 1], ["a", "b"], input_size=8)
     with pytest.raises(ValueError, match="2 images, 3 labels"):
-        XrayDataset(np.zeros((2, 8, 8), np.uint8), [0, 1, 0], ["a", "b"], image_size=8)
+        XrayDataset(np.zeros((2, 8, 8), np.uint8), [0, 1, 0], ["a", "b"], input_size=8)
     with pytest.raises(ValueError, match="larger than the image"):
         center_crop(torch.zeros(1, 8, 8), 10)
 
@@ -109,13 +131,14 @@ def test_limit_rows_caps_per_source_and_split_keeping_both_labels():
 def tiny_sets(n_train: int = 32, n_val: int = 16):
     imgs, y = separable(n_train + n_val, side=20)
     groups = [f"p{i}" for i in range(len(y))]
-    train = XrayDataset(imgs[:n_train], y[:n_train], groups[:n_train], image_size=16, augment=False)
-    val = XrayDataset(imgs[n_train:], y[n_train:], groups[n_train:], image_size=16, mean=train.mean, std=train.std)
+    train = XrayDataset(imgs[:n_train], y[:n_train], groups[:n_train], input_size=16, augment=False)
+    val = XrayDataset(imgs[n_train:], y[n_train:], groups[n_train:], input_size=16, mean=train.mean, std=train.std)
     return train, val
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(epochs=8, batch_size=8, lr=0.05, lr_patience=5, device="cpu", progress=False, seed=0)
+    base = dict(epochs=8, batch_size=8, optimizer="sgd", schedule="plateau", lr=0.05, weight_decay=1e-3, lr_patience=5,
+                device="cpu", progress=False, seed=0, precision="fp32")
     return TrainConfig(**{**base, **kw})
 
 
@@ -127,7 +150,8 @@ def test_fit_overfits_a_separable_set():
     assert (probs.argmax(1) == y).mean() == 1.0
     assert result.history["val_auc"].max() == 1.0 and result.monitor == "val_auc"
     h = result.history
-    assert list(h.columns) == ["epoch", "lr", "train_loss", "val_loss", "val_auc", "val_acc", "seconds", "best"]
+    assert list(h.columns) == ["epoch", "lr", "train_loss", "train_auc", "val_loss", "val_auc", "val_acc", "seconds",
+                              "images_per_s", "best"]
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
     assert h.loc[h["epoch"] == result.best_epoch, "best"].item()
 
@@ -141,7 +165,7 @@ def test_fit_is_deterministic_with_a_seed():
         return fit(model, train, val, tiny_config(epochs=2, seed=seed))
 
     a, b, c = train_once(3), train_once(3), train_once(4)
-    pd.testing.assert_frame_equal(a.history.drop(columns="seconds"), b.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(a.history.drop(columns=["seconds", "images_per_s"]), b.history.drop(columns=["seconds", "images_per_s"]))
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
@@ -161,14 +185,14 @@ def test_fit_keeps_best_epoch_and_stops_early():
 def test_fit_uses_loss_with_single_class_validation():
     train, val = tiny_sets()
     one_class = XrayDataset(val.images[val.labels == 1], val.labels[val.labels == 1],
-                            ["g"] * int(val.labels.sum()), image_size=16)
+                            ["g"] * int(val.labels.sum()), input_size=16)
     result = fit(create_model("conv8", width=4), train, one_class, tiny_config(epochs=2))
     assert result.monitor == "val_loss" and result.history["val_auc"].isna().all()
 
 
 def test_fit_errors():
     train, val = tiny_sets()
-    empty = XrayDataset(np.zeros((0, 20, 20), np.uint8), [], [], image_size=16)
+    empty = XrayDataset(np.zeros((0, 20, 20), np.uint8), [], [], input_size=16)
     with pytest.raises(ValueError, match="empty validation"):
         fit(create_model("conv8", width=4), train, empty, tiny_config())
     with pytest.raises(ValueError, match="empty training"):
@@ -179,8 +203,12 @@ def test_fit_errors():
 
 def test_from_profile_and_overrides():
     cfg = TrainConfig.from_profile("paper", seed=7)
-    assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.focal_gamma, cfg.weight_decay, cfg.lr_patience, cfg.seed) == \
-        (0.1, 4, 100, 2.0, 1e-3, 15, 7)
+    assert (cfg.optimizer, cfg.schedule, cfg.lr, cfg.batch_size, cfg.epochs, cfg.focal_gamma, cfg.weight_decay,
+            cfg.lr_patience, cfg.seed) == ("sgd", "plateau", 0.1, 4, 100, 2.0, 1e-3, 15, 7)
+    cpu = TrainConfig.from_profile("cpu", epochs=None, precision="fp32")
+    assert (cpu.optimizer, cpu.schedule, cpu.epochs, cpu.precision) == ("adamw", "onecycle", 30, "fp32")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        TrainConfig(optimizer="adam")
 
 
 def test_pretrain_then_finetune_replaces_head():
@@ -188,8 +216,8 @@ def test_pretrain_then_finetune_replaces_head():
     imgs, y = separable(36, side=20)
     y3 = np.arange(36) % 3
     g = [str(i) for i in range(36)]
-    pre_train = XrayDataset(imgs[:24], y3[:24], g[:24], image_size=16)
-    pre_val = XrayDataset(imgs[24:], y3[24:], g[24:], image_size=16)
+    pre_train = XrayDataset(imgs[:24], y3[:24], g[:24], input_size=16)
+    pre_val = XrayDataset(imgs[24:], y3[24:], g[24:], input_size=16)
     torch.manual_seed(0)
     model = fit(create_model("conv8", width=4, num_classes=3), pre_train, pre_val, tiny_config(epochs=1)).model
     encoder = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("fc.")}
@@ -222,3 +250,37 @@ def test_scores_and_metrics_use_validation_threshold_not_test():
 
 def test_validation_threshold_defaults_with_one_class():
     assert validation_threshold(pd.DataFrame({"label": [1, 1], "score": [0.2, 0.9]})) == 0.5
+
+
+# ------------------------------------------------------------------- recipe, precision, determinism
+def test_adamw_onecycle_bf16_learns_a_separable_set():
+    train, val = tiny_sets()
+    torch.manual_seed(0)
+    cfg = tiny_config(optimizer="adamw", schedule="onecycle", lr=3e-3, weight_decay=0.05, precision="bf16")
+    result = fit(create_model("conv8", width=4), train, val, cfg)
+    assert result.best_value > 0.9 and not result.did_not_learn
+    assert result.runtime["precision"] in ("bf16", "fp32")  # fp32 where the CPU has no bf16
+    lrs = result.history["lr"].tolist()
+    assert max(lrs) > lrs[0] and lrs[-1] < max(lrs)  # warm-up, then decay
+    assert {"train_auc", "images_per_s"} <= set(result.history.columns)
+
+
+def test_model_that_cannot_learn_is_flagged():
+    imgs = np.random.default_rng(0).integers(0, 256, (48, 20, 20), dtype=np.uint8)
+    y = np.tile([0, 1], 24)
+    g = [str(i) for i in range(48)]
+    train = XrayDataset(imgs[:32], y[:32], g[:32], input_size=16)
+    val = XrayDataset(imgs[32:], np.r_[np.zeros(8, int), np.ones(8, int)], g[32:], input_size=16)
+    torch.manual_seed(0)
+    # a learning rate of zero: the model stays as initialised, so validation AUC is chance
+    result = fit(create_model("conv8", width=4), train, val, tiny_config(epochs=2, lr=0.0))
+    assert result.monitor == "val_auc"
+    assert result.did_not_learn == (result.best_value < 0.6)
+
+
+def test_runtime_falls_back_to_fp32_without_bf16(monkeypatch):
+    import covid_lib.train.runtime as runtime
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    assert Runtime.create("cpu", precision="bf16", threads=1).precision == "fp32"
+    with pytest.raises(ValueError, match="unknown precision"):
+        Runtime.create("cpu", precision="fp16")

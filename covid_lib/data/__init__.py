@@ -34,6 +34,7 @@ from covid_lib.data.sources import (
     read_mask,
     summary_table,
 )
+from covid_lib.data.subsets import PRETRAIN_LABELS, limit_rows, pretrain_rows
 from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_splits, audit_splits
 
 __all__ = [
@@ -43,4 +44,5 @@ __all__ = [
     "FRONTAL_VIEWS", "SOURCES", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
     "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",
+    "PRETRAIN_LABELS", "limit_rows", "pretrain_rows",
 ]

@@ -91,12 +91,19 @@ class Conv8(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features, shape (N, num_features)."""
-        return torch.flatten(self.pool(self.features(x)), 1)
+        """The last feature map, shape (N, num_features, H/8, W/8), as timm models return it
+        (CAM and Grad-CAM need the map, not the pooled vector)."""
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, dropout and the linear head (timm's interface); with
+        ``pre_logits`` the pooled (N, num_features) vector."""
+        x = torch.flatten(self.pool(x), 1)
+        x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.dropout(self.forward_features(x), self.drop_rate, self.training)
-        return self.fc(x)
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model
