@@ -21,6 +21,11 @@ COMPOSITION_NAMES = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-Ches
 TABLE_WIDTH = 120
 
 
+def _say(text: str) -> None:
+    """Print a line of prose wrapped to :data:`TABLE_WIDTH` (paths are never broken)."""
+    print(textwrap.fill(text, TABLE_WIDTH, break_long_words=False, break_on_hyphens=False))
+
+
 def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -99,10 +104,20 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from covid_lib.paths import resolve_data_root
 
     root = resolve_data_root(args.data_root)
+    present = [n for n in SOURCE_NAMES if (root / n / "manifest.csv").is_file()]
+    absent = [n for n in SOURCE_NAMES if n not in present]
+    if not present:
+        raise FileNotFoundError(f"no source under {root} (expected <source>/manifest.csv for "
+                                f"{', '.join(SOURCE_NAMES)}); see `python -m covid_lib data download --help`")
     _status(f"checking every image under {root} (decoded in full once, then cached)")
-    table, exclusions = summary_table(root)
-    print(f"data root: {root} (version {data_version(root)})\n")
+    table, exclusions = summary_table(root, present)
+    _say(f"data root: {root} (version {data_version(root)})")
+    print()
     print_frame(table)
+    if absent:
+        print()
+        _say(f"not found: {', '.join(absent)} (fetch with `python -m covid_lib data download NAME "
+             f"--root {root}`)")
     print("\nexclusions:" if len(exclusions) else "\nexclusions: none")
     if len(exclusions):
         reasons = exclusions.groupby(["source", "reason"]).size().rename("images").reset_index()

@@ -195,7 +195,7 @@ def _file_problem(check: FileCheck | None, path: str, expected: tuple[int, int] 
     if check is None:
         return f"{what} file missing: {path}"
     if not check.ok:
-        return f"unreadable {what}: {check.problem}"
+        return f"unreadable {what} {Path(path).parent.name}/{Path(path).name}: {check.problem}"
     if expected is not None and (check.width, check.height) != expected:
         return f"{what} size {check.width}x{check.height} differs from {expected[0]}x{expected[1]}"
     return None
@@ -308,10 +308,12 @@ def _label_counts(m: pd.DataFrame, spec: SourceSpec) -> str:
     return "; ".join(parts) or "-"
 
 
-def summary_table(data_root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per source: images, patients, labels, views and exclusions; and every exclusion reason."""
+def summary_table(data_root: str | os.PathLike | None = None,
+                  names: list[str] | tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per source (default: all six): images, patients, labels, views and exclusions; and every
+    exclusion reason."""
     rows, exclusions = [], []
-    for name in SOURCES:
+    for name in names or SOURCES:
         loaded = load_source(name, data_root)
         m = loaded.manifest
         covid = m["covid"].value_counts().to_dict()
