@@ -110,7 +110,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no source under {root} (expected <source>/manifest.csv for "
                                 f"{', '.join(SOURCE_NAMES)}); see `python -m covid_lib data download --help`")
     _status(f"checking every image under {root} (decoded in full once, then cached)")
-    table, exclusions = summary_table(root, present)
+    table, exclusions = summary_table(root, present, progress=True)
     _say(f"data root: {root} (version {data_version(root)})")
     print()
     print_frame(table)

@@ -85,7 +85,7 @@ def _write_store(store: Path, checks: dict[str, FileCheck]) -> None:
     os.replace(tmp, store)  # atomic: parallel processes never read a half-written cache
 
 
-def check_files(folder: str | os.PathLike, paths: list[str], *, progress: bool = True,
+def check_files(folder: str | os.PathLike, paths: list[str], *, progress: bool = False,
                 desc: str | None = None) -> dict[str, FileCheck | None]:
     """:func:`check_file` for each of ``paths`` (relative to ``folder``), cached; None for a missing file.
 
@@ -126,7 +126,7 @@ def listed_files(manifest: Path) -> list[str]:
     return sorted({p for r in rows for p in (r.get("path"), r.get("mask_path")) if p})
 
 
-def files_digest(folder: str | os.PathLike, paths: list[str], *, progress: bool = True) -> bytes:
+def files_digest(folder: str | os.PathLike, paths: list[str], *, progress: bool = False) -> bytes:
     """Size and content hash of each file (``missing`` for an absent one), as bytes to hash.
 
     Holds no modification time and no path outside ``folder``: the same files elsewhere give the

@@ -3,8 +3,10 @@
 Each source lives under ``<data root>/<source>/`` as ``manifest.csv`` + ``images/`` (+ ``masks/``),
 the layout of ``../shared/data`` (see its README) and of what :mod:`covid_lib.data.download`
 writes. :func:`load_source` returns the manifest with absolute paths and typed labels, plus a
-table of every excluded row and why: nothing is dropped silently. Structural problems (missing
-root, source, columns; labels out of range) raise :class:`DataError` with what to do about it.
+table of every excluded row and why: nothing is dropped silently. Every image and mask is decoded
+in full once (a truncated file is an exclusion, not a crash three commands later) and the verdict
+cached (:mod:`covid_lib.data.integrity`). Structural problems (missing root, source, columns;
+labels out of range) raise :class:`DataError` with what to do about it.
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ def _filter_rows(df: pd.DataFrame, views: str, checks: dict[str, FileCheck | Non
         elif row["view"] not in KNOWN_VIEWS:
             reason = f"unknown view {row['view']!r} (known: {', '.join(sorted(KNOWN_VIEWS))})"
         elif views == "frontal" and not row["frontal"]:
-            reason = f"{row['view'] or 'unknown'} view (frontal asked)"
+            reason = f"{row['view']} view (frontal asked)"
         else:
             reason = _row_problem(row, checks)
         first_patient.setdefault(row["image_id"], row["patient_id"])
@@ -244,7 +246,7 @@ def load_source(
     views: str = "all",
     verify: bool = True,
     strict: bool = False,
-    progress: bool = True,
+    progress: bool = False,
 ) -> SourceData:
     """Load one source's manifest in the common schema, with an exclusion report.
 
@@ -257,7 +259,8 @@ def load_source(
             size and modification time, see :mod:`covid_lib.data.integrity`); else only check
             that the image files exist.
         strict: raise :class:`DataError` instead of excluding rows with file problems.
-        progress: show a progress bar on stderr while images not seen before are checked.
+        progress: show a progress bar on stderr while images not seen before are checked (off by
+            default: a bar on stderr would read as a warning in an executed chapter).
 
     Returns:
         :class:`SourceData`; ``manifest`` has absolute ``image_path``/``mask_path``, nullable Int8
@@ -280,7 +283,8 @@ def load_source(
     typed["mask_rel"] = raw["mask_path"].to_numpy()
     manifest, excluded = _filter_rows(typed, views, checks)
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
-    file_problems = exclusions[~exclusions["reason"].str.contains("duplicate row|view \\(frontal|unknown view", regex=True)]
+    not_file = exclusions["reason"].str.contains("duplicate row|view \\(frontal|unknown view", regex=True)
+    file_problems = exclusions[~not_file]
     if strict and len(file_problems):
         raise DataError(f"{name}: {len(file_problems)} unusable file(s):\n"
                         + file_problems.to_string(index=False, max_rows=20))
@@ -309,12 +313,13 @@ def _label_counts(m: pd.DataFrame, spec: SourceSpec) -> str:
 
 
 def summary_table(data_root: str | os.PathLike | None = None,
-                  names: list[str] | tuple[str, ...] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  names: list[str] | tuple[str, ...] | None = None,
+                  *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per source (default: all six): images, patients, labels, views and exclusions; and every
     exclusion reason."""
     rows, exclusions = [], []
     for name in names or SOURCES:
-        loaded = load_source(name, data_root)
+        loaded = load_source(name, data_root, progress=progress)
         m = loaded.manifest
         covid = m["covid"].value_counts().to_dict()
         rows.append({
@@ -352,7 +357,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return read_image(path) > 127
 
 
-def data_version(data_root: str | os.PathLike | None = None, *, progress: bool = True) -> str:
+def data_version(data_root: str | os.PathLike | None = None, *, progress: bool = False) -> str:
     """The data version: 12 hex digits of sha256 over every source's manifest and the size and
     content hash of every image and mask it lists.
 

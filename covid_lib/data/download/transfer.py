@@ -277,7 +277,8 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike, *,
                     base = target.parent if member.issym() else dest
                     if link.is_absolute() or not (base / link).resolve().is_relative_to(dest):
                         raise UnsafeArchiveError(
-                            f"{archive}: refusing link {member.name!r} -> {member.linkname!r}: it points outside {dest}")
+                            f"{archive}: refusing link {member.name!r} -> {member.linkname!r}: "
+                            f"it points outside {dest}")
                 elif not (member.isfile() or member.isdir()):
                     raise UnsafeArchiveError(f"{archive}: refusing special member {member.name!r} (device or fifo)")
                 if member.isdir() or _wanted(member.name, include):
