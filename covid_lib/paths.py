@@ -1,7 +1,8 @@
 """Where things live: the data root, the repository, the cache.
 
-The data root is resolved in order: an explicit argument, the ``COVID_LIB_DATA`` environment
-variable, then ``../shared/data`` beside the repository when it exists.
+The data root is resolved in order: an explicit argument (``data_root=`` in Python,
+``--data-root`` on the command line), the ``COVID_LIB_DATA`` environment variable, then
+``../shared/data`` beside the repository when it exists.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
     path = path.expanduser().resolve()
     if not path.is_dir():
         raise DataRootError(
-            f"No data root at {path} (chosen by {how}). Pass data_root=..., set "
-            f"{DATA_ENV_VAR}=/path/to/data, or place the data at {REPO_ROOT.parent / 'shared' / 'data'}. "
+            f"No data root at {path} (chosen by {how}). Pass --data-root PATH on the command line or "
+            f"data_root=... in Python, set {DATA_ENV_VAR}=/path/to/data, or place the data at "
+            f"{REPO_ROOT.parent / 'shared' / 'data'}. "
             "On a connected machine, `python -m covid_lib data download all --root PATH` "
             "fetches the public sources into that layout."
         )

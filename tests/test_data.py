@@ -58,7 +58,7 @@ def _write_cohen_like(root: Path, rows: list[dict]) -> Path:
 
 def test_missing_root_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("COVID_LIB_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(DataRootError, match="nowhere.*COVID_LIB_DATA.*download"):
+    with pytest.raises(DataRootError, match="nowhere.*--data-root.*data_root=.*COVID_LIB_DATA.*download"):
         resolve_data_root()
 
 
@@ -121,7 +121,7 @@ def test_every_exclusion_has_a_reason(tmp_path):
     assert reasons["badmask"].startswith("mask size 20x20 differs")
     assert reasons["wrongsize"].startswith("image size 50x50 differs")
     assert reasons["ok"].startswith("duplicate row") and "cohen:0" in reasons["ok"]
-    assert reasons["corrupt"].startswith("unreadable image")
+    assert reasons["corrupt"].startswith("unreadable image images/corrupt.png: ")
     assert len(loaded.manifest) + len(loaded.exclusions) == len(rows)
 
     assert "lateral" in load_source("cohen", tmp_path, views="all").manifest["image_id"].tolist()
@@ -218,6 +218,15 @@ def test_real_sources_load_with_reported_exclusions(data_root):
     assert len(cohen.manifest) + len(cohen.exclusions) == 575  # nothing dropped silently
     assert len(cohen.manifest) == 527
     assert len(data_version(data_root)) == 12
+
+
+@pytest.mark.data
+def test_every_real_image_decodes_in_full(data_root):
+    from covid_lib.data import load_sources
+
+    loaded = load_sources(data_root=data_root, views="all")
+    assert len(loaded.manifest) == 3477
+    assert loaded.exclusions["reason"].str.startswith("duplicate row").all()  # no file problem at all
 
 
 @pytest.mark.data

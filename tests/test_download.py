@@ -1,7 +1,7 @@
 """Download code, offline: a local HTTP server, synthetic archives, and the README's encoding.
 
-Nothing here reaches the internet: every URL open goes through ``download._urlopen``, which an
-autouse fixture restricts to 127.0.0.1.
+Nothing here reaches the internet: every URL open goes through ``download.transfer._urlopen``,
+which an autouse fixture restricts to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from covid_lib.cli.data import add_download_arguments
 from covid_lib.data import download as dl
+from covid_lib.data.download import transfer
 from covid_lib.data.sources import SOURCES, load_source
 from covid_lib.paths import DataRootError, resolve_data_root
 
@@ -43,7 +45,7 @@ from covid_lib.paths import DataRootError, resolve_data_root
 @pytest.fixture(autouse=True)
 def _localhost_only(monkeypatch):
     """Any URL other than the local test server is a test failure, never a network access."""
-    real = dl._urlopen
+    real = transfer._urlopen
 
     def guarded(request, timeout):
         host = urllib.parse.urlsplit(request.full_url).hostname
@@ -51,7 +53,7 @@ def _localhost_only(monkeypatch):
             raise AssertionError(f"test tried to reach {request.full_url}")
         return real(request, timeout)
 
-    monkeypatch.setattr(dl, "_urlopen", guarded)
+    monkeypatch.setattr(transfer, "_urlopen", guarded)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -711,10 +713,10 @@ def test_cli_hooks(tmp_path, capsys):
     archive = montgomery_zip(tmp_path / "NLM-MontgomeryCXRSet.zip")
     ids = tmp_path / "ids.csv"
     ids.write_text("image_id,path\nMCUCXR_0001_0,x\n")
-    parser = dl.add_download_arguments(argparse.ArgumentParser())
+    parser = add_download_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["montgomery", "--root", str(tmp_path / "data"), "--archive", str(archive),
                               "--ids-from", str(ids), "--no-progress"])
-    assert args.func is dl.run_download and args.progress is False
+    assert args.progress is False
     assert args.func(args) == 0
     assert [r["image_id"] for r in _read_manifest(tmp_path / "data" / "montgomery")[1]] == ["MCUCXR_0001_0"]
     assert "montgomery:" in capsys.readouterr().out

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -116,15 +115,21 @@ COMPOSITIONS: dict[str, Composition] = {
 }
 
 
-@lru_cache(maxsize=8)
-def _global_splits_cached(root: str, seed: int) -> pd.DataFrame:
-    loaded = load_sources(data_root=root, views="all")
-    return assign_splits(loaded.manifest, seed=seed)
+#: Splits already computed in this process, per (data root, seed); see :func:`global_splits`.
+_SPLITS: dict[tuple[str, int], pd.DataFrame] = {}
 
 
-def global_splits(data_root: str | os.PathLike | None = None, *, seed: int = 0) -> pd.DataFrame:
-    """Every image of every source with its ``group_id`` and ``split``: one split per patient."""
-    return _global_splits_cached(str(resolve_data_root(data_root)), seed).copy()
+def global_splits(data_root: str | os.PathLike | None = None, *, seed: int = 0,
+                  progress: bool = False) -> pd.DataFrame:
+    """Every image of every source with its ``group_id`` and ``split``: one split per patient.
+
+    Computed once per data root and seed in a process (``progress``: bars on stderr meanwhile).
+    """
+    key = (str(resolve_data_root(data_root)), seed)
+    if key not in _SPLITS:
+        loaded = load_sources(data_root=key[0], views="all", progress=progress)
+        _SPLITS[key] = assign_splits(loaded.manifest, seed=seed, progress=progress)
+    return _SPLITS[key].copy()
 
 
 def stand_in_rows(splits: pd.DataFrame, paper_name: str) -> pd.DataFrame:

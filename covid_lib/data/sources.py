@@ -3,8 +3,10 @@
 Each source lives under ``<data root>/<source>/`` as ``manifest.csv`` + ``images/`` (+ ``masks/``),
 the layout of ``../shared/data`` (see its README) and of what :mod:`covid_lib.data.download`
 writes. :func:`load_source` returns the manifest with absolute paths and typed labels, plus a
-table of every excluded row and why: nothing is dropped silently. Structural problems (missing
-root, source, columns; labels out of range) raise :class:`DataError` with what to do about it.
+table of every excluded row and why: nothing is dropped silently. Every image and mask is decoded
+in full once (a truncated file is an exclusion, not a crash three commands later) and the verdict
+cached (:mod:`covid_lib.data.integrity`). Structural problems (missing root, source, columns;
+labels out of range) raise :class:`DataError` with what to do about it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from covid_lib.data.integrity import FileCheck, check_files, files_digest, listed_files
 from covid_lib.paths import resolve_data_root
 
 
@@ -106,6 +109,8 @@ COMMON_COLUMNS: tuple[str, ...] = (
 #: Label columns every loaded manifest carries (nullable Int8; <NA> where the source lacks it).
 LABEL_COLUMNS: tuple[str, ...] = ("covid", "pneumonia")
 FRONTAL_VIEWS = frozenset({"PA", "AP", "AP Supine"})
+#: Every view a manifest may name (L: lateral); a row with another view is excluded with its reason.
+KNOWN_VIEWS = FRONTAL_VIEWS | {"L"}
 VIEW_CHOICES = ("all", "frontal")
 EXCLUSION_COLUMNS = ["source", "image_id", "patient_id", "reason"]
 
@@ -187,35 +192,32 @@ def _exclusion(row: pd.Series, reason: str) -> dict:
             "reason": reason}
 
 
-def _file_problem(path: str | None, expected: tuple[int, int] | None, what: str) -> str | None:
-    """Why the file at ``path`` cannot be used (None when it can). Reads only the header."""
-    if not path or not os.path.isfile(path):
+def _file_problem(check: FileCheck | None, path: str, expected: tuple[int, int] | None, what: str) -> str | None:
+    """Why the file at ``path`` cannot be used (None when it can), from its full-decode check."""
+    if check is None:
         return f"{what} file missing: {path}"
-    try:
-        with Image.open(path) as img:
-            size = img.size
-    except (UnidentifiedImageError, OSError) as err:
-        return f"unreadable {what}: {type(err).__name__}: {err}"
-    if expected is not None and size != expected:
-        return f"{what} size {size[0]}x{size[1]} differs from {expected[0]}x{expected[1]}"
+    if not check.ok:
+        return f"unreadable {what} {Path(path).parent.name}/{Path(path).name}: {check.problem}"
+    if expected is not None and (check.width, check.height) != expected:
+        return f"{what} size {check.width}x{check.height} differs from {expected[0]}x{expected[1]}"
     return None
 
 
-def _row_problem(row: pd.Series, verify: bool) -> str | None:
-    if not verify:
+def _row_problem(row: pd.Series, checks: dict[str, FileCheck | None] | None) -> str | None:
+    if checks is None:
         return None if os.path.isfile(row["image_path"]) else f"image file missing: {row['image_path']}"
     expected = None
     if pd.notna(row["width"]) and pd.notna(row["height"]):
         expected = (int(row["width"]), int(row["height"]))
-    problem = _file_problem(row["image_path"], expected, "image")
-    mask = row["mask_path"]
-    if problem is None and isinstance(mask, str) and mask:
-        with Image.open(row["image_path"]) as img:
-            problem = _file_problem(mask, img.size, "mask")
+    image = checks[row["path"]]
+    problem = _file_problem(image, row["image_path"], expected, "image")
+    if problem is None and row["mask_rel"]:
+        problem = _file_problem(checks[row["mask_rel"]], row["mask_path"], (image.width, image.height), "mask")
     return problem
 
 
-def _filter_rows(df: pd.DataFrame, views: str, verify: bool) -> tuple[pd.DataFrame, list[dict]]:
+def _filter_rows(df: pd.DataFrame, views: str, checks: dict[str, FileCheck | None] | None,
+                 ) -> tuple[pd.DataFrame, list[dict]]:
     excluded: list[dict] = []
     keep = np.ones(len(df), dtype=bool)
     first_patient: dict[str, str] = {}
@@ -224,15 +226,17 @@ def _filter_rows(df: pd.DataFrame, views: str, verify: bool) -> tuple[pd.DataFra
         if row["image_id"] in first_patient:
             reason = (f"duplicate row: image_id already listed under patient "
                       f"{first_patient[row['image_id']]}")
+        elif row["view"] not in KNOWN_VIEWS:
+            reason = f"unknown view {row['view']!r} (known: {', '.join(sorted(KNOWN_VIEWS))})"
         elif views == "frontal" and not row["frontal"]:
-            reason = f"{row['view'] or 'unknown'} view (frontal asked)"
+            reason = f"{row['view']} view (frontal asked)"
         else:
-            reason = _row_problem(row, verify)
+            reason = _row_problem(row, checks)
         first_patient.setdefault(row["image_id"], row["patient_id"])
         if reason:
             keep[i] = False
             excluded.append(_exclusion(row, reason))
-    return df.loc[keep].reset_index(drop=True), excluded
+    return df.loc[keep].drop(columns="mask_rel").reset_index(drop=True), excluded
 
 
 def load_source(
@@ -242,6 +246,7 @@ def load_source(
     views: str = "all",
     verify: bool = True,
     strict: bool = False,
+    progress: bool = False,
 ) -> SourceData:
     """Load one source's manifest in the common schema, with an exclusion report.
 
@@ -250,8 +255,12 @@ def load_source(
         data_root: folder holding ``<name>/manifest.csv``; default: ``COVID_LIB_DATA``, then
             ``../shared/data``.
         views: ``"all"`` or ``"frontal"`` (PA, AP, AP Supine; the paper uses frontal CXRs).
-        verify: open every image and mask header (size and decodability); else only check existence.
+        verify: decode every image and mask in full and check its size (verdicts cached by file
+            size and modification time, see :mod:`covid_lib.data.integrity`); else only check
+            that the image files exist.
         strict: raise :class:`DataError` instead of excluding rows with file problems.
+        progress: show a progress bar on stderr while images not seen before are checked (off by
+            default: a bar on stderr would read as a warning in an executed chapter).
 
     Returns:
         :class:`SourceData`; ``manifest`` has absolute ``image_path``/``mask_path``, nullable Int8
@@ -266,9 +275,16 @@ def load_source(
     _check_labels(raw, spec, folder / "manifest.csv")
     if (raw["source"] != name).any():
         raise DataError(f"{folder / 'manifest.csv'}: 'source' column must be {name!r} on every row")
-    manifest, excluded = _filter_rows(_typed(raw, spec, folder), views, verify)
+    checks = None
+    if verify:
+        checks = check_files(folder, [*raw["path"], *filter(None, raw["mask_path"])], progress=progress,
+                             desc=f"checking {name} images")
+    typed = _typed(raw, spec, folder)
+    typed["mask_rel"] = raw["mask_path"].to_numpy()
+    manifest, excluded = _filter_rows(typed, views, checks)
     exclusions = pd.DataFrame(excluded, columns=EXCLUSION_COLUMNS)
-    file_problems = exclusions[~exclusions["reason"].str.contains("duplicate row|view \\(frontal", regex=True)]
+    not_file = exclusions["reason"].str.contains("duplicate row|view \\(frontal|unknown view", regex=True)
+    file_problems = exclusions[~not_file]
     if strict and len(file_problems):
         raise DataError(f"{name}: {len(file_problems)} unusable file(s):\n"
                         + file_problems.to_string(index=False, max_rows=20))
@@ -296,11 +312,14 @@ def _label_counts(m: pd.DataFrame, spec: SourceSpec) -> str:
     return "; ".join(parts) or "-"
 
 
-def summary_table(data_root: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per source: images, patients, labels, views and exclusions; and every exclusion reason."""
+def summary_table(data_root: str | os.PathLike | None = None,
+                  names: list[str] | tuple[str, ...] | None = None,
+                  *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per source (default: all six): images, patients, labels, views and exclusions; and every
+    exclusion reason."""
     rows, exclusions = [], []
-    for name in SOURCES:
-        loaded = load_source(name, data_root)
+    for name in names or SOURCES:
+        loaded = load_source(name, data_root, progress=progress)
         m = loaded.manifest
         covid = m["covid"].value_counts().to_dict()
         rows.append({
@@ -338,8 +357,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return read_image(path) > 127
 
 
-def data_version(data_root: str | os.PathLike | None = None) -> str:
-    """A short hash of every manifest under the data root: changes when any source changes."""
+def data_version(data_root: str | os.PathLike | None = None, *, progress: bool = False) -> str:
+    """The data version: 12 hex digits of sha256 over every source's manifest and the size and
+    content hash of every image and mask it lists.
+
+    Changes when a manifest changes or a listed file is edited, replaced or removed. Holds no
+    modification time and no absolute path, so the same data on another machine has the same
+    version. Content hashes come from the cache of :func:`covid_lib.data.integrity.check_files`.
+    """
     root = resolve_data_root(data_root)
     digest = hashlib.sha256()
     for name in SOURCES:
@@ -347,6 +372,7 @@ def data_version(data_root: str | os.PathLike | None = None) -> str:
         if manifest.is_file():
             digest.update(name.encode())
             digest.update(manifest.read_bytes())
+            digest.update(files_digest(root / name, listed_files(manifest), progress=progress))
     return digest.hexdigest()[:12]
 
 
