@@ -264,7 +264,7 @@ def test_pipeline_hash_is_the_same_in_another_process():
             "print(get_pipeline('equalize', image_size=128).hash)")
     env = {**__import__("os").environ, "PYTHONHASHSEED": "123"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=Path(pp.__file__).parent.parent, check=True).stdout.strip()
+                         cwd=Path(pp.__file__).parents[2], check=True).stdout.strip()
     assert out == get_pipeline("equalize", image_size=128).hash
 
 
@@ -301,8 +301,8 @@ def _fake_root(tmp_path: Path, n_good: int = 4) -> Path:
 def test_preprocess_source_caches_and_reports_rejections(tmp_path, monkeypatch):
     root = _fake_root(tmp_path)
     calls = []
-    real = pp._compute_source
-    monkeypatch.setattr(pp, "_compute_source", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = pp.cache._compute_source
+    monkeypatch.setattr(pp.cache, "_compute_source", lambda *a, **k: calls.append(1) or real(*a, **k))
     p = get_pipeline("equalize", image_size=32)
     images, index, rejections = preprocess_source("montgomery", p, root)
     assert len(calls) == 1
@@ -331,7 +331,7 @@ def test_preprocess_source_caches_and_reports_rejections(tmp_path, monkeypatch):
 
 def test_preprocess_source_with_a_model_never_drops_silently(tmp_path):
     from covid_lib.models import create_model
-    from covid_lib.segment import save_unet
+    from covid_lib.models.weights import save_unet
 
     root = _fake_root(tmp_path, n_good=3)
     torch.manual_seed(0)

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from covid_lib import report_chain as chain
 from covid_lib import report_segmentation as seg
-from covid_lib.preprocess import DEFAULT_WEIGHTS, Pipeline, PreprocessError, check_mask, crop_to_lungs
+from covid_lib.models.weights import DEFAULT_WEIGHTS
+from covid_lib.preprocess import Pipeline, PreprocessError, check_mask, crop_to_lungs
 
 H, W = 120, 150
 PIPE = Pipeline(image_size=64)
