@@ -5,7 +5,10 @@ draw before/after grids); :func:`chain_diagnostics` runs the U-Net once over a m
 records, per image, whether the paper's chain and the ROI-crop chain accept it (and why not),
 how much of the image the lung mask keeps, and what lies outside it. Every step is the library's
 own (:func:`~covid_lib.preprocess.finish_chain` decides the rejections), so the counts here are
-those of :func:`~covid_lib.preprocess.preprocess_source`.
+those of :func:`~covid_lib.preprocess.preprocess_source`. :func:`rows_of` and :func:`stages_of`
+pick manifest rows and draw their stages; :func:`refused_crops` and :func:`crop_shortfall` say
+which side of a refused ROI crop is short. The U-Net runs through the library's one batched loop,
+:func:`covid_lib.preprocess.iter_image_batches`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from covid_lib.preprocess import (
     Pipeline,
     PreprocessError,
     blur_mask,
-    check_image,
     equalize,
     finish_chain,
     fit_square,
