@@ -300,6 +300,15 @@ def test_clustered_groups_widen_every_interval():
     assert {d[f"{k}_method"] for k in METRICS} == {"cluster bootstrap (n_boot=2000, 80 groups)"}
 
 
+def test_clustered_groups_without_resamples_give_no_interval_rather_than_a_naive_one():
+    y, s, g = _clustered_data(1)
+    m = binary_metrics(y, s, groups=g, n_boot=0)
+    for k in METRICS:
+        e = m[k]
+        assert not math.isnan(e.value) and math.isnan(e.low) and math.isnan(e.high), k
+        assert e.method == "none" and "n_boot > 0" in e.note, k
+
+
 def test_singleton_groups_keep_the_analytic_intervals():
     y, s = make_data(2)
     plain = binary_metrics(y, s, seed=3)
