@@ -7,7 +7,7 @@ point values only; here each metric comes with a ``1 - alpha`` interval and the 
 counts behind it:
 
 =====================  =====================================================================
-metric                 interval
+metric                 interval (independent images: no ``groups``, or one image per group)
 =====================  =====================================================================
 sensitivity            Wilson (1927) score interval on tp / (tp + fn)
 specificity            Wilson on tn / (tn + fp)
@@ -17,9 +17,16 @@ AUC                    DeLong et al. (1988), fast midrank algorithm of Sun & Xu 
 DOR                    (tp tn) / (fp fn), log-scale (Woolf) interval; when any cell is 0 the
                        Haldane (1940) / Anscombe (1956) correction adds 0.5 to every cell and
                        the estimate says so (the paper prints "inf" there)
-balanced accuracy      percentile bootstrap; resampling patients when ``groups`` is given
-F-score (F1, COVID+)   percentile bootstrap, as above
+balanced accuracy      percentile bootstrap over images
+F-score (F1, COVID+)   percentile bootstrap over images
 =====================  =====================================================================
+
+When ``groups`` (patient ids) repeat - a patient with several images, as in the COVID
+collection (about 1.8 images per patient) - the images are not independent and the formulas
+above would be too narrow. Then *every* metric's interval comes from one cluster bootstrap
+(:func:`covid_lib.stats.bootstrap_replicates`) that resamples patients with all their images;
+each estimate's ``method`` says which interval it carries, e.g. ``"Wilson"``,
+``"DeLong, logit"`` or ``"cluster bootstrap (n_boot=2000, 311 groups)"``.
 
 Threshold rule: an image is predicted COVID+ when ``y_score >= threshold``. The default 0.5 is
 the paper's; a tuned threshold must be chosen on *validation* data with
@@ -400,38 +407,91 @@ def _dor_estimate(c: ConfusionCounts, alpha: float) -> Estimate:
                     f"zero cell: 0.5 added to every cell (uncorrected DOR = {raw})")
 
 
-def _ratio_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Balanced accuracy and F1 from ``(..., 4)`` counts (tp, fp, fn, tn); NaN if undefined."""
+def _count_metrics(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Every count-based metric from ``(..., 4)`` counts (tp, fp, fn, tn); NaN where undefined.
+
+    The DOR adds 0.5 to every cell of a table with a zero cell (Haldane-Anscombe), as
+    :func:`_dor_estimate` does for the point value; it is NaN when a class is missing.
+    """
     tp, fp, fn, tn = (counts[..., i].astype(float) for i in range(4))
+    zero = (counts == 0).any(axis=-1)
+    a, b, c, d = (x + 0.5 * zero for x in (tp, fn, fp, tn))
     with np.errstate(divide="ignore", invalid="ignore"):
-        ba = (tp / (tp + fn) + tn / (tn + fp)) / 2.0
-        f1 = 2.0 * tp / (2.0 * tp + fp + fn)
-    return {"balanced_accuracy": ba, "f_score": f1}
+        sens, spec = tp / (tp + fn), tn / (tn + fp)
+        return {"sensitivity": sens, "specificity": spec,
+                "f_score": 2.0 * tp / (2.0 * tp + fp + fn),
+                "accuracy": (tp + tn) / (tp + fp + fn + tn),
+                "balanced_accuracy": (sens + spec) / 2.0,
+                "dor": np.where((tp + fn > 0) & (tn + fp > 0), a * d / (b * c), np.nan)}
 
 
-def _bootstrap_estimates(y: np.ndarray, pred: np.ndarray, groups, n_boot: int, seed: int,
-                         alpha: float) -> dict[str, Estimate]:
+_UNDEFINED = {"balanced_accuracy": "BA undefined: only one class present",
+              "f_score": "F-score undefined: no COVID+ images and none predicted"}
+
+
+def _dropped_note(n_ok: int, n_boot: int) -> str:
+    return "" if n_ok == n_boot else (
+        f"{n_boot - n_ok} of {n_boot} resamples undefined (a class missing), dropped")
+
+
+def _image_bootstrap_estimates(y: np.ndarray, pred: np.ndarray, n_boot: int, seed: int,
+                               alpha: float) -> dict[str, Estimate]:
+    """BA and F-score with a percentile bootstrap over images (independent images)."""
     cells = stats.cell_indicators(y, pred)
-    point = _ratio_metrics(cells.sum(axis=0))
-    unit = "images" if groups is None else "patients"
-    method = f"percentile bootstrap ({unit})" if n_boot else "none"
+    point = _count_metrics(cells.sum(axis=0))
+    keys = ("balanced_accuracy", "f_score")
+    method = f"percentile bootstrap (n_boot={n_boot}, {y.size} images)" if n_boot else "none"
     if n_boot:
-        reps = _ratio_metrics(stats.bootstrap_counts(cells, groups=groups, n_boot=n_boot,
-                                                     seed=seed))
+        reps = stats.bootstrap_replicates(
+            lambda w: np.column_stack([_count_metrics(w @ cells)[k] for k in keys]), y.size,
+            n_boot=n_boot, seed=seed)
     out = {}
-    for m, value in point.items():
-        value = float(value)
+    for j, m in enumerate(keys):
+        value = float(point[m])
         if math.isnan(value):
-            why = ("BA undefined: only one class present" if m == "balanced_accuracy"
-                   else "F-score undefined: no COVID+ images and none predicted")
-            out[m] = Estimate(_NAN, _NAN, _NAN, method, why)
+            out[m] = Estimate(_NAN, _NAN, _NAN, method, _UNDEFINED[m])
         elif not n_boot:
             out[m] = Estimate(value, _NAN, _NAN, method)
         else:
-            low, high, n_ok = stats.percentile_interval(reps[m], alpha)
-            note = "" if n_ok == n_boot else (
-                f"{n_boot - n_ok} of {n_boot} resamples undefined (a class missing), dropped")
-            out[m] = Estimate(value, low, high, method, note)
+            low, high, n_ok = stats.percentile_interval(reps[:, j], alpha)
+            out[m] = Estimate(value, low, high, method, _dropped_note(n_ok, n_boot))
+    return out
+
+
+def _cluster_bootstrap_estimates(y: np.ndarray, s: np.ndarray, pred: np.ndarray, codes: np.ndarray,
+                                 point: dict[str, Estimate], n_boot: int, seed: int,
+                                 alpha: float) -> dict[str, Estimate]:
+    """Every metric's interval from one cluster bootstrap (whole groups resampled).
+
+    ``point`` holds the point values (and their notes: undefined, Haldane-Anscombe); the
+    interval of each metric is the percentile interval of its replicates, computed from the
+    same resamples (confusion counts and weighted AUC of each).
+    """
+    n_groups = int(codes.max()) + 1
+    method = f"cluster bootstrap (n_boot={n_boot}, {n_groups} groups)" if n_boot else "none"
+    cells = stats.cell_indicators(y, pred)
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        by_count = _count_metrics(w @ cells)
+        return np.column_stack([by_count[m] if m != "auc" else stats.weighted_auc(y, s, w)
+                                for m in METRICS])
+
+    reps = stats.bootstrap_replicates(statistic, y.size, groups=codes, n_boot=n_boot,
+                                      seed=seed) if n_boot else None
+    out = {}
+    for j, m in enumerate(METRICS):
+        e = point[m]
+        keep = e.note if (math.isnan(e.value) or m == "dor") else ""
+        if math.isnan(e.value):
+            out[m] = Estimate(_NAN, _NAN, _NAN, method, keep)
+        elif not n_boot:
+            out[m] = Estimate(e.value, _NAN, _NAN, method,
+                              "; ".join(filter(None, [keep, "images cluster in groups: "
+                                                      "intervals need n_boot > 0"])))
+        else:
+            low, high, n_ok = stats.percentile_interval(reps[:, j], alpha)
+            out[m] = Estimate(e.value, low, high, method,
+                              "; ".join(filter(None, [keep, _dropped_note(n_ok, n_boot)])))
     return out
 
 
@@ -454,11 +514,14 @@ def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_bo
         Decision threshold: 0.5 as in the paper, or one chosen on validation data with
         :func:`choose_threshold`.
     groups
-        Optional patient ids, one per image. When given, the bootstrap (balanced accuracy,
-        F-score) resamples patients with all their images (cluster bootstrap); otherwise images.
-        The Wilson, DeLong and DOR intervals assume independent images.
+        Optional patient ids, one per image. When some patient has several images, images are
+        not independent, and *every* interval (sensitivity, specificity, accuracy, AUC, DOR, BA,
+        F-score) comes from one cluster bootstrap that resamples patients with all their images
+        (method ``"cluster bootstrap (n_boot=..., G groups)"``). Without groups, or with one
+        image per group, the analytic intervals are used (Wilson, DeLong, log-DOR), and BA and
+        F-score are bootstrapped over images.
     n_boot
-        Bootstrap resamples (0 skips the bootstrap: NaN intervals).
+        Bootstrap resamples (0 skips the bootstrap: NaN bootstrap intervals).
     seed
         Bootstrap seed; results are deterministic.
     alpha
@@ -469,11 +532,13 @@ def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_bo
     BinaryMetrics
         With a class missing, AUC, DOR, balanced accuracy and that class's rate are NaN with a
         note (not an error). With a zero cell the DOR is Haldane-Anscombe corrected and flagged
-        (``method="log, Haldane-Anscombe"``; ``dor_raw`` keeps the uncorrected, possibly
-        infinite, value).
+        (``note``; ``method="log, Haldane-Anscombe"`` for the analytic interval;
+        ``dor_raw`` keeps the uncorrected, possibly infinite, value).
     """
     y, s = _validate(y_true, y_score, threshold)
     _check_bootstrap_args(n_boot, alpha)
+    codes = None if groups is None else stats.group_codes(groups, y.size)
+    clustered = codes is not None and int(codes.max()) + 1 < y.size
     pred = s >= threshold
     c = _counts(y, pred)
     est = {
@@ -482,8 +547,10 @@ def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_bo
         "accuracy": _wilson_estimate(c.tp + c.tn, c.n, alpha, ""),
         "auc": _auc_estimate(y, s, alpha),
         "dor": _dor_estimate(c, alpha),
-        **_bootstrap_estimates(y, pred, groups, n_boot, seed, alpha),
+        **_image_bootstrap_estimates(y, pred, 0 if clustered else n_boot, seed, alpha),
     }
+    if clustered:
+        est = _cluster_bootstrap_estimates(y, s, pred, codes, est, n_boot, seed, alpha)
     return BinaryMetrics(threshold=float(threshold), counts=c, alpha=alpha, n_boot=int(n_boot),
                          seed=seed, bootstrap_unit="image" if groups is None else "patient",
                          **est)

@@ -5,7 +5,10 @@ draw before/after grids); :func:`chain_diagnostics` runs the U-Net once over a m
 records, per image, whether the paper's chain and the ROI-crop chain accept it (and why not),
 how much of the image the lung mask keeps, and what lies outside it. Every step is the library's
 own (:func:`~covid_lib.preprocess.finish_chain` decides the rejections), so the counts here are
-those of :func:`~covid_lib.preprocess.preprocess_source`.
+those of :func:`~covid_lib.preprocess.preprocess_source`. :func:`rows_of` and :func:`stages_of`
+pick manifest rows and draw their stages; :func:`refused_crops` and :func:`crop_shortfall` say
+which side of a refused ROI crop is short. The U-Net runs through the library's one batched loop,
+:func:`covid_lib.preprocess.iter_image_batches`.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from covid_lib.preprocess import (
     Pipeline,
     PreprocessError,
     blur_mask,
-    check_image,
     equalize,
     finish_chain,
     fit_square,
+    iter_image_batches,
     lung_bbox,
     probability_to_mask,
 )
@@ -154,6 +157,10 @@ def small_marks(white: np.ndarray, max_area: float = MARK_MAX_AREA, min_pixels: 
     return small[labels]
 
 
+def _ids(rec: dict) -> dict:
+    return {k: rec.get(k) for k in ("image_id", "source", "view", "patient_id")}
+
+
 def chain_diagnostics(manifest: pd.DataFrame, model, pipeline: Pipeline, *, batch_size: int = 32,
                       device: str = "cpu", read=None) -> pd.DataFrame:
     """Run the U-Net once over ``manifest`` and diagnose every image (:func:`diagnose_image`).
@@ -169,27 +176,15 @@ def chain_diagnostics(manifest: pd.DataFrame, model, pipeline: Pipeline, *, batc
         >= :data:`NEAR_WHITE`, out of and in the mask) and ``marks_outside``/``marks_inside``
         (the same for the small near-white components of :func:`small_marks`: text, markers).
     """
-    from covid_lib.preprocess import lung_probabilities
-
-    if read is None:
-        from covid_lib.data import read_image as read
     rows = []
-    records = manifest.to_dict("records")
-    for start in range(0, len(records), batch_size):
-        chunk, images = [], []
-        for rec in records[start:start + batch_size]:
-            base = {k: rec.get(k) for k in ("image_id", "source", "view", "patient_id")}
-            try:
-                images.append(check_image(read(rec["image_path"])))
-                chunk.append(base)
-            except (PreprocessError, OSError, ValueError) as err:
-                rows.append({**base, "chain_rejection": "unusable image", "chain_reason": str(err),
-                             "crop_rejection": ""})
-        if not images:
-            continue
-        probs = lung_probabilities(images, model, batch_size=batch_size, device=device)
-        for base, img, prob in zip(chunk, images, probs):
-            rows.append({**base, **diagnose_image(img, prob, pipeline)})
+    batches = iter_image_batches(manifest, model, read=read, catch=(PreprocessError, OSError, ValueError),
+                                 batch_size=batch_size, device=device)
+    for batch in batches:
+        for rec, err in batch.failed:
+            rows.append({**_ids(rec), "chain_rejection": "unusable image", "chain_reason": str(err),
+                         "crop_rejection": ""})
+        for rec, img, prob in batch.items():
+            rows.append({**_ids(rec), **diagnose_image(img, prob, pipeline)})
     out = pd.DataFrame(rows)
     for col in ("chain_reason", "crop_reason"):
         if col not in out:
@@ -236,6 +231,44 @@ def area_summary(diag: pd.DataFrame) -> pd.DataFrame:
         "images with marks inside %": g["marks_inside"].apply(lambda v: (v > 0).mean() * 100),
     })
     return out.round(1)
+
+
+def refused_crops(diag: pd.DataFrame, min_fraction: float) -> pd.DataFrame:
+    """The images the ROI crop refuses (``crop_rejection == "crop under half"``), with which
+    side is short: ``height``/``width`` (bool: under ``min_fraction`` of the image's) and
+    ``side`` (the shorter of ``crop_height`` and ``crop_width``)."""
+    cropped = diag[diag["crop_rejection"] == "crop under half"]
+    return cropped.assign(height=cropped["crop_height"] < min_fraction,
+                          width=cropped["crop_width"] < min_fraction,
+                          side=cropped[["crop_height", "crop_width"]].min(axis=1))
+
+
+def crop_shortfall(refused: pd.DataFrame) -> pd.DataFrame:
+    """Per source, of the :func:`refused_crops`: how many, how many are short in height and in
+    width, and the median and minimum of the shorter side (share of the image's)."""
+    return refused.groupby("source").agg(refused=("side", "size"), height_under_half=("height", "sum"),
+                                         width_under_half=("width", "sum"),
+                                         shorter_side_median=("side", "median"),
+                                         shorter_side_min=("side", "min")).round(2)
+
+
+def rows_of(keys: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The ``manifest`` rows of ``keys`` (``source``, ``image_id``), in the order of ``keys``
+    (image ids repeat across sources, so both columns are matched)."""
+    return keys[["source", "image_id"]].merge(manifest, on=["source", "image_id"], how="inner")
+
+
+def stages_of(rows: pd.DataFrame, model, pipeline: Pipeline, *, with_source: bool = True,
+              batch_size: int = 32, device: str = "cpu", read=None) -> list[tuple[str, ChainStages]]:
+    """:func:`chain_stages` of manifest rows, each labelled ``"source · id · view"`` (the id cut
+    to 32 characters; ``with_source=False`` drops the source), for :func:`plot_chain_grid`."""
+    out = []
+    for batch in iter_image_batches(rows, model, read=read, check=False, batch_size=batch_size,
+                                    device=device):
+        for rec, img, prob in batch.items():
+            label = (f"{rec['source']} · " if with_source else "") + f"{rec['image_id'][:32]} · {rec['view']}"
+            out.append((label, chain_stages(img, prob, pipeline)))
+    return out
 
 
 # ----------------------------------------------------------------------------- figures
@@ -367,5 +400,6 @@ def plot_area_kept(diag: pd.DataFrame) -> Figure:
 
 __all__ = [
     "NEAR_WHITE", "MARK_MAX_AREA", "MARK_MIN_PIXELS", "REJECTION_KINDS", "small_marks", "rejection_kind", "ChainStages", "chain_stages", "diagnose_image",
-    "chain_diagnostics", "rejection_counts", "area_summary", "plot_chain", "plot_chain_grid", "plot_area_kept",
+    "chain_diagnostics", "rejection_counts", "area_summary", "refused_crops", "crop_shortfall", "rows_of",
+    "stages_of", "plot_chain", "plot_chain_grid", "plot_area_kept",
 ]

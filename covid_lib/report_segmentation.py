@@ -3,8 +3,9 @@
 The masks and scores come from :mod:`covid_lib.segment` (:func:`~covid_lib.segment.predict_masks`,
 :func:`~covid_lib.segment.score_masks`,
 :func:`~covid_lib.segment.summarize`); this module turns them into per-group tables with 95%
-intervals, draws their distributions, overlays predicted and reference masks, and averages where
-the two disagree. Figures are built without pyplot, as in :mod:`covid_lib.report`.
+intervals (the patient bootstrap of :func:`covid_lib.stats.bootstrap_ci`), draws their
+distributions, overlays predicted and reference masks, averages where the two disagree, and
+gathers the chapter's key numbers (:func:`key_numbers`). Figures are built without pyplot, as in :mod:`covid_lib.report`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from covid_lib.report import SOURCE_COLORS
+from covid_lib.stats import bootstrap_ci
 
 #: Display names of the score columns of :func:`covid_lib.segment.score_images`.
 METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "coverage": "coverage", "precision": "precision",
@@ -144,7 +146,8 @@ def score_table(scores: pd.DataFrame, columns: Sequence[str] = ("dice", "iou"), 
                 cluster: str = "patient_id", overall: str = "all") -> pd.DataFrame:
     """Mean, 95% patient-bootstrap interval, median and minimum of each score, per group and overall.
 
-    Uses :func:`covid_lib.segment.summarize` (percentile bootstrap over ``cluster``, 10,000 resamples).
+    Uses :func:`covid_lib.segment.summarize` (percentile bootstrap over ``cluster``,
+    :data:`covid_lib.segment.N_BOOT` resamples).
 
     Returns:
         A long table: one row per (group, metric) with ``images``, ``patients``, ``mean``,
@@ -182,6 +185,32 @@ def format_score_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return pd.DataFrame.from_dict(out, orient="index").rename_axis("")
 
 
+def format_ci(table: pd.DataFrame, group: str, metric: str, digits: int = 3) -> str:
+    """One row of a :func:`score_table` as ``"0.965 [0.960, 0.969] (n=142)"``."""
+    r = table[(table["group"] == group) & (table["metric"] == metric)].iloc[0]
+    return f"{r['mean']:.{digits}f} [{r['ci_low']:.{digits}f}, {r['ci_high']:.{digits}f}] (n={r['images']})"
+
+
+def key_numbers(held_table: pd.DataFrame, v7_table: pd.DataFrame, counts: pd.DataFrame,
+                diag: pd.DataFrame) -> pd.DataFrame:
+    """The segmentation chapter's key figures as a one-column table.
+
+    Args:
+        held_table: :func:`score_table` of the held-out Montgomery/Shenzhen scores (``dice``).
+        v7_table: :func:`score_table` of the V7 scores (``dice``, ``coverage``, ``precision``;
+            group ``"all"``).
+        counts: :func:`covid_lib.report_chain.rejection_counts` of ``diag``.
+        diag: :func:`covid_lib.report_chain.chain_diagnostics`.
+    """
+    key = {f"held-out Dice, {g}": format_ci(held_table, g, "dice") for g in held_table["group"].unique()}
+    key.update({f"V7 {m}, all views": format_ci(v7_table, "all", m) for m in ("dice", "coverage", "precision")})
+    total = counts.loc["all", "images"]
+    key["refused by the paper chain"] = f"{total - counts.loc['all', 'kept by the paper chain']} of {total} frontal images"
+    key["refused by the ROI crop as well"] = f"{counts.loc['all', 'crop under half']}"
+    key["area kept, median"] = f"{diag['mask_area'].median():.0%} of the image"
+    return pd.DataFrame({"value": key}).rename_axis("")
+
+
 def compare_with_record(live: pd.DataFrame, recorded: pd.DataFrame,
                         columns: Sequence[str] = ("dice", "iou")) -> pd.DataFrame:
     """Per-image scores computed now against those recorded with the weights (matched on ``image_id``).
@@ -212,7 +241,7 @@ def plot_score_distributions(scores: pd.DataFrame, columns: Sequence[str] = ("di
                              by: str = "source", title: str | None = None, seed: int = 0) -> Figure:
     """One panel per score: every image as a jittered point per group, a box, and the mean with its
     95% patient-bootstrap interval (black bar), so that the spread and the worst cases show."""
-    from covid_lib.segment import bootstrap_ci
+    from covid_lib.segment import N_BOOT
 
     groups = sorted(scores[by].astype(str).unique())
     fig = Figure(figsize=(4.2 * len(columns), 0.75 * len(groups) + 1.6), layout="constrained")
@@ -227,8 +256,10 @@ def plot_score_distributions(scores: pd.DataFrame, columns: Sequence[str] = ("di
                        patch_artist=True, boxprops={"facecolor": color, "alpha": 0.25},
                        medianprops={"color": color})
             ax.scatter(vals, k + rng.uniform(-0.22, 0.22, len(vals)), s=9, color=color, alpha=0.6, lw=0)
-            lo, hi = bootstrap_ci(vals, part["patient_id"] if "patient_id" in part else None)
-            ax.errorbar([vals.mean()], [k - 0.38], xerr=[[vals.mean() - lo], [hi - vals.mean()]], fmt="D",
+            lo, hi = bootstrap_ci(vals, groups=part["patient_id"].to_numpy() if "patient_id" in part else None,
+                                  n_boot=N_BOOT)
+            mean = vals.mean()  # (a constant score's interval can miss it by rounding)
+            ax.errorbar([mean], [k - 0.38], xerr=[[max(mean - lo, 0.0)], [max(hi - mean, 0.0)]], fmt="D",
                         color="black", ms=4, capsize=3, lw=1.2)
         ax.set_yticks(range(len(groups)), [f"{g}\n(n={int((scores[by].astype(str) == g).sum())})" for g in groups])
         ax.set_xlabel(METRIC_NAMES.get(col, col))
@@ -341,6 +372,7 @@ def plot_disagreement(maps: dict, *, reference: str = "reference", title: str | 
 
 __all__ = [
     "METRIC_NAMES", "run_record_table", "departures_table", "plot_training_curve", "score_table", "format_score_table",
+    "format_ci", "key_numbers",
     "compare_with_record", "worst_cases", "plot_score_distributions", "overlay_masks",
     "plot_mask_cases", "disagreement_maps", "plot_disagreement",
 ]

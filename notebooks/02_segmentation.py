@@ -54,7 +54,8 @@ from IPython.display import display
 from covid_lib import data, report, segment
 from covid_lib import report_chain as chain
 from covid_lib import report_segmentation as seg
-from covid_lib.preprocess import DEFAULT_WEIGHTS, get_pipeline, lung_probabilities
+from covid_lib.models.weights import DEFAULT_WEIGHTS, load_unet
+from covid_lib.preprocess import get_pipeline
 from covid_lib.profiles import get_profile, resolve_device
 
 started = time.time()
@@ -64,26 +65,14 @@ pd.set_option("display.max_colwidth", None)
 pd.set_option("display.max_rows", 200)
 pd.set_option("display.width", 200)
 
-model = segment.load_unet(DEFAULT_WEIGHTS, device=dev)
+model = load_unet(DEFAULT_WEIGHTS, device=dev)
 record = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
 pipeline = get_pipeline("paper", image_size=chain_size, equalization=equalization).resolved()
 frontal = data.load_sources(data_root=data_root, views="frontal").manifest
 cap = settings.max_images
 print(f"U-Net {DEFAULT_WEIGHTS.name} (input {model.input_size} px) on {dev}; pipeline {pipeline.hash}; "
       f"profile {settings.name!r}: " + ("all images" if cap is None else f"at most {cap} images per set"))
-
-
-def rows_of(keys: pd.DataFrame) -> pd.DataFrame:
-    """The manifest rows of ``keys`` (``source``, ``image_id``), in their order (ids repeat across sources)."""
-    return keys[["source", "image_id"]].merge(frontal, on=["source", "image_id"], how="inner")
-
-
-def stages_of(rows: pd.DataFrame, with_source: bool = True) -> list[tuple[str, chain.ChainStages]]:
-    """The chain's intermediates for some manifest rows, labelled by (source,) id and view."""
-    images = [data.read_image(p) for p in rows["image_path"]]
-    probs = lung_probabilities(images, model, batch_size=batch_size, device=dev)
-    return [((f"{r.source} · " if with_source else "") + f"{r.image_id[:32]} · {r.view}",
-             chain.chain_stages(img, prob, pipeline)) for r, img, prob in zip(rows.itertuples(), images, probs)]
+run_unet = dict(batch_size=batch_size, device=dev)  # how the chapter's figures run the U-Net
 
 
 # %% [markdown]
@@ -111,7 +100,7 @@ def stages_of(rows: pd.DataFrame, with_source: bool = True) -> list[tuple[str, c
 # %%
 example = frontal[(frontal["source"] == "cohen") & (frontal["image_id"] == chain_example)]
 example = example if len(example) else frontal[frontal["source"] == "cohen"].head(1)
-(label, stages), = stages_of(example)
+(label, stages), = chain.stages_of(example, model, pipeline, **run_unet)
 chain.plot_chain(stages, pipeline=pipeline, title=label)
 
 # %% [markdown]
@@ -260,7 +249,7 @@ for title, rows in ((f"{len(median)} COVID-19 images near the median Dice", medi
 # %%
 for source, rows in frontal.groupby("source", sort=False):
     picks = rows.sample(n=min(examples_per_source, len(rows)), random_state=seed)
-    display(chain.plot_chain_grid(stages_of(picks, with_source=False), title=source,
+    display(chain.plot_chain_grid(chain.stages_of(picks, model, pipeline, with_source=False, **run_unet), title=source,
                                   color=report.SOURCE_COLORS.get(source)))
 
 # %% [markdown]
@@ -301,13 +290,8 @@ display(refused[["source", "image_id", "view", "chain_rejection", "chain_reason"
 # source, which side of the refused crops is short, and how short:
 
 # %%
-cropped = diag[diag["crop_rejection"] == "crop under half"]
-short = cropped.assign(height=cropped["crop_height"] < pipeline.min_crop_fraction,
-                       width=cropped["crop_width"] < pipeline.min_crop_fraction,
-                       side=cropped[["crop_height", "crop_width"]].min(axis=1))
-display(short.groupby("source").agg(refused=("side", "size"), height_under_half=("height", "sum"),
-                                    width_under_half=("width", "sum"), shorter_side_median=("side", "median"),
-                                    shorter_side_min=("side", "min")).round(2))
+short = chain.refused_crops(diag, pipeline.min_crop_fraction)
+display(chain.crop_shortfall(short))
 
 # %% [markdown]
 # Refused images: mask rejections (distinct images) first, then the shortest refused crop of
@@ -318,7 +302,8 @@ display(short.groupby("source").agg(refused=("side", "size"), height_under_half=
 half = -(-rejected_shown // 2)
 shown = pd.concat([refused.drop_duplicates("image_id").head(half),
                    short.sort_values("side").groupby("source", sort=False).head(1)]).head(rejected_shown)
-chain.plot_chain_grid(stages_of(rows_of(shown)), ("original", "probability", "mask", "output", "crop"),
+chain.plot_chain_grid(chain.stages_of(chain.rows_of(shown, frontal), model, pipeline, **run_unet),
+                      ("original", "probability", "mask", "output", "crop"),
                       title="Rejected by the chain or by the ROI crop")
 
 # %% [markdown]
@@ -352,7 +337,8 @@ chain.plot_area_kept(diag)
 # %%
 texty = diag[diag["chain_rejection"] == ""].sort_values("marks_outside", ascending=False, kind="stable")
 texty = texty.groupby("source", sort=False).head(1)
-chain.plot_chain_grid(stages_of(rows_of(texty)), columns=("mask", "output"), transpose=True, size=2.4,
+chain.plot_chain_grid(chain.stages_of(chain.rows_of(texty, frontal), model, pipeline, **run_unet),
+                      columns=("mask", "output"), transpose=True, size=2.4,
                       title="Removed: markers, labels and text outside the lungs")
 
 # %% [markdown]
@@ -367,7 +353,8 @@ chain.plot_chain_grid(stages_of(rows_of(texty)), columns=("mask", "output"), tra
 
 # %%
 picked = pd.DataFrame([key.split("/", 1) for key in overlap_examples], columns=["source", "image_id"])
-chain.plot_chain_grid(stages_of(rows_of(picked)), columns=("mask", "output"), transpose=True, size=3.2,
+chain.plot_chain_grid(chain.stages_of(chain.rows_of(picked, frontal), model, pipeline, **run_unet),
+                      columns=("mask", "output"), transpose=True, size=3.2,
                       title="Kept: devices and text on the lungs")
 
 # %% [markdown]
@@ -376,19 +363,7 @@ chain.plot_chain_grid(stages_of(rows_of(picked)), columns=("mask", "output"), tr
 # The key figures, as computed above under this chapter's profile:
 
 # %%
-def _ci(table: pd.DataFrame, group: str, metric: str) -> str:
-    r = table[(table["group"] == group) & (table["metric"] == metric)].iloc[0]
-    return f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] (n={r['images']})"
-
-
-counts = chain.rejection_counts(diag)
-key = {f"held-out Dice, {g}": _ci(held_table, g, "dice") for g in held_table["group"].unique()}
-key.update({f"V7 {m}, all views": _ci(v7_table, "all", m) for m in ("dice", "coverage", "precision")})
-key["refused by the paper chain"] = f"{counts.loc['all', 'images'] - counts.loc['all', 'kept by the paper chain']} " \
-                                    f"of {counts.loc['all', 'images']} frontal images"
-key["refused by the ROI crop as well"] = f"{counts.loc['all', 'crop under half']}"
-key["area kept, median"] = f"{diag['mask_area'].median():.0%} of the image"
-display(pd.DataFrame({"value": key}).rename_axis(""))
+display(seg.key_numbers(held_table, v7_table, chain.rejection_counts(diag), diag))
 
 # %% [markdown]
 # The U-Net segments held-out patients of its own sources well, and COVID-19 images much less

@@ -30,13 +30,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pipeline", default="paper")
-    parser.add_argument("--image-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pipeline", default="paper", help="a named pipeline (default: paper)")
+    parser.add_argument("--image-size", type=int, default=256, help="the chain's output side in px (default: 256)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default: 2)")
     parser.add_argument("--sources", default=None, help="comma-separated (default: all six)")
-    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA, else ../shared/data)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
-    parser.add_argument("--fresh-cache", action="store_true")
+    parser.add_argument("--fresh-cache", action="store_true", help="cache into a temporary folder instead")
     args = parser.parse_args(argv)
     if args.fresh_cache:
         os.environ["COVID_LIB_CACHE"] = tempfile.mkdtemp(prefix="bench_preprocess_")
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from covid_lib.data import SOURCES
+    from covid_lib.models.weights import load_unet
     from covid_lib.preprocess import get_pipeline, preprocess_source
-    from covid_lib.segment import load_unet
 
     torch.set_num_threads(args.threads)
     pipeline = get_pipeline(args.pipeline, image_size=args.image_size).resolved()

@@ -15,16 +15,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from covid_lib import segment  # noqa: E402
+from covid_lib.cli import segment as segment_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="scripts/train_unet.py")
-    segment.register_cli(parser.add_subparsers(dest="group", required=True))
+    segment_cli.register_cli(parser.add_subparsers(dest="group", required=True))
     args = parser.parse_args(["segment", "train", *argv])
     args.command_line = "python scripts/train_unet.py " + " ".join(argv)
-    return segment._cmd_train(args)
+    return segment_cli._cmd_train(args)
 
 
 if __name__ == "__main__":

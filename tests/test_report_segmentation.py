@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from covid_lib import report_chain as chain
 from covid_lib import report_segmentation as seg
-from covid_lib.preprocess import DEFAULT_WEIGHTS, Pipeline, PreprocessError, check_mask, crop_to_lungs
+from covid_lib.models.weights import DEFAULT_WEIGHTS
+from covid_lib.preprocess import Pipeline, PreprocessError, check_mask, crop_to_lungs
 
 H, W = 120, 150
 PIPE = Pipeline(image_size=64)
@@ -263,3 +264,48 @@ def test_chain_diagnostics_counts_and_summaries():
     assert area.loc["cohen", "images with marks outside %"] == 100
     assert area.loc["cohen", "grey level inside"] < area.loc["cohen", "grey level outside"]
     assert len(chain.plot_area_kept(diag).axes) == 2
+
+
+# ----------------------------------------------------------------------------- chapter helpers
+def test_rows_of_matches_source_and_id_in_the_order_of_the_keys():
+    manifest = pd.DataFrame({"source": ["a", "b", "b"], "image_id": ["x", "x", "y"], "image_path": ["p1", "p2", "p3"]})
+    keys = pd.DataFrame({"source": ["b", "a", "c"], "image_id": ["y", "x", "x"], "other": [1, 2, 3]})
+    rows = chain.rows_of(keys, manifest)
+    assert rows["image_path"].tolist() == ["p3", "p1"]  # (c, x) is not in the manifest
+
+
+def test_stages_of_labels_and_runs_the_chain_once_per_row():
+    rows = pd.DataFrame({"source": ["cohen", "nih"], "image_id": ["a" * 40, "b"], "view": ["AP", "PA"],
+                         "image_path": ["img", "img"]})
+    out = chain.stages_of(rows, FakeUNet(), PIPE, batch_size=1, read=lambda path: _image())
+    assert [label for label, _ in out] == [f"cohen · {'a' * 32} · AP", "nih · b · PA"]
+    assert all(isinstance(s, chain.ChainStages) and s.output is not None for _, s in out)
+    bare = chain.stages_of(rows.head(1), FakeUNet(), PIPE, with_source=False, read=lambda path: _image())
+    assert bare[0][0] == f"{'a' * 32} · AP"
+
+
+def test_refused_crops_and_their_shortfall_per_source():
+    diag = pd.DataFrame({"source": ["nih", "nih", "nih", "cohen"],
+                         "crop_rejection": ["crop under half", "crop under half", "", "crop under half"],
+                         "crop_height": [0.4, 0.6, 0.9, 0.45], "crop_width": [0.7, 0.3, 0.8, 0.48]})
+    refused = chain.refused_crops(diag, 0.5)
+    assert len(refused) == 3 and refused["side"].tolist() == [0.4, 0.3, 0.45]
+    table = chain.crop_shortfall(refused)
+    assert table.loc["nih"].tolist() == [2, 1, 1, 0.35, 0.3]
+    assert table.loc["cohen", "height_under_half"] == 1 and table.loc["cohen", "width_under_half"] == 1
+
+
+def test_format_ci_and_key_numbers():
+    held = seg.score_table(_scores(), ("dice",), by="source")
+    v7 = seg.score_table(_scores(1).assign(source="cohen"), ("dice", "coverage", "precision"), by=None)
+    r = held[(held["group"] == "all") & (held["metric"] == "dice")].iloc[0]
+    assert seg.format_ci(held, "all", "dice") == (
+        f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] (n=60)")
+    counts = pd.DataFrame({"images": [10], "kept by the paper chain": [8], "crop under half": [3]}, index=["all"])
+    diag = pd.DataFrame({"mask_area": [0.2, 0.3, 0.4]})
+    key = seg.key_numbers(held, v7, counts, diag)["value"]
+    assert list(key.index) == ["held-out Dice, montgomery", "held-out Dice, shenzhen", "held-out Dice, all",
+                               "V7 dice, all views", "V7 coverage, all views", "V7 precision, all views",
+                               "refused by the paper chain", "refused by the ROI crop as well", "area kept, median"]
+    assert key["refused by the paper chain"] == "2 of 10 frontal images"
+    assert key["refused by the ROI crop as well"] == "3" and key["area kept, median"] == "30% of the image"

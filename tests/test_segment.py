@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from covid_lib import segment
+from covid_lib import segment, stats
+from covid_lib.cli import segment as segment_cli
 from covid_lib.models import create_model
-from covid_lib.preprocess import DEFAULT_WEIGHTS, PreprocessError, get_pipeline, predict_lung_mask, preprocess_image
-from covid_lib.segment import TrainConfig, bootstrap_ci, dice_iou, fit_unet, load_unet, save_unet
+from covid_lib.models.weights import DEFAULT_WEIGHTS, load_unet, save_unet
+from covid_lib.preprocess import PreprocessError, get_pipeline, predict_lung_mask, preprocess_image
+from covid_lib.segment import TrainConfig, dice_iou, fit_unet
 
 RECORD = DEFAULT_WEIGHTS.with_suffix(".json")
 
@@ -46,20 +48,6 @@ def test_dice_iou_known_values():
         dice_iou(a, b[:5])
 
 
-def test_bootstrap_ci_brackets_the_mean_and_uses_clusters():
-    rng = np.random.default_rng(0)
-    values = rng.normal(0.9, 0.05, 200)
-    lo, hi = bootstrap_ci(values, n_boot=2000)
-    assert lo < values.mean() < hi and hi - lo < 0.03
-    # 200 values in 10 tight clusters: the effective sample is 10, so the interval is wider.
-    clusters = np.repeat(np.arange(10), 20)
-    clustered = np.repeat(rng.normal(0.9, 0.05, 10), 20) + rng.normal(0, 0.001, 200)
-    lo_c, hi_c = bootstrap_ci(clustered, clusters, n_boot=2000)
-    lo_i, hi_i = bootstrap_ci(clustered, n_boot=2000)
-    assert hi_c - lo_c > 3 * (hi_i - lo_i)
-    assert np.isnan(bootstrap_ci([])[0])
-
-
 def test_summarize_reports_mean_ci_and_counts():
     scores = pd.DataFrame({"patient_id": list("aabbc"), "dice": [0.9, 0.95, 0.97, 0.96, 0.5],
                            "iou": [0.8, 0.9, 0.94, 0.92, 0.33]})
@@ -67,6 +55,10 @@ def test_summarize_reports_mean_ci_and_counts():
     assert s["n_images"] == 5 and s["n_patients"] == 3
     assert s["dice"]["mean"] == pytest.approx(0.856) and s["dice"]["min"] == 0.5
     assert s["dice"]["ci95"][0] <= s["dice"]["mean"] <= s["dice"]["ci95"][1]
+    # the interval is the library's one patient bootstrap, N_BOOT resamples, rounded
+    lo, hi = stats.bootstrap_ci(scores["dice"], groups=scores["patient_id"], n_boot=segment.N_BOOT)
+    assert s["dice"]["ci95"] == [round(lo, 4), round(hi, 4)]
+    assert "10,000" in s["ci"]
 
 
 # -------------------------------------------------------------------------------- checkpoints
@@ -119,11 +111,34 @@ def test_tiny_training_overfits_synthetic_discs():
 
 def test_cli_registers_train_and_eval():
     parser = argparse.ArgumentParser()
-    segment.register_cli(parser.add_subparsers(dest="group"))
+    segment_cli.register_cli(parser.add_subparsers(dest="group"))
     args = parser.parse_args(["segment", "eval", "--weights", "w.pt"])
-    assert args.func is segment._cmd_eval and args.weights == "w.pt"
+    assert args.func is segment_cli._cmd_eval and args.weights == "w.pt" and args.device == "auto"
     args = parser.parse_args(["segment", "train", "--epochs", "3", "--image-size", "64", "--device", "cuda"])
     assert (args.epochs, args.image_size, args.device) == (3, 64, "cuda")
+    assert parser.parse_args(["segment", "train"]).device == "auto"
+
+
+def test_cli_train_defaults_are_the_train_config_defaults():
+    from dataclasses import asdict
+
+    config = asdict(TrainConfig())
+    assert {k: config[k] for k in segment_cli.TRAIN_DEFAULTS} == segment_cli.TRAIN_DEFAULTS
+    parser = argparse.ArgumentParser()
+    segment_cli.register_cli(parser.add_subparsers(dest="group"))
+    args = parser.parse_args(["segment", "train"])
+    assert {k: getattr(args, k) for k in segment_cli.TRAIN_DEFAULTS} == segment_cli.TRAIN_DEFAULTS
+
+
+def test_cli_module_imports_only_the_standard_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; import covid_lib.cli.segment; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'torch', 'covid_lib.segment') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(DEFAULT_WEIGHTS.parent.parent)).stdout.strip()
+    assert out == "[]"
 
 
 # ------------------------------------------------------------------------- committed weights
