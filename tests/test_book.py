@@ -238,7 +238,7 @@ def test_staleness_detector_flags_a_changed_profile(chapter_copy, monkeypatch):
     name = book.read_record(out)["profile"]
     changed = dict(PROFILES)
     changed[name] = Profile(**{**PROFILES[name].__dict__, "epochs": PROFILES[name].epochs + 1})
-    monkeypatch.setattr(book, "PROFILES", changed)
+    monkeypatch.setattr(book.staleness, "PROFILES", changed)
     status = book.check_executed(src, out, check_data=False)
     assert any("profile" in r for r in status.reasons)
 
@@ -259,10 +259,10 @@ def test_staleness_detector_flags_errors_and_missing_records(chapter_copy, tmp_p
 
 def test_staleness_detector_flags_changed_data(chapter_copy, monkeypatch):
     src, out = chapter_copy
-    monkeypatch.setattr(book, "data_version", lambda root=None: "another-version")
+    monkeypatch.setattr(book.staleness, "data_version", lambda root=None: "another-version")
     status = book.check_executed(src, out)
     assert any("data version changed" in r for r in status.reasons)
-    monkeypatch.setattr(book, "data_version", lambda root=None: None)  # no data here: not checked
+    monkeypatch.setattr(book.staleness, "data_version", lambda root=None: None)  # no data here: not checked
     assert book.check_executed(src, out).fresh
 
 
@@ -298,13 +298,13 @@ def test_parameters_cell_must_hold_literals(tmp_path):
 
 def test_effective_parameters_reject_unknown_names_and_profiles():
     chapter = CHAPTERS[0]
-    injected, effective = book._effective_parameters(chapter, "smoke", {"seed": 3})
+    injected, effective = book.runner._effective_parameters(chapter, "smoke", {"seed": 3})
     assert injected == {"seed": 3, "profile": "smoke"}
     assert effective["seed"] == 3 and set(effective) == set(book.parameter_defaults(chapter.source))
     with pytest.raises(ValueError, match="has no parameter nope"):
-        book._effective_parameters(chapter, "smoke", {"nope": 1})
+        book.runner._effective_parameters(chapter, "smoke", {"nope": 1})
     with pytest.raises(ValueError, match="valid profiles: smoke, cpu, paper"):
-        book._effective_parameters(chapter, "gpu", {})
+        book.runner._effective_parameters(chapter, "gpu", {})
 
 
 @pytest.mark.parametrize("text, value", [
@@ -318,8 +318,10 @@ def test_parse_value_follows_papermill(text, value):
 def test_cli_book_list_and_check(capsys):
     import argparse
 
+    from covid_lib.cli.book import register_cli
+
     parser = argparse.ArgumentParser()
-    book.register_cli(parser.add_subparsers(dest="group"))
+    register_cli(parser.add_subparsers(dest="group"))
     args = parser.parse_args(["book", "list", "--no-data-check"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
@@ -458,7 +460,7 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
     source = tmp_path / "notebooks" / "01_x.py"
     assert book.git_state(source) == {"commit": provenance._git("rev-parse", "HEAD"), "dirty": False,
                                       "source_committed": True}
