@@ -597,3 +597,20 @@ def test_cli_book_run_defaults_to_scratch_and_returns_1_on_a_failed_chapter(monk
     assert err.startswith("error: ") and "ZeroDivisionError" in err and len(err.splitlines()) <= 4
     assert main(["book", "run", CHAPTERS[0].stem, "-p", "device", "cuda", "--into", "book/chapters"]) == 1
     assert calls[1]["output_dir"] == "book/chapters" and calls[1]["parameters"]["device"] == "cuda"
+
+
+#: Cell tags that collapse (hide-*) or drop (remove-*) a code cell's input in the rendered book.
+_HIDING_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_chapter_reads_as_a_book(chapter):
+    """The parameters cell stays visible; the setup cell after it (imports, loading) is collapsed."""
+    code = [c for c in book.read_source(chapter.source).cells if c.cell_type == "code"]
+    index = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    assert not _HIDING_TAGS & set(code[index].metadata.get("tags", [])), "the parameters cell must show"
+    setup = code[index + 1]
+    assert "import " in setup.source
+    assert _HIDING_TAGS & set(setup.metadata.get("tags", [])), "collapse the setup cell (tags=[\"hide-input\"])"
+    hidden = sum(bool(_HIDING_TAGS & set(c.metadata.get("tags", []))) for c in code)
+    assert hidden < len(code) - 1, "some code stays visible: the chapters show which library calls compute what"
