@@ -17,6 +17,9 @@ from typing import Any, Sequence
 
 from covid_lib.paths import REPO_ROOT, resolve_data_root
 
+#: What the book's runner writes (executed chapters and the page of their runtimes): a chapter
+#: executed earlier in the same run does not make the tree "dirty" for the next one's record.
+BOOK_OUTPUTS = ("book/chapters", "book/reproduce.md")
 #: Libraries whose versions every record carries.
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "papermill", "jupytext")
 

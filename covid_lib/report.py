@@ -310,9 +310,9 @@ def provenance(*, profile: str, parameters: dict[str, Any], started: float | Non
     ``started`` is a :func:`time.time` taken in the chapter's first cell; the table then shows
     the elapsed time. The runner records the same facts in the notebook's metadata.
     """
-    from covid_lib.provenance import data_version, environment, git_state
+    from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
 
-    git = git_state()
+    git = git_state(exclude=BOOK_OUTPUTS)  # as in the runner's record: earlier chapters are not "dirt"
     env = environment(str(parameters.get("device", "auto")))
     rows = {
         "profile": profile,

@@ -28,7 +28,7 @@ seed = 0  # split and examples shown
 grid_images = 6  # example images per source
 histogram_bins = 64  # grey-level bins of the intensity histograms
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
@@ -130,7 +130,7 @@ display(data.table_one_wide(table_one))
 # Random examples from each source (frame colour = source), with their view and their COVID label
 # (tuberculosis label for the two segmentation sets).
 
-# %%
+# %% tags=["hide-input"]
 report.image_grid(manifest, per_source=grid_images, seed=seed,
                   label=("covid", "tb"))
 
@@ -147,7 +147,7 @@ report.image_grid(manifest, per_source=grid_images, seed=seed,
 # %%
 display(report.original_formats(manifest))
 
-# %%
+# %% tags=["hide-input"]
 report.plot_original_sizes(manifest)
 
 # %% [markdown]
@@ -155,7 +155,7 @@ report.plot_original_sizes(manifest)
 # collimation), the overall brightness and the contrast. The statistics are computed on the stored
 # 8-bit images, on at most `max_images` images per source under the chosen profile.
 
-# %%
+# %% tags=["hide-input"]
 cap = settings.max_images
 sample = report.limit_per_source(manifest, cap, seed=seed, stratify="covid")
 per_image, histograms = report.intensity_statistics(sample, bins=histogram_bins)
@@ -194,7 +194,7 @@ dups = audit.duplicates
 pairs = dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size()
 display(pairs.rename("pairs").reset_index())
 
-# %%
+# %% tags=["hide-input"]
 exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
 near = dups[dups["kind"] == "near"].sort_values("distance", kind="stable")
 report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
@@ -223,7 +223,7 @@ display(leak.round(2))
 # What produced this chapter (the runner also records it in the notebook's metadata, with the
 # source hash used to detect a stale chapter):
 
-# %%
+# %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile,
                   seed=seed, grid_images=grid_images,
                   histogram_bins=histogram_bins)

@@ -39,7 +39,7 @@ chain_example = "covid-19-pneumonia-23-day1"  # the image of the first figure (c
 overlap_examples = ["hannover/19073f37", "hannover/a228e110", "cohen/11547_2020_1202_Fig1_HTML-b"]  # by eye
 batch_size = 32  # U-Net inference batch
 
-# %%
+# %% tags=["hide-input"]
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import json
@@ -97,7 +97,7 @@ run_unet = dict(batch_size=batch_size, device=dev)  # how the chapter's figures 
 # One COVID-19 image of the COVID-ChestXRay collection through every step; the "SUPINE MOBILE"
 # label burnt into its corner is gone at step 5, as in the paper's Fig. 2:
 
-# %%
+# %% tags=["hide-input"]
 example = frontal[(frontal["source"] == "cohen") & (frontal["image_id"] == chain_example)]
 example = example if len(example) else frontal[frontal["source"] == "cohen"].head(1)
 (label, stages), = chain.stages_of(example, model, pipeline, **run_unet)
@@ -154,7 +154,7 @@ display(seg.compare_with_record(held, recorded[recorded["set"] == "held_out"], (
 # mean down and widen its interval, while the medians of both sets are close. The distribution,
 # every held-out image a point:
 
-# %%
+# %% tags=["hide-input"]
 seg.plot_score_distributions(held, ("dice", "iou"), by="source",
                              title="Held-out Montgomery and Shenzhen patients")
 
@@ -162,7 +162,7 @@ seg.plot_score_distributions(held, ("dice", "iou"), by="source",
 # The worst held-out images, with the manual mask (green) and ours (red, dashed); cyan is manual
 # lung we miss, magenta our lung outside the manual mask:
 
-# %%
+# %% tags=["hide-input"]
 held_masks = {m["image_id"]: m for m in held_masks}
 worst = seg.worst_cases(held, worst_cases, "dice")
 seg.plot_mask_cases([{**held_masks[r.image_id], "label": f"{r.source} {r.image_id}\nDice {r.dice:.3f}"}
@@ -176,7 +176,7 @@ seg.plot_mask_cases([{**held_masks[r.image_id], "label": f"{r.source} {r.image_i
 # all held-out images in normalised image coordinates, no region is systematically missed or
 # added:
 
-# %%
+# %% tags=["hide-input"]
 maps = seg.disagreement_maps([m["ref"] for m in held_masks.values()], [m["pred"] for m in held_masks.values()])
 seg.plot_disagreement(maps, reference="manual mask",
                       title=f"Held-out patients ({maps['n']} images): where the masks agree and disagree")
@@ -205,7 +205,7 @@ display(seg.format_score_table(v7_table))
 # network trained on mostly aerated lungs, and is left out. PA images score best; AP and supine
 # AP images, of patients too ill to stand, score lower (their intervals overlap).
 
-# %%
+# %% tags=["hide-input"]
 seg.plot_score_distributions(v7, ("dice", "coverage", "precision"), by="view",
                              title="COVID-19 images, our masks against V7's")
 
@@ -214,7 +214,7 @@ seg.plot_score_distributions(v7, ("dice", "coverage", "precision"), by="view",
 # border (in the image's right half) and a thinner band along the right heart border: the lung
 # behind the heart. Our masks add almost nothing outside V7's:
 
-# %%
+# %% tags=["hide-input"]
 v7_masks = {m["image_id"]: m for m in v7_masks}
 maps = seg.disagreement_maps([m["ref"] for m in v7_masks.values()], [m["pred"] for m in v7_masks.values()])
 seg.plot_disagreement(maps, reference="V7 mask",
@@ -224,7 +224,7 @@ seg.plot_disagreement(maps, reference="V7 mask",
 # Typical cases first (the images closest to the median Dice), where the difference is the
 # definition, then the worst, where it is error:
 
-# %%
+# %% tags=["hide-input"]
 median = v7.iloc[(v7["dice"] - v7["dice"].median()).abs().argsort()[:worst_cases]]
 worst = seg.worst_cases(v7, worst_cases, "dice")
 for title, rows in ((f"{len(median)} COVID-19 images near the median Dice", median),
@@ -246,7 +246,7 @@ for title, rows in ((f"{len(median)} COVID-19 images near the median Dice", medi
 # Random frontal images of each of the six sources (frame colour = source) through the chain:
 # stored image, equalised, lung mask, masked and normalised output, and the ROI crop option.
 
-# %%
+# %% tags=["hide-input"]
 for source, rows in frontal.groupby("source", sort=False):
     picks = rows.sample(n=min(examples_per_source, len(rows)), random_state=seed)
     display(chain.plot_chain_grid(chain.stages_of(picks, model, pipeline, with_source=False, **run_unet), title=source,
@@ -289,7 +289,7 @@ display(refused[["source", "image_id", "view", "chain_rejection", "chain_reason"
 # rule refuses some sources far more often than others, so it selects images by source. Per
 # source, which side of the refused crops is short, and how short:
 
-# %%
+# %% tags=["hide-input"]
 short = chain.refused_crops(diag, pipeline.min_crop_fraction)
 display(chain.crop_shortfall(short))
 
@@ -298,7 +298,7 @@ display(chain.crop_shortfall(short))
 # each source. The probability column shows the U-Net's raw output, where the fragments of a
 # fragmented mask are visible; the mask column shows what the chain kept of it.
 
-# %%
+# %% tags=["hide-input"]
 half = -(-rejected_shown // 2)
 shown = pd.concat([refused.drop_duplicates("image_id").head(half),
                    short.sort_values("side").groupby("source", sort=False).head(1)]).head(rejected_shown)
@@ -334,7 +334,7 @@ chain.plot_area_kept(diag)
 # most mark pixels outside the lungs, one per source (top: stored image and mask; bottom: the
 # chain's output):
 
-# %%
+# %% tags=["hide-input"]
 texty = diag[diag["chain_rejection"] == ""].sort_values("marks_outside", ascending=False, kind="stable")
 texty = texty.groupby("source", sort=False).head(1)
 chain.plot_chain_grid(chain.stages_of(chain.rows_of(texty, frontal), model, pipeline, **run_unet),
@@ -351,7 +351,7 @@ chain.plot_chain_grid(chain.stages_of(chain.rows_of(texty, frontal), model, pipe
 # figure from a paper. Electrodes, lines and tubes come with the sickest patients, and so with
 # the COVID-positive label in these data: a classifier can still find them after masking.
 
-# %%
+# %% tags=["hide-input"]
 picked = pd.DataFrame([key.split("/", 1) for key in overlap_examples], columns=["source", "image_id"])
 chain.plot_chain_grid(chain.stages_of(chain.rows_of(picked, frontal), model, pipeline, **run_unet),
                       columns=("mask", "output"), transpose=True, size=3.2,
@@ -362,7 +362,7 @@ chain.plot_chain_grid(chain.stages_of(chain.rows_of(picked, frontal), model, pip
 #
 # The key figures, as computed above under this chapter's profile:
 
-# %%
+# %% tags=["hide-input"]
 display(seg.key_numbers(held_table, v7_table, chain.rejection_counts(diag), diag))
 
 # %% [markdown]
@@ -375,7 +375,7 @@ display(seg.key_numbers(held_table, v7_table, chain.rejection_counts(diag), diag
 #
 # ## Provenance
 
-# %%
+# %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, chain_size=chain_size,
                   equalization=equalization, worst_cases=worst_cases, examples_per_source=examples_per_source,
                   rejected_shown=rejected_shown, chain_example=chain_example,

@@ -238,7 +238,7 @@ def test_staleness_detector_flags_a_changed_profile(chapter_copy, monkeypatch):
     name = book.read_record(out)["profile"]
     changed = dict(PROFILES)
     changed[name] = Profile(**{**PROFILES[name].__dict__, "epochs": PROFILES[name].epochs + 1})
-    monkeypatch.setattr(book, "PROFILES", changed)
+    monkeypatch.setattr(book.staleness, "PROFILES", changed)
     status = book.check_executed(src, out, check_data=False)
     assert any("profile" in r for r in status.reasons)
 
@@ -259,10 +259,10 @@ def test_staleness_detector_flags_errors_and_missing_records(chapter_copy, tmp_p
 
 def test_staleness_detector_flags_changed_data(chapter_copy, monkeypatch):
     src, out = chapter_copy
-    monkeypatch.setattr(book, "data_version", lambda root=None: "another-version")
+    monkeypatch.setattr(book.staleness, "data_version", lambda root=None: "another-version")
     status = book.check_executed(src, out)
     assert any("data version changed" in r for r in status.reasons)
-    monkeypatch.setattr(book, "data_version", lambda root=None: None)  # no data here: not checked
+    monkeypatch.setattr(book.staleness, "data_version", lambda root=None: None)  # no data here: not checked
     assert book.check_executed(src, out).fresh
 
 
@@ -298,13 +298,13 @@ def test_parameters_cell_must_hold_literals(tmp_path):
 
 def test_effective_parameters_reject_unknown_names_and_profiles():
     chapter = CHAPTERS[0]
-    injected, effective = book._effective_parameters(chapter, "smoke", {"seed": 3})
+    injected, effective = book.runner._effective_parameters(chapter, "smoke", {"seed": 3})
     assert injected == {"seed": 3, "profile": "smoke"}
     assert effective["seed"] == 3 and set(effective) == set(book.parameter_defaults(chapter.source))
     with pytest.raises(ValueError, match="has no parameter nope"):
-        book._effective_parameters(chapter, "smoke", {"nope": 1})
+        book.runner._effective_parameters(chapter, "smoke", {"nope": 1})
     with pytest.raises(ValueError, match="valid profiles: smoke, cpu, paper"):
-        book._effective_parameters(chapter, "gpu", {})
+        book.runner._effective_parameters(chapter, "gpu", {})
 
 
 @pytest.mark.parametrize("text, value", [
@@ -318,8 +318,10 @@ def test_parse_value_follows_papermill(text, value):
 def test_cli_book_list_and_check(capsys):
     import argparse
 
+    from covid_lib.cli.book import register_cli
+
     parser = argparse.ArgumentParser()
-    book.register_cli(parser.add_subparsers(dest="group"))
+    register_cli(parser.add_subparsers(dest="group"))
     args = parser.parse_args(["book", "list", "--no-data-check"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
@@ -458,7 +460,7 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(book, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
     source = tmp_path / "notebooks" / "01_x.py"
     assert book.git_state(source) == {"commit": provenance._git("rev-parse", "HEAD"), "dirty": False,
                                       "source_committed": True}
@@ -469,3 +471,146 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     assert book.git_state(source)["dirty"] is True
     source.write_text("v2\n")
     assert book.git_state(source)["source_committed"] is False
+
+
+# --------------------------------------------------------------------------- runner: scratch, failures, register
+
+_TINY_CHAPTER = '''# %% tags=["parameters"]
+data_root = None
+device = "auto"
+profile = "cpu"
+seed = 0
+
+# %%
+print("seed", seed + 1)
+'''
+
+_FAILING_CELL = '''
+# %%
+numerator = 1
+denominator = 0
+ratio = numerator / denominator
+'''
+
+
+@pytest.fixture
+def tiny_chapter(tmp_path):
+    """A two-cell chapter outside notebooks/, with no data (its data_root does not exist)."""
+    src = tmp_path / "notebooks" / "98_tiny.py"
+    src.parent.mkdir()
+    src.write_text(_TINY_CHAPTER)
+    return book.Chapter("98", "tiny", src), {"data_root": str(tmp_path / "no-data")}
+
+
+@pytest.mark.notebook
+def test_run_chapter_writes_to_scratch_by_default_and_silences_the_kernel_log(tiny_chapter, tmp_path,
+                                                                               monkeypatch, capfd):
+    chapter, params = tiny_chapter
+    monkeypatch.setattr(book.runner, "SCRATCH_DIR", tmp_path / "scratch")
+    out = book.run_chapter(chapter, parameters=params, execution_timeout=120)
+    assert out == tmp_path / "scratch" / "98_tiny.ipynb"
+    record = book.read_record(out)
+    assert record["parameters"]["seed"] == 0 and record["profile"] == "cpu" and record["data_version"] is None
+    assert book.check_executed(chapter.source, out).fresh
+    captured = capfd.readouterr()
+    assert "without encryption" not in captured.out + captured.err
+    assert "IPKernelApp" not in captured.out + captured.err
+
+
+@pytest.mark.notebook
+def test_a_failing_chapter_replaces_nothing_and_says_where_in_a_few_lines(tiny_chapter, tmp_path, monkeypatch):
+    chapter, params = tiny_chapter
+    chapter.source.write_text(_TINY_CHAPTER + _FAILING_CELL)
+    monkeypatch.setenv("COVID_LIB_CACHE", str(tmp_path / "cache"))
+    committed = chapter.output(tmp_path / "published")
+    committed.parent.mkdir()
+    committed.write_bytes(b'{"the committed chapter": 1}\n')
+    with pytest.raises(book.ChapterFailed) as info:
+        book.run_chapter(chapter, parameters=params, output_dir=committed.parent, execution_timeout=120)
+    assert committed.read_bytes() == b'{"the committed chapter": 1}\n'
+    assert sorted(p.name for p in committed.parent.iterdir()) == [committed.name]
+    message = str(info.value)
+    lines = message.splitlines()
+    assert len(lines) <= 8, message
+    assert "98_tiny failed in cell" in lines[0]
+    assert "numerator = 1" in message and "ZeroDivisionError: division by zero" in message
+    assert "Traceback" not in message and "\x1b[" not in message
+
+
+def test_an_interrupted_write_leaves_the_committed_chapter_byte_identical(tmp_path, monkeypatch):
+    committed = CHAPTERS[0].output()
+    target = tmp_path / committed.name
+    shutil.copyfile(committed, target)
+    before = target.read_bytes()
+    nb = nbformat.read(committed, as_version=4)
+
+    def interrupted(nb, path, *args, **kwargs):
+        Path(path).write_text('{"cells": [')  # half a notebook, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nbformat, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        book.write_notebook_atomic(nb, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [target.name], "no temporary file left behind"
+
+
+def test_register_gives_a_plain_papermill_output_its_record(tmp_path):
+    """What `book register` does to a notebook papermill executed: the record makes it fresh."""
+    chapter = CHAPTERS[0]
+    plain = tmp_path / "plain" / f"{chapter.stem}.ipynb"
+    plain.parent.mkdir()
+    _strip = lambda nb: nb.metadata.pop(book.METADATA_KEY)  # noqa: E731
+    shutil.copyfile(chapter.output(), plain)
+    _edit_notebook(plain, _strip)
+    assert book.check_executed(chapter.source, plain, check_data=False).state == "stale"
+    out = book.register_executed(plain, output_dir=tmp_path / "registered")
+    assert out == tmp_path / "registered" / f"{chapter.stem}.ipynb"
+    status = book.check_executed(chapter.source, out, check_data=False)
+    assert status.fresh, status.reasons
+    assert status.record["registered"] is True and status.record["wall_time_s"] > 0
+
+    other = tmp_path / f"{CHAPTERS[0].stem}.ipynb"
+    shutil.copyfile(plain, other)
+    _edit_notebook(other, lambda nb: nb.cells.append(nbformat.v4.new_code_cell("print('not in the source')")))
+    with pytest.raises(ValueError, match="not executed from the current"):
+        book.register_executed(other)
+    _edit_notebook(other, lambda nb: nb.metadata.pop("papermill"))
+    with pytest.raises(ValueError, match="not executed by papermill"):
+        book.register_executed(other)
+
+
+def test_cli_book_run_defaults_to_scratch_and_returns_1_on_a_failed_chapter(monkeypatch, capsys):
+    from covid_lib.cli import main
+
+    calls = []
+
+    def fake_run(chapter, **kwargs):
+        calls.append(kwargs)
+        raise book.ChapterFailed(f"{chapter.stem} failed in cell In [3]:\n    x = 1 / 0\n  ZeroDivisionError: division by zero")
+
+    monkeypatch.setattr(book, "run_chapter", fake_run)
+    monkeypatch.setattr(book, "sync_pages", lambda *a: pytest.fail("a failed run must not touch reproduce.md"))
+    assert main(["book", "run", CHAPTERS[0].stem, "--quiet"]) == 1
+    assert calls[0]["output_dir"] is None and calls[0]["parameters"]["device"] == "auto"
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "ZeroDivisionError" in err and len(err.splitlines()) <= 4
+    assert main(["book", "run", CHAPTERS[0].stem, "-p", "device", "cuda", "--into", "book/chapters"]) == 1
+    assert calls[1]["output_dir"] == "book/chapters" and calls[1]["parameters"]["device"] == "cuda"
+
+
+#: Cell tags that collapse (hide-*) or drop (remove-*) a code cell's input in the rendered book.
+_HIDING_TAGS = {"hide-input", "hide-cell", "remove-input", "remove-cell"}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_chapter_reads_as_a_book(chapter):
+    """The parameters cell stays visible; the setup cell after it (imports, loading) is collapsed."""
+    code = [c for c in book.read_source(chapter.source).cells if c.cell_type == "code"]
+    index = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    assert not _HIDING_TAGS & set(code[index].metadata.get("tags", [])), "the parameters cell must show"
+    setup = code[index + 1]
+    assert "import " in setup.source
+    assert _HIDING_TAGS & set(setup.metadata.get("tags", [])), "collapse the setup cell (tags=[\"hide-input\"])"
+    hidden = sum(bool(_HIDING_TAGS & set(c.metadata.get("tags", []))) for c in code)
+    assert hidden < len(code) - 1, "some code stays visible: the chapters show which library calls compute what"

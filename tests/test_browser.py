@@ -10,10 +10,12 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 
@@ -30,6 +32,10 @@ CHROMIUM_FLAGS = (
 )
 #: Wait this long for every image on a page to load or fail.
 IMAGE_TIMEOUT_MS = 10_000
+#: Wait at most this long for a page (or a redirect's target) to finish loading.
+PAGE_TIMEOUT_S = 60
+#: jupyter-book writes index.html as ``<meta http-equiv="Refresh" content="0; url=...">`` only.
+_REFRESH_RE = re.compile(r'<meta\s+http-equiv="refresh"\s+content="\d+;\s*url=([^"]+)"', re.I)
 
 
 def _missing() -> str | None:
@@ -134,12 +140,42 @@ def test_every_toc_page_was_built(site):
     assert any(p.startswith("book/chapters/") for p in pages)
 
 
+def _redirect(html: Path, page: str) -> str | None:
+    """The page a redirect-only page (the book's index.html) points to, relative to ``html``."""
+    m = _REFRESH_RE.search((html / page).read_text(errors="replace"))
+    return None if m is None else urljoin(f"/{page}", m[1]).lstrip("/")
+
+
+def _open(driver, url: str, via: str | None = None) -> None:
+    """Load ``via`` (default ``url``) and wait until the browser is on ``url``, done loading, showing
+    the theme's main element: no sleep, and no race with a redirect's second navigation."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def loaded(drv) -> bool:
+        return (drv.current_url.split("#")[0] == url
+                and drv.execute_script("return document.readyState") == "complete"
+                and bool(drv.find_elements("css selector", "main#main-content")))
+
+    driver.get(via or url)
+    WebDriverWait(driver, PAGE_TIMEOUT_S).until(loaded, f"{url} did not finish loading")
+
+
+def test_the_index_redirects_to_a_built_page(site, driver):
+    base, html = site
+    target = _redirect(html, "index.html")
+    assert target in _pages(html), f"index.html redirects to {target}, which was not built"
+    # The meta refresh starts a second navigation after the first load: wait for that one's end.
+    _open(driver, f"{base}/{target}", via=f"{base}/index.html")
+    severe = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+
+
 def test_every_page_renders_without_console_errors_or_broken_images(site, driver):
     base, html = site
     problems, images_seen = [], 0
-    for page in _pages(html):
-        driver.get(f"{base}/{page}")
-        assert driver.execute_script("return document.readyState") == "complete"
+    pages = [page for page in _pages(html) if _redirect(html, page) is None]  # redirects: test above
+    for page in pages:
+        _open(driver, f"{base}/{page}")
         images = driver.execute_async_script(_IMAGES_JS)
         images_seen += len(images)
         for img in images:
@@ -157,7 +193,7 @@ def test_chapter_page_shows_its_figures(site, driver):
     base, html = site
     chapters = sorted((html / "book" / "chapters").glob("*.html"))
     for chapter in chapters:
-        driver.get(f"{base}/book/chapters/{chapter.name}")
+        _open(driver, f"{base}/book/chapters/{chapter.name}")
         images = driver.execute_async_script(_IMAGES_JS)
         figures = [i for i in images if "_images/" in i["src"]]
         assert figures and all(i["width"] > 100 for i in figures), chapter.name

@@ -1,10 +1,161 @@
-"""``python -m covid_lib book ...`` (shim: the group's code still lives in ``covid_lib.book``)."""
+"""``python -m covid_lib book ...``: run the chapters, register and check the executed book.
+
+::
+
+    python -m covid_lib book list                    # chapters: fresh / stale / not executed
+    python -m covid_lib book run 01 --profile cpu    # into the scratch folder _build/chapters
+    python -m covid_lib book run 01 --profile paper -p device cuda --into book/chapters  # publish
+    python -m covid_lib book register _build/chapters/01_data.ipynb  # after plain papermill
+    python -m covid_lib book check                   # exit 1 when a chapter is stale or not executed
+    python -m covid_lib book sync                    # regenerate the tables in book/reproduce.md
+
+Only the standard library is imported here; :mod:`covid_lib.book` is imported by the commands.
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
 
-def register_cli(subparsers) -> None:
-    """Add the ``book`` command group."""
-    from covid_lib.book import register_cli as _register
+#: Mirrors covid_lib.book.chapters (not imported here, to keep ``--help`` instant).
+_CHAPTERS_DIR = "book/chapters"
+_SCRATCH_DIR = "_build/chapters"
 
-    _register(subparsers)
+
+def _publishing(into: str | None) -> bool:
+    from covid_lib.book import CHAPTERS_DIR
+
+    return into is not None and Path(into).resolve() == CHAPTERS_DIR.resolve()
+
+
+def _sync_if_published(into: str | None) -> None:
+    from covid_lib.book import REPRODUCE_PAGE, sync_pages
+    from covid_lib.paths import REPO_ROOT
+
+    if _publishing(into) and REPRODUCE_PAGE.is_file() and sync_pages():
+        print(f"updated the generated tables in {REPRODUCE_PAGE.relative_to(REPO_ROOT)}")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from covid_lib.book import chapter_status, list_chapters
+
+    for chapter in list_chapters():
+        st = chapter_status(chapter, args.chapters_dir, check_data=not args.no_data_check)
+        rec = st.record
+        extra = f"  profile={rec.get('profile')}  {rec.get('wall_time_s')} s" if rec else ""
+        print(f"{chapter.stem:<24} {st.state}{extra}")
+        for reason in st.reasons:
+            print(f"    - {reason}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from covid_lib.book import REPRODUCE_PAGE, chapter_status, list_chapters, render_page
+
+    bad = 0
+    for chapter in list_chapters():
+        st = chapter_status(chapter, args.chapters_dir, check_data=not args.no_data_check)
+        if not st.fresh:
+            bad += 1
+            print(f"{chapter.stem}: {st.state}: " + "; ".join(st.reasons), file=sys.stderr)
+    page = Path(REPRODUCE_PAGE)
+    if page.is_file() and render_page(page.read_text()) != page.read_text():
+        bad += 1
+        print(f"{page.name}: generated tables out of date; run `python -m covid_lib book sync`", file=sys.stderr)
+    if not bad:
+        print(f"{len(list_chapters())} chapter(s) fresh")
+    return 1 if bad else 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from covid_lib.book import ChapterFailed, list_chapters, parse_value, read_record, resolve_chapter, run_chapter
+
+    chapters = [resolve_chapter(c) for c in args.chapters] or list_chapters()
+    if not chapters:
+        raise ValueError("no chapters in notebooks/")
+    parameters = {name: parse_value(value) for name, value in args.parameters}
+    if args.data_root is not None:
+        parameters["data_root"] = args.data_root
+    parameters.setdefault("device", args.device)
+    for chapter in chapters:
+        print(f"running {chapter.stem} with profile {args.profile} ...", flush=True)
+        try:
+            out = run_chapter(chapter, profile=args.profile, parameters=parameters, output_dir=args.into,
+                              kernel_name=args.kernel, log_output=args.log_output, progress_bar=not args.quiet)
+        except ChapterFailed as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {out} in {read_record(out)['wall_time_s']} s")
+    if not _publishing(args.into):
+        print(f"(scratch copy; publish with --into {_CHAPTERS_DIR})")
+    _sync_if_published(args.into)
+    return 0
+
+
+def _cmd_register(args: argparse.Namespace) -> int:
+    from covid_lib.book import register_executed
+
+    out = register_executed(args.notebook, chapter=args.chapter, output_dir=args.into)
+    print(f"registered {out}")
+    _sync_if_published(str(Path(out).parent))
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from covid_lib.book import REPRODUCE_PAGE, sync_pages
+    from covid_lib.paths import REPO_ROOT
+
+    changed = sync_pages()
+    print(("updated " if changed else "up to date: ") + str(REPRODUCE_PAGE.relative_to(REPO_ROOT)))
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``book`` command group (list, check, run, register, sync)."""
+    book = subparsers.add_parser("book", help="run the chapters and check the executed book",
+                                 description="Run the chapters with papermill, register and check the executed book.")
+    cmds = book.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def status_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--chapters-dir", default=None, metavar="DIR",
+                       help=f"folder of the executed chapters to inspect (default {_CHAPTERS_DIR})")
+        p.add_argument("--no-data-check", action="store_true", help="do not compare the data version")
+        return p
+
+    p = status_options(cmds.add_parser("list", help="chapters and their status (fresh / stale / not executed)"))
+    p.set_defaults(func=_cmd_list)
+
+    p = status_options(cmds.add_parser("check", help="exit 1 when a chapter is stale or not executed"))
+    p.set_defaults(func=_cmd_check)
+
+    p = cmds.add_parser("run", help="execute chapters with papermill (all when none is named)",
+                        description=f"Execute chapters with papermill into {_SCRATCH_DIR} (git-ignored); "
+                                    f"--into {_CHAPTERS_DIR} publishes them into the book. A failed run "
+                                    "replaces nothing.")
+    p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="01_data, data or 01 (default: every chapter)")
+    p.add_argument("--profile", default="cpu", help="compute profile: smoke, cpu or paper (default cpu)")
+    p.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="set a chapter parameter (papermill's -p)")
+    p.add_argument("--into", default=None, metavar="DIR",
+                   help=f"where the executed chapters go (default {_SCRATCH_DIR}; {_CHAPTERS_DIR} publishes "
+                        "them and updates book/reproduce.md)")
+    p.add_argument("--data-root", default=None, help="the data root (default: $COVID_LIB_DATA or ../shared/data)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when present), cpu or cuda; -p device wins (default auto)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
+    p.add_argument("--log-output", action="store_true", help="print the cells' output as they run")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = cmds.add_parser("register", help="add the provenance record to a chapter executed with plain papermill",
+                        description="Add the provenance record to a notebook that plain papermill executed from "
+                                    "a chapter source, so that `book check` accepts it.")
+    p.add_argument("notebook", help="the executed notebook papermill wrote")
+    p.add_argument("--chapter", default=None, help="the chapter it comes from (default: from the file name)")
+    p.add_argument("--into", default=None, metavar="DIR",
+                   help=f"write the registered notebook there (default: in place; {_CHAPTERS_DIR} publishes it)")
+    p.set_defaults(func=_cmd_register)
+
+    p = cmds.add_parser("sync", help="regenerate the profile, parameter and runtime tables in book/reproduce.md")
+    p.set_defaults(func=_cmd_sync)

@@ -1,0 +1,234 @@
+"""Execute a chapter with papermill and write it with its provenance record.
+
+:func:`run_chapter` converts the chapter's ``py:percent`` source with jupytext, executes it with
+papermill and writes ``<output_dir>/NN_name.ipynb`` whose ``metadata["hurdles"]`` records what
+produced it: parameters, profile (and its settings), git commit (and whether the tree was dirty),
+data version, the SHA-256 of the source, wall time and the environment. :func:`register_executed`
+adds the same record to a notebook that plain papermill executed.
+
+The default output folder is the git-ignored scratch folder ``_build/chapters``; the committed
+chapters in ``book/chapters`` are replaced only when asked for, and only once a run succeeded
+(written to a temporary file, then renamed), so a failed or interrupted run leaves them as they were.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from covid_lib.book.chapters import (
+    KERNEL_NAME, METADATA_KEY, SCRATCH_DIR, Chapter, parameter_defaults, read_source, resolve_chapter, source_hash,
+)
+from covid_lib.paths import REPO_ROOT, cache_dir
+from covid_lib.profiles import get_profile
+from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment
+from covid_lib.provenance import git_state as _git_state
+
+#: What the runner itself writes: a chapter executed earlier in the same run does not make the
+#: tree "dirty" for the next one.
+RUNNER_OUTPUTS = BOOK_OUTPUTS
+#: Passed to the kernel: its INFO/WARNING log lines (e.g. "Kernel is running over TCP without
+#: encryption") go to the terminal, not to the notebook, and say nothing about the chapter.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+#: How many lines of the failing cell a failure message shows.
+FAILED_CELL_LINES = 6
+
+
+class ChapterFailed(RuntimeError):
+    """A chapter raised in one of its cells; the message names the cell and the error in a few lines."""
+
+
+def git_state(source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`covid_lib.provenance.git_state` with the runner's own outputs not counted as dirty."""
+    return _git_state(source, exclude=RUNNER_OUTPUTS)
+
+
+def _effective_parameters(chapter: Chapter, profile: str, parameters: dict | None) -> tuple[dict, dict]:
+    """The parameters papermill injects and the ones the chapter then runs with (defaults + injected)."""
+    defaults = parameter_defaults(chapter.source)
+    passed = dict(parameters or {})
+    if "profile" in passed and passed["profile"] != profile:
+        raise ValueError(f"profile given twice ({profile!r} and {passed['profile']!r}); use profile=...")
+    passed["profile"] = get_profile(profile).name
+    unknown = sorted(set(passed) - set(defaults))
+    if unknown:
+        raise ValueError(f"{chapter.stem} has no parameter {', '.join(unknown)}; "
+                         f"its parameters: {', '.join(defaults)}")
+    return passed, {**defaults, **passed}
+
+
+def failure_message(stem: str, err: Any, partial: Path | None = None) -> str:
+    """A few lines for a papermill ``PapermillExecutionError``: the cell's first lines and the error."""
+    lines = str(getattr(err, "source", "") or "").splitlines()
+    shown = [f"    {line}" for line in lines[:FAILED_CELL_LINES]]
+    if len(lines) > FAILED_CELL_LINES:
+        shown.append(f"    ... ({len(lines) - FAILED_CELL_LINES} more lines)")
+    evalue = str(getattr(err, "evalue", "") or "").strip().splitlines()
+    head = f"{stem} failed in cell In [{getattr(err, 'exec_count', '?')}]:"
+    out = [head, *shown, f"  {getattr(err, 'ename', type(err).__name__)}: {evalue[0] if evalue else ''}".rstrip()]
+    if partial is not None:
+        out.append(f"  the partial notebook (with the full traceback) is {partial}")
+    return "\n".join(out)
+
+
+def write_notebook_atomic(nb, path: str | os.PathLike) -> Path:
+    """Write ``nb`` to ``path`` through a temporary file in the same folder and a rename.
+
+    An error or an interrupt while writing leaves any existing ``path`` byte-identical.
+    """
+    import nbformat
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".ipynb.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nbformat.write(nb, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _finish(nb, chapter: Chapter, out: Path, effective: dict, *, git: dict, version: str | None,
+            env: dict, started: str | None, wall: float | None, **extra: Any) -> Path:
+    """Add the provenance record to an executed notebook and write it (atomically) to ``out``."""
+    rel_source = os.path.relpath(chapter.source.resolve(), REPO_ROOT)
+    nb.metadata.get("jupytext", {}).pop("formats", None)  # the output is not paired with any text file
+    if not nb.metadata.get("jupytext"):
+        nb.metadata.pop("jupytext", None)
+    pm = nb.metadata.get("papermill", {})
+    pm["input_path"] = rel_source
+    resolved = out.resolve()
+    pm["output_path"] = os.path.relpath(resolved, REPO_ROOT) if resolved.is_relative_to(REPO_ROOT) else out.name
+    nb.metadata[METADATA_KEY] = {
+        "chapter": chapter.stem,
+        "source": rel_source,
+        "source_sha256": source_hash(chapter.source),
+        "profile": effective["profile"],
+        "profile_settings": get_profile(effective["profile"]).to_dict(),
+        "parameters": effective,
+        "data_version": version,
+        "git": git,
+        "environment": env,
+        "started_utc": started,
+        "wall_time_s": None if wall is None else round(float(wall), 1),
+        **extra,
+    }
+    return write_notebook_atomic(nb, out)
+
+
+def run_chapter(
+    chapter: str | Chapter,
+    *,
+    profile: str = "cpu",
+    parameters: dict | None = None,
+    output_dir: str | os.PathLike | None = None,
+    kernel_name: str = KERNEL_NAME,
+    log_output: bool = False,
+    progress_bar: bool = False,
+    execution_timeout: int | None = None,
+) -> Path:
+    """Execute one chapter with papermill and write it, with its provenance, into ``output_dir``.
+
+    Args:
+        chapter: a :class:`Chapter` or anything :func:`resolve_chapter` accepts.
+        profile: the compute profile (see :mod:`covid_lib.profiles`).
+        parameters: other values for the chapter's ``parameters`` cell (``data_root``, ``device``...).
+        output_dir: where the executed notebook goes (default: the scratch folder ``_build/chapters``;
+            pass ``book/chapters`` to publish).
+        kernel_name: the Jupyter kernel to run it in.
+        log_output: stream the cells' output to the log as they run.
+        progress_bar: show papermill's progress bar.
+        execution_timeout: seconds a single cell may run (None: no limit).
+
+    Returns:
+        The path of the executed notebook.
+
+    Raises:
+        ChapterFailed: a cell raised. Nothing in ``output_dir`` is replaced; the partial notebook is
+            kept under the cache (``book/<stem>.failed.ipynb``).
+    """
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    chapter = resolve_chapter(chapter)
+    injected, effective = _effective_parameters(chapter, profile, parameters)
+    out = chapter.output(output_dir or SCRATCH_DIR)
+    git = git_state(chapter.source)
+    version = data_version(effective.get("data_root"))
+    env = environment(str(effective.get("device", "auto")))
+
+    with tempfile.TemporaryDirectory(prefix=f"hurdles-{chapter.stem}-") as tmp:
+        paired = Path(tmp) / f"{chapter.stem}.ipynb"
+        executed = Path(tmp) / f"{chapter.stem}.executed.ipynb"
+        nbformat.write(read_source(chapter.source), paired)
+        started = _dt.datetime.now(_dt.timezone.utc)
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(paired), str(executed), parameters=injected, kernel_name=kernel_name,
+                cwd=str(REPO_ROOT), log_output=log_output, progress_bar=progress_bar,
+                execution_timeout=execution_timeout, extra_arguments=list(KERNEL_ARGUMENTS),
+            )
+        except PapermillExecutionError as err:
+            partial = None
+            if executed.exists():
+                partial = cache_dir("book") / f"{chapter.stem}.failed.ipynb"
+                shutil.copyfile(executed, partial)
+            raise ChapterFailed(failure_message(chapter.stem, err, partial)) from err
+        wall = time.perf_counter() - t0
+        nb = nbformat.read(executed, as_version=4)
+
+    return _finish(nb, chapter, out, effective, git=git, version=version, env=env,
+                   started=started.isoformat(timespec="seconds"), wall=wall)
+
+
+def register_executed(
+    executed: str | os.PathLike,
+    *,
+    chapter: str | Chapter | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Add the provenance record to a chapter that plain papermill executed (the README's route).
+
+    The notebook's code must be the chapter source's (plus papermill's injected cell), and it must
+    hold no error. The parameters are the source's defaults overridden by those papermill recorded;
+    git state, data version and environment are this machine's now.
+
+    Args:
+        executed: the notebook papermill wrote.
+        chapter: the chapter it was executed from (default: found from the file name).
+        output_dir: where the registered notebook goes (default: in place).
+
+    Raises:
+        ValueError: not a papermill output, from another source, or holding an error.
+    """
+    import nbformat
+
+    executed = Path(executed)
+    chapter = resolve_chapter(chapter if chapter is not None else executed.stem)
+    nb = nbformat.read(executed, as_version=4)
+    pm = nb.metadata.get("papermill")
+    if not pm:
+        raise ValueError(f"{executed} was not executed by papermill (no metadata['papermill'])")
+    if pm.get("exception") or any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", [])):
+        raise ValueError(f"{executed} holds an error; fix the chapter and execute it again")
+    ran = [c.source for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if ran != [c.source for c in read_source(chapter.source).cells]:
+        raise ValueError(f"{executed} was not executed from the current {chapter.source.name}; execute it again")
+    injected = dict(pm.get("parameters") or {})
+    profile = injected.get("profile") or parameter_defaults(chapter.source)["profile"]
+    _, effective = _effective_parameters(chapter, profile, injected)
+    out = chapter.output(output_dir) if output_dir is not None else executed
+    return _finish(nb, chapter, out, effective, git=git_state(chapter.source),
+                   version=data_version(effective.get("data_root")),
+                   env=environment(str(effective.get("device", "auto"))),
+                   started=pm.get("start_time"), wall=pm.get("duration"), registered=True)

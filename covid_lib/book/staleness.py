@@ -1,0 +1,103 @@
+"""Tell a fresh executed chapter from a stale one, by its provenance record.
+
+:func:`check_executed` compares the record that :mod:`covid_lib.book.runner` wrote into an executed
+notebook with the chapter's current source, parameters, profile definitions and data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from covid_lib.book.chapters import METADATA_KEY, Chapter, parameter_defaults, resolve_chapter, source_hash
+from covid_lib.profiles import PROFILES
+from covid_lib.provenance import data_version
+
+
+@dataclass
+class ChapterStatus:
+    """Whether an executed chapter matches its source: ``fresh``, ``stale`` or ``not executed``."""
+
+    chapter: str
+    state: str
+    reasons: list[str] = field(default_factory=list)
+    record: dict = field(default_factory=dict)
+
+    @property
+    def fresh(self) -> bool:
+        return self.state == "fresh"
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_executed(
+    source: str | os.PathLike,
+    executed: str | os.PathLike,
+    *,
+    data_root: str | os.PathLike | None = None,
+    check_data: bool = True,
+) -> ChapterStatus:
+    """Compare an executed notebook with the chapter source it claims to come from.
+
+    Stale when: the source's SHA-256 differs from the recorded one; the recorded parameters are
+    not those the ``parameters`` cell defines (names), or their values are not the cell's defaults
+    overridden by what papermill injected; the recorded profile's settings differ from the current
+    profile definition; the notebook holds an error output; or (``check_data`` and data present)
+    the data version changed.
+    """
+    import nbformat
+
+    source, executed = Path(source), Path(executed)
+    name = source.stem
+    if not executed.is_file():
+        return ChapterStatus(name, "not executed", [f"no executed notebook at {executed}"])
+    nb = nbformat.read(executed, as_version=4)
+    rec = dict(nb.metadata.get(METADATA_KEY, {}))
+    if not rec:
+        return ChapterStatus(name, "stale", ["no provenance record (metadata['hurdles']); run it with "
+                                             "`book run` or add one with `book register`"])
+    reasons = []
+    current = source_hash(source)
+    if rec.get("source_sha256") != current:
+        reasons.append(f"source changed: {source.name} is {current[:12]}, "
+                       f"executed from {str(rec.get('source_sha256'))[:12]}")
+    recorded = rec.get("parameters", {})
+    try:
+        defaults = parameter_defaults(source)
+    except ValueError as err:
+        reasons.append(str(err))
+        defaults = dict(recorded)
+    if set(recorded) != set(defaults):
+        reasons.append(f"parameters recorded {sorted(recorded)} are not those of the source {sorted(defaults)}")
+    injected = nb.metadata.get("papermill", {}).get("parameters", {})
+    expected = _jsonable({**defaults, **injected})
+    differ = sorted(k for k in set(expected) & set(recorded) if _jsonable(recorded[k]) != expected[k])
+    if differ:
+        reasons.append("recorded parameters differ from the source's defaults and those papermill "
+                       f"injected: {', '.join(differ)}")
+    profile = rec.get("profile")
+    if profile not in PROFILES:
+        reasons.append(f"unknown profile {profile!r}")
+    elif rec.get("profile_settings") != PROFILES[profile].to_dict():
+        reasons.append(f"profile {profile!r} has changed since the chapter was executed")
+    if any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", [])):
+        reasons.append("the executed notebook holds an error")
+    if nb.metadata.get("papermill", {}).get("exception"):
+        reasons.append("papermill recorded an exception")
+    if check_data:
+        now = data_version(data_root if data_root is not None else recorded.get("data_root"))
+        if now is not None and rec.get("data_version") != now:
+            reasons.append(f"data version changed: {now}, executed on {rec.get('data_version')}")
+    return ChapterStatus(name, "stale" if reasons else "fresh", reasons, rec)
+
+
+def chapter_status(chapter: str | Chapter, output_dir: str | os.PathLike | None = None,
+                   **kwargs: Any) -> ChapterStatus:
+    """:func:`check_executed` for a chapter and its executed notebook in ``output_dir`` (default ``book/chapters``)."""
+    chapter = resolve_chapter(chapter)
+    return check_executed(chapter.source, chapter.output(output_dir), **kwargs)
