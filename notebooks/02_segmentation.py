@@ -115,8 +115,8 @@ display(seg.departures_table(record, pipeline))
 #
 # The committed weights come from one training run on a 2-core CPU, recorded beside them in
 # `weights/unet_lungs.json`: configuration, data version, split, the commit the run started from,
-# and its wall time. The profile's `segmentation_size` and `segmentation_epochs` only apply when
-# the U-Net is retrained; every profile of this chapter uses these weights.
+# and its wall time. Every profile of this chapter uses these weights; `python -m covid_lib segment
+# train` retrains them.
 
 # %%
 display(seg.run_record_table(record))

@@ -341,7 +341,8 @@ def test_python_m_covid_lib_book_check():
 def test_profiles():
     assert list(PROFILES) == ["smoke", "cpu", "paper"]
     paper = get_profile("paper")
-    assert (paper.resize_size, paper.image_size, paper.epochs, paper.batch_size) == (256, 224, 100, 4)
+    assert (paper.resize_size, paper.input_size, paper.epochs, paper.batch_size) == (256, 224, 100, 4)
+    assert (paper.schedule, get_profile("cpu").optimizer, get_profile("cpu").schedule) == ("plateau", "adamw", "onecycle")
     assert (paper.optimizer, paper.lr, paper.weight_decay, paper.loss, paper.focal_gamma) == ("sgd", 0.1, 1e-3, "focal", 2.0)
     assert paper.lr_patience == 15 and paper.max_images is None
     assert get_profile("smoke").max_images and get_profile("smoke").epochs == 1
@@ -349,7 +350,9 @@ def test_profiles():
     with pytest.raises(ValueError, match="valid profiles: smoke, cpu, paper"):
         get_profile("fast")
     with pytest.raises(ValueError):
-        Profile(name="x", description="", image_size=256, resize_size=224, epochs=1, batch_size=1)
+        Profile(name="x", description="", input_size=256, resize_size=224, epochs=1, batch_size=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        Profile(name="x", description="", input_size=64, resize_size=72, epochs=1, batch_size=1, optimizer="adam")
     with pytest.raises(Exception):
         paper.epochs = 3  # frozen
     assert hash(paper) == hash(get_profile("paper"))

@@ -20,12 +20,13 @@ REPRODUCE_PAGE = REPO_ROOT / "book" / "reproduce.md"
 
 
 _PROFILE_ROWS = (
-    ("image_size", "input (crop) side, px"), ("resize_size", "resize shorter side, px"),
+    ("input_size", "input (crop) side, px"), ("resize_size", "resize side, px"),
     ("epochs", "max epochs"), ("batch_size", "batch size"), ("optimizer", "optimiser"),
-    ("lr", "learning rate"), ("weight_decay", "weight decay"), ("lr_patience", "LR plateau patience"),
+    ("lr", "learning rate (peak for one-cycle)"), ("weight_decay", "weight decay"), ("schedule", "schedule"),
+    ("warmup", "one-cycle warm-up share"), ("lr_patience", "LR plateau patience"),
     ("early_stopping", "early stopping patience"), ("loss", "loss"), ("focal_gamma", "focal gamma"),
-    ("seeds", "seeds"), ("max_images", "images per source"), ("segmentation_size", "U-Net input, px"),
-    ("segmentation_epochs", "U-Net epochs"),
+    ("precision", "precision"), ("seeds", "seeds (seeds grid)"), ("max_images", "images per source and split"),
+    ("threads", "CPU threads"), ("deterministic", "deterministic cuDNN"),
 )
 
 

@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -357,9 +358,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return read_image(path) > 127
 
 
-def data_version(data_root: str | os.PathLike | None = None, *, progress: bool = False) -> str:
+def data_version(data_root: str | os.PathLike | None = None, *, sources: Sequence[str] | None = None,
+                 progress: bool = False) -> str:
     """The data version: 12 hex digits of sha256 over every source's manifest and the size and
-    content hash of every image and mask it lists.
+    content hash of every image and mask it lists. The one data hash of the project: run records,
+    chapters, the pre-processing cache (per source) and the U-Net record all use it.
+
+    Args:
+        sources: only these sources (default: all): the version of a cache or model built from them.
 
     Changes when a manifest changes or a listed file is edited, replaced or removed. Holds no
     modification time and no absolute path, so the same data on another machine has the same
@@ -367,7 +373,7 @@ def data_version(data_root: str | os.PathLike | None = None, *, progress: bool =
     """
     root = resolve_data_root(data_root)
     digest = hashlib.sha256()
-    for name in SOURCES:
+    for name in (SOURCES if sources is None else sources):
         manifest = root / name / "manifest.csv"
         if manifest.is_file():
             digest.update(name.encode())

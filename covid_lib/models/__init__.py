@@ -16,9 +16,10 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch loads with the architectures, not with the registry
+    import torch.nn as nn
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 

@@ -7,7 +7,6 @@ the rejections table, with its step and reason).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from covid_lib.data import data_version
 from covid_lib.paths import cache_dir
 from covid_lib.preprocess.chain import Pipeline, finish_chain, get_pipeline, load_model
 from covid_lib.preprocess.lungs import iter_image_batches
@@ -25,18 +25,11 @@ from covid_lib.preprocess.steps import PreprocessError
 REJECTION_COLUMNS = ["image_id", "source", "patient_id", "step", "reason"]
 
 
-def _manifest_version(source_root: Path, name: str) -> str:
-    manifest = source_root / name / "manifest.csv"
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:8]
-
-
 def cache_path(name: str, pipeline: Pipeline, data_root=None) -> Path:
     """Where :func:`preprocess_source` caches ``name`` under ``pipeline``:
-    ``cache_dir("preprocess")/<pipeline hash>/<source>-<manifest hash>.npz``."""
-    from covid_lib.paths import resolve_data_root
-
-    root = resolve_data_root(data_root)
-    return cache_dir("preprocess") / pipeline.hash / f"{name}-{_manifest_version(root, name)}.npz"
+    ``cache_dir("preprocess")/<pipeline hash>/<source>-<data version of that source>.npz`` (an
+    edited or replaced image gives a new version, so a stale cache is never read)."""
+    return cache_dir("preprocess") / pipeline.hash / f"{name}-{data_version(data_root, sources=[name])}.npz"
 
 
 def _rejection(row, step: str, reason: str) -> dict:

@@ -24,17 +24,10 @@ def segmentation_manifest(data_root=None, *, seed: int = 0, test_fraction: float
 
 
 def manifests_version(data_root=None, sources=SEG_SOURCES) -> str:
-    """sha256 prefix over the manifests of ``sources`` (the training data's version)."""
-    import hashlib
+    """The data version (:func:`covid_lib.data.data_version`) of the U-Net's training sources."""
+    from covid_lib.data import data_version
 
-    from covid_lib.paths import resolve_data_root
-
-    root = resolve_data_root(data_root)
-    digest = hashlib.sha256()
-    for name in sources:
-        digest.update(name.encode())
-        digest.update((root / name / "manifest.csv").read_bytes())
-    return digest.hexdigest()[:12]
+    return data_version(data_root, sources=list(sources))
 
 
 def load_arrays(manifest: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
