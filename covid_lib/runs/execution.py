@@ -60,6 +60,12 @@ def _reasons(missing: pd.DataFrame, pipeline, data_root, whole_sources: bool) ->
     return out.fillna({"step": "unknown", "reason": "not in the pre-processing chain's output"})
 
 
+#: Capped subsets (smoke) already through the chain in this process: a grid scores the same test
+#: sets in every run. Keyed by pipeline hash and image ids; whole sources use the disk cache instead.
+_SUBSETS: dict[tuple, tuple] = {}
+_SUBSETS_MAX = 64
+
+
 def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: str):
     """``(images, kept rows, rejections)`` of ``rows`` after the profile's cap."""
     from covid_lib.data import limit_rows
@@ -68,10 +74,20 @@ def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: 
     p = spec.profile_settings
     rows = limit_rows(rows, p.max_images, seed=spec.split_seed)
     pipeline = _pipeline(spec)
-    images, kept = load_images(rows, pipeline, data_root, whole_sources=p.max_images is None)
-    missing = rows[~rows.index.isin(kept.index)] if len(kept) < len(rows) else rows.iloc[:0]
-    rejected = _reasons(missing, pipeline, data_root, p.max_images is None).assign(set=set_name, split=split)
-    return images, kept, rejected[REJECTION_COLUMNS]
+    whole = p.max_images is None
+    key = (pipeline.hash, tuple(zip(rows["source"], rows["image_id"].astype(str))))
+    if whole or key not in _SUBSETS:
+        images, kept = load_images(rows, pipeline, data_root, whole_sources=whole)
+        missing = rows[~rows.index.isin(kept.index)] if len(kept) < len(rows) else rows.iloc[:0]
+        rejected = _reasons(missing, pipeline, data_root, whole)
+        if not whole:
+            if len(_SUBSETS) >= _SUBSETS_MAX:
+                _SUBSETS.pop(next(iter(_SUBSETS)))
+            _SUBSETS[key] = (images, kept.index, rejected)
+    else:
+        images, index, rejected = _SUBSETS[key]
+        kept = rows.loc[index]
+    return images, kept, rejected.assign(set=set_name, split=split)[REJECTION_COLUMNS]
 
 
 def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train", "val", "test")) -> dict:
