@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
@@ -134,7 +135,8 @@ class GridProgress:
     def failed(self, spec: RunSpec, error: str, reason: str | None = None) -> None:
         path = write_failure(spec, error, reason=reason)
         self.report.failed[spec.run_id] = read_failure(spec.run_id)["reason"]
-        self.bar.write(f"run {spec.run_id} failed ({self.report.failed[spec.run_id]}); see {path}\n{error}")
+        self.bar.write(f"run {spec.run_id} failed ({self.report.failed[spec.run_id]}); see {path}\n{error}",
+                       file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(failed=len(self.report.failed))
 
