@@ -50,6 +50,21 @@ def _resources(ray, spec: RunSpec) -> dict:
     return {"num_cpus": max(1, min(run_threads(spec), int(min(node_cpus or [1]))))}
 
 
+def _upstream_failure(ray, spec: RunSpec, refs: dict) -> str | None:
+    """Why a fine-tune failed when its pre-training task failed (reported before or after it)."""
+    pre = spec.pretrain_spec()
+    ref = refs.get(pre.run_id) if pre is not None else None
+    if ref is None:
+        return None
+    try:
+        ray.get(ref, timeout=0)
+    except ray.exceptions.GetTimeoutError:  # still running: not the cause
+        return None
+    except Exception as err:  # the pre-training's own error
+        return f"pre-training run {pre.run_id} failed: {str(err).strip().splitlines()[-1]}"
+    return None
+
+
 def run_ray(todo: list[RunSpec], tracker, blocked: Callable[[RunSpec], str | None], *, address: str | None,
             data_root, device: str, storage) -> None:
     """Submit ``todo`` (pre-trainings before their fine-tunes) as Ray tasks; report each outcome to
@@ -82,7 +97,7 @@ def run_ray(todo: list[RunSpec], tracker, blocked: Callable[[RunSpec], str | Non
             try:
                 artifacts = ray.get(done[0])
             except Exception as err:  # RayTaskError carries the worker's traceback
-                reason = blocked(spec)
+                reason = blocked(spec) or _upstream_failure(ray, spec, refs)
                 tracker.failed(spec, str(err), reason=reason)
                 continue
             tracker.finished(artifacts)

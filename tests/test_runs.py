@@ -121,6 +121,8 @@ def test_failure_note_is_cleared_by_success(tmp_path):
 def test_compute_needs_a_resolved_spec_and_the_pretraining_checkpoint():
     with pytest.raises(ValueError, match="resolved spec"):
         runs.compute(RunSpec("CORDA", profile="smoke"))
+    with pytest.raises(ValueError, match="fine-tunes pre-training run pretrain-kermany-resnet18-scratch-smoke"):
+        runs.compute(spec().resolved())
 
 
 def test_results_dir_is_configurable(tmp_path, monkeypatch):

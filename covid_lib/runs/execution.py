@@ -75,18 +75,18 @@ def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: 
     rows = limit_rows(rows, p.max_images, seed=spec.split_seed)
     pipeline = _pipeline(spec)
     whole = p.max_images is None
-    key = (pipeline.hash, tuple(zip(rows["source"], rows["image_id"].astype(str))))
+    key = (pipeline.hash, str(data_root), tuple(zip(rows["source"], rows["image_id"].astype(str))))
     if whole or key not in _SUBSETS:
         images, kept = load_images(rows, pipeline, data_root, whole_sources=whole)
-        missing = rows[~rows.index.isin(kept.index)] if len(kept) < len(rows) else rows.iloc[:0]
-        rejected = _reasons(missing, pipeline, data_root, whole)
+        keep = rows.index.isin(kept.index)
+        rejected = _reasons(rows[~keep], pipeline, data_root, whole)
         if not whole:
             if len(_SUBSETS) >= _SUBSETS_MAX:
                 _SUBSETS.pop(next(iter(_SUBSETS)))
-            _SUBSETS[key] = (images, kept.index, rejected)
+            _SUBSETS[key] = (images, keep, rejected)
     else:
-        images, index, rejected = _SUBSETS[key]
-        kept = rows.loc[index]
+        images, keep, rejected = _SUBSETS[key]
+        kept = rows[keep]
     return images, kept, rejected.assign(set=set_name, split=split)[REJECTION_COLUMNS]
 
 
@@ -125,8 +125,6 @@ def _initial_model(spec: RunSpec, num_classes: int, pretrain_checkpoint: bytes |
     if pre is None:
         seed_everything(spec.seed)
         return create_model(spec.arch, num_classes=num_classes)
-    if pretrain_checkpoint is None:
-        raise ValueError(f"run {spec.run_id} fine-tunes pre-training run {pre.run_id}: pass its checkpoint")
     model, meta = model_from_checkpoint(pretrain_checkpoint)
     if meta["run_id"] != pre.run_id:
         raise ValueError(f"checkpoint of run {meta['run_id']} given, {spec.run_id} needs {pre.run_id}")
@@ -243,6 +241,9 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     """
     if not spec.data_version or spec.input_size is None or spec.epochs is None:
         raise ValueError(f"compute() needs a resolved spec (spec.resolved(data_root)), got {spec}")
+    if spec.pretrain is not None and pretrain_checkpoint is None:
+        raise ValueError(f"run {spec.run_id} fine-tunes pre-training run {spec.pretrain_spec().run_id}: "
+                         "pass its checkpoint")
     threads = run_threads(spec)
     torch.set_num_threads(threads)  # before the U-Net and the data: the same count on every executor
     device = resolve_device(device)

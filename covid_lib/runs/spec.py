@@ -144,8 +144,3 @@ class RunSpec:
         digest = hashlib.sha256(blob).hexdigest()[:10]
         name = re.sub(r"[^A-Za-z0-9+-]+", "", self.composition.replace("&", "+"))
         return f"{self.task}-{name}-{self.arch}-{self.pretrain or 'scratch'}-{self.profile}-s{self.seed}-{digest}"
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
-        """The spec of a record's ``spec.json`` ``"spec"`` entry."""
-        return cls(**d)
