@@ -163,6 +163,7 @@ def test_ray_writes_the_same_records_as_local(data_root, tmp_path, monkeypatch):
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_table2_ray_and_local_identical(data_root, tmp_path, monkeypatch):
     """The issue's done-when: grid table2 (smoke) via ray and local writes identical records."""
     pytest.importorskip("ray")
