@@ -1,4 +1,4 @@
-"""Run records: stable ids, clear errors, reuse; one smoke run on real data."""
+"""Run records: stable ids, clear errors, reuse; smoke runs on real data (record contents, determinism)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from covid_lib import runs
 from covid_lib.runs import RunSpec, run
@@ -35,6 +36,22 @@ def test_run_id_changes_with_every_setting(change):
     assert spec(**change).run_id != spec().run_id
 
 
+def test_precision_is_hashed_only_when_set():
+    assert "precision" not in spec().identity()["spec"]
+    assert spec(precision="fp32").run_id != spec().run_id != spec(precision="bf16").run_id
+    assert spec(precision="fp32").effective_precision == "fp32" and spec().effective_precision == "bf16"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        spec(precision="fp16")
+
+
+def test_cli_choices_match_the_library():
+    from covid_lib.cli import train as cli_train
+    from covid_lib.data import COMPOSITIONS
+
+    assert cli_train._COMPOSITIONS == tuple(COMPOSITIONS) and cli_train._ARCHS == runs.CLASSIFIERS
+    assert cli_train._PRETRAIN == ("none", *runs.PRETRAIN_SOURCES)
+
+
 def test_explicit_profile_defaults_give_the_same_id():
     assert spec(input_size=64, epochs=1).run_id == spec().run_id  # the smoke profile's own values
 
@@ -60,27 +77,52 @@ def test_clear_errors(kw, message):
         spec(**kw)
 
 
-def test_finished_run_is_reused_not_retrained(monkeypatch):
+def _fake_artifacts(s: RunSpec) -> runs.RunArtifacts:
+    table = pd.DataFrame({"test_set": ["CORDA"], "threshold_rule": ["paper (0.5)"], "threshold": [0.5],
+                          "n": [2], **{f"{m}{sfx}": [0.5] for m in ("sensitivity", "specificity", "f_score",
+                                    "accuracy", "balanced_accuracy", "auc", "dor") for sfx in ("", "_low", "_high")}})
+    metrics = {"table": table.to_dict("records"), "did_not_learn": True, "monitor": "val_auc", "best_value": 0.5,
+               "test_sets": {"CORDA": {"n_expected": 3, "n_scored": 2, "rejected": [{"image_id": "x", "reason": "r"}]}}}
+    files = {"spec.json": {"run_id": s.run_id, "did_not_learn": True}, "history.csv": pd.DataFrame({"epoch": [1]}),
+             "scores.csv": pd.DataFrame({"image_id": ["a"], "score": [0.4]}), "metrics.json": metrics,
+             "timings.json": {"total_s": 1.0}}
+    return runs.RunArtifacts(s, files, b"weights")
+
+
+def test_finished_run_is_reused_not_retrained(monkeypatch, tmp_path):
     calls = []
 
-    def fake_finetune(s, data_root, device, progress):
+    def fake_compute(s, **kw):
         calls.append(s.run_id)
-        table = pd.DataFrame({"test_set": ["CORDA"], "threshold_rule": ["paper (0.5)"], "threshold": [0.5],
-                              "n": [2], **{f"{m}{sfx}": [0.5] for m in ("sensitivity", "specificity", "f_score",
-                                        "accuracy", "balanced_accuracy", "auc", "dor") for sfx in ("", "_low", "_high")}})
-        return {"spec.json": {"run_id": s.run_id}, "history.csv": pd.DataFrame({"epoch": [1]}),
-                "scores.csv": pd.DataFrame({"image_id": ["a"], "score": [0.4]}),
-                "metrics.json": {"table": table.to_dict("records")}, "timings.json": {"total_s": 1.0}}
+        return _fake_artifacts(s)
 
-    monkeypatch.setattr(runs, "_finetune", fake_finetune)
+    monkeypatch.setattr(runs.execution, "compute", fake_compute)
     s = spec(pretrain=None)
-    first = run(s, device="cpu")
-    second = run(s, device="cpu")
+    first = run(s, device="cpu", storage=tmp_path / "ckpt")
+    second = run(s, device="cpu", storage=tmp_path / "ckpt")
     assert calls == [s.run_id] and not first.reused and second.reused
     assert (runs.results_dir() / s.run_id / "metrics.json").is_file()
-    assert "AUC" in runs.summary_table(second).columns
-    run(s, device="cpu", force=True)
+    assert (tmp_path / "ckpt" / s.run_id / "model.pt").read_bytes() == b"weights"
+    table = runs.summary_table(second)
+    assert "AUC" in table.columns and table["did_not_learn"].all() and table["n_expected"].tolist() == [3]
+    assert second.record["git"]["commit"]  # the driver's git state joins spec.json
+    run(s, device="cpu", force=True, storage=tmp_path / "ckpt")
     assert len(calls) == 2
+
+
+def test_failure_note_is_cleared_by_success(tmp_path):
+    s = spec(pretrain=None)
+    runs.write_failure(s, "Traceback (most recent call last):\nValueError: boom\n")
+    assert runs.read_failure(s.run_id)["reason"] == "ValueError: boom"
+    runs.write_artifacts(_fake_artifacts(s), tmp_path)
+    assert runs.read_failure(s.run_id) is None
+
+
+def test_compute_needs_a_resolved_spec_and_the_pretraining_checkpoint():
+    with pytest.raises(ValueError, match="resolved spec"):
+        runs.compute(RunSpec("CORDA", profile="smoke"))
+    with pytest.raises(ValueError, match="fine-tunes pre-training run pretrain-kermany-resnet18-scratch-smoke"):
+        runs.compute(spec().resolved())
 
 
 def test_results_dir_is_configurable(tmp_path, monkeypatch):
@@ -96,8 +138,8 @@ def test_smoke_run_end_to_end(data_root, capsys):
     s = RunSpec("CORDA", arch="resnet18", pretrain="kermany", profile="smoke")
     result = run(s, data_root=data_root, device="cpu", progress=False)
     path = result.path
-    assert {"spec.json", "history.csv", "scores.csv", "val_scores.csv", "metrics.json", "timings.json"} <= \
-        {p.name for p in path.iterdir()}
+    assert {"spec.json", "history.csv", "scores.csv", "val_scores.csv", "metrics.json", "timings.json",
+            "rejections.csv"} <= {p.name for p in path.iterdir()}
     assert path.parent == runs.results_dir() and result.checkpoint.is_file()
     record = json.loads((path / "spec.json").read_text())
     assert record["git"]["commit"] and record["data_version"] and record["pretrain_run"].startswith("pretrain-kermany")
@@ -105,7 +147,35 @@ def test_smoke_run_end_to_end(data_root, capsys):
     assert set(result.scores["test_set"]) == set(COMPOSITIONS)
     assert result.scores["score"].between(0, 1).all()
     assert set(result.metrics["threshold_rule"]) == {"paper (0.5)", "validation (youden)"}
+    # no test set shrinks silently: expected = scored + rejected, per test set
+    sets = json.loads((path / "metrics.json").read_text())["test_sets"]
+    assert set(sets) == set(COMPOSITIONS)
+    for name, entry in sets.items():
+        assert entry["n_expected"] == entry["n_scored"] + len(entry["rejected"])
+        assert entry["n_scored"] == (result.scores["test_set"] == name).sum()
+        assert all(r["reason"] for r in entry["rejected"])
+    rejections = result.rejections
+    assert len(rejections.query("split == 'test'")) == sum(len(e["rejected"]) for e in sets.values())
+    # learning curves, did-not-learn flag, runtime
+    for rec in (path, runs.results_dir() / record["pretrain_run"]):
+        history = pd.read_csv(rec / "history.csv")
+        assert {"train_loss", "train_auc", "val_loss", "val_auc"} <= set(history.columns) and len(history)
+        metrics = json.loads((rec / "metrics.json").read_text())
+        spec_json = json.loads((rec / "spec.json").read_text())
+        assert metrics["did_not_learn"] == spec_json["did_not_learn"] == (metrics["best_value"] < 0.6)
+        assert {"monitor", "best_value"} <= set(spec_json)
+        timings = json.loads((rec / "timings.json").read_text())
+        assert {"device", "precision", "threads"} <= set(timings["runtime"]) and timings["train_images_per_s"] > 0
     model, meta = runs.load_model(result.spec)
+    # a run id fixes the run: retrained with its pre-training read from the cache, it gives the same
+    # weights and scores as with its pre-training just trained
+    again = run(s, data_root=data_root, device="cpu", progress=False, force=True)
+    model2, _ = runs.load_model(again.spec)
+    first, second = model.state_dict(), model2.state_dict()
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    pd.testing.assert_frame_equal(result.scores, again.scores)
+    pd.testing.assert_frame_equal(result.history.drop(columns=["seconds", "images_per_s"]),
+                                  again.history.drop(columns=["seconds", "images_per_s"]))
     assert meta["num_classes"] == 2 and meta["input_size"] == 64
     # the CLI reuses the finished run and prints the table with intervals
     assert main(["train", "--composition", "CORDA", "--arch", "resnet18", "--pretrain", "kermany",

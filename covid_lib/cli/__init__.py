@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "covid_lib.cli.segment",
     "covid_lib.cli.train",
     "covid_lib.cli.book",
+    "covid_lib.cli.grid",
 )
 
 

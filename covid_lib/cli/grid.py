@@ -1,0 +1,64 @@
+"""``python -m covid_lib grid run|status NAME ...``: named grids of runs (:mod:`covid_lib.grid`)."""
+
+from __future__ import annotations
+
+import argparse
+
+_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run every missing run of a grid; finished runs are skipped, failures reported."""
+    from covid_lib.grid import run_grid
+
+    report = run_grid(args.name, args.profile, executor=args.executor, address=args.address, device=args.device,
+                      data_root=args.data_root, storage=args.storage)
+    print(f"grid {args.name} ({args.profile}): {report.summary()}")
+    for run_id, reason in report.failed.items():
+        print(f"  failed: {run_id}: {reason}")
+    return 1 if report.failed else 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Show done, missing, failed and did-not-learn runs of a grid."""
+    import pandas as pd
+
+    from covid_lib.grid import grid_status, status_counts
+
+    status = grid_status(args.name, args.profile, data_root=args.data_root, storage=args.storage)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 80, "display.max_rows", 500):
+        print(status.to_string(index=False))
+    counts = status_counts(status)
+    print(f"grid {args.name} ({args.profile}): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
+
+    p.add_argument("name", choices=_GRIDS, help="grid name (see covid_lib.grid)")
+    p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")
+    p.add_argument("--data-root", default=None,
+                   help="data root, also on Ray workers (default: $COVID_LIB_DATA or ../shared/data)")
+    p.add_argument("--storage", default=None, help="checkpoint folder (default: the cache's runs folder)")
+
+
+def register_cli(subparsers) -> None:
+    """Add the ``grid`` command group (``run``, ``status``)."""
+    g = subparsers.add_parser("grid", help="run named grids of runs (the paper's tables) and show their status",
+                              description="Named grids of runs: " + ", ".join(_GRIDS) + ". Records go to "
+                              "results/<run_id>/ ($COVID_LIB_RESULTS), written by this process.")
+    sub = g.add_subparsers(dest="grid_command", required=True)
+    r = sub.add_parser("run", help="run every missing run of a grid (finished runs are skipped)",
+                       description=_cmd_run.__doc__)
+    _common(r)
+    r.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: in this process; ray: one Ray task per run")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster address (auto: a running cluster; default: start a local instance)")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    r.set_defaults(func=_cmd_run)
+    s = sub.add_parser("status", help="done, missing, failed and did-not-learn runs of a grid",
+                       description=_cmd_status.__doc__)
+    _common(s)
+    s.set_defaults(func=_cmd_status)

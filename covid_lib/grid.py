@@ -1,0 +1,226 @@
+"""Named grids of runs (the paper's tables and this project's checks) and their executors.
+
+A grid is a list of :class:`~covid_lib.runs.RunSpec`, pre-training runs before the fine-tunes that
+use them. Grids may share runs (``table4`` is part of ``table2``); a finished run is never
+retrained, so a stopped grid resumes where it stopped.
+
+- ``table2``: resnet18 x pre-training (none, kermany = ChestXRay, nih = RSNA) x the five
+  compositions (Tartaglione et al. 2020, Table II).
+- ``table3``: resnet50 x pre-training (kermany, nih) x compositions (Table III).
+- ``conv8``: conv8 x pre-training (none, kermany) x compositions.
+- ``table4``: COVID-ChestXRay x the three pre-trainings, resnet18 (Table IV; the same runs as
+  table2's COVID-ChestXRay row).
+- ``seeds``: the headline cells (CORDA and CORDA&ChestXRay of Table II, and Table IV) for every seed
+  of the profile's ``seeds``.
+- ``ablation``: pre-processing pipeline ``none`` on CORDA and CORDA&ChestXRay, resnet18, from
+  scratch and kermany.
+- ``precision``: CORDA, resnet18 from scratch, seeds 0-2, fp32 and bf16.
+
+Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
+Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
+the records (workers need no shared disk) and the checkpoints (to the cache, or ``storage``). A
+failing run leaves ``results/<run_id>/failed.json`` with its traceback; the others go on, and the
+fine-tunes of a failed pre-training fail with that reason. Workers read the data from
+``COVID_LIB_DATA`` or the ``data_root`` passed along.
+
+Example:
+    >>> specs = grid_specs("table4", "smoke", data_version="x")
+    >>> [(s.task, s.composition, s.pretrain) for s in specs]  # doctest: +NORMALIZE_WHITESPACE
+    [('covid', 'COVID-ChestXRay', None), ('pretrain', 'kermany', None),
+     ('covid', 'COVID-ChestXRay', 'kermany'), ('pretrain', 'nih', None), ('covid', 'COVID-ChestXRay', 'nih')]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from covid_lib.profiles import get_profile
+from covid_lib.runs import (RunArtifacts, RunSpec, compute, is_finished, load_result, read_checkpoint, read_failure,
+                            write_artifacts, write_failure)
+
+COMPOSITION_ORDER = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
+PRETRAININGS = (None, "kermany", "nih")
+EXECUTORS = ("local", "ray")
+
+
+def _cells(arch: str, pretrains: Iterable, comps: Iterable[str], profile: str, **kw) -> list[RunSpec]:
+    return [RunSpec(c, arch=arch, pretrain=p, profile=profile, **kw) for p in pretrains for c in comps]
+
+
+def _seeds(profile: str) -> list[RunSpec]:
+    out = []
+    for seed in get_profile(profile).seeds:
+        out += _cells("resnet18", PRETRAININGS, COMPOSITION_ORDER[:2], profile, seed=seed)
+        out += _cells("resnet18", PRETRAININGS, ("COVID-ChestXRay",), profile, seed=seed)
+    return out
+
+
+GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
+    "table2": ("Table II: resnet18 x (none, kermany, nih) x 5 compositions",
+               lambda p: _cells("resnet18", PRETRAININGS, COMPOSITION_ORDER, p)),
+    "table3": ("Table III: resnet50 x (kermany, nih) x 5 compositions",
+               lambda p: _cells("resnet50", PRETRAININGS[1:], COMPOSITION_ORDER, p)),
+    "conv8": ("conv8 x (none, kermany) x 5 compositions", lambda p: _cells("conv8", PRETRAININGS[:2], COMPOSITION_ORDER, p)),
+    "table4": ("Table IV: COVID-ChestXRay x (none, kermany, nih), resnet18 (part of table2)",
+               lambda p: _cells("resnet18", PRETRAININGS, ("COVID-ChestXRay",), p)),
+    "seeds": ("headline cells (CORDA, CORDA&ChestXRay of Table II; Table IV) for every seed of the profile", _seeds),
+    "ablation": ("pipeline 'none' on CORDA&ChestXRay and CORDA, resnet18, none and kermany",
+                 lambda p: _cells("resnet18", PRETRAININGS[:2], COMPOSITION_ORDER[:2], p, pipeline="none")),
+    "precision": ("CORDA resnet18 from scratch, seeds 0-2, fp32 and bf16",
+                  lambda p: [RunSpec("CORDA", profile=p, seed=s, precision=x) for x in ("fp32", "bf16") for s in range(3)]),
+}
+
+
+def with_pretrainings(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    """``specs`` without duplicates, each pre-training inserted right before its first fine-tune."""
+    out: dict[str, RunSpec] = {}
+    for spec in specs:
+        pre = spec.pretrain_spec()
+        if pre is not None:
+            out.setdefault(pre.run_id, pre)
+        out.setdefault(spec.run_id, spec)
+    return list(out.values())
+
+
+def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
+               data_version: str | None = None) -> list[RunSpec]:
+    """The resolved runs of grid ``name`` under ``profile``, pre-trainings first."""
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
+    if data_version is None:
+        from covid_lib.data import data_version as _version
+
+        data_version = _version(data_root)
+    specs = [replace(s, data_version=data_version).resolved(data_root) for s in GRIDS[name][1](profile)]
+    return with_pretrainings(specs)
+
+
+# -------------------------------------------------------------------------------------- execution
+@dataclass
+class GridReport:
+    """What :func:`run_grid` did: run ids that were skipped (finished), trained, and failed (with reasons)."""
+
+    skipped: list[str] = field(default_factory=list)
+    trained: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"{len(self.trained)} trained, {len(self.skipped)} already finished, {len(self.failed)} failed"
+
+
+class GridProgress:
+    """A tqdm bar over a grid's runs; records each outcome in a :class:`GridReport`."""
+
+    def __init__(self, specs: list[RunSpec], progress: bool, storage) -> None:
+        from tqdm.auto import tqdm
+
+        self.report, self.storage = GridReport(), storage
+        self.bar = tqdm(total=len(specs), unit="run", desc="grid", disable=not progress)
+
+    def skipped(self, spec: RunSpec) -> None:
+        self.report.skipped.append(spec.run_id)
+        self.bar.update(1)
+
+    def finished(self, artifacts: RunArtifacts) -> None:
+        write_artifacts(artifacts, self.storage)
+        self.report.trained.append(artifacts.run_id)
+        self.bar.update(1)
+
+    def failed(self, spec: RunSpec, error: str, reason: str | None = None) -> None:
+        path = write_failure(spec, error, reason=reason)
+        self.report.failed[spec.run_id] = read_failure(spec.run_id)["reason"]
+        self.bar.write(f"run {spec.run_id} failed ({self.report.failed[spec.run_id]}); see {path}\n{error}",
+                       file=sys.stderr)
+        self.bar.update(1)
+        self.bar.set_postfix(failed=len(self.report.failed))
+
+    def close(self) -> GridReport:
+        self.bar.close()
+        return self.report
+
+
+def failed_pretraining(spec: RunSpec, failed: dict[str, str]) -> str | None:
+    """The reason a fine-tune cannot run when its pre-training failed in this grid, else None."""
+    pre = spec.pretrain_spec()
+    if pre is not None and pre.run_id in failed:
+        return f"pre-training run {pre.run_id} failed: {failed[pre.run_id]}"
+    return None
+
+
+def _run_local(todo: list[RunSpec], tracker: GridProgress, *, data_root, device: str, storage) -> None:
+    for spec in todo:
+        reason = failed_pretraining(spec, tracker.report.failed)
+        if reason:
+            tracker.failed(spec, reason, reason=reason)
+            continue
+        try:
+            pre = spec.pretrain_spec()
+            ckpt = read_checkpoint(pre.run_id, storage) if pre is not None else None
+            artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device)
+        except Exception:  # a failing run is reported; the grid goes on
+            tracker.failed(spec, traceback.format_exc())
+            continue
+        tracker.finished(artifacts)
+
+
+def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str = "local", address: str | None = None,
+             device: str = "auto", data_root: str | os.PathLike | None = None,
+             storage: str | os.PathLike | None = None, progress: bool = True) -> GridReport:
+    """Run every missing run of a grid (a name of :data:`GRIDS`, or resolved specs) and write its records.
+
+    Args:
+        executor: ``local`` (this process, no server) or ``ray`` (a task per run).
+        address: Ray address (``auto``: a running cluster; None: start a local instance).
+        device: ``auto``, ``cpu`` or ``cuda``, on whichever machine computes the run.
+        storage: checkpoint folder (default: the cache's ``runs`` folder).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
+    tracker = GridProgress(specs, progress, storage)
+    todo = []
+    for spec in specs:
+        (tracker.skipped if is_finished(spec, storage) else todo.append)(spec)
+    if executor == "local":
+        _run_local(todo, tracker, data_root=data_root, device=device, storage=storage)
+    elif todo:
+        from covid_lib.grid_ray import run_ray
+
+        run_ray(todo, tracker, lambda s: failed_pretraining(s, tracker.report.failed), address=address,
+                data_root=data_root, device=device, storage=storage)
+    return tracker.close()
+
+
+# ----------------------------------------------------------------------------------------- status
+def grid_status(grid: str | list[RunSpec], profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
+                storage: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per run: ``run_id, task, composition, arch, pretrain, seed, state, note``; ``state``
+    is ``done``, ``did not learn`` (finished, best validation AUC < 0.6), ``failed`` or ``missing``."""
+    specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
+    rows = []
+    for spec in specs:
+        note = ""
+        if is_finished(spec, storage):
+            record = load_result(spec, storage=storage).record
+            state = "did not learn" if record.get("did_not_learn") else "done"
+            if record.get("did_not_learn"):
+                note = f"best {record.get('monitor')} {record.get('best_value'):.3f}"
+        elif (failure := read_failure(spec.run_id)) is not None:
+            state, note = "failed", failure["reason"]
+        else:
+            state = "missing"
+        rows.append({"run_id": spec.run_id, "task": spec.task, "composition": spec.composition, "arch": spec.arch,
+                     "pretrain": spec.pretrain or "none", "seed": spec.seed, "state": state, "note": note})
+    return pd.DataFrame(rows)
+
+
+def status_counts(status: pd.DataFrame) -> dict[str, int]:
+    """How many runs are in each state (every state listed, zeros included)."""
+    counts = status["state"].value_counts()
+    return {s: int(counts.get(s, 0)) for s in ("done", "did not learn", "failed", "missing")}

@@ -1,0 +1,25 @@
+"""Run records: a frozen :class:`RunSpec` hashes to a run id; :func:`run` trains what is missing.
+
+- :mod:`covid_lib.runs.spec`: :class:`RunSpec` and its run id;
+- :mod:`covid_lib.runs.execution`: :func:`compute` (train and score, anywhere, nothing written)
+  and :func:`run` (compute what is missing and write it, in this process);
+- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes.
+
+A grid of runs on several executors is :mod:`covid_lib.grid`.
+"""
+
+from covid_lib.runs.execution import compute, run, run_threads
+from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, checkpoint_path, clear_failure,
+                                    is_finished, load_model, load_result, model_from_checkpoint,
+                                    read_checkpoint, read_failure, summary_table, write_artifacts,
+                                    write_failure)
+from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
+                                 results_dir)
+
+__all__ = [
+    "compute", "run", "run_threads",
+    "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path", "clear_failure", "is_finished",
+    "load_model", "load_result", "model_from_checkpoint", "read_checkpoint", "read_failure",
+    "summary_table", "write_artifacts", "write_failure",
+    "CLASSIFIERS", "PRECISIONS", "PRETRAIN_SOURCES", "RESULTS_ENV_VAR", "TASKS", "RunSpec", "results_dir",
+]

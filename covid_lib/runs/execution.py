@@ -1,0 +1,275 @@
+"""Computing a run (:func:`compute`, anywhere: this process or a Ray worker) and running it
+locally with its record (:func:`run`).
+
+One run = one trained model of Tartaglione et al. 2020 (Sec. III-C, IV): an optional pneumonia
+pre-training (itself a run, task ``"pretrain"``, shared by every fine-tune that uses it), then the
+COVID fine-tune on a composition of Table I, scored on the test split of every composition (the
+cross-dataset columns of Tables II-IV). A run id fixes the run: the seed is set right before the
+model is created and right before its head is replaced, and the thread count is the same on every
+executor (:func:`run_threads`), so a fine-tune gives the same weights whether its pre-training
+was just trained or read from the cache.
+
+The profile's ``max_images`` (smoke) keeps at most that many images per source and split,
+pre-processed directly instead of through the whole-source cache. Images the chain rejects are
+recorded per set with the chain's reason; no test set shrinks silently.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+import pandas as pd
+import torch
+
+from covid_lib.profiles import resolve_device
+from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_bytes, is_finished, load_result,
+                                    model_from_checkpoint, read_checkpoint, write_artifacts)
+from covid_lib.runs.spec import RunSpec
+
+REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
+
+
+def run_threads(spec: RunSpec) -> int:
+    """CPU threads of a run: the profile's ``threads``, else every core this machine gives the process."""
+    from covid_lib.train import available_cores
+
+    return int(spec.profile_settings.threads or available_cores())
+
+
+# ------------------------------------------------------------------------------------------- data
+def _pipeline(spec: RunSpec):
+    from covid_lib.preprocess import get_pipeline
+
+    return get_pipeline(spec.pipeline, image_size=spec.resize_size).resolved()
+
+
+def _reasons(missing: pd.DataFrame, pipeline, data_root, whole_sources: bool) -> pd.DataFrame:
+    """The chain's step and reason for each row of ``missing`` (rows :func:`load_images` dropped)."""
+    from covid_lib.preprocess import preprocess_rows, preprocess_source
+
+    parts = []
+    for source, part in missing.groupby("source", sort=True):
+        rejected = preprocess_source(source, pipeline, data_root)[2] if whole_sources else \
+            preprocess_rows(part, pipeline)[2]
+        rejected = rejected.astype({"image_id": str}).drop_duplicates("image_id")[["image_id", "step", "reason"]]
+        ids = pd.DataFrame({"source": source, "image_id": part["image_id"].astype(str).to_numpy()})
+        parts.append(ids.merge(rejected, on="image_id", how="left"))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source", "image_id", "step", "reason"])
+    return out.fillna({"step": "unknown", "reason": "not in the pre-processing chain's output"})
+
+
+#: Capped subsets (smoke) already through the chain in this process: a grid scores the same test
+#: sets in every run. Keyed by pipeline hash and image ids; whole sources use the disk cache instead.
+_SUBSETS: dict[tuple, tuple] = {}
+_SUBSETS_MAX = 64
+
+
+def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: str):
+    """``(images, kept rows, rejections)`` of ``rows`` after the profile's cap."""
+    from covid_lib.data import limit_rows
+    from covid_lib.train import load_images
+
+    p = spec.profile_settings
+    rows = limit_rows(rows, p.max_images, seed=spec.split_seed)
+    pipeline = _pipeline(spec)
+    whole = p.max_images is None
+    key = (pipeline.hash, str(data_root), tuple(zip(rows["source"], rows["image_id"].astype(str))))
+    if whole or key not in _SUBSETS:
+        images, kept = load_images(rows, pipeline, data_root, whole_sources=whole)
+        keep = rows.index.isin(kept.index)
+        rejected = _reasons(rows[~keep], pipeline, data_root, whole)
+        if not whole:
+            if len(_SUBSETS) >= _SUBSETS_MAX:
+                _SUBSETS.pop(next(iter(_SUBSETS)))
+            _SUBSETS[key] = (images, keep, rejected)
+    else:
+        images, keep, rejected = _SUBSETS[key]
+        kept = rows[keep]
+    return images, kept, rejected.assign(set=set_name, split=split)[REJECTION_COLUMNS]
+
+
+def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train", "val", "test")) -> dict:
+    """Datasets of ``splits`` normalised by the training images' statistics, with their rows and rejections."""
+    from covid_lib.train import make_dataset
+
+    out: dict = {"rows": {}, "data": {}, "rejected": [], "n": {}}
+    for s in splits:
+        images, kept, rejected = _images(spec, rows[rows["split"] == s], data_root, spec.composition, s)
+        train = out["data"].get("train")
+        out["data"][s] = make_dataset(kept, images, input_size=spec.input_size, augment=s == "train",
+                                      mean=None if train is None else train.mean,
+                                      std=None if train is None else train.std)
+        out["rows"][s] = kept
+        out["rejected"].append(rejected)
+        out["n"][s] = {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------- compute
+def _train_config(spec: RunSpec, device: str, threads: int, progress: bool):
+    from covid_lib.train import TrainConfig
+
+    return TrainConfig.from_profile(spec.profile, epochs=spec.epochs, seed=spec.seed, device=device,
+                                    precision=spec.precision, threads=threads, progress=progress)
+
+
+def _initial_model(spec: RunSpec, num_classes: int, pretrain_checkpoint: bytes | None):
+    """A fresh model, or the pre-trained one with a new head (paper Sec. III-C); seeded right
+    before the model is created and right before the head is replaced."""
+    from covid_lib.models import create_model
+    from covid_lib.train import replace_head, seed_everything
+
+    pre = spec.pretrain_spec()
+    if pre is None:
+        seed_everything(spec.seed)
+        return create_model(spec.arch, num_classes=num_classes)
+    model, meta = model_from_checkpoint(pretrain_checkpoint)
+    if meta["run_id"] != pre.run_id:
+        raise ValueError(f"checkpoint of run {meta['run_id']} given, {spec.run_id} needs {pre.run_id}")
+    seed_everything(spec.seed)
+    return replace_head(model.train(), num_classes)
+
+
+def _spec_record(spec: RunSpec, device: str, result, extra: dict) -> dict:
+    from covid_lib.provenance import environment
+
+    return {"run_id": spec.run_id, "spec": asdict(spec), "profile": spec.profile_settings.to_dict(),
+            "pipeline": _pipeline(spec).to_dict(), "pipeline_hash": _pipeline(spec).hash,
+            "data_version": spec.data_version, "environment": environment(device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "did_not_learn": result.did_not_learn,
+            "monitor": result.monitor, "best_value": result.best_value, **extra}
+
+
+def _fit_summary(result) -> dict:
+    return {"best_epoch": result.best_epoch, "monitor": result.monitor, "best_value": result.best_value,
+            "did_not_learn": result.did_not_learn, "stopped_early": result.stopped_early}
+
+
+def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: int) -> dict:
+    return {"data_s": t_data, "fit_s": result.seconds, "eval_s": t_eval, "total_s": time.perf_counter() - t0,
+            "train_images_per_s": result.images_per_s, "runtime": result.runtime, "threads": runtime_threads}
+
+
+def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool) -> RunArtifacts:
+    """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
+    from covid_lib.data import pretrain_rows
+    from covid_lib.train import auc, fit, predict
+
+    t0 = time.perf_counter()
+    rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
+    sets = _split_datasets(spec, rows, data_root)
+    t_data = time.perf_counter() - t0
+    num_classes = int(rows["label"].max()) + 1
+    model = _initial_model(spec, num_classes, None)
+    result = fit(model, sets["data"]["train"], sets["data"]["val"], _train_config(spec, device, threads, progress))
+    t1 = time.perf_counter()
+    probs, y, _ = predict(result.model, sets["data"]["test"], device=device)
+    rejected = pd.concat(sets["rejected"], ignore_index=True)
+    test = {"n_expected": sets["n"]["test"]["n_expected"], "n_scored": len(y),
+            "rejected": rejected.query("split == 'test'")[["image_id", "reason"]].to_dict("records")}
+    metrics = {"table": [], **_fit_summary(result), "test_auc": auc(y, probs) if len(y) else float("nan"),
+               "test_accuracy": float((probs.argmax(1) == y).mean()) if len(y) else float("nan"),
+               "num_classes": num_classes, "splits": sets["n"], "test_sets": {spec.composition: test}}
+    train = sets["data"]["train"]
+    files = {"spec.json": _spec_record(spec, device, result, {"rejected": len(rejected)}),
+             "history.csv": result.history, "rejections.csv": rejected, "metrics.json": metrics,
+             "timings.json": _timings(t0, t_data, result, time.perf_counter() - t1, threads)}
+    return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, num_classes, train.mean, train.std))
+
+
+def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
+    """Scores on the test split of every composition, with each test set's expected and scored
+    counts and the images the chain rejected."""
+    from covid_lib.data import COMPOSITIONS, compose
+    from covid_lib.evaluate import score_images
+    from covid_lib.train import make_dataset
+
+    parts, sets, rejected = [], {}, []
+    for name in COMPOSITIONS:
+        rows = compose(name, data_root, seed=spec.split_seed).query("split == 'test'")
+        images, kept, rej = _images(spec, rows, data_root, name, "test")
+        data = make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std)
+        parts.append(score_images(model, data, kept, test_set=name, device=device))
+        sets[name] = {"n_expected": len(kept) + len(rej), "n_scored": len(kept),
+                      "rejected": rej[["image_id", "reason"]].to_dict("records")}
+        rejected.append(rej)
+    return pd.concat(parts, ignore_index=True), sets, rejected
+
+
+def _finetune(spec: RunSpec, data_root, device: str, threads: int, progress: bool,
+              pretrain_checkpoint: bytes | None) -> RunArtifacts:
+    """Fine-tune (or train from scratch) on a composition, then score every test set."""
+    from covid_lib.data import compose
+    from covid_lib.evaluate import metrics_table, score_images
+    from covid_lib.train import fit
+
+    t0 = time.perf_counter()
+    sets = _split_datasets(spec, compose(spec.composition, data_root, seed=spec.split_seed), data_root,
+                           splits=("train", "val"))
+    t_data = time.perf_counter() - t0
+    model = _initial_model(spec, 2, pretrain_checkpoint)
+    result = fit(model, sets["data"]["train"], sets["data"]["val"], _train_config(spec, device, threads, progress))
+    train = sets["data"]["train"]
+    t1 = time.perf_counter()
+    val_scores = score_images(result.model, sets["data"]["val"], sets["rows"]["val"],
+                              test_set=f"{spec.composition} (validation)", device=device)
+    scores, test_sets, test_rejected = _score_all(spec, result.model, train.mean, train.std, data_root, device)
+    table = metrics_table(scores, val_scores, seed=spec.seed)
+    rejected = pd.concat(sets["rejected"] + test_rejected, ignore_index=True)
+    metrics = {"table": table.to_dict("records"), **_fit_summary(result), "splits": sets["n"], "test_sets": test_sets}
+    pre = spec.pretrain_spec()
+    extra = {"pretrain_run": pre.run_id if pre else None, "rejected": len(rejected)}
+    files = {"spec.json": _spec_record(spec, device, result, extra), "history.csv": result.history,
+             "val_scores.csv": val_scores, "scores.csv": scores, "rejections.csv": rejected,
+             "metrics.json": metrics, "timings.json": _timings(t0, t_data, result, time.perf_counter() - t1, threads)}
+    return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, 2, train.mean, train.std))
+
+
+def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_root: str | os.PathLike | None = None,
+            device: str = "auto", progress: bool = False) -> RunArtifacts:
+    """Train and score a resolved spec without writing anything (any executor).
+
+    Args:
+        spec: a resolved spec (:meth:`RunSpec.resolved`).
+        pretrain_checkpoint: the checkpoint bytes of ``spec.pretrain_spec()`` (fine-tunes from a
+            pre-training only).
+        data_root: the data root (default: ``COVID_LIB_DATA`` / ``../shared/data``).
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; not part of the run id.
+        progress: tqdm bars while training.
+    """
+    if not spec.data_version or spec.input_size is None or spec.epochs is None:
+        raise ValueError(f"compute() needs a resolved spec (spec.resolved(data_root)), got {spec}")
+    if spec.pretrain is not None and pretrain_checkpoint is None:
+        raise ValueError(f"run {spec.run_id} fine-tunes pre-training run {spec.pretrain_spec().run_id}: "
+                         "pass its checkpoint")
+    threads = run_threads(spec)
+    torch.set_num_threads(threads)  # before the U-Net and the data: the same count on every executor
+    device = resolve_device(device)
+    if spec.task == "pretrain":
+        return _pretrain(spec, data_root, device, threads, progress)
+    return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
+
+
+def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "auto",
+        progress: bool = True, force: bool = False, storage: str | os.PathLike | None = None) -> RunResult:
+    """Train and record ``spec`` (and its pre-training) unless its record exists (then read it back).
+
+    Args:
+        spec: what to run; ``data_version`` is filled from ``data_root`` when empty.
+        data_root, device, progress: as :func:`compute`.
+        force: retrain this run even when a record exists (not its pre-training).
+        storage: checkpoint folder (default: the cache's ``runs`` folder).
+    """
+    spec = spec.resolved(data_root)
+    if not force and is_finished(spec, storage):
+        return load_result(spec, reused=True, storage=storage)
+    pre = spec.pretrain_spec()
+    ckpt = None
+    if pre is not None:
+        run(pre, data_root=data_root, device=device, progress=progress, storage=storage)
+        ckpt = read_checkpoint(pre.run_id, storage)
+    artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device, progress=progress)
+    write_artifacts(artifacts, storage)
+    return load_result(spec, reused=False, storage=storage)

@@ -1,0 +1,146 @@
+"""The run spec: everything that decides a run's numbers, hashed into its run id.
+
+Example:
+    >>> spec = RunSpec("CORDA", arch="resnet18", pretrain="kermany", profile="smoke", data_version="x")
+    >>> spec.run_id
+    'covid-CORDA-resnet18-kermany-smoke-s0-259ed9e031'
+    >>> spec.pretrain_spec().run_id.startswith("pretrain-kermany-resnet18-scratch-smoke-s0-")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from covid_lib.paths import REPO_ROOT
+from covid_lib.profiles import Profile, get_profile
+
+RESULTS_ENV_VAR = "COVID_LIB_RESULTS"
+TASKS = ("covid", "pretrain")
+CLASSIFIERS = ("resnet18", "resnet50", "conv8")
+PRETRAIN_SOURCES = ("kermany", "nih")
+PRECISIONS = ("fp32", "bf16")
+
+
+def results_dir() -> Path:
+    """Where run records go: ``$COVID_LIB_RESULTS`` or ``<repo>/results``."""
+    return Path(os.environ.get(RESULTS_ENV_VAR, REPO_ROOT / "results"))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run's numbers; hashes to :attr:`run_id`.
+
+    Attributes:
+        composition: a composition of Table I (task ``"covid"``) or a pre-training source
+            (task ``"pretrain"``).
+        arch: ``resnet18``, ``resnet50`` or ``conv8``.
+        pretrain: ``"kermany"`` (ChestXRay), ``"nih"`` (RSNA) or None (from scratch).
+        profile: compute profile name (its settings are hashed, not only its name).
+        seed: training seed (weights, new head, shuffling, augmentation).
+        input_size: network input side; None: the profile's.
+        epochs: maximum epochs per stage; None: the profile's.
+        pipeline: pre-processing pipeline name (``paper``, ``none``, ...).
+        task: ``"covid"`` or ``"pretrain"``.
+        split_seed: seed of the patient-level splits and compositions (fixed across runs).
+        data_version: :func:`covid_lib.data.data_version`; filled by :meth:`resolved` when empty
+            (:func:`covid_lib.runs.run` resolves first, so the recorded id hashes the real version).
+        precision: ``"fp32"`` or ``"bf16"``; None: the profile's. Hashed only when set, so the
+            ids of runs at the profile's precision do not change.
+
+    The thread count is not part of the spec, but of determinism: every executor runs a spec with
+    the profile's ``threads`` or all cores of its machine (:func:`covid_lib.runs.run_threads`).
+    """
+
+    composition: str
+    arch: str = "resnet18"
+    pretrain: str | None = None
+    profile: str = "cpu"
+    seed: int = 0
+    input_size: int | None = None
+    epochs: int | None = None
+    pipeline: str = "paper"
+    task: str = "covid"
+    split_seed: int = 0
+    data_version: str = ""
+    precision: str | None = None
+
+    def __post_init__(self) -> None:
+        from covid_lib.data import COMPOSITIONS
+        from covid_lib.preprocess import PIPELINES
+
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.arch not in CLASSIFIERS:
+            raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(CLASSIFIERS)}")
+        known = COMPOSITIONS if self.task == "covid" else PRETRAIN_SOURCES
+        if self.composition not in known:
+            what = "composition" if self.task == "covid" else "pre-training source"
+            raise ValueError(f"unknown {what} {self.composition!r}; choose from {', '.join(known)}")
+        if self.pretrain is not None and (self.task == "pretrain" or self.pretrain not in PRETRAIN_SOURCES):
+            raise ValueError(f"pretrain must be None or one of {PRETRAIN_SOURCES} (covid task only), "
+                             f"got {self.pretrain!r}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline {self.pipeline!r}; choose from {', '.join(PIPELINES)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)} or None")
+        get_profile(self.profile)
+
+    @property
+    def profile_settings(self) -> Profile:
+        return get_profile(self.profile)
+
+    @property
+    def effective_precision(self) -> str:
+        """The precision asked for: the spec's, else the profile's."""
+        return self.precision or self.profile_settings.precision
+
+    def resolved(self, data_root: str | os.PathLike | None = None) -> "RunSpec":
+        """This spec with ``input_size``, ``epochs`` and ``data_version`` filled in (same run id
+        as the unresolved spec once the data version is filled)."""
+        p = self.profile_settings
+        version = self.data_version
+        if not version:
+            from covid_lib.data import data_version
+
+            version = data_version(data_root)
+        return replace(self, input_size=self.input_size or p.input_size, epochs=self.epochs or p.epochs,
+                       data_version=version)
+
+    @property
+    def resize_size(self) -> int:
+        """Side of the cached images, centre-cropped to ``input_size`` (paper: 256 -> 224)."""
+        p = self.profile_settings
+        size = self.input_size or p.input_size
+        return round(size * p.resize_size / p.input_size)
+
+    def pretrain_spec(self) -> "RunSpec | None":
+        """The pre-training run this run starts from (None when trained from scratch)."""
+        if self.pretrain is None:
+            return None
+        return replace(self, task="pretrain", composition=self.pretrain, pretrain=None)
+
+    def identity(self) -> dict:
+        """What the run id hashes: the spec and the profile's settings (its description aside)."""
+        settings = self.profile_settings.to_dict()
+        settings.pop("description")
+        spec = asdict(self)
+        spec["input_size"] = self.input_size or self.profile_settings.input_size
+        spec["epochs"] = self.epochs or self.profile_settings.epochs
+        if spec["precision"] is None:
+            del spec["precision"]
+        return {"spec": spec, "profile": settings}
+
+    @property
+    def run_id(self) -> str:
+        """``<task>-<set>-<arch>-<pretrain|scratch>-<profile>-s<seed>-<10 hex digits>``; stable
+        across processes and machines (sha256 of sorted JSON)."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        digest = hashlib.sha256(blob).hexdigest()[:10]
+        name = re.sub(r"[^A-Za-z0-9+-]+", "", self.composition.replace("&", "+"))
+        return f"{self.task}-{name}-{self.arch}-{self.pretrain or 'scratch'}-{self.profile}-s{self.seed}-{digest}"

@@ -1,0 +1,170 @@
+"""Grids: definitions, the local executor (resume, failures, status) and the Ray executor writing
+the same records as the local one (smoke runs on real data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from covid_lib import grid, runs
+from covid_lib.runs import RunSpec
+
+
+@pytest.fixture(autouse=True)
+def _tmp_results(tmp_path, monkeypatch):
+    """Records go to a temporary folder (the conftest already isolates the cache)."""
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+
+
+def _specs(name: str, profile: str = "smoke") -> list[RunSpec]:
+    return grid.grid_specs(name, profile, data_version="x")
+
+
+@pytest.mark.parametrize("name, finetunes, pretrainings", [
+    ("table2", 15, 2), ("table3", 10, 2), ("conv8", 10, 1), ("table4", 3, 2), ("seeds", 18, 4),
+    ("ablation", 4, 1), ("precision", 6, 0)])
+def test_grid_sizes_and_pretrainings_first(name, finetunes, pretrainings):
+    specs = _specs(name)
+    assert sum(s.task == "covid" for s in specs) == finetunes and sum(s.task == "pretrain" for s in specs) == pretrainings
+    assert len({s.run_id for s in specs}) == len(specs)
+    position = {s.run_id: i for i, s in enumerate(specs)}
+    for s in specs:
+        if s.pretrain_spec() is not None:
+            assert position[s.pretrain_spec().run_id] < position[s.run_id]
+
+
+def test_grids_share_runs_and_vary_what_they_say():
+    assert {s.run_id for s in _specs("table4")} <= {s.run_id for s in _specs("table2")}
+    assert {s.arch for s in _specs("table3")} == {"resnet50"} and {s.pipeline for s in _specs("ablation")} == {"none"}
+    assert sorted((s.precision, s.seed) for s in _specs("precision")) == \
+        [(p, s) for p in ("bf16", "fp32") for s in range(3)]
+    assert {s.seed for s in _specs("seeds")} == {0, 1}  # the smoke profile's seeds
+    with pytest.raises(ValueError, match="unknown grid 'table9'"):
+        grid.grid_specs("table9", data_version="x")
+
+
+def _fake_artifacts(spec: RunSpec, auc: float = 0.9) -> runs.RunArtifacts:
+    metrics = {"table": [], "did_not_learn": auc < 0.6, "monitor": "val_auc", "best_value": auc, "test_sets": {}}
+    files = {"spec.json": {"run_id": spec.run_id, "did_not_learn": auc < 0.6, "monitor": "val_auc", "best_value": auc},
+             "history.csv": pd.DataFrame({"epoch": [1], "val_auc": [auc]}), "metrics.json": metrics,
+             "timings.json": {"total_s": 0.0}}
+    return runs.RunArtifacts(spec, files, spec.run_id.encode())
+
+
+def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, capsys):
+    """A failed pre-training fails its fine-tunes with that reason; the others complete; a second
+    pass skips finished runs and retries the failed ones; status counts every state."""
+    specs = _specs("table4")  # scratch, kermany pre-training + fine-tune, nih pre-training + fine-tune
+    calls: list[str] = []
+    broken = {"nih"}
+
+    def fake_compute(spec, *, pretrain_checkpoint=None, **kw):
+        calls.append(spec.run_id)
+        if spec.task == "pretrain" and spec.composition in broken:
+            raise RuntimeError("out of memory")
+        if spec.pretrain is not None:
+            assert pretrain_checkpoint == spec.pretrain_spec().run_id.encode()
+        return _fake_artifacts(spec, auc=0.5 if spec.task == "covid" and spec.pretrain is None else 0.9)
+
+    monkeypatch.setattr(grid, "compute", fake_compute)
+    storage = tmp_path / "ckpt"
+    report = grid.run_grid(specs, "smoke", storage=storage, progress=False)
+    nih_pre, nih_ft = (s.run_id for s in specs if "nih" in (s.composition, s.pretrain))
+    assert set(report.failed) == {nih_pre, nih_ft} and len(report.trained) == 3
+    assert nih_ft not in calls  # never started
+    assert report.failed[nih_ft] == f"pre-training run {nih_pre} failed: RuntimeError: out of memory"
+    note = runs.read_failure(nih_pre)
+    assert "Traceback" in note["traceback"] and "out of memory" in note["traceback"]
+    assert "out of memory" in capsys.readouterr().err  # the traceback is shown as it happens
+    status = grid.grid_status(specs, storage=storage)
+    assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "failed": 2, "missing": 0}
+    assert status.set_index("run_id").loc[nih_ft, "note"].startswith("pre-training run")
+
+    broken.clear()
+    calls.clear()
+    report = grid.run_grid(specs, "smoke", storage=storage, progress=False)
+    assert calls == [nih_pre, nih_ft] and len(report.skipped) == 3 and not report.failed
+    assert runs.read_failure(nih_pre) is None  # removed by the success
+    assert grid.status_counts(grid.grid_status(specs, storage=storage))["failed"] == 0
+
+
+def test_grid_cli_help_and_unknown_executor():
+    from covid_lib.cli import build_parser
+    from covid_lib.cli import grid as cli_grid
+
+    assert cli_grid._GRIDS == tuple(grid.GRIDS)
+    args = build_parser().parse_args(["grid", "run", "table2", "--profile", "smoke", "--executor", "ray"])
+    assert (args.executor, args.device, args.address) == ("ray", "auto", None)
+    with pytest.raises(ValueError, match="unknown executor"):
+        grid.run_grid([], executor="dask")
+
+
+# ------------------------------------------------------------------------------------ real data
+IGNORED_SPEC_KEYS = {"created", "environment", "git"}
+IGNORED_HISTORY_COLUMNS = ["seconds", "images_per_s"]
+
+
+def _record(results: Path, run_id: str) -> dict:
+    """A record's contents without timings, timestamps and environment."""
+    path = results / run_id
+    out = {}
+    for f in sorted(path.iterdir()):
+        if f.name == "timings.json":
+            continue
+        if f.suffix == ".json":
+            obj = json.loads(f.read_text())
+            out[f.name] = {k: v for k, v in obj.items() if k not in IGNORED_SPEC_KEYS}
+        else:
+            table = pd.read_csv(f, dtype=str, keep_default_na=False)
+            out[f.name] = table.drop(columns=IGNORED_HISTORY_COLUMNS, errors="ignore").to_dict("list")
+    return out
+
+
+def _local_and_ray(specs: list[RunSpec], data_root, tmp_path, monkeypatch) -> None:
+    import ray
+
+    from covid_lib import grid_ray
+
+    records = {}
+    for executor in ("local", "ray"):
+        results = tmp_path / executor
+        monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(results))
+        if executor == "ray":
+            ray.init(num_cpus=2, include_dashboard=False, runtime_env=grid_ray.runtime_env(None), log_to_driver=False)
+        try:
+            report = grid.run_grid(specs, "smoke", executor=executor, device="cpu", data_root=data_root,
+                                   storage=tmp_path / f"ckpt-{executor}", progress=False)
+        finally:
+            if executor == "ray":
+                ray.shutdown()
+        assert not report.failed and len(report.trained) == len(specs)
+        records[executor] = {s.run_id: _record(results, s.run_id) for s in specs}
+        again = grid.run_grid(specs, "smoke", executor=executor, data_root=data_root,
+                              storage=tmp_path / f"ckpt-{executor}", progress=False)
+        assert len(again.skipped) == len(specs) and not again.trained  # resume: nothing left to do
+    for run_id in records["local"]:
+        assert records["ray"][run_id] == records["local"][run_id], run_id
+    for s in specs:
+        a = (tmp_path / "ckpt-local" / s.run_id / "model.pt").read_bytes()
+        assert runs.model_from_checkpoint(a)[1]["run_id"] == s.run_id
+
+
+@pytest.mark.data
+def test_ray_writes_the_same_records_as_local(data_root, tmp_path, monkeypatch):
+    """A pre-training and its fine-tune (a Ray dependency), smoke profile: identical records."""
+    pytest.importorskip("ray")
+    specs = grid.grid_specs("table4", "smoke", data_root=data_root)
+    subset = [s for s in specs if "kermany" in (s.composition, s.pretrain)]
+    _local_and_ray(subset, data_root, tmp_path, monkeypatch)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_table2_ray_and_local_identical(data_root, tmp_path, monkeypatch):
+    """The issue's done-when: grid table2 (smoke) via ray and local writes identical records."""
+    pytest.importorskip("ray")
+    _local_and_ray(grid.grid_specs("table2", "smoke", data_root=data_root), data_root, tmp_path, monkeypatch)
