@@ -168,3 +168,11 @@ def test_table2_ray_and_local_identical(data_root, tmp_path, monkeypatch):
     """The issue's done-when: grid table2 (smoke) via ray and local writes identical records."""
     pytest.importorskip("ray")
     _local_and_ray(grid.grid_specs("table2", "smoke", data_root=data_root), data_root, tmp_path, monkeypatch)
+
+
+def test_grid_list_names_every_grid(capsys):
+    from covid_lib.cli import main
+
+    assert main(["grid", "list", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in grid.GRIDS) and "17 runs" in out  # table2: 15 + 2 pre-trainings

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("covid_lib.train", "covid_lib.segment"),
     ("covid_lib.evaluate",),
     ("covid_lib.runs",),
-    ("covid_lib.grid",),
+    ("covid_lib.grid", "covid_lib.grid_ray"),
     ("covid_lib.report", "covid_lib.report_segmentation", "covid_lib.report_chain", "covid_lib.explain",
      "covid_lib.embed"),
     ("covid_lib.book",),

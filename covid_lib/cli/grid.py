@@ -1,4 +1,4 @@
-"""``python -m covid_lib grid run|status NAME ...``: named grids of runs (:mod:`covid_lib.grid`)."""
+"""``python -m covid_lib grid run|status NAME ...``, ``grid list``: named grids of runs (:mod:`covid_lib.grid`)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    """List the named grids with their runs (pre-trainings included) and what they rebuild."""
+    from covid_lib.grid import GRIDS, with_pretrainings
+
+    for name, (what, build) in GRIDS.items():
+        print(f"{name:<10} {len(with_pretrainings(build(args.profile))):>3} runs  {what}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
@@ -44,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register_cli(subparsers) -> None:
-    """Add the ``grid`` command group (``run``, ``status``)."""
+    """Add the ``grid`` command group (``run``, ``status``, ``list``)."""
     g = subparsers.add_parser("grid", help="run named grids of runs (the paper's tables) and show their status",
                               description="Named grids of runs: " + ", ".join(_GRIDS) + ". Records go to "
                               "results/<run_id>/ ($COVID_LIB_RESULTS), written by this process.")
@@ -62,3 +71,8 @@ def register_cli(subparsers) -> None:
                        description=_cmd_status.__doc__)
     _common(s)
     s.set_defaults(func=_cmd_status)
+    from covid_lib.profiles import PROFILES
+
+    ls = sub.add_parser("list", help="the named grids, their sizes and what they rebuild", description=_cmd_list.__doc__)
+    ls.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile (sizes of the seeds grid)")
+    ls.set_defaults(func=_cmd_list)
