@@ -555,3 +555,25 @@ def test_format_estimate():
     assert format_estimate(122.666, 20.1, math.inf) == "122.67 [20.10, ∞]"
     assert format_estimate(math.nan) == "n/a"
     assert format_estimate(0.5, math.nan, math.nan, digits=3) == "0.500"
+
+
+def test_macro_auc_and_mean_estimate_intervals():
+    from sklearn.metrics import roc_auc_score
+
+    from covid_lib.metrics import macro_auc, mean_estimate
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    probs = rng.dirichlet([1, 1, 1], 120) + np.eye(3)[y] * 0.5
+    probs /= probs.sum(1, keepdims=True)
+    est = macro_auc(y, probs, n_boot=300)
+    assert est.value == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+    assert est.low < est.value < est.high and "percentile" in est.method
+    two = macro_auc(y % 2, np.c_[1 - probs[:, 1], probs[:, 1]], n_boot=100)
+    assert two.value == pytest.approx(roc_auc_score(y % 2, probs[:, 1]))
+    groups = np.repeat(np.arange(30), 4)  # clustered: intervals widen, method says so
+    clustered = macro_auc(y, probs, groups=groups, n_boot=300)
+    assert "cluster bootstrap" in clustered.method and "30 groups" in clustered.method
+    acc = mean_estimate((probs.argmax(1) == y).astype(float), groups=groups, n_boot=300)
+    assert acc.value == pytest.approx((probs.argmax(1) == y).mean()) and acc.low <= acc.value <= acc.high
+    assert np.isnan(macro_auc(np.zeros(5, int), np.full((5, 2), 0.5), n_boot=10).value)

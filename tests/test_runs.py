@@ -166,6 +166,12 @@ def test_smoke_run_end_to_end(data_root, capsys):
         assert {"monitor", "best_value"} <= set(spec_json)
         timings = json.loads((rec / "timings.json").read_text())
         assert {"device", "precision", "threads"} <= set(timings["runtime"]) and timings["train_images_per_s"] > 0
+    pre_metrics = json.loads((runs.results_dir() / record["pretrain_run"] / "metrics.json").read_text())
+    pre_scores = pd.read_csv(runs.results_dir() / record["pretrain_run"] / "scores.csv")
+    assert {"prob_0", "prob_1", "prob_2", "group_id", "label"} <= set(pre_scores.columns)
+    interval = pre_metrics["test_auc_interval"]
+    assert interval["value"] == pytest.approx(pre_metrics["test_auc"]) and "bootstrap" in interval["method"]
+    assert pre_metrics["test_accuracy_interval"]["low"] <= pre_metrics["test_accuracy"]
     model, meta = runs.load_model(result.spec)
     # a run id fixes the run: retrained with its pre-training read from the cache, it gives the same
     # weights and scores as with its pre-training just trained

@@ -155,7 +155,8 @@ def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: i
 def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool) -> RunArtifacts:
     """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
     from covid_lib.data import pretrain_rows
-    from covid_lib.train import auc, fit, predict
+    from covid_lib.metrics import macro_auc, mean_estimate
+    from covid_lib.train import fit, predict
 
     t0 = time.perf_counter()
     rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
@@ -169,12 +170,23 @@ def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: boo
     rejected = pd.concat(sets["rejected"], ignore_index=True)
     test = {"n_expected": sets["n"]["test"]["n_expected"], "n_scored": len(y),
             "rejected": rejected.query("split == 'test'")[["image_id", "reason"]].to_dict("records")}
-    metrics = {"table": [], **_fit_summary(result), "test_auc": auc(y, probs) if len(y) else float("nan"),
-               "test_accuracy": float((probs.argmax(1) == y).mean()) if len(y) else float("nan"),
+    test_rows = sets["rows"]["test"]
+    scores = test_rows[["source", "image_id", "patient_id", "group_id"]].reset_index(drop=True).assign(label=y)
+    for k in range(probs.shape[1]):
+        scores[f"prob_{k}"] = probs[:, k]
+    test_auc = macro_auc(y, probs, groups=scores["group_id"].astype(str).to_numpy()) if len(y) else None
+    accuracy = mean_estimate((probs.argmax(1) == y).astype(float), groups=scores["group_id"].astype(str).to_numpy()) \
+        if len(y) else None
+    metrics = {"table": [], **_fit_summary(result),
+               "test_auc": test_auc.value if test_auc else float("nan"),
+               "test_auc_interval": test_auc.to_dict() if test_auc else None,
+               "test_accuracy": accuracy.value if accuracy else float("nan"),
+               "test_accuracy_interval": accuracy.to_dict() if accuracy else None,
                "num_classes": num_classes, "splits": sets["n"], "test_sets": {spec.composition: test}}
     train = sets["data"]["train"]
     files = {"spec.json": _spec_record(spec, device, result, {"rejected": len(rejected)}),
-             "history.csv": result.history, "rejections.csv": rejected, "metrics.json": metrics,
+             "history.csv": result.history, "rejections.csv": rejected, "scores.csv": scores,
+             "metrics.json": metrics,
              "timings.json": _timings(t0, t_data, result, time.perf_counter() - t1, threads)}
     return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, num_classes, train.mean, train.std))
 
