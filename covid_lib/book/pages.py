@@ -82,7 +82,65 @@ def parameters_table() -> str:
     return "\n".join(lines)
 
 
-GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table}
+BENCH_TABLE = REPO_ROOT / "bench" / "results" / "bench_train.md"
+
+
+def bench_table() -> str:
+    """The training-speed table written by ``bench/bench_train.py``."""
+    if not BENCH_TABLE.is_file():
+        return "_Not measured yet: run `python bench/bench_train.py`._"
+    return BENCH_TABLE.read_text().strip()
+
+
+def pretraining_records_table() -> str:
+    """The ``cpu`` pre-training records: test AUC and accuracy with intervals (issue 8's gates)."""
+    from covid_lib import report_training as rt
+
+    return rt.markdown(rt.pretraining_table(rt.record_index()))
+
+
+def pretraining_gain_table() -> str:
+    """ResNet-18 pre-trained on each source then fine-tuned, against from scratch, per composition."""
+    from covid_lib import report_training as rt
+    from covid_lib.metrics import format_estimate
+
+    index, rows = rt.record_index(), []
+    for composition in ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"):
+        for source in ("kermany", "nih"):
+            g = rt.pretraining_gain(index, composition=composition, pretrain=source)
+            if g is None:
+                continue
+            flag = lambda dnl: " (did not learn)" if dnl else ""  # noqa: E731
+            rows.append({"composition = test set": composition, "pre-training": source,
+                         "images / patients": f"{g['n_images']} / {g['n_patients']}",
+                         "AUC pre-trained": f"{g['auc_pretrained']:.3f}{flag(g['pretrained_did_not_learn'])}",
+                         "AUC scratch": f"{g['auc_scratch']:.3f}{flag(g['scratch_did_not_learn'])}",
+                         "difference [patient-cluster 95% CI]": format_estimate(g["difference"],
+                                                                                *g["difference_cluster_ci"], 3),
+                         "paired DeLong p": f"{g['delong_p']:.3g}"})
+    import pandas as pd
+
+    return rt.markdown(pd.DataFrame(rows))
+
+
+def precision_records_table() -> str:
+    """The ``precision`` grid: CORDA test AUC of 3 seeds in fp32 and in bf16."""
+    from covid_lib import report_training as rt
+
+    table = rt.precision_table(rt.record_index())
+    if table.empty:
+        return rt.markdown(table)
+    summary = table.groupby("precision")["test AUC"].agg(["mean", "std"]).round(3)
+    lines = [rt.markdown(table.assign(**{"test AUC": table["test AUC"].round(3),
+                                         "train img/s": table["train img/s"].round(0)})), ""]
+    lines += [f"- {p}: mean {r['mean']:.3f}, SD {r['std']:.3f} over {len(table[table['precision'] == p])} seeds"
+              for p, r in summary.iterrows()]
+    return "\n".join(lines)
+
+
+GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
+                    "bench": bench_table, "pretraining": pretraining_records_table,
+                    "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
 
 
 def _block_re(name: str) -> re.Pattern:

@@ -1,0 +1,133 @@
+"""Tables of the training engine, read from run records only: the pre-trainings' test scores, the
+gain of pre-training over training from scratch, and bf16 against fp32 (issue 8's gates).
+
+Every number comes from ``results/<run_id>/`` (spec, metrics, scores); a run flagged "did not
+learn" is shown as such, never averaged in silently.
+
+Example:
+    >>> record_index("/nonexistent").empty
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from covid_lib.metrics import delong_test, format_estimate
+from covid_lib.paths import REPO_ROOT
+from covid_lib.stats import bootstrap_ci, weighted_auc
+
+#: The committed records the book reads (``$COVID_LIB_RESULTS`` is for scratch work and tests).
+BOOK_RESULTS = REPO_ROOT / "results"
+SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline"]
+
+
+def record_index(results: str | os.PathLike = BOOK_RESULTS) -> pd.DataFrame:
+    """One row per finished record: its spec fields, run id, path and learning summary."""
+    rows = []
+    for spec_file in sorted(Path(results).glob("*/spec.json")):
+        metrics_file = spec_file.with_name("metrics.json")
+        if not metrics_file.is_file():
+            continue
+        record, metrics = json.loads(spec_file.read_text()), json.loads(metrics_file.read_text())
+        rows.append({**{k: record["spec"].get(k) for k in SPEC_COLUMNS}, "run_id": record["run_id"],
+                     "path": spec_file.parent, "did_not_learn": bool(metrics.get("did_not_learn")),
+                     "best_value": metrics.get("best_value"), "best_epoch": metrics.get("best_epoch")})
+    return pd.DataFrame(rows, columns=[*SPEC_COLUMNS, "run_id", "path", "did_not_learn", "best_value", "best_epoch"])
+
+
+def _one(index: pd.DataFrame, **where) -> pd.Series | None:
+    sel = index
+    for key, value in where.items():
+        sel = sel[sel[key].isna()] if value is None else sel[sel[key] == value]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _fmt(d: dict | None) -> str:
+    return "–" if not d else format_estimate(d["value"], d["low"], d["high"])
+
+
+def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame:
+    """Each pre-training record: test AUC and accuracy with intervals, epochs, speed, learned or not."""
+    out = []
+    for _, r in index[(index["task"] == "pretrain") & (index["profile"] == profile)].iterrows():
+        m = json.loads((r["path"] / "metrics.json").read_text())
+        t = json.loads((r["path"] / "timings.json").read_text())
+        h = pd.read_csv(r["path"] / "history.csv")
+        task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
+        out.append({"source": r["composition"], "task": task, "arch": r["arch"], "seed": r["seed"],
+                    "n train/val/test": "/".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
+                    "test AUC [95% CI]": _fmt(m.get("test_auc_interval")),
+                    "test accuracy [95% CI]": _fmt(m.get("test_accuracy_interval")),
+                    "epochs run (best)": f"{len(h)} ({r['best_epoch']})",
+                    "train img/s": round(t.get("train_images_per_s", float("nan"))),
+                    "minutes": round(t["total_s"] / 60, 1),
+                    "learned": "no: did not learn" if r["did_not_learn"] else "yes"})
+    return pd.DataFrame(out)
+
+
+def _scores(row: pd.Series, test_set: str) -> pd.DataFrame:
+    s = pd.read_csv(row["path"] / "scores.csv", dtype={"image_id": str, "group_id": str})
+    return s[s["test_set"] == test_set].set_index(["source", "image_id"]).sort_index()
+
+
+def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_set: str | None = None,
+                     arch: str = "resnet18", pretrain: str = "kermany", profile: str = "cpu", seed: int = 0,
+                     n_boot: int = 2000) -> dict | None:
+    """Test AUC of a pre-trained fine-tune against the same model from scratch, on the same images.
+
+    The difference gets a paired DeLong test (images as units) and a patient-cluster bootstrap
+    interval (patients as units; the deciding one when patients have several images).
+    """
+    test_set = test_set or composition
+    common = dict(task="covid", composition=composition, arch=arch, profile=profile, seed=seed,
+                  pipeline="paper", precision=None)
+    a, b = _one(index, pretrain=pretrain, **common), _one(index, pretrain=None, **common)
+    if a is None or b is None:
+        return None
+    sa, sb = _scores(a, test_set), _scores(b, test_set)
+    both = sa.join(sb[["score"]].rename(columns={"score": "score_scratch"}), how="inner")
+    y, s1, s0 = both["label"].to_numpy(), both["score"].to_numpy(), both["score_scratch"].to_numpy()
+    test = delong_test(y, s1, s0)
+
+    def diff(w: np.ndarray) -> np.ndarray:
+        return weighted_auc(y, s1, w) - weighted_auc(y, s0, w)
+
+    low, high = bootstrap_ci(y, diff, groups=both["group_id"].to_numpy(), n_boot=n_boot)
+    return {"composition": composition, "test_set": test_set, "n_images": len(y),
+            "n_patients": both["group_id"].nunique(), "pretrained": a["run_id"], "scratch": b["run_id"],
+            "auc_pretrained": float(test.auc_a), "auc_scratch": float(test.auc_b),
+            "pretrained_did_not_learn": bool(a["did_not_learn"]), "scratch_did_not_learn": bool(b["did_not_learn"]),
+            "difference": float(test.auc_a - test.auc_b), "delong_p": float(test.p_value),
+            "difference_cluster_ci": (low, high)}
+
+
+def precision_table(index: pd.DataFrame, *, composition: str = "CORDA", test_set: str | None = None,
+                    profile: str = "cpu") -> pd.DataFrame:
+    """Test AUC per seed in fp32 and bf16 (the ``precision`` grid), with mean and SD per precision."""
+    test_set = test_set or composition
+    rows = []
+    for _, r in index[(index["task"] == "covid") & (index["composition"] == composition) & (index["profile"] == profile)
+                      & index["precision"].notna() & (index["pretrain"].isna())].iterrows():
+        m = pd.DataFrame(json.loads((r["path"] / "metrics.json").read_text())["table"])
+        m = m[(m["test_set"] == test_set)].iloc[0]
+        t = json.loads((r["path"] / "timings.json").read_text())
+        rows.append({"precision": r["precision"], "seed": r["seed"], "test AUC": m["auc"],
+                     "AUC [95% CI]": format_estimate(m["auc"], m["auc_low"], m["auc_high"]),
+                     "did not learn": r["did_not_learn"], "train img/s": t.get("train_images_per_s")})
+    return pd.DataFrame(rows).sort_values(["precision", "seed"]).reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A plain Markdown table (no tabulate dependency)."""
+    if df.empty:
+        return "_No records yet: run the grid named above._"
+    cells = df.astype(object).where(df.notna(), "–")
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)

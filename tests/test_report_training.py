@@ -1,0 +1,65 @@
+"""Training tables read from run records (synthetic records in a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from covid_lib import report_training as rt
+
+
+def write_record(root, run_id, spec, scores, *, did_not_learn=False, auc=0.7):
+    path = root / run_id
+    path.mkdir()
+    (path / "spec.json").write_text(json.dumps({"run_id": run_id, "spec": spec}))
+    table = [{"test_set": "CORDA", "threshold_rule": "paper (0.5)", "auc": auc, "auc_low": auc - 0.1,
+              "auc_high": auc + 0.1}]
+    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn, "best_value": 0.5,
+                                                   "best_epoch": 3, "table": table}))
+    (path / "timings.json").write_text(json.dumps({"train_images_per_s": 100.0, "total_s": 60.0}))
+    scores.to_csv(path / "scores.csv", index=False)
+
+
+@pytest.fixture
+def records(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 40
+    y = np.tile([0, 1], n // 2)
+    base = pd.DataFrame({"test_set": "CORDA", "source": "cohen", "image_id": [f"i{i}" for i in range(n)],
+                         "group_id": [f"p{i // 2}" for i in range(n)], "label": y})
+    spec = dict(task="covid", composition="CORDA", arch="resnet18", profile="cpu", seed=0, pipeline="paper",
+                precision=None)
+    good = base.assign(score=np.clip(y * 0.4 + rng.uniform(0, 0.6, n), 0, 1))
+    weak = base.assign(score=rng.uniform(0, 1, n))
+    write_record(tmp_path, "pre", {**spec, "pretrain": "kermany"}, good)
+    write_record(tmp_path, "scratch", {**spec, "pretrain": None}, weak, did_not_learn=True)
+    for p in ("fp32", "bf16"):
+        for s in range(2):
+            write_record(tmp_path, f"{p}{s}", {**spec, "pretrain": None, "precision": p, "seed": s}, weak,
+                         auc=0.6 + 0.01 * s)
+    return tmp_path, good, weak
+
+
+def test_pretraining_gain_is_paired_and_clustered(records):
+    root, good, weak = records
+    index = rt.record_index(root)
+    gain = rt.pretraining_gain(index, n_boot=300)
+    assert gain["auc_pretrained"] == pytest.approx(roc_auc_score(good["label"], good["score"]))
+    assert gain["auc_scratch"] == pytest.approx(roc_auc_score(weak["label"], weak["score"]))
+    assert gain["n_patients"] == 20 and gain["scratch_did_not_learn"] is True
+    low, high = gain["difference_cluster_ci"]
+    assert low < gain["difference"] < high and 0 <= gain["delong_p"] <= 1
+
+
+def test_precision_table_and_missing_records(records):
+    root, *_ = records
+    table = rt.precision_table(rt.record_index(root))
+    assert table["precision"].tolist() == ["bf16", "bf16", "fp32", "fp32"]
+    assert table["test AUC"].tolist() == pytest.approx([0.6, 0.61, 0.6, 0.61])
+    assert rt.pretraining_gain(rt.record_index(root), composition="COVID-ChestXRay") is None
+    assert rt.markdown(pd.DataFrame()).startswith("_No records")
+    assert rt.record_index(root / "none").empty
