@@ -31,7 +31,7 @@ _WEIGHTS = "weights/unet_lungs.pt"
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train the U-Net, evaluate it, save the weights and the run record."""
-    from covid_lib.models.weights import DEFAULT_WEIGHTS
+    from covid_lib.paths import cache_dir
     from covid_lib.profiles import resolve_device
     from covid_lib.segment import TrainConfig, train
 
@@ -40,7 +40,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     command = getattr(args, "command_line", None)
     if command is None and sys.argv[1:3] == ["segment", "train"]:
         command = "python -m covid_lib segment train " + " ".join(sys.argv[3:])
-    train(cfg, data_root=args.data_root, out=args.out or DEFAULT_WEIGHTS, log_path=args.log, command=command)
+    out = args.out or cache_dir("segment") / "unet_lungs.pt"
+    train(cfg, data_root=args.data_root, out=out, log_path=args.log, command=command)
+    print(f"wrote {out} and its record; --out {_WEIGHTS} replaces the committed weights")
     return 0
 
 
@@ -75,7 +77,8 @@ def register_cli(subparsers) -> None:
     tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
     tr.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA, else ../shared/data)")
     tr.add_argument("--out", default=None,
-                    help=f"weights path (default: {_WEIGHTS}); the run record goes beside it (.json)")
+                    help=f"weights path (default: the cache's segment/unet_lungs.pt, so the committed {_WEIGHTS} "
+                    f"stays; pass --out {_WEIGHTS} to replace it); the run record goes beside it (.json)")
     tr.add_argument("--log", default=None, help="append per-epoch JSON lines to this file")
     tr.set_defaults(func=_cmd_train)
     ev = sub.add_parser("eval", help="Dice/IoU on held-out Montgomery+Shenzhen and on Cohen V7 masks")
