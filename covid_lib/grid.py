@@ -14,7 +14,7 @@ retrained, so a stopped grid resumes where it stopped.
   of the profile's ``seeds``.
 - ``ablation``: pre-processing pipeline ``none`` on CORDA and CORDA&ChestXRay, resnet18, from
   scratch and kermany.
-- ``precision``: CORDA, resnet18 from scratch, seeds 0-2, fp32 and bf16.
+- ``precision``: CORDA&ChestXRay (a cell that learns from scratch), resnet18, seeds 0-2, fp32 and bf16.
 
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
 Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
@@ -72,8 +72,9 @@ GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "seeds": ("headline cells (CORDA, CORDA&ChestXRay of Table II; Table IV) for every seed of the profile", _seeds),
     "ablation": ("pipeline 'none' on CORDA&ChestXRay and CORDA, resnet18, none and kermany",
                  lambda p: _cells("resnet18", PRETRAININGS[:2], COMPOSITION_ORDER[:2], p, pipeline="none")),
-    "precision": ("CORDA resnet18 from scratch, seeds 0-2, fp32 and bf16",
-                  lambda p: [RunSpec("CORDA", profile=p, seed=s, precision=x) for x in ("fp32", "bf16") for s in range(3)]),
+    "precision": ("CORDA&ChestXRay resnet18 from scratch, seeds 0-2, fp32 and bf16",
+                  lambda p: [RunSpec("CORDA&ChestXRay", profile=p, seed=s, precision=x)
+                             for x in ("fp32", "bf16") for s in range(3)]),
 }
 
 
