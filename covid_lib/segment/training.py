@@ -45,22 +45,25 @@ class TrainConfig:
     threads: int = 2
 
 
+#: The U-Net's geometric augmentation (:class:`covid_lib.train.Augment` settings): rotation
+#: +-10 deg, scale 0.9-1.1, shift +-3 % of the side, no flip.
+SEGMENT_AFFINE = dict(flip_p=0.0, degrees=10.0, translate=0.03, scale=(0.9, 1.1))
+
+
 def augment_batch(x, y, generator):
-    """Random affine (rotation +-10 deg, scale 0.9-1.1, shift +-6%), gamma 0.7-1.4, contrast
-    0.9-1.1, applied to a batch of inputs ``x`` and soft masks ``y`` (N, 1, H, W)."""
+    """Random affine (:data:`SEGMENT_AFFINE`, the classifier's sampler with other ranges), gamma
+    0.7-1.4, contrast 0.9-1.1, applied to a batch of inputs ``x`` and soft masks ``y`` (N, 1, H, W)."""
     import torch
     import torch.nn.functional as F
+
+    from covid_lib.train.datasets import Augment, affine_matrices
 
     n = x.shape[0]
 
     def uniform(lo, hi):
         return lo + (hi - lo) * torch.rand(n, generator=generator)
 
-    angle = uniform(-10, 10) * math.pi / 180
-    scale = uniform(0.9, 1.1)
-    tx, ty = uniform(-0.06, 0.06), uniform(-0.06, 0.06)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    theta = affine_matrices(n, Augment(**SEGMENT_AFFINE), generator).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = F.grid_sample(y, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
