@@ -60,7 +60,8 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
         t = json.loads((r["path"] / "timings.json").read_text())
         h = pd.read_csv(r["path"] / "history.csv")
         task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
-        out.append({"source": r["composition"], "task": task, "arch": r["arch"], "seed": r["seed"],
+        out.append({"source": r["composition"], "task": task, "arch": r["arch"], "pipeline": r["pipeline"],
+                    "seed": r["seed"],
                     "n train/val/test": "/".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
                     "test AUC [95% CI]": _fmt(m.get("test_auc_interval")),
                     "test accuracy [95% CI]": _fmt(m.get("test_accuracy_interval")),
