@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -92,9 +92,8 @@ class TrainConfig:
     def from_profile(cls, profile: str | Profile, **overrides) -> "TrainConfig":
         """The training settings of a compute profile, with ``overrides`` applied (None: keep)."""
         p = get_profile(profile)
-        base = cls(**{f: getattr(p, f) for f in (
-            "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup",
-            "lr_patience", "early_stopping", "loss", "focal_gamma", "precision", "threads", "deterministic")})
+        shared = {f.name for f in fields(cls)} & {f.name for f in fields(Profile)}  # the training settings
+        base = cls(**{name: getattr(p, name) for name in shared})
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict:
