@@ -3,7 +3,7 @@
 Example:
     >>> spec = RunSpec("CORDA", arch="resnet18", pretrain="kermany", profile="smoke", data_version="x")
     >>> spec.run_id
-    'covid-CORDA-resnet18-kermany-smoke-s0-259ed9e031'
+    'covid-CORDA-resnet18-kermany-smoke-s0-5b0a231fef'
     >>> spec.pretrain_spec().run_id.startswith("pretrain-kermany-resnet18-scratch-smoke-s0-")
     True
 """
@@ -126,7 +126,8 @@ class RunSpec:
         return replace(self, task="pretrain", composition=self.pretrain, pretrain=None)
 
     def identity(self) -> dict:
-        """What the run id hashes: the spec and the profile's settings (its description aside)."""
+        """What the run id hashes: the spec, the profile's settings (its description aside) and, for
+        COVID runs, :data:`covid_lib.data.compose.COMPOSE_VERSION`."""
         settings = self.profile_settings.to_dict()
         settings.pop("description")
         spec = asdict(self)
@@ -134,6 +135,10 @@ class RunSpec:
         spec["epochs"] = self.epochs or self.profile_settings.epochs
         if spec["precision"] is None:
             del spec["precision"]
+        if self.task == "covid":  # composition rules; pre-trainings do not use them
+            from covid_lib.data.compose import COMPOSE_VERSION
+
+            spec["compose_version"] = COMPOSE_VERSION
         return {"spec": spec, "profile": settings}
 
     @property
