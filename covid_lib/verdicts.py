@@ -1,0 +1,67 @@
+"""A verdict per claim of Tartaglione et al. 2020 (Sec. IV), decided by a named number or test.
+
+Each chapter of the reproduction computes the verdict of the claim it tests with a function of its
+report module that returns a :class:`Verdict`; the summary chapter lists them all. A verdict is
+``reproduced``, ``not reproduced`` or ``inconclusive``, and always names what decides it (an
+interval or a paired test on the same images) and what in our data differs from the paper's.
+
+Example:
+    >>> v = Verdict("C5", "near-perfect on its own 15 images, fails elsewhere", "inconclusive",
+    ...             "AUC 1.00 [0.78, 1.00] on 15 images", "cohen stand-in", "07_small_test")
+    >>> v.verdict
+    'inconclusive'
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+
+#: The six claims of the paper tested by the book (issue text; paper Sec. IV-A to IV-C).
+CLAIMS: dict[str, str] = {
+    "C1": "Augmenting COVID- from another dataset gives high scores on that composition's own test set and "
+          "collapses on the others (Table II diagonal against off-diagonal).",
+    "C2": "Pre-training the encoder (ChestXRay, RSNA) raises specificity.",
+    "C3": "ResNet-50 is not better than ResNet-18, and Conv8 is not better either (Table III, Sec. IV-B).",
+    "C4": "Encoder features cluster by source, not by label (Fig. 3).",
+    "C5": "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails elsewhere "
+          "(Table IV).",
+    "C6": "Without the pre-processing chain, cross-dataset results get worse (Sec. IV-A: BA 0.73 / DOR 8.31 "
+          "against 0.91 / 122.67).",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim's verdict.
+
+    Attributes:
+        claim: ``C1`` ... ``C6`` (a key of :data:`CLAIMS`).
+        statement: the claim in one line (default: :data:`CLAIMS`).
+        verdict: one of :data:`VERDICTS`.
+        deciding: the interval or paired test that decides it, with its numbers.
+        differs: what in our data or recipe differs from the paper's, as it bears on this claim.
+        evidence: the chapter (file stem, optionally ``#anchor``) that shows the evidence.
+    """
+
+    claim: str
+    statement: str
+    verdict: str
+    deciding: str
+    differs: str
+    evidence: str
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.claim not in CLAIMS:
+            raise ValueError(f"unknown claim {self.claim!r}; choose from {', '.join(CLAIMS)}")
+
+
+def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
+    """The verdicts as one table, in claim order."""
+    rows = sorted((asdict(v) for v in verdicts), key=lambda r: r["claim"])
+    return pd.DataFrame(rows, columns=["claim", "statement", "verdict", "deciding", "differs", "evidence"])
