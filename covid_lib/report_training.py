@@ -41,11 +41,18 @@ def record_index(results: str | os.PathLike = BOOK_RESULTS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*SPEC_COLUMNS, "run_id", "path", "did_not_learn", "best_value", "best_epoch"])
 
 
-def _one(index: pd.DataFrame, **where) -> pd.Series | None:
+def run_row(index: pd.DataFrame, **where) -> pd.Series | None:
+    """The record of :func:`record_index` whose spec fields equal ``where`` (None: unset), or None.
+
+    ``precision`` defaults to None (the profile's precision): the ``precision`` grid's records,
+    which set it explicitly, are other runs.
+    """
+    where.setdefault("precision", None)
     sel = index
     for key, value in where.items():
         sel = sel[sel[key].isna()] if value is None else sel[sel[key] == value]
     return None if sel.empty else sel.iloc[0]
+
 
 
 def _fmt(d: dict | None) -> str:
@@ -72,7 +79,8 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
     return pd.DataFrame(out)
 
 
-def _scores(row: pd.Series, test_set: str) -> pd.DataFrame:
+def test_scores(row: pd.Series, test_set: str) -> pd.DataFrame:
+    """Per-image scores of a record on one test set, indexed by ``(source, image_id)``."""
     s = pd.read_csv(row["path"] / "scores.csv", dtype={"image_id": str, "group_id": str})
     return s[s["test_set"] == test_set].set_index(["source", "image_id"]).sort_index()
 
@@ -87,11 +95,11 @@ def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_se
     """
     test_set = test_set or composition
     common = dict(task="covid", composition=composition, arch=arch, profile=profile, seed=seed,
-                  pipeline="paper", precision=None)
-    a, b = _one(index, pretrain=pretrain, **common), _one(index, pretrain=None, **common)
+                  pipeline="paper")
+    a, b = run_row(index, pretrain=pretrain, **common), run_row(index, pretrain=None, **common)
     if a is None or b is None:
         return None
-    sa, sb = _scores(a, test_set), _scores(b, test_set)
+    sa, sb = test_scores(a, test_set), test_scores(b, test_set)
     both = sa.join(sb[["score"]].rename(columns={"score": "score_scratch"}), how="inner")
     y, s1, s0 = both["label"].to_numpy(), both["score"].to_numpy(), both["score_scratch"].to_numpy()
     test = delong_test(y, s1, s0)

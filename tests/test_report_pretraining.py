@@ -1,0 +1,69 @@
+"""The pre-training chapter's tables and claim C2, on synthetic run records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covid_lib import report_pretraining as rp
+from covid_lib import report_training as rt
+from test_report_training import write_record
+
+SPEC = dict(task="covid", composition="CORDA", arch="resnet18", profile="cpu", seed=0, pipeline="paper",
+            precision=None)
+
+
+def _scores(y, score):
+    n = len(y)
+    return pd.DataFrame({"test_set": "CORDA", "source": "cohen", "image_id": [f"i{i}" for i in range(n)],
+                         "group_id": [f"p{i // 2}" for i in range(n)], "label": y, "score": score})
+
+
+@pytest.fixture
+def paired(tmp_path):
+    y = np.tile([0, 1], 30)
+    pre = np.where(y == 1, 0.9, 0.2)  # every COVID- below 0.5: specificity 1
+    scratch = np.where(y == 1, 0.9, np.tile([0.2, 0.2, 0.8, 0.8], 15))  # half the COVID- above: 0.5
+    write_record(tmp_path, "pre", {**SPEC, "pretrain": "kermany"}, _scores(y, pre))
+    write_record(tmp_path, "scratch", {**SPEC, "pretrain": None}, _scores(y, scratch))
+    write_record(tmp_path, "other-precision", {**SPEC, "pretrain": None, "precision": "fp32"}, _scores(y, pre))
+    return rt.record_index(tmp_path)
+
+
+def test_specificity_gain_is_paired_with_a_patient_interval(paired):
+    gain = rp.specificity_gain(paired, composition="CORDA", pretrain="kermany", n_boot=500)
+    assert gain["specificity_pretrained"] == 1.0 and gain["specificity_scratch"] == 0.5
+    assert gain["difference"] == pytest.approx(0.5)
+    assert gain["n_negatives"] == 30 and gain["n_patients"] == 30
+    assert 0 < gain["low"] <= 0.5 <= gain["high"] <= 1.0
+    assert gain["did_not_learn"] == ""
+
+
+def test_run_row_ignores_the_precision_grid(paired):
+    row = rt.run_row(paired, task="covid", composition="CORDA", pretrain=None, seed=0)
+    assert row["run_id"] == "scratch"
+    assert rt.run_row(paired, task="covid", composition="CORDA", pretrain=None, precision="fp32")["run_id"] \
+        == "other-precision"
+
+
+def test_verdict_c2_follows_the_intervals(paired):
+    gains = rp.specificity_gains(paired, ["CORDA", "CORDA&RSNA"], pretrains=["kermany", "nih"], n_boot=300)
+    assert len(gains) == 1  # only the pair that exists
+    assert rp.verdict_c2(gains).verdict == "reproduced"
+    worse = gains.assign(difference=-0.5, low=-0.7, high=-0.3)
+    assert rp.verdict_c2(worse).verdict == "not reproduced"
+    unsure = gains.assign(low=-0.1, high=0.6)
+    assert rp.verdict_c2(unsure).verdict == "inconclusive"
+    unlearned = gains.assign(did_not_learn="scratch")
+    v = rp.verdict_c2(unlearned)
+    assert v.verdict == "inconclusive" and "did not learn" in v.deciding
+    assert rp.verdict_c2(pd.DataFrame()).verdict == "inconclusive"
+    table = rp.specificity_gain_table(gains)
+    assert table["difference [patient 95% CI]"].iloc[0].startswith("0.50 [")
+
+
+def test_sizes_show_missing_records(tmp_path):
+    sizes = rp.pretraining_sizes(rt.record_index(tmp_path))
+    assert sizes["paper: images"].tolist() == ["5,857", "26,684"]
+    assert (sizes["ours: train / val / test"] == "– / – / –").all()
