@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+#: Output metadata key under which :func:`show` stores a verdict; ``book sync`` collects them from
+#: the published chapters into ``book/verdicts.md``.
+METADATA_KEY = "hurdles_verdict"
 
 #: The six claims of the paper tested by the book (issue text; paper Sec. IV-A to IV-C).
 CLAIMS: dict[str, str] = {
@@ -65,3 +68,16 @@ def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
     """The verdicts as one table, in claim order."""
     rows = sorted((asdict(v) for v in verdicts), key=lambda r: r["claim"])
     return pd.DataFrame(rows, columns=["claim", "statement", "verdict", "deciding", "differs", "evidence"])
+
+
+def as_markdown(v: Verdict) -> str:
+    """The verdict as a short Markdown paragraph."""
+    return (f"**{v.claim}: {v.verdict}.** {v.statement}\n\n*Decided by:* {v.deciding}.\n\n"
+            f"*What differs from the paper:* {v.differs}.")
+
+
+def show(v: Verdict) -> None:
+    """Display the verdict in a notebook, tagged so that ``book sync`` lists it in ``book/verdicts.md``."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(as_markdown(v)), metadata={METADATA_KEY: asdict(v)})

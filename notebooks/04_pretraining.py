@@ -39,9 +39,9 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from covid_lib import report
+from covid_lib import report, verdicts
 from covid_lib import report_pretraining as rp
 from covid_lib import report_training as rt
 from covid_lib.grid import COMPOSITION_ORDER, grid_status, status_counts
@@ -151,8 +151,7 @@ else:
 # *not reproduced* when none lies above and some below (or most below), otherwise *inconclusive*.
 
 # %%
-c2 = rp.verdict_c2(gains)
-display(Markdown(f"**{c2.claim}: {c2.verdict}.** {c2.deciding}.\n\n*What differs from the paper:* {c2.differs}."))
+verdicts.show(rp.verdict_c2(gains))
 
 # %% [markdown]
 # Whatever the verdict, it is a verdict on *this* pre-training: from random weights, on a few

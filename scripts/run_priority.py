@@ -3,8 +3,8 @@
 On a slow machine (2 cores without bf16 train ResNet-18 at about 15 images/s) the named grids,
 one after another, would leave the claims that need few runs for last. This orders the runs of
 all grids so that each claim gets its cheapest deciding runs first: the from-scratch row of
-Table II (C1, C5), the ChestXRay pre-training and its key fine-tunes (C2, C4), the pre-processing
-ablation from scratch (C6), Conv8 (C3), more seeds, then the rest (RSNA pre-training, ResNet-50,
+Table II (C1) with Table IV's cell (C5), the pre-processing ablation from scratch (C6), Conv8 from
+scratch (C3), the ChestXRay pre-training and its key fine-tunes (C2, C4), more seeds, then the rest (RSNA pre-training, ResNet-50,
 the precision grid). Every run is the same RunSpec as in its named grid, so `grid status NAME`
 counts it.
 
@@ -25,13 +25,18 @@ def ordered_specs(profile: str = "cpu") -> list:
         return [s for s in specs if all(getattr(s, k) == v for k, v in where.items())]
 
     t2, ab, c8, sd = g["table2"], g["ablation"], g["conv8"], g["seeds"]
+    scratch = pick(t2, pretrain=None, task="covid")
     first = [
-        *pick(t2, pretrain=None, task="covid"),                       # Table II, from scratch (C1, C5)
+        *pick(scratch, composition="CORDA"), *pick(scratch, composition="CORDA&ChestXRay"),
+        *pick(scratch, composition="CORDA&RSNA"),                     # Table II from scratch (C1)
+        *pick(scratch, composition="COVID-ChestXRay"),                # Table IV (C5)
+        *pick(ab, pretrain=None, composition="CORDA"),                # C6 from scratch
+        *pick(ab, pretrain=None, composition="CORDA&ChestXRay"),
+        *pick(c8, pretrain=None),                                     # C3: Conv8 from scratch
         *pick(t2, task="pretrain", composition="kermany"),            # the ChestXRay encoder
         *[s for c in ("CORDA&ChestXRay", "CORDA", "COVID-ChestXRay")  # C2, C4
           for s in pick(t2, pretrain="kermany", composition=c)],
-        *pick(ab, pretrain=None),                                     # C6 from scratch
-        *pick(c8, pretrain=None),                                     # C3: Conv8 from scratch
+        *scratch,                                                     # the rest of the scratch row
         *pick(sd, pretrain=None, task="covid"),                       # seeds of the scratch cells
         *pick(t2, pretrain="kermany"),                                # the other ChestXRay fine-tunes
         *ab, *c8, *t2, *sd, *g["table3"], *g["precision"],

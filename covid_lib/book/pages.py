@@ -1,6 +1,7 @@
-"""The generated tables of ``book/reproduce.md``: profiles, chapter parameters and recorded runtimes.
+"""The generated tables of ``book/reproduce.md`` (profiles, chapter parameters, recorded runtimes,
+training records) and of ``book/verdicts.md`` (the verdict each published chapter displayed).
 
-The page holds blocks ``<!-- BEGIN generated:NAME ... -->`` ... ``<!-- END generated:NAME -->``;
+A page holds blocks ``<!-- BEGIN generated:NAME ... -->`` ... ``<!-- END generated:NAME -->``;
 :func:`render_page` regenerates them from :data:`covid_lib.profiles.PROFILES`, the chapters'
 ``parameters`` cells and the committed chapters' provenance records.
 """
@@ -17,6 +18,7 @@ from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import PROFILES
 
 REPRODUCE_PAGE = REPO_ROOT / "book" / "reproduce.md"
+VERDICTS_PAGE = REPO_ROOT / "book" / "verdicts.md"
 
 
 _PROFILE_ROWS = (
@@ -138,6 +140,35 @@ def precision_records_table() -> str:
     return "\n".join(lines)
 
 
+def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
+    """The verdicts displayed by the published chapters (:func:`covid_lib.verdicts.show`), one row per
+    claim, each linked to the chapter that decides it; claims no published chapter decides yet are listed."""
+    import nbformat
+
+    from covid_lib.verdicts import CLAIMS, METADATA_KEY
+
+    found: dict[str, tuple[dict, str]] = {}
+    for chapter in list_chapters():
+        path = chapter.output(output_dir)
+        if not path.is_file():
+            continue
+        for cell in nbformat.read(path, as_version=4).cells:
+            for out in cell.get("outputs", []):
+                v = out.get("metadata", {}).get(METADATA_KEY)
+                if v:
+                    found[v["claim"]] = (v, chapter.stem)
+    lines = ["| claim | verdict | decided by | what differs from the paper | evidence |", "|---|---|---|---|---|"]
+    for claim, statement in CLAIMS.items():
+        if claim not in found:
+            lines.append(f"| **{claim}** {statement} | not decided yet | no published chapter shows it | | |")
+            continue
+        v, stem = found[claim]
+        cells = [str(x).replace("|", "\\|").replace("\n", " ") for x in (v["deciding"], v["differs"])]
+        lines.append(f"| **{claim}** {v['statement']} | **{v['verdict']}** | {cells[0]} | {cells[1]} "
+                     f"| [{stem}](chapters/{stem}.ipynb) |")
+    return "\n".join(lines)
+
+
 GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
                     "bench": bench_table, "pretraining": pretraining_records_table,
                     "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
@@ -147,18 +178,37 @@ def _block_re(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN generated:{name} .*?-->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
 
 
-def render_page(text: str) -> str:
-    """``text`` with every generated block (``<!-- BEGIN generated:NAME ... -->``) regenerated."""
-    for name, make in GENERATED_BLOCKS.items():
+#: The generated blocks of each page.
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table}}
+
+
+def render_page(text: str, blocks: dict | None = None) -> str:
+    """``text`` with every generated block (``<!-- BEGIN generated:NAME ... -->``) of ``blocks``
+    (default: the reproduce page's) regenerated."""
+    for name, make in (GENERATED_BLOCKS if blocks is None else blocks).items():
         text = _block_re(name).sub(lambda m, make=make: m[1] + make() + "\n" + m[3], text)
     return text
 
 
-def sync_pages(page: str | os.PathLike = REPRODUCE_PAGE) -> bool:
-    """Regenerate the generated tables in ``page``; return whether it changed."""
-    page = Path(page)
-    old = page.read_text()
-    new = render_page(old)
-    if new != old:
-        page.write_text(new)
-    return new != old
+def sync_pages(page: str | os.PathLike | None = None) -> bool:
+    """Regenerate the generated tables of ``page`` (default: every page of :data:`PAGE_BLOCKS`);
+    return whether any changed."""
+    changed = False
+    for path, blocks in PAGE_BLOCKS.items():
+        if page is not None and Path(page).resolve() != Path(path).resolve():
+            continue
+        target = Path(page) if page is not None else Path(path)
+        if not target.is_file():
+            continue
+        old = target.read_text()
+        new = render_page(old, blocks)
+        if new != old:
+            target.write_text(new)
+            changed = True
+    return changed
+
+
+def pages_out_of_date() -> list[Path]:
+    """The pages of :data:`PAGE_BLOCKS` whose generated tables differ from what they would be now."""
+    return [p for p, blocks in PAGE_BLOCKS.items()
+            if p.is_file() and render_page(p.read_text(), blocks) != p.read_text()]

@@ -34,7 +34,7 @@ def _sync_if_published(into: str | None) -> None:
     from covid_lib.paths import REPO_ROOT
 
     if _publishing(into) and REPRODUCE_PAGE.is_file() and sync_pages():
-        print(f"updated the generated tables in {REPRODUCE_PAGE.relative_to(REPO_ROOT)}")
+        print(f"updated the generated tables in {REPRODUCE_PAGE.relative_to(REPO_ROOT).parent}/")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from covid_lib.book import REPRODUCE_PAGE, chapter_status, list_chapters, render_page
+    from covid_lib.book import chapter_status, list_chapters
 
     bad = 0
     for chapter in list_chapters():
@@ -59,8 +59,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         if not st.fresh:
             bad += 1
             print(f"{chapter.stem}: {st.state}: " + "; ".join(st.reasons), file=sys.stderr)
-    page = Path(REPRODUCE_PAGE)
-    if page.is_file() and render_page(page.read_text()) != page.read_text():
+    from covid_lib.book.pages import pages_out_of_date
+
+    for page in pages_out_of_date():
         bad += 1
         print(f"{page.name}: generated tables out of date; run `python -m covid_lib book sync`", file=sys.stderr)
     if not bad:
@@ -103,11 +104,13 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from covid_lib.book import REPRODUCE_PAGE, sync_pages
+    from covid_lib.book import sync_pages
+    from covid_lib.book.pages import PAGE_BLOCKS
     from covid_lib.paths import REPO_ROOT
 
     changed = sync_pages()
-    print(("updated " if changed else "up to date: ") + str(REPRODUCE_PAGE.relative_to(REPO_ROOT)))
+    names = ", ".join(str(p.relative_to(REPO_ROOT)) for p in PAGE_BLOCKS if p.is_file())
+    print(("updated " if changed else "up to date: ") + names)
     return 0
 
 
