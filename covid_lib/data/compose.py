@@ -287,6 +287,36 @@ def table_one_wide(long: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[index]
 
 
+def train_val_vs_paper(long: pd.DataFrame) -> pd.DataFrame:
+    """Our training + validation counts beside the paper's *train* rows, which include validation.
+
+    Table I (Sec. IV) lists train and test only; the 20 % validation share is taken from its train
+    rows. Args: ``long`` from :func:`table_one`. Returns a row per composition and set (plus a
+    ``total`` row per composition): ``ours COVID+, paper COVID+, ours COVID-, paper COVID-`` and
+    whether each side is balanced (equal classes).
+    """
+    fit = long[long["split"].isin(["train", "val"])]
+    ours = fit.groupby(["composition", "set", "label"])["ours"].sum()
+    paper = long[long["split"] == "train"].groupby(["composition", "set", "label"])["paper"].sum(min_count=1)
+    both = pd.concat([ours, paper], axis=1).reset_index()
+    totals = both.groupby(["composition", "label"])[["ours", "paper"]].sum(min_count=1).reset_index()
+    both = pd.concat([both, totals.assign(set="total")], ignore_index=True)
+    sign = both["label"].map({1: "COVID+", 0: "COVID-"})
+    wide = both.assign(sign=sign).pivot_table(index=["composition", "set"], columns="sign",
+                                              values=["ours", "paper"], aggfunc="first")
+    wide.columns = [f"{who} {s}" for who, s in wide.columns]
+    wide = wide.reindex(columns=["ours COVID+", "paper COVID+", "ours COVID-", "paper COVID-"])
+    total = wide.xs("total", level="set")
+    wide["balanced"] = ""
+    for name in total.index:
+        t = total.loc[name]
+        wide.loc[(name, "total"), "balanced"] = (
+            f"ours {'yes' if t['ours COVID+'] == t['ours COVID-'] else 'no'}, "
+            f"paper {'yes' if t['paper COVID+'] == t['paper COVID-'] else 'no'}")
+    order = [(c, s) for c in COMPOSITIONS for s in [*STAND_INS, "total"] if (c, s) in wide.index]
+    return wide.loc[order].astype({c: "Int64" for c in wide.columns if c != "balanced"})
+
+
 def stand_in_table() -> pd.DataFrame:
     """The mapping from the paper's sets to public sources, with the rule and the reason."""
     rows = [{"paper set": s.paper_name, "source": s.source, "rule": s.rule, "why": s.why}

@@ -82,3 +82,60 @@ def duplicate_pairs(hashes: pd.DataFrame, *, max_distance: int = NEAR_DUPLICATE_
     i, j = np.nonzero(np.triu(distance <= max_distance, k=1) | np.triu(pixel[:, None] == pixel[None, :], k=1))
     kind = np.where(pixel[i] == pixel[j], "exact", "near")
     return pd.DataFrame({"i": i, "j": j, "distance": distance[i, j], "kind": kind})
+
+
+def pair_similarity(pairs: pd.DataFrame, manifest: pd.DataFrame, *, side: int = 64, read=None) -> pd.DataFrame:
+    """How alike the two images of each duplicate pair are, beyond their pHash distance.
+
+    Both images are resized to ``side`` x ``side`` and compared: ``correlation`` (Pearson, of the
+    pixels) and ``mean_abs_diff`` (grey levels, 0-255). A re-encoded or rescaled copy correlates
+    near 1 with a small difference; two different X-rays of the same layout (same framing,
+    collimation) share a pHash but correlate clearly less. Also ``aspect_a``, ``aspect_b``
+    (original width / height).
+
+    Args:
+        pairs: rows of :attr:`covid_lib.data.SplitAudit.duplicates` (``source_a``, ``image_id_a``,
+            the same with ``_b``).
+        manifest: rows with ``source, image_id, image_path, orig_width, orig_height``.
+    """
+    read = read or read_image
+    index = manifest.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])
+    out = []
+    for _, p in pairs.iterrows():
+        imgs, aspects = [], []
+        for s in "ab":
+            row = index.loc[(p[f"source_{s}"], p[f"image_id_{s}"])]
+            small = Image.fromarray(read(row["image_path"])).resize((side, side), Image.BILINEAR)
+            imgs.append(np.asarray(small, dtype=np.float64).ravel())
+            aspects.append(float(row["orig_width"]) / float(row["orig_height"]))
+        corr = float(np.corrcoef(imgs[0], imgs[1])[0, 1]) if imgs[0].std() and imgs[1].std() else float("nan")
+        out.append({"correlation": corr, "mean_abs_diff": float(np.abs(imgs[0] - imgs[1]).mean()),
+                    "aspect_a": aspects[0], "aspect_b": aspects[1]})
+    return pd.DataFrame(out, index=pairs.index)
+
+
+def pairs_in_compositions(pairs: pd.DataFrame, composed: pd.DataFrame) -> pd.Series:
+    """For each duplicate pair, the compositions that train on one image and test on the other.
+
+    Args:
+        pairs: rows with ``source_a, image_id_a, source_b, image_id_b``.
+        composed: rows of the compositions (``composition, source, image_id, split``).
+
+    Returns:
+        A string per pair (same index): the composition names joined by ``", "``, or ``""`` when no
+        composition puts one image in train/validation and the other in its test split.
+    """
+    fitted = composed["split"] != "test"
+    seen = {(c, s, i) for c, s, i in zip(composed["composition"], composed["source"], composed["image_id"])}
+    role = {}
+    for c, s, i, f in zip(composed["composition"], composed["source"], composed["image_id"], fitted):
+        role.setdefault((c, s, i), set()).add("fit" if f else "test")
+    names = list(dict.fromkeys(composed["composition"]))
+    out = []
+    for _, p in pairs.iterrows():
+        a, b = (p["source_a"], p["image_id_a"]), (p["source_b"], p["image_id_b"])
+        hit = [c for c in names if (c, *a) in seen and (c, *b) in seen
+               and (("fit" in role[(c, *a)] and "test" in role[(c, *b)])
+                    or ("test" in role[(c, *a)] and "fit" in role[(c, *b)]))]
+        out.append(", ".join(hit))
+    return pd.Series(out, index=pairs.index, dtype=object)
