@@ -157,21 +157,45 @@ def label_gap(diag: pd.DataFrame, column: str, *, sources: Sequence[str] | None 
         d = d[d["source"].isin(list(sources))]
     if column in ("mask_area", "one_lung", "side_balance", "component_ratio"):
         d = d[d["mask_area"].notna() & (d["mask_area"] > 0)]
-    x = d[column].astype(float).to_numpy()
-    pos = (d["label"] == "COVID+").to_numpy(float)
-    neg = 1.0 - pos
-    if not pos.any() or not neg.any():
-        return Estimate(_NAN, _NAN, _NAN, "none", "needs both labels")
+    return mean_gap(d[column], d["label"] == "COVID+", d["label"] == "COVID-", d["patient_id"],
+                    n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def mean_gap(values, in_a, in_b, groups, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Estimate:
+    """Mean of ``values`` over the rows ``in_a`` minus their mean over ``in_b``, with a cluster
+    bootstrap interval (``groups``, the patients, resampled with all their rows, both sets at once,
+    so a patient in both is handled). NaN when a set is empty."""
+    x = np.asarray(values, dtype=float)
+    a, b = np.asarray(in_a, dtype=float), np.asarray(in_b, dtype=float)
+    keep = ~np.isnan(x)
+    x, a, b, g = x[keep], a[keep], b[keep], np.asarray(groups)[keep]
+    if not a.any() or not b.any():
+        return Estimate(_NAN, _NAN, _NAN, "none", "needs rows in both sets")
 
     def statistic(w: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (w @ (x * pos)) / (w @ pos) - (w @ (x * neg)) / (w @ neg)
+            return (w @ (x * a)) / (w @ a) - (w @ (x * b)) / (w @ b)
 
     value = float(statistic(np.ones((1, len(x))))[0])
-    reps = stats.bootstrap_replicates(statistic, len(x), groups=d["patient_id"].to_numpy(),
-                                      n_boot=n_boot, seed=seed)
+    reps = stats.bootstrap_replicates(statistic, len(x), groups=g, n_boot=n_boot, seed=seed)
     low, high, _ = stats.percentile_interval(reps, alpha)
-    return Estimate(value, low, high, f"cluster bootstrap (n_boot={n_boot}, {d['patient_id'].nunique()} patients)")
+    n_groups = len(set(map(str, g)))
+    return Estimate(value, low, high, f"cluster bootstrap (n_boot={n_boot}, {n_groups} patients)")
+
+
+def view_gaps(scores: pd.DataFrame, columns: Sequence[str] = ("dice", "coverage"), *, reference: str = "PA",
+              n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Each view's mean score minus the ``reference`` view's (segmentation scores of
+    :func:`covid_lib.segment.score_masks`, one row per image with ``view`` and ``patient_id``),
+    with a patient cluster-bootstrap interval; an interval that excludes 0 separates the views."""
+    views = [v for v in dict.fromkeys(scores["view"]) if v != reference]
+    out = {}
+    for view in sorted(views):
+        out[f"{view} minus {reference}"] = {
+            f"{c}": mean_gap(scores[c], scores["view"] == view, scores["view"] == reference,
+                             scores["patient_id"].astype(str), n_boot=n_boot, seed=seed).format(3)
+            for c in columns}
+    return pd.DataFrame(out).T
 
 
 def label_gaps(diag: pd.DataFrame, groups: dict[str, Sequence[str]], *, n_boot: int = 2000,
@@ -237,6 +261,21 @@ def audit_summary(audit: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("source")
 
 
+def audit_against_checks(audit: pd.DataFrame, diag: pd.DataFrame) -> pd.DataFrame:
+    """Per verdict: how many audited masks the automatic checks flag, i.e. the chain refuses, the
+    ROI crop refuses, or :func:`mask_shape` calls one lung (``diag`` from
+    :func:`covid_lib.report_chain.chain_diagnostics`, matched on source and image id)."""
+    m = audit.merge(diag, on=["source", "image_id"], how="left")
+    m["refused by the chain"] = m["chain_rejection"].fillna("") != ""
+    m["refused with the ROI crop"] = m["refused by the chain"] | (m["crop_rejection"].fillna("") != "")
+    m["one-lung mask"] = m["one_lung"].fillna(False).astype(bool)
+    m["any check"] = m[["refused with the ROI crop", "one-lung mask"]].any(axis=1)
+    cols = ["refused by the chain", "refused with the ROI crop", "one-lung mask", "any check"]
+    out = m.groupby("verdict")[cols].sum().astype(int).reindex(list(VERDICTS), fill_value=0)
+    out.insert(0, "images", m.groupby("verdict").size().reindex(list(VERDICTS), fill_value=0))
+    return out
+
+
 _VERDICT_COLORS = {"ok": "#2ca02c", "partial": "#ff7f0e", "failed": "#d62728"}
 
 
@@ -300,5 +339,6 @@ def source_color(source: str) -> str:
 
 __all__ = [
     "ONE_LUNG_BALANCE", "VERDICTS", "AUDIT_COLUMNS", "mask_shape", "rate_estimate", "label_table", "label_gap",
+    "mean_gap", "view_gaps", "audit_against_checks",
     "label_gaps", "audit_sample", "read_audit", "audit_summary", "plot_audit_sheet", "audit_cases", "source_color",
 ]

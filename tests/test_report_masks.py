@@ -140,3 +140,30 @@ def test_plot_audit_sheet():
     cases = [{"image": img, "mask": LEFT | RIGHT, "label": "1. x", "verdict": "failed"},
              {"image": img, "mask": np.zeros((H, W), bool), "label": "2. y"}]
     assert isinstance(rm.plot_audit_sheet(cases, ncols=3, color="#1f77b4"), Figure)
+
+
+def test_mean_gap_and_view_gaps():
+    rng = np.random.default_rng(0)
+    n = 40
+    scores = pd.DataFrame({"view": ["PA"] * n + ["AP Supine"] * n + ["AP"] * n,
+                           "patient_id": [f"p{i % 50}" for i in range(3 * n)],  # some patients in two views
+                           "dice": np.r_[0.86 + rng.normal(0, 0.01, n), 0.80 + rng.normal(0, 0.01, n),
+                                         0.86 + rng.normal(0, 0.01, n)],
+                           "coverage": 0.75})
+    g = rm.mean_gap(scores["dice"], scores["view"] == "AP Supine", scores["view"] == "PA", scores["patient_id"],
+                    n_boot=300)
+    assert g.value == pytest.approx(-0.06, abs=0.01) and g.high < 0 and "50 patients" in g.method
+    table = rm.view_gaps(scores, n_boot=300)
+    assert list(table.index) == ["AP minus PA", "AP Supine minus PA"]
+    assert table.loc["AP minus PA", "coverage"].startswith("0.000")
+    assert np.isnan(rm.mean_gap([1.0, 2.0], [True, True], [False, False], ["a", "b"]).value)
+
+
+def test_audit_against_checks():
+    audit = pd.DataFrame({"source": ["nih"] * 3, "image_id": list("abc"), "verdict": ["ok", "failed", "partial"],
+                          "note": "", "auditor": "t"})
+    diag = pd.DataFrame({"source": ["nih"] * 3, "image_id": list("abc"), "chain_rejection": ["", "", ""],
+                         "crop_rejection": ["crop under half", "", ""], "one_lung": [False, True, False]})
+    t = rm.audit_against_checks(audit, diag)
+    assert t.loc["ok", "refused with the ROI crop"] == 1 and t.loc["failed", "one-lung mask"] == 1
+    assert t.loc["partial", "any check"] == 0 and list(t["images"]) == [1, 1, 1]
