@@ -264,13 +264,16 @@ def audit_summary(audit: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 def audit_against_checks(audit: pd.DataFrame, diag: pd.DataFrame) -> pd.DataFrame:
     """Per verdict: how many audited masks the automatic checks flag, i.e. the chain refuses, the
     ROI crop refuses, or :func:`mask_shape` calls one lung (``diag`` from
-    :func:`covid_lib.report_chain.chain_diagnostics`, matched on source and image id)."""
-    m = audit.merge(diag, on=["source", "image_id"], how="left")
+    :func:`covid_lib.report_chain.chain_diagnostics`, matched on source and image id). Audited
+    images missing from ``diag`` (a capped profile) are counted as "not diagnosed", not as passed."""
+    keys = diag[["source", "image_id"]].drop_duplicates().assign(_diagnosed=True)
+    m = audit.merge(diag, on=["source", "image_id"], how="left").merge(keys, on=["source", "image_id"], how="left")
+    m["not diagnosed"] = m["_diagnosed"].isna()
     m["refused by the chain"] = m["chain_rejection"].fillna("") != ""
     m["refused with the ROI crop"] = m["refused by the chain"] | (m["crop_rejection"].fillna("") != "")
     m["one-lung mask"] = m["one_lung"].fillna(False).astype(bool)
     m["any check"] = m[["refused with the ROI crop", "one-lung mask"]].any(axis=1)
-    cols = ["refused by the chain", "refused with the ROI crop", "one-lung mask", "any check"]
+    cols = ["not diagnosed", "refused by the chain", "refused with the ROI crop", "one-lung mask", "any check"]
     out = m.groupby("verdict")[cols].sum().astype(int).reindex(list(VERDICTS), fill_value=0)
     out.insert(0, "images", m.groupby("verdict").size().reindex(list(VERDICTS), fill_value=0))
     return out

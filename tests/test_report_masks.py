@@ -167,3 +167,5 @@ def test_audit_against_checks():
     t = rm.audit_against_checks(audit, diag)
     assert t.loc["ok", "refused with the ROI crop"] == 1 and t.loc["failed", "one-lung mask"] == 1
     assert t.loc["partial", "any check"] == 0 and list(t["images"]) == [1, 1, 1]
+    t = rm.audit_against_checks(audit, diag.head(1))
+    assert t.loc["failed", "not diagnosed"] == 1 and t.loc["ok", "not diagnosed"] == 0
