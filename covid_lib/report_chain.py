@@ -32,6 +32,7 @@ from covid_lib.preprocess import (
     probability_to_mask,
 )
 from covid_lib.report import SOURCE_COLORS
+from covid_lib.report_masks import mask_shape
 
 #: Stored 8-bit grey levels at or above this are "near white": burnt-in text, markers, metal.
 NEAR_WHITE = 250
@@ -122,6 +123,7 @@ def diagnose_image(img: np.ndarray, prob: np.ndarray, pipeline: Pipeline) -> dic
     if mask.any():
         top, bottom, left, right = lung_bbox(mask)
         row.update(crop_height=(bottom - top) / mask.shape[0], crop_width=(right - left) / mask.shape[1])
+    row.update(mask_shape(mask))
     row["chain_rejection"], row["crop_rejection"] = "", ""
     for key, pipe in (("chain_rejection", p), ("crop_rejection", replace(p, crop=True))):
         try:
@@ -158,7 +160,7 @@ def small_marks(white: np.ndarray, max_area: float = MARK_MAX_AREA, min_pixels: 
 
 
 def _ids(rec: dict) -> dict:
-    return {k: rec.get(k) for k in ("image_id", "source", "view", "patient_id")}
+    return {k: rec.get(k) for k in ("image_id", "source", "view", "patient_id", "covid")}
 
 
 def chain_diagnostics(manifest: pd.DataFrame, model, pipeline: Pipeline, *, batch_size: int = 32,
@@ -174,7 +176,10 @@ def chain_diagnostics(manifest: pd.DataFrame, model, pipeline: Pipeline, *, batc
         ``mean_inside``/``mean_outside`` (mean stored grey level in and out of the mask) and
         ``near_white_outside``/``near_white_inside`` (share of the image that is near white,
         >= :data:`NEAR_WHITE`, out of and in the mask) and ``marks_outside``/``marks_inside``
-        (the same for the small near-white components of :func:`small_marks`: text, markers).
+        (the same for the small near-white components of :func:`small_marks`: text, markers),
+        ``covid`` (the label, NaN where the source has none) and the
+        :func:`covid_lib.report_masks.mask_shape` columns (``components``, ``side_balance``,
+        ``one_lung``, ...).
     """
     rows = []
     batches = iter_image_batches(manifest, model, read=read, catch=(PreprocessError, OSError, ValueError),
