@@ -11,8 +11,9 @@ Three pieces, all on plain arrays and score tables:
 - *Redraws.* :func:`draw_tests` redraws the 15-image test from the test patients (one image per
   patient group while groups last, seeded); :func:`redraw_metrics` scores each draw;
   :func:`redraw_summary` gives the spread beside the fixed test and the paper.
-- *Table IV* from run records (:func:`load_cells`, :func:`table_four`, :func:`seed_summary`) and the
-  verdict of claim C5 (:func:`c5_verdict`).
+
+Table IV from run records, the redraws of a trained model and the verdict of claim C5 are in
+:mod:`covid_lib.report_small_test`.
 
 Example:
     >>> round(smallest_rate(5), 3), round(exact_interval(5, 5)[0], 3)
@@ -24,9 +25,6 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,13 +33,10 @@ from scipy.stats import beta, norm
 
 from covid_lib import stats
 from covid_lib.data.compose import SNAPSHOT_TEST
-from covid_lib.metrics import Estimate, binary_metrics, format_estimate
-from covid_lib.verdicts import Verdict
+from covid_lib.metrics import Estimate, binary_metrics
 
 N_POS, N_NEG = SNAPSHOT_TEST[1], SNAPSHOT_TEST[0]
 REDRAW_METRICS = ("auc", "balanced_accuracy", "sensitivity", "specificity", "accuracy")
-TABLE4_SETS = ("COVID-ChestXRay", "CORDA")
-PAPER_RULE = "paper (0.5)"
 
 
 # ---------------------------------------------------------------------------------- interval maths
@@ -204,117 +199,3 @@ def auc_gap(own: pd.DataFrame, other: pd.DataFrame, *, n_boot: int = 2000, seed:
               for t in (own, other)]
     low, high, _ = stats.percentile_interval(reps[0] - reps[1], alpha)
     return Estimate(float(values[0] - values[1]), low, high, f"independent cluster bootstraps (n_boot={n_boot})")
-
-
-# ------------------------------------------------------------------------------------- Table IV
-def paper_table_four() -> pd.DataFrame:
-    """The paper's Table IV (COVID-Net and ResNet-18 trained on COVID-ChestXRay)."""
-    with resources.as_file(resources.files("covid_lib.paper") / "tartaglione2020_tables.csv") as p:
-        table = pd.read_csv(Path(p))
-    return table[table["table"] == "IV"].reset_index(drop=True)
-
-
-@dataclass
-class Cell:
-    """One Table IV run: pre-training, seed, run id, state (``done``, ``did not learn``, ``failed``,
-    ``missing``) and its record when finished."""
-
-    pretrain: str
-    seed: int
-    run_id: str
-    state: str
-    result: object = None  # covid_lib.runs.RunResult
-
-
-def load_cells(specs) -> list[Cell]:
-    """The cells of ``specs`` (fine-tunes only) with their records where they exist."""
-    from covid_lib.runs import is_finished, load_result, read_failure
-
-    cells = []
-    for spec in (s for s in specs if s.task == "covid"):
-        result, state = None, "missing"
-        if is_finished(spec):
-            result = load_result(spec)
-            state = "did not learn" if result.did_not_learn else "done"
-        elif read_failure(spec.run_id) is not None:
-            state = "failed"
-        cells.append(Cell(spec.pretrain or "none", spec.seed, spec.run_id, state, result))
-    return cells
-
-
-def _metric_rows(cell: Cell, test_sets, rule: str) -> pd.DataFrame:
-    t = cell.result.metrics
-    return t[(t["test_set"].isin(test_sets)) & (t["threshold_rule"] == rule)]
-
-
-def table_four(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RULE,
-               metrics=("sensitivity", "specificity", "f_score", "accuracy", "balanced_accuracy", "auc", "dor"),
-               digits: int = 2) -> pd.DataFrame:
-    """Ours (one row per cell and test set, ``value [low, high]``) under the paper's ResNet-18 rows."""
-    paper = paper_table_four()
-    rows = [{"who": "paper", "pretrain": "ImageNet (their code)", "seed": "", "test_set": r["test_dataset"],
-             "state": "", "n": "", **{m: f"{r[m]:.2f}" if r[m] != np.inf else "∞" for m in metrics}}
-            for _, r in paper[paper["architecture"] == "ResNet-18"].iterrows()]
-    for cell in cells:
-        if cell.result is None:
-            rows += [{"who": "ours", "pretrain": cell.pretrain, "seed": cell.seed, "test_set": t, "state": cell.state,
-                      "n": "", **{m: cell.state for m in metrics}} for t in test_sets]
-            continue
-        for _, r in _metric_rows(cell, test_sets, rule).iterrows():
-            rows.append({"who": "ours", "pretrain": cell.pretrain, "seed": cell.seed, "test_set": r["test_set"],
-                         "state": cell.state, "n": int(r["n"]),
-                         **{m: format_estimate(r[m], r[f"{m}_low"], r[f"{m}_high"], digits) for m in metrics}})
-    return pd.DataFrame(rows)
-
-
-def seed_summary(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RULE,
-                 metrics=("sensitivity", "specificity", "balanced_accuracy", "auc"), seeds=(0, 1, 2)) -> pd.DataFrame:
-    """Mean ± SD over the finished seeds per pre-training and test set; missing and "did not learn"
-    seeds are named, and only runs that learned enter the mean."""
-    rows = []
-    for pre in dict.fromkeys(c.pretrain for c in cells):
-        mine = {c.seed: c for c in cells if c.pretrain == pre}
-        learned = [c for s, c in mine.items() if c.state == "done"]
-        note = ", ".join(f"seed {s}: {mine[s].state if s in mine else 'missing'}" for s in seeds
-                         if s not in mine or mine[s].state != "done")
-        for t in test_sets:
-            row = {"pretrain": pre, "test_set": t, "seeds": f"{len(learned)} of {len(seeds)}", "not in the mean": note}
-            for m in metrics:
-                v = [float(_metric_rows(c, [t], rule)[m].iloc[0]) for c in learned if len(_metric_rows(c, [t], rule))]
-                row[m] = (f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else
-                          f"{v[0]:.2f} (one seed)" if v else "–")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-# -------------------------------------------------------------------------------------- verdict
-def c5_verdict(*, fixed: dict[str, float], pool_auc: Estimate, corda_auc: Estimate, corda_ba: Estimate,
-               gap: Estimate, redraws: pd.DataFrame, state: str, differs: str,
-               evidence: str = "07_small_test") -> Verdict:
-    """Claim C5 from the headline cell's numbers.
-
-    ``near-perfect`` = the fixed 15-image test has AUC >= 0.95 and BA >= 0.9 (paper: 1.00 / 1.00);
-    ``fails elsewhere`` = the AUC gap (all test patients of the set minus CORDA, independent
-    bootstraps) has its interval above 0. Reproduced when both hold; not reproduced when the model
-    is demonstrably not near-perfect on its own test patients (pool AUC interval below 0.95) and
-    no gap is shown; inconclusive otherwise (or when the run did not learn).
-    """
-    near = fixed.get("auc", np.nan) >= 0.95 and fixed.get("balanced_accuracy", np.nan) >= 0.9
-    fails = gap.low > 0
-    med = redraws.set_index("metric")
-    deciding = (f"fixed 15-image test AUC {fixed.get('auc', np.nan):.2f}, BA {fixed.get('balanced_accuracy', np.nan):.2f}; "
-                f"redraws (median, 95% range) AUC {med.loc['auc', 'redraw median']:.2f} "
-                f"[{med.loc['auc', 'redraw low']:.2f}, {med.loc['auc', 'redraw high']:.2f}]; all test patients AUC "
-                f"{pool_auc.format()}; CORDA AUC {corda_auc.format()}, BA {corda_ba.format()}; "
-                f"AUC gap own - CORDA {gap.format()}")
-    if state != "done":
-        verdict = "inconclusive"
-        deciding = f"the headline run {state}; " + deciding
-    elif near and fails:
-        verdict = "reproduced"
-    elif not near and pool_auc.high < 0.95 and not fails:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    return Verdict("C5", "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails "
-                   "elsewhere (Table IV).", verdict, deciding, differs, evidence)

@@ -12,6 +12,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from covid_lib import runs
+from covid_lib import report_small_test as rst
 from covid_lib import small_test as st
 from covid_lib.metrics import Estimate
 
@@ -129,47 +130,47 @@ def test_auc_gap():
 
 
 # ----------------------------------------------------------------------------- Table IV, verdict
-def fake_cell(pretrain: str, seed: int, state: str = "done", auc: float = 0.8) -> st.Cell:
+def fake_cell(pretrain: str, seed: int, state: str = "done", auc: float = 0.8) -> rst.Cell:
     rows = []
-    for t in st.TABLE4_SETS:
-        r = {"test_set": t, "threshold_rule": st.PAPER_RULE, "n": 15 if t == "COVID-ChestXRay" else 87}
+    for t in rst.TABLE4_SETS:
+        r = {"test_set": t, "threshold_rule": rst.PAPER_RULE, "n": 15 if t == "COVID-ChestXRay" else 87}
         for m in ("sensitivity", "specificity", "f_score", "accuracy", "balanced_accuracy", "auc", "dor"):
             r.update({m: auc, f"{m}_low": auc - .1, f"{m}_high": auc + .1})
         rows.append(r)
 
     class R:
         metrics = pd.DataFrame(rows)
-    return st.Cell(pretrain, seed, f"run-{pretrain}-{seed}", state, R() if state != "missing" else None)
+    return rst.Cell(pretrain, seed, f"run-{pretrain}-{seed}", state, R() if state != "missing" else None)
 
 
 def test_table_four_and_seed_summary_show_missing_and_did_not_learn():
     cells = [fake_cell("none", 0, auc=0.7), fake_cell("none", 1, auc=0.9), fake_cell("none", 2, "missing"),
              fake_cell("kermany", 0, "did not learn", auc=0.5)]
-    t = st.table_four(cells)
+    t = rst.table_four(cells)
     assert (t["who"] == "paper").sum() == 2
     assert "missing" in t.query("seed == 2")["auc"].tolist()
     assert t.query("pretrain == 'kermany'")["state"].eq("did not learn").all()
-    s = st.seed_summary(cells).set_index(["pretrain", "test_set"])
+    s = rst.seed_summary(cells).set_index(["pretrain", "test_set"])
     assert s.loc[("none", "CORDA"), "auc"] == f"0.80 ± {np.std([0.7, 0.9], ddof=1):.2f}"
     assert "seed 2: missing" in s.loc[("none", "CORDA"), "not in the mean"]
     assert s.loc[("kermany", "CORDA"), "auc"] == "–"  # did not learn: not averaged in
-    assert st.paper_table_four()["table"].eq("IV").all()
+    assert rst.paper_table_four()["table"].eq("IV").all()
 
 
 def test_c5_verdict_rules():
     red = st.redraw_summary(st.redraw_metrics(pool(), st.draw_tests(pool(), n_draws=5)))
     e = lambda v, lo, hi: Estimate(v, lo, hi, "x")  # noqa: E731
     common = dict(corda_auc=e(.6, .5, .7), corda_ba=e(.55, .5, .6), redraws=red, differs="d")
-    v = st.c5_verdict(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.97, .9, 1), gap=e(.37, .2, .5),
+    v = rst.c5_from_numbers(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.97, .9, 1), gap=e(.37, .2, .5),
                       state="done", **common)
     assert v.verdict == "reproduced" and v.claim == "C5" and "gap" in v.deciding
-    v = st.c5_verdict(fixed={"auc": .7, "balanced_accuracy": .6}, pool_auc=e(.7, .5, .85), gap=e(.1, -.1, .3),
+    v = rst.c5_from_numbers(fixed={"auc": .7, "balanced_accuracy": .6}, pool_auc=e(.7, .5, .85), gap=e(.1, -.1, .3),
                       state="done", **common)
     assert v.verdict == "not reproduced"
-    v = st.c5_verdict(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.9, .7, 1), gap=e(.3, -.05, .5),
+    v = rst.c5_from_numbers(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.9, .7, 1), gap=e(.3, -.05, .5),
                       state="done", **common)
     assert v.verdict == "inconclusive"
-    v = st.c5_verdict(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.97, .9, 1), gap=e(.37, .2, .5),
+    v = rst.c5_from_numbers(fixed={"auc": 1.0, "balanced_accuracy": 1.0}, pool_auc=e(.97, .9, 1), gap=e(.37, .2, .5),
                       state="did not learn", **common)
     assert v.verdict == "inconclusive" and "did not learn" in v.deciding
 
@@ -198,3 +199,29 @@ def test_rescoring_a_run_equals_its_record(data_root, tmp_path, monkeypatch):
     both = recorded.merge(pooled, on=["source", "image_id"], suffixes=("", "_pool"))
     np.testing.assert_allclose(both["score"], both["score_pool"], atol=1e-5)
     assert json.loads((result.path / "metrics.json").read_text())["test_sets"]["COVID-ChestXRay"]["n_scored"] == 15
+
+
+def test_c5_verdict_of_a_missing_run_and_the_figures():
+    cell = rst.Cell("none", 0, "covid-x", "missing")
+    v = rst.c5_verdict(None, cell, differs="d")
+    assert v.verdict == "inconclusive" and "missing" in v.deciding
+    assert len(rst.plot_chance_of_perfect().axes) == 2
+    assert rst.paper_values()["auc"] == 1.0 and rst.paper_values("CORDA")["specificity"] == 0.2
+
+
+def test_plot_redraws_and_analysis_table_on_a_synthetic_analysis():
+    from covid_lib.metrics import binary_metrics
+
+    p = pool()
+    draws = st.draw_tests(p, n_draws=20)
+    per = st.redraw_metrics(p, draws)
+    cell = fake_cell("none", 0)
+    a = rst.CellAnalysis(cell, p, pd.DataFrame(), 15, 0.0, draws, per,
+                         st.redraw_summary(per, {m: 0.8 for m in st.REDRAW_METRICS}, rst.paper_values()),
+                         {m: 0.8 for m in st.REDRAW_METRICS},
+                         binary_metrics(p["label"], p["score"], groups=p["group_id"], n_boot=100),
+                         Estimate(0.1, -0.1, 0.3, "x"))
+    t = rst.analysis_table({"none": a})
+    assert len(t) == 5 and t["metric"].iloc[-1].startswith("AUC gap")
+    assert len(rst.plot_redraws({"none": a, "kermany": a}).axes) == 4
+    assert rst.c5_verdict(a, cell, differs="d").verdict in ("inconclusive", "not reproduced")
