@@ -226,16 +226,52 @@ def plot_tsne(embeddings: dict[str, np.ndarray], rows: pd.DataFrame, *, point_si
     return fig
 
 
+def format_separability(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`separability_table` with ``value [low, high]`` cells per encoder and for the change."""
+    from covid_lib.metrics import format_estimate
+
+    names = [c for c in table.columns if f"{c} low" in table.columns]
+    out = table[["comparison", "paper", "n", "groups", "chance"]].copy()
+    out["chance"] = out["chance"].round(2)
+    for n in names:
+        out[n] = [format_estimate(v, lo, hi, digits) if pd.notna(v) else "–"
+                  for v, lo, hi in zip(table[n], table[f"{n} low"], table[f"{n} high"])]
+    return out
+
+
+def plot_separability(table: pd.DataFrame, encoders: list[str]):
+    """k-NN balanced accuracy per comparison and encoder with its interval; chance dashed."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(table) + 1.2))
+    y = np.arange(len(table))[::-1]
+    for j, n in enumerate(encoders):
+        off = (j - (len(encoders) - 1) / 2) * 0.25
+        ax.errorbar(table[n], y + off, xerr=[table[n] - table[f"{n} low"], table[f"{n} high"] - table[n]],
+                    fmt="o", capsize=3, label=n)
+    ax.scatter(table["chance"], y, marker="|", s=200, color="black", label="chance")
+    ax.set_yticks(y, table["comparison"])
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("k-NN balanced accuracy (leave one patient group out), 95% CI")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------- verdict
-def c4_verdict(table: pd.DataFrame, encoder: str, differs: str, evidence: str = "08_features") -> Verdict:
+def c4_verdict(table: pd.DataFrame | None, encoder: str, differs: str, evidence: str = "08_features",
+               missing: str = "") -> Verdict:
     """Claim C4 from the fine-tuned ``encoder``'s columns of :func:`separability_table`.
 
     Source against label, each where the other cannot help: ChestXRay vs CORDA among COVID- images
     (source, label fixed) against COVID+/- within cohen (label, source fixed). Reproduced when the
     source interval lies above 0.5 and above the label interval; not reproduced when the label
     interval lies above the source interval, or the source interval includes 0.5; inconclusive
-    otherwise.
+    otherwise. Without a table (``missing`` says why) the verdict is inconclusive.
     """
+    statement = "Encoder features cluster by source, not by label (Fig. 3)."
+    if table is None or encoder not in table:
+        return Verdict("C4", statement, "inconclusive", missing or f"no features of {encoder}", differs, evidence)
     t = table.set_index("comparison")
     src, lab = t.loc[COMPARISONS[0].name], t.loc[COMPARISONS[5].name]
     rsna = t.loc[COMPARISONS[2].name]
@@ -251,5 +287,4 @@ def c4_verdict(table: pd.DataFrame, encoder: str, differs: str, evidence: str = 
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
-    return Verdict("C4", "Encoder features cluster by source, not by label (Fig. 3).", verdict, deciding, differs,
-                   evidence)
+    return Verdict("C4", statement, verdict, deciding, differs, evidence)

@@ -292,3 +292,21 @@ def plot_chance_of_perfect(n_pos: int = 10, n_neg: int = 5, levels=(0.05, 0.2, 0
     ax.set_title(f"How often a model scores perfectly on {n_pos + n_neg} images")
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------- what it confounds
+def label_profile(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per label of a set's rows: images, patients, the year range of the images' dates (the
+    ``date`` field; 4-digit years), the share dated before 2020, median age, share PA, top findings."""
+    out = []
+    for label, g in rows.groupby("label", sort=False):
+        year = pd.to_numeric(g["date"].astype(str).str.extract(r"((?:19|20)\d{2})")[0], errors="coerce")
+        age = pd.to_numeric(g["age"], errors="coerce")
+        out.append({"label": "COVID+" if label == 1 else "COVID-", "images": len(g), "patients": g["patient_id"].nunique(),
+                    "dated": int(year.notna().sum()),
+                    "years": f"{int(year.min())}-{int(year.max())}" if year.notna().any() else "–",
+                    "dated before 2020": f"{100 * (year < 2020).sum() / max(year.notna().sum(), 1):.0f}%",
+                    "median age": float(age.median()) if age.notna().any() else float("nan"),
+                    "PA": f"{100 * (g['view'] == 'PA').mean():.0f}%",
+                    "findings": ", ".join(f"{k} {v}" for k, v in g["finding"].value_counts().head(3).items())})
+    return pd.DataFrame(out).sort_values("label", ascending=False).reset_index(drop=True)

@@ -131,3 +131,13 @@ def test_features_of_a_smoke_run_through_the_chain(data_root, tmp_path, monkeypa
     small = rows.groupby("set").head(3)
     feats, kept = embed.encoder_features(spec.resolved(data_root), small, data_root=data_root)
     assert feats.shape == (len(kept), 512) and len(kept) > 0 and np.isfinite(feats).all()
+
+
+def test_format_and_plot_separability_and_missing_verdict():
+    rows, X = synthetic_rows()
+    t = embed.separability_table({"before": X[:, ::-1], "after": X}, rows, n_boot=100)
+    f = embed.format_separability(t)
+    assert {"before", "after", "change"} <= set(f.columns) and f["after"].str.contains(r"\[").all()
+    assert len(embed.plot_separability(t, ["before", "after"]).axes) == 1
+    v = embed.c4_verdict(None, "after", differs="d", missing="the run is missing")
+    assert v.verdict == "inconclusive" and v.deciding == "the run is missing"
