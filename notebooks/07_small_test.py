@@ -116,8 +116,12 @@ display(rst.seed_summary(cells, seeds=get_profile(profile).seeds))
 finished = {c.pretrain: c for c in cells if c.seed == 0 and c.result is not None}
 analyses = {}
 for name, cell in finished.items():
-    a = rst.analyse_cell(cell, data_root=data_root, device=dev, n_redraws=n_redraws, redraw_seed=redraw_seed,
-                         n_boot=n_boot, seed=seed)
+    try:
+        a = rst.analyse_cell(cell, data_root=data_root, device=dev, n_redraws=n_redraws, redraw_seed=redraw_seed,
+                             n_boot=n_boot, seed=seed)
+    except ValueError as err:  # a capped (smoke) pool may hold fewer than 10 + 5 images
+        print(f"{name}: no redraws ({err})")
+        continue
     n_fixed = int((cell.result.scores["test_set"] == "COVID-ChestXRay").sum())
     assert a.shared == n_fixed and a.max_diff < 1e-4, (name, a.shared, a.max_diff)
     analyses[f"{name} ({cell.state})" if cell.state != "done" else name] = a
