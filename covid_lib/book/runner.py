@@ -134,6 +134,7 @@ def run_chapter(
     log_output: bool = False,
     progress_bar: bool = False,
     execution_timeout: int | None = None,
+    start_timeout: int = 600,
 ) -> Path:
     """Execute one chapter with papermill and write it, with its provenance, into ``output_dir``.
 
@@ -147,6 +148,8 @@ def run_chapter(
         log_output: stream the cells' output to the log as they run.
         progress_bar: show papermill's progress bar.
         execution_timeout: seconds a single cell may run (None: no limit).
+        start_timeout: seconds the kernel may take to start (a loaded machine needs more than
+            papermill's 60).
 
     Returns:
         The path of the executed notebook.
@@ -176,7 +179,8 @@ def run_chapter(
             papermill.execute_notebook(
                 str(paired), str(executed), parameters=injected, kernel_name=kernel_name,
                 cwd=str(REPO_ROOT), log_output=log_output, progress_bar=progress_bar,
-                execution_timeout=execution_timeout, extra_arguments=list(KERNEL_ARGUMENTS),
+                execution_timeout=execution_timeout, start_timeout=start_timeout,
+                extra_arguments=list(KERNEL_ARGUMENTS),
             )
         except PapermillExecutionError as err:
             partial = None

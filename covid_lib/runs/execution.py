@@ -285,3 +285,33 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
     artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device, progress=progress)
     write_artifacts(artifacts, storage)
     return load_result(spec, reused=False, storage=storage)
+
+
+# ------------------------------------------------------------------------------ re-scoring a run
+def rows_dataset(spec: RunSpec, rows: pd.DataFrame, *, mean: float, std: float,
+                 data_root: str | os.PathLike | None = None, set_name: str = "", split: str = "test"):
+    """``rows`` through the run's chain (its pipeline, the cache and the profile's cap) as an
+    unaugmented dataset normalised by ``mean`` / ``std`` (a checkpoint's training statistics).
+
+    Returns ``(dataset, kept rows, rejections)``: the same images and normalisation a run's own
+    test scoring (:func:`_score_all`) uses, for images a record does not score (Table IV's
+    redraws, the features of Fig. 3).
+    """
+    from covid_lib.train import make_dataset
+
+    images, kept, rejected = _images(spec, rows, data_root, set_name, split)
+    return make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std), kept, rejected
+
+
+def score_rows(spec: RunSpec, rows: pd.DataFrame, *, data_root: str | os.PathLike | None = None,
+               device: str = "cpu", storage: str | os.PathLike | None = None, test_set: str = ""
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A finished run's scores on any rows (:func:`covid_lib.evaluate.score_images` columns) and
+    the rows the chain rejected; equal to the record's scores on the images they share."""
+    from covid_lib.evaluate import score_images
+    from covid_lib.runs.records import load_model
+
+    model, meta = load_model(spec, device, storage)
+    data, kept, rejected = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
+                                        set_name=test_set)
+    return score_images(model, data, kept, test_set=test_set, device=device), rejected

@@ -1,0 +1,187 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The small-test-set trap
+#
+# Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-C) trains a ResNet-18 {cite:p}`he2016deep`
+# on COVID-ChestXRay {cite:p}`cohen2020covid` as it stood in early April 2020 and tests it on the
+# fixed 15-image test of earlier works (10 COVID+, 5 COVID-): every metric is 1.00 and the DOR
+# infinite. On CORDA the same model has specificity 0.20 and BA 0.56. The paper reads this as
+# hidden biases of the training set; this chapter asks first what a perfect score on 15 images can
+# tell at all, then how much it depends on *which* 15 images were drawn, and then whether our
+# reproduction on public data shows the same gap (claim C5).
+#
+# Our COVID-ChestXRay is a stand-in: the Cohen images seen in the repository up to 2020-04-05,
+# PA only (`covid_lib.data.compose`; the paper's exact filter is not published), split by patient
+# like every other set; its 15-image test is drawn from the test patients with one image per
+# patient. "CORDA" is our CORDA stand-in (the rest of the Cohen collection), not the private
+# hospital set. Models train from random initialisation (no ImageNet weights here), which the
+# paper's code did not. Every number below comes from a run record under `results/` or is computed
+# here from the data and the recorded checkpoints.
+
+# %% tags=["parameters"]
+data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
+device = "auto"  # re-scoring runs on CUDA when present
+profile = "cpu"  # smoke | cpu | paper: whose records are read (nothing is trained here)
+seed = 0  # bootstrap seed
+headline = "none"  # the pre-training of the cell that decides C5 (the paper's Table IV names none)
+n_redraws = 200  # redrawn 15-image tests per cell
+redraw_seed = 0  # seed of the redraws
+n_boot = 2000  # bootstrap resamples
+alpha = 0.05  # 1 - coverage of every interval
+
+# %% tags=["hide-input"]
+# %matplotlib inline
+# %config InlineBackend.figure_formats = ["png"]
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from covid_lib import report_small_test as rst
+from covid_lib import small_test as st
+from covid_lib.data import global_splits
+from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
+from covid_lib.grid import grid_specs
+from covid_lib.profiles import get_profile, resolve_device
+from covid_lib.verdicts import verdict_table
+
+started = time.time()
+dev = resolve_device(device)
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.width", 200)
+specs = grid_specs("table4", profile, data_root=data_root)
+seed_specs = [s for s in grid_specs("seeds", profile, data_root=data_root) if s.composition == "COVID-ChestXRay"]
+ids = {s.run_id for s in specs}
+cells = rst.load_cells(specs + [s for s in seed_specs if s.run_id not in ids])
+cells.sort(key=lambda c: (["none", "kermany", "nih"].index(c.pretrain), c.seed))
+display(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells]))
+
+# %% [markdown]
+# ## How wide is "perfect"?
+#
+# Before any model: a perfect score on 10 COVID+ and 5 COVID- images. The Wilson and exact
+# (Clopper-Pearson) intervals {cite:p}`wilson1927probable` of 10/10 and 5/5 are wide; the DeLong
+# interval {cite:p}`delong1988comparing` of an AUC of 1.00 and its bootstrap collapse to [1, 1],
+# since every resample is perfect too: an interval of zero width, a false certainty. The rows
+# "smallest true ..." give the lowest true value that still produces a perfect score in at
+# least 5% of 15-image tests (for the AUC under equal-variance normal scores).
+
+# %% tags=["hide-input"]
+perfect = st.perfect_score_table(alpha=alpha, n_boot=n_boot, seed=seed)
+display(perfect.round(3))
+ba_floor, auc_floor = perfect.query("metric == 'balanced_accuracy'")["low"].iloc[-1], \
+    perfect.query("metric == 'auc'")["low"].iloc[-1]
+print(f"A model with true sensitivity 0.90 and specificity 0.80 scores 15/15 in "
+      f"{100 * st.chance_of_perfect(0.9, 0.8):.0f}% of 15-image tests; with 0.95 and 0.90, in "
+      f"{100 * st.chance_of_perfect(0.95, 0.9):.0f}%. A true BA of {ba_floor:.2f} or a true AUC of "
+      f"{auc_floor:.2f} still scores perfectly in 5% of them.")
+fig = rst.plot_chance_of_perfect()
+
+# %% [markdown]
+# ## Table IV, ours beside the paper's
+#
+# Metrics at the paper's threshold 0.5, with 95% intervals (patient-cluster bootstrap where a
+# patient has several images, else Wilson / DeLong / log-DOR with the Haldane-Anscombe correction).
+# The paper's ResNet-18 row names no pneumonia pre-training (its code starts from ImageNet); ours
+# are trained from scratch, after ChestXRay (`kermany`) or after RSNA (`nih`) pre-training. A
+# missing record or a run that did not learn is shown as such.
+
+# %% tags=["hide-input"]
+display(rst.table_four(cells))
+print("Seeds (mean ± SD over the seeds that learned; the intervals above are per seed):")
+display(rst.seed_summary(cells, seeds=get_profile(profile).seeds))
+
+# %% [markdown]
+# ## Redrawing the 15 images
+#
+# The fixed test is one draw among many. Each finished seed-0 cell is re-scored on *every* test
+# image of the COVID-ChestXRay stand-in, through the run's own pre-processing and normalisation
+# (`covid_lib.runs.execution.score_rows`; on the 15 images of the record the scores must equal the
+# recorded ones, checked below), and the 15-image test is redrawn from those test patients
+# (10 COVID+, 5 COVID-, one image per patient while patients last).
+
+# %% tags=["hide-input"]
+finished = {c.pretrain: c for c in cells if c.seed == 0 and c.result is not None}
+analyses = {}
+for name, cell in finished.items():
+    try:
+        a = rst.analyse_cell(cell, data_root=data_root, device=dev, n_redraws=n_redraws, redraw_seed=redraw_seed,
+                             n_boot=n_boot, seed=seed)
+    except ValueError as err:  # a capped (smoke) pool may hold fewer than 10 + 5 images
+        print(f"{name}: no redraws ({err})")
+        continue
+    n_fixed = int((cell.result.scores["test_set"] == "COVID-ChestXRay").sum())
+    assert a.shared == n_fixed and a.max_diff < 1e-4, (name, a.shared, a.max_diff)
+    analyses[f"{name} ({cell.state})" if cell.state != "done" else name] = a
+    print(f"{name}: {len(a.pool)} test images ({a.pool['label'].sum()} COVID+, {(a.pool['label'] == 0).sum()} COVID-, "
+          f"{a.pool['group_id'].nunique()} patient groups); {a.distinct} distinct tests among {n_redraws} redraws; "
+          f"re-scored = recorded on the {a.shared} shared images (max |diff| {a.max_diff:.1e}); "
+          f"{len(a.rejected)} rejected by the chain")
+for c in cells:
+    if c.seed == 0 and c.result is None:
+        print(f"{c.pretrain}: record {c.state}, no redraws")
+if analyses:
+    display(rst.analysis_table(analyses))
+    fig = rst.plot_redraws(analyses, seed=redraw_seed)
+
+# %% [markdown]
+# ## What the April set confounds
+#
+# In our stand-in, COVID- is not "another patient of the same hospital in the same weeks": its
+# images are teaching cases of other diseases (SARS, ARDS, Pneumocystis, streptococcal pneumonia),
+# dated years before 2020, from younger patients. A model can separate such sets by era and
+# patient population without seeing COVID-19. (All images are PA by construction.)
+
+# %% tags=["hide-input"]
+snapshot = stand_in_rows(global_splits(data_root), "COVID-ChestXRay")
+print(f"COVID-ChestXRay stand-in (PA, first seen up to {SNAPSHOT_DATE}), all splits:")
+display(rst.label_profile(snapshot))
+print("its test patients (the redraw pool):")
+display(rst.label_profile(snapshot[snapshot["split"] == "test"]))
+
+# %% [markdown]
+# ## Verdict on C5
+#
+# C5 holds when the fixed 15-image test is near-perfect (AUC at least 0.95 and BA at least 0.9;
+# the paper has 1.00) *and* the set's own test patients score clearly higher than CORDA: the AUC
+# gap between all test images of the set and the CORDA test, with independent patient-cluster
+# bootstraps, has its interval above 0. It is not reproduced when the model is demonstrably not
+# near-perfect on its own test patients and no gap shows; anything else is inconclusive.
+
+# %% tags=["hide-input"]
+profile_rows = rst.label_profile(snapshot)
+neg, pos = profile_rows.set_index("label").loc["COVID-"], profile_rows.set_index("label").loc["COVID+"]
+differs = (f"our COVID-ChestXRay is a stand-in rebuilt from git dates ({len(snapshot)} PA images; the paper had 137) "
+           f"and its 15-image test is one seeded draw; its COVID- images are teaching cases dated "
+           f"{neg['years']} ({neg['dated before 2020']} before 2020, median age {neg['median age']:.0f} against "
+           f"{pos['median age']:.0f}); CORDA is our Cohen stand-in, not the hospital set; models start from random "
+           f"weights at {specs[0].input_size} px ({profile} profile), not from ImageNet")
+headline_cell = next((c for c in cells if c.pretrain == headline and c.seed == 0), None)
+headline_analysis = next((a for k, a in analyses.items() if k.split(" ")[0] == headline), None)
+verdict = rst.c5_verdict(headline_analysis, headline_cell, differs)
+display(verdict_table([verdict]))
+display(Markdown(f"**C5: {verdict.verdict}.** {verdict.deciding}."))
+
+# %% [markdown]
+# ## Takeaway
+#
+# Fifteen images cannot carry a claim of near-perfection: 10/10 and 5/5 are consistent with a
+# true specificity near one half, the usual AUC intervals collapse to a point exactly when they are
+# most needed, and redrawing the 15 images from the same test patients moves every metric over a
+# wide range. Report the whole test split with patient-level intervals, and test on another
+# source, as Table IV's CORDA column does.
+
+# %% tags=["hide-input"]
+print(f"chapter computed in {time.time() - started:.0f} s on {dev}")
