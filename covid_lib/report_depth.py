@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report_records import PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, summary_sentence
+from covid_lib.report_records import (PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, paired_table,
+                                      summary_sentence)
 from covid_lib.report_reproduction import DEPARTURES
 from covid_lib.verdicts import CLAIMS, Verdict
 
@@ -52,26 +53,6 @@ def ablation_cells(without: pd.DataFrame, with_chain: pd.DataFrame, *, n_boot: i
     composition and seed, on every test set (a = without the chain, b = with it)."""
     ref = with_chain[with_chain["pipeline"] == "paper"]
     return paired_cells(without, ref, on=("arch", "pretrain", "composition", "seed"), n_boot=n_boot)
-
-
-def paired_table(cells: pd.DataFrame, a: str, b: str, *, digits: int = 2) -> pd.DataFrame:
-    """Compared cells for reading: AUC of a and b, ΔAUC with its patient-cluster interval and the
-    paired DeLong p, on how many common images (of those each scored), and each record's status."""
-    if cells.empty:
-        return pd.DataFrame()
-
-    def num(x: float) -> str:
-        return "–" if pd.isna(x) else f"{x:.{digits}f}"
-
-    return pd.DataFrame({
-        "pre-training": cells["pretrain"].map(PRETRAIN_LABELS), "trained on": cells["composition"],
-        "tested on": cells["test_set"], f"AUC {a}": cells["auc_a"].map(num), f"AUC {b}": cells["auc_b"].map(num),
-        "ΔAUC [patient 95% CI]": [("–" if pd.isna(d) else format_estimate(d, lo, hi, digits))
-                                  for d, lo, hi in zip(cells["diff"], cells["boot_low"], cells["boot_high"])],
-        "DeLong p": cells["p"].map(lambda p: "–" if pd.isna(p) else f"{p:.3f}"),
-        "n common (a / b)": [("–" if pd.isna(n) else f"{int(n)} ({int(x)} / {int(y)})")
-                             for n, x, y in zip(cells["n_common"], cells["n_a"], cells["n_b"])],
-        f"status {a}": cells["status_a"], f"status {b}": cells["status_b"]})
 
 
 def paper_depth(paper: pd.DataFrame) -> pd.DataFrame:
@@ -138,6 +119,48 @@ def verdict_c6(cells: pd.DataFrame, *, min_cells: int = 4, evidence: str = "09_a
     return Verdict("C6", CLAIMS["C6"], verdict, deciding, differs, evidence)
 
 
+def plot_paired(cells: pd.DataFrame, *, title: str, label: str = "ΔAUC", alpha: float = 0.05):
+    """ΔAUC (a - b) of paired cells, one panel per pre-training: rows = training composition,
+    columns = test set; ``*`` marks paired DeLong p < ``alpha``, "did not learn" cells are hatched,
+    cells without a pair are grey."""
+    import matplotlib.colors as mcolors
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from covid_lib.grid import COMPOSITION_ORDER
+
+    pretrains = list(dict.fromkeys(cells["pretrain"]))
+    fig, axes = plt.subplots(1, max(len(pretrains), 1), figsize=(5.4 * max(len(pretrains), 1), 3.6), squeeze=False,
+                             constrained_layout=True)
+    norm = mcolors.TwoSlopeNorm(vmin=-0.3, vcenter=0.0, vmax=0.3)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.88")
+    im = None
+    for ax, p in zip(axes[0], pretrains):
+        sub = cells[cells["pretrain"] == p].set_index(["composition", "test_set"])
+        rows = [c for c in COMPOSITION_ORDER if c in set(sub.index.get_level_values(0))]
+        grid = {k: sub[k].unstack().reindex(index=rows, columns=list(TEST_SETS)) for k in ("diff", "p", "did_not_learn")}
+        d = grid["diff"].to_numpy(dtype=float)
+        im = ax.imshow(np.ma.masked_invalid(d), cmap=cmap, norm=norm, aspect="auto")
+        for i in range(d.shape[0]):
+            for j in range(d.shape[1]):
+                if np.isnan(d[i, j]):
+                    ax.text(j, i, "no pair", ha="center", va="center", fontsize=7, color="0.35")
+                    continue
+                star = "*" if grid["p"].iat[i, j] < alpha else ""
+                ax.text(j, i, f"{d[i, j]:+.2f}{star}", ha="center", va="center", fontsize=8)
+                if grid["did_not_learn"].iat[i, j] in (True, 1):
+                    ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.3", lw=0))
+                if rows[i] == TEST_SETS[j]:
+                    ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, edgecolor="black", lw=1.5))
+        ax.set_xticks(range(len(TEST_SETS)), TEST_SETS, fontsize=7, rotation=30, ha="right")
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(PRETRAIN_LABELS.get(p, p), fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes, shrink=0.8).set_label(label)
+    fig.suptitle(f"{title} (* paired DeLong p < {alpha:g}; hatched: a model did not learn)", fontsize=10)
+    return fig
+
+
 def ablation_table(long_without: pd.DataFrame, long_with: pd.DataFrame, cells: pd.DataFrame, *,
                    digits: int = 2) -> pd.DataFrame:
     """BA, DOR and AUC without and with the chain on every test set (``matrix_long`` of both record
@@ -166,4 +189,5 @@ def ablation_table(long_without: pd.DataFrame, long_with: pd.DataFrame, cells: p
 
 
 __all__ = ["PAPER_TEXT", "TOLERANCE", "TEST_SETS", "depth_cells", "ablation_cells", "paired_table", "paper_depth",
-           "verdict_c3", "verdict_c6", "ablation_table"]
+           "verdict_c3", "verdict_c6", "ablation_table",
+           "plot_paired"]

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.grid import COMPOSITION_ORDER
-from covid_lib.metrics import METRICS
+from covid_lib.metrics import METRICS, format_estimate
 from covid_lib.runs import RunSpec, results_dir
 from covid_lib.stats import bootstrap_ci, delong_test, weighted_auc
 
@@ -41,6 +41,8 @@ PAPER_ARCH = {"ResNet-18": "resnet18", "ResNet-50": "resnet50"}
 PRETRAIN_LABELS = {"none": "none (scratch)", "kermany": "ChestXRay (kermany)", "nih": "RSNA (nih)"}
 RECORD_COLUMNS = ["arch", "pretrain", "composition", "seed", "pipeline", "precision", "run_id", "status", "path"]
 LEARNED = ("done", "did not learn")
+PAIRED_COLUMNS = ["n_a", "n_b", "n_common", "n_patients", "auc_a", "auc_b", "diff", "se", "p", "delong_low",
+                  "delong_high", "boot_low", "boot_high"]
 _SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
 
 
@@ -69,6 +71,11 @@ def spec_records(specs: Iterable[RunSpec], results: str | os.PathLike | None = N
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
+def has_record(path: object) -> bool:
+    """Whether a ``path`` cell of :func:`spec_records` points at a finished record (not None or NaN)."""
+    return isinstance(path, (str, os.PathLike))
+
+
 def cell_scores(path: str | os.PathLike, test_set: str) -> pd.DataFrame:
     """One record's per-image scores on one test set, indexed by ``(source, image_id)``."""
     s = pd.read_csv(Path(path) / "scores.csv", dtype=_SCORE_DTYPES)
@@ -92,7 +99,7 @@ def matrix_long(records: pd.DataFrame, *, threshold: str = "paper",
     for r in records.to_dict("records"):
         base = {k: r[k] for k in RECORD_COLUMNS if k != "path"}
         table, sets = pd.DataFrame(), {}
-        if r["path"] is not None:
+        if has_record(r["path"]):
             m = json.loads((Path(r["path"]) / "metrics.json").read_text())
             table, sets = pd.DataFrame(m["table"]), m.get("test_sets", {})
             table = table[table["threshold_rule"].str.startswith(threshold)]
@@ -180,15 +187,34 @@ def paired_cells(left: pd.DataFrame, right: pd.DataFrame, *, on: Iterable[str] =
             row = {**{k: a[k] for k in on}, "test_set": t, "diagonal": t == a["composition"],
                    "run_a": a["run_id"], "run_b": b["run_id"], "status_a": a["status"], "status_b": b["status"],
                    "did_not_learn": "did not learn" in (a["status"], b["status"])}
-            if a["path"] is not None and b["path"] is not None:
+            if has_record(a["path"]) and has_record(b["path"]):
                 sa, sb = cell_scores(a["path"], t), cell_scores(b["path"], t)
                 if len(sa) and len(sb):
                     row.update(paired_auc(sa, sb, n_boot=n_boot))
             rows.append(row)
-    cols = [*on, "test_set", "diagonal", "run_a", "run_b", "status_a", "status_b", "did_not_learn", "n_a", "n_b",
-            "n_common", "n_patients", "auc_a", "auc_b", "diff", "se", "p", "delong_low", "delong_high",
-            "boot_low", "boot_high"]
+    cols = [*on, "test_set", "diagonal", "run_a", "run_b", "status_a", "status_b", "did_not_learn", *PAIRED_COLUMNS]
     return pd.DataFrame(rows, columns=cols)
+
+
+def paired_table(cells: pd.DataFrame, a: str, b: str, *, digits: int = 2) -> pd.DataFrame:
+    """Compared cells for reading: AUC of a and b, ΔAUC with its patient-cluster interval and the
+    paired DeLong p, on how many common images (of those each scored), and each record's status."""
+    if cells.empty:
+        return pd.DataFrame()
+    cells = cells.reindex(columns=list(dict.fromkeys([*cells.columns, *PAIRED_COLUMNS])))
+
+    def num(x: float) -> str:
+        return "–" if pd.isna(x) else f"{x:.{digits}f}"
+
+    return pd.DataFrame({
+        "pre-training": cells["pretrain"].map(PRETRAIN_LABELS), "trained on": cells["composition"],
+        "tested on": cells["test_set"], f"AUC {a}": cells["auc_a"].map(num), f"AUC {b}": cells["auc_b"].map(num),
+        "ΔAUC [patient 95% CI]": [("–" if pd.isna(d) else format_estimate(d, lo, hi, digits))
+                                  for d, lo, hi in zip(cells["diff"], cells["boot_low"], cells["boot_high"])],
+        "DeLong p": cells["p"].map(lambda p: "–" if pd.isna(p) else f"{p:.3f}"),
+        "n common (a / b)": [("–" if pd.isna(n) else f"{int(n)} ({int(x)} / {int(y)})")
+                             for n, x, y in zip(cells["n_common"], cells["n_a"], cells["n_b"])],
+        f"status {a}": cells["status_a"], f"status {b}": cells["status_b"]})
 
 
 def paired_summary(cells: pd.DataFrame, *, alpha: float = 0.05) -> dict:

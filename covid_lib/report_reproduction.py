@@ -21,8 +21,8 @@ import pandas as pd
 
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRIC_LABELS, METRICS, format_estimate
-from covid_lib.report_records import (LEARNED, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS, cell_scores,
-                                      paired_auc, paired_summary, spec_records)
+from covid_lib.report_records import (LEARNED, PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS,
+                                      cell_scores, has_record, paired_auc, paired_summary, spec_records)
 from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
 from covid_lib.verdicts import CLAIMS, Verdict
 
@@ -118,22 +118,23 @@ def _panel(ax, values: pd.DataFrame, status: pd.DataFrame | None, metric: str, t
             text = f"{v[i, j]:.3g}" if metric == "dor" else f"{v[i, j]:.2f}"
             if state == "did not learn":
                 ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.3", lw=0))
-                text += "\ndid not learn"
+                text += "†"
             dark = abs(norm(shown[i, j]) - 0.5) > 0.3
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
             if values.index[i] == values.columns[j]:
                 ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, edgecolor="black", lw=1.5))
-    ax.set_xticks(range(v.shape[1]), [c.replace("&", "&\n") for c in values.columns], fontsize=7)
+    ax.set_xticks(range(v.shape[1]), values.columns, fontsize=7, rotation=30, ha="right")
     ax.set_yticks(range(v.shape[0]), values.index, fontsize=7)
     ax.set_title(title, fontsize=9)
     return im
 
 
 def plot_heatmaps(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pretrains: Iterable[str] = PRETRAINS,
-                  ours_label: str = "ours (cpu profile)"):
+                  ours_label: str = "ours (cpu profile)", threshold_label: str = "threshold 0.5 (the paper's)"):
     """Heatmaps of ``metric`` (BA, AUC; DOR on a log scale): one row per pre-training, ours beside
     the paper's; rows = training composition, columns = test set; the diagonal outlined, "did not
-    learn" cells hatched, missing records and cells the paper lacks in grey."""
+    learn" cells hatched and marked †, missing records and cells the paper lacks in grey.
+    ``threshold_label`` names the threshold rule of ``long`` (the paper's panels are at 0.5)."""
     import matplotlib.pyplot as plt
 
     pretrains = list(pretrains)
@@ -146,7 +147,8 @@ def plot_heatmaps(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pr
         row[0].set_ylabel("trained on", fontsize=8)
     bar = fig.colorbar(im, ax=axes, shrink=0.6)
     bar.set_label("log10 DOR" if metric == "dor" else METRIC_LABELS[metric])
-    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}, threshold 0.5 (the paper's)", fontsize=10)
+    what = "" if metric == "auc" else f", {threshold_label}"
+    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}{what}; diagonal outlined; hatched †: did not learn", fontsize=10)
     return fig
 
 
@@ -226,7 +228,8 @@ def c1_table(records: pd.DataFrame, *, test_sets: Iterable[str] = PAPER_TEST_SET
     """:func:`diagonal_gap` of every record (NaN for records that are missing or failed)."""
     rows = []
     for r in records.to_dict("records"):
-        gap = diagonal_gap(r["path"], r["composition"], test_sets=test_sets, n_boot=n_boot) if r["path"] else {}
+        gap = diagonal_gap(r["path"], r["composition"], test_sets=test_sets, n_boot=n_boot) \
+            if has_record(r["path"]) else {}
         rows.append({k: r[k] for k in ("arch", "pretrain", "composition", "seed", "status", "run_id")} | gap)
     cols = ["arch", "pretrain", "composition", "seed", "status", "run_id", "auc_own", "auc_off", "gap", "gap_low",
             "gap_high", "n_off_sets", "n_images_own", "n_patients"]
@@ -246,10 +249,11 @@ def c1_paired(records: pd.DataFrame, *, base: str = "CORDA", n_boot: int = 2000)
             row = {k: a[k] for k in ("arch", "pretrain", "composition", "seed")} | {
                 "test_set": t, "status_a": a["status"], "status_b": b["status"],
                 "did_not_learn": "did not learn" in (a["status"], b["status"])}
-            if a["path"] and b["path"]:
+            if has_record(a["path"]) and has_record(b["path"]):
                 row |= paired_auc(cell_scores(a["path"], t), cell_scores(b["path"], t), n_boot=n_boot)
             rows.append(row)
-    return pd.DataFrame(rows)
+    cols = ["arch", "pretrain", "composition", "seed", "test_set", "status_a", "status_b", "did_not_learn"]
+    return pd.DataFrame(rows).reindex(columns=[*cols, *PAIRED_COLUMNS])
 
 
 def verdict_c1(gaps: pd.DataFrame, paired: pd.DataFrame | None = None, *, evidence: str = "05_cross_dataset") -> Verdict:
