@@ -71,6 +71,28 @@ def spec_records(specs: Iterable[RunSpec], results: str | os.PathLike | None = N
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
+def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The pre-training runs behind ``specs``: source, arch, run id, status and the images used per
+    split (from their records), beside the paper's pre-training set sizes (Sec. III-A)."""
+    root = Path(results) if results is not None else results_dir()
+    paper = {"kermany": 5857, "nih": 26684}
+    rows, seen = [], set()
+    for s in specs:
+        pre = s if s.task == "pretrain" else s.pretrain_spec()
+        if pre is None or pre.run_id in seen:
+            continue
+        seen.add(pre.run_id)
+        path = root / pre.run_id / "metrics.json"
+        m = json.loads(path.read_text()) if path.is_file() else {}
+        splits = m.get("splits", {})
+        rows.append({"source": pre.composition, "arch": pre.arch, "run_id": pre.run_id,
+                     "status": ("did not learn" if m.get("did_not_learn") else "done") if m else "missing",
+                     **{f"n {k}": splits.get(k, {}).get("n_used") for k in ("train", "val", "test")},
+                     "paper's images": paper[pre.composition]})
+    return pd.DataFrame(rows, columns=["source", "arch", "run_id", "status", "n train", "n val", "n test",
+                                       "paper's images"])
+
+
 def has_record(path: object) -> bool:
     """Whether a ``path`` cell of :func:`spec_records` points at a finished record (not None or NaN)."""
     return isinstance(path, (str, os.PathLike))

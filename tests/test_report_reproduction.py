@@ -310,3 +310,14 @@ def test_ablation_on_the_intersection_and_verdict_c6(table2, results):
     table = rd.ablation_table(rr.matrix_long(rr.spec_records(none)), rr.matrix_long(recs), cells)
     assert len(table) == 20 and {"BA no chain", "DOR chain", "ΔAUC [patient 95% CI]"} <= set(table.columns)
     assert rd.verdict_c6(cells.assign(diff=0.05, p=0.5)).verdict == "not reproduced"
+
+
+def test_pretraining_sizes_read_the_records(results):
+    specs = [spec("CORDA", pretrain="kermany"), spec("CORDA&RSNA", pretrain="kermany"), spec("CORDA")]
+    pre = specs[0].pretrain_spec()
+    (results / pre.run_id).mkdir()
+    (results / pre.run_id / "metrics.json").write_text(json.dumps(
+        {"splits": {"train": {"n_used": 564}, "val": {"n_used": 134}, "test": {"n_used": 262}}}))
+    sizes = rr.pretraining_sizes(specs)
+    assert len(sizes) == 1 and sizes.iloc[0]["n train"] == 564 and sizes.iloc[0]["paper's images"] == 5857
+    assert rr.pretraining_sizes([spec("CORDA", pretrain="nih")]).iloc[0]["status"] == "missing"
