@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("covid_lib.grid", "covid_lib.grid_ray"),
     ("covid_lib.report", "covid_lib.report_segmentation", "covid_lib.report_chain", "covid_lib.report_training",
      "covid_lib.explain",
-     "covid_lib.embed", "covid_lib.verdicts", "covid_lib.report_pretraining"),
+     "covid_lib.embed", "covid_lib.verdicts", "covid_lib.report_pretraining", "covid_lib.shortcuts",
+     "covid_lib.report_shortcuts"),
     ("covid_lib.book",),
     ("covid_lib.cli", "covid_lib.__main__"),
 ]
