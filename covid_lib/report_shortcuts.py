@@ -47,8 +47,9 @@ def age_status(index: pd.DataFrame, compositions, pretrains, *, arch: str = "res
             r = None if index.empty else run_row(index, task="covid", composition=c, arch=arch, pretrain=p,
                                                  profile=profile, seed=seed, pipeline=pipeline)
             state = "missing" if r is None else ("did not learn" if r["did_not_learn"] else "done")
-            rows.append({"arch": arch, "composition": c, "pretrain": p or "none", "run_id": None if r is None else r["run_id"],
-                         "state": state, "path": None if r is None else r["path"]})
+            rows.append({"arch": arch, "composition": c, "pretrain": p or "none",
+                         "run_id": None if r is None else r["run_id"], "state": state,
+                         "path": None if r is None else r["path"]})
     return pd.DataFrame(rows, columns=["arch", "composition", "pretrain", "run_id", "state", "path"])
 
 
@@ -66,10 +67,10 @@ def age_scores(status: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
         s = pd.read_csv(r["path"] / "scores.csv", dtype={"image_id": str, "group_id": str, "patient_id": str})
         for source, test_set in AGE_TEST_SETS.items():
             part = s[(s["test_set"] == test_set) & (s["source"] == source)]
-            parts.append(part.assign(arch=r["arch"], composition=r["composition"], pretrain=r["pretrain"], run_id=r["run_id"],
-                                     state=r["state"]))
-    cols = ["arch", "composition", "pretrain", "run_id", "state", "source", "image_id", "group_id", "score", "pneumonia",
-            "age", "age_group"]
+            parts.append(part.assign(arch=r["arch"], composition=r["composition"], pretrain=r["pretrain"],
+                                     run_id=r["run_id"], state=r["state"]))
+    cols = ["arch", "composition", "pretrain", "run_id", "state", "source", "image_id", "group_id", "score",
+            "pneumonia", "age", "age_group"]
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True).merge(meta, on=["source", "image_id"], how="left",
@@ -127,12 +128,15 @@ def plot_age_scores(scores: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     runs = scores.drop_duplicates("run_id")
-    fig, axes = plt.subplots(1, max(len(runs), 1), figsize=(3.2 * max(len(runs), 1), 3.4), sharey=True,
-                             squeeze=False)
+    ncol = min(max(len(runs), 1), 4)
+    nrow = math.ceil(max(len(runs), 1) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.3 * nrow), sharey=True, squeeze=False)
     cats = [("kermany", 0, "children\nnormal"), ("kermany", 1, "children\npneumonia"),
             ("nih", 0, "adults\nno finding"), ("nih", 1, "adults\npneumonia")]
     rng = np.random.default_rng(0)
-    for ax, (_, r) in zip(axes[0], runs.iterrows()):
+    for ax in axes.ravel()[len(runs):]:
+        ax.set_visible(False)
+    for ax, (_, r) in zip(axes.ravel(), runs.iterrows()):
         s = scores[scores["run_id"] == r["run_id"]]
         for x, (src, pn, _) in enumerate(cats):
             v = s[(s["source"] == src) & (s["pneumonia"] == pn)]["score"]
@@ -143,7 +147,8 @@ def plot_age_scores(scores: pd.DataFrame):
         ax.set_title(f"{r['arch']} on {r['composition']}\npretrain {r['pretrain']}{flag}", fontsize=8)
         ax.set_xticks(range(len(cats)), [c[2] for c in cats], fontsize=7)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
-    axes[0][0].set_ylabel("COVID score (all COVID-)")
+    for row in axes:
+        row[0].set_ylabel("COVID score (all COVID-)")
     fig.tight_layout()
     return fig
 

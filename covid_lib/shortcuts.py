@@ -328,13 +328,16 @@ def mask_baseline(compositions, *, data_root: str | os.PathLike | None = None, s
     """
     from covid_lib.data import compose
 
+    composed = {name: compose(name, data_root, seed=seed) for name in compositions}
+    union = pd.concat(composed.values()).drop_duplicates(["source", "image_id"]).reset_index(drop=True)
+    arr = chain_arrays(union, {"mask": "paper"}, image_size=image_size, data_root=data_root, model=model)
+    where = pd.Series(np.arange(len(union)), index=pd.MultiIndex.from_frame(union[["source", "image_id"]]))
+    features = mask_features(arr.masks["mask"], side=side)
     out = []
-    for name in compositions:
-        rows = compose(name, data_root, seed=seed)
-        arr = chain_arrays(rows, {"mask": "paper"}, image_size=image_size, data_root=data_root, model=model)
-        keep = arr.ok["mask"]
-        rows = arr.rows[keep].reset_index(drop=True)
-        X = mask_features(arr.masks["mask"][keep], side=side)
+    for name, rows in composed.items():
+        pos = where.loc[list(zip(rows["source"], rows["image_id"]))].to_numpy()
+        keep = arr.ok["mask"][pos]
+        rows, X = rows[keep].reset_index(drop=True), features[pos[keep]]
         y, groups = rows["label"].astype(int).to_numpy(), rows["group_id"].astype(str).to_numpy()
         train, test = _train_test(rows)
         fitted = fit_probe(X[train], y[train], groups[train], Cs=Cs, seed=seed)

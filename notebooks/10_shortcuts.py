@@ -146,10 +146,11 @@ fig = rs.plot_confusions(probe.confusion)
 
 # %% tags=["hide-input"]
 paper_row = t.set_index("step").loc["lung-masked (paper)"]
-verdict = ("stays far above chance" if paper_row["balanced_accuracy_low"] > paper_row["chance balanced accuracy"]
+verdict = ("stays above chance (the interval excludes it)" if paper_row["balanced_accuracy_low"] > paper_row["chance balanced accuracy"]
            else "is not distinguishable from chance")
-print(f"After the paper's chain, the source of a test image is still named with balanced accuracy "
-      f"{format_estimate(paper_row['balanced_accuracy'], paper_row['balanced_accuracy_low'], paper_row['balanced_accuracy_high'])}"
+ba = format_estimate(paper_row["balanced_accuracy"], paper_row["balanced_accuracy_low"],
+                     paper_row["balanced_accuracy_high"])
+print(f"After the paper's chain, the probe names the source of a test image with balanced accuracy {ba}"
       f" (chance {paper_row['chance balanced accuracy']:.2f}): the source {verdict} for a linear probe "
       f"on a 32×32 thumbnail and a histogram.")
 
