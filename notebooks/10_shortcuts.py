@@ -1,0 +1,252 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Shortcuts made visible
+#
+# Tartaglione et al. argue that their pre-processing chain (histogram equalisation, a U-Net lung
+# mask blurred by 3 pixels, Sec. III-B, Fig. 1) keeps a classifier from learning "biases" of the
+# source, such as labels, markers and borders. Ben Ahmed et al. (2021) found that a network still
+# tells the sources apart. A shortcut of this kind needs no deep network to be found. This chapter
+# looks for three of them **with linear models on tiny features, or with records that already
+# exist, and trains no CNN**:
+#
+# 1. **Which source is this image from?** A logistic regression sees a 32×32 down-sampled copy of
+#    each image and its 32-bin grey-level histogram. It is fitted at each step of the chain: raw,
+#    equalised, lung-masked (the paper's chain), lung-cropped (Ben Ahmed et al.'s crop), and
+#    cropped and masked. If the chain removed the source, accuracy would fall to chance.
+# 2. **Is the label in the lung mask?** A logistic regression sees only the predicted lung mask
+#    (down-sampled, with its area, left/right areas, bounding box and centroid) and predicts
+#    COVID+ on each composition's test set. Any AUC above 0.5 is information that the
+#    segmentation itself carries.
+# 3. **Age as a shortcut.** The ChestXRay stand-in (Kermany) holds only children aged 1–5 and the
+#    RSNA stand-in (NIH) only adults, and both are COVID−. Every trained model scored both sets.
+#    If the COVID score separates children from adults *at the same disease status*, the model
+#    has learned age (or source), not COVID.
+#
+# **Not in this chapter:** the planted-confounder experiment (a marker added to one class), models
+# tested on a source they never saw during training, saliency maps (the share of a CAM inside the
+# lungs) and the latent landscape (t-SNE, self-organising maps). The first two need new CNN
+# training runs; saliency and embeddings are separate chapters.
+
+# %% tags=["parameters"]
+data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
+device = "auto"  # where the lung U-Net runs for images the pre-processing cache lacks
+profile = "cpu"  # sets the image size (the profile's resize size) and whose run records are read
+seed = 0  # sampling, splits and bootstrap seed
+n_boot = 1000  # bootstrap resamples over patients
+images_per_source = 40  # source probe: images drawn per source (None: every frontal image)
+probe_C = 0.01  # inverse L2 strength of both probes, on standardised features (fixed, no search)
+
+# %% tags=["hide-input"]
+# %matplotlib inline
+# %config InlineBackend.figure_formats = ["png"]
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+import pandas as pd
+from IPython.display import display
+
+from covid_lib import report
+from covid_lib import report_shortcuts as rs
+from covid_lib import report_training as rt
+from covid_lib import shortcuts as sc
+from covid_lib.data import global_splits
+from covid_lib.grid import COMPOSITION_ORDER, PRETRAININGS
+from covid_lib.metrics import format_estimate
+from covid_lib.profiles import get_profile
+
+started = time.time()
+settings = get_profile(profile)
+image_size = settings.resize_size
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.width", 200)
+if device == "auto":
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+splits = global_splits(data_root, seed=seed)
+print(f"profile {profile!r}: images at {image_size} px (the size the {profile} runs cache and train on); "
+      f"U-Net on {device}")
+
+# %% [markdown]
+# ## 1. Which source is this image from?
+#
+# The images are the frontal X-rays of the four sources of the COVID experiments. Cohen images
+# that are copies of Hannover images, or that were taken at Hannover Medical School, are left out,
+# because they belong to both sources. At most `images_per_source` images are drawn per source
+# (seeded). Each image keeps the patient-level split of `global_splits`. The probe is trained on
+# the train and validation patients and scored on the test patients, and every step is scored on
+# the **same images**: those that pass every step of the chain. Arrays come from the
+# pre-processing cache where it already holds them. The rest go through the chain here, with one
+# U-Net pass per image shared by every step.
+#
+# **What the probe sees:** each image at the chain's output size, down-sampled to 32×32 by
+# antialiased bilinear resizing (1,024 grey levels in [0, 1]), plus the shares of its pixels in
+# 32 equal grey-level bins, background included (32 numbers). Each feature is standardised, and
+# the probe is a multinomial logistic regression with a fixed L2 penalty (`probe_C`). It cannot
+# read text or markers at full resolution, so it gives a **lower bound** on what a CNN can read.
+
+# %% tags=["hide-input"]
+rows = sc.probe_rows(splits, per_source=images_per_source, seed=seed)
+arrays = sc.chain_arrays(rows, sc.PROBE_STEPS, image_size=image_size, data_root=data_root, device=device)
+kept = arrays.rows[arrays.all_ok]
+counts = kept.groupby(["source", kept["split"].replace("val", "train")]).size().unstack(fill_value=0)
+counts.columns = [f"{c} images" for c in counts.columns]
+counts["test patients"] = kept[kept["split"] == "test"].groupby("source")["group_id"].nunique()
+display(counts)
+print("read from the cache per step:", arrays.from_cache, f"of {len(rows)} images")
+if len(arrays.rejections):
+    print(f"{(~arrays.all_ok).sum()} images rejected by at least one step (left out of every step):")
+    display(arrays.rejections.groupby(["step", "source"]).size().rename("rejected").reset_index())
+
+# %% [markdown]
+# What the probe averages: the mean 32×32 image of each source (rows) at each step (columns).
+# Differences a reader can see here are differences the probe can use.
+
+# %% tags=["hide-input"]
+keep = arrays.all_ok
+fig = rs.plot_mean_images({k: v[keep] for k, v in arrays.images.items()}, arrays.rows["source"].to_numpy()[keep])
+
+# %% tags=["hide-input"]
+probe = sc.source_probe(arrays, n_boot=n_boot, seed=seed, Cs=(probe_C,))
+t = probe.table
+shown = pd.DataFrame({
+    "step": t["step"], "pipeline": t["step"].map(sc.PROBE_STEPS), "train / test images": t["n train"].astype(str)
+    + " / " + t["n test"].astype(str), "test patients": t["test patients"],
+    "accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                          zip(t["accuracy"], t["accuracy_low"], t["accuracy_high"])],
+    "balanced accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                                   zip(t["balanced_accuracy"], t["balanced_accuracy_low"],
+                                       t["balanced_accuracy_high"])],
+    "chance (accuracy / balanced)": [f"{a:.2f} / {b:.2f}" for a, b in
+                                     zip(t["chance accuracy"], t["chance balanced accuracy"])]})
+display(shown.style.hide(axis="index"))
+print(f"intervals: {t['interval'].iloc[0]} (patients resampled with all their images)")
+fig = rs.plot_intervals(t, "step", value="balanced_accuracy", chance=t["chance balanced accuracy"].iloc[0],
+                        xlabel="balanced accuracy of source identification (95% CI; dashed: chance, 1/4)")
+
+# %% [markdown]
+# Chance is 1/4 for balanced accuracy (four sources). For accuracy it is the largest source's
+# share of the test images (always guessing that source). The confusion matrices count test
+# images. Rows are the true source, columns the probe's guess, and the shading is each row's
+# share:
+
+# %% tags=["hide-input"]
+fig = rs.plot_confusions(probe.confusion)
+
+# %% tags=["hide-input"]
+paper_row = t.set_index("step").loc["lung-masked (paper)"]
+verdict = ("stays above chance (the interval excludes it)" if paper_row["balanced_accuracy_low"] > paper_row["chance balanced accuracy"]
+           else "is not distinguishable from chance")
+ba = format_estimate(paper_row["balanced_accuracy"], paper_row["balanced_accuracy_low"],
+                     paper_row["balanced_accuracy_high"])
+print(f"After the paper's chain, the probe names the source of a test image with balanced accuracy {ba}"
+      f" (chance {paper_row['chance balanced accuracy']:.2f}): the source {verdict} for a linear probe "
+      f"on a 32×32 thumbnail and a histogram.")
+
+# %% [markdown]
+# The paper's claim was that masking the lungs removes what tells the sources apart. If the
+# probe is well above chance after masking, the claim fails for even the weakest reader of the
+# image. Nothing here says which features a CNN uses. It says the source is still there to be
+# used, and in the compositions of Table I the source *is* the label: every ChestXRay and RSNA
+# image is COVID−. **Departure from the paper:** the paper has no such probe. Images are at the
+# `cpu` profile's size (144 px), not 256. The sample is small (`images_per_source` per source,
+# because the chapter runs on two busy cores), so the intervals are wide.
+#
+# ## 2. Is the label in the lung mask?
+#
+# Each composition of Table I is taken with its own train, validation and test sets. The paper's
+# chain predicts a lung mask for each image, and these masks come from the pre-processing cache
+# that the training runs use. A logistic regression is trained on the masks alone, from the
+# train and validation images, and scored on the test images. **What it sees:** the binary mask
+# down-sampled to 32×32 (the share of lung in each cell), the lung area, the areas left and right
+# of the image's midline, their asymmetry, the bounding box and the centroid. No grey level of the
+# image enters.
+
+# %% tags=["hide-input"]
+masks = sc.mask_baseline(COMPOSITION_ORDER, data_root=data_root, seed=seed, image_size=image_size,
+                         n_boot=n_boot, Cs=(probe_C,))
+display(masks.assign(**{"AUC [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                                         zip(masks["auc"], masks["auc_low"], masks["auc_high"])]})
+        [["composition", "n train", "test COVID+/COVID-", "test sources", "rejected by the chain", "AUC [95% CI]",
+          "interval"]].style.hide(axis="index"))
+fig = rs.plot_intervals(masks, "composition", value="auc",
+                        xlabel="COVID AUC from the lung mask alone (95% CI over patients; dashed: 0.5)")
+
+# %% [markdown]
+# On CORDA, the only stand-in with both labels from one source (the Cohen collection, Sec. IV),
+# an AUC above 0.5 means that the *shape* of the segmented lungs differs between COVID+ and COVID−
+# images. Supine ICU films, projection and opacities that the U-Net leaves out can all cause
+# this. The compositions that borrow COVID− images from another source (&ChestXRay, &RSNA) add
+# that source's mask shape, and children's lungs fill the film differently from adults'. There,
+# the mask is a near-perfect label without a single grey level of the image. COVID-ChestXRay's
+# test set holds 15 images (Table IV's set), so its interval is the widest.
+#
+# ## 3. Age as a shortcut, read from the run records
+#
+# No model is trained here. Each COVID record under `results/` scores every composition's test
+# set. The Kermany (children) test images come from the CORDA&ChestXRay test set, and the NIH
+# (adults) test images from the CORDA&RSNA test set. All of them are COVID−, and every model
+# scores the same images. The AUC asks how often a child's COVID score exceeds an adult's (0.5:
+# the score ignores age; 1: children always score higher; 0: always lower). Its interval
+# resamples patients. The last two comparisons stay within one age group and compare disease,
+# for contrast. Records still missing are listed as missing, and a record that did not learn
+# keeps its rows, flagged.
+
+# %% tags=["hide-input"]
+index = rt.record_index()
+status = pd.concat([rs.age_status(index, COMPOSITION_ORDER, PRETRAININGS if arch == "resnet18" else (None, "kermany"),
+                                  arch=arch, profile=profile, seed=seed) for arch in ("resnet18", "conv8")],
+                   ignore_index=True)
+print("records:", status["state"].value_counts().to_dict())
+display(status.drop(columns=["path"]).pivot_table(index=["arch", "pretrain"], columns="composition", values="state",
+                                                  aggfunc="first")[list(COMPOSITION_ORDER)])
+
+# %% tags=["hide-input"]
+ages = rs.age_scores(status, splits)
+if ages.empty:
+    print("no COVID record yet: run `python -m covid_lib grid run table2` (and conv8)")
+else:
+    fig = rs.plot_age_scores(ages)
+
+# %% tags=["hide-input"]
+if not ages.empty:
+    age_auc = rs.age_table(ages, n_boot=n_boot, seed=seed)
+    age_auc["model"] = (age_auc["arch"] + " · " + age_auc["trained on"] + " · " + age_auc["pretrain"]
+                        + age_auc["learned"].map({"yes": "", "no: did not learn": " (did not learn)"}))
+    wide = age_auc.pivot_table(index="model", columns="comparison", values="AUC [95% CI]", aggfunc="first")
+    display(wide[[c[0] for c in rs.AGE_COMPARISONS]])
+    n = age_auc.drop_duplicates("comparison").set_index("comparison")[["n children", "n adults"]]
+    display(n.rename(columns={"n children": "n first group", "n adults": "n second group"}))
+    main = age_auc[age_auc["comparison"] == rs.AGE_COMPARISONS[1][0]]
+    fig = rs.plot_intervals(main, "model", value="auc",
+                            xlabel="AUC, children vs adults, both with pneumonia (95% CI; dashed: 0.5)")
+
+# %% [markdown]
+# A model that reads COVID should give children and adults with the same disease status similar
+# scores: an AUC near 0.5 in the second and third columns. It may well separate pneumonia from
+# no finding within one age group, as in the last two columns. An AUC far from 0.5 *across* age
+# groups at the same disease status, together with a weak one *within* age groups, means the
+# score follows age or source rather than disease. The model trained on CORDA&ChestXRay learned
+# "Kermany image → COVID−" from its training set, so its children score low. The models that
+# never saw a child show how a COVID detector handles an age it was not trained on. Age and
+# source cannot be told apart with these data: every child is a Kermany image and every adult
+# here is an NIH image. **Departure from the paper:** the paper reports no per-group scores.
+# These are our `cpu`-profile models, trained from scratch at 128 px.
+#
+# ## Provenance
+
+# %% tags=["hide-input"]
+parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot,
+                  images_per_source=images_per_source, probe_C=probe_C)
+report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)
