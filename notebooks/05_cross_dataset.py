@@ -61,7 +61,7 @@ from covid_lib import report_records as rr
 from covid_lib import report_reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import verdict_table
+from covid_lib.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -96,15 +96,10 @@ display(table2[["pretrain", "composition", "seed", "status", "run_id"]])
 # a patient-cluster interval, stands beside each cell of the table below.
 
 # %% tags=["hide-input"]
-try:
-    from covid_lib.metadata_baseline import baseline_table
-except ImportError:
-    baseline = None
-    print("The metadata-only baseline (covid_lib.metadata_baseline) is not available in this build yet; "
-          "the column 'metadata-only AUC' shows '–'.")
-else:
-    baseline = baseline_table(data_root, seed=seed, n_boot=n_boot)
-    display(baseline)
+from covid_lib.metadata_baseline import baseline_table
+
+baseline = baseline_table(data_root, seed=seed, n_boot=n_boot)
+display(baseline.round(3))
 
 # %% [markdown]
 # ## Table II, ours beside the paper's
@@ -183,7 +178,7 @@ display(rr.paired_table(paired, "augmented", "CORDA only"))
 # %%
 c1 = rp.verdict_c1(gaps, paired)
 display(verdict_table([c1]))
-display(Markdown(f"**C1: {c1.verdict}.** {c1.deciding}."))
+show_verdict(c1)
 
 # %% [markdown]
 # ## Seeds

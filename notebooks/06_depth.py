@@ -58,7 +58,7 @@ from covid_lib import report_records as rr
 from covid_lib import report_reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import verdict_table
+from covid_lib.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -144,7 +144,7 @@ print(rr.summary_sentence(rr.paired_summary(cells8), "Conv8", "ResNet-18"))
 # %%
 c3 = rd.verdict_c3(cells50, cells8)
 display(verdict_table([c3]))
-display(Markdown(f"**C3: {c3.verdict}.** {c3.deciding}."))
+show_verdict(c3)
 
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")

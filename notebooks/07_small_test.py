@@ -55,7 +55,7 @@ from covid_lib.data import global_splits
 from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import get_profile, resolve_device
-from covid_lib.verdicts import verdict_table
+from covid_lib.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 dev = resolve_device(device)
@@ -172,7 +172,7 @@ headline_cell = next((c for c in cells if c.pretrain == headline and c.seed == 0
 headline_analysis = next((a for k, a in analyses.items() if k.split(" ")[0] == headline), None)
 verdict = rst.c5_verdict(headline_analysis, headline_cell, differs)
 display(verdict_table([verdict]))
-display(Markdown(f"**C5: {verdict.verdict}.** {verdict.deciding}."))
+show_verdict(verdict)
 
 # %% [markdown]
 # ## Takeaway

@@ -58,7 +58,7 @@ from covid_lib import embed
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import resolve_device
 from covid_lib.runs import checkpoint_path, is_finished, load_result
-from covid_lib.verdicts import verdict_table
+from covid_lib.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 dev = resolve_device(device)
@@ -152,7 +152,7 @@ differs = (f"our encoders start from random weights, pre-trained on a ChestXRay 
 state = states.set_index("encoder").loc[after_name, "state"]
 verdict = embed.c4_verdict(sep, after_name, differs, missing=f"the fine-tuned run {after.run_id} is {state}")
 display(verdict_table([verdict]))
-display(Markdown(f"**C4: {verdict.verdict}.** {verdict.deciding}."))
+show_verdict(verdict)
 
 # %% [markdown]
 # ## Takeaway

@@ -56,7 +56,7 @@ from covid_lib import report_depth as rd
 from covid_lib import report_records as rr
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import verdict_table
+from covid_lib.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -144,7 +144,7 @@ if cells["diff"].notna().any():
 # %%
 c6 = rd.verdict_c6(cells)
 display(verdict_table([c6]))
-display(Markdown(f"**C6: {c6.verdict}.** {c6.deciding}."))
+show_verdict(c6)
 
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")
