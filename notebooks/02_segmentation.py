@@ -215,8 +215,8 @@ display(masks.view_gaps(v7, ("dice", "coverage", "precision"), n_boot=n_boot, se
 
 # %% [markdown]
 # Supine AP images, of patients too ill to stand, score lower than PA images on Dice and on
-# coverage: their intervals in the score table do not overlap PA's (the earlier version of this
-# chapter said they did), and their differences from PA above exclude zero. AP images taken
+# coverage: their intervals in the score table do not overlap PA's, and their differences from
+# PA above exclude zero. AP images taken
 # upright or sitting fall between the two. Precision is high for every view, a little lower for
 # supine AP. The U-Net therefore cuts most lung from the images of the sickest patients.
 
