@@ -215,10 +215,10 @@ display(masks.view_gaps(v7, ("dice", "coverage", "precision"), n_boot=n_boot, se
 
 # %% [markdown]
 # Supine AP images, of patients too ill to stand, score lower than PA images on Dice and on
-# coverage: their intervals in the table above do not overlap PA's, and the difference excludes
-# zero. AP images taken upright or sitting fall between the two, closer to PA; on precision the
-# views hardly differ. The U-Net therefore cuts most lung from the images of the sickest
-# patients.
+# coverage: their intervals in the score table do not overlap PA's, and their differences from
+# PA above exclude zero. AP images taken
+# upright or sitting fall between the two. Precision is high for every view, a little lower for
+# supine AP. The U-Net therefore cuts most lung from the images of the sickest patients.
 
 # %% tags=["hide-input"]
 seg.plot_score_distributions(v7, ("dice", "coverage", "precision"), by="view",
