@@ -130,7 +130,7 @@ if not gains.empty:
 # test and the patient-cluster interval of the AUC difference, seed 0:
 
 # %%
-auc_rows = [g for c in COMPOSITION_ORDER for p in ("kermany", "nih")
+auc_rows = [{**g, "pretrain": p} for c in COMPOSITION_ORDER for p in ("kermany", "nih")
             if (g := rt.pretraining_gain(index, composition=c, pretrain=p, profile=profile, seed=seed,
                                          n_boot=n_boot)) is not None]
 auc_gain = pd.DataFrame(auc_rows)
