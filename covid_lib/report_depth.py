@@ -96,22 +96,29 @@ def verdict_c3(resnet50: pd.DataFrame, conv8: pd.DataFrame, *, min_cells: int = 
 
 def verdict_c6(cells: pd.DataFrame, *, min_cells: int = 4, evidence: str = "09_ablation") -> Verdict:
     """C6 (without the chain, cross-dataset results get worse), from the off-diagonal paired cells
-    (tested on a set other than the training composition): *reproduced* when the pipeline ``none``
-    is worse in more cells than better (paired DeLong, p < 0.05) and the median ΔAUC (none - chain)
-    is negative; *not reproduced* when it is worse in no more cells than better and the median ΔAUC
-    is not negative; otherwise, or with fewer than ``min_cells`` cells, *inconclusive*."""
+    (tested on a set other than the training composition) whose two models both learned:
+    *reproduced* when the pipeline ``none`` is worse (paired DeLong, p < 0.05) in at least half of
+    them, better in none, and the median ΔAUC (none - chain) is negative; *not reproduced* when it
+    is worse in no more cells than better and the median ΔAUC is not negative; otherwise, or with
+    fewer than ``min_cells`` such cells, *inconclusive*. Cells with a model that did not learn are
+    counted in the sentence but decide nothing."""
     off = cells[~cells["diagonal"].astype(bool)] if len(cells) else cells
-    s = paired_summary(off) if "diff" in off and len(off) else paired_summary(
-        pd.DataFrame(columns=["diff", "p", "did_not_learn"]))
-    if s["n_cells"] < min_cells:
+    learned = off[~off["did_not_learn"].astype(bool)] if len(off) else off
+    empty = pd.DataFrame(columns=["diff", "p", "did_not_learn"])
+    s = paired_summary(off) if "diff" in off and len(off) else paired_summary(empty)
+    d = paired_summary(learned) if "diff" in learned and len(learned) else paired_summary(empty)
+    if d["n_cells"] < min_cells:
         verdict = "inconclusive"
-    elif s["n_worse"] > s["n_better"] and s["median_diff"] < 0:
+    elif d["n_worse"] >= d["n_cells"] / 2 and d["n_better"] == 0 and d["median_diff"] < 0:
         verdict = "reproduced"
-    elif s["n_worse"] <= s["n_better"] and s["median_diff"] >= 0:
+    elif d["n_worse"] <= d["n_better"] and d["median_diff"] >= 0:
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
-    deciding = "off-diagonal cells, " + summary_sentence(s, "no pre-processing", "the paper's chain")
+    deciding = ("off-diagonal cells, " + summary_sentence(s, "no pre-processing", "the paper's chain")
+                + f"; deciding (both models learned): worse in {d['n_worse']}, better in {d['n_better']} of "
+                  f"{d['n_cells']} cells, median ΔAUC {d['median_diff']:+.3f}; reproduced needs worse in at least "
+                  "half and better in none")
     dropped = off["n_common"].notna() & (off["n_common"] < off[["n_a", "n_b"]].max(axis=1)) if len(off) else []
     if len(off) and np.any(dropped):
         deciding += f"; {int(np.sum(dropped))} cells compared on fewer images because the chain rejected some"

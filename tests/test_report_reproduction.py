@@ -306,7 +306,11 @@ def test_ablation_on_the_intersection_and_verdict_c6(table2, results):
     c = cells[(cells["pretrain"] == "kermany") & (cells["composition"] == "CORDA") & (cells["test_set"] == "CORDA")].iloc[0]
     assert (c["n_a"], c["n_b"], c["n_common"]) == (60, 56, 56)
     v = rd.verdict_c6(cells)
-    assert v.verdict == "reproduced" and "rejected" in v.deciding
+    assert v.verdict in ("reproduced", "inconclusive") and "rejected" in v.deciding
+    worse = cells.assign(diff=-0.1, p=0.01, did_not_learn=False)
+    assert rd.verdict_c6(worse).verdict == "reproduced"
+    assert rd.verdict_c6(worse.assign(p=0.5)).verdict == "inconclusive", "indistinguishable cells decide nothing"
+    assert rd.verdict_c6(worse.assign(did_not_learn=True)).verdict == "inconclusive"
     table = rd.ablation_table(rr.matrix_long(rr.spec_records(none)), rr.matrix_long(recs), cells)
     assert len(table) == 20 and {"BA no chain", "DOR chain", "ΔAUC [patient 95% CI]"} <= set(table.columns)
     assert rd.verdict_c6(cells.assign(diff=0.05, p=0.5)).verdict == "not reproduced"
