@@ -116,9 +116,9 @@ if not gains.empty:
     g = gains.assign(label=gains["composition"] + " · " + gains["pretrain"] + " · s" + gains["seed"].astype(str))
     g = g.sort_values(["composition", "pretrain", "seed"]).reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(g) + 1.2))
-    colors = ["tab:grey" if d else "tab:blue" for d in g["did_not_learn"]]
-    ax.errorbar(g["difference"], g.index, xerr=[g["difference"] - g["low"], g["high"] - g["difference"]],
-                fmt="o", ecolor=colors, mfc="white", mec="black", capsize=2)
+    for i, r in g.iterrows():  # grey: a model of the pair did not learn
+        ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
+                    fmt="o", color="tab:grey" if r["did_not_learn"] else "tab:blue", mfc="white", capsize=2)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(g.index, g["label"], fontsize=8)
     ax.invert_yaxis()
