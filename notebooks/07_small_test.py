@@ -160,7 +160,7 @@ display(rst.label_profile(snapshot[snapshot["split"] == "test"]))
 # bootstraps, has its interval above 0. It is not reproduced when the model is demonstrably not
 # near-perfect on its own test patients and no gap shows; anything else is inconclusive.
 
-# %% tags=["hide-input"]
+# %%
 profile_rows = rst.label_profile(snapshot)
 neg, pos = profile_rows.set_index("label").loc["COVID-"], profile_rows.set_index("label").loc["COVID+"]
 differs = (f"our COVID-ChestXRay is a stand-in rebuilt from git dates ({len(snapshot)} PA images; the paper had 137) "

@@ -142,7 +142,7 @@ if sep is not None:
 # when the label separates better, or the source does not separate at all; anything else is
 # inconclusive.
 
-# %% tags=["hide-input"]
+# %%
 after_name = list(encoders)[1]
 n_kermany = int((embed.feature_rows(data_root, split="train")["source"] == "kermany").sum())
 differs = (f"our encoders start from random weights, pre-trained on a ChestXRay subset ({n_kermany} training images) at "

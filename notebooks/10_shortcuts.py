@@ -117,7 +117,7 @@ if len(arrays.rejections):
 keep = arrays.all_ok
 fig = rs.plot_mean_images({k: v[keep] for k, v in arrays.images.items()}, arrays.rows["source"].to_numpy()[keep])
 
-# %% tags=["hide-input"]
+# %%
 probe = sc.source_probe(arrays, n_boot=n_boot, seed=seed, Cs=(probe_C,))
 t = probe.table
 shown = pd.DataFrame({
