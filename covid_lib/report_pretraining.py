@@ -139,10 +139,11 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def verdict_c2(gains: pd.DataFrame, *, evidence: str = "04_pretraining") -> Verdict:
+def verdict_c2(gains: pd.DataFrame, *, min_comparisons: int = 4, evidence: str = "04_pretraining") -> Verdict:
     """C2 from the paired specificity differences: reproduced when most comparisons (of those whose
     models both learned) have an interval wholly above 0 and none wholly below; not reproduced
-    when none is above 0 and at least one is below, or when most are below; else inconclusive."""
+    when none is above 0 and at least one is below, or when most are below; else, or with fewer
+    than ``min_comparisons`` such comparisons, inconclusive."""
     differs = ("our encoders start from random weights, not ImageNet; our pre-training sets hold "
                f"{'/'.join(str(v) for v in PAPER_PRETRAINING_IMAGES.values())} images in the paper but a few "
                "hundred here; our CORDA is a public multi-hospital stand-in; threshold 0.5 as in the paper")
@@ -155,9 +156,12 @@ def verdict_c2(gains: pd.DataFrame, *, evidence: str = "04_pretraining") -> Verd
                 f"bootstrap 95% CI) on {n} comparisons whose models both learned: {above} wholly above 0, "
                 f"{below} wholly below, {n - above - below} include 0; median difference "
                 f"{learned['difference'].median():+.2f}" if n else "no comparison in which both models learned")
-    if n and above > n / 2 and below == 0:
+    if n < min_comparisons:
+        verdict = "inconclusive"
+        deciding += f"; fewer than {min_comparisons} comparisons decide nothing"
+    elif above > n / 2 and below == 0:
         verdict = "reproduced"
-    elif n and ((above == 0 and below > 0) or below > n / 2):
+    elif (above == 0 and below > 0) or below > n / 2:
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
