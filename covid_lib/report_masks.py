@@ -32,6 +32,7 @@ from scipy import ndimage
 from covid_lib import stats
 from covid_lib.metrics import Estimate, format_estimate, mean_estimate
 from covid_lib.report import SOURCE_COLORS
+from covid_lib.report_segmentation import panel_grid
 
 #: A mask whose smaller image half holds under this share of its larger half, and whose second
 #: component is under this share of its first, holds one lung.
@@ -292,13 +293,7 @@ def plot_audit_sheet(cases: Sequence[dict], *, ncols: int = 6, size: float = 2.0
             orange, failed red).
         color: frame colour (e.g. the source's, :data:`covid_lib.report.SOURCE_COLORS`).
     """
-    n = max(len(cases), 1)
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(size * ncols, size * 1.1 * nrows + 0.4), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
-    for ax in axes.ravel():
-        ax.set_axis_off()
+    fig, axes = panel_grid(len(cases), ncols, size, row_height=1.1, extra_height=0.4)
     for ax, case in zip(axes.ravel(), cases):
         ax.set_axis_on()
         ax.set_xticks([])

@@ -27,6 +27,20 @@ PREDICTED_COLOR = "#ff1744"  # our mask: red
 _GROUP_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
 
+
+def panel_grid(n: int, ncols: int, size: float, *, row_height: float, extra_height: float
+               ) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n`` square panels in rows of at most ``ncols``, every axis off (callers turn
+    on the ones they draw); ``row_height`` and ``extra_height`` leave room for labels and titles."""
+    n = max(n, 1)
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(size * ncols, size * row_height * nrows + extra_height), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    return fig, axes
+
 def _group_color(name: str, k: int) -> str:
     return SOURCE_COLORS.get(name, _GROUP_PALETTE[k % len(_GROUP_PALETTE)])
 
@@ -302,13 +316,7 @@ def plot_mask_cases(cases: Sequence[dict], *, ncols: int = 4, size: float = 2.8,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    n = max(len(cases), 1)
-    ncols = min(ncols, n)
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(size * ncols, size * 1.12 * nrows + 0.7), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
-    for ax in axes.ravel():
-        ax.set_axis_off()
+    fig, axes = panel_grid(len(cases), ncols, size, row_height=1.12, extra_height=0.7)
     for ax, case in zip(axes.ravel(), cases):
         ax.set_axis_on()
         overlay_masks(ax, case["image"], case.get("ref"), case.get("pred"))
