@@ -236,6 +236,8 @@ def test_real_splits_pass_the_audit_and_join_hannover_copies(data_root):
     assert (splits.groupby("patient_id")["split"].nunique() == 1).all()
     copies = splits[splits["source"].isin(["cohen", "hannover"])].groupby("image_id")["split"].nunique()
     assert (copies == 1).all()  # the Cohen copies of Hannover images share their split
+    judged = splits[splits["patient_id"].isin(["cohen:137", "cohen:202"])]
+    assert len(judged) >= 2 and judged["group_id"].nunique() == 1 and judged["split"].nunique() == 1
     fractions = splits.groupby("split").size() / len(splits)
     assert 0.25 < fractions["test"] < 0.35
 

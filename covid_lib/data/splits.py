@@ -26,6 +26,10 @@ VAL_FRACTION = 0.20
 #: pHash distance at or under which two images are joined into one patient group. Distances of
 #: 2-4 bits already pair unrelated X-rays (e.g. NIH with Shenzhen images), so only 0 links.
 LINK_BITS = 0
+#: Patients judged by eye to share a radiograph that no hash threshold joins (the near-duplicate
+#: audit of the data chapter): Cohen's ``137`` and ``202`` are one 83-year-old man from Italy, the
+#: same film cropped and windowed differently, pHash 4 bits apart. They are joined into one group.
+JUDGED_SAME_PATIENT: tuple[tuple[str, str], ...] = (("cohen:137", "cohen:202"),)
 #: The label each source's split is stratified on.
 STRATIFY_BY: dict[str, str] = {
     "cohen": "covid", "hannover": "view", "kermany": "kermany_class", "nih": "pneumonia",
@@ -53,13 +57,19 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def patient_groups(manifest: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.Series:
-    """A group id per row: patients joined when they share an image (``pairs`` of row positions)."""
+def patient_groups(manifest: pd.DataFrame, pairs: pd.DataFrame | None = None,
+                   same_patient: tuple[tuple[str, str], ...] = JUDGED_SAME_PATIENT) -> pd.Series:
+    """A group id per row: patients joined when they share an image (``pairs`` of row positions)
+    or are listed in ``same_patient`` (pairs of patient ids judged to be one person)."""
     patients = manifest["patient_id"].to_numpy()
     uf = _UnionFind(set(patients))
     if pairs is not None:
         for i, j in zip(pairs["i"], pairs["j"]):
             uf.union(patients[i], patients[j])
+    present = set(patients)
+    for a, b in same_patient:
+        if a in present and b in present:
+            uf.union(a, b)
     return pd.Series([uf.find(p) for p in patients], index=manifest.index, name="group_id")
 
 
