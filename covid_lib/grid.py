@@ -41,8 +41,8 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from covid_lib.profiles import get_profile
-from covid_lib.runs import (RunArtifacts, RunSpec, compute, is_finished, load_result, read_checkpoint, read_failure,
-                            write_artifacts, write_failure)
+from covid_lib.runs import (RunArtifacts, RunSpec, compute, is_finished, load_result, machine_precision, read_checkpoint,
+                            read_failure, write_artifacts, write_failure)
 
 COMPOSITION_ORDER = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 PRETRAININGS = (None, "kermany", "nih")
@@ -184,6 +184,8 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
+    if executor == "local":  # a CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves
+        specs = [machine_precision(s, device) for s in specs]
     tracker = GridProgress(specs, progress, storage)
     todo = []
     for spec in specs:

@@ -24,7 +24,7 @@ def spec(**kw) -> RunSpec:
 
 
 def test_run_id_is_stable_and_readable():
-    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-75bd41a4e5"
+    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-6bbaf2950e"
     assert spec(composition="CORDA&RSNA").run_id.startswith("covid-CORDA+RSNA-resnet18-")
     assert spec() == spec() and hash(spec()) == hash(spec())
 
@@ -42,6 +42,22 @@ def test_precision_is_hashed_only_when_set():
     assert spec(precision="fp32").effective_precision == "fp32" and spec().effective_precision == "bf16"
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         spec(precision="fp16")
+
+
+def test_bf16_on_a_cpu_without_it_becomes_an_fp32_run(monkeypatch):
+    """A record never claims bf16 for a run that fell back to fp32 (the fp32 run has its own id)."""
+    from covid_lib.runs import execution
+    from covid_lib.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    s = spec().resolved()
+    fp32 = runs.machine_precision(s, "cpu")
+    assert fp32.precision == "fp32" and fp32.run_id != s.run_id
+    assert runs.machine_precision(fp32, "cpu") is fp32
+    with pytest.raises(ValueError, match="asks for bf16, which this CPU lacks"):
+        execution._check_precision(s, "cpu")
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert runs.machine_precision(s, "cpu") is s
 
 
 def test_cli_choices_match_the_library():

@@ -8,7 +8,7 @@
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
 
-from covid_lib.runs.execution import compute, run, run_threads
+from covid_lib.runs.execution import compute, machine_precision, run, run_threads
 from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, checkpoint_path, clear_failure,
                                     is_finished, load_model, load_result, model_from_checkpoint,
                                     read_checkpoint, read_failure, summary_table, write_artifacts,
@@ -17,7 +17,7 @@ from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESU
                                  results_dir)
 
 __all__ = [
-    "compute", "run", "run_threads",
+    "compute", "machine_precision", "run", "run_threads",
     "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path", "clear_failure", "is_finished",
     "load_model", "load_result", "model_from_checkpoint", "read_checkpoint", "read_failure",
     "summary_table", "write_artifacts", "write_failure",

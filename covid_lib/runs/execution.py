@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pandas as pd
 import torch
@@ -105,6 +105,25 @@ def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train
         out["rejected"].append(rejected)
         out["n"][s] = {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
     return out
+
+
+# -------------------------------------------------------------------------------------- precision
+def machine_precision(spec: RunSpec, device: str = "auto") -> RunSpec:
+    """``spec`` as this machine can run it: bf16 asked of a CPU without native bf16 becomes an
+    explicit ``precision="fp32"`` spec (another run id), so a record never claims a precision its
+    run did not have. CUDA and bf16-capable CPUs keep the spec unchanged."""
+    from covid_lib.train.runtime import cpu_has_bf16
+
+    if spec.effective_precision == "bf16" and resolve_device(device) == "cpu" and not cpu_has_bf16():
+        return replace(spec, precision="fp32")
+    return spec
+
+
+def _check_precision(spec: RunSpec, device: str) -> None:
+    if machine_precision(spec, device) is not spec:
+        raise ValueError(f"run {spec.run_id} asks for bf16, which this CPU lacks: its record would claim a "
+                         "precision it did not have. Run machine_precision(spec) instead (an fp32 run with its "
+                         "own id); run() and run_grid(executor='local') do so themselves.")
 
 
 # ---------------------------------------------------------------------------------------- compute
@@ -259,6 +278,7 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     threads = run_threads(spec)
     torch.set_num_threads(threads)  # before the U-Net and the data: the same count on every executor
     device = resolve_device(device)
+    _check_precision(spec, device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
     return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
@@ -274,7 +294,7 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
         force: retrain this run even when a record exists (not its pre-training).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
     """
-    spec = spec.resolved(data_root)
+    spec = machine_precision(spec.resolved(data_root), device)
     if not force and is_finished(spec, storage):
         return load_result(spec, reused=True, storage=storage)
     pre = spec.pretrain_spec()
