@@ -23,6 +23,18 @@ SOURCE_COLORS = {
 }
 
 
+def as_jpeg(fig: Figure, *, dpi: int = 110, quality: int = 80):
+    """``fig`` as an IPython JPEG image: radiograph contact sheets are noise to PNG's compressor,
+    and a JPEG of them is about a tenth of the size at no visible loss (chapters stay small)."""
+    import io
+
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality, "optimize": True})
+    return Image(data=buffer.getvalue(), format="jpeg")
+
+
 def _color(source: str) -> str:
     return SOURCE_COLORS.get(source, "#7f7f7f")
 

@@ -265,8 +265,8 @@ for title, rows in ((f"{len(median)} COVID-19 images near the median Dice", medi
 # %% tags=["hide-input"]
 for source, rows in frontal.groupby("source", sort=False):
     picks = rows.sample(n=min(examples_per_source, len(rows)), random_state=seed)
-    display(chain.plot_chain_grid(chain.stages_of(picks, model, pipeline, with_source=False, **run_unet), title=source,
-                                  color=report.SOURCE_COLORS.get(source)))
+    display(report.as_jpeg(chain.plot_chain_grid(chain.stages_of(picks, model, pipeline, with_source=False, **run_unet),
+                                                 title=source, color=report.SOURCE_COLORS.get(source))))
 
 # %% [markdown]
 # Equalisation gives every image a flat grey-level histogram, whatever its source's windowing
@@ -457,9 +457,9 @@ print("judged by:", ", ".join(sorted(audit["auditor"].unique())))
 shown_audit = chain.rows_of(audit, pool)
 cases = masks.audit_cases(shown_audit, model, audit=audit, **run_unet)
 for source in dict.fromkeys(audit["source"]):
-    display(masks.plot_audit_sheet([c for c in cases if c["source"] == source], ncols=5, size=2.3,
-                                   title=f"{source}: visual audit of the predicted masks",
-                                   color=report.SOURCE_COLORS.get(source)))
+    display(report.as_jpeg(masks.plot_audit_sheet([c for c in cases if c["source"] == source], ncols=5, size=2.3,
+                                                  title=f"{source}: visual audit of the predicted masks",
+                                                  color=report.SOURCE_COLORS.get(source))))
 
 # %%
 display(masks.audit_summary(audit))

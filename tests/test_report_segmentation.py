@@ -309,3 +309,21 @@ def test_format_ci_and_key_numbers():
                                "refused by the paper chain", "refused by the ROI crop as well", "area kept, median"]
     assert key["refused by the paper chain"] == "2 of 10 frontal images"
     assert key["refused by the ROI crop as well"] == "3" and key["area kept, median"] == "30% of the image"
+
+
+def test_as_jpeg_is_a_smaller_jpeg_than_the_png():
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from covid_lib.report import as_jpeg
+
+    fig = Figure(figsize=(4, 4))
+    x = np.linspace(0, 1, 256)
+    fig.subplots().imshow(np.outer(x, x) + np.random.default_rng(0).normal(0, 0.05, (256, 256)), cmap="gray")
+    image = as_jpeg(fig, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    assert image.format == "jpeg" and image.data[:2] == b"\xff\xd8"
+    assert len(image.data) < len(png.getvalue()) / 2
