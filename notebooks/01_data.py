@@ -302,16 +302,15 @@ display(Markdown(
 #   view and burnt-in "L"), which is all a 64-bit pHash sees. None of them is the same image
 #   re-encoded, and they are no leak; they do show how uniform the framing within one source is,
 #   which is itself something a model can learn.
-# - **The Cohen pair `cohen:137` (test) and `cohen:202` (train) is the same radiograph**, published
-#   twice under two patient ids: an 83-year-old man from Italy, the same burnt-in acquisition text
-#   in the lower corners and the same bowel gas, cropped and windowed differently (its manifest
-#   views differ, AP against AP supine). A pHash 4 bits apart is not an exact duplicate, so the
-#   split did not join the two patients. It is a leak: the table above lists the compositions that
-#   train on one copy and test on the other, one COVID+ test image each. One image in a test set
-#   of about a hundred moves an AUC by at most about one point, well inside every interval, but the
-#   pair should be joined (a rule on the Cohen metadata, or a smaller pHash threshold within
-#   Cohen); that changes the splits and so every run, and is left to a new version of the
-#   composition rules.
+# - **The Cohen pair `cohen:137` and `cohen:202` is the same radiograph**, published twice under two
+#   patient ids: an 83-year-old man from Italy, the same burnt-in acquisition text in the lower
+#   corners and the same bowel gas, cropped and windowed differently (its manifest views differ,
+#   AP against AP supine). A pHash 4 bits apart is not an exact duplicate, so no hash threshold
+#   joins the two patients without also joining unrelated ones. An earlier version of the splits
+#   put one copy in test and the other in train, a leak of one COVID+ test image; since version 3
+#   of the composition rules the two ids are joined into one patient group by name
+#   (`covid_lib.data.splits.JUDGED_SAME_PATIENT`), so they share a split and the pair no longer
+#   appears among the pairs across splits. Every run was retrained on the new splits.
 
 # %% [markdown]
 # ### What splitting by image would have done
