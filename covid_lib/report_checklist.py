@@ -138,9 +138,17 @@ def perfect_score_interval(n_pos: int = 10, n_neg: int = 5, alpha: float = 0.05)
 
 
 # ------------------------------------------------------------------------------ tables as hooks
-def _from_table(item: str, table: pd.DataFrame | None, value: str, label: str | None, what: str,
-                chapter: str) -> Measurement:
-    """Every row of ``table``: ``label`` and ``value`` (with ``value_low`` / ``value_high`` when present)."""
+def _learned_flag(row: pd.Series) -> str:
+    if bool(row.get("did_not_learn", False)) is True or row.get("status") == "did not learn":
+        return " (did not learn)"
+    return ""
+
+
+def _from_table(item: str, table: pd.DataFrame | None, value: str, label: str | Sequence[str] | None, what: str,
+                chapter: str, reference: str | None = None) -> Measurement:
+    """Every row of ``table``: its ``label`` column(s) and ``value`` (with ``<value>_low`` /
+    ``<value>_high`` when present, and ``reference`` beside it when that column is there); a row
+    whose model did not learn (``did_not_learn`` or ``status``) is named as such."""
     if table is None or table.empty:
         return not_yet(item, f"no table from {chapter} given")
     if value not in table:
@@ -148,11 +156,16 @@ def _from_table(item: str, table: pd.DataFrame | None, value: str, label: str | 
     rows = table[table[value].notna()]
     if rows.empty:
         return not_yet(item, f"the {chapter} table has no {value!r} value yet")
+    labels = [label] if isinstance(label, str) else list(label or [])
+    labels = [c for c in labels if c in rows]
     lo, hi = f"{value}_low", f"{value}_high"
     parts = []
     for _, r in rows.iterrows():
         est = format_estimate(float(r[value]), float(r[lo]) if lo in r else np.nan, float(r[hi]) if hi in r else np.nan)
-        parts.append(f"{r[label]} {est}" if label else est)
+        if reference and reference in r and pd.notna(r[reference]):
+            est += f" ({reference} {float(r[reference]):.2f})"
+        name = " · ".join(str(r[c]) for c in labels)
+        parts.append(f"{name} {est}{_learned_flag(r)}" if name else f"{est}{_learned_flag(r)}")
     return Measurement(item, f"{what}: " + "; ".join(parts), float(rows[value].median()))
 
 
@@ -172,16 +185,23 @@ def source_probe_accuracy(table: pd.DataFrame | None, *, step: str = "lung-maske
                        float(r["balanced_accuracy"]))
 
 
-def saliency_inside_lungs(table: pd.DataFrame | None, *, value: str = "inside_lungs",
-                          label: str | None = "model") -> Measurement:
-    """Hook for chapter ``12_saliency``: the share of saliency inside the lung mask, one row per
-    ``label`` (with ``<value>_low`` / ``<value>_high`` when the table has them)."""
-    return _from_table("saliency", table, value, label, "share of saliency inside the lung mask", "12_saliency")
+def saliency_inside_lungs(table: pd.DataFrame | None, *, value: str = "share",
+                          label: str | Sequence[str] | None = ("composition", "group"),
+                          reference: str | None = "baseline") -> Measurement:
+    """Hook for chapter ``12_saliency``: the mean share of each saliency map inside the lung mask,
+    one row per model and test group (``covid_lib.report_saliency.summary_table``: ``share``,
+    ``share_low``, ``share_high``, the uniform-map ``baseline``); headline: the median share."""
+    return _from_table("saliency", table, value, label, "mean share of saliency inside the lung mask [95% CI]",
+                       "12_saliency", reference)
 
 
-def unseen_source_gap(table: pd.DataFrame | None, *, value: str = "auc", label: str | None = "test") -> Measurement:
-    """Hook for chapter ``11_unseen``: a metric on seen against unseen sources, one row per ``label``."""
-    return _from_table("unseen_source", table, value, label, f"{value} on seen and unseen sources", "11_unseen")
+def unseen_source_gap(table: pd.DataFrame | None, *, value: str = "drop",
+                      label: str | Sequence[str] | None = ("split", "variant")) -> Measurement:
+    """Hook for chapter ``11_unseen``: AUC on held-out images of the seen sources minus AUC on unseen
+    sources, one row per split (``covid_lib.report_unseen.seen_unseen_table``: ``drop``,
+    ``drop_low``, ``drop_high``); headline: the median drop."""
+    return _from_table("unseen_source", table, value, label, "AUC on seen minus unseen sources [95% CI]",
+                       "11_unseen")
 
 
 # ---------------------------------------------------------------------------------- from records

@@ -161,14 +161,20 @@ def test_not_yet_measured_when_records_or_tables_are_missing():
 
 
 def test_hooks_read_the_tables_of_the_chapters_being_written():
-    sal = pd.DataFrame({"model": ["a", "b"], "inside_lungs": [0.4, 0.8], "inside_lungs_low": [0.3, 0.7],
-                        "inside_lungs_high": [0.5, 0.9]})
+    sal = pd.DataFrame({"composition": ["CORDA", "CORDA"], "group": ["trained on", "unseen"], "share": [0.4, 0.8],
+                        "share_low": [0.3, 0.7], "share_high": [0.5, 0.9], "baseline": [0.35, 0.35],
+                        "did_not_learn": [False, True]})
     m = rc.saliency_inside_lungs(sal)
-    assert m.measured and m.value == pytest.approx(0.6) and "a 0.40 [0.30, 0.50]" in m.text
-    m = rc.unseen_source_gap(pd.DataFrame({"test": ["seen", "unseen"], "auc": [0.95, 0.55]}))
-    assert m.value == pytest.approx(0.75) and "unseen 0.55" in m.text
-    with pytest.raises(KeyError, match="share"):
-        rc.saliency_inside_lungs(sal, value="share")
+    assert m.measured and m.value == pytest.approx(0.6)
+    assert "CORDA · trained on 0.40 [0.30, 0.50] (baseline 0.35)" in m.text
+    assert "unseen 0.80 [0.70, 0.90] (baseline 0.35) (did not learn)" in m.text
+    unseen = pd.DataFrame({"split": ["1", "2"], "variant": ["a", "b"], "status": ["done", "did not learn"],
+                           "drop": [0.4, np.nan], "drop_low": [0.2, np.nan], "drop_high": [0.6, np.nan]})
+    m = rc.unseen_source_gap(unseen)
+    assert m.value == pytest.approx(0.4) and m.text.endswith("1 · a 0.40 [0.20, 0.60]")
+    assert not rc.unseen_source_gap(unseen.assign(drop=np.nan)).measured
+    with pytest.raises(KeyError, match="inside"):
+        rc.saliency_inside_lungs(sal, value="inside")
 
 
 def test_source_probe_reads_the_paper_step():
@@ -224,3 +230,11 @@ def test_seed_spread_from_long_rows():
     assert m.value == pytest.approx(np.std([0.7, 0.8, 0.9], ddof=1))
     assert "seeds 0, 1, 2" in m.text and "0.20 wide" in m.text
     assert not rc.seed_spread(long[long["seed"] == 0]).measured  # one seed: no spread
+
+
+def test_our_ratings_point_at_chapters():
+    allowed = _chapter_stems() | set(cl.IN_PROGRESS_CHAPTERS)
+    for r in cl.ratings():
+        if r.paper == "ours":
+            stems = re.findall(r"\b\d\d_[a-z_]+", r.where)
+            assert stems and set(stems) <= allowed, (r.item, r.where)
