@@ -59,11 +59,20 @@ def not_yet(item: str, why: str) -> Measurement:
 
 
 # ----------------------------------------------------------------------------------- data-only
-def patient_split_leakage(manifest: pd.DataFrame | None, *, seeds: Sequence[int] = range(10),
-                          test_size: float = 0.3) -> Measurement:
+def patient_overlap(splits: pd.DataFrame) -> float:
+    """The share of test images whose patient (``source``, ``patient_id``) also has an image in the
+    train or validation split (``splits``: :func:`covid_lib.data.global_splits`; 0 for a patient split)."""
+    key = splits["source"].astype(str) + ":" + splits["patient_id"].astype(str)
+    test = splits["split"] == "test"
+    return float(key[test].isin(set(key[~test])).mean()) if test.any() else float("nan")
+
+
+def patient_split_leakage(manifest: pd.DataFrame | None, splits: pd.DataFrame | None = None, *,
+                          seeds: Sequence[int] = range(10), test_size: float = 0.3) -> Measurement:
     """What a 70/30 split by image (the paper's code) does on the frontal Cohen images: the share of
     test images with another image of their patient in training (:func:`covid_lib.report.image_level_split_leakage`,
-    chapter 01's audit). ``manifest``: loaded rows with ``source``, ``frontal``, ``covid``, ``patient_id``."""
+    chapter 01's audit), beside the same share under the book's patient split (``splits``, when given).
+    ``manifest``: loaded rows with ``source``, ``frontal``, ``covid``, ``patient_id``."""
     from covid_lib import report
 
     if manifest is None:
@@ -73,10 +82,12 @@ def patient_split_leakage(manifest: pd.DataFrame | None, *, seeds: Sequence[int]
         return not_yet("patient_split", "no frontal Cohen image in the manifest")
     leak = report.image_level_split_leakage(rows, label="covid", test_size=test_size, seeds=seeds)
     share = leak["share_leaked"]
-    return Measurement("patient_split",
-                       f"split by image, {share.mean():.0%} of the test images (range {share.min():.0%} to "
-                       f"{share.max():.0%} over {len(leak)} seeds) have another image of their patient in training "
-                       f"({len(rows)} frontal Cohen images); split by patient, none", float(share.mean()))
+    text = (f"split by image, {share.mean():.0%} of the test images (range {share.min():.0%} to {share.max():.0%} "
+            f"over {len(leak)} seeds) have another image of their patient in training ({len(rows)} frontal Cohen "
+            "images)")
+    if splits is not None:
+        text += f"; under the book's patient split, {patient_overlap(splits):.0%} of all sources' test images do"
+    return Measurement("patient_split", text, float(share.mean()))
 
 
 def source_label_share(rows: pd.DataFrame) -> float:

@@ -94,8 +94,9 @@ measured: dict[str, rc.Measurement] = {}
 # composition's own test set; and the intervals of a perfect score on the paper's 15 images.
 
 # %% tags=["hide-input"]
+splits = data.global_splits(data_root, seed=seed)
 cohen = data.load_source("cohen", data_root, views="all").manifest
-measured["patient_split"] = rc.patient_split_leakage(cohen)
+measured["patient_split"] = rc.patient_split_leakage(cohen, splits)
 composed = {name: data.compose(name, data_root, seed=seed) for name in COMPOSITION_ORDER}
 measured["one_source_per_class"] = rc.source_label_confounding(composed)
 baseline = table_from_scores(baseline_scores(data_root, seed=seed, composed=composed), n_boot=n_boot, seed=seed)
@@ -116,7 +117,7 @@ probe_table = None
 if images_per_source:
     from covid_lib import shortcuts as sc
 
-    probe_rows = sc.probe_rows(data.global_splits(data_root, seed=seed), per_source=images_per_source, seed=seed)
+    probe_rows = sc.probe_rows(splits, per_source=images_per_source, seed=seed)
     arrays = sc.chain_arrays(probe_rows, sc.PROBE_STEPS, image_size=settings.resize_size, data_root=data_root,
                              device=device)
     probe_table = sc.source_probe(arrays, n_boot=n_boot, seed=seed, Cs=(probe_C,)).table

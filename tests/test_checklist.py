@@ -198,6 +198,12 @@ def test_patient_split_leakage_is_the_data_chapters_audit():
     got = rc.patient_split_leakage(m, seeds=range(3))
     want = report.image_level_split_leakage(m, label="covid", seeds=range(3))["share_leaked"].mean()
     assert got.value == pytest.approx(want) and got.value > 0.5  # three images per patient: most leak
+    by_patient = m.assign(split=np.where(m["patient_id"].astype(int) < 10, "test", "train"))
+    got = rc.patient_split_leakage(m, by_patient, seeds=range(3))
+    assert "under the book's patient split, 0% of" in got.text
+    assert rc.patient_overlap(by_patient) == 0.0
+    by_image = m.assign(split=np.where(m["image_id"].astype(int) % 3 == 0, "test", "train"))
+    assert rc.patient_overlap(by_image) == 1.0  # every test image has its patient's other two in training
     one = m.drop_duplicates("patient_id")
     assert rc.patient_split_leakage(one, seeds=range(3)).value == 0.0
     other = m.assign(source="nih")
