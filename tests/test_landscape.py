@@ -155,12 +155,12 @@ def test_report_tables_and_figures():
 @pytest.mark.data
 @pytest.mark.slow
 def test_landscape_of_smoke_runs(data_root, tmp_path, monkeypatch):
-    """Two table2 smoke encoders trained into a tmp results dir and cache; the third stays missing."""
+    """Two table2 smoke encoders trained into a tmp results dir and the session's tmp cache; the
+    third stays missing."""
     from covid_lib import embed, runs
     from covid_lib.data import global_splits
 
     monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
-    monkeypatch.setenv("COVID_LIB_CACHE", str(tmp_path / "cache"))
     records = rl.encoder_records("smoke", data_root=data_root)
     assert records["status"].eq("missing").all() and list(records["role"]) == ["before", "after", "scratch"]
     scratch = records.set_index("role").loc["scratch", "spec"]
