@@ -273,7 +273,8 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     if not spec.data_version or spec.input_size is None or spec.epochs is None:
         raise ValueError(f"compute() needs a resolved spec (spec.resolved(data_root)), got {spec}")
     if spec.parent_spec() is not None and pretrain_checkpoint is None:
-        raise ValueError(f"run {spec.run_id} starts from run {spec.parent_spec().run_id}: pass its checkpoint")
+        how = "fine-tunes pre-training run" if spec.adapt is None else "adapts run"
+        raise ValueError(f"run {spec.run_id} {how} {spec.parent_spec().run_id}: pass its checkpoint")
     threads = run_threads(spec)
     torch.set_num_threads(threads)  # before the U-Net and the data: the same count on every executor
     device = resolve_device(device)
