@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, replace
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -29,6 +30,10 @@ from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_bytes, i
 from covid_lib.runs.spec import RunSpec
 
 REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
+#: Other kinds of COVID run, as ``(claims(spec) -> bool, compute(spec, data_root, device, threads,
+#: progress, parent_checkpoint) -> RunArtifacts)``, registered by their own modules (imported with
+#: :mod:`covid_lib.runs`); :func:`compute` hands a spec to the first kind that claims it.
+RUN_KINDS: list[tuple[Callable[[RunSpec], bool], Callable[..., RunArtifacts]]] = []
 
 
 def run_threads(spec: RunSpec) -> int:
@@ -281,12 +286,9 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     _check_precision(spec, device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
-    from covid_lib.data import SOURCE_SPLITS
-
-    if spec.composition in SOURCE_SPLITS:  # seen and unseen sources (Ben Ahmed et al. 2021)
-        from covid_lib.runs.source_runs import compute_source_split
-
-        return compute_source_split(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    for claims, compute_kind in RUN_KINDS:  # e.g. seen and unseen sources (covid_lib.runs.source_runs)
+        if claims(spec):
+            return compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
     return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
 
 

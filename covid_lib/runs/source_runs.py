@@ -1,7 +1,8 @@
 """Computing a source-split run: train on one source per class, score seen and unseen sources,
 and adapt a finished run to the unseen sources (Ben Ahmed et al. 2021, Fig. 4 and Table 4).
 
-:func:`covid_lib.runs.compute` dispatches here when a spec's ``composition`` is a key of
+:func:`covid_lib.runs.compute` hands a spec here (this module registers itself in
+:data:`covid_lib.runs.execution.RUN_KINDS`) when its ``composition`` is a key of
 :data:`covid_lib.data.SOURCE_SPLITS`. Three kinds of run share this code:
 
 - **from scratch** or **fine-tuned** (``pretrain`` set): the whole network trained as every
@@ -26,7 +27,8 @@ import time
 
 import pandas as pd
 
-from covid_lib.runs.execution import _fit_summary, _images, _initial_model, _spec_record, _timings, _train_config
+from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _images, _initial_model, _spec_record, _timings,
+                                      _train_config)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes, model_from_checkpoint
 from covid_lib.runs.spec import RunSpec
 
@@ -89,6 +91,13 @@ def _score_parts(spec: RunSpec, model, mean: float, std: float, data_root, devic
     return pd.concat(parts, ignore_index=True), sets, rejected
 
 
+def is_source_split(spec: RunSpec) -> bool:
+    """Whether ``spec`` trains on a source split (:data:`covid_lib.data.SOURCE_SPLITS`)."""
+    from covid_lib.data import SOURCE_SPLITS
+
+    return spec.task == "covid" and spec.composition in SOURCE_SPLITS
+
+
 def evaluation_sets(scores: pd.DataFrame, split: str) -> pd.DataFrame:
     """Part scores (``test_set`` = part) plus their union as ``seen`` and ``unseen`` for ``split``."""
     from covid_lib.data import SOURCE_SPLITS
@@ -138,3 +147,6 @@ def compute_source_split(spec: RunSpec, data_root, device: str, threads: int, pr
              "val_scores.csv": val_scores, "scores.csv": scores, "rejections.csv": rejected,
              "metrics.json": metrics, "timings.json": _timings(t0, t_data, result, time.perf_counter() - t1, threads)}
     return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, 2, train.mean, train.std))
+
+
+RUN_KINDS.append((is_source_split, compute_source_split))
