@@ -77,6 +77,7 @@ from covid_lib.data import MEASURES, SOURCE_SPLITS, data_version, source_split_c
 from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
 from covid_lib.report_records import has_record
+from covid_lib.runs import results_dir
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -229,4 +230,4 @@ else:
 
 # %% tags=["hide-input"]
 display(pd.DataFrame({"Ben Ahmed et al. 2021": list(ru.PAPER), "as printed": list(ru.PAPER.values())}).style.hide(axis="index"))
-print(f"records read from {results or 'the repository results/'}; profile {profile!r}; {time.time() - started:.0f} s")
+print(f"records read from {results or results_dir()}; profile {profile!r}; {time.time() - started:.0f} s")
