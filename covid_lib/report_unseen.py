@@ -225,19 +225,18 @@ def pair_aucs(path, split: str, *, n_boot: int = 1000, seed: int = 0) -> pd.Data
 
 # ---------------------------------------------------------------------------------- adaptation
 def adaptation_table(records: pd.DataFrame, *, threshold: str = "paper") -> pd.DataFrame:
-    """The adaptation curve: per split with adaptation runs, the kermany fine-tuned model before
-    (``adapt`` 0: the parent run) and after adapting on ``adapt`` images per class: unseen and
-    seen AUC with intervals, and the rate of each unseen part (Ben Ahmed et al.'s Table 4)."""
+    """The adaptation curve: per split and model with adaptation runs, the model before (``adapt``
+    0: the parent run) and after adapting on ``adapt`` images per class: unseen and seen AUC with
+    intervals, and the rate of each unseen part (Ben Ahmed et al.'s Table 4)."""
     adapted = records[records["adapt"].notna()]
     rows = []
-    for split in adapted["composition"].unique():
+    for (split, variant), kids in adapted.groupby(["composition", "variant"], sort=False):
         s = SOURCE_SPLITS[split]
-        base = records[(records["composition"] == split) & records["adapt"].isna() & (records["pretrain"] == "kermany")
-                       & records["freeze"].isna()]
+        base = records[(records["composition"] == split) & records["adapt"].isna() & (records["variant"] == variant)]
         chain = [(0, base.iloc[0].to_dict())] if len(base) else []
-        chain += [(int(r["adapt"]), r) for r in adapted[adapted["composition"] == split].to_dict("records")]
+        chain += [(int(r["adapt"]), r) for r in kids.to_dict("records")]
         for k, r in sorted(chain, key=lambda x: x[0]):
-            out = {"split": split, "adapt": k, "status": r["status"], "run_id": r["run_id"]}
+            out = {"split": split, "variant": variant, "adapt": k, "status": r["status"], "run_id": r["run_id"]}
             if has_record(r["path"]):
                 for which in ("unseen", "seen"):
                     e = _estimate(_row(r["path"], which, threshold), "auc")
@@ -289,11 +288,11 @@ def plot_adaptation(table: pd.DataFrame):
     """Unseen (and seen) AUC against the images per class adapted on (0 = before), with intervals."""
     import matplotlib.pyplot as plt
 
-    splits = list(dict.fromkeys(table["split"])) if len(table) else []
-    fig, axes = plt.subplots(1, max(len(splits), 1), figsize=(4.2 * max(len(splits), 1), 3.4), sharey=True,
+    panels = list(dict.fromkeys(zip(table["split"], table["variant"]))) if len(table) else []
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 3.4), sharey=True,
                              squeeze=False)
-    for ax, split in zip(axes[0], splits):
-        part = table[(table["split"] == split)]
+    for ax, (split, variant) in zip(axes[0], panels):
+        part = table[(table["split"] == split) & (table["variant"] == variant)]
         for which, color, dx in (("unseen", "tab:orange", 0.0), ("seen", "tab:blue", 0.15)):
             if f"{which}_auc" not in part:
                 continue
@@ -310,7 +309,7 @@ def plot_adaptation(table: pd.DataFrame):
         ax.set_xticks([np.log2(max(k, 1)) - (k == 0) for k in ks])
         ax.set_xticklabels([str(k) for k in ks])
         ax.axhline(0.5, color="grey", ls="--", lw=0.8)
-        ax.set_title(split, fontsize=9)
+        ax.set_title(f"{split}\n{variant}", fontsize=9)
         ax.set_xlabel("unseen images per class adapted on (0: before)")
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("AUC (95% CI)")

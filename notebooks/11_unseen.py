@@ -199,7 +199,7 @@ else:
 # %% tags=["hide-input"]
 adaptation = ru.adaptation_table(records, threshold=threshold)
 if len(adaptation) and adaptation.get("unseen_auc", pd.Series(dtype=float)).notna().any():
-    shown = adaptation[["split", "adapt", "status"]].copy()
+    shown = adaptation[["split", "variant", "adapt", "status"]].copy()
     for which in ("unseen", "seen"):
         shown[f"{which} AUC [95% CI]"] = [format_estimate(v, lo, hi) for v, lo, hi in
                                           zip(adaptation[f"{which}_auc"], adaptation[f"{which}_low"],

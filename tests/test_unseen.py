@@ -217,3 +217,89 @@ def test_smoke_split_run_and_adaptation_end_to_end(data_root, tmp_path):
     curve = ru.adaptation_table(records)
     assert curve["adapt"].tolist() == [0, 4] and curve["unseen_auc"].notna().all()
     assert ru.drop_statements(table)[0].decided in ("drop", "rise", "undecided")
+
+
+# ------------------------------------------------------------------ the run path on synthetic data
+def _synthetic_splits() -> pd.DataFrame:
+    """A tiny stand-in for :func:`global_splits`: every part with train / val / test patients."""
+    rows = []
+    for source, covid, n in (("hannover", 1, 12), ("cohen", 1, 12), ("cohen", 0, 12), ("kermany", 0, 12),
+                             ("nih", 0, 12)):
+        for i in range(n):
+            split = ("train", "train", "train", "train", "val", "val", "test", "test")[i % 8] if i < 8 else \
+                ("train", "val", "test", "train")[i % 4]
+            rows.append({"source": source, "covid": float(covid), "frontal": True, "location": "",
+                         "image_id": f"{source}{covid}-{i}", "patient_id": f"{source}:{covid}-{i}",
+                         "group_id": f"{source}:{covid}-{i}", "split": split})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def synthetic_runs(monkeypatch):
+    """Source-split runs over synthetic images: COVID+ images brighter, so a model can learn."""
+    import covid_lib.data as data
+    from covid_lib.data import source_splits
+    from covid_lib.runs import source_runs
+
+    splits = _synthetic_splits()
+    monkeypatch.setattr(source_splits, "global_splits", lambda *a, **k: splits.copy())
+    monkeypatch.setattr(data, "global_splits", lambda *a, **k: splits.copy())
+
+    def images(spec, rows, data_root, set_name, split):
+        rng = np.random.default_rng(len(rows))
+        x = rng.integers(0, 120, (len(rows), 72, 72)).astype(np.uint8) + 100 * rows["label"].to_numpy()[:, None, None]
+        return x.astype(np.uint8), rows, pd.DataFrame(columns=runs.execution.REJECTION_COLUMNS)
+
+    monkeypatch.setattr(source_runs, "_images", images)
+    return splits
+
+
+@pytest.mark.slow  # trains two ResNet-18s on a few synthetic images: seconds on a free CPU, minutes under a grid
+def test_split_run_and_adaptation_on_synthetic_images(synthetic_runs, tmp_path):
+    from covid_lib import report_unseen as ru
+    from covid_lib.runs import source_runs
+
+    storage = tmp_path / "ckpt"
+    net = create_model("resnet18", num_classes=3)  # a stand-in pre-training checkpoint
+    base = RunSpec("U1-hannover-nih", pretrain="kermany", freeze="encoder", profile="smoke", data_version="v1"
+                   ).resolved()
+    pre_ckpt = runs.records.checkpoint_bytes(net, base.pretrain_spec(), 3, 0.5, 0.2)
+    artifacts = runs.compute(base, pretrain_checkpoint=pre_ckpt, device="cpu")
+    metrics = artifacts.files["metrics.json"]
+    assert metrics["trained_on"] == {"hannover COVID+": 4, "nih COVID-": 4}  # balanced, train patients only
+    assert 0 < metrics["trainable_parameters"] < 50_000
+    assert set(artifacts.files["scores.csv"]["test_set"]) == set(PARTS)
+    table = pd.DataFrame(metrics["table"])
+    assert {"seen", "unseen", *PARTS} == set(table["test_set"])
+    part = table[(table["test_set"] == "nih COVID-")].iloc[0]
+    assert np.isnan(part["auc"]) and not np.isnan(part["specificity"])  # one class: specificity only
+    runs.write_artifacts(artifacts, storage)
+    # the adaptation starts from that checkpoint, trains on the unseen parts' train patients only
+    child = replace(base, adapt=2)
+    with pytest.raises(ValueError, match="adapts run"):
+        runs.compute(child, device="cpu")
+    adapted = runs.compute(child, pretrain_checkpoint=runs.read_checkpoint(base.run_id, storage), device="cpu")
+    m = adapted.files["metrics.json"]
+    assert m["trained_on"] == {"cohen COVID+": 2, "kermany COVID-": 2} and m["adapt"] == 2
+    assert adapted.files["spec.json"]["parent_run"] == base.run_id
+    with pytest.raises(ValueError, match="needs"):
+        source_runs.compute_source_split(child, None, "cpu", 1, False, pre_ckpt)
+    runs.write_artifacts(adapted, storage)
+    records = ru.unseen_records([base, child])
+    assert records["status"].tolist() in (["done", "done"], ["did not learn", "done"], ["done", "did not learn"],
+                                          ["did not learn", "did not learn"])
+    t = ru.seen_unseen_table(records, n_boot=100)
+    assert len(t) == 1 and t["variant"].iloc[0] == "kermany encoder, frozen (Finetune1)" and t["seen_auc"].notna().all()
+    rates = ru.part_rates(records)
+    assert set(rates.loc[rates["role"] == "unseen", "part"]) == {"cohen COVID+", "kermany COVID-"}
+    pairs = ru.pair_aucs(records["path"].iloc[0], "U1-hannover-nih", n_boot=50)
+    assert len(pairs) == 6 and pairs.set_index(["COVID+ part", "COVID- part"]).loc[
+        ("hannover COVID+", "nih COVID-"), "pair"] == "seen"
+    curve = ru.adaptation_table(records)
+    assert curve["adapt"].tolist() == [0, 2] and curve["run_id"].tolist() == [base.run_id, child.run_id]
+    assert curve["unseen_auc"].notna().all() and "cohen COVID+ sensitivity" in curve
+    import matplotlib.pyplot as plt
+
+    for fig in (ru.plot_seen_unseen(t), ru.plot_adaptation(curve)):
+        assert fig.axes and fig.axes[0].lines
+        plt.close(fig)
