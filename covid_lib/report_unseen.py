@@ -49,6 +49,12 @@ _SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
 
 
 # ---------------------------------------------------------------------------------------- records
+def variant(spec: RunSpec) -> str:
+    """The model of a split run in words (:data:`VARIANTS`)."""
+    key = (spec.pretrain or "none", spec.freeze)
+    return VARIANTS.get(key, f"{key[0]} encoder, {spec.freeze or 'fine-tuned'}")
+
+
 def unseen_records(specs: Iterable[RunSpec], results: str | os.PathLike | None = None) -> pd.DataFrame:
     """:func:`spec_records` of ``specs`` with ``freeze``, ``adapt`` and a readable ``variant``."""
     specs = list(specs)
@@ -56,7 +62,7 @@ def unseen_records(specs: Iterable[RunSpec], results: str | os.PathLike | None =
     recs = spec_records(specs, results)
     recs["freeze"] = [by_id[r].freeze for r in recs["run_id"]]
     recs["adapt"] = pd.array([by_id[r].adapt for r in recs["run_id"]], dtype="Int64")
-    recs["variant"] = [VARIANTS.get((p, f), f"{p}, {f}") for p, f in zip(recs["pretrain"], recs["freeze"])]
+    recs["variant"] = [variant(by_id[r]) for r in recs["run_id"]]
     return recs.reindex(columns=[*RECORD_COLUMNS, "freeze", "adapt", "variant"])
 
 
@@ -259,6 +265,7 @@ def plot_seen_unseen(table: pd.DataFrame):
     splits = list(dict.fromkeys(table["split"]))
     fig, axes = plt.subplots(1, max(len(splits), 1), figsize=(4.2 * max(len(splits), 1), 3.6), sharey=True,
                              squeeze=False)
+    labelled: set[str] = set()
     for ax, split in zip(axes[0], splits):
         part = table[table["split"] == split].reset_index(drop=True)
         for i, r in part.iterrows():
@@ -269,7 +276,8 @@ def plot_seen_unseen(table: pd.DataFrame):
                 hollow = r["status"] == "did not learn"
                 ax.errorbar(i + dx, v, yerr=[[v - r[f"{which}_low"]], [r[f"{which}_high"] - v]], fmt="o",
                             color=color, mfc="white" if hollow else color, capsize=3,
-                            label=which if i == 0 else None)
+                            label=None if which in labelled else which)
+                labelled.add(which)
             if r["status"] == "did not learn":
                 ax.annotate("did not learn", (i, 0.02), ha="center", fontsize=7, color="crimson")
         ax.axhline(0.5, color="grey", ls="--", lw=0.8)
@@ -279,7 +287,8 @@ def plot_seen_unseen(table: pd.DataFrame):
         ax.set_title(split + (f" ({missing} without a record)" if missing else ""), fontsize=9)
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("AUC (95% CI; dashed: chance)")
-    axes[0][0].legend(fontsize=8, loc="lower left")
+    if labelled:  # the first panel may hold no record: the figure collects every panel's labels
+        fig.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
 
@@ -313,6 +322,7 @@ def plot_adaptation(table: pd.DataFrame):
         ax.set_xlabel("unseen images per class adapted on (0: before)")
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("AUC (95% CI)")
-    axes[0][0].legend(fontsize=8, loc="lower right")
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
