@@ -15,6 +15,10 @@ retrained, so a stopped grid resumes where it stopped.
 - ``ablation``: pre-processing pipeline ``none`` on CORDA and CORDA&ChestXRay, resnet18, from
   scratch and kermany.
 - ``precision``: CORDA&ChestXRay (a cell that learns from scratch), resnet18, seeds 0-2, fp32 and bf16.
+- ``unseen``: the source splits of :data:`covid_lib.data.SOURCE_SPLITS` (Ben Ahmed et al. 2021, Fig. 4),
+  resnet18 from scratch, kermany fine-tuned and kermany frozen; the fine-tuned model of two splits
+  adapted on :data:`ADAPT_SIZES` images per class of the unseen sources (their Table 4). Parents
+  (pre-training, then the split run an adaptation continues) run first.
 
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
 Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
@@ -75,17 +79,43 @@ GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "precision": ("CORDA&ChestXRay resnet18 from scratch, seeds 0-2, fp32 and bf16",
                   lambda p: [RunSpec("CORDA&ChestXRay", profile=p, seed=s, precision=x)
                              for x in ("fp32", "bf16") for s in range(3)]),
+    "unseen": ("seen and unseen sources (Ben Ahmed et al. 2021): 3 source splits x (scratch, kermany, kermany "
+               "frozen), resnet18; kermany adapted on 4-32 unseen images per class (2 splits)",
+               lambda p: _unseen(p)),
 }
 
 
+#: Adaptation sizes of the ``unseen`` grid: images per class of the unseen sources (Ben Ahmed et al.: 80).
+ADAPT_SIZES = (4, 8, 16, 32)
+#: Source splits of the ``unseen`` grid whose kermany fine-tuned model gets the adaptation curve.
+ADAPTED_SPLITS = ("U1-hannover-nih", "U2-cohen-kermany")
+
+
+def _unseen(profile: str) -> list[RunSpec]:
+    """Per source split: resnet18 from scratch, kermany fine-tuned, kermany frozen (Ben Ahmed et
+    al.'s Finetune1); then the adaptation curve of the fine-tuned model of :data:`ADAPTED_SPLITS`."""
+    from covid_lib.data import SOURCE_SPLITS
+
+    out = [RunSpec(s, pretrain=p, freeze=f, profile=profile)
+           for s in SOURCE_SPLITS for p, f in ((None, None), ("kermany", None), ("kermany", "encoder"))]
+    return out + [RunSpec(s, pretrain="kermany", adapt=k, profile=profile) for s in ADAPTED_SPLITS for k in ADAPT_SIZES]
+
+
 def with_pretrainings(specs: Iterable[RunSpec]) -> list[RunSpec]:
-    """``specs`` without duplicates, each pre-training inserted right before its first fine-tune."""
+    """``specs`` without duplicates, each parent (:meth:`RunSpec.parent_spec`: a pre-training, or
+    the source-split run an adaptation starts from, with its own parents) right before its first child."""
     out: dict[str, RunSpec] = {}
+
+    def add(spec: RunSpec) -> None:
+        if spec.run_id in out:
+            return
+        parent = spec.parent_spec()
+        if parent is not None:
+            add(parent)
+        out[spec.run_id] = spec
+
     for spec in specs:
-        pre = spec.pretrain_spec()
-        if pre is not None:
-            out.setdefault(pre.run_id, pre)
-        out.setdefault(spec.run_id, spec)
+        add(spec)
     return list(out.values())
 
 
@@ -147,10 +177,10 @@ class GridProgress:
 
 
 def failed_pretraining(spec: RunSpec, failed: dict[str, str]) -> str | None:
-    """The reason a fine-tune cannot run when its pre-training failed in this grid, else None."""
-    pre = spec.pretrain_spec()
+    """The reason a run cannot start when its parent (pre-training) failed in this grid, else None."""
+    pre = spec.parent_spec()
     if pre is not None and pre.run_id in failed:
-        return f"pre-training run {pre.run_id} failed: {failed[pre.run_id]}"
+        return f"{'pre-training' if pre.task == 'pretrain' else 'parent'} run {pre.run_id} failed: {failed[pre.run_id]}"
     return None
 
 
@@ -161,7 +191,7 @@ def _run_local(todo: list[RunSpec], tracker: GridProgress, *, data_root, device:
             tracker.failed(spec, reason, reason=reason)
             continue
         try:
-            pre = spec.pretrain_spec()
+            pre = spec.parent_spec()
             ckpt = read_checkpoint(pre.run_id, storage) if pre is not None else None
             artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device)
         except Exception:  # a failing run is reported; the grid goes on

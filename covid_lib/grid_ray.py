@@ -52,7 +52,7 @@ def _resources(ray, spec: RunSpec) -> dict:
 
 def _upstream_failure(ray, spec: RunSpec, refs: dict) -> str | None:
     """Why a fine-tune failed when its pre-training task failed (reported before or after it)."""
-    pre = spec.pretrain_spec()
+    pre = spec.parent_spec()
     ref = refs.get(pre.run_id) if pre is not None else None
     if ref is None:
         return None
@@ -82,7 +82,7 @@ def run_ray(todo: list[RunSpec], tracker, blocked: Callable[[RunSpec], str | Non
         pending: dict[object, RunSpec] = {}
         root = None if data_root is None else str(data_root)
         for spec in todo:
-            pre = spec.pretrain_spec()
+            pre = spec.parent_spec()
             pre_arg = None
             if pre is not None:
                 pre_arg = refs.get(pre.run_id)

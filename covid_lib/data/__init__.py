@@ -34,6 +34,8 @@ from covid_lib.data.sources import (
     read_mask,
     summary_table,
 )
+from covid_lib.data.source_splits import (MEASURES, PARTS, SOURCE_SPLITS, SourceSplit, adapt_rows,
+                                         part_rows, source_split_counts, source_split_rows)
 from covid_lib.data.subsets import PRETRAIN_LABELS, limit_rows, pretrain_rows
 from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_splits, audit_splits
 
@@ -45,4 +47,6 @@ __all__ = [
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
     "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",
     "PRETRAIN_LABELS", "limit_rows", "pretrain_rows",
+    "MEASURES", "PARTS", "SOURCE_SPLITS", "SourceSplit", "adapt_rows", "part_rows", "source_split_counts",
+    "source_split_rows",
 ]

@@ -3,12 +3,15 @@
 - :mod:`covid_lib.runs.spec`: :class:`RunSpec` and its run id;
 - :mod:`covid_lib.runs.execution`: :func:`compute` (train and score, anywhere, nothing written)
   and :func:`run` (compute what is missing and write it, in this process);
-- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes.
+- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes;
+- :mod:`covid_lib.runs.source_runs`: seen and unseen sources (Ben Ahmed et al. 2021), a kind of
+  run :func:`compute` hands source-split specs to.
 
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
 
 from covid_lib.runs.execution import compute, machine_precision, run, run_threads
+from covid_lib.runs import source_runs  # noqa: F401  registers the source-split runs with compute()
 from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, checkpoint_path, clear_failure,
                                     is_finished, load_model, load_result, model_from_checkpoint,
                                     read_checkpoint, read_failure, summary_table, write_artifacts,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, replace
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -29,6 +30,10 @@ from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_bytes, i
 from covid_lib.runs.spec import RunSpec
 
 REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
+#: Other kinds of COVID run, as ``(claims(spec) -> bool, compute(spec, data_root, device, threads,
+#: progress, parent_checkpoint) -> RunArtifacts)``, registered by their own modules (imported with
+#: :mod:`covid_lib.runs`); :func:`compute` hands a spec to the first kind that claims it.
+RUN_KINDS: list[tuple[Callable[[RunSpec], bool], Callable[..., RunArtifacts]]] = []
 
 
 def run_threads(spec: RunSpec) -> int:
@@ -264,23 +269,26 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
 
     Args:
         spec: a resolved spec (:meth:`RunSpec.resolved`).
-        pretrain_checkpoint: the checkpoint bytes of ``spec.pretrain_spec()`` (fine-tunes from a
-            pre-training only).
+        pretrain_checkpoint: the checkpoint bytes of ``spec.parent_spec()`` (the pre-training of
+            a fine-tune, the source-split run of an adaptation).
         data_root: the data root (default: ``COVID_LIB_DATA`` / ``../shared/data``).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; not part of the run id.
         progress: tqdm bars while training.
     """
     if not spec.data_version or spec.input_size is None or spec.epochs is None:
         raise ValueError(f"compute() needs a resolved spec (spec.resolved(data_root)), got {spec}")
-    if spec.pretrain is not None and pretrain_checkpoint is None:
-        raise ValueError(f"run {spec.run_id} fine-tunes pre-training run {spec.pretrain_spec().run_id}: "
-                         "pass its checkpoint")
+    if spec.parent_spec() is not None and pretrain_checkpoint is None:
+        how = "fine-tunes pre-training run" if spec.adapt is None else "adapts run"
+        raise ValueError(f"run {spec.run_id} {how} {spec.parent_spec().run_id}: pass its checkpoint")
     threads = run_threads(spec)
     torch.set_num_threads(threads)  # before the U-Net and the data: the same count on every executor
     device = resolve_device(device)
     _check_precision(spec, device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
+    for claims, compute_kind in RUN_KINDS:  # e.g. seen and unseen sources (covid_lib.runs.source_runs)
+        if claims(spec):
+            return compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
     return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
 
 
@@ -297,7 +305,7 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
     spec = machine_precision(spec.resolved(data_root), device)
     if not force and is_finished(spec, storage):
         return load_result(spec, reused=True, storage=storage)
-    pre = spec.pretrain_spec()
+    pre = spec.parent_spec()
     ckpt = None
     if pre is not None:
         run(pre, data_root=data_root, device=device, progress=progress, storage=storage)

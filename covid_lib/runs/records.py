@@ -101,7 +101,8 @@ def checkpoint_bytes(model: torch.nn.Module, spec: RunSpec, num_classes: int, me
     buf = io.BytesIO()
     torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "arch": spec.arch,
                 "num_classes": int(num_classes), "mean": float(mean), "std": float(std),
-                "input_size": int(spec.input_size), "resize_size": int(spec.resize_size), "run_id": spec.run_id}, buf)
+                "input_size": int(spec.input_size), "resize_size": int(spec.resize_size), "run_id": spec.run_id,
+                **({"head": "small"} if getattr(spec, "freeze", None) else {})}, buf)
     return buf.getvalue()
 
 
@@ -112,6 +113,10 @@ def model_from_checkpoint(data: bytes | str | os.PathLike, device: str = "cpu") 
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     ckpt = torch.load(source, map_location=device, weights_only=True)
     model = create_model(ckpt["arch"], num_classes=ckpt["num_classes"])
+    if ckpt.get("head") == "small":  # Ben Ahmed et al.'s small head (covid_lib.models.heads)
+        from covid_lib.models.heads import with_small_head
+
+        model = with_small_head(model, ckpt["num_classes"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), {k: ckpt[k] for k in CHECKPOINT_KEYS}
 

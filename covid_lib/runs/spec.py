@@ -25,6 +25,7 @@ TASKS = ("covid", "pretrain")
 CLASSIFIERS = ("resnet18", "resnet50", "conv8")
 PRETRAIN_SOURCES = ("kermany", "nih")
 PRECISIONS = ("fp32", "bf16")
+FREEZES = ("encoder",)
 
 
 def results_dir() -> Path:
@@ -52,6 +53,11 @@ class RunSpec:
             (:func:`covid_lib.runs.run` resolves first, so the recorded id hashes the real version).
         precision: ``"fp32"`` or ``"bf16"``; None: the profile's. Hashed only when set, so the
             ids of runs at the profile's precision do not change.
+        freeze: ``"encoder"``: the pre-trained encoder frozen except its batch-norm layers, with a
+            small head (Ben Ahmed et al. 2021, Table 2; source splits only). Hashed only when set.
+        adapt: images per class of the unseen sources to fine-tune a finished source-split run on
+            (Ben Ahmed et al. 2021, Table 4); its parent is this spec without ``adapt``
+            (:meth:`parent_spec`). Hashed only when set.
 
     The thread count is not part of the spec, but of determinism: every executor runs a spec with
     the profile's ``threads`` or all cores of its machine (:func:`covid_lib.runs.run_threads`).
@@ -69,16 +75,18 @@ class RunSpec:
     split_seed: int = 0
     data_version: str = ""
     precision: str | None = None
+    freeze: str | None = None
+    adapt: int | None = None
 
     def __post_init__(self) -> None:
-        from covid_lib.data import COMPOSITIONS
+        from covid_lib.data import COMPOSITIONS, SOURCE_SPLITS
         from covid_lib.preprocess import PIPELINES
 
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
         if self.arch not in CLASSIFIERS:
             raise ValueError(f"unknown architecture {self.arch!r}; choose from {', '.join(CLASSIFIERS)}")
-        known = COMPOSITIONS if self.task == "covid" else PRETRAIN_SOURCES
+        known = {**COMPOSITIONS, **SOURCE_SPLITS} if self.task == "covid" else PRETRAIN_SOURCES
         if self.composition not in known:
             what = "composition" if self.task == "covid" else "pre-training source"
             raise ValueError(f"unknown {what} {self.composition!r}; choose from {', '.join(known)}")
@@ -89,6 +97,12 @@ class RunSpec:
             raise ValueError(f"unknown pipeline {self.pipeline!r}; choose from {', '.join(PIPELINES)}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)} or None")
+        if (self.freeze is not None or self.adapt is not None) and self.composition not in SOURCE_SPLITS:
+            raise ValueError(f"freeze and adapt apply to source splits ({', '.join(SOURCE_SPLITS)}) only")
+        if self.freeze is not None and (self.freeze not in FREEZES or self.pretrain is None):
+            raise ValueError(f"freeze must be None or one of {FREEZES} with a pre-trained encoder, got {self.freeze!r}")
+        if self.adapt is not None and (not isinstance(self.adapt, int) or self.adapt < 1):
+            raise ValueError(f"adapt must be None or a positive number of images per class, got {self.adapt!r}")
         get_profile(self.profile)
 
     @property
@@ -123,7 +137,12 @@ class RunSpec:
         """The pre-training run this run starts from (None when trained from scratch)."""
         if self.pretrain is None:
             return None
-        return replace(self, task="pretrain", composition=self.pretrain, pretrain=None)
+        return replace(self, task="pretrain", composition=self.pretrain, pretrain=None, freeze=None, adapt=None)
+
+    def parent_spec(self) -> "RunSpec | None":
+        """The run whose checkpoint this run starts from: the source-split run without ``adapt``
+        for an adaptation, else :meth:`pretrain_spec`."""
+        return replace(self, adapt=None) if self.adapt is not None else self.pretrain_spec()
 
     def identity(self) -> dict:
         """What the run id hashes: the spec, the profile's settings (its description aside) and, for
@@ -133,12 +152,17 @@ class RunSpec:
         spec = asdict(self)
         spec["input_size"] = self.input_size or self.profile_settings.input_size
         spec["epochs"] = self.epochs or self.profile_settings.epochs
-        if spec["precision"] is None:
-            del spec["precision"]
+        for key in ("precision", "freeze", "adapt"):  # hashed only when set: older ids stay
+            if spec[key] is None:
+                del spec[key]
         if self.task == "covid":  # composition rules; pre-trainings do not use them
-            from covid_lib.data.compose import COMPOSE_VERSION
+            from covid_lib.data.compose import COMPOSE_VERSION, COMPOSITIONS
 
             spec["compose_version"] = COMPOSE_VERSION
+            if self.composition not in COMPOSITIONS:
+                from covid_lib.data.source_splits import SOURCE_SPLIT_VERSION
+
+                spec["source_split_version"] = SOURCE_SPLIT_VERSION
         return {"spec": spec, "profile": settings}
 
     @property
@@ -148,4 +172,5 @@ class RunSpec:
         blob = json.dumps(self.identity(), sort_keys=True).encode()
         digest = hashlib.sha256(blob).hexdigest()[:10]
         name = re.sub(r"[^A-Za-z0-9+-]+", "", self.composition.replace("&", "+"))
-        return f"{self.task}-{name}-{self.arch}-{self.pretrain or 'scratch'}-{self.profile}-s{self.seed}-{digest}"
+        extra = ("-frozen" if self.freeze else "") + (f"-adapt{self.adapt}" if self.adapt else "")
+        return f"{self.task}-{name}-{self.arch}-{self.pretrain or 'scratch'}{extra}-{self.profile}-s{self.seed}-{digest}"
