@@ -15,6 +15,8 @@ retrained, so a stopped grid resumes where it stopped.
 - ``ablation``: pre-processing pipeline ``none`` on CORDA and CORDA&ChestXRay, resnet18, from
   scratch and kermany.
 - ``precision``: CORDA&ChestXRay (a cell that learns from scratch), resnet18, seeds 0-2, fp32 and bf16.
+- ``planted``: a planted confounder (:mod:`covid_lib.runs.planted`) on CORDA's COVID+ training and
+  validation images, each mark x pipeline (``none``, ``paper``), resnet18 from scratch, seed 0.
 
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
 Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
@@ -61,6 +63,12 @@ def _seeds(profile: str) -> list[RunSpec]:
     return out
 
 
+def _planted(profile: str) -> list[RunSpec]:
+    from covid_lib.preprocess.plant import MARKS
+
+    return [RunSpec("CORDA", profile=profile, pipeline=pipe, plant=m) for m in MARKS for pipe in ("none", "paper")]
+
+
 GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "table2": ("Table II: resnet18 x (none, kermany, nih) x 5 compositions",
                lambda p: _cells("resnet18", PRETRAININGS, COMPOSITION_ORDER, p)),
@@ -75,6 +83,8 @@ GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "precision": ("CORDA&ChestXRay resnet18 from scratch, seeds 0-2, fp32 and bf16",
                   lambda p: [RunSpec("CORDA&ChestXRay", profile=p, seed=s, precision=x)
                              for x in ("fp32", "bf16") for s in range(3)]),
+    "planted": ("planted mark (corner, gamma) on CORDA's COVID+ train/val images x pipeline (none, paper), "
+                "resnet18 from scratch, seed 0", lambda p: _planted(p)),
 }
 
 

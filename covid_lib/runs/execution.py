@@ -261,6 +261,10 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     device = resolve_device(device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
+    if spec.plant is not None:
+        from covid_lib.runs.planted import planted_finetune
+
+        return planted_finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
     return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
 
 

@@ -52,6 +52,9 @@ class RunSpec:
             (:func:`covid_lib.runs.run` resolves first, so the recorded id hashes the real version).
         precision: ``"fp32"`` or ``"bf16"``; None: the profile's. Hashed only when set, so the
             ids of runs at the profile's precision do not change.
+        plant: a planted confounder (:data:`covid_lib.preprocess.plant.MARKS`) burnt into the
+            COVID+ training and validation images (:mod:`covid_lib.runs.planted`); None: none.
+            Hashed only when set, like ``precision``.
 
     The thread count is not part of the spec, but of determinism: every executor runs a spec with
     the profile's ``threads`` or all cores of its machine (:func:`covid_lib.runs.run_threads`).
@@ -69,6 +72,7 @@ class RunSpec:
     split_seed: int = 0
     data_version: str = ""
     precision: str | None = None
+    plant: str | None = None
 
     def __post_init__(self) -> None:
         from covid_lib.data import COMPOSITIONS
@@ -89,6 +93,12 @@ class RunSpec:
             raise ValueError(f"unknown pipeline {self.pipeline!r}; choose from {', '.join(PIPELINES)}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)} or None")
+        if self.plant is not None:
+            from covid_lib.preprocess.plant import MARKS
+
+            if self.plant not in MARKS or self.task != "covid":
+                raise ValueError(f"plant must be None or one of {', '.join(MARKS)} (covid task only), "
+                                 f"got {self.plant!r}")
         get_profile(self.profile)
 
     @property
@@ -133,8 +143,9 @@ class RunSpec:
         spec = asdict(self)
         spec["input_size"] = self.input_size or self.profile_settings.input_size
         spec["epochs"] = self.epochs or self.profile_settings.epochs
-        if spec["precision"] is None:
-            del spec["precision"]
+        for optional in ("precision", "plant"):  # hashed only when set: older run ids stay
+            if spec[optional] is None:
+                del spec[optional]
         if self.task == "covid":  # composition rules; pre-trainings do not use them
             from covid_lib.data.compose import COMPOSE_VERSION
 
