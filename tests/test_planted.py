@@ -153,6 +153,13 @@ def test_plant_is_hashed_only_when_set():
         RunSpec("kermany", task="pretrain", profile="smoke", plant="corner")
 
 
+def test_planted_runs_are_dispatched_by_compute():
+    from covid_lib.runs.execution import FINETUNES
+    from covid_lib.runs.planted import planted_finetune
+
+    assert FINETUNES == {"plant": planted_finetune}
+
+
 def test_planted_grid():
     from covid_lib import grid
 

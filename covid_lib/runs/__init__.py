@@ -3,7 +3,9 @@
 - :mod:`covid_lib.runs.spec`: :class:`RunSpec` and its run id;
 - :mod:`covid_lib.runs.execution`: :func:`compute` (train and score, anywhere, nothing written)
   and :func:`run` (compute what is missing and write it, in this process);
-- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes.
+- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes;
+- :mod:`covid_lib.runs.planted`: runs with a planted confounder (``RunSpec.plant``), registered
+  with :func:`compute` on import.
 
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
@@ -15,6 +17,7 @@ from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, che
                                     write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
                                  results_dir)
+from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers the planted fine-tune)
 
 __all__ = [
     "compute", "run", "run_threads",

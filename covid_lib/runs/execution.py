@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -29,6 +30,9 @@ from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_bytes, i
 from covid_lib.runs.spec import RunSpec
 
 REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
+#: Other kinds of COVID fine-tune, by the :class:`RunSpec` field that selects them when it is set;
+#: each registers itself when :mod:`covid_lib.runs` is imported (``plant``: :mod:`covid_lib.runs.planted`).
+FINETUNES: dict[str, Callable] = {}
 
 
 def run_threads(spec: RunSpec) -> int:
@@ -261,10 +265,9 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     device = resolve_device(device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
-    if spec.plant is not None:
-        from covid_lib.runs.planted import planted_finetune
-
-        return planted_finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    for field, finetune in FINETUNES.items():  # another kind of fine-tune, selected by a spec field
+        if getattr(spec, field) is not None:
+            return finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
     return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
 
 

@@ -29,6 +29,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from covid_lib.runs.execution import (FINETUNES, REJECTION_COLUMNS, _fit_summary, _initial_model, _pipeline,
+                                      _spec_record, _timings, _train_config)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes
 from covid_lib.runs.spec import RunSpec
 
@@ -77,7 +79,6 @@ def first_below(values, threshold: float = 0.5, *, sustained: bool = False) -> i
 def _versions(spec: RunSpec, rows: pd.DataFrame, model, device: str) -> dict:
     """Both copies (unmarked, marked) of ``rows`` through the run's chain."""
     from covid_lib.preprocess.plant import preprocess_marked
-    from covid_lib.runs.execution import _pipeline
 
     pipe = _pipeline(spec)
     n = len(rows)
@@ -93,8 +94,6 @@ def _assemble(versions: dict, rows: pd.DataFrame, flags: np.ndarray) -> tuple[np
 
 
 def _rejections(versions: dict, rows: pd.DataFrame, keep: np.ndarray, set_name: str, split: str) -> pd.DataFrame:
-    from covid_lib.runs.execution import REJECTION_COLUMNS
-
     rej = pd.concat([versions[False].rejections, versions[True].rejections]).drop_duplicates("image_id")
     lost = rows[~keep][["source", "image_id"]].astype({"image_id": str})
     out = lost.merge(rej[["image_id", "step", "reason"]], on="image_id", how="left")
@@ -136,8 +135,6 @@ def planted_finetune(spec: RunSpec, data_root, device: str, threads: int, progre
     from covid_lib.data import compose, limit_rows
     from covid_lib.evaluate import metrics_table, score_images
     from covid_lib.preprocess import load_model
-    from covid_lib.runs.execution import _fit_summary, _initial_model, _pipeline, _spec_record, _timings, \
-        _train_config
     from covid_lib.train import fit
 
     t0 = time.perf_counter()
@@ -191,3 +188,6 @@ def planted_finetune(spec: RunSpec, data_root, device: str, threads: int, progre
              "val_scores.csv": val_scores, "scores.csv": scores, "rejections.csv": all_rejected,
              "metrics.json": metrics, "timings.json": _timings(t0, t_data, result, time.perf_counter() - t1, threads)}
     return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, 2, train.mean, train.std))
+
+
+FINETUNES["plant"] = planted_finetune
