@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from covid_lib.checklist_ratings import LEVELS, Rating  # noqa: F401 (re-exported)
+
 #: The ratings a paper can get on an item. "no": the text shows the practice absent or contrary
 #: (e.g. a split by image, a metric on 15 images without an interval); "not reported": the text
 #: neither does it nor says whether it was done.
-LEVELS: tuple[str, ...] = ("yes", "partly", "no", "not reported")
 #: Chapters named as evidence before they exist in ``notebooks/`` (being written in parallel).
 IN_PROGRESS_CHAPTERS: tuple[str, ...] = ("11_unseen", "12_saliency")
 
@@ -69,31 +70,6 @@ class Paper:
     citation: str | None
     file: str | None
     what: str
-
-
-@dataclass(frozen=True)
-class Rating:
-    """One paper's answer to one item: a level of :data:`LEVELS` and a one-line justification.
-
-    Attributes:
-        where: the section, table or figure the rating rests on.
-        quote: a short verbatim quote of the rated text (empty only where the text says nothing,
-            and for this book, whose evidence is its chapters).
-        note: the one-line justification.
-    """
-
-    paper: str
-    item: str
-    level: str
-    where: str
-    note: str
-    quote: str = ""
-
-    def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
-        if not self.note.strip():
-            raise ValueError(f"{self.paper}/{self.item}: a rating needs a justification")
 
 
 ITEMS: tuple[Item, ...] = (
@@ -202,16 +178,18 @@ def paper(key: str) -> Paper:
     raise KeyError(f"unknown paper {key!r}; choose from {', '.join(p.key for p in PAPERS)}")
 
 
-def ratings() -> tuple[Rating, ...]:
-    """Every rating (:data:`covid_lib.checklist_ratings.RATINGS`), checked to cover each paper x item once."""
-    from covid_lib.checklist_ratings import RATINGS
+def ratings(given: tuple[Rating, ...] | None = None) -> tuple[Rating, ...]:
+    """``given`` (default: every rating, :data:`covid_lib.checklist_ratings.RATINGS`), checked to
+    cover each paper x item once."""
+    from covid_lib import checklist_ratings
 
-    seen = {(r.paper, r.item) for r in RATINGS}
+    given = checklist_ratings.RATINGS if given is None else given
+    seen = {(r.paper, r.item) for r in given}
     want = {(p.key, i.key) for p in PAPERS for i in ITEMS}
-    if len(seen) != len(RATINGS) or seen != want:
+    if len(seen) != len(given) or seen != want:
         raise ValueError(f"ratings must rate every paper on every item once; missing {sorted(want - seen)}, "
                          f"unknown {sorted(seen - want)}")
-    return RATINGS
+    return given
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,36 @@ study is rated by what its chapters do, with its shortfalls (:data:`covid_lib.ch
 
 from __future__ import annotations
 
-from covid_lib.checklist import Rating
+from dataclasses import dataclass
+
+#: The levels of a rating.
+LEVELS: tuple[str, ...] = ("yes", "partly", "no", "not reported")
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One paper's answer to one item: a level of :data:`LEVELS` and a one-line justification.
+
+    Attributes:
+        where: the section, table or figure the rating rests on.
+        quote: a short verbatim quote of the rated text (empty only where the text says nothing,
+            and for this book, whose evidence is its chapters).
+        note: the one-line justification.
+    """
+
+    paper: str
+    item: str
+    level: str
+    where: str
+    note: str
+    quote: str = ""
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
+        if not self.note.strip():
+            raise ValueError(f"{self.paper}/{self.item}: a rating needs a justification")
+
 
 R = Rating
 

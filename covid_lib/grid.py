@@ -19,6 +19,8 @@ retrained, so a stopped grid resumes where it stopped.
   resnet18 from scratch, kermany fine-tuned and kermany frozen; the fine-tuned model of two splits
   adapted on :data:`ADAPT_SIZES` images per class of the unseen sources (their Table 4). Parents
   (pre-training, then the split run an adaptation continues) run first.
+- ``planted``: a planted confounder (:mod:`covid_lib.runs.planted`) on CORDA's COVID+ training and
+  validation images, each mark x pipeline (``none``, ``paper``), resnet18 from scratch, seed 0.
 
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
 Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
@@ -65,6 +67,12 @@ def _seeds(profile: str) -> list[RunSpec]:
     return out
 
 
+def _planted(profile: str) -> list[RunSpec]:
+    from covid_lib.preprocess.plant import MARKS
+
+    return [RunSpec("CORDA", profile=profile, pipeline=pipe, plant=m) for m in MARKS for pipe in ("none", "paper")]
+
+
 GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "table2": ("Table II: resnet18 x (none, kermany, nih) x 5 compositions",
                lambda p: _cells("resnet18", PRETRAININGS, COMPOSITION_ORDER, p)),
@@ -82,6 +90,8 @@ GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
     "unseen": ("seen and unseen sources (Ben Ahmed et al. 2021): 3 source splits x (scratch, kermany, kermany "
                "frozen), resnet18; kermany adapted on 4-32 unseen images per class (2 splits)",
                lambda p: _unseen(p)),
+    "planted": ("planted mark (corner, gamma) on CORDA's COVID+ train/val images x pipeline (none, paper), "
+                "resnet18 from scratch, seed 0", lambda p: _planted(p)),
 }
 
 

@@ -24,7 +24,7 @@ from covid_lib.stats import bootstrap_ci, weighted_auc
 
 #: The committed records the book reads (``$COVID_LIB_RESULTS`` is for scratch work and tests).
 BOOK_RESULTS = REPO_ROOT / "results"
-SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline"]
+SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline", "plant"]
 
 
 def record_index(results: str | os.PathLike = BOOK_RESULTS) -> pd.DataFrame:
@@ -45,9 +45,10 @@ def run_row(index: pd.DataFrame, **where) -> pd.Series | None:
     """The record of :func:`record_index` whose spec fields equal ``where`` (None: unset), or None.
 
     ``precision`` defaults to None (the profile's precision): the ``precision`` grid's records,
-    which set it explicitly, are other runs.
+    which set it explicitly, are other runs; so are planted runs (``plant`` defaults to None).
     """
     where.setdefault("precision", None)
+    where.setdefault("plant", None)
     sel = index
     for key, value in where.items():
         sel = sel[sel[key].isna()] if value is None else sel[sel[key] == value]

@@ -15,7 +15,7 @@
 # mask blurred by 3 pixels, Sec. III-B, Fig. 1) keeps a classifier from learning "biases" of the
 # source, such as labels, markers and borders. Ben Ahmed et al. (2021) found that a network still
 # tells the sources apart. A shortcut of this kind needs no deep network to be found. This chapter
-# looks for three of them **with linear models on tiny features, or with records that already
+# looks for four of them **with linear models on tiny features, or with records that already
 # exist, and trains no CNN**:
 #
 # 1. **Which source is this image from?** A logistic regression sees a 32×32 down-sampled copy of
@@ -31,10 +31,16 @@
 #    If the COVID score separates children from adults *at the same disease status*, the model
 #    has learned age (or source), not COVID.
 #
-# **Not in this chapter:** the planted-confounder experiment (a marker added to one class), models
-# tested on a source they never saw during training, saliency maps (the share of a CAM inside the
-# lungs) and the latent landscape (t-SNE, self-organising maps). The first two need new CNN
-# training runs; saliency and embeddings are separate chapters.
+# 4. **A planted confounder.** We burn a mark of our own into the raw COVID+ images (a white "L"
+#    in a corner, or a global gamma curve) and measure, without a CNN, which step of the chain
+#    removes it. Then we read the records of ResNet-18 runs trained with the mark on CORDA's COVID+
+#    training images: do they follow the mark, and after how many epochs? This is the one
+#    experiment here that needs training runs (the `planted` grid); the chapter reads their
+#    records and trains nothing.
+#
+# **Not in this chapter:** models tested on a source they never saw during training, saliency maps
+# (the share of a CAM inside the lungs) and the latent landscape (t-SNE, self-organising maps).
+# The first needs new CNN training runs; saliency and embeddings are separate chapters.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -44,6 +50,9 @@ seed = 0  # sampling, splits and bootstrap seed
 n_boot = 1000  # bootstrap resamples over patients
 images_per_source = 40  # source probe: images drawn per source (None: every frontal image)
 probe_C = 0.01  # inverse L2 strength of both probes, on standardised features (fixed, no search)
+planted_composition = "CORDA"  # the planted confounder: the composition its images and runs come from
+planted_per_class = 40  # planted confounder, chain side: images per label (the smoke profile caps it at 8)
+results = None  # run records folder; None: $COVID_LIB_RESULTS, else the repository's results/
 
 # %% tags=["hide-input"]
 # %matplotlib inline
@@ -53,6 +62,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")
 
+import numpy as np
 import pandas as pd
 from IPython.display import display
 
@@ -61,7 +71,7 @@ from covid_lib import report_shortcuts as rs
 from covid_lib import report_training as rt
 from covid_lib import shortcuts as sc
 from covid_lib.data import global_splits
-from covid_lib.grid import COMPOSITION_ORDER, PRETRAININGS
+from covid_lib.grid import COMPOSITION_ORDER, PRETRAININGS, grid_specs
 from covid_lib.metrics import format_estimate
 from covid_lib.profiles import get_profile
 
@@ -244,9 +254,126 @@ if not ages.empty:
 # here is an NIH image. **Departure from the paper:** the paper reports no per-group scores.
 # These are our `cpu`-profile models, trained from scratch at 128 px.
 #
+# ## 4. A planted confounder
+#
+# **What.** The confounders of the real sources are unknown: nobody listed which marker, border or
+# contrast each hospital burnt into its films. So we plant one whose every pixel we know, on the
+# *raw* image, before the chain, and ask two questions. (a) Which step of the chain removes it?
+# (b) Does a CNN trained with the mark on its COVID+ images learn it, despite the chain? Two marks
+# (`covid_lib.preprocess.plant.MARKS`):
+#
+# - `corner`: a white "L" glyph, like the side markers burnt into many radiographs, in the top-left
+#   corner. Its side is 15% of the image's shorter side, its stroke 30% of that, 8% from the edges,
+#   so that the classifier's centre crop cannot cut it off and it stays outside the lungs.
+# - `gamma`: a global gamma curve (γ = 0.6, brighter), the contrast of another scanner or export.
+#   Global histogram equalisation keeps only the ranks of the grey levels, so it should undo a
+#   monotone curve up to rounding.
+#
+# **Why.** This is the controlled experiment the real data cannot give: the mark is the only
+# difference between two copies of the same image. If the paper's chain removes "biases" such as
+# markers (Sec. III-B), a model trained through it cannot learn the mark.
+#
+# **How, without a CNN.** Images of the `planted_composition` composition (at most
+# `planted_per_class` per label) go through each step of the chain twice, unmarked and marked. The
+# U-Net sees the marked image too, as it would in practice. The **residue** is the mean absolute
+# difference between the two outputs, in grey levels of [0, 1]: over the whole image, inside the
+# mark's pixels carried through the chain's geometry (crop, padding, resizing), and outside them.
+# A **linear probe** (the source probe's 32×32 thumbnail and histogram, logistic regression with
+# the same fixed penalty) tries to tell the marked copy from the unmarked one. Its accuracy is
+# out of fold, from 5-fold cross-validation grouped by patient (both copies of an image and all
+# images of a patient stay in one fold). Chance is exactly 0.5. Intervals resample patients.
+
+# %% tags=["hide-input"]
+from covid_lib import planted as pl
+from covid_lib import report_planted as rp
+from covid_lib.preprocess.plant import MARKS
+
+per_class = min(planted_per_class, 8) if profile == "smoke" else planted_per_class
+planted_rows = pl.data_rows(planted_composition, data_root, per_class=per_class, seed=seed)
+planted_table, planted_arrays = pl.planted_summary(planted_rows, list(MARKS), image_size=image_size, n_boot=n_boot,
+                                                   seed=seed, Cs=(probe_C,), device=device)
+n_kept = int(next(iter(planted_arrays.values())).all_ok.sum())
+print(f"{len(planted_rows)} images of {planted_composition} ({per_class} per label at most), {n_kept} pass every "
+      f"step with and without each mark; the chain, both copies, both marks: "
+      f"{planted_table.drop_duplicates('mark')['seconds'].sum():.0f} s without the cache")
+
+# %% [markdown]
+# One image through each step (columns): unmarked, then each mark and the absolute difference it
+# leaves (magnified four times; black: nothing left).
+
+# %% tags=["hide-input"]
+fig = rp.plot_marks(planted_arrays, index=int(np.flatnonzero(next(iter(planted_arrays.values())).all_ok)[0]))
+
+# %% tags=["hide-input"]
+display(rp.residue_display(planted_table).style.hide(axis="index"))
+print(f"intervals: {planted_table['interval'].iloc[0]}; the probe's chance is 0.5")
+fig = rs.plot_intervals(planted_table.assign(label=planted_table["mark"] + " · " + planted_table["step"]), "label",
+                        value="accuracy",
+                        xlabel="probe accuracy, marked vs unmarked copy (95% CI over patients; dashed: chance)")
+
+# %% [markdown]
+# Read the rows of the paper's chain (`lung-masked (paper)`). The lung mask multiplies the corner
+# to black, so the residue inside the mark's pixels should fall to about zero there. But the chain
+# has global steps: histogram equalisation and min-max scaling see the mark's white pixels and
+# shift every other grey level a little, and the U-Net's mask may change where it sees the mark.
+# Whatever survives anywhere in the image is what the probe can read. For `gamma`, equalisation
+# should do the work, and masking should add nothing.
+#
+# **How, with a CNN.** The `planted` grid trains ResNet-18 from scratch on `planted_composition`
+# with each mark on the COVID+ images of the training **and validation** splits (the validation
+# set selects the best epoch, as in every run), once through the raw pipeline (`none`) and once
+# through the paper's chain (`paper`). The cache holds unmarked images only, so these images go
+# through the chain on the fly (the cost is in the table). Every run scores its composition's
+# test set three ways: **unmarked**, **marked** as in training (COVID+ marked), and **flipped**
+# (the mark on the COVID− images instead). A model that reads the disease gives the three the
+# same AUC. A model that reads the mark gives *marked* an AUC near 1 and *flipped* one under
+# 0.5. After every epoch the run also scores its validation images unmarked and flipped. The
+# **epochs to learn the mark** is the first epoch whose flipped validation AUC falls under 0.5,
+# and the epoch from which it stays there to the end. Both are recorded by the run, not read off
+# a plot.
+
+# %% tags=["hide-input"]
+planted_specs = grid_specs("planted", profile, data_root=data_root)
+planted_records = rp.planted_records(planted_specs, results)
+print("records:", planted_records["status"].value_counts().to_dict())
+planted_runs = rp.run_table(planted_records)
+display(planted_runs.style.hide(axis="index"))
+planted_long = rp.run_long(planted_records)
+if planted_long["auc"].notna().any():
+    shown_long = planted_long.dropna(subset=["auc"])
+    fig = rs.plot_intervals(shown_long.assign(label=shown_long["mark"] + " · " + shown_long["pipeline"] + " · "
+                                              + shown_long["variant"]), "label", value="auc",
+                            xlabel=f"{planted_composition} test AUC (95% CI over patients; dashed: 0.5)")
+else:
+    print("no planted record yet: run `python -m covid_lib grid run planted --profile " + profile + "`")
+
+# %% tags=["hide-input"]
+curves = rp.epoch_curves(planted_records)
+if len(curves):
+    fig = rp.plot_epoch_curves(curves)
+
+# %% tags=["hide-input"]
+for mark in MARKS:
+    for pipe in ("none", "paper"):
+        print(rp.verdict(planted_long, mark, pipe))
+
+# %% [markdown]
+# **The number that decides it** is the flipped test AUC of the `corner` mark through the paper's
+# chain (`corner · paper`, last line but two above). If its interval lies under 0.5, a ResNet
+# trained through the full chain ranks COVID− images with the mark above COVID+ images without
+# it: it follows the mark, and the chain did not protect it. If its interval holds the unmarked
+# AUC, the chain removed what the network could use. The `none` runs are the control, with
+# nothing removed. Did-not-learn runs are labelled and decide nothing. **Limits:** one seed, one
+# small composition (CORDA's training split has 58 images, and its test split 86 from fewer
+# patients), `cpu`-profile models at 128 px, and two marks chosen by us. A mark that fails to be
+# learned here may be learned by a larger model or a longer training. **Departure from the
+# paper:** the paper plants nothing. It names markers as a bias its chain removes but does not
+# test the claim.
+#
 # ## Provenance
 
 # %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot,
-                  images_per_source=images_per_source, probe_C=probe_C)
+                  images_per_source=images_per_source, probe_C=probe_C, planted_composition=planted_composition,
+                  planted_per_class=planted_per_class, results=results)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen")
+_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen", "planted")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

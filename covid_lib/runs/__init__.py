@@ -6,6 +6,8 @@
 - :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes;
 - :mod:`covid_lib.runs.source_runs`: seen and unseen sources (Ben Ahmed et al. 2021), a kind of
   run :func:`compute` hands source-split specs to.
+- :mod:`covid_lib.runs.planted`: runs with a planted confounder (``RunSpec.plant``), registered
+  with :func:`compute` on import.
 
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
@@ -18,6 +20,7 @@ from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, che
                                     write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
                                  results_dir)
+from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers the planted fine-tune)
 
 __all__ = [
     "compute", "machine_precision", "run", "run_threads",

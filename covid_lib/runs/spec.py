@@ -58,6 +58,9 @@ class RunSpec:
         adapt: images per class of the unseen sources to fine-tune a finished source-split run on
             (Ben Ahmed et al. 2021, Table 4); its parent is this spec without ``adapt``
             (:meth:`parent_spec`). Hashed only when set.
+        plant: a planted confounder (:data:`covid_lib.preprocess.plant.MARKS`) burnt into the
+            COVID+ training and validation images (:mod:`covid_lib.runs.planted`); None: none.
+            Hashed only when set, like ``precision``.
 
     The thread count is not part of the spec, but of determinism: every executor runs a spec with
     the profile's ``threads`` or all cores of its machine (:func:`covid_lib.runs.run_threads`).
@@ -77,6 +80,7 @@ class RunSpec:
     precision: str | None = None
     freeze: str | None = None
     adapt: int | None = None
+    plant: str | None = None
 
     def __post_init__(self) -> None:
         from covid_lib.data import COMPOSITIONS, SOURCE_SPLITS
@@ -103,6 +107,12 @@ class RunSpec:
             raise ValueError(f"freeze must be None or one of {FREEZES} with a pre-trained encoder, got {self.freeze!r}")
         if self.adapt is not None and (not isinstance(self.adapt, int) or self.adapt < 1):
             raise ValueError(f"adapt must be None or a positive number of images per class, got {self.adapt!r}")
+        if self.plant is not None:
+            from covid_lib.preprocess.plant import MARKS
+
+            if self.plant not in MARKS or self.task != "covid":
+                raise ValueError(f"plant must be None or one of {', '.join(MARKS)} (covid task only), "
+                                 f"got {self.plant!r}")
         get_profile(self.profile)
 
     @property
@@ -137,7 +147,8 @@ class RunSpec:
         """The pre-training run this run starts from (None when trained from scratch)."""
         if self.pretrain is None:
             return None
-        return replace(self, task="pretrain", composition=self.pretrain, pretrain=None, freeze=None, adapt=None)
+        return replace(self, task="pretrain", composition=self.pretrain, pretrain=None, freeze=None, adapt=None,
+                       plant=None)
 
     def parent_spec(self) -> "RunSpec | None":
         """The run whose checkpoint this run starts from: the source-split run without ``adapt``
@@ -152,7 +163,7 @@ class RunSpec:
         spec = asdict(self)
         spec["input_size"] = self.input_size or self.profile_settings.input_size
         spec["epochs"] = self.epochs or self.profile_settings.epochs
-        for key in ("precision", "freeze", "adapt"):  # hashed only when set: older ids stay
+        for key in ("precision", "freeze", "adapt", "plant"):  # hashed only when set: older ids stay
             if spec[key] is None:
                 del spec[key]
         if self.task == "covid":  # composition rules; pre-trainings do not use them
@@ -172,5 +183,6 @@ class RunSpec:
         blob = json.dumps(self.identity(), sort_keys=True).encode()
         digest = hashlib.sha256(blob).hexdigest()[:10]
         name = re.sub(r"[^A-Za-z0-9+-]+", "", self.composition.replace("&", "+"))
-        extra = ("-frozen" if self.freeze else "") + (f"-adapt{self.adapt}" if self.adapt else "")
+        extra = ("-frozen" if self.freeze else "") + (f"-adapt{self.adapt}" if self.adapt else "") \
+            + (f"-plant{self.plant}" if self.plant else "")
         return f"{self.task}-{name}-{self.arch}-{self.pretrain or 'scratch'}{extra}-{self.profile}-s{self.seed}-{digest}"

@@ -224,7 +224,8 @@ def train_epoch(model: nn.Module, batches, optimizer, loss_fn, rt: Runtime, sche
     return total / max(n, 1), train_auc, n
 
 
-def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | None = None) -> FitResult:
+def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | None = None, *,
+        watch: dict[str, Dataset] | None = None) -> FitResult:
     """Train ``model`` on ``train``; keep the weights of the best validation epoch.
 
     Args:
@@ -233,6 +234,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
         train, val: datasets of ``(image, label, group)``; :class:`~covid_lib.train.XrayDataset`
             takes the fast batched path (augmentation per batch).
         config: :class:`TrainConfig` (default: its defaults).
+        watch: more datasets scored after every epoch, never used for selection or stopping:
+            ``<name>_auc`` joins the history (e.g. a planted confounder's flipped validation set).
 
     Returns:
         :class:`FitResult`; ``history`` has one row per epoch: ``epoch, lr, train_loss, train_auc,
@@ -265,6 +268,10 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
         probs, y, val_loss = predict(model, val, batch_size=max(cfg.batch_size, 64), loss_fn=loss_fn, runtime=rt)
         val_auc = auc(y, probs)
         val_acc = float((probs.argmax(1) == y).mean())
+        watched = {}
+        for name, data in (watch or {}).items():
+            w_probs, w_y, _ = predict(model, data, batch_size=max(cfg.batch_size, 64), runtime=rt)
+            watched[f"{name}_auc"] = auc(w_y, w_probs)
         if bar is not None:
             bar.close()
         if per_step is None:
@@ -277,7 +284,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
         rows.append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_auc": train_auc,
                      "val_loss": val_loss, "val_auc": val_auc, "val_acc": val_acc,
                      "seconds": time.perf_counter() - t0, "images_per_s": n / t_train if t_train else math.nan,
-                     "best": improved})
+                     "best": improved, **watched})
         if cfg.early_stopping is not None and since_best >= cfg.early_stopping:
             break
     model.load_state_dict(best_state)
