@@ -109,7 +109,8 @@ def summary_table(per_image: pd.DataFrame, *, by: str = "seen", n_boot: int = 20
     out = pd.DataFrame(rows, columns=cols)
     if by == "seen" and len(out):
         order = {g: i for i, g in enumerate(SEEN_ORDER)}
-        out = out.sort_values(["run_id", "group"], key=lambda s: s.map(order) if s.name == "group" else s,
+        runs = {r: i for i, r in enumerate(dict.fromkeys(out["run_id"]))}  # models in their given order
+        out = out.sort_values(["run_id", "group"], key=lambda s: s.map(order if s.name == "group" else runs),
                               kind="stable").reset_index(drop=True)
     return out
 
@@ -243,5 +244,6 @@ def per_source_picks(per_image: pd.DataFrame, run_id: str, k: int = 2, seed: int
     """``k`` random images of each source for one model (seen and unseen side by side)."""
     t = per_image[(per_image["run_id"] == run_id) & per_image["share"].notna()]
     order = {g: i for i, g in enumerate(SEEN_ORDER)}
-    picks = t.groupby("source", group_keys=False).apply(lambda g: g.sample(min(k, len(g)), random_state=seed))
+    parts = [g.sample(min(k, len(g)), random_state=seed) for _, g in t.groupby("source", sort=True)]
+    picks = pd.concat(parts) if parts else t
     return picks.sort_values("seen", key=lambda s: s.map(order), kind="stable")
