@@ -261,8 +261,8 @@ def conclusion(table: pd.DataFrame) -> str:
     lines = []
     for _, r in table.iterrows():
         ex = format_estimate(r["excess"], r["excess_low"], r["excess_high"])
-        where = ("above the uniform baseline" if r["excess_low"] > 0 else
-                 "below the uniform baseline" if r["excess_high"] < 0 else "not distinguishable from the uniform baseline")
+        where = ("above the uniform baseline" if r["excess_low"] > 0 else "below the uniform baseline"
+                 if r["excess_high"] < 0 else "not distinguishable from the uniform baseline")
         flag = " (this model did not learn)" if r["did_not_learn"] else ""
         lines.append(f"- {rsal.model_label(r)}{flag}, {r['group']}: in-lung share "
                      f"{format_estimate(r['share'], r['share_low'], r['share_high'])} against a lung area share of "
@@ -274,7 +274,8 @@ if per_image.empty:
     display(Markdown("Nothing measured yet: no conclusion."))
 else:
     deciding = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "trained on")]
-    display(Markdown("**Without pre-processing, on the sources trained on:**\n\n" + (conclusion(deciding) or "- none measured")))
+    display(Markdown("**Without pre-processing, on the sources trained on:**\n\n"
+                     + (conclusion(deciding) or "- none measured")))
     rest = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "unseen")]
     display(Markdown("**Without pre-processing, on unseen sources:**\n\n" + (conclusion(rest) or "- none measured")))
     chain = by_seen[(by_seen["pipeline"] == "paper") & (by_seen["group"] == "trained on")]
