@@ -167,13 +167,14 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     res = sal.model_saliency(spec, rows, data_root=data_root)
     t = res.table
     assert len(t) > 0 and res.maps.shape == res.masks.shape == res.images.shape == (len(t), 64, 64)
-    assert t["has_mask"].all() and t["share"].between(0, 1).all() and t["baseline"].between(0.05, 0.9).all()
-    # geometry: the paper chain blanks the image outside its (blurred) mask, so in the model's
-    # input nothing bright lies far from the mask we measure with
+    assert t["has_mask"].all() and t["share"].between(0, 1).all() and t["baseline"].between(0.02, 0.98).all()
+    # geometry: the paper chain blanks the image outside its mask (blurred, sigma 3 px), so in the
+    # model's input nothing bright lies farther than ~3 sigma from the mask we measure with; a
+    # mask resized instead of centre-cropped, or not cropped, would leave lung pixels out there
     from scipy.ndimage import binary_dilation
 
-    far = ~np.stack([binary_dilation(m, iterations=4) for m in res.masks])
-    assert res.images[far].max() <= 8 and res.images[res.masks].mean() > 40
+    far = ~np.stack([binary_dilation(m, iterations=10) for m in res.masks])
+    assert res.images[far].max() <= 6 and res.images[res.masks].mean() > 40
     other = runs.RunSpec("CORDA", profile="smoke", seed=5).resolved(data_root)  # never trained
     records = spec_records([spec, other])
     per_image, results, status = rsal.collect(records, [spec, other], rows, data_root=data_root)
