@@ -6,8 +6,10 @@ KTH report (Sec. 3.4) shows class activation maps (CAM, Zhou et al. 2016). This 
 into a number: the **in-lung share**, the fraction of a map's (non-negative) mass that falls inside
 the U-Net lung mask, beside the share a uniform map would get (the lung's share of the image).
 
-- :func:`saliency_maps`: maps for the COVID+ class (index 1) at the model input's resolution,
-  non-negative: ``cam`` (the fc weights of the class times the last feature maps: ours, a few
+- :func:`saliency_maps`: maps of the COVID+ log-odds (logit of COVID+ minus that of COVID-: a
+  single logit of a two-class softmax is defined only up to a shift shared by both, and on our
+  models the COVID+ logit alone often has no positive evidence anywhere) at the model input's
+  resolution, non-negative: ``cam`` (the fc weights of the class times the last feature maps: ours, a few
   lines), ``gradcam`` and ``hirescam`` (the ``grad-cam`` package, ``pytorch_grad_cam``, without
   its per-image min-max rescaling, which would shift the zero of the map and change its shares).
   For a global-average-pool + linear head the three agree up to a positive factor (Grad-CAM's
@@ -63,13 +65,16 @@ def upsample(maps: torch.Tensor | np.ndarray, size: int | tuple[int, int]) -> np
 
 
 def class_activation_maps(model: torch.nn.Module, x: torch.Tensor, class_index: int = COVID_CLASS, *,
-                          relu: bool = True) -> np.ndarray:
+                          relu: bool = True, contrast: bool = True) -> np.ndarray:
     """Classic CAM (Zhou et al. 2016; the KTH report's Eq.): ``sum_k w_{c,k} f_k`` with ``w`` the
-    linear head's weights and ``f`` the last feature maps, at feature resolution (N, h, w)."""
+    linear head's weights and ``f`` the last feature maps, at feature resolution (N, h, w).
+    ``contrast``: for a two-class head, the weights of ``logit_c - logit_other`` (the log-odds of
+    class ``c``; a single logit of a softmax pair is defined only up to a shared shift)."""
     model = model.eval()
     with torch.no_grad():
         feats = model.forward_features(x).float()
-        w = model.get_classifier().weight[class_index].float()
+        weight = model.get_classifier().weight.float()
+        w = weight[class_index] - weight[1 - class_index] if contrast and len(weight) == 2 else weight[class_index]
         cam = torch.einsum("k,nkhw->nhw", w, feats)
     cam = cam.cpu().numpy()
     return np.maximum(cam, 0) if relu else cam
@@ -98,21 +103,35 @@ def _package_class(method: str):
     return Raw
 
 
+class _LogOdds:
+    """Target ``logit_c - logit_other`` of one output row (the log-odds of class ``c``)."""
+
+    def __init__(self, c: int) -> None:
+        self.c = c
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        return out[..., self.c] - out[..., 1 - self.c]
+
+
 def package_maps(model: torch.nn.Module, x: torch.Tensor, method: str = "gradcam",
-                 class_index: int = COVID_CLASS, *, relu: bool = True) -> np.ndarray:
-    """Grad-CAM (Selvaraju et al. 2017) or HiResCAM of ``pytorch_grad_cam`` for the class logit,
-    at feature resolution (N, h, w), without the package's per-image rescaling."""
+                 class_index: int = COVID_CLASS, *, relu: bool = True, contrast: bool = True) -> np.ndarray:
+    """Grad-CAM (Selvaraju et al. 2017) or HiResCAM of ``pytorch_grad_cam`` for the class's
+    log-odds (``contrast``, two-class heads) or its logit, at feature resolution (N, h, w),
+    without the package's per-image rescaling."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cls = _package_class(method)
+    two = model.get_classifier().weight.shape[0] == 2
+    target = _LogOdds(class_index) if contrast and two else ClassifierOutputTarget(class_index)
     with torch.enable_grad(), cls(model=model.eval(), target_layers=[target_layer(model)]) as cam:
         cam.relu = relu
-        return cam(input_tensor=x, targets=[ClassifierOutputTarget(class_index)] * len(x))
+        return cam(input_tensor=x, targets=[target] * len(x))
 
 
 def saliency_maps(model: torch.nn.Module, x: torch.Tensor, method: str = "gradcam",
                   class_index: int = COVID_CLASS) -> np.ndarray:
-    """Non-negative maps (N, H, W) at the input's resolution for ``class_index`` (COVID+)."""
+    """Non-negative maps (N, H, W) at the input's resolution of the log-odds of ``class_index``
+    (COVID+ against COVID-)."""
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
     raw = class_activation_maps(model, x, class_index) if method == "cam" else \

@@ -40,7 +40,8 @@
 #
 # ## Method
 #
-# - **Maps.** Grad-CAM of the COVID+ logit at the last feature map of each trained model
+# - **Maps.** Grad-CAM of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
+#   single logit of a two-class softmax is defined only up to a shift shared by both) at the last feature map of each trained model
 #   (`layer4` of the ResNets, the last convolution of Conv8), from the `grad-cam` package
 #   (`pytorch_grad_cam`). The package rescales each map to [0, 1] by its minimum and maximum.
 #   That moves the map's zero and would change the shares, so we take its maps before that step
