@@ -35,7 +35,8 @@ LAYERS: list[tuple[str, ...]] = [
      "covid_lib.report_records", "covid_lib.report_reproduction", "covid_lib.report_depth", "covid_lib.shortcuts",
      "covid_lib.report_shortcuts", "covid_lib.report_unseen",
      "covid_lib.planted", "covid_lib.report_planted", "covid_lib.landscape", "covid_lib.report_landscape",
-     "covid_lib.checklist", "covid_lib.checklist_ratings", "covid_lib.report_checklist"),
+     "covid_lib.checklist", "covid_lib.checklist_ratings", "covid_lib.report_checklist", "covid_lib.saliency",
+     "covid_lib.report_saliency"),
     ("covid_lib.book",),
     ("covid_lib.cli", "covid_lib.__main__"),
 ]

@@ -83,16 +83,18 @@ def _compute_source(manifest: pd.DataFrame, pipeline: Pipeline, *, model=None, b
 
 
 def preprocess_rows(manifest: pd.DataFrame, pipeline: Pipeline | str = "paper", *, model=None,
-                    batch_size: int = 32, device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+                    batch_size: int = 32, device: str = "cpu", return_masks: bool = False):
     """The chain on these manifest rows only, not cached: for small subsets (smoke runs).
 
     Returns:
         ``(images, index, rejections)`` as :func:`preprocess_source` (``index`` holds only the
         ids and the chain's diagnostics); every row is either in ``index`` or in ``rejections``.
+        With ``return_masks`` also the binary lung masks at the output size.
     """
     result = _compute_source(manifest.reset_index(drop=True), get_pipeline(pipeline).resolved(), model=model,
                              batch_size=batch_size, device=device)
-    return result["images"], result["index"], result["rejections"]
+    out = (result["images"], result["index"], result["rejections"])
+    return (*out, result["masks"]) if return_masks else out
 
 
 def _write_cache(path: Path, result: dict, pipeline: Pipeline) -> None:

@@ -1,0 +1,302 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where the model looks
+#
+# A saliency map says which parts of an image pushed a classifier towards its answer. Three works
+# behind this study used them, and none of them measured them:
+#
+# - {cite:t}`degrave2021ai` found that COVID-19 classifiers trained on public collections put
+#   much of their saliency **outside the lungs**, on regions such as laterality markers and text
+#   annotations. In Ben Ahmed et al.'s words, "the deep learning algorithms were looking at
+#   non-lung regions of the chest X-ray to classify the majority of images". DeGrave et al.
+#   concluded that the models select shortcuts over signal.
+# - {cite:t}`benahmed2021deep` applied Grad-CAM {cite:p}`selvaraju2017gradcam` to their
+#   fine-tuned ResNet-50. They expected a model that reads pathology to rely "primarily on pixels
+#   from the lung fields", looked at the maps, and found the result "inconclusive": they "cannot
+#   affirm whether the model is still relying on shortcuts/confounders".
+# - The KTH report {cite:p}`panagiotakopoulos2020transfer` shows class activation maps (CAM,
+#   {cite:t}`zhou2016learning`) of DenseNet-121 and reads them by eye: the ChestX-ray14 model's
+#   maps fall "always, however, within the lung area", while those of an ImageNet-only model suggest
+#   that "it may have found shortcuts".
+# - Tartaglione et al. {cite:p}`tartaglione2020unveiling` show no saliency map. Their remedy for
+#   shortcuts is the pre-processing chain, which blanks everything outside a lung mask
+#   ({doc}`02_segmentation`, {doc}`09_ablation`).
+#
+# A map read by eye cannot settle the question, so this chapter turns each map into one number:
+# **the in-lung share**, the fraction of a map's mass that lies inside the lung mask. It is always
+# shown beside the **uniform baseline**, the lung's share of the image, which is what a map spread
+# evenly over the image would score. A model that looks at the lungs beats that baseline. A
+# model that looks anywhere scores it. The **excess** (share minus baseline) is the number that
+# matters.
+#
+# ## Method
+#
+# - **Maps.** Grad-CAM of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
+#   single logit of a two-class softmax is defined only up to a shift shared by both) at the last feature map of each trained model
+#   (`layer4` of the ResNets, the last convolution of Conv8), from the `grad-cam` package
+#   (`pytorch_grad_cam`). The package rescales each map to [0, 1] by its minimum and maximum.
+#   That moves the map's zero and would change the shares, so we take its maps before that step
+#   and upsample them bilinearly to the model input. All our classifiers end in global average
+#   pooling and one linear layer. For them, classic CAM (the head's weights times the feature
+#   maps, as in the KTH report) equals Grad-CAM up to a positive factor (the map's area). The
+#   tests check this, and it makes the two readings the same here. Negative evidence is cut at
+#   zero, as both methods do.
+# - **Lung mask.** The paper chain's U-Net mask of each image ({doc}`02_segmentation`). It is put
+#   into the model input's geometry the way the images are: fitted to the profile's resize side
+#   (`resize_size`, square padding), then centre-cropped to `input_size`, as the training datasets
+#   crop. The models without pre-processing (pipeline `none`) are measured with the same masks.
+#   The chain's rejections (mask too small, too large or fragmented) have no mask and are left
+#   out.
+# - **Images.** Test patients only, at most `n_images` per source (stratified by label, seeded):
+#   Cohen (both labels: the CORDA and COVID-ChestXRay stand-ins), Kermany (ChestXRay stand-in,
+#   children, COVID−), NIH (RSNA stand-in, adults, COVID−) and Hannover (COVID+ only, never
+#   trained on). Each source is a **seen** source for the model (*trained on*: it is in the
+#   composition's training set), *pre-trained on* (only in the pneumonia pre-training) or
+#   **unseen**.
+# - **Intervals.** Means over images with 95% percentile intervals from the patient-cluster
+#   bootstrap (`covid_lib.stats`). Share, baseline and excess come from the same resamples. The
+#   effect of pre-processing is paired (the same images, both models). Seen against unseen is
+#   unpaired (different patients).
+#
+# **What the number can and cannot say.** With the `paper` pipeline the image outside the
+# (blurred) lung mask is already black. Saliency outside the mask there is not a look at text
+# or markers, which are gone. It is a look at the **edge of the mask and the blank around it**:
+# the shape and size of the segmented lungs. {doc}`10_shortcuts` shows that this shape alone
+# predicts the label and the source. A low share under `paper` therefore still points to a
+# shortcut, the mask's outline. A high share under `paper` says less than it seems, because the
+# chain leaves little else to look at. Under `none` the whole image is there, so the comparison
+# of the two pipelines on the same images is the informative one. A share also does not say
+# *what* inside the lungs is used: opacities, or the source's contrast, which the lungs carry as
+# well. Every source with one label (Kermany, NIH, Hannover) is scored for the same class map.
+# There, a map says where the COVID+ evidence comes from, not whether the answer is right.
+#
+# **Departures.** Our models are the `cpu`-profile ResNet-18s trained from scratch or from our
+# own ChestXRay pre-training at 128 px (not ImageNet-initialised models at 224 px). DeGrave et al.
+# used expected gradients and GAN-based counterfactuals on other models and data. Ben Ahmed et al.
+# used a frozen ResNet-50 on lung crops. The KTH report used DenseNet-121. None of them published
+# a per-image number that could be compared with ours.
+
+# %% tags=["parameters"]
+data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
+device = "auto"  # where the maps (and the U-Net, for images the cache lacks) are computed
+profile = "cpu"  # the profile whose records and checkpoints are read: smoke | cpu | paper
+seed = 0  # image sampling and bootstrap seed
+n_images = 40  # test images per source (stratified by label); None: every test image
+n_boot = 2000  # patient-cluster bootstrap resamples
+method = "gradcam"  # gradcam | hirescam | cam (equal up to scale for these heads)
+gallery_k = 4  # images per gallery row group
+results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
+storage = None  # checkpoint folder; None: the cache's runs folder
+
+# %% tags=["hide-input"]
+# %matplotlib inline
+# %config InlineBackend.figure_formats = ["png"]
+# %config InlineBackend.rc = {"figure.dpi": 72}
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from covid_lib import report
+from covid_lib import report_records as rr
+from covid_lib import report_saliency as rsal
+from covid_lib.data import data_version
+from covid_lib.grid import grid_specs
+from covid_lib.metrics import format_estimate
+
+started = time.time()
+pd.set_option("display.max_colwidth", None)
+pd.set_option("display.max_rows", 300)
+pd.set_option("display.width", 250)
+if device == "auto":
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+
+version = data_version(data_root)
+ablation_specs = grid_specs("ablation", profile, data_root=data_root, data_version=version)
+table2_specs = grid_specs("table2", profile, data_root=data_root, data_version=version)
+specs = ablation_specs + table2_specs
+without = rr.spec_records(ablation_specs, results)
+twins = rr.spec_records(table2_specs, results).merge(without[["arch", "pretrain", "composition", "seed"]], how="inner")
+records = pd.concat([without, twins], ignore_index=True)
+rows = rsal.saliency_rows(data_root, n_images=n_images, seed=seed)
+print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid ablation; their paper-pipeline "
+      f"twins: grid table2); {len(rows)} test images:", rows["source"].value_counts().to_dict())
+
+# %% [markdown]
+# ## The models
+#
+# Every expected model, with its state. *no checkpoint* means a record whose weights are not in
+# this machine's cache, and *missing* a run not trained yet. Neither is measured. A model that
+# did not learn (best validation AUC under 0.6) is measured and flagged in every table.
+
+# %% tags=["hide-input"]
+per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
+                                                 storage=storage, method=method)
+display(status.drop(columns=["seed"]).style.hide(axis="index"))
+if per_image.empty:
+    display(Markdown("**No model could be measured yet**: train the grids `ablation` and `table2` at this profile "
+                     "(`python -m covid_lib grid run ablation --profile ...`). The rest of the chapter is empty."))
+else:
+    kept = per_image.drop_duplicates(["source", "image_id"])
+    print(f"{per_image['run_id'].nunique()} models measured; images without a lung mask (rejected by the chain): "
+          f"{int((~kept['has_mask']).sum())} of {len(kept)}; maps without positive mass: "
+          f"{int((kept['has_mask'] & kept['share'].isna()).sum())}")
+
+# %% [markdown]
+# ## In-lung share against the uniform baseline
+#
+# One row per model and test group. The group says whether the model was trained on the sources
+# in it, saw them only in its pre-training, or never saw them. The excess is the mean of each
+# image's share minus its own lung area share. Zero means the map is no more concentrated on the
+# lungs than an even spread.
+
+# %% tags=["hide-input"]
+if not per_image.empty:
+    by_seen = rsal.summary_table(per_image, by="seen", n_boot=n_boot, seed=seed)
+    display(rsal.format_summary(by_seen).style.hide(axis="index"))
+    print("intervals:", by_seen["interval"].iloc[0].split(",")[0], f"(n_boot={n_boot}), patients resampled")
+    fig = rsal.plot_shares(by_seen)
+
+# %% [markdown]
+# The same per source. The Cohen images hold both labels. The other three sources each hold one
+# label (Kermany, NIH: COVID−; Hannover: COVID+).
+
+# %% tags=["hide-input"]
+if not per_image.empty:
+    by_source = rsal.summary_table(per_image, by="source", n_boot=n_boot, seed=seed)
+    display(rsal.format_summary(by_source).style.hide(axis="index"))
+
+# %% [markdown]
+# ## With and without pre-processing, on the same images
+#
+# For each model without the chain (pipeline `none`), the excess minus that of its twin with the
+# paper's chain: the same architecture, pre-training, composition and seed, on the images both
+# were measured on. A negative difference means the model without the chain puts less of its
+# saliency on the lungs than the model that can see nothing else.
+
+# %% tags=["hide-input"]
+if not per_image.empty:
+    effect = rsal.preprocessing_effect(per_image, n_boot=n_boot, seed=seed)
+    if effect.empty:
+        print("no model without the chain measured yet")
+    else:
+        display(effect.assign(**{"excess none − paper [95% CI]": [
+            format_estimate(d, lo, hi) for d, lo, hi in zip(effect["diff"], effect["diff_low"], effect["diff_high"])]})
+            .drop(columns=["diff", "diff_low", "diff_high", "n_a", "n_b"]).style.hide(axis="index"))
+
+# %% [markdown]
+# ## Seen against unseen sources
+#
+# Per model, the excess on the sources it never saw minus the excess on the sources it was
+# trained on. Ben Ahmed et al. found accuracy collapsing on unseen sources. If the model's
+# attention also leaves the lungs there, the difference is negative.
+
+# %% tags=["hide-input"]
+if not per_image.empty:
+    su = rsal.seen_unseen_difference(per_image, n_boot=n_boot, seed=seed)
+    su["model"] = [rsal.model_label(r) + (" (did not learn)" if r["did_not_learn"] else "") for _, r in su.iterrows()]
+    su["excess unseen − trained on [95% CI]"] = [format_estimate(d, lo, hi) for d, lo, hi in
+                                                 zip(su["diff"], su["diff_low"], su["diff_high"])]
+    display(su[["model", "n_a", "n_b", "excess unseen − trained on [95% CI]"]]
+            .rename(columns={"n_a": "n unseen", "n_b": "n trained on"}).style.hide(axis="index"))
+
+# %% [markdown]
+# ## Galleries
+#
+# Each pair shows the model's input (left) and the COVID+ map over it (right; red = high, scaled
+# per image), with the lung mask as a white contour. The caption gives the source, the label,
+# the model's COVID+ probability, the in-lung share and the lung area share. Shown first are the
+# highest and lowest shares of the first measured model without the chain and of its twin with
+# the chain, then random images of every source, seen and unseen, for the same two models.
+
+# %% tags=["hide-input"]
+def show_gallery(run_id: str) -> None:
+    r = status.set_index("run_id").loc[run_id]
+    display(Markdown(f"**{rsal.model_label(r)}** ({r['state']})"))
+    high, low = rsal.extremes(per_image, run_id, k=gallery_k)
+    for title, picks in (("highest in-lung share", high), ("lowest in-lung share", low),
+                         ("per source (seen first, then unseen)", rsal.per_source_picks(per_image, run_id, k=2,
+                                                                                         seed=seed))):
+        fig = rsal.gallery(rsal.gallery_items(per_image, results_by_run, picks))
+        if fig is not None:
+            fig.suptitle(title, fontsize=8, y=1.02)
+
+
+if not per_image.empty:
+    shown = per_image.drop_duplicates("run_id")
+    first = shown[shown["pipeline"] == "none"].head(1)
+    if len(first):
+        keys = first.iloc[0]
+        twin = shown[(shown["pipeline"] == "paper") & (shown["arch"] == keys["arch"])
+                     & (shown["pretrain"] == keys["pretrain"]) & (shown["composition"] == keys["composition"])]
+        picks = [keys["run_id"], *twin["run_id"].tolist()[:1]]
+    else:
+        picks = shown["run_id"].tolist()[:1]
+    for run_id in picks:
+        show_gallery(run_id)
+
+# %% [markdown]
+# ## Conclusion
+#
+# The number that decides the question is the **excess of the models without pre-processing on
+# the sources they were trained on**: how much more of the COVID+ saliency falls on the lungs
+# than an even spread would put there, when the model can see the whole image. The same excess
+# on unseen sources, and the change from the chain, qualify it.
+
+# %% tags=["hide-input"]
+def conclusion(table: pd.DataFrame) -> str:
+    lines = []
+    for _, r in table.iterrows():
+        ex = format_estimate(r["excess"], r["excess_low"], r["excess_high"])
+        where = ("above the uniform baseline" if r["excess_low"] > 0 else "below the uniform baseline"
+                 if r["excess_high"] < 0 else "not distinguishable from the uniform baseline")
+        flag = " (this model did not learn)" if r["did_not_learn"] else ""
+        lines.append(f"- {rsal.model_label(r)}{flag}, {r['group']}: in-lung share "
+                     f"{format_estimate(r['share'], r['share_low'], r['share_high'])} against a lung area share of "
+                     f"{r['baseline']:.2f}; excess {ex}, {where}.")
+    return "\n".join(lines)
+
+
+if per_image.empty:
+    display(Markdown("Nothing measured yet: no conclusion."))
+else:
+    deciding = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "trained on")]
+    display(Markdown("**Without pre-processing, on the sources trained on:**\n\n"
+                     + (conclusion(deciding) or "- none measured")))
+    rest = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "unseen")]
+    display(Markdown("**Without pre-processing, on unseen sources:**\n\n" + (conclusion(rest) or "- none measured")))
+    chain = by_seen[(by_seen["pipeline"] == "paper") & (by_seen["group"] == "trained on")]
+    display(Markdown("**With the paper's chain (the blank outside the mask is all there is to see there), on the "
+                     "sources trained on:**\n\n" + (conclusion(chain) or "- none measured")))
+
+# %% [markdown]
+# How to read it: an excess whose interval lies above zero means the model's COVID+ evidence
+# concentrates on the lungs more than chance placement would. That is necessary for a model that
+# reads pathology, but not sufficient (the lungs also carry the source's contrast and
+# texture). An excess at or below zero under pipeline `none` is DeGrave et al.'s finding
+# reproduced: the evidence lies in the rest of the film. Under the paper's chain the share is
+# bounded by the chain itself, and a model that still puts its saliency outside the mask is
+# reading the mask's outline, the shortcut measured in {doc}`10_shortcuts`. The intervals here
+# rest on `n_images` images per source on a small machine. Where they straddle zero, the honest
+# reading is Ben Ahmed et al.'s: inconclusive at this sample size.
+#
+# ## Provenance
+
+# %% tags=["hide-input"]
+parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_images=n_images, n_boot=n_boot,
+                  method=method, gallery_k=gallery_k, results=results, storage=storage)
+report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)
