@@ -32,8 +32,7 @@ n_boot = 1000  # bootstrap resamples over patients
 results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 images_per_source = 40  # source probe (as in 10_shortcuts): images per source; 0: not computed here
 probe_C = 0.01  # inverse L2 strength of the source probe (as in 10_shortcuts)
-saliency_csv = None  # the table of 12_saliency (share of saliency inside the lungs); None: not yet
-unseen_csv = None  # the table of 11_unseen (seen against unseen sources); None: not yet
+saliency_csv = "book/audit/saliency_by_seen.csv"  # the table 12_saliency writes at the cpu profile; None: not read
 
 # %% tags=["hide-input"]
 # %matplotlib inline
@@ -152,12 +151,21 @@ for key in ("cross_dataset", "seeds", "preprocessing_ablation"):
 # %% [markdown]
 # ### From the chapters being written
 #
-# Saliency inside the lungs ({doc}`12_saliency`) and the test on unseen sources ({doc}`11_unseen`)
-# are read from the tables those chapters write, once they exist (`saliency_csv`, `unseen_csv`).
+# The test on unseen sources ({doc}`11_unseen`) is computed here from its run records; saliency
+# inside the lungs ({doc}`12_saliency`) is read from the table that chapter writes
+# (`saliency_csv`), since its maps take minutes to compute.
 
 # %% tags=["hide-input"]
-measured["saliency"] = rc.saliency_inside_lungs(pd.read_csv(saliency_csv) if saliency_csv else None)
-measured["unseen_source"] = rc.unseen_source_gap(pd.read_csv(unseen_csv) if unseen_csv else None)
+from pathlib import Path
+
+from covid_lib import report_unseen as ru
+
+saliency_table = pd.read_csv(saliency_csv) if saliency_csv and Path(saliency_csv).is_file() else None
+measured["saliency"] = rc.saliency_inside_lungs(saliency_table if profile != "smoke" else None)
+unseen_records = ru.unseen_records(grid_specs("unseen", profile, data_root=data_root, data_version=version), results)
+unseen_done = unseen_records[unseen_records["status"].isin(["done", "did not learn"])]
+measured["unseen_source"] = rc.unseen_source_gap(
+    ru.seen_unseen_table(unseen_records, n_boot=n_boot, seed=seed) if len(unseen_done) else None)
 for key in ("saliency", "unseen_source"):
     print(f"{cl.item(key).short}: {measured[key].text}")
 
@@ -215,6 +223,5 @@ display(Markdown("\n".join(f"- {s}" for s in cl.OUR_SHORTFALLS)))
 
 # %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot, results=results,
-                  images_per_source=images_per_source, probe_C=probe_C, saliency_csv=saliency_csv,
-                  unseen_csv=unseen_csv)
+                  images_per_source=images_per_source, probe_C=probe_C, saliency_csv=saliency_csv)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)
