@@ -138,12 +138,16 @@ def conclusion(table: pd.DataFrame, after: str, before: str | None = None) -> st
         return f"{r[col]:.2f} [{r[f'{col}_low']:.2f}, {r[f'{col}_high']:.2f}]"
 
     src, lab = t.loc[(after, "source")], t.loc[(after, "label")]
-    by = ("source" if src["excess_low"] > lab["excess_high"] else
-          "label" if lab["excess_low"] > src["excess_high"] else "neither source nor label distinguishably")
+    above = [name for name, r in (("source", src), ("label", lab)) if r["excess_low"] > 0]
+    if src["excess_low"] > lab["excess_high"]:
+        reading = "the map is organised more by source than by label"
+    elif lab["excess_low"] > src["excess_high"]:
+        reading = "the map is organised more by label than by source"
+    else:
+        reading = ("the map is organised by " + (" and by ".join(above) + " above chance" if above else
+                   "neither above chance") + ", and by neither more than the other (the intervals overlap)")
     text = (f"After fine-tuning ({after}), excess purity by source is {fmt(after, 'source')} and by COVID label "
-            f"{fmt(after, 'label')} (0: permutation chance, 1: every node pure): the map is organised more by {by}")
-    if by.startswith("neither"):
-        text = text.replace("organised more by neither", "organised by neither")
+            f"{fmt(after, 'label')} (0: permutation chance, 1: every node pure): {reading}")
     if before is not None and before in set(table["encoder"]) and (after, "label") in t.index:
         text += (f". From before fine-tuning ({before}) the label's excess purity changes by "
                  f"{fmt(after, 'label', 'change')} and the source's by {fmt(after, 'source', 'change')} "

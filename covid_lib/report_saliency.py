@@ -115,6 +115,26 @@ def summary_table(per_image: pd.DataFrame, *, by: str = "seen", n_boot: int = 20
     return out
 
 
+def excess_statements(table: pd.DataFrame) -> str:
+    """One markdown line per row of :func:`summary_table`: the in-lung share against the lung area
+    share and where the excess's interval lies (above, below or across the uniform baseline);
+    a row without a single positive map says so instead."""
+    lines = []
+    for _, r in table.iterrows():
+        flag = " (this model did not learn)" if r["did_not_learn"] else ""
+        head = f"- {model_label(r)}{flag}, {r['group']}: "
+        if not np.isfinite(r["share"]):
+            lines.append(head + "not measurable: none of its COVID+ maps has positive mass (the model's "
+                         "log-odds do not rise with any part of these images).")
+            continue
+        where = ("above the uniform baseline" if r["excess_low"] > 0 else "below the uniform baseline"
+                 if r["excess_high"] < 0 else "not distinguishable from the uniform baseline")
+        lines.append(head + f"in-lung share {format_estimate(r['share'], r['share_low'], r['share_high'])} against "
+                     f"a lung area share of {r['baseline']:.2f}; excess "
+                     f"{format_estimate(r['excess'], r['excess_low'], r['excess_high'])}, {where}.")
+    return "\n".join(lines)
+
+
 def format_summary(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`summary_table` for reading: model, group, n, share / baseline / excess with intervals."""
     def est(prefix: str) -> list[str]:

@@ -171,7 +171,7 @@ if not per_image.empty:
     if profile != "smoke" and summary_csv:  # the checklist (14) reads it; smoke numbers mean nothing
         by_seen.to_csv(summary_csv, index=False)
     display(rsal.format_summary(by_seen).style.hide(axis="index"))
-    print("intervals:", by_seen["interval"].iloc[0].split(",")[0], f"(n_boot={n_boot}), patients resampled")
+    print("intervals:", by_seen["interval"].iloc[0], "- patients resampled")
     fig = rsal.plot_shares(by_seen)
 
 # %% [markdown]
@@ -261,30 +261,17 @@ if not per_image.empty:
 # on unseen sources, and the change from the chain, qualify it.
 
 # %% tags=["hide-input"]
-def conclusion(table: pd.DataFrame) -> str:
-    lines = []
-    for _, r in table.iterrows():
-        ex = format_estimate(r["excess"], r["excess_low"], r["excess_high"])
-        where = ("above the uniform baseline" if r["excess_low"] > 0 else "below the uniform baseline"
-                 if r["excess_high"] < 0 else "not distinguishable from the uniform baseline")
-        flag = " (this model did not learn)" if r["did_not_learn"] else ""
-        lines.append(f"- {rsal.model_label(r)}{flag}, {r['group']}: in-lung share "
-                     f"{format_estimate(r['share'], r['share_low'], r['share_high'])} against a lung area share of "
-                     f"{r['baseline']:.2f}; excess {ex}, {where}.")
-    return "\n".join(lines)
-
-
 if per_image.empty:
     display(Markdown("Nothing measured yet: no conclusion."))
 else:
     deciding = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "trained on")]
     display(Markdown("**Without pre-processing, on the sources trained on:**\n\n"
-                     + (conclusion(deciding) or "- none measured")))
+                     + (rsal.excess_statements(deciding) or "- none measured")))
     rest = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "unseen")]
-    display(Markdown("**Without pre-processing, on unseen sources:**\n\n" + (conclusion(rest) or "- none measured")))
+    display(Markdown("**Without pre-processing, on unseen sources:**\n\n" + (rsal.excess_statements(rest) or "- none measured")))
     chain = by_seen[(by_seen["pipeline"] == "paper") & (by_seen["group"] == "trained on")]
     display(Markdown("**With the paper's chain (the blank outside the mask is all there is to see there), on the "
-                     "sources trained on:**\n\n" + (conclusion(chain) or "- none measured")))
+                     "sources trained on:**\n\n" + (rsal.excess_statements(chain) or "- none measured")))
 
 # %% [markdown]
 # How to read it: an excess whose interval lies above zero means the model's COVID+ evidence

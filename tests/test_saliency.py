@@ -189,3 +189,21 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     high, low = rsal.extremes(per_image, spec.run_id, k=2)
     assert high["share"].min() >= low["share"].max()
     assert rsal.gallery(rsal.gallery_items(per_image, results, pd.concat([high, low]))) is not None
+
+
+def test_excess_statements_say_where_the_interval_lies_and_name_unmeasurable_models():
+    import pandas as pd
+
+    from covid_lib import report_saliency as rsal
+
+    base = dict(arch="resnet18", pretrain=None, pipeline="none", composition="CORDA", did_not_learn=False,
+                group="trained on", baseline=0.3)
+    table = pd.DataFrame([
+        {**base, "share": 0.5, "share_low": 0.45, "share_high": 0.55, "excess": 0.2, "excess_low": 0.1, "excess_high": 0.3},
+        {**base, "share": 0.3, "share_low": 0.2, "share_high": 0.4, "excess": 0.0, "excess_low": -0.1, "excess_high": 0.1},
+        {**base, "share": float("nan"), "share_low": float("nan"), "share_high": float("nan"),
+         "excess": float("nan"), "excess_low": float("nan"), "excess_high": float("nan")},
+    ])
+    lines = rsal.excess_statements(table).splitlines()
+    assert "above the uniform baseline" in lines[0] and "not distinguishable" in lines[1]
+    assert "not measurable" in lines[2] and "distinguishable" not in lines[2]
