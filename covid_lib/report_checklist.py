@@ -197,7 +197,7 @@ def source_probe_accuracy(table: pd.DataFrame | None, *, step: str = "lung-maske
 
 
 def saliency_inside_lungs(table: pd.DataFrame | None, *, value: str = "share",
-                          label: str | Sequence[str] | None = ("composition", "group"),
+                          label: str | Sequence[str] | None = ("pretrain", "pipeline", "composition", "group"),
                           reference: str | None = "baseline") -> Measurement:
     """Hook for chapter ``12_saliency``: the mean share of each saliency map inside the lung mask,
     one row per model and test group (``covid_lib.report_saliency.summary_table``: ``share``,
