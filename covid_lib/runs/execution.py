@@ -215,16 +215,15 @@ def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: boo
     return RunArtifacts(spec, files, checkpoint_bytes(result.model, spec, num_classes, train.mean, train.std))
 
 
-def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
-    """Scores on the test split of every composition, with each test set's expected and scored
-    counts and the images the chain rejected."""
-    from covid_lib.data import COMPOSITIONS, compose
+def score_test_sets(spec: RunSpec, model, mean: float, std: float, test_rows: dict[str, pd.DataFrame], data_root,
+                    device: str):
+    """Scores on each named set of test rows through the run's chain, with each set's expected and
+    scored counts and the images the chain rejected."""
     from covid_lib.evaluate import score_images
     from covid_lib.train import make_dataset
 
     parts, sets, rejected = [], {}, []
-    for name in COMPOSITIONS:
-        rows = compose(name, data_root, seed=spec.split_seed).query("split == 'test'")
+    for name, rows in test_rows.items():
         images, kept, rej = _images(spec, rows, data_root, name, "test")
         data = make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std)
         parts.append(score_images(model, data, kept, test_set=name, device=device))
@@ -232,6 +231,14 @@ def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device:
                       "rejected": rej[["image_id", "reason"]].to_dict("records")}
         rejected.append(rej)
     return pd.concat(parts, ignore_index=True), sets, rejected
+
+
+def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
+    """Scores on the test split of every composition (the cross-dataset columns of Tables II-IV)."""
+    from covid_lib.data import COMPOSITIONS, compose
+
+    test_rows = {name: compose(name, data_root, seed=spec.split_seed).query("split == 'test'") for name in COMPOSITIONS}
+    return score_test_sets(spec, model, mean, std, test_rows, data_root, device)
 
 
 def _finetune(spec: RunSpec, data_root, device: str, threads: int, progress: bool,

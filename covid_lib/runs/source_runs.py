@@ -28,7 +28,7 @@ import time
 import pandas as pd
 
 from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _images, _initial_model, _spec_record, _timings,
-                                      _train_config)
+                                      _train_config, score_test_sets)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes, model_from_checkpoint
 from covid_lib.runs.spec import RunSpec
 
@@ -75,20 +75,10 @@ def _fit_sets(spec: RunSpec, rows: pd.DataFrame, data_root, mean, std) -> dict:
 def _score_parts(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
     """Scores on the test patients of every part, with each part's expected and scored counts."""
     from covid_lib.data import PARTS, global_splits, part_rows
-    from covid_lib.evaluate import score_images
-    from covid_lib.train import make_dataset
 
     splits = global_splits(data_root, seed=spec.split_seed)
-    parts, sets, rejected = [], {}, []
-    for name in PARTS:
-        rows = part_rows(splits, name).query("split == 'test'")
-        images, kept, rej = _images(spec, rows, data_root, name, "test")
-        data = make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std)
-        parts.append(score_images(model, data, kept, test_set=name, device=device))
-        sets[name] = {"n_expected": len(kept) + len(rej), "n_scored": len(kept),
-                      "rejected": rej[["image_id", "reason"]].to_dict("records")}
-        rejected.append(rej)
-    return pd.concat(parts, ignore_index=True), sets, rejected
+    test_rows = {name: part_rows(splits, name).query("split == 'test'") for name in PARTS}
+    return score_test_sets(spec, model, mean, std, test_rows, data_root, device)
 
 
 def is_source_split(spec: RunSpec) -> bool:
