@@ -168,10 +168,9 @@ def test_landscape_of_smoke_runs(data_root, tmp_path, monkeypatch):
     runs.run(scratch, data_root=data_root, device="cpu", progress=False)
     runs.run(before, data_root=data_root, device="cpu", progress=False)
     records = rl.encoder_records("smoke", data_root=data_root)
-    assert records.set_index("role")["status"].to_dict() == {"before": "done", "after": "missing",
-                                                             "scratch": records.set_index("role").loc["scratch",
-                                                                                                      "status"]}
-    assert records.set_index("role").loc["scratch", "status"] in ("done", "did not learn")
+    status = records.set_index("role")["status"]
+    assert status["after"] == "missing"  # smoke models may not learn; their features are still read
+    assert status["before"] in ("done", "did not learn") and status["scratch"] in ("done", "did not learn")
     rows = L.landscape_rows(global_splits(data_root), per_source=4)
     assert set(rows["source"]) == set(L.SOURCES) and (rows.groupby("source").size() <= 4).all()
     assert set(rows["age_group"]) <= set(L.AGE_GROUPS) and (rows[rows["source"] == "kermany"]["age_group"]

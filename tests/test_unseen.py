@@ -251,6 +251,7 @@ def synthetic_runs(monkeypatch):
         return x.astype(np.uint8), rows, pd.DataFrame(columns=runs.execution.REJECTION_COLUMNS)
 
     monkeypatch.setattr(source_runs, "_images", images)
+    monkeypatch.setattr(runs.execution, "_images", images)  # test-set scoring (score_test_sets)
     return splits
 
 
@@ -266,7 +267,7 @@ def test_split_run_and_adaptation_on_synthetic_images(synthetic_runs, tmp_path):
     pre_ckpt = runs.records.checkpoint_bytes(net, base.pretrain_spec(), 3, 0.5, 0.2)
     artifacts = runs.compute(base, pretrain_checkpoint=pre_ckpt, device="cpu")
     metrics = artifacts.files["metrics.json"]
-    assert metrics["trained_on"] == {"hannover COVID+": 4, "nih COVID-": 4}  # balanced, train patients only
+    assert metrics["trained_on"] == {"hannover COVID+": 6, "nih COVID-": 6}  # balanced, train patients only (6 of 12)
     assert 0 < metrics["trainable_parameters"] < 50_000
     assert set(artifacts.files["scores.csv"]["test_set"]) == set(PARTS)
     table = pd.DataFrame(metrics["table"])
