@@ -129,7 +129,7 @@ display(counts.rename(columns={"source_split": "split", "set": "part"}).style.hi
 # interval comes from an **unpaired** bootstrap (the patients of each set resampled independently).
 # A model that did not learn (best validation AUC under 0.6) is shown as such and drawn hollow.
 
-# %% tags=["hide-input"]
+# %%
 table = ru.seen_unseen_table(records, n_boot=n_boot, seed=seed)
 display(ru.formatted(table).style.hide(axis="index"))
 if table["seen_auc"].notna().any():
@@ -196,7 +196,7 @@ else:
 # original sources. With 4 to 32 validation images per class, a "did not learn" flag is itself
 # noisy.
 
-# %% tags=["hide-input"]
+# %%
 adaptation = ru.adaptation_table(records, threshold=threshold)
 if len(adaptation) and adaptation.get("unseen_auc", pd.Series(dtype=float)).notna().any():
     shown = adaptation[["split", "variant", "adapt", "status"]].copy()

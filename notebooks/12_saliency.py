@@ -144,7 +144,7 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # this machine's cache, and *missing* a run not trained yet. Neither is measured. A model that
 # did not learn (best validation AUC under 0.6) is measured and flagged in every table.
 
-# %% tags=["hide-input"]
+# %%
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
                                                  storage=storage, method=method)
 display(status.drop(columns=["seed"]).style.hide(axis="index"))
@@ -165,7 +165,7 @@ else:
 # image's share minus its own lung area share. Zero means the map is no more concentrated on the
 # lungs than an even spread.
 
-# %% tags=["hide-input"]
+# %%
 if not per_image.empty:
     by_seen = rsal.summary_table(per_image, by="seen", n_boot=n_boot, seed=seed)
     if profile != "smoke" and summary_csv:  # the checklist (14) reads it; smoke numbers mean nothing

@@ -115,7 +115,7 @@ splits = global_splits(data_root, seed=seed)
 rows = L.landscape_rows(splits, per_source=per_source, seed=seed)
 display(rows.groupby(["source", "label", "age_group"]).size().unstack("age_group", fill_value=0))
 
-# %% tags=["hide-input"]
+# %%
 t0 = time.time()
 raw, kept = rl.encoder_features(records, rows, data_root=data_root, device=dev)
 features = {n: embed.prepare_features(f, n_components) for n, f in raw.items()}
@@ -155,7 +155,7 @@ if not features:
 # bias correction). The change from the first encoder is paired: the same resamples are used
 # for every encoder.
 
-# %% tags=["hide-input"]
+# %%
 fits = {n: L.fit_som(x, seed=seed) for n, x in features.items()}
 table = L.purity_table(fits, kept, n_boot=n_boot, n_perm=n_perm, seed=seed) if fits else pd.DataFrame()
 if fits:
