@@ -27,8 +27,6 @@ from covid_lib.checklist_ratings import LEVELS, Rating  # noqa: F401 (re-exporte
 #: The ratings a paper can get on an item. "no": the text shows the practice absent or contrary
 #: (e.g. a split by image, a metric on 15 images without an interval); "not reported": the text
 #: neither does it nor says whether it was done.
-#: Chapters named as evidence before they exist in ``notebooks/`` (being written in parallel).
-IN_PROGRESS_CHAPTERS: tuple[str, ...] = ("11_unseen", "12_saliency")
 
 
 @dataclass(frozen=True)

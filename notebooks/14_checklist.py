@@ -149,7 +149,7 @@ for key in ("cross_dataset", "seeds", "preprocessing_ablation"):
     print(f"{cl.item(key).short}: {measured[key].text}\n")
 
 # %% [markdown]
-# ### From the chapters being written
+# ### From the chapters on unseen sources and saliency
 #
 # The test on unseen sources ({doc}`11_unseen`) is computed here from its run records; saliency
 # inside the lungs ({doc}`12_saliency`) is read from the table that chapter writes
