@@ -303,21 +303,22 @@ def level_counts(checklist: cl.Checklist | None = None) -> pd.DataFrame:
 
 
 def plot_ratings(matrix: pd.DataFrame) -> Figure:
-    """The ratings as a coloured grid: items (rows) x papers (columns), the level written in each cell."""
-    codes = matrix.apply(lambda col: col.map({lv: k for k, lv in enumerate(cl.LEVELS)})).to_numpy(float)
+    """The ratings as a coloured grid (a seaborn heatmap): items (rows) x papers (columns), the level
+    written in each cell."""
+    import seaborn as sns
+
+    codes = matrix.apply(lambda col: col.map({lv: k for k, lv in enumerate(cl.LEVELS)})).astype(float)
     fig = Figure(figsize=(1.5 * matrix.shape[1] + 3.2, 0.42 * matrix.shape[0] + 1.2), layout="constrained")
     ax = fig.subplots()
-    ax.imshow(codes, cmap=ListedColormap([LEVEL_COLORS[lv] for lv in cl.LEVELS]), vmin=-0.5,
-              vmax=len(cl.LEVELS) - 0.5, aspect="auto")
-    for (r, c), level in np.ndenumerate(matrix.to_numpy()):
-        ax.text(c, r, level, ha="center", va="center", fontsize=8, color="white" if level in ("yes", "no") else "black")
-    ax.set_xticks(range(matrix.shape[1]), matrix.columns, fontsize=9)
-    ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=9)
+    sns.heatmap(codes, ax=ax, cmap=ListedColormap([LEVEL_COLORS[lv] for lv in cl.LEVELS]), vmin=-0.5,
+                vmax=len(cl.LEVELS) - 0.5, annot=matrix.to_numpy(), fmt="", cbar=False, linewidths=2,
+                linecolor="white", annot_kws={"fontsize": 8})
+    for text, level in zip(ax.texts, matrix.to_numpy().ravel()):
+        text.set_color("white" if level in ("yes", "no") else "black")
+    ax.set_xlabel(""), ax.set_ylabel("")
     ax.xaxis.tick_top()
-    ax.set_xticks(np.arange(-0.5, matrix.shape[1]), minor=True)
-    ax.set_yticks(np.arange(-0.5, matrix.shape[0]), minor=True)
-    ax.grid(which="minor", color="white", linewidth=2)
-    ax.tick_params(which="minor", length=0)
+    ax.tick_params(length=0, labelsize=9)
+    ax.set_yticklabels(matrix.index, rotation=0)
     return fig
 
 
