@@ -173,12 +173,13 @@ def planted_finetune(spec: RunSpec, data_root, device: str, threads: int, progre
     scores = pd.concat(parts, ignore_index=True)
     table = metrics_table(scores, val_scores, seed=spec.seed)
     history = result.history
+    n_preprocessed = 2 * sum(v["n_expected"] for v in n.values())  # each image unmarked and marked
     plant = {"mark": spec.plant, "marked_in": "COVID+ images of the training and validation splits",
              "epochs_run": int(len(history)),
              "epochs_to_learn": first_below(history["val_flipped_auc"]),
              "epochs_to_learn_sustained": first_below(history["val_flipped_auc"], sustained=True),
-             "preprocess_s": seconds, "images_preprocessed": int(2 * sum(v["n_expected"] for v in n.values())),
-             "preprocess_s_per_image": seconds / max(1, 2 * sum(v["n_expected"] for v in n.values()))}
+             "preprocess_s": seconds, "images_preprocessed": int(n_preprocessed),
+             "preprocess_s_per_image": seconds / max(1, n_preprocessed)}
     all_rejected = pd.concat(rejected, ignore_index=True)
     metrics = {"table": table.to_dict("records"), **_fit_summary(result), "splits": {k: n[k] for k in ("train", "val")},
                "test_sets": test_sets, "plant": plant}
