@@ -52,6 +52,14 @@ from covid_lib.runs import (RunArtifacts, RunSpec, compute, is_finished, load_re
 
 COMPOSITION_ORDER = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 PRETRAININGS = (None, "kermany", "nih")
+#: The pre-trainings of the grids at the paper's scale (issue 17): ChestXRay on the whole set
+#: (``kermany_full``, 5,840 images); RSNA stays on the 1,000 NIH images of the working copy.
+PRETRAININGS_FULL = (None, "kermany_full", "nih")
+#: Seeds of Table II's cells at scale (Table IV's model is one of them), and of every other grid at scale.
+TABLE2_SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+OTHER_SEEDS: tuple[int, ...] = (0, 1, 2)
+#: Input size of the resolution check (the paper's 224 px, against the cpu profile's 128 px).
+RESOLUTION_SIZE = 224
 EXECUTORS = ("local", "ray")
 
 
@@ -65,6 +73,17 @@ def _seeds(profile: str) -> list[RunSpec]:
         out += _cells("resnet18", PRETRAININGS, COMPOSITION_ORDER[:2], profile, seed=seed)
         out += _cells("resnet18", PRETRAININGS, ("COVID-ChestXRay",), profile, seed=seed)
     return out
+
+
+def _seeded(arch: str, pretrains: Iterable, comps: Iterable[str], profile: str, seeds: Iterable[int],
+            **kw) -> list[RunSpec]:
+    """:func:`_cells` for each seed, seed-major (every cell of seed 0 first, so that a stopped grid
+    has whole tables of the first seeds)."""
+    return [spec for seed in seeds for spec in _cells(arch, pretrains, comps, profile, seed=seed, **kw)]
+
+
+def _pretrain_full(profile: str) -> list[RunSpec]:
+    return [RunSpec("kermany_full", arch=a, profile=profile, task="pretrain") for a in ("resnet18", "conv8", "resnet50")]
 
 
 def _planted(profile: str) -> list[RunSpec]:
@@ -92,6 +111,21 @@ GRIDS: dict[str, tuple[str, Callable[[str], list[RunSpec]]]] = {
                lambda p: _unseen(p)),
     "planted": ("planted mark (corner, gamma) on CORDA's COVID+ train/val images x pipeline (none, paper), "
                 "resnet18 from scratch, seed 0", lambda p: _planted(p)),
+    # the paper's pre-training scale (issue 17): ChestXRay pre-training on the whole set, more seeds
+    "pretrain_full": ("ChestXRay pre-training on the whole set (kermany_full): resnet18, conv8, resnet50",
+                      _pretrain_full),
+    "table2_full": ("Table II at scale: resnet18 x (none, kermany_full, nih) x 5 compositions x seeds 0-4",
+                    lambda p: _seeded("resnet18", PRETRAININGS_FULL, COMPOSITION_ORDER, p, TABLE2_SEEDS)),
+    "conv8_full": ("conv8 x (none, kermany_full) x 5 compositions x seeds 0-2",
+                   lambda p: _seeded("conv8", PRETRAININGS_FULL[:2], COMPOSITION_ORDER, p, OTHER_SEEDS)),
+    "table3_full": ("Table III at scale: resnet50 x (kermany_full, nih) x 5 compositions x seeds 0-2",
+                    lambda p: _seeded("resnet50", PRETRAININGS_FULL[1:], COMPOSITION_ORDER, p, OTHER_SEEDS)),
+    "ablation_full": ("pipeline 'none' on CORDA and CORDA&ChestXRay, resnet18, none and kermany_full, seeds 0-2",
+                      lambda p: _seeded("resnet18", PRETRAININGS_FULL[:2], COMPOSITION_ORDER[:2], p, OTHER_SEEDS,
+                                        pipeline="none")),
+    "resolution": (f"CORDA and CORDA&ChestXRay at {RESOLUTION_SIZE} px, resnet18, none and kermany_full, seeds 0-2",
+                   lambda p: _seeded("resnet18", PRETRAININGS_FULL[:2], COMPOSITION_ORDER[:2], p, OTHER_SEEDS,
+                                     input_size=RESOLUTION_SIZE)),
 }
 
 
@@ -134,11 +168,19 @@ def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike 
     """The resolved runs of grid ``name`` under ``profile``, pre-trainings first."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    if data_version is None:
-        from covid_lib.data import data_version as _version
+    versions: dict[tuple[str, ...], str] = {}
 
-        data_version = _version(data_root)
-    specs = [replace(s, data_version=data_version).resolved(data_root) for s in GRIDS[name][1](profile)]
+    def version(spec: RunSpec) -> str:  # one data version per set of sources (RunSpec.data_sources)
+        if data_version is not None:
+            return data_version
+        key = spec.data_sources()
+        if key not in versions:
+            from covid_lib.data import data_version as _version
+
+            versions[key] = _version(data_root, sources=key)
+        return versions[key]
+
+    specs = [replace(s, data_version=version(s)).resolved(data_root) for s in GRIDS[name][1](profile)]
     return with_pretrainings(specs)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 #: The sources and compositions offered as choices (tests check them against the data layer's,
 #: which cannot be imported here without making ``--help`` slow).
-SOURCE_NAMES = ("cohen", "hannover", "kermany", "nih", "montgomery", "shenzhen")
+SOURCE_NAMES = ("cohen", "hannover", "kermany", "kermany_full", "nih", "montgomery", "shenzhen")
 COMPOSITION_NAMES = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 #: Width the printed tables fit in.
 TABLE_WIDTH = 120
@@ -105,7 +105,10 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
     root = resolve_data_root(args.data_root)
     present = [n for n in SOURCE_NAMES if (root / n / "manifest.csv").is_file()]
-    absent = [n for n in SOURCE_NAMES if n not in present]
+    from covid_lib.data.sources import PRETRAIN_ONLY_SOURCES
+
+    absent = [n for n in SOURCE_NAMES if n not in present and n not in PRETRAIN_ONLY_SOURCES]
+    optional = [n for n in PRETRAIN_ONLY_SOURCES if n not in present]
     if not present:
         raise FileNotFoundError(f"no source under {root} (expected <source>/manifest.csv for "
                                 f"{', '.join(SOURCE_NAMES)}); see `python -m covid_lib data download --help`")
@@ -118,6 +121,8 @@ def _cmd_summary(args: argparse.Namespace) -> int:
         print()
         _say(f"not found: {', '.join(absent)} (fetch with `python -m covid_lib data download NAME "
              f"--root {root}`)")
+    if optional:
+        _say(f"not found (optional, pre-training at the paper's scale only): {', '.join(optional)}")
     print("\nexclusions:" if len(exclusions) else "\nexclusions: none")
     if len(exclusions):
         reasons = exclusions.groupby(["source", "reason"]).size().rename("images").reset_index()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen", "planted")
+_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen", "planted",
+          "pretrain_full", "table2_full", "conv8_full", "table3_full", "ablation_full", "resolution")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 
 _COMPOSITIONS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 _ARCHS = ("resnet18", "resnet50", "conv8")
-_PRETRAIN = ("none", "kermany", "nih")
+_PRETRAIN = ("none", "kermany", "nih", "kermany_full")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -17,7 +17,9 @@ from covid_lib.data.compose import (
 from covid_lib.data.dedup import cached_image_hashes, duplicate_pairs, image_hashes
 from covid_lib.data.sources import (
     FRONTAL_VIEWS,
+    PRETRAIN_ONLY_SOURCES,
     SOURCES,
+    STUDY_SOURCES,
     DataError,
     ImageReadError,
     SourceData,
@@ -25,6 +27,7 @@ from covid_lib.data.sources import (
     load_cohen,
     load_hannover,
     load_kermany,
+    load_kermany_full,
     load_montgomery,
     load_nih,
     load_shenzhen,
@@ -36,14 +39,15 @@ from covid_lib.data.sources import (
 )
 from covid_lib.data.source_splits import (MEASURES, PARTS, SOURCE_SPLITS, SourceSplit, adapt_rows,
                                          part_rows, source_split_counts, source_split_rows)
+from covid_lib.data.full_copy import audit_pretraining, full_copy_splits
 from covid_lib.data.subsets import PRETRAIN_LABELS, limit_rows, pretrain_rows
 from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_splits, audit_splits
 
 __all__ = [
     "COMPOSITIONS", "STAND_INS", "compose", "global_splits", "stand_in_table", "summary_table",
-    "table_one", "table_one_wide", "load_cohen", "load_hannover", "load_kermany", "load_montgomery",
+    "table_one", "table_one_wide", "load_cohen", "load_hannover", "load_kermany", "load_kermany_full", "load_montgomery",
     "load_nih", "load_shenzhen",
-    "FRONTAL_VIEWS", "SOURCES", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
+    "FRONTAL_VIEWS", "PRETRAIN_ONLY_SOURCES", "SOURCES", "STUDY_SOURCES", "audit_pretraining", "full_copy_splits", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",
     "duplicate_pairs", "image_hashes", "load_source", "load_sources", "read_image", "read_mask",
     "PRETRAIN_LABELS", "limit_rows", "pretrain_rows",

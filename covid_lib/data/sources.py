@@ -80,6 +80,18 @@ SOURCES: dict[str, SourceSpec] = {
             "The official split shares some images between train and test.",
         ),
         SourceSpec(
+            "kermany_full", "Pediatric pneumonia, Guangzhou, the whole set (Kermany et al. 2018)",
+            "https://data.mendeley.com/datasets/rscbjbr9sj", "CC BY 4.0",
+            "ChestXRay at the paper's pre-training scale (pre-training only; a second copy of kermany)",
+            {"covid": frozenset({"0"}), "pneumonia": _BINARY,
+             "kermany_class": frozenset({"normal", "bacteria", "virus"}),
+             "kermany_split": frozenset({"train", "test"})},
+            required=("covid", "pneumonia", "kermany_class"),
+            caveats="The same patients as kermany under the same patient ids: never use both copies without "
+            "joining them by patient (covid_lib.data.full_copy). This working copy was squashed to 224x224 "
+            "RGB JPEG by a redistribution (aspect ratio not kept; original sizes unknown).",
+        ),
+        SourceSpec(
             "nih", "NIH ChestX-ray14 subset with RSNA labels (Wang et al. 2017; Shih et al. 2019)",
             "https://nihcc.app.box.com/v/ChestXray-NIHCC", "CC0",
             "RSNA (COVID- pool; pneumonia pre-training)",
@@ -102,6 +114,13 @@ SOURCES: dict[str, SourceSpec] = {
         ),
     )
 }
+
+#: The six sources of the study: the default of :func:`load_sources`, :func:`summary_table` and
+#: :func:`data_version` (so the data version, and every run id hashing it, does not change when a
+#: pre-training-only source is added).
+STUDY_SOURCES: tuple[str, ...] = ("cohen", "hannover", "kermany", "nih", "montgomery", "shenzhen")
+#: Sources used for pre-training only, never in a composition: ``kermany_full`` (issue 17).
+PRETRAIN_ONLY_SOURCES: tuple[str, ...] = ("kermany_full",)
 
 COMMON_COLUMNS: tuple[str, ...] = (
     "image_id", "path", "mask_path", "patient_id", "source", "view", "license", "origin",
@@ -297,8 +316,8 @@ def load_sources(
     data_root: str | os.PathLike | None = None,
     **kwargs,
 ) -> SourceData:
-    """Load several sources (default: all six) into one :class:`SourceData`."""
-    loaded = [load_source(n, data_root, **kwargs) for n in (names or list(SOURCES))]
+    """Load several sources (default: the six of :data:`STUDY_SOURCES`) into one :class:`SourceData`."""
+    loaded = [load_source(n, data_root, **kwargs) for n in (names or list(STUDY_SOURCES))]
     manifest = pd.concat([s.manifest for s in loaded], ignore_index=True)
     exclusions = pd.concat([s.exclusions for s in loaded], ignore_index=True)
     return SourceData("+".join(s.name for s in loaded), loaded[0].root, manifest, exclusions)
@@ -316,10 +335,14 @@ def _label_counts(m: pd.DataFrame, spec: SourceSpec) -> str:
 def summary_table(data_root: str | os.PathLike | None = None,
                   names: list[str] | tuple[str, ...] | None = None,
                   *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per source (default: all six): images, patients, labels, views and exclusions; and every
+    """Per source (default: every source of :data:`SOURCES` present under the data root, the
+    pre-training-only ones included): images, patients, labels, views and exclusions; and every
     exclusion reason."""
     rows, exclusions = [], []
-    for name in names or SOURCES:
+    if not names:
+        root = resolve_data_root(data_root)
+        names = [n for n in SOURCES if n in STUDY_SOURCES or (root / n / "manifest.csv").is_file()]
+    for name in names:
         loaded = load_source(name, data_root, progress=progress)
         m = loaded.manifest
         covid = m["covid"].value_counts().to_dict()
@@ -365,7 +388,9 @@ def data_version(data_root: str | os.PathLike | None = None, *, sources: Sequenc
     chapters, the pre-processing cache (per source) and the U-Net record all use it.
 
     Args:
-        sources: only these sources (default: all): the version of a cache or model built from them.
+        sources: only these sources (default: the six of :data:`STUDY_SOURCES`): the version of a
+            cache or model built from them. Runs that use ``kermany_full`` hash the six plus it
+            (:meth:`covid_lib.runs.RunSpec.data_sources`).
 
     Changes when a manifest changes or a listed file is edited, replaced or removed. Holds no
     modification time and no absolute path, so the same data on another machine has the same
@@ -373,7 +398,7 @@ def data_version(data_root: str | os.PathLike | None = None, *, sources: Sequenc
     """
     root = resolve_data_root(data_root)
     digest = hashlib.sha256()
-    for name in (SOURCES if sources is None else sources):
+    for name in (STUDY_SOURCES if sources is None else sources):
         manifest = root / name / "manifest.csv"
         if manifest.is_file():
             digest.update(name.encode())
@@ -399,5 +424,6 @@ load_cohen = _named_loader("cohen")
 load_hannover = _named_loader("hannover")
 load_kermany = _named_loader("kermany")
 load_nih = _named_loader("nih")
+load_kermany_full = _named_loader("kermany_full")
 load_montgomery = _named_loader("montgomery")
 load_shenzhen = _named_loader("shenzhen")

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -176,6 +177,22 @@ def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: i
             "train_images_per_s": result.images_per_s, "runtime": result.runtime, "threads": runtime_threads}
 
 
+def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
+    """Per-class one-vs-rest test AUC of a pre-training and, with three classes (ChestXRay: normal,
+    bacterial, viral), normal against pneumonia (either kind), with patient-cluster intervals."""
+    from covid_lib.metrics import macro_auc
+
+    if not len(y) or probs.shape[1] < 3:
+        return {}
+    out = {"test_class_auc": {}}
+    for k in range(probs.shape[1]):
+        est = macro_auc((y == k).astype(int), np.column_stack([1 - probs[:, k], probs[:, k]]), groups=groups)
+        out["test_class_auc"][str(k)] = est.to_dict()
+    est = macro_auc((y > 0).astype(int), np.column_stack([probs[:, 0], probs[:, 1:].sum(1)]), groups=groups)
+    out["test_pneumonia_auc"], out["test_pneumonia_auc_interval"] = est.value, est.to_dict()
+    return out
+
+
 def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool) -> RunArtifacts:
     """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
     from covid_lib.data import pretrain_rows
@@ -207,6 +224,7 @@ def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: boo
                "test_accuracy": accuracy.value if accuracy else float("nan"),
                "test_accuracy_interval": accuracy.to_dict() if accuracy else None,
                "num_classes": num_classes, "splits": sets["n"], "test_sets": {spec.composition: test}}
+    metrics.update(_per_class_auc(y, probs, scores["group_id"].astype(str).to_numpy()))
     train = sets["data"]["train"]
     files = {"spec.json": _spec_record(spec, device, result, {"rejected": len(rejected)}),
              "history.csv": result.history, "rejections.csv": rejected, "scores.csv": scores,

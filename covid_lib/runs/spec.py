@@ -23,7 +23,9 @@ from covid_lib.profiles import Profile, get_profile
 RESULTS_ENV_VAR = "COVID_LIB_RESULTS"
 TASKS = ("covid", "pretrain")
 CLASSIFIERS = ("resnet18", "resnet50", "conv8")
-PRETRAIN_SOURCES = ("kermany", "nih")
+#: Pre-training sources: ``kermany`` (ChestXRay, 563 training images of the 960-image working copy),
+#: ``kermany_full`` (the whole ChestXRay set, issue 17) and ``nih`` (RSNA).
+PRETRAIN_SOURCES = ("kermany", "nih", "kermany_full")
 PRECISIONS = ("fp32", "bf16")
 FREEZES = ("encoder",)
 
@@ -132,9 +134,18 @@ class RunSpec:
         if not version:
             from covid_lib.data import data_version
 
-            version = data_version(data_root)
+            version = data_version(data_root, sources=self.data_sources())
         return replace(self, input_size=self.input_size or p.input_size, epochs=self.epochs or p.epochs,
                        data_version=version)
+
+    def data_sources(self) -> tuple[str, ...]:
+        """The sources whose data version this run hashes: the six study sources, plus the
+        pre-training-only ones (``kermany_full``) the run or its parent trains on. Runs that do not
+        use ``kermany_full`` keep the data version, and so the run id, they had before it existed."""
+        from covid_lib.data import PRETRAIN_ONLY_SOURCES, STUDY_SOURCES
+
+        extra = tuple(s for s in PRETRAIN_ONLY_SOURCES if s in (self.composition, self.pretrain))
+        return STUDY_SOURCES + extra
 
     @property
     def resize_size(self) -> int:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 
 from covid_lib.data.download.builders import (
-    BUILDERS, build_hannover, build_kermany, build_montgomery, build_nih, build_shenzhen,
+    BUILDERS, build_hannover, build_kermany, build_kermany_full, build_montgomery, build_nih, build_shenzhen,
 )
 from covid_lib.data.download.cohen import build_cohen, cohen_first_seen, fill_first_seen, git_first_seen
 from covid_lib.data.download.encode import (
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "BUILDERS", "MANIFEST_COLUMNS", "MASK_THRESHOLD", "RAW_DIRNAME", "REGISTRY", "SOURCES_INFO",
     "TARGET_SHORT_SIDE", "BuildError", "ChecksumError", "DownloadError", "ManualDownloadRequired",
-    "Resource", "SourceInfo", "UnsafeArchiveError", "build_cohen", "build_hannover", "build_kermany",
+    "Resource", "SourceInfo", "UnsafeArchiveError", "build_cohen", "build_hannover", "build_kermany", "build_kermany_full",
     "build_montgomery", "build_nih", "build_shenzhen", "cohen_first_seen", "download_source",
     "encode_image", "encode_mask", "extract", "fetch", "file_sha256", "fill_first_seen",
     "git_first_seen", "is_archive", "run_download", "sources_table", "target_size", "to_gray8",

@@ -66,7 +66,7 @@ def _kermany_patient(stem: str) -> str:
 
 
 def build_kermany(raw_dir: str | os.PathLike, out_root: str | os.PathLike, *, progress: bool = True,
-                  image_ids: Iterable[str] | None = None) -> Path:
+                  image_ids: Iterable[str] | None = None, name: str = "kermany") -> Path:
     """Kermany pediatric chest X-rays (``chest_xray/{train,test}/{NORMAL,PNEUMONIA}``) -> ``kermany/``.
 
     Class from the folder (PNEUMONIA split into bacteria / virus by the file name), split from
@@ -79,9 +79,9 @@ def build_kermany(raw_dir: str | os.PathLike, out_root: str | os.PathLike, *, pr
         files = [p for p in files if "chest_xray" in (part.lower() for part in p.relative_to(raw_dir).parts)]
     if not files:
         raise BuildError(f"no Kermany images (.../train|test/NORMAL|PNEUMONIA/*.jpeg) under {raw_dir}")
-    writer = ManifestWriter(out_root, "kermany", image_ids)
+    writer = ManifestWriter(out_root, name, image_ids)
     license_ = "CC BY 4.0 (Kermany et al., Mendeley Data)"
-    for src in build_progress(files, "kermany", progress):
+    for src in build_progress(files, name, progress):
         parts = [p.lower() for p in src.relative_to(raw_dir).parts[:-1]]
         split = "test" if "test" in parts else "train"
         if src.parent.name.upper() == "NORMAL":
@@ -103,6 +103,13 @@ def build_kermany(raw_dir: str | os.PathLike, out_root: str | os.PathLike, *, pr
             origin=f"mendeley rscbjbr9sj:{path_tail(src.relative_to(raw_dir), ['chest_xray'])}",
         )
     return writer.write()
+
+
+def build_kermany_full(raw_dir: str | os.PathLike, out_root: str | os.PathLike, *, progress: bool = True,
+                       image_ids: Iterable[str] | None = None) -> Path:
+    """The whole Kermany set -> ``kermany_full/``: :func:`build_kermany` keeping every image (the
+    pre-training source at the paper's scale; same patient ids as ``kermany``)."""
+    return build_kermany(raw_dir, out_root, progress=progress, image_ids=image_ids, name="kermany_full")
 
 # nih --------------------------------------------------------------------------------------------
 
@@ -235,6 +242,7 @@ def build_shenzhen(raw_dir: str | os.PathLike, out_root: str | os.PathLike, *, p
 
 
 BUILDERS: dict[str, Callable[..., Path]] = {
-    "cohen": build_cohen, "hannover": build_hannover, "kermany": build_kermany, "nih": build_nih,
+    "cohen": build_cohen, "hannover": build_hannover, "kermany": build_kermany, "kermany_full": build_kermany_full,
+    "nih": build_nih,
     "montgomery": build_montgomery, "shenzhen": build_shenzhen,
 }

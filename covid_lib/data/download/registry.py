@@ -150,6 +150,28 @@ REGISTRY: dict[str, SourceInfo] = {
             ),
         ),
         SourceInfo(
+            "kermany_full", "Pediatric pneumonia, Guangzhou, the whole set (Kermany et al. 2018)",
+            "https://data.mendeley.com/datasets/rscbjbr9sj/2", "CC BY 4.0",
+            "D. S. Kermany, M. Goldbaum, W. Cai, et al. Identifying medical diagnoses and treatable "
+            "diseases by image-based deep learning. Cell 172(5):1122-1131, 2018. Data: D. Kermany, "
+            "K. Zhang, M. Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2.",
+            "The same archive as kermany (ChestXRay2017.zip, 5,856 images), every image kept: the "
+            "pre-training source at the paper's scale (issue 17). Same patient ids as kermany, so the "
+            "two copies are split together by patient (covid_lib.data.full_copy). Built here from the "
+            "originals (shorter side 256 px, PNG); the working copy under ../shared/data came from a "
+            "redistribution squashed to 224x224 JPEG.",
+            (
+                Resource(
+                    "archive", "ChestXRay2017.zip",
+                    ("https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
+                     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",),
+                    manual="ChestXRay2017.zip from https://data.mendeley.com/datasets/rscbjbr9sj/2 "
+                    "('Download All' or the file itself)",
+                    accept=("ChestXRay2017*", "chest_xray*", "ZhangLabData*", "chest-xray-pneumonia*"),
+                ),
+            ),
+        ),
+        SourceInfo(
             "nih", "NIH ChestX-ray14 with RSNA Pneumonia Challenge labels",
             _NIH_BOX, "CC0 (NIH Clinical Center); RSNA labels: Kaggle competition rules",
             "X. Wang, Y. Peng, L. Lu, Z. Lu, M. Bagheri, R. M. Summers. ChestX-ray8: hospital-scale "
@@ -309,6 +331,7 @@ MANIFEST_COLUMNS: dict[str, tuple[str, ...]] = {
     "cohen": _HEAD + ("covid", "finding", "view", "sex", "age", "date", "location", "first_seen") + _TAIL,
     "hannover": _HEAD + ("covid", "finding", "view", "sex", "age", "modality", "admission_offset") + _TAIL,
     "kermany": _HEAD + ("covid", "kermany_class", "pneumonia", "kermany_split", "view") + _TAIL,
+    "kermany_full": _HEAD + ("covid", "kermany_class", "pneumonia", "kermany_split", "view") + _TAIL,
     "nih": _HEAD + ("covid", "finding", "pneumonia", "view", "sex", "age", "rsna_patient_id",
                     "rsna_class", "rsna_target") + _TAIL,
     "montgomery": _HEAD + ("tb", "view") + _TAIL,

@@ -1,0 +1,50 @@
+"""Run the grids at the paper's pre-training scale (issue 17) in the order the verdicts need them.
+
+Pre-trainings first (ResNet-18 on the whole ChestXRay set for seeds 0-2, Conv8, the remaining
+ResNet-18 seeds and their RSNA pre-trainings, then ResNet-50), then the fine-tunes: Table II at
+five seeds (seed-major, so a stopped run leaves whole tables of the first seeds), Conv8, the
+ablation, Table III and the resolution check. Every run is the same RunSpec as in its named grid
+(``grid status table2_full`` counts it); finished runs are skipped, so it resumes where it stopped.
+
+    nohup python scripts/run_scale.py > scale.log 2>&1 &           # everything
+    nohup python scripts/run_scale.py --pretrain-only > scale.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from covid_lib.grid import grid_specs, run_grid
+
+FINETUNE_GRIDS = ("table2_full", "conv8_full", "ablation_full", "table3_full", "resolution")
+
+
+def ordered_specs(profile: str = "cpu", *, pretrain_only: bool = False) -> list:
+    """Every run of :data:`FINETUNE_GRIDS` (and ``pretrain_full``), pre-trainings first."""
+    grids = {name: grid_specs(name, profile) for name in ("pretrain_full", *FINETUNE_GRIDS)}
+    every = [s for specs in grids.values() for s in specs]
+    pre = [s for s in every if s.task == "pretrain"]
+
+    def key(s):  # ResNet-18 seeds 0-2, Conv8, ResNet-18 seeds 3-4, RSNA, ResNet-50; the chain first; 128 px before 224
+        arch = {"resnet18": 0, "conv8": 1, "resnet50": 3}[s.arch]
+        if s.arch == "resnet18" and s.seed > 2:
+            arch = 2
+        return (s.input_size != 128, s.pipeline != "paper", arch, s.composition != "kermany_full", s.seed)
+
+    first = sorted(pre, key=key)
+    out, seen = [], set()
+    for s in first + ([] if pretrain_only else every):
+        if s.run_id not in seen:
+            seen.add(s.run_id)
+            out.append(s)
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile", nargs="?", default="cpu")
+    parser.add_argument("--pretrain-only", action="store_true", help="only the pre-trainings")
+    args = parser.parse_args()
+    specs = ordered_specs(args.profile, pretrain_only=args.pretrain_only)
+    print(f"{len(specs)} runs in order", flush=True)
+    print(run_grid(specs, args.profile).summary(), flush=True)
