@@ -307,6 +307,72 @@ def test_effective_parameters_reject_unknown_names_and_profiles():
         book.runner._effective_parameters(chapter, "gpu", {})
 
 
+def test_effective_parameters_take_the_profile_once_and_check_types():
+    chapter = CHAPTERS[0]
+    injected, _ = book.runner._effective_parameters(chapter, None, {"profile": "smoke"})
+    assert injected["profile"] == "smoke"
+    assert book.runner._effective_parameters(chapter, "smoke", {"profile": "smoke"})[0]["profile"] == "smoke"
+    assert book.runner._effective_parameters(chapter, None, {})[0]["profile"] == "cpu"
+    with pytest.raises(ValueError, match="profile given twice"):
+        book.runner._effective_parameters(chapter, "cpu", {"profile": "smoke"})
+    with pytest.raises(ValueError, match="parameter seed takes an integer"):
+        book.runner._effective_parameters(chapter, None, {"seed": "abc"})
+
+
+def test_parse_parameters_checks_names_and_types_against_the_parameters_cell():
+    chapter = book.resolve_chapter("data")
+    assert book.parse_parameters(chapter, [("seed", "3"), ("device", "cuda"), ("data_root", "/d")]) == {
+        "seed": 3, "device": "cuda", "data_root": "/d"}
+    with pytest.raises(ValueError) as info:
+        book.parse_parameters(chapter, [("nope", "1")])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{chapter.stem} has no parameter nope; its parameters: ")
+    assert message.endswith(", ".join(book.parameter_defaults(chapter.source)))
+    for name, text in (("seed", "abc"), ("seed", "1.5"), ("seed", "True"), ("grid_images", "[1]")):
+        with pytest.raises(ValueError, match=rf"^{chapter.stem}: parameter {name} takes an integer "
+                                             rf"\(its default is \d+\), not "):
+            book.parse_parameters(chapter, [(name, text)])
+    assert book.coerce_parameter("x", "headline", "3", "none") == "3"  # text stays text
+    assert book.coerce_parameter("x", "alpha", "1", 0.05) == 1.0 and book.coerce_parameter("x", "a", "0.1", 0.05) == 0.1
+    assert book.coerce_parameter("x", "flag", "false", True) is False
+    assert book.coerce_parameter("x", "shown", "[1, 2]", [0]) == [1, 2]
+    assert book.coerce_parameter("x", "results", "/r", None) == "/r"
+    for text, default in (("yes", True), ("abc", 0.5), ("3", [0])):
+        with pytest.raises(ValueError, match="parameter v takes"):
+            book.coerce_parameter("x", "v", text, default)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-p", "nope", "1"], "has no parameter nope; its parameters: data_root, device, profile, seed"),
+    (["-p", "seed", "abc"], "parameter seed takes an integer (its default is 0), not 'abc'"),
+    (["--profile", "cpu", "-p", "profile", "smoke"], "profile given twice ('cpu' and 'smoke')"),
+    (["-p", "profile", "fast"], "valid profiles: smoke, cpu, paper"),
+])
+def test_cli_book_run_rejects_bad_parameters_before_executing(argv, message, monkeypatch, capsys):
+    from covid_lib.cli import main
+
+    monkeypatch.setattr(book, "run_chapter", lambda *a, **k: pytest.fail("nothing may run"))
+    assert main(["book", "run", "data", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_cli_book_run_takes_p_profile_as_the_profile(monkeypatch, capsys):
+    from covid_lib.cli import main
+
+    calls = []
+
+    def fake_run(chapter, **kwargs):  # "writes" the committed chapter, which it leaves as it is
+        calls.append(kwargs)
+        return chapter.output()
+
+    monkeypatch.setattr(book, "run_chapter", fake_run)
+    for argv in (["-p", "profile", "smoke"], ["--profile", "smoke", "-p", "profile", "smoke"], ["--profile", "smoke"]):
+        assert main(["book", "run", "data", *argv, "-p", "seed", "2", "--quiet"]) == 0
+        assert calls[-1]["profile"] == "smoke" and calls[-1]["parameters"] == {"seed": 2, "device": "auto"}
+    assert "running 01_data with profile smoke" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("text, value", [
     ("True", True), ("false", False), ("None", None), ("3", 3), ("0.5", 0.5), ("cuda", "cuda"),
     ("[0, 1, 2]", [0, 1, 2]), ("/data/x", "/data/x"), ("[not python", "[not python"),
@@ -331,11 +397,71 @@ def test_cli_book_list_and_check(capsys):
     assert args.chapters == ["data"] and args.parameters == [["seed", "2"], ["grid_images", "3"]]
 
 
-def test_python_m_covid_lib_book_check():
+def test_python_m_covid_lib_book_check_names_exactly_the_unpublishable_committed_chapters(capsys):
+    """On the committed book: one line for each chapter whose record says it was executed from a dirty
+    work tree or an uncommitted source (the chapters are fresh: see test_committed_chapter_is_fresh);
+    exit 0 once every chapter has been re-executed from a clean checkout."""
     from covid_lib.cli import main
 
-    assert main(["book", "check", "--no-data-check"]) == 0
+    def unclean(chapter) -> bool:
+        git = book.read_record(chapter.output()).get("git") or {}
+        return git.get("dirty") is not False or git.get("source_committed") is False
+
+    expected = {c.stem for c in CHAPTERS if unclean(c)}
+    assert main(["book", "check", "--no-data-check"]) == (1 if expected else 0)
+    err = capsys.readouterr().err
+    named = [line.split(":", 1)[0] for line in err.splitlines()]
+    assert sorted(named) == sorted(expected), err
+    assert all(": not publishable: " in line for line in err.splitlines()), err
     assert main(["book", "run", "no_such_chapter"]) == 2  # a clear error, no traceback
+
+
+def _synthetic_book(folder: Path, *, dirty=(), stale=()) -> Path:
+    """Copies of the committed chapters whose records say: clean work tree, except ``dirty``; the
+    recorded source hash of those in ``stale`` is wrong (their source "changed")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for chapter in CHAPTERS:
+        nb = json.loads(chapter.output().read_text())
+        record = nb["metadata"][book.METADATA_KEY]
+        record["git"] = {"commit": "0123456789abcdef", "dirty": chapter.stem in dirty, "source_committed": True}
+        if chapter.stem in stale:
+            record["source_sha256"] = "0" * 64
+        (folder / chapter.output().name).write_text(json.dumps(nb))
+    return folder
+
+
+def test_book_check_refuses_a_chapter_executed_from_a_dirty_tree(tmp_path, capsys):
+    from covid_lib.cli import main
+
+    clean = _synthetic_book(tmp_path / "clean")
+    assert main(["book", "check", "--no-data-check", "--chapters-dir", str(clean)]) == 0
+    assert "executed from a clean work tree" in capsys.readouterr().out
+
+    first, second = CHAPTERS[0].stem, CHAPTERS[1].stem
+    mixed = _synthetic_book(tmp_path / "mixed", dirty=(first, second), stale=(second,))
+    assert main(["book", "check", "--no-data-check", "--chapters-dir", str(mixed)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines  # one line per chapter, even one both stale and dirty
+    assert lines[0].startswith(f"{first}: not publishable: executed from a dirty work tree (at 0123456)")
+    assert lines[1].startswith(f"{second}: stale: source changed") and "dirty work tree" in lines[1]
+
+    status = book.chapter_status(first, mixed, check_data=False)
+    assert status.fresh and not status.publishable  # fresh: `book list` still says so, and why not published
+    assert main(["book", "list", "--no-data-check", "--chapters-dir", str(mixed)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^{first}\s+fresh, not publishable", out, re.M), out
+
+
+@pytest.mark.parametrize("git, problem", [
+    ({"commit": "abc1234def", "dirty": False, "source_committed": True}, None),
+    ({"commit": "abc1234def", "dirty": True, "source_committed": True}, "dirty work tree (at abc1234)"),
+    ({"commit": "abc1234def", "dirty": False, "source_committed": False}, "uncommitted source"),
+    ({"commit": None, "dirty": None}, "no git state recorded"),
+    (None, "no git state recorded"),
+])
+def test_provenance_problems(git, problem):
+    problems = book.provenance_problems({} if git is None else {"git": git})
+    assert (problems == []) if problem is None else (len(problems) == 1 and problem in problems[0])
 
 
 def test_profiles():
@@ -391,6 +517,28 @@ def test_built_pages_match_the_toc(built_book):
     assert "<img" in chapter and "tartaglione2020unveiling" not in chapter.split("</main>")[0][-50:]
     references = (html / "book" / "references.html").read_text()
     assert "Tartaglione" in references and "Kermany" in references
+
+
+def test_built_chapters_show_the_parameters_cell_but_not_papermills_injected_one(built_book):
+    html, _, _ = built_book
+    for chapter in CHAPTERS:
+        page = (html / "book" / "chapters" / f"{chapter.stem}.html").read_text()
+        assert "tag_parameters" in page, chapter.stem  # myst-nb gives a cell a class per tag
+        assert "tag_injected-parameters" not in page, chapter.stem
+
+
+def test_the_notebook_reader_hides_only_the_injected_parameters_cell():
+    from covid_lib.book import sphinx_ext
+
+    assert CONFIG["sphinx"]["config"]["nb_custom_formats"] == {".ipynb": "covid_lib.book.sphinx_ext.read_notebook"}
+    committed = CHAPTERS[0].output()
+    nb = sphinx_ext.read_notebook(committed.read_text())
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    removed = [t for t in tags if "remove-cell" in t]
+    assert removed and all("injected-parameters" in t for t in removed)
+    assert all("remove-cell" in t for t in tags if "injected-parameters" in t)
+    assert any("parameters" in t and "remove-cell" not in t for t in tags)
+    assert [c.source for c in nb.cells] == [c.source for c in nbformat.read(committed, as_version=4).cells]
 
 
 # --------------------------------------------------------------------------- report helpers
