@@ -97,6 +97,51 @@ def test_intro_states_the_status_of_every_chapter_and_no_other():
     assert named == {c.stem for c in CHAPTERS}
 
 
+# --------------------------------------------------------------------------- publishing
+
+
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "book.yml"
+
+
+def readme_build_command() -> str:
+    """The build command of the README's "Published book" section (its one `jupyter-book build` line)."""
+    section = (REPO_ROOT / "README.md").read_text().split("## Published book", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("jupyter-book build")]
+    assert len(lines) == 1, f"the Published book section needs one `jupyter-book build` line: {lines}"
+    return lines[0]
+
+
+def test_publishing_workflow_builds_with_the_readme_command_and_deploys_to_pages():
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    on = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert on["push"]["branches"] == ["main"]
+    steps = [step for job in flow["jobs"].values() for step in job["steps"]]
+    runs = [step["run"].strip() for step in steps if "run" in step]
+    builds = [run for run in runs if "jupyter-book build" in run]
+    assert builds == [readme_build_command()], (builds, readme_build_command())
+    for flag in ("-W", "-n", "--keep-going"):
+        assert flag in builds[0].split()
+    assert any("pip install -r requirements.txt" in run for run in runs)
+    uses = [step["uses"].split("@")[0] for step in steps if "uses" in step]
+    assert "actions/upload-pages-artifact" in uses and "actions/deploy-pages" in uses
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"].rstrip("/") == "_build/html"
+    deploy = next(job for job in flow["jobs"].values()
+                  if any(s.get("uses", "").startswith("actions/deploy-pages") for s in job["steps"]))
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages" and deploy["needs"] == "build"
+
+
+def test_readme_keeps_the_two_commands_of_a_fresh_machine():
+    readme = (REPO_ROOT / "README.md").read_text()
+    fresh = readme.split("## Two commands on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", fresh, re.S)
+    assert [b.strip() for b in blocks] == [
+        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/jupyter-book build .",
+        ". .venv/bin/activate && python -m pytest -q"]
+    assert "GitHub Pages" in readme.split("## Published book", 1)[1].split("\n## ", 1)[0]
+
+
 # --------------------------------------------------------------------------- bibliography
 
 
