@@ -142,6 +142,29 @@ def test_readme_keeps_the_two_commands_of_a_fresh_machine():
     assert "GitHub Pages" in readme.split("## Published book", 1)[1].split("\n## ", 1)[0]
 
 
+# --------------------------------------------------------------------------- summary for clinicians
+
+
+def test_summary_follows_the_intro_and_its_claims_are_generated():
+    from covid_lib.book import pages
+    from covid_lib.verdicts import CLAIMS
+
+    assert TOC["root"] == "book/intro" and TOC["chapters"][0]["file"] == "book/summary"
+    text = pages.SUMMARY_PAGE.read_text()
+    assert pages.render_page(text, pages.PAGE_BLOCKS[pages.SUMMARY_PAGE]) == text, "run: python -m covid_lib book sync"
+    block = re.search(r"<!-- BEGIN generated:claims .*?-->\n(.*?)<!-- END generated:claims -->", text, re.S)[1]
+    assert re.findall(r"^- \*\*(C\d)\.\*\*", block, re.M) == list(CLAIMS)
+    typed = text.replace(block, "")
+    assert "{doc}`verdicts`" in typed and "{doc}`chapters/14_checklist`" in typed
+    assert not re.search(r"\d\.\d|\d\s*%", typed), "no number typed by hand: verdicts.md holds them"
+    for verdict in ("**reproduced**", "**not reproduced**", "**inconclusive**"):
+        assert verdict not in typed, "verdicts are generated on the verdicts page, never typed here"
+    questions = re.findall(r"^\d+\. \*\*(.+?)\*\*", typed, re.M)
+    assert 6 <= len(questions) <= 10 and all(q.endswith("?") for q in questions), questions
+    linked = set(re.findall(r"\{doc\}`chapters/([^`]+)`", typed))
+    assert linked <= {c.stem for c in CHAPTERS} and len(linked) >= 6
+
+
 # --------------------------------------------------------------------------- bibliography
 
 
