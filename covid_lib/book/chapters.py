@@ -164,7 +164,8 @@ def _kind(default: Any) -> str:
         return "True or False"
     if isinstance(default, (list, tuple)):
         return "a list"
-    return {int: "an integer", float: "a number", str: "text", dict: "a dict"}.get(type(default), type(default).__name__)
+    kinds = {int: "an integer", float: "a number", str: "text", dict: "a dict"}
+    return kinds.get(type(default), type(default).__name__)
 
 
 def check_parameter_type(chapter: str, name: str, value: Any, default: Any) -> None:

@@ -76,12 +76,20 @@ def _run_profile(args: argparse.Namespace) -> str:
     from covid_lib.profiles import get_profile
 
     given = [value for name, value in args.parameters if name == "profile"]
-    if args.profile is not None:
+    if getattr(args, "profile_given", False):
         given.insert(0, args.profile)
     if len(set(given)) > 1:
         raise ValueError(f"profile given twice ({' and '.join(repr(g) for g in given)}); "
                          "--profile X and -p profile X are the same: give one")
-    return get_profile(given[0] if given else "cpu").name
+    return get_profile(given[0] if given else args.profile).name
+
+
+class _StoreProfile(argparse.Action):
+    """Store ``--profile`` and note that it was given (so ``-p profile X`` can tell it from the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.profile_given = True
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -160,7 +168,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                                     f"--into {_CHAPTERS_DIR} publishes them into the book. A failed run "
                                     "replaces nothing.")
     p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="01_data, data or 01 (default: every chapter)")
-    p.add_argument("--profile", default=None,
+    p.add_argument("--profile", default="cpu", action=_StoreProfile,
                    help="compute profile: smoke, cpu or paper (default cpu; -p profile X is the same)")
     p.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"),
