@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -95,6 +96,75 @@ def test_intro_states_the_status_of_every_chapter_and_no_other():
     status = intro.split("## Status of the chapters", 1)[1]
     named = set(re.findall(r"\{doc\}`chapters/([^`]+)`", status))
     assert named == {c.stem for c in CHAPTERS}
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+WORKFLOW = REPO_ROOT / ".github" / "workflows" / "book.yml"
+
+
+def readme_build_command() -> str:
+    """The build command of the README's "Published book" section (its one `jupyter-book build` line)."""
+    section = (REPO_ROOT / "README.md").read_text().split("## Published book", 1)[1].split("\n## ", 1)[0]
+    lines = [line.strip() for line in section.splitlines() if line.strip().startswith("jupyter-book build")]
+    assert len(lines) == 1, f"the Published book section needs one `jupyter-book build` line: {lines}"
+    return lines[0]
+
+
+def test_publishing_workflow_builds_with_the_readme_command_and_deploys_to_pages():
+    flow = yaml.safe_load(WORKFLOW.read_text())
+    on = flow.get("on", flow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert on["push"]["branches"] == ["main"]
+    steps = [step for job in flow["jobs"].values() for step in job["steps"]]
+    runs = [step["run"].strip() for step in steps if "run" in step]
+    builds = [run for run in runs if "jupyter-book build" in run]
+    assert builds == [readme_build_command()], (builds, readme_build_command())
+    for flag in ("-W", "-n", "--keep-going"):
+        assert flag in builds[0].split()
+    assert any("pip install -r requirements.txt" in run for run in runs)
+    uses = [step["uses"].split("@")[0] for step in steps if "uses" in step]
+    assert "actions/upload-pages-artifact" in uses and "actions/deploy-pages" in uses
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"].rstrip("/") == "_build/html"
+    deploy = next(job for job in flow["jobs"].values()
+                  if any(s.get("uses", "").startswith("actions/deploy-pages") for s in job["steps"]))
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages" and deploy["needs"] == "build"
+
+
+def test_readme_keeps_the_two_commands_of_a_fresh_machine():
+    readme = (REPO_ROOT / "README.md").read_text()
+    fresh = readme.split("## Two commands on a fresh machine", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", fresh, re.S)
+    assert [b.strip() for b in blocks] == [
+        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/jupyter-book build .",
+        ". .venv/bin/activate && python -m pytest -q"]
+    assert "GitHub Pages" in readme.split("## Published book", 1)[1].split("\n## ", 1)[0]
+
+
+# --------------------------------------------------------------------------- summary for clinicians
+
+
+def test_summary_follows_the_intro_and_its_claims_are_generated():
+    from covid_lib.book import pages
+    from covid_lib.verdicts import CLAIMS
+
+    assert TOC["root"] == "book/intro" and TOC["chapters"][0]["file"] == "book/summary"
+    text = pages.SUMMARY_PAGE.read_text()
+    assert pages.render_page(text, pages.PAGE_BLOCKS[pages.SUMMARY_PAGE]) == text, \
+        "run: python -m covid_lib book sync"
+    block = re.search(r"<!-- BEGIN generated:claims .*?-->\n(.*?)<!-- END generated:claims -->", text, re.S)[1]
+    assert re.findall(r"^- \*\*(C\d)\.\*\*", block, re.M) == list(CLAIMS)
+    typed = text.replace(block, "")
+    assert "{doc}`verdicts`" in typed and "{doc}`chapters/14_checklist`" in typed
+    assert not re.search(r"\d\.\d|\d\s*%", typed), "no number typed by hand: verdicts.md holds them"
+    for verdict in ("**reproduced**", "**not reproduced**", "**inconclusive**"):
+        assert verdict not in typed, "verdicts are generated on the verdicts page, never typed here"
+    questions = re.findall(r"^\d+\. \*\*(.+?)\*\*", typed, re.M)
+    assert 6 <= len(questions) <= 10 and all(q.endswith("?") for q in questions), questions
+    linked = set(re.findall(r"\{doc\}`chapters/([^`]+)`", typed))
+    assert linked <= {c.stem for c in CHAPTERS} and len(linked) >= 6
 
 
 # --------------------------------------------------------------------------- bibliography
@@ -307,6 +377,74 @@ def test_effective_parameters_reject_unknown_names_and_profiles():
         book.runner._effective_parameters(chapter, "gpu", {})
 
 
+def test_effective_parameters_take_the_profile_once_and_check_types():
+    chapter = CHAPTERS[0]
+    injected, _ = book.runner._effective_parameters(chapter, None, {"profile": "smoke"})
+    assert injected["profile"] == "smoke"
+    assert book.runner._effective_parameters(chapter, "smoke", {"profile": "smoke"})[0]["profile"] == "smoke"
+    assert book.runner._effective_parameters(chapter, None, {})[0]["profile"] == "cpu"
+    with pytest.raises(ValueError, match="profile given twice"):
+        book.runner._effective_parameters(chapter, "cpu", {"profile": "smoke"})
+    with pytest.raises(ValueError, match="parameter seed takes an integer"):
+        book.runner._effective_parameters(chapter, None, {"seed": "abc"})
+
+
+def test_parse_parameters_checks_names_and_types_against_the_parameters_cell():
+    chapter = book.resolve_chapter("data")
+    assert book.parse_parameters(chapter, [("seed", "3"), ("device", "cuda"), ("data_root", "/d")]) == {
+        "seed": 3, "device": "cuda", "data_root": "/d"}
+    with pytest.raises(ValueError) as info:
+        book.parse_parameters(chapter, [("nope", "1")])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{chapter.stem} has no parameter nope; its parameters: ")
+    assert message.endswith(", ".join(book.parameter_defaults(chapter.source)))
+    for name, text in (("seed", "abc"), ("seed", "1.5"), ("seed", "True"), ("grid_images", "[1]")):
+        with pytest.raises(ValueError, match=rf"^{chapter.stem}: parameter {name} takes an integer "
+                                             rf"\(its default is \d+\), not "):
+            book.parse_parameters(chapter, [(name, text)])
+    assert book.coerce_parameter("x", "headline", "3", "none") == "3"  # text stays text
+    assert book.coerce_parameter("x", "alpha", "1", 0.05) == 1.0
+    assert book.coerce_parameter("x", "alpha", "0.1", 0.05) == 0.1
+    assert book.coerce_parameter("x", "flag", "false", True) is False
+    assert book.coerce_parameter("x", "shown", "[1, 2]", [0]) == [1, 2]
+    assert book.coerce_parameter("x", "results", "/r", None) == "/r"
+    for text, default in (("yes", True), ("abc", 0.5), ("3", [0])):
+        with pytest.raises(ValueError, match="parameter v takes"):
+            book.coerce_parameter("x", "v", text, default)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-p", "nope", "1"], "has no parameter nope; its parameters: data_root, device, profile, seed"),
+    (["-p", "seed", "abc"], "parameter seed takes an integer (its default is 0), not 'abc'"),
+    (["--profile", "cpu", "-p", "profile", "smoke"], "profile given twice ('cpu' and 'smoke')"),
+    (["-p", "profile", "fast"], "valid profiles: smoke, cpu, paper"),
+])
+def test_cli_book_run_rejects_bad_parameters_before_executing(argv, message, monkeypatch, capsys):
+    from covid_lib.cli import main
+
+    monkeypatch.setattr(book, "run_chapter", lambda *a, **k: pytest.fail("nothing may run"))
+    assert main(["book", "run", "data", *argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_cli_book_run_takes_p_profile_as_the_profile(monkeypatch, capsys):
+    from covid_lib.cli import main
+
+    calls = []
+
+    def fake_run(chapter, **kwargs):  # "writes" the committed chapter, which it leaves as it is
+        calls.append(kwargs)
+        return chapter.output()
+
+    monkeypatch.setattr(book, "run_chapter", fake_run)
+    for argv in (["-p", "profile", "smoke"], ["--profile", "smoke", "-p", "profile", "smoke"],
+                 ["--profile", "smoke"]):
+        assert main(["book", "run", "data", *argv, "-p", "seed", "2", "--quiet"]) == 0
+        assert calls[-1]["profile"] == "smoke" and calls[-1]["parameters"] == {"seed": 2, "device": "auto"}
+    assert "running 01_data with profile smoke" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("text, value", [
     ("True", True), ("false", False), ("None", None), ("3", 3), ("0.5", 0.5), ("cuda", "cuda"),
     ("[0, 1, 2]", [0, 1, 2]), ("/data/x", "/data/x"), ("[not python", "[not python"),
@@ -331,11 +469,71 @@ def test_cli_book_list_and_check(capsys):
     assert args.chapters == ["data"] and args.parameters == [["seed", "2"], ["grid_images", "3"]]
 
 
-def test_python_m_covid_lib_book_check():
+def test_python_m_covid_lib_book_check_names_exactly_the_unpublishable_committed_chapters(capsys):
+    """On the committed book: one line for each chapter whose record says it was executed from a dirty
+    work tree or an uncommitted source (the chapters are fresh: see test_committed_chapter_is_fresh);
+    exit 0 once every chapter has been re-executed from a clean checkout."""
     from covid_lib.cli import main
 
-    assert main(["book", "check", "--no-data-check"]) == 0
+    def unclean(chapter) -> bool:
+        git = book.read_record(chapter.output()).get("git") or {}
+        return git.get("dirty") is not False or git.get("source_committed") is False
+
+    expected = {c.stem for c in CHAPTERS if unclean(c)}
+    assert main(["book", "check", "--no-data-check"]) == (1 if expected else 0)
+    err = capsys.readouterr().err
+    named = [line.split(":", 1)[0] for line in err.splitlines()]
+    assert sorted(named) == sorted(expected), err
+    assert all(": not publishable: " in line for line in err.splitlines()), err
     assert main(["book", "run", "no_such_chapter"]) == 2  # a clear error, no traceback
+
+
+def _synthetic_book(folder: Path, *, dirty=(), stale=()) -> Path:
+    """Copies of the committed chapters whose records say: clean work tree, except ``dirty``; the
+    recorded source hash of those in ``stale`` is wrong (their source "changed")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for chapter in CHAPTERS:
+        nb = json.loads(chapter.output().read_text())
+        record = nb["metadata"][book.METADATA_KEY]
+        record["git"] = {"commit": "0123456789abcdef", "dirty": chapter.stem in dirty, "source_committed": True}
+        if chapter.stem in stale:
+            record["source_sha256"] = "0" * 64
+        (folder / chapter.output().name).write_text(json.dumps(nb))
+    return folder
+
+
+def test_book_check_refuses_a_chapter_executed_from_a_dirty_tree(tmp_path, capsys):
+    from covid_lib.cli import main
+
+    clean = _synthetic_book(tmp_path / "clean")
+    assert main(["book", "check", "--no-data-check", "--chapters-dir", str(clean)]) == 0
+    assert "executed from a clean work tree" in capsys.readouterr().out
+
+    first, second = CHAPTERS[0].stem, CHAPTERS[1].stem
+    mixed = _synthetic_book(tmp_path / "mixed", dirty=(first, second), stale=(second,))
+    assert main(["book", "check", "--no-data-check", "--chapters-dir", str(mixed)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines  # one line per chapter, even one both stale and dirty
+    assert lines[0].startswith(f"{first}: not publishable: executed from a dirty work tree (at 0123456)")
+    assert lines[1].startswith(f"{second}: stale: source changed") and "dirty work tree" in lines[1]
+
+    status = book.chapter_status(first, mixed, check_data=False)
+    assert status.fresh and not status.publishable  # fresh: `book list` still says so, and why not published
+    assert main(["book", "list", "--no-data-check", "--chapters-dir", str(mixed)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^{first}\s+fresh, not publishable", out, re.M), out
+
+
+@pytest.mark.parametrize("git, problem", [
+    ({"commit": "abc1234def", "dirty": False, "source_committed": True}, None),
+    ({"commit": "abc1234def", "dirty": True, "source_committed": True}, "dirty work tree (at abc1234)"),
+    ({"commit": "abc1234def", "dirty": False, "source_committed": False}, "uncommitted source"),
+    ({"commit": None, "dirty": None}, "no git state recorded"),
+    (None, "no git state recorded"),
+])
+def test_provenance_problems(git, problem):
+    problems = book.provenance_problems({} if git is None else {"git": git})
+    assert (problems == []) if problem is None else (len(problems) == 1 and problem in problems[0])
 
 
 def test_profiles():
@@ -363,7 +561,15 @@ def test_profiles():
 
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
-    """``jupyter-book build . -W`` into a temporary folder; returns (html dir, log, seconds)."""
+    """``jupyter-book build . -W`` into a temporary folder; returns (html dir, log, seconds).
+
+    With ``BOOK_HTML_DIR`` set, that already built folder (e.g. ``_build/html``) is checked instead
+    and the log is None (as in ``test_browser.py``).
+    """
+    if os.environ.get("BOOK_HTML_DIR"):
+        html = Path(os.environ["BOOK_HTML_DIR"]).resolve()
+        assert (html / "index.html").is_file(), f"no index.html in BOOK_HTML_DIR={html}"
+        return html, None, None
     out = tmp_path_factory.mktemp("book")
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"]
@@ -378,6 +584,8 @@ def built_book(tmp_path_factory):
 
 def test_book_builds_without_warnings_in_under_a_minute(built_book):
     html, log, seconds = built_book
+    if log is None:
+        pytest.skip("BOOK_HTML_DIR: checking a book built elsewhere")
     assert "WARNING" not in log and "build succeeded" in log, log[-3000:]
     assert seconds < 60, f"the build took {seconds:.0f} s"
     assert (html / "index.html").is_file()
@@ -391,6 +599,28 @@ def test_built_pages_match_the_toc(built_book):
     assert "<img" in chapter and "tartaglione2020unveiling" not in chapter.split("</main>")[0][-50:]
     references = (html / "book" / "references.html").read_text()
     assert "Tartaglione" in references and "Kermany" in references
+
+
+def test_built_chapters_show_the_parameters_cell_but_not_papermills_injected_one(built_book):
+    html, _, _ = built_book
+    for chapter in CHAPTERS:
+        page = (html / "book" / "chapters" / f"{chapter.stem}.html").read_text()
+        assert "tag_parameters" in page, chapter.stem  # myst-nb gives a cell a class per tag
+        assert "tag_injected-parameters" not in page, chapter.stem
+
+
+def test_the_notebook_reader_hides_only_the_injected_parameters_cell():
+    from covid_lib.book import sphinx_ext
+
+    assert CONFIG["sphinx"]["config"]["nb_custom_formats"] == {".ipynb": "covid_lib.book.sphinx_ext.read_notebook"}
+    committed = CHAPTERS[0].output()
+    nb = sphinx_ext.read_notebook(committed.read_text())
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    removed = [t for t in tags if "remove-cell" in t]
+    assert removed and all("injected-parameters" in t for t in removed)
+    assert all("remove-cell" in t for t in tags if "injected-parameters" in t)
+    assert any("parameters" in t and "remove-cell" not in t for t in tags)
+    assert [c.source for c in nb.cells] == [c.source for c in nbformat.read(committed, as_version=4).cells]
 
 
 # --------------------------------------------------------------------------- report helpers

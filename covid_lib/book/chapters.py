@@ -156,3 +156,69 @@ def parse_value(text: str) -> Any:
         except (ValueError, SyntaxError):
             pass
     return text
+
+
+def _kind(default: Any) -> str:
+    """What a parameter with this default takes, in words."""
+    if isinstance(default, bool):
+        return "True or False"
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    kinds = {int: "an integer", float: "a number", str: "text", dict: "a dict"}
+    return kinds.get(type(default), type(default).__name__)
+
+
+def check_parameter_type(chapter: str, name: str, value: Any, default: Any) -> None:
+    """Raise when ``value`` does not have the type of the parameter's default (None takes anything).
+
+    An int is a valid float, and a list and a tuple are interchangeable (papermill stores both as a
+    JSON list). Raises:
+        ValueError: one line naming the chapter, the parameter, what it takes and the value.
+    """
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"{chapter}: parameter {name} takes {_kind(default)} (its default is {default!r}), "
+                         f"not {value!r}")
+
+
+def coerce_parameter(chapter: str, name: str, text: str, default: Any) -> Any:
+    """The value of ``-p NAME TEXT`` for a parameter whose default is ``default``.
+
+    Text parameters keep the text as given (``-p headline 3`` is ``"3"``); a parameter defaulting to
+    None takes :func:`parse_value`'s reading; any other is read by :func:`parse_value` and must then
+    have its default's type (:func:`check_parameter_type`).
+    """
+    if isinstance(default, str):
+        return text
+    value = parse_value(text)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    check_parameter_type(chapter, name, value, default)
+    return value
+
+
+def parse_parameters(chapter: Chapter, pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Check ``-p NAME VALUE`` pairs against the chapter's ``parameters`` cell and read their values.
+
+    Raises:
+        ValueError: one line: a name the cell does not define (listing the chapter's parameters),
+            or a value that does not read as the type of the parameter's default.
+    """
+    defaults = parameter_defaults(chapter.source)
+    values: dict[str, Any] = {}
+    for name, text in pairs:
+        if name not in defaults:
+            raise ValueError(f"{chapter.stem} has no parameter {name}; its parameters: {', '.join(defaults)}")
+        values[name] = coerce_parameter(chapter.stem, name, text, defaults[name])
+    return values

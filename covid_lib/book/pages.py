@@ -1,5 +1,6 @@
 """The generated tables of ``book/reproduce.md`` (profiles, chapter parameters, recorded runtimes,
-training records) and of ``book/verdicts.md`` (the verdict each published chapter displayed).
+training records), of ``book/verdicts.md`` (the verdict each published chapter displayed) and of
+``book/summary.md`` (the paper's claims, from :data:`covid_lib.verdicts.CLAIMS`).
 
 A page holds blocks ``<!-- BEGIN generated:NAME ... -->`` ... ``<!-- END generated:NAME -->``;
 :func:`render_page` regenerates them from :data:`covid_lib.profiles.PROFILES`, the chapters'
@@ -19,6 +20,7 @@ from covid_lib.profiles import PROFILES
 
 REPRODUCE_PAGE = REPO_ROOT / "book" / "reproduce.md"
 VERDICTS_PAGE = REPO_ROOT / "book" / "verdicts.md"
+SUMMARY_PAGE = REPO_ROOT / "book" / "summary.md"
 
 
 _PROFILE_ROWS = (
@@ -169,6 +171,13 @@ def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
     return "\n".join(lines)
 
 
+def claims_list() -> str:
+    """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.verdicts.CLAIMS`."""
+    from covid_lib.verdicts import CLAIMS
+
+    return "\n".join(f"- **{claim}.** {statement}" for claim, statement in CLAIMS.items())
+
+
 GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
                     "bench": bench_table, "pretraining": pretraining_records_table,
                     "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
@@ -179,7 +188,8 @@ def _block_re(name: str) -> re.Pattern:
 
 
 #: The generated blocks of each page.
-PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table}}
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table},
+               SUMMARY_PAGE: {"claims": claims_list}}
 
 
 def render_page(text: str, blocks: dict | None = None) -> str:

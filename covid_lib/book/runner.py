@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from covid_lib.book.chapters import (
-    KERNEL_NAME, METADATA_KEY, SCRATCH_DIR, Chapter, parameter_defaults, read_source, resolve_chapter, source_hash,
+    KERNEL_NAME, METADATA_KEY, SCRATCH_DIR, Chapter, check_parameter_type, parameter_defaults, read_source,
+    resolve_chapter, source_hash,
 )
 from covid_lib.paths import REPO_ROOT, cache_dir
 from covid_lib.profiles import get_profile
@@ -48,17 +49,24 @@ def git_state(source: str | os.PathLike | None = None) -> dict[str, Any]:
     return _git_state(source, exclude=RUNNER_OUTPUTS)
 
 
-def _effective_parameters(chapter: Chapter, profile: str, parameters: dict | None) -> tuple[dict, dict]:
-    """The parameters papermill injects and the ones the chapter then runs with (defaults + injected)."""
+def _effective_parameters(chapter: Chapter, profile: str | None, parameters: dict | None) -> tuple[dict, dict]:
+    """The parameters papermill injects and the ones the chapter then runs with (defaults + injected).
+
+    The profile is ``profile`` or, when that is None, ``parameters["profile"]`` (else the cell's); both
+    given and different is an error. Names the ``parameters`` cell does not define, and values that
+    do not have their default's type, are errors too (:func:`check_parameter_type`).
+    """
     defaults = parameter_defaults(chapter.source)
     passed = dict(parameters or {})
-    if "profile" in passed and passed["profile"] != profile:
-        raise ValueError(f"profile given twice ({profile!r} and {passed['profile']!r}); use profile=...")
-    passed["profile"] = get_profile(profile).name
+    if profile is not None and passed.get("profile", profile) != profile:
+        raise ValueError(f"profile given twice: {profile!r} and profile={passed['profile']!r}; give it once")
+    passed["profile"] = get_profile(profile if profile is not None else passed.get("profile", defaults["profile"])).name
     unknown = sorted(set(passed) - set(defaults))
     if unknown:
         raise ValueError(f"{chapter.stem} has no parameter {', '.join(unknown)}; "
                          f"its parameters: {', '.join(defaults)}")
+    for name, value in passed.items():
+        check_parameter_type(chapter.stem, name, value, defaults[name])
     return passed, {**defaults, **passed}
 
 
@@ -127,7 +135,7 @@ def _finish(nb, chapter: Chapter, out: Path, effective: dict, *, git: dict, vers
 def run_chapter(
     chapter: str | Chapter,
     *,
-    profile: str = "cpu",
+    profile: str | None = None,
     parameters: dict | None = None,
     output_dir: str | os.PathLike | None = None,
     kernel_name: str = KERNEL_NAME,
@@ -140,7 +148,8 @@ def run_chapter(
 
     Args:
         chapter: a :class:`Chapter` or anything :func:`resolve_chapter` accepts.
-        profile: the compute profile (see :mod:`covid_lib.profiles`).
+        profile: the compute profile (see :mod:`covid_lib.profiles`); None: ``parameters["profile"]``,
+            else the default of the chapter's ``parameters`` cell (``cpu``).
         parameters: other values for the chapter's ``parameters`` cell (``data_root``, ``device``...).
         output_dir: where the executed notebook goes (default: the scratch folder ``_build/chapters``;
             pass ``book/chapters`` to publish).

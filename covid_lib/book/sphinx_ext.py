@@ -1,6 +1,39 @@
-"""A tiny Sphinx extension that ``jupyter-book build`` loads (``_config.yml``, ``sphinx.local_extensions``)."""
+"""A tiny Sphinx extension that ``jupyter-book build`` loads (``_config.yml``, ``sphinx.local_extensions``).
+
+It also holds :func:`read_notebook`, the notebook reader that ``_config.yml`` names in myst-nb's
+``nb_custom_formats`` for ``.ipynb``: it hides papermill's ``injected-parameters`` cell at build time.
+"""
 
 from __future__ import annotations
+
+#: The tag papermill gives the cell it inserts after the ``parameters`` cell.
+INJECTED_TAG = "injected-parameters"
+#: myst-nb's tag for a cell that the rendered page leaves out entirely.
+REMOVE_TAG = "remove-cell"
+
+
+def hide_injected_parameters(nb):
+    """Tag papermill's ``injected-parameters`` cells ``remove-cell`` (in place); returns ``nb``.
+
+    The chapters keep the cell (its values are in ``metadata["papermill"]`` and the provenance
+    record too); the page shows only the chapter's own ``parameters`` cell.
+    """
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if INJECTED_TAG in tags and REMOVE_TAG not in tags:
+            cell.metadata["tags"] = [*tags, REMOVE_TAG]
+    return nb
+
+
+def read_notebook(text: str):
+    """myst-nb's standard ``.ipynb`` reader followed by :func:`hide_injected_parameters`.
+
+    Named in ``_config.yml`` as ``sphinx.config.nb_custom_formats[".ipynb"]`` (myst-nb's documented
+    hook for reading a notebook format), so the committed chapters stay as papermill wrote them.
+    """
+    import nbformat
+
+    return hide_injected_parameters(nbformat.reads(text, as_version=4))
 
 
 def _dedupe_assets(app, pagename, templatename, context, doctree) -> None:

@@ -1,7 +1,10 @@
-"""Tell a fresh executed chapter from a stale one, by its provenance record.
+"""Tell a fresh executed chapter from a stale one, and a publishable one, by its provenance record.
 
 :func:`check_executed` compares the record that :mod:`covid_lib.book.runner` wrote into an executed
-notebook with the chapter's current source, parameters, profile definitions and data.
+notebook with the chapter's current source, parameters, profile definitions and data (``fresh`` or
+``stale``), and reads the git state it recorded (:func:`provenance_problems`): a chapter executed
+from a dirty work tree or an uncommitted source may be fresh, but it is not publishable, since no
+commit holds the code that produced it. ``book check`` refuses both.
 """
 
 from __future__ import annotations
@@ -25,10 +28,36 @@ class ChapterStatus:
     state: str
     reasons: list[str] = field(default_factory=list)
     record: dict = field(default_factory=dict)
+    #: Why the recorded git state forbids publishing it (:func:`provenance_problems`), fresh or not.
+    unpublishable: list[str] = field(default_factory=list)
 
     @property
     def fresh(self) -> bool:
         return self.state == "fresh"
+
+    @property
+    def publishable(self) -> bool:
+        """Fresh, and executed from a clean work tree with its source committed."""
+        return self.fresh and not self.unpublishable
+
+
+def provenance_problems(record: dict) -> list[str]:
+    """Why an executed chapter's recorded git state forbids publishing it ([] when it allows it).
+
+    Refused: a work tree that was dirty (uncommitted changes to tracked files, the runner's own
+    outputs aside: see :data:`covid_lib.provenance.BOOK_OUTPUTS`), a chapter source that differed
+    from the commit, or no git state at all (git was unavailable, or the record predates it).
+    """
+    git = record.get("git") or {}
+    commit = str(git.get("commit") or "")[:7] or "unknown commit"
+    problems = []
+    if git.get("dirty") is None:
+        problems.append("no git state recorded; re-execute it from a clean checkout")
+    elif git["dirty"]:
+        problems.append(f"executed from a dirty work tree (at {commit}); commit, then re-execute it")
+    if git.get("source_committed") is False:
+        problems.append(f"executed from an uncommitted source (at {commit})")
+    return problems
 
 
 def _jsonable(value: Any) -> Any:
@@ -48,7 +77,8 @@ def check_executed(
     not those the ``parameters`` cell defines (names), or their values are not the cell's defaults
     overridden by what papermill injected; the recorded profile's settings differ from the current
     profile definition; the notebook holds an error output; or (``check_data`` and data present)
-    the data version changed.
+    the data version changed. Whatever the state, ``unpublishable`` lists what the recorded git
+    state refuses (:func:`provenance_problems`).
     """
     import nbformat
 
@@ -93,7 +123,7 @@ def check_executed(
         now = data_version(data_root if data_root is not None else recorded.get("data_root"))
         if now is not None and rec.get("data_version") != now:
             reasons.append(f"data version changed: {now}, executed on {rec.get('data_version')}")
-    return ChapterStatus(name, "stale" if reasons else "fresh", reasons, rec)
+    return ChapterStatus(name, "stale" if reasons else "fresh", reasons, rec, provenance_problems(rec))
 
 
 def chapter_status(chapter: str | Chapter, output_dir: str | os.PathLike | None = None,

@@ -6,7 +6,7 @@
     python -m covid_lib book run 01 --profile cpu    # into the scratch folder _build/chapters
     python -m covid_lib book run 01 --profile paper -p device cuda --into book/chapters  # publish
     python -m covid_lib book register _build/chapters/01_data.ipynb  # after plain papermill
-    python -m covid_lib book check                   # exit 1 when a chapter is stale or not executed
+    python -m covid_lib book check                   # exit 1: a chapter stale, not executed or from a dirty tree
     python -m covid_lib book sync                    # regenerate the tables in book/reproduce.md
 
 Only the standard library is imported here; :mod:`covid_lib.book` is imported by the commands.
@@ -44,8 +44,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         st = chapter_status(chapter, args.chapters_dir, check_data=not args.no_data_check)
         rec = st.record
         extra = f"  profile={rec.get('profile')}  {rec.get('wall_time_s')} s" if rec else ""
-        print(f"{chapter.stem:<24} {st.state}{extra}")
-        for reason in st.reasons:
+        dirty = ", not publishable" if rec and st.unpublishable else ""
+        print(f"{chapter.stem:<24} {st.state}{dirty}{extra}")
+        for reason in [*st.reasons, *st.unpublishable]:
             print(f"    - {reason}")
     return 0
 
@@ -56,33 +57,59 @@ def _cmd_check(args: argparse.Namespace) -> int:
     bad = 0
     for chapter in list_chapters():
         st = chapter_status(chapter, args.chapters_dir, check_data=not args.no_data_check)
-        if not st.fresh:
+        if not st.publishable:  # one line per chapter: stale, not executed, or from a dirty tree
             bad += 1
-            print(f"{chapter.stem}: {st.state}: " + "; ".join(st.reasons), file=sys.stderr)
+            state = st.state if not st.fresh else "not publishable"
+            print(f"{chapter.stem}: {state}: " + "; ".join([*st.reasons, *st.unpublishable]), file=sys.stderr)
     from covid_lib.book.pages import pages_out_of_date
 
     for page in pages_out_of_date():
         bad += 1
         print(f"{page.name}: generated tables out of date; run `python -m covid_lib book sync`", file=sys.stderr)
     if not bad:
-        print(f"{len(list_chapters())} chapter(s) fresh")
+        print(f"{len(list_chapters())} chapter(s) fresh, each executed from a clean work tree")
     return 1 if bad else 0
 
 
+def _run_profile(args: argparse.Namespace) -> str:
+    """The profile of ``book run``: ``--profile`` or ``-p profile`` (the same thing), else ``cpu``."""
+    from covid_lib.profiles import get_profile
+
+    given = [value for name, value in args.parameters if name == "profile"]
+    if getattr(args, "profile_given", False):
+        given.insert(0, args.profile)
+    if len(set(given)) > 1:
+        raise ValueError(f"profile given twice ({' and '.join(repr(g) for g in given)}); "
+                         "--profile X and -p profile X are the same: give one")
+    return get_profile(given[0] if given else args.profile).name
+
+
+class _StoreProfile(argparse.Action):
+    """Store ``--profile`` and note that it was given (so ``-p profile X`` can tell it from the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.profile_given = True
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from covid_lib.book import ChapterFailed, list_chapters, parse_value, read_record, resolve_chapter, run_chapter
+    from covid_lib.book import ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter
 
     chapters = [resolve_chapter(c) for c in args.chapters] or list_chapters()
     if not chapters:
         raise ValueError("no chapters in notebooks/")
-    parameters = {name: parse_value(value) for name, value in args.parameters}
-    if args.data_root is not None:
-        parameters["data_root"] = args.data_root
-    parameters.setdefault("device", args.device)
+    profile = _run_profile(args)
+    pairs = [(name, value) for name, value in args.parameters if name != "profile"]
+    # Every -p is checked against each chapter's parameters cell before anything executes.
+    per_chapter = {chapter.stem: parse_parameters(chapter, pairs) for chapter in chapters}
+    for parameters in per_chapter.values():
+        if args.data_root is not None:
+            parameters["data_root"] = args.data_root
+        parameters.setdefault("device", args.device)
     for chapter in chapters:
-        print(f"running {chapter.stem} with profile {args.profile} ...", flush=True)
+        print(f"running {chapter.stem} with profile {profile} ...", flush=True)
         try:
-            out = run_chapter(chapter, profile=args.profile, parameters=parameters, output_dir=args.into,
+            out = run_chapter(chapter, profile=profile, parameters=per_chapter[chapter.stem], output_dir=args.into,
                               kernel_name=args.kernel, log_output=args.log_output, progress_bar=not args.quiet)
         except ChapterFailed as err:
             print(f"error: {err}", file=sys.stderr)
@@ -129,7 +156,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = status_options(cmds.add_parser("list", help="chapters and their status (fresh / stale / not executed)"))
     p.set_defaults(func=_cmd_list)
 
-    p = status_options(cmds.add_parser("check", help="exit 1 when a chapter is stale or not executed"))
+    p = status_options(cmds.add_parser(
+        "check", help="exit 1 when a chapter is stale, not executed or executed from a dirty work tree",
+        description="Exit 1 when a chapter is stale, not executed, or was executed from a dirty work tree or "
+                    "an uncommitted source (its provenance record's git state), printing one line per such "
+                    "chapter; also when the generated tables of book/reproduce.md are out of date."))
     p.set_defaults(func=_cmd_check)
 
     p = cmds.add_parser("run", help="execute chapters with papermill (all when none is named)",
@@ -137,9 +168,12 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                                     f"--into {_CHAPTERS_DIR} publishes them into the book. A failed run "
                                     "replaces nothing.")
     p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="01_data, data or 01 (default: every chapter)")
-    p.add_argument("--profile", default="cpu", help="compute profile: smoke, cpu or paper (default cpu)")
+    p.add_argument("--profile", default="cpu", action=_StoreProfile,
+                   help="compute profile: smoke, cpu or paper (default cpu; -p profile X is the same)")
     p.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="set a chapter parameter (papermill's -p)")
+                   metavar=("NAME", "VALUE"),
+                   help="set a chapter parameter (papermill's -p); the name must be in the chapter's parameters "
+                        "cell and the value must read as its default's type, checked before anything runs")
     p.add_argument("--into", default=None, metavar="DIR",
                    help=f"where the executed chapters go (default {_SCRATCH_DIR}; {_CHAPTERS_DIR} publishes "
                         "them and updates book/reproduce.md)")
