@@ -21,6 +21,7 @@ from covid_lib.profiles import PROFILES
 REPRODUCE_PAGE = REPO_ROOT / "book" / "reproduce.md"
 VERDICTS_PAGE = REPO_ROOT / "book" / "verdicts.md"
 SUMMARY_PAGE = REPO_ROOT / "book" / "summary.md"
+PROTOCOL_PAGE = REPO_ROOT / "book" / "protocol.md"
 
 
 _PROFILE_ROWS = (
@@ -183,13 +184,20 @@ GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, 
                     "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
 
 
+def protocol_block() -> str:
+    """The decision protocol (:mod:`covid_lib.protocol`), generated: its hash, constants and rules."""
+    from covid_lib.protocol import protocol_markdown
+
+    return protocol_markdown()
+
+
 def _block_re(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN generated:{name} .*?-->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
 
 
 #: The generated blocks of each page.
 PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table},
-               SUMMARY_PAGE: {"claims": claims_list}}
+               SUMMARY_PAGE: {"claims": claims_list}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 
 def render_page(text: str, blocks: dict | None = None) -> str:

@@ -1,0 +1,79 @@
+"""The decision protocol (issue 16): rules as generated text and as code agree, the MDE is the
+closed form, the hash follows every field, and a protocol change that is not re-synced is caught."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from covid_lib import protocol as P
+from covid_lib.book import pages
+
+
+def _rule(kind="directional", margin=0.0):
+    return replace(P.PROTOCOL["C1" if kind == "directional" else "C3"], kind=kind, margin=margin)
+
+
+def test_mde_is_the_normal_closed_form():
+    assert P.mde(1.0) == pytest.approx(1.959964 + 0.841621, abs=1e-5)
+    assert P.mde(0.02) == pytest.approx(0.02 * 2.801585, rel=1e-5)
+
+
+@pytest.mark.parametrize("est,low,high,se,outcome", [
+    (0.10, 0.02, 0.18, 0.04, "reproduced"),
+    (-0.10, -0.18, -0.02, 0.04, "not reproduced"),
+    (0.00, -0.05, 0.05, 0.03, "no detectable effect"),   # MDE 0.084 > high
+    (0.05, -0.03, 0.13, 0.04, "inconclusive"),          # MDE 0.112 <= high? no: 0.13 >= 0.112
+])
+def test_directional_rule_outcomes(est, low, high, se, outcome):
+    d = P.decide(_rule(), est, low, high, se, n_used=10, n_left_out=0)
+    assert d.outcome == outcome and d.mde == pytest.approx(P.mde(se))
+
+
+@pytest.mark.parametrize("low,high,outcome", [(-0.03, 0.04, "reproduced"), (0.06, 0.10, "not reproduced"),
+                                              (0.01, 0.07, "inconclusive")])
+def test_null_rule_is_symmetric_around_its_margin(low, high, outcome):
+    d = P.decide(_rule("null", 0.05), (low + high) / 2, low, high, 0.02, n_used=10, n_left_out=0)
+    assert d.outcome == outcome
+
+
+def test_too_few_or_too_many_left_out_decide_nothing():
+    r = _rule()
+    assert P.decide(r, 0.2, 0.1, 0.3, 0.05, n_used=2, n_left_out=0).outcome == "inconclusive"
+    assert P.decide(r, 0.2, 0.1, 0.3, 0.05, n_used=4, n_left_out=5).outcome == "inconclusive"
+    assert P.decide(r, 0.2, 0.1, 0.3, 0.05, n_used=5, n_left_out=5).outcome == "reproduced"
+    assert P.decide(r, 0.2, np.nan, np.nan, 0.05, n_used=5, n_left_out=0).outcome == "inconclusive"
+
+
+def test_rule_text_names_the_constants_decide_uses():
+    text = P.rule_text(P.PROTOCOL["C3"])
+    assert f"{P.PROTOCOL['C3'].margin:+.2f}" in text and f"{P.MIN_PAIRS} usable" in text
+    assert "no detectable effect" in P.rule_text(P.PROTOCOL["C1"]).lower()
+
+
+def test_combined_claim_needs_every_part():
+    ok = P.decide(_rule("null", 0.05), 0.0, -0.02, 0.02, 0.01, n_used=5, n_left_out=0)
+    bad = P.decide(_rule("null", 0.05), 0.1, 0.07, 0.13, 0.01, n_used=5, n_left_out=0)
+    mid = P.decide(_rule("null", 0.05), 0.04, 0.02, 0.07, 0.01, n_used=5, n_left_out=0)
+    assert P.combine("C3", {"a": ok, "b": ok}).outcome == "reproduced"
+    assert P.combine("C3", {"a": ok, "b": bad}).outcome == "not reproduced"
+    assert P.combine("C3", {"a": ok, "b": mid}).outcome == "inconclusive"
+
+
+def test_hash_follows_every_field(monkeypatch):
+    before = P.protocol_hash()
+    assert before == P.protocol_hash() and len(before) == 12
+    monkeypatch.setitem(P.PROTOCOL, "C3", replace(P.PROTOCOL["C3"], margin=0.04))
+    assert P.protocol_hash() != before
+    monkeypatch.setattr(P, "N_BOOT", 1000)
+    assert P.protocol_hash() != before
+
+
+def test_protocol_page_is_generated_from_the_code_and_a_change_is_caught(monkeypatch):
+    assert pages.PROTOCOL_PAGE not in pages.pages_out_of_date()
+    text = pages.PROTOCOL_PAGE.read_text()
+    assert P.protocol_hash() in text and P.rule_text(P.PROTOCOL["C1"]) in text
+    monkeypatch.setitem(P.PROTOCOL, "C1", replace(P.PROTOCOL["C1"], estimand="something else"))
+    assert pages.PROTOCOL_PAGE in pages.pages_out_of_date()
