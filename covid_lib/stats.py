@@ -89,10 +89,15 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
 
 
 def _check_delong_inputs(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(y_true).astype(bool).ravel()
+    y = np.asarray(y_true).ravel()
+    if y.dtype != bool and not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true must contain only 0 and 1 (1 = COVID+)")
+    y = y.astype(bool)
     s = np.atleast_2d(np.asarray(scores, dtype=float))
     if s.shape[1] != y.size:
         raise ValueError(f"scores have {s.shape[1]} columns but y_true has {y.size} labels")
+    if not np.isfinite(s).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(s)).sum())} NaN or infinite values")
     if y.all() or not y.any():
         raise ValueError("DeLong needs both classes: y_true has only one class")
     return y, s
@@ -200,6 +205,11 @@ class DeLongTest:
 
 def delong_test(y_true, score_a, score_b, *, alpha: float = 0.05) -> DeLongTest:
     """Paired DeLong test of ``AUC_a == AUC_b`` for two models scored on the same images.
+
+    The library's one paired DeLong test (re-exported by :mod:`covid_lib.metrics`). Images are
+    its units: where patients have several images use
+    :func:`covid_lib.power.clustered_paired_auc_test` or, for verdicts,
+    :func:`paired_cluster_bootstrap`. Labels must be 0/1 (both present), scores finite.
 
     The variance of the difference is ``S_aa + S_bb - 2 S_ab`` from :func:`delong_covariance`,
     so the correlation between the two models (same images) is accounted for.
