@@ -49,11 +49,12 @@ import numpy as np
 import pandas as pd
 
 from covid_lib import stats
-from covid_lib.stats import DeLongTest
+from covid_lib.stats import DeLongTest, delong_test  # the one paired DeLong test, re-exported
 
 __all__ = [
     "METRICS", "METRIC_LABELS", "Estimate", "ConfusionCounts", "BinaryMetrics", "DeLongTest",
     "binary_metrics", "confusion_counts", "choose_threshold", "delong_test", "format_estimate",
+    "collapse_status",
 ]
 
 #: Metric keys, in the column order of the paper's Tables II-IV.
@@ -556,21 +557,6 @@ def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_bo
                          **est)
 
 
-def delong_test(y_true, score_a, score_b, *, alpha: float = 0.05) -> DeLongTest:
-    """Paired DeLong test comparing the AUCs of two models scored on the same images.
-
-    Validates the inputs as :func:`binary_metrics` does, then calls
-    :func:`covid_lib.stats.delong_test`. Returns AUCs, their difference ``auc_a - auc_b``, its
-    standard error, ``z``, the two-sided p-value and the ``1 - alpha`` interval of the
-    difference. Identical scores give ``z = 0``, ``p = 1``.
-    """
-    y, a = _validate(y_true, score_a, name="score_a")
-    _, b = _validate(y_true, score_b, name="score_b")
-    if y.all() or not y.any():
-        raise ValueError("delong_test needs both classes in y_true")
-    return stats.delong_test(y, a, b, alpha=alpha)
-
-
 def macro_auc(y_true, probs, *, groups=None, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> Estimate:
     """One-vs-rest macro AUC of a K-class classifier (K = 2: the AUC of class 1) with a bootstrap
     interval; whole patient groups are resampled when ``groups`` is given (pre-training records,
@@ -616,3 +602,44 @@ def mean_estimate(values, *, groups=None, n_boot: int = 2000, seed: int = 0, alp
     kind = "cluster bootstrap" if n_units < len(v) else "percentile bootstrap"
     unit = f"{n_units} groups" if groups is not None else f"{n_units} images"
     return Estimate(float(v.mean()), low, high, f"{kind} (n_boot={n_boot}, {unit})")
+
+
+def collapse_status(y_score, *, threshold: float = 0.5, min_spread: float = 1e-3) -> str | None:
+    """Why a model's scores (on its own test set) cannot be read as a trained model's, or None.
+
+    A model has *collapsed* when its scores say nothing about the image: all on one side of its
+    threshold (every image gets the same prediction, so sensitivity and specificity measure where
+    the scores sit, not the model), or spread so little that ranks are decided by noise (two
+    Conv8s of the grid output 0.45713-0.45734 for every image). The spread is the 5-95%
+    inter-quantile range (``numpy.quantile``, linear interpolation): robust to a few outlying
+    images, unlike the full range, and, unlike the interquartile range, not fooled by a confident
+    model whose majority class is scored almost identically (e.g. 80% of negatives at 0.001).
+
+    Args:
+        y_score: the model's scores (finite), e.g. on its own test set.
+        threshold: its decision threshold; an image is COVID+ when ``score >= threshold``.
+        min_spread: the smallest 5-95% range of a usable model, on the scores' scale.
+
+    Returns:
+        None when the scores are usable; otherwise the reasons joined by ``"; "``: ``"all scores
+        at or above the threshold 0.5"``, ``"all scores below the threshold 0.5"``, ``"score
+        spread 2.1e-04 < 1e-03 (5-95% range)"``.
+
+    Example:
+        >>> collapse_status([0.45713, 0.45720, 0.45734])
+        'all scores below the threshold 0.5; score spread 1.9e-04 < 1e-03 (5-95% range)'
+        >>> collapse_status([0.1, 0.4, 0.6, 0.9]) is None
+        True
+    """
+    s = _validate_scores(y_score)
+    if not math.isfinite(threshold) or not min_spread >= 0:
+        raise ValueError(f"need a finite threshold and min_spread >= 0, got {threshold!r}, {min_spread!r}")
+    reasons = []
+    if (s >= threshold).all():
+        reasons.append(f"all scores at or above the threshold {threshold:g}")
+    elif (s < threshold).all():
+        reasons.append(f"all scores below the threshold {threshold:g}")
+    low, high = np.quantile(s, [0.05, 0.95])
+    if high - low < min_spread:
+        reasons.append(f"score spread {high - low:.1e} < {min_spread:.0e} (5-95% range)")
+    return "; ".join(reasons) or None

@@ -30,7 +30,7 @@ import pandas as pd
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRICS, format_estimate
 from covid_lib.runs import RunSpec, results_dir
-from covid_lib.stats import bootstrap_ci, delong_test, weighted_auc
+from covid_lib.stats import delong_test, paired_cluster_bootstrap
 
 #: Test sets, in the paper's column order; COVID-ChestXRay's 15 images are ours (Table IV, not II).
 TEST_SETS: tuple[str, ...] = COMPOSITION_ORDER
@@ -42,7 +42,7 @@ PRETRAIN_LABELS = {"none": "none (scratch)", "kermany": "ChestXRay (kermany)", "
 RECORD_COLUMNS = ["arch", "pretrain", "composition", "seed", "pipeline", "precision", "run_id", "status", "path"]
 LEARNED = ("done", "did not learn")
 PAIRED_COLUMNS = ["n_a", "n_b", "n_common", "n_patients", "auc_a", "auc_b", "diff", "se", "p", "delong_low",
-                  "delong_high", "boot_low", "boot_high"]
+                  "delong_high", "boot_low", "boot_high", "boot_p"]
 _SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
 
 
@@ -171,8 +171,9 @@ def paired_auc(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 2000, seed: in
 
     Returns the counts (``n_a``, ``n_b``, ``n_common``, ``n_patients``), ``auc_a``, ``auc_b``,
     ``diff`` (a - b), the paired DeLong test (:func:`covid_lib.stats.delong_test`, images as units:
-    ``se``, ``p``, ``delong_low``, ``delong_high``) and a patient-cluster bootstrap interval of
-    ``diff`` (``boot_low``, ``boot_high``; patients as units). NaN where a class is missing.
+    ``se``, ``p``, ``delong_low``, ``delong_high``) and the paired patient-cluster bootstrap of
+    ``diff`` (:func:`covid_lib.stats.paired_cluster_bootstrap`, patients as units: ``boot_low``,
+    ``boot_high``, ``boot_p``). NaN where a class is missing.
     """
     both = a[["label", "group_id", "score"]].join(b[["label", "score"]], how="inner", suffixes=("", "_b"))
     if (both["label"] != both["label_b"]).any():
@@ -180,17 +181,12 @@ def paired_auc(a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 2000, seed: in
     out = {"n_a": len(a), "n_b": len(b), "n_common": len(both), "n_patients": both["group_id"].nunique()}
     y, sa, sb = both["label"].to_numpy(), both["score"].to_numpy(), both["score_b"].to_numpy()
     if len(np.unique(y)) < 2:
-        return {**out, **dict.fromkeys(("auc_a", "auc_b", "diff", "se", "p", "delong_low", "delong_high",
-                                        "boot_low", "boot_high"), np.nan)}
+        return {**out, **dict.fromkeys(PAIRED_COLUMNS[4:], np.nan)}
     t = delong_test(y, sa, sb)
-
-    def diff(w: np.ndarray) -> np.ndarray:
-        return weighted_auc(y, sa, w) - weighted_auc(y, sb, w)
-
-    low, high = bootstrap_ci(y, diff, groups=both["group_id"].to_numpy(), n_boot=n_boot, seed=seed) \
-        if n_boot else (np.nan, np.nan)
+    boot = paired_cluster_bootstrap(y, sa, sb, both["group_id"].to_numpy(), n_boot=n_boot, seed=seed)
     return {**out, "auc_a": t.auc_a, "auc_b": t.auc_b, "diff": t.diff, "se": t.se, "p": t.p_value,
-            "delong_low": t.low, "delong_high": t.high, "boot_low": low, "boot_high": high}
+            "delong_low": t.low, "delong_high": t.high, "boot_low": boot.low, "boot_high": boot.high,
+            "boot_p": boot.p_value}
 
 
 def paired_cells(left: pd.DataFrame, right: pd.DataFrame, *, on: Iterable[str] = ("pretrain", "composition", "seed"),

@@ -15,12 +15,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import delong_test, format_estimate
 from covid_lib.paths import REPO_ROOT
-from covid_lib.stats import bootstrap_ci, weighted_auc
+from covid_lib.stats import paired_cluster_bootstrap
 
 #: The committed records the book reads (``$COVID_LIB_RESULTS`` is for scratch work and tests).
 BOOK_RESULTS = REPO_ROOT / "results"
@@ -91,8 +90,9 @@ def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_se
                      n_boot: int = 2000) -> dict | None:
     """Test AUC of a pre-trained fine-tune against the same model from scratch, on the same images.
 
-    The difference gets a paired DeLong test (images as units) and a patient-cluster bootstrap
-    interval (patients as units; the deciding one when patients have several images).
+    The difference gets a paired DeLong test (images as units) and the paired patient-cluster
+    bootstrap of :func:`covid_lib.stats.paired_cluster_bootstrap` (patients as units; the deciding
+    one when patients have several images): ``difference_cluster_ci`` and ``cluster_p``.
     """
     test_set = test_set or composition
     common = dict(task="covid", composition=composition, arch=arch, profile=profile, seed=seed,
@@ -104,17 +104,13 @@ def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_se
     both = sa.join(sb[["score"]].rename(columns={"score": "score_scratch"}), how="inner")
     y, s1, s0 = both["label"].to_numpy(), both["score"].to_numpy(), both["score_scratch"].to_numpy()
     test = delong_test(y, s1, s0)
-
-    def diff(w: np.ndarray) -> np.ndarray:
-        return weighted_auc(y, s1, w) - weighted_auc(y, s0, w)
-
-    low, high = bootstrap_ci(y, diff, groups=both["group_id"].to_numpy(), n_boot=n_boot)
+    boot = paired_cluster_bootstrap(y, s1, s0, both["group_id"].to_numpy(), n_boot=n_boot)
     return {"composition": composition, "test_set": test_set, "n_images": len(y),
             "n_patients": both["group_id"].nunique(), "pretrained": a["run_id"], "scratch": b["run_id"],
             "auc_pretrained": float(test.auc_a), "auc_scratch": float(test.auc_b),
             "pretrained_did_not_learn": bool(a["did_not_learn"]), "scratch_did_not_learn": bool(b["did_not_learn"]),
             "difference": float(test.auc_a - test.auc_b), "delong_p": float(test.p_value),
-            "difference_cluster_ci": (low, high)}
+            "difference_cluster_ci": (boot.low, boot.high), "cluster_p": boot.p_value}
 
 
 def precision_table(index: pd.DataFrame, *, composition: str = "CORDA", test_set: str | None = None,

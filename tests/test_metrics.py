@@ -577,3 +577,38 @@ def test_macro_auc_and_mean_estimate_intervals():
     acc = mean_estimate((probs.argmax(1) == y).astype(float), groups=groups, n_boot=300)
     assert acc.value == pytest.approx((probs.argmax(1) == y).mean()) and acc.low <= acc.value <= acc.high
     assert np.isnan(macro_auc(np.zeros(5, int), np.full((5, 2), 0.5), n_boot=10).value)
+
+
+# --------------------------------------------------------------------------- collapsed models
+
+
+def test_collapse_status_flags_the_conv8_outputs_and_passes_a_usable_model():
+    from covid_lib.metrics import collapse_status
+
+    rng = np.random.default_rng(0)
+    conv8 = rng.uniform(0.45713, 0.45734, 120)  # issue 16: two Conv8s, every image in this range
+    reason = collapse_status(conv8)
+    assert reason.startswith("all scores below the threshold 0.5; score spread ")
+    assert reason.endswith(" < 1e-03 (5-95% range)")
+    spread = float(reason.split("spread ")[1].split(" <")[0])
+    assert spread == pytest.approx(np.subtract(*np.quantile(conv8, [0.95, 0.05])), rel=0.05) and spread < 2.1e-4
+    y, s = make_data(1)  # binormal scores crossing 0.5
+    assert collapse_status(s) is None
+    assert collapse_status(rng.uniform(0.6, 0.99, 50)) == "all scores at or above the threshold 0.5"
+    assert collapse_status(np.r_[0.5, rng.uniform(0.6, 0.99, 50)]).startswith("all scores at or above")
+    assert collapse_status(rng.uniform(0.6, 0.99, 50), threshold=0.8) is None
+    around = 0.5 + np.linspace(-2e-4, 2e-4, 101)  # crosses the threshold, but barely moves
+    assert collapse_status(around) == "score spread 3.6e-04 < 1e-03 (5-95% range)"
+
+
+def test_collapse_status_spread_is_the_5_95_range():
+    from covid_lib.metrics import collapse_status
+
+    flat = np.r_[np.full(97, 0.3), [0.9, 0.1, 0.7]]
+    assert "score spread 0.0e+00" in collapse_status(flat)  # 3 outliers in 100 do not make a model
+    confident = np.r_[np.full(80, 0.001), np.full(20, 0.999)]  # IQR 0, but the scores separate
+    assert collapse_status(confident) is None
+    assert collapse_status(np.linspace(0.4, 0.6, 101), min_spread=0.2) == \
+        "score spread 1.8e-01 < 2e-01 (5-95% range)"
+    with pytest.raises(ValueError, match="NaN"):
+        collapse_status([0.2, np.nan, 0.7])

@@ -255,6 +255,8 @@ def test_paired_auc_matches_delong_on_the_intersection():
     diff, p = _delong_by_hand(common["label"].to_numpy(), common["score"].to_numpy(), sb["score"].to_numpy())
     assert out["diff"] == pytest.approx(diff) and out["p"] == pytest.approx(p, rel=1e-6)
     assert out["boot_low"] < out["diff"] < out["boot_high"]
+    boot = stats.paired_cluster_bootstrap(common["label"], common["score"], sb["score"], common["group_id"], n_boot=300)
+    assert (out["boot_low"], out["boot_high"], out["boot_p"]) == (boot.low, boot.high, boot.p_value)
     with pytest.raises(ValueError, match="label"):
         rr.paired_auc(sa, sb.assign(label=1 - sb["label"]))
 

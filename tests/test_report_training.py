@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from covid_lib import report_training as rt
+from covid_lib import stats
 
 
 def write_record(root, run_id, spec, scores, *, did_not_learn=False, auc=0.7):
@@ -53,6 +54,9 @@ def test_pretraining_gain_is_paired_and_clustered(records):
     assert gain["n_patients"] == 20 and gain["scratch_did_not_learn"] is True
     low, high = gain["difference_cluster_ci"]
     assert low < gain["difference"] < high and 0 <= gain["delong_p"] <= 1
+    g, w = (x.sort_values(["source", "image_id"]) for x in (good, weak))  # the records' joined order
+    boot = stats.paired_cluster_bootstrap(g["label"], g["score"], w["score"], g["group_id"], n_boot=300)
+    assert (low, high, gain["cluster_p"]) == (boot.low, boot.high, boot.p_value)
 
 
 def test_precision_table_and_missing_records(records):
