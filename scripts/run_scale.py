@@ -1,9 +1,10 @@
 """Run the grids at the paper's pre-training scale (issue 17) in the order the verdicts need them.
 
-Pre-trainings first (ResNet-18 on the whole ChestXRay set for seeds 0-2, Conv8, the remaining
-ResNet-18 seeds and their RSNA pre-trainings, then ResNet-50), then the fine-tunes: Table II at
-five seeds (seed-major, so a stopped run leaves whole tables of the first seeds), Conv8, the
-ablation, Table III and the resolution check. Every run is the same RunSpec as in its named grid
+Table II at five seeds first, seed-major (every cell of seed 0, then of seed 1, ...: a stopped run
+leaves whole tables of the first seeds), each pre-training right before its first fine-tune; then
+Conv8, the ablation, Table III and the resolution check. ``--pretrain-only`` runs only the
+pre-trainings (ResNet-18 on the whole ChestXRay set for seeds 0-2, Conv8, the remaining ResNet-18
+seeds and their RSNA pre-trainings, then ResNet-50). Every run is the same RunSpec as in its named grid
 (``grid status table2_full`` counts it); finished runs are skipped, so it resumes where it stopped.
 
     nohup python scripts/run_scale.py > scale.log 2>&1 &           # everything
@@ -22,7 +23,7 @@ FINETUNE_GRIDS = ("table2_full", "conv8_full", "ablation_full", "table3_full", "
 def ordered_specs(profile: str = "cpu", *, pretrain_only: bool = False) -> list:
     """Every run of :data:`FINETUNE_GRIDS` (and ``pretrain_full``), pre-trainings first."""
     grids = {name: grid_specs(name, profile) for name in ("pretrain_full", *FINETUNE_GRIDS)}
-    every = [s for specs in grids.values() for s in specs]
+    every = [s for name in FINETUNE_GRIDS for s in grids[name]]  # pretrain_full's runs are their parents
     pre = [s for s in every if s.task == "pretrain"]
 
     def key(s):  # ResNet-18 seeds 0-2, Conv8, ResNet-18 seeds 3-4, RSNA, ResNet-50; the chain first; 128 px before 224
@@ -31,7 +32,7 @@ def ordered_specs(profile: str = "cpu", *, pretrain_only: bool = False) -> list:
             arch = 2
         return (s.input_size != 128, s.pipeline != "paper", arch, s.composition != "kermany_full", s.seed)
 
-    first = sorted(pre, key=key)
+    first = sorted(pre, key=key) if pretrain_only else []
     out, seen = [], set()
     for s in first + ([] if pretrain_only else every):
         if s.run_id not in seen:

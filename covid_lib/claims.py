@@ -1,0 +1,299 @@
+"""The claims' estimands under the protocol (:mod:`covid_lib.protocol`), computed from run records.
+
+One set of bootstrap draws over every test patient of a claim (:class:`JointDraws`) is shared by all
+of the claim's models, test sets and seeds: each replicate gives every (model, test set) its
+weighted AUC, and each estimand is a difference of those, averaged over the claim's cells
+(Davison & Hinkley 1997, Sec. 3.8, the cluster bootstrap; Field & Welsh 2007). The pooled
+estimate, its percentile interval and its standard error go to :func:`covid_lib.protocol.decide`.
+
+A record takes part only when its model learned and did not collapse (:func:`model_status`); a
+comparison with a model that did not is left out and counted. Estimands (protocol, by claim):
+
+- C1: gap(augmented) - gap(CORDA-only), gap = own-test AUC - mean AUC on the other Table II tests;
+- C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set;
+- C3: AUC(ResNet-50 or Conv8) - AUC(ResNet-18) over the Table II matrix (two contrasts);
+- C5: AUC on the fixed 15 images - AUC on the CORDA test (Table IV's model);
+- C6: AUC(chain) - AUC(no chain) on the off-diagonal test sets.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from covid_lib import protocol as P
+from covid_lib.metrics import collapse_status
+from covid_lib.stats import percentile_interval, weighted_auc
+
+PAPER_TEST_SETS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay")
+ALL_TEST_SETS = PAPER_TEST_SETS + ("COVID-ChestXRay",)
+AUGMENTED = PAPER_TEST_SETS[1:]
+_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
+
+
+def read_scores(path: str | os.PathLike) -> pd.DataFrame:
+    """A record's per-image scores on every test set (``test_set``, ``group_id``, ``label``, ``score``)."""
+    return pd.read_csv(Path(path) / "scores.csv", dtype=_DTYPES)
+
+
+def model_status(status: str, scores: pd.DataFrame | None, own_test: str) -> str:
+    """``usable``, ``did not learn``, ``collapsed: <reason>``, or the record's own status
+    (``failed`` / ``missing``), as the protocol's exclusion rule reads it."""
+    if status != "done" or scores is None:
+        return status
+    own = scores.loc[scores["test_set"] == own_test, "score"].to_numpy()
+    reason = collapse_status(own, threshold=P.COLLAPSE_THRESHOLD, min_spread=P.COLLAPSE_MIN_SPREAD) if len(own) \
+        else "no scores on its own test set"
+    return f"collapsed: {reason}" if reason else "usable"
+
+
+class JointDraws:
+    """Bootstrap draws over a fixed universe of patients, shared by every model and test set."""
+
+    def __init__(self, groups: Iterable[str], n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED) -> None:
+        self.index = {g: i for i, g in enumerate(sorted(set(map(str, groups))))}
+        n = len(self.index)
+        draws = np.random.default_rng(seed).integers(0, max(n, 1), size=(n_boot, n))
+        offsets = (draws + n * np.arange(n_boot)[:, None]).ravel()
+        self.unit_weights = np.bincount(offsets, minlength=n_boot * n).reshape(n_boot, n).astype(float)
+
+    @property
+    def n_patients(self) -> int:
+        return len(self.index)
+
+    def auc(self, y: np.ndarray, s: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
+        """Point AUC and its ``(n_boot,)`` replicates (NaN where a replicate lacks a class)."""
+        codes = np.array([self.index[str(g)] for g in groups])
+        point = float(weighted_auc(y, s, np.ones((1, len(y))))[0])
+        return point, weighted_auc(y, s, self.unit_weights[:, codes])
+
+
+@dataclass
+class ClaimEstimate:
+    """A claim's pooled estimate, its replicates' summary and the cells behind it."""
+
+    claim: str
+    estimate: float
+    low: float
+    high: float
+    se: float
+    n_used: int
+    n_left_out: int
+    cells: pd.DataFrame
+    left_out: pd.DataFrame
+    n_patients: int
+    extra: dict = field(default_factory=dict)
+
+    def decision(self, rule: P.ClaimRule | None = None) -> P.Decision:
+        d = P.decide(rule or P.PROTOCOL[self.claim], self.estimate, self.low, self.high, self.se,
+                     n_used=self.n_used, n_left_out=self.n_left_out)
+        d.details.update(self.extra)
+        return d
+
+
+class _Scores:
+    """Scores of the records of a claim, read once; AUC point and replicates per (run, test set)."""
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        self.frames = {r["run_id"]: read_scores(r["path"]) for r in records.to_dict("records")
+                       if isinstance(r["path"], (str, os.PathLike))}
+        groups = [g for f in self.frames.values() for g in f["group_id"]]
+        self.draws = JointDraws(groups)
+        self._cache: dict[tuple, tuple[float, np.ndarray]] = {}
+
+    def auc(self, run_id: str, test_set: str, keep: Callable[[pd.DataFrame], pd.Series] | None = None,
+            tag: str = "") -> tuple[float, np.ndarray]:
+        key = (run_id, test_set, tag)
+        if key not in self._cache:
+            f = self.frames[run_id]
+            f = f[f["test_set"] == test_set]
+            if keep is not None:
+                f = f[keep(f)]
+            if f["label"].nunique() < 2:
+                self._cache[key] = (np.nan, np.full(self.draws.unit_weights.shape[0], np.nan))
+            else:
+                self._cache[key] = self.draws.auc(f["label"].to_numpy(), f["score"].to_numpy(),
+                                                  f["group_id"].to_numpy())
+        return self._cache[key]
+
+
+def _with_status(records: pd.DataFrame) -> pd.DataFrame:
+    out = records.copy()
+    out["model_status"] = [model_status(r["status"], read_scores(r["path"]) if r["status"] == "done" else None,
+                                        r["composition"]) for r in out.to_dict("records")]
+    return out
+
+
+def _pool(claim: str, rows: list[dict], reps: list[np.ndarray], left: list[dict], n_patients: int,
+          extra: dict | None = None) -> ClaimEstimate:
+    cells = pd.DataFrame(rows)
+    left_out = pd.DataFrame(left)
+    if not reps:
+        return ClaimEstimate(claim, np.nan, np.nan, np.nan, np.nan, 0, len(left_out), cells, left_out, n_patients,
+                             extra or {})
+    point = float(np.mean([r["estimate"] for r in rows]))
+    pooled = np.mean(np.vstack(reps), axis=0)
+    low, high, _ = percentile_interval(pooled, P.ALPHA)
+    se = float(np.nanstd(pooled, ddof=1))
+    for row, r in zip(rows, reps):
+        row["low"], row["high"], _ = percentile_interval(r, P.ALPHA)
+    cells = pd.DataFrame(rows)
+    return ClaimEstimate(claim, point, low, high, se, len(rows), len(left_out), cells, left_out, n_patients,
+                         extra or {})
+
+
+def _lookup(records: pd.DataFrame, **where) -> dict | None:
+    m = np.ones(len(records), dtype=bool)
+    for k, v in where.items():
+        m &= (records[k] == v).to_numpy()
+    hit = records[m]
+    return hit.iloc[0].to_dict() if len(hit) else None
+
+
+def _pair_or_leave(a: dict | None, b: dict | None, label: dict, left: list[dict]) -> bool:
+    """Whether both models are usable; otherwise record why the comparison is left out."""
+    sa = a["model_status"] if a else "missing"
+    sb = b["model_status"] if b else "missing"
+    if sa == "usable" and sb == "usable":
+        return True
+    left.append({**label, "status_a": sa, "status_b": sb})
+    return False
+
+
+def estimate_c1(records: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "kermany_full", "nih"),
+                seeds: Iterable[int] = range(5)) -> ClaimEstimate:
+    """C1: per (augmented composition, pre-training, seed), the augmented model's gap minus the
+    CORDA-only model's gap, on the same four test sets and resamples."""
+    recs = _with_status(records)
+    scores = _Scores(recs[recs["model_status"] == "usable"])
+    rows, reps, left = [], [], []
+    for p in pretrains:
+        for s in seeds:
+            c = _lookup(recs, arch="resnet18", pretrain=p, composition="CORDA", seed=s)
+            for x in AUGMENTED:
+                a = _lookup(recs, arch="resnet18", pretrain=p, composition=x, seed=s)
+                label = {"composition": x, "pretrain": p, "seed": s}
+                if not _pair_or_leave(a, c, label, left):
+                    continue
+                per = {}
+                for t in PAPER_TEST_SETS:
+                    (pa, ra), (pc, rc) = scores.auc(a["run_id"], t), scores.auc(c["run_id"], t)
+                    per[t] = (pa - pc, ra - rc, pa, pc)
+                others = [t for t in PAPER_TEST_SETS if t != x]
+                est = per[x][0] - np.mean([per[t][0] for t in others])
+                rep = per[x][1] - np.mean([per[t][1] for t in others], axis=0)
+                gap_a = per[x][2] - np.mean([per[t][2] for t in others])
+                gap_c = per[x][3] - np.mean([per[t][3] for t in others])
+                rows.append({**label, "gap_augmented": gap_a, "gap_corda_only": gap_c, "estimate": est})
+                reps.append(rep)
+    return _pool("C1", rows, reps, left, scores.draws.n_patients)
+
+
+def estimate_c2(records: pd.DataFrame, *, pretrains: Iterable[str] = ("kermany_full", "nih"),
+                compositions: Iterable[str] = ALL_TEST_SETS, seeds: Iterable[int] = range(5)) -> ClaimEstimate:
+    """C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set."""
+    recs = _with_status(records)
+    scores = _Scores(recs[recs["model_status"] == "usable"])
+    rows, reps, left = [], [], []
+    for p in pretrains:
+        for comp in compositions:
+            for s in seeds:
+                a = _lookup(recs, arch="resnet18", pretrain=p, composition=comp, seed=s)
+                b = _lookup(recs, arch="resnet18", pretrain="none", composition=comp, seed=s)
+                label = {"pretrain": p, "composition": comp, "seed": s}
+                if not _pair_or_leave(a, b, label, left):
+                    continue
+                (pa, ra), (pb, rb) = scores.auc(a["run_id"], comp), scores.auc(b["run_id"], comp)
+                rows.append({**label, "auc_pretrained": pa, "auc_scratch": pb, "estimate": pa - pb})
+                reps.append(ra - rb)
+    return _pool("C2", rows, reps, left, scores.draws.n_patients)
+
+
+def estimate_c3(records: pd.DataFrame, *, other: str, pretrains: Iterable[str],
+                compositions: Iterable[str] = ALL_TEST_SETS, test_sets: Iterable[str] = ALL_TEST_SETS,
+                seeds: Iterable[int] = range(3)) -> ClaimEstimate:
+    """C3, one contrast: AUC(``other``) - AUC(ResNet-18) over every (composition, test set) cell,
+    each model pair averaged over the test sets first."""
+    recs = _with_status(records)
+    scores = _Scores(recs[recs["model_status"] == "usable"])
+    rows, reps, left = [], [], []
+    for p in pretrains:
+        for comp in compositions:
+            for s in seeds:
+                a = _lookup(recs, arch=other, pretrain=p, composition=comp, seed=s)
+                b = _lookup(recs, arch="resnet18", pretrain=p, composition=comp, seed=s)
+                label = {"arch": other, "pretrain": p, "composition": comp, "seed": s}
+                if not _pair_or_leave(a, b, label, left):
+                    continue
+                pts, rps = [], []
+                for t in test_sets:
+                    (pa, ra), (pb, rb) = scores.auc(a["run_id"], t), scores.auc(b["run_id"], t)
+                    if pa == pa and pb == pb:
+                        pts.append(pa - pb)
+                        rps.append(ra - rb)
+                rows.append({**label, "n_test_sets": len(pts), "estimate": float(np.mean(pts))})
+                reps.append(np.mean(rps, axis=0))
+    return _pool("C3", rows, reps, left, scores.draws.n_patients)
+
+
+def estimate_c5(records: pd.DataFrame, *, pretrain: str = "kermany_full", seeds: Iterable[int] = range(5)
+                ) -> ClaimEstimate:
+    """C5: Table IV's model, AUC on the fixed 15 images minus AUC on the CORDA test; the control
+    (15 images minus all of its COVID-ChestXRay test images) in ``extra``."""
+    recs = _with_status(records)
+    scores = _Scores(recs[recs["model_status"] == "usable"])
+    rows, reps, left, ctrl_pts, ctrl_reps = [], [], [], [], []
+    for s in seeds:
+        a = _lookup(recs, arch="resnet18", pretrain=pretrain, composition="COVID-ChestXRay", seed=s)
+        label = {"pretrain": pretrain, "seed": s}
+        if not _pair_or_leave(a, a, label, left):
+            continue
+        (p15, r15), (pc, rc) = scores.auc(a["run_id"], "COVID-ChestXRay"), scores.auc(a["run_id"], "CORDA")
+        frame = scores.frames[a["run_id"]]
+        corda_ids = set(frame.loc[frame["test_set"] == "CORDA", "image_id"])
+        (pall, rall) = scores.auc(a["run_id"], "CORDA&COVID-ChestXRay", lambda f: ~f["image_id"].isin(corda_ids),
+                                  tag="COVID-ChestXRay test")
+        rows.append({**label, "auc_15": p15, "auc_corda": pc, "auc_all_covid_chestxray_test": pall,
+                     "estimate": p15 - pc})
+        reps.append(r15 - rc)
+        ctrl_pts.append(p15 - pall)
+        ctrl_reps.append(r15 - rall)
+    extra = {}
+    if ctrl_reps:
+        lo, hi, _ = percentile_interval(np.mean(np.vstack(ctrl_reps), axis=0), P.ALPHA)
+        extra["control_15_minus_all"] = {"estimate": float(np.mean(ctrl_pts)), "low": lo, "high": hi}
+    return _pool("C5", rows, reps, left, scores.draws.n_patients, extra)
+
+
+def estimate_c6(chain: pd.DataFrame, no_chain: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "kermany_full"),
+                compositions: Iterable[str] = PAPER_TEST_SETS[:2], seeds: Iterable[int] = range(3)) -> ClaimEstimate:
+    """C6: AUC(chain) - AUC(no chain) on the off-diagonal Table II test sets; the same on the
+    model's own test set (the control) in ``extra``."""
+    recs = _with_status(pd.concat([chain, no_chain], ignore_index=True))
+    scores = _Scores(recs[recs["model_status"] == "usable"])
+    rows, reps, left, ctrl_pts, ctrl_reps = [], [], [], [], []
+    for p in pretrains:
+        for comp in compositions:
+            for s in seeds:
+                a = _lookup(recs, arch="resnet18", pretrain=p, composition=comp, seed=s, pipeline="paper")
+                b = _lookup(recs, arch="resnet18", pretrain=p, composition=comp, seed=s, pipeline="none")
+                label = {"pretrain": p, "composition": comp, "seed": s}
+                if not _pair_or_leave(a, b, label, left):
+                    continue
+                off = [t for t in PAPER_TEST_SETS if t != comp]
+                diffs = [(scores.auc(a["run_id"], t), scores.auc(b["run_id"], t)) for t in off]
+                rows.append({**label, "estimate": float(np.mean([da[0] - db[0] for da, db in diffs]))})
+                reps.append(np.mean([da[1] - db[1] for da, db in diffs], axis=0))
+                (pa, ra), (pb, rb) = scores.auc(a["run_id"], comp), scores.auc(b["run_id"], comp)
+                ctrl_pts.append(pa - pb)
+                ctrl_reps.append(ra - rb)
+    extra = {}
+    if ctrl_reps:
+        lo, hi, _ = percentile_interval(np.mean(np.vstack(ctrl_reps), axis=0), P.ALPHA)
+        extra["control_own_test"] = {"estimate": float(np.mean(ctrl_pts)), "low": lo, "high": hi}
+    return _pool("C6", rows, reps, left, scores.draws.n_patients, extra)

@@ -1,0 +1,75 @@
+"""The claims' estimands under the protocol, on synthetic records: the joint patient bootstrap equals
+the paired cluster bootstrap on one test set, a control that equals the model gives exactly 0, and
+collapsed models are left out and counted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covid_lib import claims as C
+from covid_lib.stats import paired_cluster_bootstrap
+
+TEST_SETS = C.ALL_TEST_SETS
+
+
+def _scores(rng, n_patients=40, shift=1.0, collapse=False):
+    rows = []
+    for t in TEST_SETS:
+        for i in range(n_patients):
+            label = i % 2
+            for k in range(1 + i % 3):  # 1-3 images per patient
+                score = 1 / (1 + np.exp(-(shift * (2 * label - 1) + rng.normal())))
+                rows.append({"test_set": t, "source": "cohen", "image_id": f"{t}-{i}-{k}", "patient_id": f"p{i:03d}",
+                             "group_id": f"p{i:03d}", "label": label, "score": 0.3 if collapse else score})
+    return pd.DataFrame(rows)
+
+
+def _record(tmp_path, run_id, scores, *, did_not_learn=False, **spec):
+    path = tmp_path / run_id
+    path.mkdir()
+    scores.to_csv(path / "scores.csv", index=False)
+    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn}))
+    row = {"arch": "resnet18", "pretrain": "none", "seed": 0, "pipeline": "paper", "precision": None,
+           "run_id": run_id, "status": "did not learn" if did_not_learn else "done", "path": path}
+    return row | spec
+
+
+def test_one_pair_equals_the_paired_cluster_bootstrap(tmp_path):
+    rng = np.random.default_rng(0)
+    a, b = _scores(rng, shift=1.5), _scores(rng, shift=0.5)
+    recs = pd.DataFrame([_record(tmp_path, "a", a, pretrain="kermany_full", composition="CORDA"),
+                         _record(tmp_path, "b", b, composition="CORDA")])
+    est = C.estimate_c2(recs, pretrains=("kermany_full",), compositions=("CORDA",), seeds=(0,))
+    own_a, own_b = a[a["test_set"] == "CORDA"], b[b["test_set"] == "CORDA"]
+    ref = paired_cluster_bootstrap(own_a["label"], own_a["score"], own_b["score"], own_a["group_id"], n_boot=2000, seed=0)
+    assert est.estimate == pytest.approx(ref.estimate, abs=1e-12)
+    assert (est.low, est.high) == pytest.approx((ref.low, ref.high), abs=1e-12)  # same draws: patients sorted = first seen
+    assert est.n_used == 1 and est.n_left_out == 0 and est.se > 0
+
+
+def test_c1_control_equal_to_the_model_gives_exactly_zero(tmp_path):
+    rng = np.random.default_rng(1)
+    same = _scores(rng)
+    rows = [_record(tmp_path, "corda", same, composition="CORDA")]
+    rows += [_record(tmp_path, f"aug{i}", same, composition=x) for i, x in enumerate(C.AUGMENTED)]
+    est = C.estimate_c1(pd.DataFrame(rows), pretrains=("none",), seeds=(0,))
+    assert est.n_used == 3 and est.estimate == 0 and est.low == 0 and est.high == 0
+
+
+def test_collapsed_and_untrained_models_are_left_out_and_counted(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = [_record(tmp_path, "b0", _scores(rng), composition="CORDA", seed=0),
+            _record(tmp_path, "a0", _scores(rng, collapse=True), composition="CORDA", seed=0, pretrain="nih"),
+            _record(tmp_path, "b1", _scores(rng), composition="CORDA", seed=1),
+            _record(tmp_path, "a1", _scores(rng), composition="CORDA", seed=1, pretrain="nih", did_not_learn=True),
+            _record(tmp_path, "b2", _scores(rng), composition="CORDA", seed=2),
+            _record(tmp_path, "a2", _scores(rng), composition="CORDA", seed=2, pretrain="nih")]
+    est = C.estimate_c2(pd.DataFrame(rows), pretrains=("nih",), compositions=("CORDA",), seeds=(0, 1, 2))
+    assert est.n_used == 1 and est.n_left_out == 2
+    assert est.left_out["status_a"].str.startswith("collapsed").sum() == 1
+    assert (est.left_out["status_a"] == "did not learn").sum() == 1
+    assert est.decision().outcome == "inconclusive"  # 1 usable comparison decides nothing
