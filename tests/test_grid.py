@@ -78,16 +78,23 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
     assert report.failed[nih_ft] == f"pre-training run {nih_pre} failed: RuntimeError: out of memory"
     note = runs.read_failure(nih_pre)
     assert "Traceback" in note["traceback"] and "out of memory" in note["traceback"]
-    assert "out of memory" in capsys.readouterr().err  # the traceback is shown as it happens
+    # one line per failed run, naming where its traceback is; nothing written into the records' folder
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 2 and "Traceback" not in "\n".join(err)
+    log = runs.failure_path(nih_pre).with_suffix(".log")
+    assert err[0] == f"run {nih_pre} failed: RuntimeError: out of memory (traceback: {log})"
+    assert "Traceback" in log.read_text() and runs.failures_dir() in log.parents
+    assert not (runs.results_dir() / nih_pre).exists() and not (runs.results_dir() / nih_ft).exists()
     status = grid.grid_status(specs, storage=storage)
-    assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "failed": 2, "missing": 0}
+    assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "collapsed": 0,
+                                          "recorded (no checkpoint here)": 0, "failed": 2, "missing": 0}
     assert status.set_index("run_id").loc[nih_ft, "note"].startswith("pre-training run")
 
     broken.clear()
     calls.clear()
     report = grid.run_grid(specs, "smoke", storage=storage, progress=False)
     assert calls == [nih_pre, nih_ft] and len(report.skipped) == 3 and not report.failed
-    assert runs.read_failure(nih_pre) is None  # removed by the success
+    assert runs.read_failure(nih_pre) is None and not log.exists()  # removed by the success
     assert grid.status_counts(grid.grid_status(specs, storage=storage))["failed"] == 0
 
 
