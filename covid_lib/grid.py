@@ -25,9 +25,15 @@ retrained, so a stopped grid resumes where it stopped.
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
 Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
 the records (workers need no shared disk) and the checkpoints (to the cache, or ``storage``). A
-failing run leaves ``results/<run_id>/failed.json`` with its traceback; the others go on, and the
+failing run prints one line and leaves its traceback in the cache
+(:func:`covid_lib.runs.failure_path`), never in the records' folder; the others go on, and the
 fine-tunes of a failed pre-training fail with that reason. Workers read the data from
 ``COVID_LIB_DATA`` or the ``data_root`` passed along.
+
+A run with a complete record is never recomputed (a committed record is rewritten only by
+``train --force``). When a run to compute starts from a parent whose record is here but whose
+checkpoint is not (a fresh clone), the parent is retrained for its checkpoint only, its record
+left untouched (:func:`covid_lib.runs.restore_checkpoint`).
 
 Example:
     >>> specs = grid_specs("table4", "smoke", data_version="x")
@@ -46,9 +52,9 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from covid_lib.profiles import get_profile
-from covid_lib.runs import (RunArtifacts, RunSpec, compute, is_finished, load_result, machine_precision, read_checkpoint,
-                            read_failure, write_artifacts, write_failure)
+from covid_lib.profiles import check_device, get_profile, resolve_device
+from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, compute, machine_precision, read_checkpoint,
+                            restore_message, write_artifacts, write_checkpoint, write_failure)
 
 COMPOSITION_ORDER = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 PRETRAININGS = (None, "kermany", "nih")
@@ -187,39 +193,50 @@ def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike 
 # -------------------------------------------------------------------------------------- execution
 @dataclass
 class GridReport:
-    """What :func:`run_grid` did: run ids that were skipped (finished), trained, and failed (with reasons)."""
+    """What :func:`run_grid` did: run ids that were skipped (recorded), trained, restored (recorded,
+    retrained for the checkpoint a child needs; record untouched) and failed (with reasons)."""
 
     skipped: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    restored: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"{len(self.trained)} trained, {len(self.skipped)} already finished, {len(self.failed)} failed"
+        restored = f", {len(self.restored)} checkpoints restored" if self.restored else ""
+        return (f"{len(self.trained)} trained, {len(self.skipped)} already finished{restored}, "
+                f"{len(self.failed)} failed")
 
 
 class GridProgress:
-    """A tqdm bar over a grid's runs; records each outcome in a :class:`GridReport`."""
+    """A tqdm bar over a grid's runs; records each outcome in a :class:`GridReport`. Runs in
+    ``restore`` (recorded, checkpoint needed) get their checkpoint written, never their record."""
 
-    def __init__(self, specs: list[RunSpec], progress: bool, storage) -> None:
+    def __init__(self, specs: list[RunSpec], progress: bool, storage, restore: set[str] = frozenset()) -> None:
         from tqdm.auto import tqdm
 
-        self.report, self.storage = GridReport(), storage
+        self.report, self.storage, self.restore = GridReport(), storage, set(restore)
         self.bar = tqdm(total=len(specs), unit="run", desc="grid", disable=not progress)
 
     def skipped(self, spec: RunSpec) -> None:
         self.report.skipped.append(spec.run_id)
         self.bar.update(1)
 
+    def restoring(self, spec: RunSpec) -> None:
+        self.bar.write(restore_message(spec, self.storage), file=sys.stderr)
+
     def finished(self, artifacts: RunArtifacts) -> None:
-        write_artifacts(artifacts, self.storage)
-        self.report.trained.append(artifacts.run_id)
+        if artifacts.run_id in self.restore:
+            write_checkpoint(artifacts, self.storage)
+            self.report.restored.append(artifacts.run_id)
+        else:
+            write_artifacts(artifacts, self.storage)
+            self.report.trained.append(artifacts.run_id)
         self.bar.update(1)
 
     def failed(self, spec: RunSpec, error: str, reason: str | None = None) -> None:
-        path = write_failure(spec, error, reason=reason)
-        self.report.failed[spec.run_id] = read_failure(spec.run_id)["reason"]
-        self.bar.write(f"run {spec.run_id} failed ({self.report.failed[spec.run_id]}); see {path}\n{error}",
-                       file=sys.stderr)
+        log = write_failure(spec, error, reason=reason)
+        self.report.failed[spec.run_id] = reason = Record.of(spec).failure["reason"]
+        self.bar.write(f"run {spec.run_id} failed: {reason} (traceback: {log})", file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(failed=len(self.report.failed))
 
@@ -260,18 +277,26 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     Args:
         executor: ``local`` (this process, no server) or ``ray`` (a task per run).
         address: Ray address (``auto``: a running cluster; None: start a local instance).
-        device: ``auto``, ``cpu`` or ``cuda``, on whichever machine computes the run.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, on whichever machine computes the run;
+            checked before anything runs (and, unless the runs go to a Ray cluster, present here).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    check_device(device)
+    if executor == "local" or address is None:  # the runs use this machine's devices: check them now
+        resolve_device(device)
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
     if executor == "local":  # a CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves
         specs = [machine_precision(s, device) for s in specs]
-    tracker = GridProgress(specs, progress, storage)
-    todo = []
+    todo, restore = plan(specs, storage)
+    tracker = GridProgress(specs, progress, storage, restore)
+    computed = {s.run_id for s in todo}
     for spec in specs:
-        (tracker.skipped if is_finished(spec, storage) else todo.append)(spec)
+        if spec.run_id in restore:
+            tracker.restoring(spec)
+        elif spec.run_id not in computed:
+            tracker.skipped(spec)
     if executor == "local":
         _run_local(todo, tracker, data_root=data_root, device=device, storage=storage)
     elif todo:
@@ -282,30 +307,46 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     return tracker.close()
 
 
+def plan(specs: list[RunSpec], storage: str | os.PathLike | None = None) -> tuple[list[RunSpec], set[str]]:
+    """What a grid run computes: ``(todo, restore)``. ``todo`` (in grid order, parents first)
+    holds every run without a complete record, and every recorded run whose checkpoint a run of
+    ``todo`` starts from but is not cached here; the run ids of the latter are ``restore``: they
+    are retrained for the checkpoint only, their record left as it is."""
+    needed: set[str] = set()
+    restore: set[str] = set()
+    todo: list[RunSpec] = []
+    for spec in reversed(specs):  # children come after their parents: visit them first
+        record = Record.of(spec, storage=storage)
+        if record.recorded and not (spec.run_id in needed and record.checkpoint is None):
+            continue
+        if record.recorded:
+            restore.add(spec.run_id)
+        todo.append(spec)
+        if spec.parent_spec() is not None:
+            needed.add(spec.parent_spec().run_id)
+    return todo[::-1], restore
+
+
 # ----------------------------------------------------------------------------------------- status
 def grid_status(grid: str | list[RunSpec], profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
                 storage: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per run: ``run_id, task, composition, arch, pretrain, seed, state, note``; ``state``
-    is ``done``, ``did not learn`` (finished, best validation AUC < 0.6), ``failed`` or ``missing``."""
+    is a :attr:`covid_lib.runs.Record.status`: ``done``, ``did not learn`` (best validation AUC <
+    0.6, the note says how much), ``collapsed``, ``recorded (no checkpoint here)`` (a run others
+    in the grid start from, recorded, its checkpoint not cached: a fresh clone's pre-trainings),
+    ``failed`` (the note gives the reason) or ``missing``."""
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
+    parents = {s.parent_spec().run_id for s in specs if s.parent_spec() is not None}
     rows = []
     for spec in specs:
-        note = ""
-        if is_finished(spec, storage):
-            record = load_result(spec, storage=storage).record
-            state = "did not learn" if record.get("did_not_learn") else "done"
-            if record.get("did_not_learn"):
-                note = f"best {record.get('monitor')} {record.get('best_value'):.3f}"
-        elif (failure := read_failure(spec.run_id)) is not None:
-            state, note = "failed", failure["reason"]
-        else:
-            state = "missing"
+        record = Record.of(spec, storage=storage, need_checkpoint=spec.run_id in parents)
         rows.append({"run_id": spec.run_id, "task": spec.task, "composition": spec.composition, "arch": spec.arch,
-                     "pretrain": spec.pretrain or "none", "seed": spec.seed, "state": state, "note": note})
+                     "pretrain": spec.pretrain or "none", "seed": spec.seed, "state": record.status,
+                     "note": record.note})
     return pd.DataFrame(rows)
 
 
 def status_counts(status: pd.DataFrame) -> dict[str, int]:
-    """How many runs are in each state (every state listed, zeros included)."""
+    """How many runs are in each state (every state of :data:`covid_lib.runs.STATUSES`, zeros included)."""
     counts = status["state"].value_counts()
-    return {s: int(counts.get(s, 0)) for s in ("done", "did not learn", "failed", "missing")}
+    return {s: int(counts.get(s, 0)) for s in STATUSES}

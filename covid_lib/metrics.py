@@ -604,7 +604,14 @@ def mean_estimate(values, *, groups=None, n_boot: int = 2000, seed: int = 0, alp
     return Estimate(float(v.mean()), low, high, f"{kind} (n_boot={n_boot}, {unit})")
 
 
-def collapse_status(y_score, *, threshold: float = 0.5, min_spread: float = 1e-3) -> str | None:
+#: A model's scores collapse (:func:`collapse_status`) when all fall on one side of this threshold
+#: or their 5-95% range is under :data:`COLLAPSE_MIN_SPREAD` (issue 16; :mod:`covid_lib.protocol`).
+COLLAPSE_THRESHOLD = 0.5
+COLLAPSE_MIN_SPREAD = 1e-3
+
+
+def collapse_status(y_score, *, threshold: float = COLLAPSE_THRESHOLD, min_spread: float = COLLAPSE_MIN_SPREAD
+                    ) -> str | None:
     """Why a model's scores (on its own test set) cannot be read as a trained model's, or None.
 
     A model has *collapsed* when its scores say nothing about the image: all on one side of its

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 
 
@@ -147,16 +148,38 @@ def profile_fields() -> list[str]:
     return [f.name for f in fields(Profile)]
 
 
-def resolve_device(device: str = "auto") -> str:
-    """Turn ``"auto"`` into ``"cuda"`` when a GPU is visible, else ``"cpu"``; other values pass through.
+#: The devices a run, a chapter or a command accepts: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device(device: str) -> str:
+    """``device`` when it names a device (:data:`DEVICES`); whether it is present is not checked
+    (:func:`resolve_device` does), so this needs no torch.
 
     Raises:
-        ValueError: ``"cuda"`` was asked for but no GPU is visible.
+        ValueError: any other value, e.g. ``gpu``.
     """
+    if not isinstance(device, str) or not _DEVICE.fullmatch(device):
+        raise ValueError(f"unknown device {device!r}; choose auto (CUDA when present), cpu, cuda or cuda:N")
+    return device
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Turn ``"auto"`` into ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``cpu``, ``cuda`` and
+    ``cuda:N`` pass through.
+
+    Raises:
+        ValueError: an unknown device (:func:`check_device`), or ``cuda`` asked for while no GPU
+            is visible.
+    """
+    device = check_device(str(device))
     import torch  # imported here: the book runner and the profile table do not need torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device; use device='auto' or 'cpu'")
-    return str(device)
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device

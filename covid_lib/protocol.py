@@ -50,8 +50,7 @@ MIN_PAIRS = 3
 MAX_LEFT_OUT_SHARE = 0.5
 #: A model is "collapsed" when its own-test scores all fall on one side of this threshold or their
 #: 5-95% range is under :data:`COLLAPSE_MIN_SPREAD` (:func:`covid_lib.metrics.collapse_status`).
-COLLAPSE_THRESHOLD = 0.5
-COLLAPSE_MIN_SPREAD = 1e-3
+from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD  # noqa: E402  (one home: metrics)
 #: Did not learn: best validation AUC under this (recorded by the training run).
 DID_NOT_LEARN_VAL_AUC = 0.6
 

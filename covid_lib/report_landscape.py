@@ -14,9 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,31 +39,23 @@ def encoder_records(profile: str = "cpu", *, composition: str = "CORDA&ChestXRay
                     ) -> pd.DataFrame:
     """The three encoders of the chapter from grid ``table2``: ``encoder, role, run_id, status, spec``.
 
-    ``status`` is ``done``, ``did not learn``, ``failed``, ``missing`` (no record) or ``no
-    checkpoint`` (a record whose checkpoint is not in the cache); only ``done`` and ``did not
-    learn`` encoders can be mapped.
+    ``status`` is a :attr:`covid_lib.runs.Record.status` with the checkpoint asked for: ``done``,
+    ``did not learn``, ``collapsed``, ``failed``, ``missing`` (no record) or ``recorded (no
+    checkpoint here)`` (a record whose checkpoint is not in the cache); only ``done``, ``did not
+    learn`` and ``collapsed`` encoders can be mapped.
     """
     from covid_lib.grid import grid_specs
-    from covid_lib.report_records import spec_records
-    from covid_lib.runs import checkpoint_path, results_dir
+    from covid_lib.runs import Record
 
     specs = grid_specs("table2", profile, data_root=data_root)
     covid = {(s.pretrain, s.composition, s.seed): s for s in specs if s.task == "covid"}
     after, scratch = covid[(pretrain, composition, seed)], covid[(None, composition, seed)]
     before = next(s for s in specs if s.run_id == after.pretrain_spec().run_id)
-    recs = spec_records([after, scratch], results).set_index("run_id")["status"].to_dict()
-    root = Path(results) if results is not None else results_dir()
-    m = root / before.run_id / "metrics.json"
-    recs[before.run_id] = (("did not learn" if json.loads(m.read_text()).get("did_not_learn") else "done")
-                           if m.is_file() else "failed" if (root / before.run_id / "failed.json").is_file()
-                           else "missing")
     rows = []
     for name, role, spec in ((f"{pretrain} pre-trained, before fine-tuning", "before", before),
                              (f"{pretrain} pre-trained, fine-tuned on {composition}", "after", after),
                              (f"from scratch on {composition}", "scratch", scratch)):
-        status = recs[spec.run_id]
-        if status in ("done", "did not learn") and not checkpoint_path(spec.run_id, storage).is_file():
-            status = "no checkpoint"
+        status = Record.of(spec, results=results, storage=storage, need_checkpoint=True).status
         rows.append({"encoder": name, "role": role, "run_id": spec.run_id, "status": status, "spec": spec})
     return pd.DataFrame(rows)
 
@@ -79,7 +69,9 @@ def encoder_features(records: pd.DataFrame, rows: pd.DataFrame, *, data_root: st
     from covid_lib import embed
 
     raw: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
-    for r in records[records["status"].isin(["done", "did not learn"])].itertuples():
+    from covid_lib.runs import LEARNED
+
+    for r in records[records["status"].isin(LEARNED)].itertuples():
         raw[r.encoder] = embed.encoder_features(r.spec, rows, data_root=data_root, device=device, storage=storage)
     if not raw:
         return {}, rows.iloc[:0]

@@ -2,9 +2,9 @@
 comparisons of two models on the same images (the base of the reproduction chapters).
 
 Records are found by :attr:`covid_lib.runs.RunSpec.run_id` (``results/<run_id>/``), never by
-their fields alone, because records of other settings sit in the same folder. Every record has a
-``status``: ``done``, ``did not learn`` (best validation AUC under 0.6), ``failed`` or
-``missing``; a cell of a record that is not there stays a row with NaN metrics, so that tables
+their fields alone, because records of other settings sit in the same folder, and read through
+:class:`covid_lib.runs.Record`. Every record has a ``status``: ``done``, ``did not learn`` (best
+validation AUC under 0.6), ``collapsed``, ``failed`` or ``missing``; a cell of a record that is not there stays a row with NaN metrics, so that tables
 show it as missing instead of leaving it out.
 
 The paper's numbers (Tartaglione et al. 2020, Tables II-IV; ``covid_lib/paper/``) use the names
@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -29,7 +28,7 @@ import pandas as pd
 
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRICS, format_estimate
-from covid_lib.runs import RunSpec, results_dir
+from covid_lib.runs import LEARNED, Record, RunSpec
 from covid_lib.stats import delong_test, paired_cluster_bootstrap
 
 #: Test sets, in the paper's column order; COVID-ChestXRay's 15 images are ours (Table IV, not II).
@@ -40,7 +39,6 @@ PAPER_PRETRAIN = {"none": "none", "ChestXRay": "kermany", "RSNA": "nih"}
 PAPER_ARCH = {"ResNet-18": "resnet18", "ResNet-50": "resnet50"}
 PRETRAIN_LABELS = {"none": "none (scratch)", "kermany": "ChestXRay (kermany)", "nih": "RSNA (nih)"}
 RECORD_COLUMNS = ["arch", "pretrain", "composition", "seed", "pipeline", "precision", "run_id", "status", "path"]
-LEARNED = ("done", "did not learn")
 PAIRED_COLUMNS = ["n_a", "n_b", "n_common", "n_patients", "auc_a", "auc_b", "diff", "se", "p", "delong_low",
                   "delong_high", "boot_low", "boot_high", "boot_p"]
 _SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
@@ -49,32 +47,29 @@ _SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
 # ---------------------------------------------------------------------------------------- records
 def spec_records(specs: Iterable[RunSpec], results: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per COVID run of ``specs`` (pre-trainings skipped): its spec fields, run id, status
-    (``done`` / ``did not learn`` / ``failed`` / ``missing``) and record folder (None unless finished).
+    (:attr:`covid_lib.runs.Record.status`: ``done`` / ``did not learn`` / ``collapsed`` / ``failed``
+    / ``missing``) and record folder (None unless the record is complete).
 
     Args:
         results: the records' folder (default :func:`covid_lib.runs.results_dir`).
     """
-    root = Path(results) if results is not None else results_dir()
     rows, seen = [], set()
     for s in specs:
         if s.task != "covid" or s.run_id in seen:
             continue
         seen.add(s.run_id)
-        path = root / s.run_id
-        if (path / "metrics.json").is_file():
-            status = "did not learn" if json.loads((path / "metrics.json").read_text()).get("did_not_learn") else "done"
-        else:
-            status = "failed" if (path / "failed.json").is_file() else "missing"
+        record = Record.of(s, results=results)
+        status = record.status
         rows.append({"arch": s.arch, "pretrain": s.pretrain or "none", "composition": s.composition,
                      "seed": s.seed, "pipeline": s.pipeline, "precision": s.precision, "run_id": s.run_id,
-                     "status": status, "path": path if status in LEARNED else None})
+                     "status": status, "path": record.path if status in LEARNED else None})
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
 def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The pre-training runs behind ``specs``: source, arch, run id, status and the images used per
-    split (from their records), beside the paper's pre-training set sizes (Sec. III-A)."""
-    root = Path(results) if results is not None else results_dir()
+    """The pre-training runs behind ``specs``: source, arch, run id, status (of the record; its
+    checkpoint is not asked for) and the images used per split (from their records), beside the
+    paper's pre-training set sizes (Sec. III-A)."""
     paper = {"kermany": 5857, "nih": 26684}
     rows, seen = [], set()
     for s in specs:
@@ -82,11 +77,9 @@ def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | Non
         if pre is None or pre.run_id in seen:
             continue
         seen.add(pre.run_id)
-        path = root / pre.run_id / "metrics.json"
-        m = json.loads(path.read_text()) if path.is_file() else {}
-        splits = m.get("splits", {})
-        rows.append({"source": pre.composition, "arch": pre.arch, "run_id": pre.run_id,
-                     "status": ("did not learn" if m.get("did_not_learn") else "done") if m else "missing",
+        record = Record.of(pre, results=results, need_checkpoint=False)
+        splits = record.metrics.get("splits", {})
+        rows.append({"source": pre.composition, "arch": pre.arch, "run_id": pre.run_id, "status": record.status,
                      **{f"n {k}": splits.get(k, {}).get("n_used") for k in ("train", "val", "test")},
                      "paper's images": paper[pre.composition]})
     return pd.DataFrame(rows, columns=["source", "arch", "run_id", "status", "n train", "n val", "n test",
@@ -100,8 +93,13 @@ def has_record(path: object) -> bool:
 
 def cell_scores(path: str | os.PathLike, test_set: str) -> pd.DataFrame:
     """One record's per-image scores on one test set, indexed by ``(source, image_id)``."""
-    s = pd.read_csv(Path(path) / "scores.csv", dtype=_SCORE_DTYPES)
-    return s[s["test_set"] == test_set].set_index(["source", "image_id"]).sort_index()
+    return _record_at(path).scores(test_set).set_index(["source", "image_id"]).sort_index()
+
+
+def _record_at(path: str | os.PathLike) -> Record:
+    """The :class:`~covid_lib.runs.Record` of a record folder (a ``path`` cell of :func:`spec_records`)."""
+    path = Path(path)
+    return Record.of(path.name, results=path.parent)
 
 
 def matrix_long(records: pd.DataFrame, *, threshold: str = "paper",
@@ -122,7 +120,7 @@ def matrix_long(records: pd.DataFrame, *, threshold: str = "paper",
         base = {k: r[k] for k in RECORD_COLUMNS if k != "path"}
         table, sets = pd.DataFrame(), {}
         if has_record(r["path"]):
-            m = json.loads((Path(r["path"]) / "metrics.json").read_text())
+            m = _record_at(r["path"]).metrics
             table, sets = pd.DataFrame(m["table"]), m.get("test_sets", {})
             table = table[table["threshold_rule"].str.startswith(threshold)]
         for t in test_sets:

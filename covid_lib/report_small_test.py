@@ -59,17 +59,13 @@ class Cell:
 
 def load_cells(specs) -> list[Cell]:
     """The cells of ``specs`` (fine-tunes only) with their records where they exist."""
-    from covid_lib.runs import is_finished, load_result, read_failure
+    from covid_lib.runs import Record
 
     cells = []
     for spec in (s for s in specs if s.task == "covid"):
-        result, state = None, "missing"
-        if is_finished(spec):
-            result = load_result(spec)
-            state = "did not learn" if result.did_not_learn else "done"
-        elif read_failure(spec.run_id) is not None:
-            state = "failed"
-        cells.append(Cell(spec.pretrain or "none", spec.seed, spec.run_id, state, result))
+        record = Record.of(spec)
+        cells.append(Cell(spec.pretrain or "none", spec.seed, spec.run_id, record.status,
+                          record.result() if record.recorded else None))
     return cells
 
 

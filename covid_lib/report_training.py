@@ -1,8 +1,9 @@
 """Tables of the training engine, read from run records only: the pre-trainings' test scores, the
 gain of pre-training over training from scratch, and bf16 against fp32 (issue 8's gates).
 
-Every number comes from ``results/<run_id>/`` (spec, metrics, scores); a run flagged "did not
-learn" is shown as such, never averaged in silently.
+Every number comes from ``results/<run_id>/`` (``$COVID_LIB_RESULTS`` when set), read through
+:class:`covid_lib.runs.Record`; a run flagged "did not learn" is shown as such, never averaged in
+silently.
 
 Example:
     >>> record_index("/nonexistent").empty
@@ -11,33 +12,40 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pandas as pd
 
 from covid_lib.metrics import delong_test, format_estimate
-from covid_lib.paths import REPO_ROOT
+from covid_lib.runs import Record, results_dir
 from covid_lib.stats import paired_cluster_bootstrap
 
-#: The committed records the book reads (``$COVID_LIB_RESULTS`` is for scratch work and tests).
-BOOK_RESULTS = REPO_ROOT / "results"
 SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline", "plant"]
+INDEX_COLUMNS = [*SPEC_COLUMNS, "run_id", "path", "status", "did_not_learn", "best_value", "best_epoch"]
 
 
-def record_index(results: str | os.PathLike = BOOK_RESULTS) -> pd.DataFrame:
-    """One row per finished record: its spec fields, run id, path and learning summary."""
+def record_index(results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per complete record under ``results`` (default :func:`covid_lib.runs.results_dir`:
+    ``$COVID_LIB_RESULTS``, else the repository's ``results/``): its spec fields, run id, path,
+    status (:attr:`covid_lib.runs.Record.outcome`) and learning summary."""
+    root = Path(results) if results is not None else results_dir()
     rows = []
-    for spec_file in sorted(Path(results).glob("*/spec.json")):
-        metrics_file = spec_file.with_name("metrics.json")
-        if not metrics_file.is_file():
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        record = Record.of(folder.name, results=root)
+        if not record.recorded or not (info := record.info):
             continue
-        record, metrics = json.loads(spec_file.read_text()), json.loads(metrics_file.read_text())
-        rows.append({**{k: record["spec"].get(k) for k in SPEC_COLUMNS}, "run_id": record["run_id"],
-                     "path": spec_file.parent, "did_not_learn": bool(metrics.get("did_not_learn")),
+        metrics = record.metrics
+        rows.append({**{k: info["spec"].get(k) for k in SPEC_COLUMNS}, "run_id": info["run_id"],
+                     "path": record.path, "status": record.outcome, "did_not_learn": record.did_not_learn,
                      "best_value": metrics.get("best_value"), "best_epoch": metrics.get("best_epoch")})
-    return pd.DataFrame(rows, columns=[*SPEC_COLUMNS, "run_id", "path", "did_not_learn", "best_value", "best_epoch"])
+    return pd.DataFrame(rows, columns=INDEX_COLUMNS)
+
+
+def index_record(row: pd.Series) -> Record:
+    """The :class:`~covid_lib.runs.Record` of a row of :func:`record_index` (or :func:`run_row`)."""
+    path = Path(row["path"])
+    return Record.of(path.name, results=path.parent)
 
 
 def run_row(index: pd.DataFrame, **where) -> pd.Series | None:
@@ -63,9 +71,8 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
     """Each pre-training record: test AUC and accuracy with intervals, epochs, speed, learned or not."""
     out = []
     for _, r in index[(index["task"] == "pretrain") & (index["profile"] == profile)].iterrows():
-        m = json.loads((r["path"] / "metrics.json").read_text())
-        t = json.loads((r["path"] / "timings.json").read_text())
-        h = pd.read_csv(r["path"] / "history.csv")
+        record = index_record(r)
+        m, t, h = record.metrics, record.timings, record.history
         task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
         out.append({"source": r["composition"], "task": task, "arch": r["arch"], "pipeline": r["pipeline"],
                     "seed": r["seed"],
@@ -81,8 +88,7 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
 
 def test_scores(row: pd.Series, test_set: str) -> pd.DataFrame:
     """Per-image scores of a record on one test set, indexed by ``(source, image_id)``."""
-    s = pd.read_csv(row["path"] / "scores.csv", dtype={"image_id": str, "group_id": str})
-    return s[s["test_set"] == test_set].set_index(["source", "image_id"]).sort_index()
+    return index_record(row).scores(test_set).set_index(["source", "image_id"]).sort_index()
 
 
 def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_set: str | None = None,
@@ -120,9 +126,10 @@ def precision_table(index: pd.DataFrame, *, composition: str = "CORDA", test_set
     rows = []
     for _, r in index[(index["task"] == "covid") & (index["composition"] == composition) & (index["profile"] == profile)
                       & index["precision"].notna() & (index["pretrain"].isna())].iterrows():
-        m = pd.DataFrame(json.loads((r["path"] / "metrics.json").read_text())["table"])
+        record = index_record(r)
+        m = record.table
         m = m[(m["test_set"] == test_set)].iloc[0]
-        t = json.loads((r["path"] / "timings.json").read_text())
+        t = record.timings
         rows.append({"precision": r["precision"], "seed": r["seed"], "test AUC": m["auc"],
                      "AUC [95% CI]": format_estimate(m["auc"], m["auc_low"], m["auc_high"]),
                      "did not learn": r["did_not_learn"], "train img/s": t.get("train_images_per_s")})

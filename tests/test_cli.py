@@ -107,3 +107,75 @@ def test_building_the_parser_imports_no_heavy_library():
     proc = _python("-c", code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "", f"--help imports {proc.stdout.strip()}"
+
+
+# -------------------------------------------------------------------------------- devices and pipes
+@pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_check_device_accepts_the_devices(value):
+    from covid_lib.profiles import check_device
+
+    assert check_device(value) == value
+
+
+@pytest.mark.parametrize("value", ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "mps", ""])
+def test_check_device_refuses_anything_else(value):
+    from covid_lib.profiles import check_device, resolve_device
+
+    for check in (check_device, resolve_device):
+        with pytest.raises(ValueError, match="unknown device .*; choose auto"):
+            check(value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--composition", "CORDA", "--profile", "smoke", "--device", "gpu"],
+    ["grid", "run", "table4", "--profile", "smoke", "--device", "gpu"],
+    ["grid", "run", "table4", "--profile", "smoke", "--executor", "ray", "--device", "gpu"],
+    ["segment", "train", "--device", "gpu"],
+    ["segment", "eval", "--device", "gpu"],
+    ["book", "run", "01", "--device", "gpu"],
+    ["book", "run", "01", "-p", "device", "gpu"],
+])
+def test_an_unknown_device_is_one_line_before_anything_runs(argv, capsys):
+    from covid_lib.cli import main
+
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["error: unknown device 'gpu'; choose auto (CUDA when present), cpu, cuda "
+                                         "or cuda:N"] and not captured.out
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_cuda_without_a_gpu_is_one_line_before_the_grid_runs(executor, capsys, monkeypatch):
+    import torch
+
+    from covid_lib import grid
+    from covid_lib.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setattr(grid, "grid_specs", lambda *a, **k: pytest.fail("the grid started"))
+    assert main(["grid", "run", "table4", "--profile", "smoke", "--executor", executor, "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: device 'cuda' asked for, but torch sees no CUDA device; use device='auto' or 'cpu'"]
+
+
+@pytest.mark.parametrize("command", [
+    ("grid", "list"), ("book", "list", "--no-data-check"),
+    pytest.param(("data", "summary"), marks=pytest.mark.data)])
+def test_a_reader_that_stops_early_gets_no_traceback(command, request):
+    """``python -m covid_lib grid list | head -1``: the reader closes the pipe; the command ends quietly."""
+    if "data" in command:
+        request.getfixturevalue("data_root")
+    proc = subprocess.Popen([sys.executable, "-m", "covid_lib", *command], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # closed before the first line arrives: every write meets a broken pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err[-2000:]
+
+
+def test_head_one_prints_one_line_and_no_traceback():
+    proc = subprocess.run(f"{sys.executable} -m covid_lib grid list --profile smoke | head -1", shell=True,
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1 and proc.stdout.startswith("table2")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -78,17 +78,74 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
     assert report.failed[nih_ft] == f"pre-training run {nih_pre} failed: RuntimeError: out of memory"
     note = runs.read_failure(nih_pre)
     assert "Traceback" in note["traceback"] and "out of memory" in note["traceback"]
-    assert "out of memory" in capsys.readouterr().err  # the traceback is shown as it happens
+    # one line per failed run, naming where its traceback is; nothing written into the records' folder
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 2 and "Traceback" not in "\n".join(err)
+    log = runs.failure_path(nih_pre).with_suffix(".log")
+    assert err[0] == f"run {nih_pre} failed: RuntimeError: out of memory (traceback: {log})"
+    assert "Traceback" in log.read_text() and runs.failures_dir() in log.parents
+    assert not (runs.results_dir() / nih_pre).exists() and not (runs.results_dir() / nih_ft).exists()
     status = grid.grid_status(specs, storage=storage)
-    assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "failed": 2, "missing": 0}
+    assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "collapsed": 0,
+                                          "recorded (no checkpoint here)": 0, "failed": 2, "missing": 0}
     assert status.set_index("run_id").loc[nih_ft, "note"].startswith("pre-training run")
 
     broken.clear()
     calls.clear()
     report = grid.run_grid(specs, "smoke", storage=storage, progress=False)
     assert calls == [nih_pre, nih_ft] and len(report.skipped) == 3 and not report.failed
-    assert runs.read_failure(nih_pre) is None  # removed by the success
+    assert runs.read_failure(nih_pre) is None and not log.exists()  # removed by the success
     assert grid.status_counts(grid.grid_status(specs, storage=storage))["failed"] == 0
+
+
+def _tree() -> dict:
+    """Every file under the records' folder with its bytes (what git would see)."""
+    root = runs.results_dir()
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def test_a_finished_grid_on_a_fresh_clone_is_recorded_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    """Records committed, checkpoints not cached: status says recorded, not missing; running the
+    grid computes nothing; a new fine-tune restores its pre-training's checkpoint only."""
+    specs = _specs("table4")
+    calls: list[str] = []
+
+    def fake_compute(spec, *, pretrain_checkpoint=None, **kw):
+        calls.append(spec.run_id)
+        if spec.pretrain is not None:
+            assert pretrain_checkpoint == spec.pretrain_spec().run_id.encode()
+        return _fake_artifacts(spec)
+
+    monkeypatch.setattr(grid, "compute", fake_compute)
+    grid.run_grid(specs, "smoke", storage=tmp_path / "here", progress=False)
+    committed, clone = _tree(), tmp_path / "clone"
+    pretrainings = [s.run_id for s in specs if s.task == "pretrain"]
+    status = grid.grid_status(specs, storage=clone).set_index("run_id")["state"]
+    assert (status[pretrainings] == "recorded (no checkpoint here)").all()
+    assert grid.status_counts(status.to_frame("state"))["missing"] == 0
+    assert grid.status_counts(status.to_frame("state"))["done"] == 3
+
+    calls.clear()
+    report = grid.run_grid(specs, "smoke", storage=clone, progress=False)
+    assert calls == [] and len(report.skipped) == len(specs) and not (report.trained or report.restored)
+    assert _tree() == committed and not any(clone.rglob("*.pt"))
+    capsys.readouterr()
+
+    new = grid.grid_specs("table2", "smoke", data_version="x")
+    new = next(s for s in new if (s.composition, s.pretrain) == ("CORDA", "kermany"))
+    pre = new.pretrain_spec().run_id
+    report = grid.run_grid([*specs, new], "smoke", storage=clone, progress=False)
+    assert calls == [pre, new.run_id] and report.restored == [pre] and report.trained == [new.run_id]
+    assert "1 checkpoints restored" in report.summary()
+    assert (clone / pre / "model.pt").is_file()
+    after = _tree()
+    assert {k: v for k, v in after.items() if not k.startswith(new.run_id)} == committed  # nothing rewritten
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == [f"run {pre}: recorded, but its checkpoint is not cached here; retraining it into {clone} "
+                   "(its committed record is left as it is)"]
+    status = grid.grid_status(specs, storage=clone).set_index("run_id")["state"]
+    assert status[pre] == "done" and (status[[p for p in pretrainings if p != pre]] ==
+                                      "recorded (no checkpoint here)").all()
 
 
 def test_grid_cli_help_and_unknown_executor():
@@ -168,6 +225,36 @@ def test_table2_ray_and_local_identical(data_root, tmp_path, monkeypatch):
     """The issue's done-when: grid table2 (smoke) via ray and local writes identical records."""
     pytest.importorskip("ray")
     _local_and_ray(grid.grid_specs("table2", "smoke", data_root=data_root), data_root, tmp_path, monkeypatch)
+
+
+@pytest.mark.data
+def test_fresh_clone_smoke_grid_changes_no_record(data_root, tmp_path, capsys):
+    """The fresh-clone trap on real smoke runs: a pre-training and its fine-tune recorded, then
+    read with an empty checkpoint storage (a fresh clone). Status says recorded; the grid run
+    computes nothing; a new fine-tune retrains the pre-training into the new storage with the
+    same weights, and no file of either record changes."""
+    specs = [s for s in grid.grid_specs("table4", "smoke", data_root=data_root) if "kermany" in (s.composition, s.pretrain)]
+    report = grid.run_grid(specs, "smoke", device="cpu", data_root=data_root, storage=tmp_path / "here", progress=False)
+    assert len(report.trained) == 2 and not report.failed
+    committed, clone = _tree(), tmp_path / "clone"
+    pre = next(s for s in specs if s.task == "pretrain")
+    status = grid.grid_status(specs, storage=clone).set_index("run_id")["state"]
+    assert status[pre.run_id] == "recorded (no checkpoint here)" and status.drop(pre.run_id).isin(runs.LEARNED).all()
+    again = grid.run_grid(specs, "smoke", device="cpu", data_root=data_root, storage=clone, progress=False)
+    assert len(again.skipped) == 2 and not (again.trained or again.restored) and _tree() == committed
+
+    new = next(s for s in grid.grid_specs("table2", "smoke", data_root=data_root)
+               if (s.composition, s.pretrain) == ("CORDA", "kermany"))
+    capsys.readouterr()
+    report = grid.run_grid([*specs, new], "smoke", device="cpu", data_root=data_root, storage=clone, progress=False)
+    assert report.restored == [pre.run_id] and report.trained == [new.run_id] and not report.failed
+    assert {k: v for k, v in _tree().items() if not k.startswith(new.run_id)} == committed
+    assert "its committed record is left as it is" in capsys.readouterr().err
+    import torch
+
+    a = runs.model_from_checkpoint(tmp_path / "here" / pre.run_id / "model.pt")[0].state_dict()
+    b = runs.model_from_checkpoint(clone / pre.run_id / "model.pt")[0].state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # a run id fixes the run
 
 
 def test_grid_list_names_every_grid(capsys):

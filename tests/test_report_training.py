@@ -67,3 +67,17 @@ def test_precision_table_and_missing_records(records):
     assert rt.pretraining_gain(rt.record_index(root), composition="COVID-ChestXRay") is None
     assert rt.markdown(pd.DataFrame()).startswith("_No records")
     assert rt.record_index(root / "none").empty
+
+
+def test_record_index_reads_covid_lib_results_by_default(records, monkeypatch):
+    """Chapters that pass no folder read ``$COVID_LIB_RESULTS`` (the chapters' ``results``), like every reader."""
+    from covid_lib.runs import RESULTS_ENV_VAR
+
+    root, *_ = records
+    monkeypatch.setenv(RESULTS_ENV_VAR, str(root))
+    index = rt.record_index()
+    assert set(index["run_id"]) == {"pre", "scratch", "fp320", "fp321", "bf160", "bf161"}
+    assert index.set_index("run_id").loc["scratch", "status"] == "did not learn"
+    assert rt.run_row(index, task="covid", pretrain="kermany")["run_id"] == "pre"
+    monkeypatch.setenv(RESULTS_ENV_VAR, str(root / "none"))
+    assert rt.record_index().empty

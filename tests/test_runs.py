@@ -100,7 +100,9 @@ def _fake_artifacts(s: RunSpec) -> runs.RunArtifacts:
     metrics = {"table": table.to_dict("records"), "did_not_learn": True, "monitor": "val_auc", "best_value": 0.5,
                "test_sets": {"CORDA": {"n_expected": 3, "n_scored": 2, "rejected": [{"image_id": "x", "reason": "r"}]}}}
     files = {"spec.json": {"run_id": s.run_id, "did_not_learn": True}, "history.csv": pd.DataFrame({"epoch": [1]}),
-             "scores.csv": pd.DataFrame({"image_id": ["a"], "score": [0.4]}), "metrics.json": metrics,
+             "scores.csv": pd.DataFrame({"test_set": ["CORDA"], "image_id": ["a"], "score": [0.4]}),
+             "rejections.csv": pd.DataFrame({"set": ["CORDA"], "split": ["test"], "image_id": ["x"], "reason": ["r"]}),
+             "metrics.json": metrics,
              "timings.json": {"total_s": 1.0}}
     return runs.RunArtifacts(s, files, b"weights")
 
@@ -132,6 +134,87 @@ def test_failure_note_is_cleared_by_success(tmp_path):
     assert runs.read_failure(s.run_id)["reason"] == "ValueError: boom"
     runs.write_artifacts(_fake_artifacts(s), tmp_path)
     assert runs.read_failure(s.run_id) is None
+
+
+def test_failure_notes_live_in_the_cache_not_in_the_records_folder():
+    s = spec(pretrain=None)
+    log = runs.write_failure(s, "Traceback (most recent call last):\nRuntimeError: out of memory\n")
+    assert log == runs.failure_path(s.run_id).with_suffix(".log") and runs.failures_dir() in log.parents
+    assert "RuntimeError: out of memory" in log.read_text() and not (runs.results_dir() / s.run_id).exists()
+    runs.clear_failure(s.run_id)
+    assert not log.exists() and runs.read_failure(s.run_id) is None
+
+
+def _files(path) -> dict:
+    return {f.name: f.read_bytes() for f in sorted(path.iterdir())}
+
+
+def test_record_reads_a_run_and_says_its_status(tmp_path):
+    """One reader: status through missing, failed and recorded; contents; the cached checkpoint;
+    the records' folder is $COVID_LIB_RESULTS (or an explicit one)."""
+    s = spec(pretrain=None).resolved()
+    record = runs.Record.of(s, storage=tmp_path / "ckpt")
+    assert record.path == runs.results_dir() / s.run_id and not record.need_checkpoint
+    assert (record.status, record.note, record.metrics, record.checkpoint) == ("missing", "", {}, None)
+    assert record.scores().empty and record.history.empty and record.rejections.empty
+    runs.write_failure(s, "Traceback (most recent call last):\nValueError: boom\n")
+    assert (record.status, record.note) == ("failed", "ValueError: boom")
+    runs.write_artifacts(_fake_artifacts(s), tmp_path / "ckpt")  # clears the failure note
+    assert record.recorded and record.failure is None
+    assert (record.status, record.note) == ("did not learn", "best val_auc 0.500")
+    assert record.checkpoint == tmp_path / "ckpt" / s.run_id / "model.pt"
+    assert record.scores("CORDA")["image_id"].tolist() == ["a"] and record.scores("CORDA&RSNA").empty
+    assert record.rejections["reason"].tolist() == ["r"] and record.history["epoch"].tolist() == [1]
+    assert record.table["test_set"].tolist() == ["CORDA"] and record.timings == {"total_s": 1.0}
+    assert record.result().run_id == s.run_id and runs.Record.of(s.run_id).status == "did not learn"
+    # the same record read from another folder by run id alone; no checkpoint in another storage
+    elsewhere = runs.Record.of(s.run_id, results=runs.results_dir(), storage=tmp_path / "empty")
+    assert elsewhere.checkpoint is None and elsewhere.status == "did not learn"  # a fine-tune's numbers stand
+    assert runs.Record.of(s.run_id, need_checkpoint=True, storage=tmp_path / "empty").status == \
+        "recorded (no checkpoint here)"
+    assert runs.Record.of(s, results=tmp_path / "nowhere").status == "missing"
+    assert set(runs.LEARNED) < set(runs.STATUSES) and "recorded (no checkpoint here)" in runs.STATUSES
+
+
+def test_a_recorded_pretraining_is_never_rewritten_its_checkpoint_restored(monkeypatch, tmp_path, capsys):
+    """A fresh clone: records committed, checkpoints not cached. Reading a fine-tune computes
+    nothing; a pre-training, or a new fine-tune that starts from it, retrains it into the cache
+    for its checkpoint only, leaving every file of its record as it was."""
+    calls = []
+
+    def fake_compute(s, *, pretrain_checkpoint=None, **kw):
+        calls.append(s.run_id)
+        if s.parent_spec() is not None:
+            assert pretrain_checkpoint == b"weights"
+        return _fake_artifacts(s)
+
+    monkeypatch.setattr(runs.execution, "compute", fake_compute)
+    first = run(spec(), device="cpu", storage=tmp_path / "here", progress=False)
+    pre = first.spec.pretrain_spec()
+    assert calls == [pre.run_id, first.run_id]
+    before = {r: _files(runs.results_dir() / r) for r in (pre.run_id, first.run_id)}
+    assert runs.Record.of(pre, storage=tmp_path / "clone").status == "recorded (no checkpoint here)"
+    capsys.readouterr()
+
+    calls.clear()  # the fine-tune, recorded: read back, nothing computed, no checkpoint needed
+    assert run(spec(), device="cpu", storage=tmp_path / "clone", progress=False).reused and calls == []
+    assert runs.Record.of(pre, storage=tmp_path / "clone").checkpoint is None
+    # the pre-training itself: its checkpoint is restored, its record untouched
+    assert run(pre, device="cpu", storage=tmp_path / "clone", progress=False).reused and calls == [pre.run_id]
+    assert runs.Record.of(pre, storage=tmp_path / "clone").checkpoint is not None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"run {pre.run_id}: recorded, but its checkpoint is not cached here" in err \
+        and "its committed record is left as it is" in err
+    # a new fine-tune on another fresh storage: the parent restored first, then the fine-tune trained
+    calls.clear()
+    other = run(spec(composition="CORDA&RSNA"), device="cpu", storage=tmp_path / "fresh", progress=False)
+    assert calls == [pre.run_id, other.run_id] and not other.reused
+    assert (tmp_path / "fresh" / pre.run_id / "model.pt").is_file()
+    assert {r: _files(runs.results_dir() / r) for r in before} == before
+    # force still retrains (and rewrites) the run it is given, never its parent
+    calls.clear()
+    run(spec(), device="cpu", storage=tmp_path / "fresh", progress=False, force=True)
+    assert calls == [first.run_id]
 
 
 def test_compute_needs_a_resolved_spec_and_the_pretraining_checkpoint():

@@ -5,12 +5,18 @@ The command line is the top layer: one small module per command group in this pa
 ``register_cli(subparsers)`` and setting ``func`` on its parsers. Modules here import only the
 standard library at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
 the command functions, so ``--help`` and argument errors return at once.
+
+:func:`main` handles what every command shares: a ``--device`` is checked before the command runs
+(``auto``, ``cpu``, ``cuda`` or ``cuda:N``; one line otherwise), user-facing errors print one line,
+and a reader that stops early (``python -m covid_lib grid list | head -1``) ends the command
+quietly instead of with a ``BrokenPipeError`` traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: One module per command group, in the order ``--help`` lists them; each defines register_cli(subparsers).
@@ -37,14 +43,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; user-facing errors print one line and return 2."""
+    """Parse ``argv`` and run the command; user-facing errors print one line and return 2; a
+    closed output pipe (``| head``) returns 0 without a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:  # user-facing errors: no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        try:
+            if getattr(args, "device", None) is not None:
+                from covid_lib.profiles import check_device  # stdlib-only module: cheap
+
+                check_device(args.device)
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return code
+        except (FileNotFoundError, ValueError, KeyError) as err:  # user-facing errors: no traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush into the closed pipe is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured in tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -106,6 +106,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.data_root is not None:
             parameters["data_root"] = args.data_root
         parameters.setdefault("device", args.device)
+        from covid_lib.profiles import check_device
+
+        check_device(str(parameters["device"]))  # -p device too, before any chapter runs
     for chapter in chapters:
         print(f"running {chapter.stem} with profile {profile} ...", flush=True)
         try:
@@ -179,7 +182,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                         "them and updates book/reproduce.md)")
     p.add_argument("--data-root", default=None, help="the data root (default: $COVID_LIB_DATA or ../shared/data)")
     p.add_argument("--device", default="auto",
-                   help="auto (CUDA when present), cpu or cuda; -p device wins (default auto)")
+                   help="auto (CUDA when present), cpu, cuda or cuda:N; -p device wins (default auto)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.add_argument("--log-output", action="store_true", help="print the cells' output as they run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -15,13 +15,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = run_grid(args.name, args.profile, executor=args.executor, address=args.address, device=args.device,
                       data_root=args.data_root, storage=args.storage)
     print(f"grid {args.name} ({args.profile}): {report.summary()}")
-    for run_id, reason in report.failed.items():
-        print(f"  failed: {run_id}: {reason}")
+    if report.failed:  # each failed run printed its one line (and where its traceback is) as it failed
+        from covid_lib.runs import failures_dir
+
+        print(f"{len(report.failed)} failed; their tracebacks are under {failures_dir()}")
     return 1 if report.failed else 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    """Show done, missing, failed and did-not-learn runs of a grid."""
+    """Show the state of every run of a grid: done, did not learn, collapsed, recorded (no
+    checkpoint here: a committed run others start from, its weights not cached), failed, missing."""
     import pandas as pd
 
     from covid_lib.grid import grid_status, status_counts
@@ -66,7 +69,7 @@ def register_cli(subparsers) -> None:
                    help="local: in this process; ray: one Ray task per run")
     r.add_argument("--address", default=None,
                    help="Ray cluster address (auto: a running cluster; default: start a local instance)")
-    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     r.set_defaults(func=_cmd_run)
     s = sub.add_parser("status", help="done, missing, failed and did-not-learn runs of a grid",
                        description=_cmd_status.__doc__)

@@ -74,7 +74,7 @@ def register_cli(subparsers) -> None:
     for name, default in TRAIN_DEFAULTS.items():
         tr.add_argument("--" + name.replace("_", "-"), type=type(default), default=default,
                         help=f"{_TRAIN_HELP[name]} (default: %(default)s)")
-    tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    tr.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     tr.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA, else ../shared/data)")
     tr.add_argument("--out", default=None,
                     help=f"weights path (default: the cache's segment/unet_lungs.pt, so the committed {_WEIGHTS} "
@@ -84,7 +84,7 @@ def register_cli(subparsers) -> None:
     ev = sub.add_parser("eval", help="Dice/IoU on held-out Montgomery+Shenzhen and on Cohen V7 masks")
     ev.add_argument("--weights", default=None, help=f"U-Net checkpoint (default: {_WEIGHTS})")
     ev.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA, else ../shared/data)")
-    ev.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: auto)")
+    ev.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     ev.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default: %(default)s)")
     ev.add_argument("--scores", default=None, help="write per-image scores to this CSV")
     ev.set_defaults(func=_cmd_eval)

@@ -48,7 +48,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--pipeline", default="paper", help="pre-processing pipeline (paper, none, equalize, crop, paper_crop)")
     p.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                    help="training precision (default: the profile's; part of the run id when given)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA or ../shared/data)")
     p.add_argument("--storage", default=None, help="checkpoint folder (default: the cache's runs folder)")
     p.add_argument("--force", action="store_true", help="retrain even if a record exists")

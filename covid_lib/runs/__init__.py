@@ -3,7 +3,9 @@
 - :mod:`covid_lib.runs.spec`: :class:`RunSpec` and its run id;
 - :mod:`covid_lib.runs.execution`: :func:`compute` (train and score, anywhere, nothing written)
   and :func:`run` (compute what is missing and write it, in this process);
-- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes;
+- :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes, and
+  :class:`Record`, the one reader of a record (status, metrics, scores, history, rejections,
+  cached checkpoint);
 - :mod:`covid_lib.runs.source_runs`: seen and unseen sources (Ben Ahmed et al. 2021), a kind of
   run :func:`compute` hands source-split specs to.
 - :mod:`covid_lib.runs.planted`: runs with a planted confounder (``RunSpec.plant``), registered
@@ -12,20 +14,21 @@
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
 
-from covid_lib.runs.execution import compute, machine_precision, run, run_threads
+from covid_lib.runs.execution import compute, machine_precision, restore_checkpoint, restore_message, run, run_threads
 from covid_lib.runs import source_runs  # noqa: F401  registers the source-split runs with compute()
-from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_dir, checkpoint_path, clear_failure,
-                                    is_finished, load_model, load_result, model_from_checkpoint,
-                                    read_checkpoint, read_failure, summary_table, write_artifacts,
+from covid_lib.runs.records import (LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
+                                    checkpoint_path, clear_failure, failure_path, failures_dir, is_finished,
+                                    load_model, load_result, model_from_checkpoint, read_checkpoint,
+                                    read_failure, summary_table, write_artifacts, write_checkpoint,
                                     write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
                                  results_dir)
 from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers the planted fine-tune)
 
 __all__ = [
-    "compute", "machine_precision", "run", "run_threads",
-    "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path", "clear_failure", "is_finished",
-    "load_model", "load_result", "model_from_checkpoint", "read_checkpoint", "read_failure",
-    "summary_table", "write_artifacts", "write_failure",
+    "compute", "machine_precision", "restore_checkpoint", "restore_message", "run", "run_threads",
+    "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
+    "clear_failure", "failure_path", "failures_dir", "is_finished", "load_model", "load_result", "model_from_checkpoint",
+    "read_checkpoint", "read_failure", "summary_table", "write_artifacts", "write_checkpoint", "write_failure",
     "CLASSIFIERS", "PRECISIONS", "PRETRAIN_SOURCES", "RESULTS_ENV_VAR", "TASKS", "RunSpec", "results_dir",
 ]

@@ -17,8 +17,10 @@ recorded per set with the chain's reason; no test set shrinks silently.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -26,8 +28,8 @@ import pandas as pd
 import torch
 
 from covid_lib.profiles import resolve_device
-from covid_lib.runs.records import (RunArtifacts, RunResult, checkpoint_bytes, is_finished, load_result,
-                                    model_from_checkpoint, read_checkpoint, write_artifacts)
+from covid_lib.runs.records import (Record, RunArtifacts, RunResult, checkpoint_bytes, checkpoint_dir, load_result,
+                                    model_from_checkpoint, read_checkpoint, write_artifacts, write_checkpoint)
 from covid_lib.runs.spec import RunSpec
 
 REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
@@ -321,6 +323,11 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
         progress: bool = True, force: bool = False, storage: str | os.PathLike | None = None) -> RunResult:
     """Train and record ``spec`` (and its pre-training) unless its record exists (then read it back).
 
+    A record that exists is never rewritten without ``force``. When it lacks its checkpoint here
+    (a committed record on a fresh clone), a pre-training, and any parent a run to train starts
+    from, is retrained into the checkpoint storage only, its record left as it is
+    (:func:`restore_checkpoint`, which says so in one line).
+
     Args:
         spec: what to run; ``data_version`` is filled from ``data_root`` when empty.
         data_root, device, progress: as :func:`compute`.
@@ -328,16 +335,52 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
         storage: checkpoint folder (default: the cache's ``runs`` folder).
     """
     spec = machine_precision(spec.resolved(data_root), device)
-    if not force and is_finished(spec, storage):
+    record = Record.of(spec, storage=storage)
+    if not force and record.recorded:
+        if record.need_checkpoint and record.checkpoint is None:  # a pre-training comes with its weights
+            restore_checkpoint(spec, data_root=data_root, device=device, progress=progress, storage=storage)
         return load_result(spec, reused=True, storage=storage)
-    pre = spec.parent_spec()
-    ckpt = None
-    if pre is not None:
-        run(pre, data_root=data_root, device=device, progress=progress, storage=storage)
-        ckpt = read_checkpoint(pre.run_id, storage)
-    artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device, progress=progress)
+    artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
+                        data_root=data_root, device=device, progress=progress)
     write_artifacts(artifacts, storage)
     return load_result(spec, reused=False, storage=storage)
+
+
+def _parent_checkpoint(spec: RunSpec, data_root, device: str, progress: bool, storage) -> bytes | None:
+    """The checkpoint ``spec`` starts from: its parent trained when missing, its weights restored
+    when only its record is here; None without a parent."""
+    pre = spec.parent_spec()
+    if pre is None:
+        return None
+    run(pre, data_root=data_root, device=device, progress=progress, storage=storage)
+    if Record.of(pre, storage=storage).checkpoint is None:  # a recorded parent that is not a pre-training
+        restore_checkpoint(pre, data_root=data_root, device=device, progress=progress, storage=storage)
+    return read_checkpoint(pre.run_id, storage)
+
+
+def restore_message(spec: RunSpec, storage: str | os.PathLike | None = None) -> str:
+    """The line that says a recorded run is being retrained for its checkpoint only."""
+    return (f"run {spec.run_id}: recorded, but its checkpoint is not cached here; retraining it into "
+            f"{checkpoint_dir(storage)} (its committed record is left as it is)")
+
+
+def restore_checkpoint(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "auto",
+                       progress: bool = True, storage: str | os.PathLike | None = None) -> Path:
+    """Retrain a recorded run (resolved) to get its checkpoint back, writing the checkpoint only:
+    its record, committed, is not touched. A run id fixes the run, so the weights are those the
+    record was computed with; a different best validation value is reported in one more line."""
+    print(restore_message(spec, storage), file=sys.stderr, flush=True)
+    artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
+                        data_root=data_root, device=device, progress=progress)
+    _warn_if_different(artifacts, Record.of(spec))
+    return write_checkpoint(artifacts, storage)
+
+
+def _warn_if_different(artifacts: RunArtifacts, record: Record) -> None:
+    new, old = artifacts.files["metrics.json"].get("best_value"), record.metrics.get("best_value")
+    if isinstance(new, float) and isinstance(old, float) and abs(new - old) > 1e-6:
+        print(f"warning: run {record.run_id} retrained to best {new:.4f}, its record says {old:.4f}: "
+              "the restored checkpoint is not the recorded model", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ re-scoring a run

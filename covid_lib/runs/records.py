@@ -14,7 +14,19 @@ A record is ``results/<run_id>/`` (``$COVID_LIB_RESULTS`` overrides the folder):
   precision, threads).
 
 The checkpoint goes to ``<storage>/<run_id>/model.pt``; storage defaults to the git-ignored cache
-(``cache_dir("runs")``). A failed grid run leaves ``failed.json`` (removed once it succeeds).
+(``cache_dir("runs")``). A committed record travels with the repository, its checkpoint does not:
+on a fresh clone a record is complete while its checkpoint is not cached.
+
+Read a record through :class:`Record` (status, metrics, scores, history, rejections, cached
+checkpoint): no other module needs to know the file layout above.
+
+A failed run leaves a note in the cache, never in the records' folder:
+``cache_dir("failures")/<run_id>.json`` (reason, traceback) and ``<run_id>.log`` (the full
+traceback, for reading); :func:`write_artifacts` removes both once the run succeeds.
+
+Example:
+    >>> Record.of("covid-CORDA-resnet18-scratch-smoke-s0-0000000000", results="/nonexistent").status
+    'missing'
 """
 
 from __future__ import annotations
@@ -29,10 +41,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
 from covid_lib.paths import cache_dir
 from covid_lib.runs.spec import RunSpec, results_dir
 
-FAILED_FILE = "failed.json"
+#: Where failure notes go: ``cache_dir(FAILURES_CACHE)/<run_id>.json`` and ``.log``.
+FAILURES_CACHE = "failures"
 #: Checkpoint entries: plain types only, so that ``torch.load(..., weights_only=True)`` reads them.
 CHECKPOINT_KEYS = ("arch", "num_classes", "mean", "std", "input_size", "resize_size", "run_id")
 
@@ -139,10 +153,11 @@ def load_model(spec: RunSpec, device: str = "cpu", storage: str | os.PathLike | 
 
 
 # ---------------------------------------------------------------------------------------- records
-def is_finished(spec: RunSpec, storage: str | os.PathLike | None = None) -> bool:
-    """Whether ``spec`` (resolved) has a complete record (and, for pre-training, its checkpoint)."""
-    done = (results_dir() / spec.run_id / "metrics.json").is_file()
-    return done and (spec.task == "covid" or checkpoint_path(spec.run_id, storage).is_file())
+def is_finished(spec: RunSpec) -> bool:
+    """Whether ``spec`` (resolved) has a complete record under :func:`results_dir`, whether or
+    not its checkpoint is cached here (:attr:`Record.checkpoint`): a committed record is finished
+    on a fresh clone too, and is never recomputed without ``force``."""
+    return Record.of(spec).recorded
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -151,14 +166,21 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_checkpoint(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
+    """Write only a computed run's checkpoint (to ``storage`` or the cache), leaving its record
+    alone: how a committed record whose checkpoint is not cached here gets its weights back."""
+    ckpt = checkpoint_path(artifacts.run_id, storage)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(ckpt, artifacts.checkpoint)
+    return ckpt
+
+
 def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
     """Write a computed run on the driver: checkpoint first, then the files, ``metrics.json`` last
     (its presence marks the run finished); the driver's git state joins ``spec.json``."""
     from covid_lib.provenance import git_state
 
-    ckpt = checkpoint_path(artifacts.run_id, storage)
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(ckpt, artifacts.checkpoint)
+    write_checkpoint(artifacts, storage)
     path = results_dir() / artifacts.run_id
     path.mkdir(parents=True, exist_ok=True)
     files = dict(artifacts.files)
@@ -173,9 +195,10 @@ def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None =
     return path
 
 
-def load_result(spec: RunSpec, *, reused: bool = True, storage: str | os.PathLike | None = None) -> RunResult:
-    """Read a finished run's record."""
-    path = results_dir() / spec.run_id
+def load_result(spec: RunSpec, *, reused: bool = True, storage: str | os.PathLike | None = None,
+                results: str | os.PathLike | None = None) -> RunResult:
+    """Read a finished run's record (under ``results``, default :func:`results_dir`)."""
+    path = (Path(results) if results is not None else results_dir()) / spec.run_id
     if not (path / "metrics.json").is_file():
         raise FileNotFoundError(f"run {spec.run_id} has no record under {path}; train it with run(spec)")
     metrics = json.loads((path / "metrics.json").read_text())
@@ -202,21 +225,216 @@ def summary_table(result: RunResult, digits: int = 2) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------- failures
+def failures_dir() -> Path:
+    """Where failure notes go: the cache's ``failures`` folder (created when a note is written)."""
+    return cache_dir() / FAILURES_CACHE
+
+
+def failure_path(run_id: str) -> Path:
+    """A run's failure note (JSON) in the cache; the full traceback is beside it as ``.log``."""
+    return failures_dir() / f"{run_id}.json"
+
+
 def write_failure(spec: RunSpec, error: str, *, reason: str | None = None) -> Path:
-    """Note a failed run (``failed.json``: the error's traceback and a one-line reason)."""
-    path = results_dir() / spec.run_id
-    path.mkdir(parents=True, exist_ok=True)
-    note = {"run_id": spec.run_id, "spec": asdict(spec), "reason": reason or error.strip().splitlines()[-1],
+    """Note a failed run in the cache (never in the records' folder): ``<run_id>.json`` (the
+    one-line reason and the traceback) and ``<run_id>.log`` (the traceback); returns the log's path."""
+    note = {"run_id": spec.run_id, "spec": asdict(spec), "reason": reason or _last_line(error),
             "traceback": error, "failed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_atomic(path / FAILED_FILE, (json.dumps(note, indent=2, default=str) + "\n").encode())
-    return path / FAILED_FILE
+    path = failure_path(spec.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, (json.dumps(note, indent=2, default=str) + "\n").encode())
+    log = path.with_suffix(".log")
+    _write_atomic(log, f"run {spec.run_id} failed: {note['reason']}\n\n{error}".encode())
+    return log
+
+
+def _last_line(error: str) -> str:
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else "unknown error"
 
 
 def read_failure(run_id: str) -> dict | None:
     """A run's failure note, or None."""
-    path = results_dir() / run_id / FAILED_FILE
+    path = failure_path(run_id)
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def clear_failure(run_id: str) -> None:
-    (results_dir() / run_id / FAILED_FILE).unlink(missing_ok=True)
+    """Remove a run's failure note (done by :func:`write_artifacts` when the run succeeds)."""
+    path = failure_path(run_id)
+    path.unlink(missing_ok=True)
+    path.with_suffix(".log").unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ the reader
+DONE = "done"
+DID_NOT_LEARN = "did not learn"
+COLLAPSED = "collapsed"
+FAILED = "failed"
+NO_CHECKPOINT = "recorded (no checkpoint here)"
+MISSING = "missing"
+#: Every :attr:`Record.status`, in the order tables count them.
+STATUSES = (DONE, DID_NOT_LEARN, COLLAPSED, NO_CHECKPOINT, FAILED, MISSING)
+#: The statuses of a complete record whose numbers can be read (``recorded (no checkpoint here)``
+#: is one too, but only arises when a checkpoint is asked for: see :attr:`Record.status`).
+LEARNED = (DONE, DID_NOT_LEARN, COLLAPSED)
+_SCORE_DTYPES = {"image_id": str, "patient_id": str, "group_id": str}
+
+
+def _collapse_reason(record: "Record") -> str | None:
+    """Why a finished COVID run that learned on validation collapsed on its own test set
+    (:func:`covid_lib.metrics.collapse_status`: every score on one side of the threshold, or no
+    spread), else None. Pre-trainings and runs without scores on their own test set: None."""
+    spec = record.info.get("spec", {})
+    if spec.get("task") != "covid":
+        return None
+    own = record.scores(spec.get("composition"))
+    if "score" not in own or not len(own):
+        return None
+    return collapse_status(own["score"].to_numpy(), threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One run's record, read back: the only reader of the files listed in this module's docstring.
+
+    Build it with :meth:`Record.of` from a :class:`RunSpec` or a run id. Nothing is read until a
+    property asks, and nothing is cached: a record that a run writes meanwhile is seen at once.
+
+    Attributes:
+        run_id: the run id (the record's folder name).
+        spec: the spec, when the record was built from one (else None).
+        results: the records' folder (default :func:`results_dir`, i.e. ``$COVID_LIB_RESULTS``).
+        storage: the checkpoints' folder (default: the cache's ``runs`` folder).
+        need_checkpoint: whether :attr:`status` asks for the checkpoint too (default: for
+            pre-trainings, which other runs start from).
+    """
+
+    run_id: str
+    spec: RunSpec | None = None
+    results: Path | None = None
+    storage: Path | None = None
+    need_checkpoint: bool = False
+
+    @classmethod
+    def of(cls, run: RunSpec | str, *, results: str | os.PathLike | None = None,
+           storage: str | os.PathLike | None = None, need_checkpoint: bool | None = None) -> "Record":
+        """The record of ``run`` (a resolved :class:`RunSpec` or a run id) under ``results``."""
+        spec = run if isinstance(run, RunSpec) else None
+        run_id = run.run_id if isinstance(run, RunSpec) else str(run)
+        if need_checkpoint is None:
+            need_checkpoint = (spec.task if spec is not None else run_id.split("-", 1)[0]) == "pretrain"
+        return cls(run_id, spec, Path(results) if results is not None else None,
+                   Path(storage) if storage is not None else None, bool(need_checkpoint))
+
+    # ------------------------------------------------------------------------ where and whether
+    @property
+    def path(self) -> Path:
+        """The record's folder, ``<results>/<run_id>`` (it may not exist)."""
+        return (self.results if self.results is not None else results_dir()) / self.run_id
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the record is complete (``metrics.json``, written last, is there)."""
+        return (self.path / "metrics.json").is_file()
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The cached checkpoint's path, or None when it is not in this machine's storage."""
+        path = checkpoint_path(self.run_id, self.storage)
+        return path if path.is_file() else None
+
+    @property
+    def failure(self) -> dict | None:
+        """The failure note of the run's last failed attempt (:func:`write_failure`), or None."""
+        return read_failure(self.run_id)
+
+    @property
+    def outcome(self) -> str:
+        """What the record says, whatever this machine's cache holds: ``done``, ``did not
+        learn`` (best validation AUC under 0.6), ``collapsed`` (:func:`_collapse_reason`),
+        ``failed`` (no record, a failure note) or ``missing``."""
+        if self.recorded:
+            if self.metrics.get("did_not_learn"):
+                return DID_NOT_LEARN
+            return COLLAPSED if _collapse_reason(self) is not None else DONE
+        return FAILED if self.failure is not None else MISSING
+
+    @property
+    def status(self) -> str:
+        """One of :data:`STATUSES`: :attr:`outcome`, except ``recorded (no checkpoint here)`` for
+        a complete record whose checkpoint is asked for (``need_checkpoint``) and not cached here
+        (a committed pre-training on a fresh clone): not missing, and never retrained without force."""
+        outcome = self.outcome
+        if outcome in LEARNED and self.need_checkpoint and self.checkpoint is None:
+            return NO_CHECKPOINT
+        return outcome
+
+    @property
+    def note(self) -> str:
+        """A line on the status: why it did not learn or collapsed, the failure's reason, or ''."""
+        outcome = self.outcome
+        if outcome == DID_NOT_LEARN:
+            m = self.metrics
+            best = m.get("best_value")
+            return f"best {m.get('monitor')} {best:.3f}" if isinstance(best, (int, float)) else "did not learn"
+        if outcome == COLLAPSED:
+            return _collapse_reason(self) or ""
+        if outcome == FAILED:
+            return self.failure["reason"]
+        return ""
+
+    # ------------------------------------------------------------------------------- contents
+    def _json(self, name: str) -> dict:
+        path = self.path / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @property
+    def metrics(self) -> dict:
+        """``metrics.json`` (``table``, ``test_sets``, ``did_not_learn``, ``best_value``...); {} when absent."""
+        return self._json("metrics.json")
+
+    @property
+    def info(self) -> dict:
+        """``spec.json``: the spec, profile, pipeline, git state, environment...; {} when absent."""
+        return self._json("spec.json")
+
+    @property
+    def timings(self) -> dict:
+        """``timings.json``: seconds per stage, images per second, runtime; {} when absent."""
+        return self._json("timings.json")
+
+    @property
+    def did_not_learn(self) -> bool:
+        return bool(self.metrics.get("did_not_learn", False))
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The metrics table (one row per test set and threshold rule; empty for pre-trainings)."""
+        return pd.DataFrame(self.metrics.get("table", []))
+
+    def scores(self, test_set: str | None = None) -> pd.DataFrame:
+        """Per-image scores (``scores.csv``), of one test set when given; empty when not recorded."""
+        path = self.path / "scores.csv"
+        if not path.is_file():
+            return pd.DataFrame()
+        s = pd.read_csv(path, dtype=_SCORE_DTYPES)
+        return s if test_set is None else s[s["test_set"] == test_set].reset_index(drop=True)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The learning curve (``history.csv``), one row per epoch; empty when not recorded."""
+        path = self.path / "history.csv"
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+    @property
+    def rejections(self) -> pd.DataFrame:
+        """Images the chain rejected, per set and split (``rejections.csv``); empty when not recorded."""
+        path = self.path / "rejections.csv"
+        return pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file() else pd.DataFrame()
+
+    def result(self, *, reused: bool = True) -> "RunResult":
+        """The record as a :class:`RunResult` (needs the spec)."""
+        if self.spec is None:
+            raise ValueError(f"Record.of({self.run_id!r}) has no spec: build it from the RunSpec")
+        return load_result(self.spec, reused=reused, storage=self.storage, results=self.results)
