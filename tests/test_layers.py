@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("covid_lib.grid", "covid_lib.grid_ray"),
     ("covid_lib.report", "covid_lib.report_segmentation", "covid_lib.report_confounders", "covid_lib.report_chain",
      "covid_lib.report_masks", "covid_lib.report_training", "covid_lib.explain", "covid_lib.embed",
-     "covid_lib.verdicts", "covid_lib.protocol", "covid_lib.claims", "covid_lib.report_pretraining", "covid_lib.small_test", "covid_lib.report_small_test",
+     "covid_lib.verdicts", "covid_lib.protocol", "covid_lib.claims", "covid_lib.judge", "covid_lib.report_pretraining", "covid_lib.small_test", "covid_lib.report_small_test",
      "covid_lib.report_records", "covid_lib.report_reproduction", "covid_lib.report_depth", "covid_lib.shortcuts",
      "covid_lib.report_shortcuts", "covid_lib.report_unseen",
      "covid_lib.planted", "covid_lib.report_planted", "covid_lib.landscape", "covid_lib.report_landscape",

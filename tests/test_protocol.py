@@ -77,3 +77,37 @@ def test_protocol_page_is_generated_from_the_code_and_a_change_is_caught(monkeyp
     assert P.protocol_hash() in text and P.rule_text(P.PROTOCOL["C1"]) in text
     monkeypatch.setitem(P.PROTOCOL, "C1", replace(P.PROTOCOL["C1"], estimand="something else"))
     assert pages.PROTOCOL_PAGE in pages.pages_out_of_date()
+
+
+def _judged(hash_: str) -> dict:
+    claim = {"claim": "C1", "outcome": "reproduced", "estimate": 0.2, "low": 0.1, "high": 0.3, "mde": 0.08,
+             "n_used": 9, "n_left_out": 2, "reason": "the interval lies above 0", "details": {},
+             "n_patients": 50, "left_out_reasons": {"collapsed": 2}, "records_first": "2026-12-03T08:00:00+0000",
+             "records_last": "2026-12-03T09:00:00+0000", "records_after_protocol": 9, "n_records": 11}
+    from covid_lib.verdicts import CLAIMS
+
+    claims = {c: {**claim, "claim": c} for c in CLAIMS}
+    return {"protocol_hash": hash_, "protocol_version": P.PROTOCOL_VERSION, "protocol_committed": "2026-12-03T07:50:00+00:00",
+            "profile": "cpu", "scales": {"full": {"label": "whole set", "claims": claims}}}
+
+
+def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
+    from covid_lib.judge import verdicts_markdown
+
+    text = verdicts_markdown(_judged(P.protocol_hash()))
+    assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed)" in text
+    assert P.protocol_hash() in text and "9 after the protocol" in text
+
+
+def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, monkeypatch, capsys):
+    import json
+
+    from covid_lib import judge
+    from covid_lib.cli import build_parser
+
+    stale = tmp_path / "verdicts.json"
+    stale.write_text(json.dumps(_judged("000000000000")))
+    monkeypatch.setattr(judge, "VERDICTS_JSON", stale)
+    args = build_parser().parse_args(["book", "check", "--no-data-check"])
+    assert args.func(args) == 1
+    assert "judged under protocol 000000000000" in capsys.readouterr().err

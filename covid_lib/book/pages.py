@@ -191,12 +191,19 @@ def protocol_block() -> str:
     return protocol_markdown()
 
 
+def judged_verdicts_block() -> str:
+    """The verdicts judged under the protocol (``book/verdicts.json``), one row per claim."""
+    from covid_lib.judge import verdicts_markdown
+
+    return verdicts_markdown()
+
+
 def _block_re(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN generated:{name} .*?-->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
 
 
 #: The generated blocks of each page.
-PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table},
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table, "judged": judged_verdicts_block},
                SUMMARY_PAGE: {"claims": claims_list}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 

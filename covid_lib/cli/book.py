@@ -63,6 +63,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"{chapter.stem}: {state}: " + "; ".join([*st.reasons, *st.unpublishable]), file=sys.stderr)
     from covid_lib.book.pages import pages_out_of_date
 
+    from covid_lib.judge import read_verdicts
+    from covid_lib.protocol import protocol_hash
+
+    judged = read_verdicts()
+    if judged is not None and judged.get("protocol_hash") != protocol_hash():
+        bad += 1
+        print(f"verdicts.json: judged under protocol {judged.get('protocol_hash')}, the protocol is now "
+              f"{protocol_hash()}; run `python -m covid_lib book judge`", file=sys.stderr)
     for page in pages_out_of_date():
         bad += 1
         print(f"{page.name}: generated tables out of date; run `python -m covid_lib book sync`", file=sys.stderr)
@@ -144,6 +152,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judge(args: argparse.Namespace) -> int:
+    from covid_lib.book import sync_pages
+    from covid_lib.judge import VERDICTS_JSON, write_verdicts
+
+    data = write_verdicts(profile=args.profile, data_root=args.data_root)
+    for scale, d in data["scales"].items():
+        print(f"{d['label']}: " + ", ".join(f"{c} {v['outcome']}" for c, v in d["claims"].items()))
+    sync_pages()
+    print(f"wrote {VERDICTS_JSON} (protocol {data['protocol_hash']}) and synced the verdicts page")
+    return 0
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``book`` command group (list, check, run, register, sync)."""
     book = subparsers.add_parser("book", help="run the chapters and check the executed book",
@@ -199,3 +219,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("sync", help="regenerate the profile, parameter and runtime tables in book/reproduce.md")
     p.set_defaults(func=_cmd_sync)
+    p = cmds.add_parser("judge", help="judge every claim under the protocol from the run records (book/verdicts.json)")
+    p.add_argument("--profile", default="cpu", help="the records' profile (default cpu)")
+    p.add_argument("--data-root", default=None, help="data root (run ids hash the data version)")
+    p.set_defaults(func=_cmd_judge)

@@ -1,0 +1,169 @@
+"""Every claim judged under the protocol from the run records, at both pre-training scales.
+
+``python -m covid_lib book judge`` writes ``book/verdicts.json`` (one entry per claim and scale:
+the outcome, the deciding estimate with its patient-level interval, the MDE, the models left out,
+the protocol hash, and when the judged records were made against when the protocol was
+committed); the verdicts page renders it (:func:`verdicts_markdown`), and ``book check`` fails when
+the file was judged under another protocol. Scales (issue 17):
+
+- ``563``: the records of issue 9, pre-trained on the 563 ChestXRay training images of the working
+  copy (``kermany``), one to three seeds;
+- ``full``: the grids at the paper's scale, pre-trained on the whole ChestXRay set
+  (``kermany_full``), five seeds for Table II and three for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from covid_lib import claims as C
+from covid_lib import protocol as P
+from covid_lib.grid import grid_specs
+from covid_lib.paths import REPO_ROOT
+from covid_lib.report_records import spec_records
+
+VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
+
+#: The records of each scale: grids per role, the ChestXRay pre-training's name, and seeds.
+SCALES: dict[str, dict] = {
+    "563": {"label": "563 ChestXRay pre-training images (kermany), 1-3 seeds", "kermany": "kermany",
+            "table2": ("table2", "seeds"), "table3": ("table3",), "conv8": ("conv8",), "ablation": ("ablation",),
+            "t2_seeds": (0, 1, 2), "seeds": (0,)},
+    "full": {"label": "whole ChestXRay set (kermany_full), 5 seeds (Table II) / 3", "kermany": "kermany_full",
+             "table2": ("table2_full",), "table3": ("table3_full",), "conv8": ("conv8_full",),
+             "ablation": ("ablation_full",), "t2_seeds": (0, 1, 2, 3, 4), "seeds": (0, 1, 2)},
+}
+
+
+def _records(grids: tuple[str, ...], profile: str, data_root) -> pd.DataFrame:
+    frames = [spec_records(grid_specs(g, profile, data_root=data_root)) for g in grids]
+    return pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
+
+
+def protocol_commit_time() -> str | None:
+    """ISO time of the last commit that changed ``covid_lib/protocol.py`` (None outside git)."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%cI", "--", "covid_lib/protocol.py"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _created(records: pd.DataFrame) -> list[str]:
+    out = []
+    for path in records["path"]:
+        if isinstance(path, (str, os.PathLike)) and (Path(path) / "spec.json").is_file():
+            out.append(json.loads((Path(path) / "spec.json").read_text()).get("created", ""))
+    return sorted(t for t in out if t)
+
+
+def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.DataFrame, committed: str | None,
+           ) -> dict:
+    created = _created(records)
+    after = sum(t[:19] >= committed[:19] for t in created) if committed else None  # both UTC, ISO
+    left = estimate.left_out if estimate is not None else pd.DataFrame()
+    reasons = {}
+    if len(left):
+        for col in ("status_a", "status_b"):
+            for s in left[col]:
+                if s != "usable":
+                    key = s.split(":")[0]
+                    reasons[key] = reasons.get(key, 0) + 1
+    return {**asdict(decision), "n_patients": estimate.n_patients if estimate is not None else 0,
+            "left_out_reasons": reasons, "records_first": created[0] if created else None,
+            "records_last": created[-1] if created else None, "records_after_protocol": after,
+            "n_records": len(created)}
+
+
+def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """The decision of every claim at ``scale`` (a key of :data:`SCALES`)."""
+    s = SCALES[scale]
+    committed = protocol_commit_time()
+    k, t2s, seeds = s["kermany"], s["t2_seeds"], s["seeds"]
+    t2 = _records(s["table2"], profile, data_root)
+    out: dict[str, dict] = {}
+    e1 = C.estimate_c1(t2, pretrains=("none", k, "nih"), seeds=t2s)
+    out["C1"] = _entry(e1.decision(), e1, t2, committed)
+    e2 = C.estimate_c2(t2, pretrains=(k, "nih"), seeds=t2s)
+    out["C2"] = _entry(e2.decision(), e2, t2, committed)
+    deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root)
+    e50 = C.estimate_c3(deep, other="resnet50", pretrains=(k, "nih"), seeds=seeds)
+    e8 = C.estimate_c3(deep, other="conv8", pretrains=("none", k), seeds=seeds)
+    d3 = P.combine("C3", {"ResNet-50": e50.decision(), "Conv8": e8.decision()})
+    both = pd.concat([e50.left_out, e8.left_out], ignore_index=True)
+    e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
+                         pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
+    out["C3"] = _entry(d3, e3, deep, committed)
+    rule4 = P.PROTOCOL["C4"]
+    out["C4"] = {**asdict(P.Decision("C4", "inconclusive", float("nan"), float("nan"), float("nan"), float("nan"),
+                                     0, 0, "not yet evaluated by the library under the protocol: " + rule4.estimand)),
+                 "n_patients": 0, "left_out_reasons": {}, "records_first": None, "records_last": None,
+                 "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
+    e5 = C.estimate_c5(t2, pretrain=k, seeds=t2s)
+    out["C5"] = _entry(e5.decision(), e5, t2, committed)
+    ab = _records(s["ablation"], profile, data_root)
+    e6 = C.estimate_c6(t2, ab, pretrains=("none", k), seeds=seeds)
+    out["C6"] = _entry(e6.decision(), e6, pd.concat([t2, ab]), committed)
+    return out
+
+
+def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu",
+                   data_root: str | os.PathLike | None = None) -> dict:
+    """Judge both scales and write them, with the protocol's hash and commit time, to ``path``."""
+    data = {"protocol_hash": P.protocol_hash(), "protocol_version": P.PROTOCOL_VERSION,
+            "protocol_committed": protocol_commit_time(), "profile": profile,
+            "scales": {name: {"label": SCALES[name]["label"], "claims": judge(name, profile=profile, data_root=data_root)}
+                       for name in SCALES}}
+    Path(path if path is not None else VERDICTS_JSON).write_text(json.dumps(data, indent=1, sort_keys=True, default=float) + "\n")
+    return data
+
+
+def read_verdicts(path: str | os.PathLike | None = None) -> dict | None:
+    """``book/verdicts.json`` (or ``path``), None when it does not exist."""
+    p = Path(path) if path is not None else VERDICTS_JSON
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _fmt(d: dict) -> str:
+    if d.get("not_evaluated"):
+        return "not yet evaluated"
+    est, lo, hi = d["estimate"], d["low"], d["high"]
+    if est != est:
+        return f"no usable comparison ({d['n_left_out']} left out)"
+    text = f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}], MDE {d['mde']:.3f}" if d["mde"] == d["mde"] else \
+        f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    left = ", ".join(f"{n} {why}" for why, n in sorted(d["left_out_reasons"].items()))
+    return text + f"; {d['n_used']} used, {d['n_left_out']} left out" + (f" ({left})" if left else "")
+
+
+def verdicts_markdown(data: dict | None = None) -> str:
+    """The verdicts at a glance: one row per claim, one column per scale (outcome, estimate)."""
+    data = read_verdicts() if data is None else data
+    if not data:
+        return "*No verdicts judged yet: run `python -m covid_lib book judge`.*"
+    from covid_lib.verdicts import CLAIMS
+
+    scales = list(data["scales"])
+    head = "| claim | " + " | ".join(f"{data['scales'][s]['label']}" for s in scales) + " |"
+    lines = [f"Judged under protocol `{data['protocol_hash']}` (version {data['protocol_version']}, committed "
+             f"{data.get('protocol_committed') or 'unknown'}); estimates are the pooled differences of the "
+             "{doc}`protocol` with their 95% patient-level intervals.", "", head,
+             "|---|" + "---|" * len(scales)]
+    for claim in CLAIMS:
+        cells = []
+        for s in scales:
+            d = data["scales"][s]["claims"][claim]
+            cells.append(f"**{d['outcome']}**: {_fmt(d)}")
+        lines.append(f"| **{claim}** {CLAIMS[claim]} | " + " | ".join(cells) + " |")
+    lines += ["", "When were the judged records made? "
+              + "; ".join(f"{data['scales'][s]['label']}: " + ", ".join(
+                  f"{c} {d['n_records']} records, {d['records_after_protocol']} after the protocol"
+                  for c, d in data["scales"][s]["claims"].items() if d.get("n_records")) for s in scales) + "."]
+    return "\n".join(lines)
