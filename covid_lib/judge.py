@@ -69,13 +69,12 @@ def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.D
     created = _created(records)
     after = sum(t[:19] >= committed[:19] for t in created) if committed else None  # both UTC, ISO
     left = estimate.left_out if estimate is not None else pd.DataFrame()
-    reasons = {}
-    if len(left):
-        for col in ("status_a", "status_b"):
-            for s in left[col]:
-                if s != "usable":
-                    key = s.split(":")[0]
-                    reasons[key] = reasons.get(key, 0) + 1
+    reasons: dict[str, int] = {}  # one reason per comparison left out: missing > did not learn > collapsed
+    order = ("missing", "failed", "did not learn", "collapsed")
+    for r in left.to_dict("records"):
+        states = {str(r.get(c, "")).split(":")[0] for c in ("status_a", "status_b")} - {"usable"}
+        key = next((o for o in order if o in states), "other")
+        reasons[key] = reasons.get(key, 0) + 1
     return {**asdict(decision), "n_patients": estimate.n_patients if estimate is not None else 0,
             "left_out_reasons": reasons, "records_first": created[0] if created else None,
             "records_last": created[-1] if created else None, "records_after_protocol": after,
@@ -140,7 +139,8 @@ def _fmt(d: dict) -> str:
     text = f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}], MDE {d['mde']:.3f}" if d["mde"] == d["mde"] else \
         f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     left = ", ".join(f"{n} {why}" for why, n in sorted(d["left_out_reasons"].items()))
-    return text + f"; {d['n_used']} used, {d['n_left_out']} left out" + (f" ({left})" if left else "")
+    text += f"; {d['n_used']} used, {d['n_left_out']} left out" + (f" ({left})" if left else "")
+    return text + (f"; {d['reason']}" if d["outcome"] in ("inconclusive", "no detectable effect") else "")
 
 
 def verdicts_markdown(data: dict | None = None) -> str:

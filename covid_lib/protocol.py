@@ -210,8 +210,12 @@ def decide(rule: ClaimRule, estimate: float, low: float, high: float, se: float,
     total = n_used + n_left_out
     if n_used < MIN_PAIRS or (total and n_left_out / total > MAX_LEFT_OUT_SHARE) or not (low == low and high == high):
         outcome = "inconclusive"
-        reason = (f"{n_used} usable comparison(s), {n_left_out} left out: fewer than {MIN_PAIRS} usable, or more "
-                  f"than {MAX_LEFT_OUT_SHARE:.0%} left out, decide nothing")
+        if n_used < MIN_PAIRS:
+            reason = f"fewer than {MIN_PAIRS} usable comparisons decide nothing"
+        elif total and n_left_out / total > MAX_LEFT_OUT_SHARE:
+            reason = f"more than {MAX_LEFT_OUT_SHARE:.0%} of the comparisons left out decide nothing"
+        else:
+            reason = "no interval"
     elif rule.kind == "directional":
         if low > 0:
             outcome, reason = "reproduced", "the interval lies above 0"

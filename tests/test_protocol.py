@@ -95,7 +95,7 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
     from covid_lib.judge import verdicts_markdown
 
     text = verdicts_markdown(_judged(P.protocol_hash()))
-    assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed)" in text
+    assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed) |" in text
     assert P.protocol_hash() in text and "9 after the protocol" in text
 
 
