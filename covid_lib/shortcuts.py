@@ -364,3 +364,54 @@ def probe_rows(splits: pd.DataFrame, *, per_source: int | None = 150, sources=PR
     if per_source is not None:
         m = pd.concat([g.sample(min(per_source, len(g)), random_state=seed) for _, g in m.groupby("source")])
     return m.sort_values(["source", "image_id"]).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------- the two copies
+#: Steps at which :func:`copy_probe` tells the two copies of the ChestXRay set apart.
+COPY_STEPS: dict[str, str] = {"raw": "none", "lung-masked (paper)": "paper"}
+
+
+def copy_rows(data_root: str | os.PathLike | None = None, *, limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The radiographs present in both copies of the ChestXRay set (``kermany``, original
+    resolution; ``kermany_full``, squashed to 224x224 JPEG; same file name and patient), both rows
+    of each, with ``copy`` (0 = kermany, 1 = kermany_full), ``pair`` and the original aspect ratio
+    (width / height of the file before either copy was made, from ``kermany``'s manifest)."""
+    from covid_lib.data import load_source
+
+    base = load_source("kermany", data_root).manifest
+    full = load_source("kermany_full", data_root).manifest
+    both = base.merge(full[["image_id", "patient_id"]], on=["image_id", "patient_id"])["image_id"]
+    if limit is not None and len(both) > limit:
+        both = both.sample(limit, random_state=seed)
+    keep = set(both)
+    rows = pd.concat([base[base["image_id"].isin(keep)].assign(copy=0),
+                      full[full["image_id"].isin(keep)].assign(copy=1)], ignore_index=True)
+    aspect = (base.set_index("image_id")["orig_width"] / base.set_index("image_id")["orig_height"]).astype(float)
+    rows["orig_aspect"] = rows["image_id"].map(aspect)
+    rows["pair"] = rows["image_id"]
+    rows["group_id"] = rows["patient_id"]
+    return rows.sort_values(["pair", "copy"]).reset_index(drop=True)
+
+
+def copy_probe(rows: pd.DataFrame, *, data_root: str | os.PathLike | None = None, steps: dict[str, str] | None = None,
+               image_size: int = 144, folds: int = 5, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Can a linear probe tell the two copies of one radiograph apart (issue 17)? Per step of the
+    chain, out-of-fold AUC of copy 1 (``kermany_full``) against copy 0 (``kermany``) from
+    :func:`image_features`, ``folds``-fold cross-validation grouped by patient (both copies of a
+    radiograph, and all of a patient's radiographs, in one fold), with a patient-cluster interval.
+    An AUC near 1 means the encoding is itself a feature a model can use when both copies feed
+    it: never mix them in one experiment (the pre-training uses only ``kermany_full``)."""
+    arrays = chain_arrays(rows, steps or COPY_STEPS, image_size=image_size, data_root=data_root)
+    keep = arrays.all_ok
+    r = arrays.rows[keep].reset_index(drop=True)
+    y, groups = r["copy"].to_numpy(), r["group_id"].astype(str).to_numpy()
+    out = []
+    for step, images in arrays.images.items():
+        X = image_features(images[keep])
+        score = np.zeros(len(y))
+        for tr, te in GroupKFold(max(2, min(folds, len(set(groups))))).split(X, y, groups):
+            score[te] = _model(DEFAULT_C[0], seed).fit(X[tr], y[tr]).predict_proba(X[te])[:, 1]
+        auc = binary_metrics(y, score, groups=groups, n_boot=n_boot, seed=seed).auc
+        out.append({"step": step, "radiographs": int(r["pair"].nunique()), "patients": len(set(groups)),
+                    "auc": auc.value, "auc_low": auc.low, "auc_high": auc.high, "interval": auc.method})
+    return pd.DataFrame(out)
