@@ -138,7 +138,7 @@ def test_readme_keeps_the_two_commands_of_a_fresh_machine():
     fresh = readme.split("## Two commands on a fresh machine", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", fresh, re.S)
     assert [b.strip() for b in blocks] == [
-        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/jupyter-book build .",
+        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && .venv/bin/jupyter-book build .",
         ". .venv/bin/activate && python -m pytest -q"]
     assert "GitHub Pages" in readme.split("## Published book", 1)[1].split("\n## ", 1)[0]
 
