@@ -58,10 +58,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from covid_lib.models import create_model  # noqa: E402
-from covid_lib.train import Runtime, XrayDataset, focal_loss, train_epoch  # noqa: E402
+from covid_lib.models import create_model
+from covid_lib.train import Runtime, XrayDataset, focal_loss, train_epoch
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -143,8 +141,7 @@ def loop_speed(arch: str, size: int, batch: int, rt: Runtime, steps: int) -> flo
 def child_rss(arch: str, size: int, device: str) -> float:
     """Peak RSS (MiB) of a child process that fits one epoch on 300 images (a composition's size)."""
     code = f"""
-import sys, resource, numpy as np, torch
-sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+import resource, numpy as np, torch
 from covid_lib.models import create_model
 from covid_lib.train import TrainConfig, XrayDataset, fit
 rng = np.random.default_rng(0)

@@ -8,10 +8,13 @@ cluster has GPUs, else the run's thread count in CPUs (capped at the smallest no
 tasks do not oversubscribe cores. The task sets the same thread count as the local executor on
 that machine (:func:`covid_lib.runs.run_threads`).
 
-Workers import ``covid_lib``: a local instance gets the repository on ``PYTHONPATH``; a cluster
-(``address``) gets the repository as the job's ``working_dir`` (without ``.venv``, caches,
-results, the built book and ``.git``). ``COVID_LIB_DATA`` and ``COVID_LIB_CACHE`` are passed on
-when set; ``data_root`` is passed to every task.
+Workers import ``covid_lib`` as any module: on a local instance they run this machine's Python,
+where the package is installed (``pip install -e .``, the README's install line), so they import
+this checkout. A cluster (``address``) also gets the repository as the job's ``working_dir``
+(without ``.venv``, caches, results, the built book and ``.git``): Ray puts it first on each
+worker's ``sys.path``, so every node runs the driver's code even where its own install is another
+version or a plain ``pip install -r requirements.txt`` without the package. ``COVID_LIB_DATA`` and
+``COVID_LIB_CACHE`` are passed on when set; ``data_root`` is passed to every task.
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ def _compute_task(spec: RunSpec, pretrain: RunArtifacts | bytes | None, data_roo
 
 
 def runtime_env(address: str | None) -> dict:
-    """The job's runtime environment: the repository importable, data and cache folders passed on."""
+    """The job's runtime environment: data and cache folders passed on; on a cluster, the repository
+    as the job's ``working_dir`` (a local instance's workers import the installed package)."""
     env_vars = {k: os.environ[k] for k in (DATA_ENV_VAR, CACHE_ENV_VAR) if os.environ.get(k)}
-    if address is None:  # a local instance: the workers see this file system
-        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        return {"env_vars": {**env_vars, "PYTHONPATH": path}}
+    if address is None:  # a local instance: the workers run this Python, with covid_lib installed
+        return {"env_vars": env_vars}
     return {"working_dir": str(REPO_ROOT), "excludes": WORKING_DIR_EXCLUDES, "env_vars": env_vars}
 
 

@@ -14,11 +14,8 @@ counts it.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from covid_lib.grid import grid_specs, run_grid  # noqa: E402
+from covid_lib.grid import grid_specs, run_grid
 
 
 def ordered_specs(profile: str = "cpu") -> list:

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from covid_lib.cli import segment as segment_cli  # noqa: E402
+from covid_lib.cli import segment as segment_cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,3 +25,35 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "covid_lib_cache"
     monkeypatch.setenv("COVID_LIB_CACHE", str(cache))
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def write_record(tmp_path, monkeypatch):
+    """Write a run's record the way a run does (:class:`covid_lib.runs.RunArtifacts` through
+    :func:`covid_lib.runs.write_artifacts`), under a temporary ``$COVID_LIB_RESULTS``; tests build
+    records with it instead of writing the record's files by hand.
+
+    ``write_record(spec, scores, *, did_not_learn=False, history=None, timings=None, **metrics)``
+    returns the record's folder; ``metrics`` are extra ``metrics.json`` entries (``table``, ...).
+    """
+    import pandas as pd
+
+    from covid_lib.runs import RESULTS_ENV_VAR, RunArtifacts, write_artifacts
+
+    results = tmp_path / "results"
+    monkeypatch.setenv(RESULTS_ENV_VAR, str(results))
+
+    def write(spec, scores, *, did_not_learn=False, history=None, timings=None, **metrics):
+        best = metrics.setdefault("best_value", 0.5 if did_not_learn else 0.8)
+        metrics.setdefault("monitor", "val_auc")
+        files = {
+            "spec.json": {"run_id": spec.run_id, **spec.identity(), "did_not_learn": did_not_learn},
+            "history.csv": history if history is not None else pd.DataFrame({"epoch": [1], "val_auc": [best]}),
+            "scores.csv": scores,
+            "timings.json": timings if timings is not None else {"total_s": 1.0},
+            "metrics.json": {"did_not_learn": did_not_learn, "table": [], **metrics},
+        }
+        return write_artifacts(RunArtifacts(spec, files, checkpoint=b""), storage=tmp_path / "checkpoints")
+
+    write.results = results
+    return write

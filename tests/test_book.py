@@ -138,7 +138,7 @@ def test_readme_keeps_the_two_commands_of_a_fresh_machine():
     fresh = readme.split("## Two commands on a fresh machine", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", fresh, re.S)
     assert [b.strip() for b in blocks] == [
-        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && .venv/bin/jupyter-book build .",
+        "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && .venv/bin/jupyter-book build .",
         ". .venv/bin/activate && python -m pytest -q"]
     assert "GitHub Pages" in readme.split("## Published book", 1)[1].split("\n## ", 1)[0]
 
@@ -748,6 +748,59 @@ def test_run_chapter_writes_to_scratch_by_default_and_silences_the_kernel_log(ti
     captured = capfd.readouterr()
     assert "without encryption" not in captured.out + captured.err
     assert "IPKernelApp" not in captured.out + captured.err
+
+
+#: Run in a kernel: its next replies go out, then the kernel stays 3 s inside the message handler
+#: (as a loaded machine may hold it there), where a SIGINT becomes a logged KeyboardInterrupt.
+_SLOW_AFTER_REPLY = """
+import time
+_kernel = get_ipython().kernel
+_send = _kernel.session.send
+def _send_then_linger(stream, msg_or_type, *args, **kwargs):
+    out = _send(stream, msg_or_type, *args, **kwargs)
+    if msg_or_type == "execute_reply":
+        time.sleep(3)
+    return out
+_kernel.session.send = _send_then_linger
+"""
+
+
+def _shut_down_inside_a_handler(manager_class, log: Path) -> str:
+    """Start a kernel with the runner's arguments, have it linger in its handler after a reply,
+    shut it down right after that reply, and return what the kernel wrote on its stderr."""
+    import asyncio
+
+    async def scenario():
+        km = manager_class(kernel_name=book.KERNEL_NAME)
+        with open(log, "w") as err:
+            await km.start_kernel(extra_arguments=list(book.runner.KERNEL_ARGUMENTS), stdout=err, stderr=err)
+            kc = km.client()
+            kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=300)
+                for code in (_SLOW_AFTER_REPLY, "1 + 1"):  # the second reply is followed by 3 s in the handler
+                    msg_id = kc.execute(code)
+                    while (await kc.get_shell_msg(timeout=120))["parent_header"].get("msg_id") != msg_id:
+                        pass
+                await km.shutdown_kernel()
+            finally:
+                kc.stop_channels()
+
+    asyncio.run(scenario())
+    return log.read_text()
+
+
+@pytest.mark.notebook
+def test_the_runners_kernel_shutdown_does_not_interrupt_a_kernel_still_in_its_handler(tmp_path):
+    """Why the kernel log once showed ``KeyboardInterrupt caught in kernel`` after a chapter that ran
+    to its end: jupyter_client interrupts (SIGINT) a kernel before shutting it down. The runner's
+    manager does not; jupyter_client's own shows the line in the same situation (the control)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    quiet = _shut_down_inside_a_handler(book.runner.quiet_shutdown_kernel_manager(), tmp_path / "quiet.log")
+    assert "KeyboardInterrupt" not in quiet and "IPKernelApp" not in quiet, quiet
+    plain = _shut_down_inside_a_handler(AsyncKernelManager, tmp_path / "plain.log")
+    assert "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" in plain, plain
 
 
 @pytest.mark.notebook

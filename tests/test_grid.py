@@ -210,6 +210,7 @@ def _local_and_ray(specs: list[RunSpec], data_root, tmp_path, monkeypatch) -> No
 
 
 @pytest.mark.data
+@pytest.mark.ray
 def test_ray_writes_the_same_records_as_local(data_root, tmp_path, monkeypatch):
     """A pre-training and its fine-tune (a Ray dependency), smoke profile: identical records."""
     pytest.importorskip("ray")
@@ -220,6 +221,7 @@ def test_ray_writes_the_same_records_as_local(data_root, tmp_path, monkeypatch):
 
 @pytest.mark.data
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(3600)
 def test_table2_ray_and_local_identical(data_root, tmp_path, monkeypatch):
     """The issue's done-when: grid table2 (smoke) via ray and local writes identical records."""

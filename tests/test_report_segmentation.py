@@ -153,8 +153,18 @@ def test_predict_masks_with_a_fake_unet_and_the_case_figure():
     scores = score_masks(out)  # the same masks, scored without a second U-Net pass
     assert scores["dice"].tolist() == [dice_iou(m["pred"], m["ref"])[0] for m in out]
     fig = seg.plot_mask_cases([{**m, "label": m["image_id"]} for m in out], ncols=4, reference="V7 mask")
-    assert len([ax for ax in fig.axes if ax.axison]) == 2
-    assert isinstance(seg.plot_mask_cases([]), Figure)
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert [ax.get_xlabel() for ax in shown] == ["a", "b"]
+    for ax, m in zip(shown, out):
+        assert np.array_equal(ax.images[0].get_array(), m["image"])  # the image itself, in grey
+        tint = np.asarray(ax.images[1].get_array())  # cyan: reference lung missed; magenta: ours only
+        assert (tint[..., 3] > 0).sum() == (m["ref"] ^ m["pred"]).sum()
+        assert len(ax.collections) == 2  # the reference contour and ours
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "V7 mask", "our U-Net mask", "V7 mask only (missed)", "ours only (extra)"]
+    empty = seg.plot_mask_cases([])
+    assert isinstance(empty, Figure) and not [ax for ax in empty.axes if ax.axison or ax.images]
 
 
 def test_run_record_and_departures_tables_read_the_record():
@@ -211,7 +221,8 @@ def test_chain_stages_keep_every_step_and_the_reasons():
         fig = chain.plot_chain_grid([("a", stages), ("b", stages)], columns, transpose=transpose, title="t")
         assert len(fig.axes) == 2 * len(columns)
     assert len(chain.plot_chain(stages, pipeline=PIPE).axes) == 8
-    assert isinstance(chain.plot_chain_grid([]), Figure)
+    empty = chain.plot_chain_grid([])
+    assert isinstance(empty, Figure) and not [ax for ax in empty.axes if ax.axison or ax.images]
 
 
 def test_small_marks_are_letters_not_regions_or_noise():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +10,7 @@ from PIL import Image
 from covid_lib import report_shortcuts as rs
 from covid_lib import shortcuts as sc
 from covid_lib.report_training import record_index
+from covid_lib.runs import RunSpec
 
 
 # ------------------------------------------------------------------------------------- features
@@ -123,42 +122,36 @@ def test_chain_arrays_without_model_reads_pngs_and_reports_rejections(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ age
-def _write(root, run_id, composition, scores, did_not_learn=False):
-    path = root / run_id
-    path.mkdir()
-    spec = dict(task="covid", composition=composition, arch="resnet18", profile="cpu", seed=0, pipeline="paper",
-                precision=None, pretrain=None)
-    (path / "spec.json").write_text(json.dumps({"run_id": run_id, "spec": spec}))
-    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn, "table": []}))
-    scores.to_csv(path / "scores.csv", index=False)
+#: The one record of these tests: ResNet-18 from scratch on CORDA (cpu profile, seed 0).
+AGE_SPEC = RunSpec("CORDA", arch="resnet18", profile="cpu", seed=0, data_version="v1")
 
 
-def _age_records(tmp_path):
+def _age_records(write_record):
     k = pd.DataFrame({"test_set": "CORDA&ChestXRay", "source": "kermany", "image_id": [f"k{i}" for i in range(20)],
                       "patient_id": "x", "group_id": [f"kp{i // 2}" for i in range(20)], "label": 0})
     n = pd.DataFrame({"test_set": "CORDA&RSNA", "source": "nih", "image_id": [f"n{i}" for i in range(20)],
                       "patient_id": "x", "group_id": [f"np{i}" for i in range(20)], "label": 0})
-    other = n.assign(test_set="CORDA", source="cohen")  # ignored: not a borrowed COVID- set
+    other = n.assign(test_set="CORDA", source="cohen", label=[i % 2 for i in range(20)])  # ignored: not a borrowed COVID- set
     rng = np.random.default_rng(0)
     # children always score higher, whatever the pneumonia status
     scores = pd.concat([k.assign(score=0.6 + rng.uniform(0, 0.3, 20)), n.assign(score=rng.uniform(0, 0.5, 20)),
-                        other.assign(score=0.5)])
-    _write(tmp_path, "run-a", "CORDA", scores)
+                        other.assign(score=np.linspace(0.1, 0.9, 20))])
+    write_record(AGE_SPEC, scores)
     manifest = pd.DataFrame({"source": ["kermany"] * 20 + ["nih"] * 20,
                              "image_id": [f"k{i}" for i in range(20)] + [f"n{i}" for i in range(20)],
                              "pneumonia": [i % 2 for i in range(40)], "age": [3] * 20 + [50] * 20})
-    return record_index(tmp_path), manifest
+    return record_index(write_record.results), manifest
 
 
-def test_age_status_shows_missing_records(tmp_path):
-    index, _ = _age_records(tmp_path)
+def test_age_status_shows_missing_records(write_record):
+    index, _ = _age_records(write_record)
     status = rs.age_status(index, ["CORDA", "CORDA&ChestXRay"], [None])
     assert status["state"].tolist() == ["done", "missing"]
-    assert status["run_id"].tolist()[0] == "run-a" and pd.isna(status["run_id"].iloc[1])
+    assert status["run_id"].tolist()[0] == AGE_SPEC.run_id and pd.isna(status["run_id"].iloc[1])
 
 
-def test_age_table_separates_children_from_adults(tmp_path):
-    index, manifest = _age_records(tmp_path)
+def test_age_table_separates_children_from_adults(write_record):
+    index, manifest = _age_records(write_record)
     status = rs.age_status(index, ["CORDA", "CORDA&RSNA"], [None])
     scores = rs.age_scores(status, manifest)
     assert len(scores) == 40 and set(scores["age_group"]) == {"children (1-5)", "adults"}
@@ -182,15 +175,58 @@ def test_group_auc_undefined_without_one_side():
     assert np.isnan(g["auc"]) and g["n adults"] == 0
 
 
-def test_plots_draw(tmp_path):
-    import matplotlib
+def test_age_scores_plot_shows_each_group_of_the_record(write_record):
+    from matplotlib.collections import PathCollection
 
-    matplotlib.use("Agg")
-    index, manifest = _age_records(tmp_path)
+    index, manifest = _age_records(write_record)
     scores = rs.age_scores(rs.age_status(index, ["CORDA"], [None]), manifest)
-    assert rs.plot_age_scores(scores) is not None
+    fig = rs.plot_age_scores(scores)
+    (ax,) = [a for a in fig.axes if a.get_visible()]  # one record, one panel
+    assert ax.get_title() == "resnet18 on CORDA\npretrain none"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "children\nnormal", "children\npneumonia", "adults\nno finding", "adults\npneumonia"]
+    points = [c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)]
+    assert [len(p) for p in points] == [10, 10, 10, 10]
+    for x, p in enumerate(points):  # jittered around their group's position
+        assert (np.abs(p[:, 0] - x) <= 0.2).all()
+    plotted = sorted(np.concatenate([p[:, 1] for p in points]))
+    assert plotted == pytest.approx(sorted(scores["score"]))
+    assert min(points[0][:, 1].min(), points[1][:, 1].min()) > max(points[2][:, 1].max(), points[3][:, 1].max())
+
+
+def test_confusion_plot_writes_the_counts_of_each_step():
     res = sc.source_probe(_arrays(n_per=12), n_boot=20, side=8, bins=8)
-    assert rs.plot_confusions(res.confusion) is not None
+    fig = rs.plot_confusions(res.confusion)
+    assert [ax.get_title() for ax in fig.axes] == ["raw", "other"]
+    for ax, cm in zip(fig.axes, res.confusion.values()):
+        assert [int(t.get_text()) for t in ax.texts] == cm.to_numpy().ravel().tolist()
+        assert [t.get_text() for t in ax.get_yticklabels()] == list(cm.index) == ["cohen", "hannover", "kermany", "nih"]
+        share = np.asarray(ax.images[0].get_array())
+        assert share.sum(axis=1).tolist() == pytest.approx([1.0] * 4)  # every true source's row sums to 1
+    assert fig.axes[0].get_ylabel() == "true source"
+
+
+def test_mean_images_plot_one_panel_per_source_and_step():
     arr = _arrays(n_per=6)
-    assert rs.plot_mean_images(arr.images, arr.rows["source"].to_numpy(), side=8) is not None
-    assert rs.plot_intervals(res.table, "step", value="accuracy", chance=0.25) is not None
+    fig = rs.plot_mean_images(arr.images, arr.rows["source"].to_numpy(), side=8)
+    assert len(fig.axes) == 4 * 2
+    grid = np.array(fig.axes).reshape(4, 2)
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == ["cohen", "hannover", "kermany", "nih"]
+    assert [ax.get_title() for ax in grid[0]] == ["raw", "other"]
+    means = [float(ax.images[0].get_array().mean()) for ax in grid[:, 0]]
+    assert means == sorted(means) and means[0] == pytest.approx(60 / 255, abs=0.03)  # the sources' grey levels
+    assert means[-1] == pytest.approx(210 / 255, abs=0.03)
+
+
+def test_interval_plot_draws_each_row_at_its_value_and_the_chance_line():
+    table = pd.DataFrame({"step": ["raw", "other"], "accuracy": [0.9, 0.4],
+                          "accuracy_low": [0.8, 0.3], "accuracy_high": [0.95, 0.5]})
+    fig = rs.plot_intervals(table, "step", value="accuracy", chance=0.25)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["raw", "other"]
+    points = ax.lines[0]
+    assert points.get_xdata().tolist() == [0.9, 0.4] and points.get_ydata().tolist() == [0, 1]
+    (bars,) = [c for c in ax.collections if len(c.get_segments()) == 2]
+    assert [s[:, 0].tolist() for s in bars.get_segments()] == [[0.8, 0.95], [0.3, 0.5]]
+    assert list(ax.lines[-1].get_xdata()) == [0.25, 0.25]  # the chance line, drawn last
+    assert ax.get_xlabel() == "accuracy (95% CI over patients)"

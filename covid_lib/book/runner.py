@@ -40,6 +40,32 @@ KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
 FAILED_CELL_LINES = 6
 
 
+def quiet_shutdown_kernel_manager() -> type:
+    """The kernel manager class papermill uses here: jupyter_client's, except that shutting the
+    kernel down does not interrupt it first.
+
+    jupyter_client's ``shutdown_kernel`` sends the kernel a SIGINT before the shutdown request.
+    While the kernel is idle it ignores SIGINT; but when the signal lands while it is still inside
+    a message handler (it has sent the last cell's reply but not yet returned, which a loaded
+    machine stretches), ipykernel catches a KeyboardInterrupt and logs
+    ``[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel`` on the terminal, at the one level
+    :data:`KERNEL_ARGUMENTS` still lets through, though the chapter ran to its end. The runner shuts
+    the kernel down only once papermill has finished the notebook (or stopped at a failed cell), so
+    there is nothing to interrupt: the shutdown request alone ends the kernel, and a kernel that does
+    not stop is still sent SIGTERM, then SIGKILL, by ``finish_shutdown``. Interrupting a running
+    cell (a cell timeout) still works: only the interrupt made on the way to a shutdown is skipped.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            if self.shutting_down:  # set by shutdown_kernel before it interrupts
+                return
+            await super()._async_interrupt_kernel()
+
+    return QuietShutdownKernelManager
+
+
 class ChapterFailed(RuntimeError):
     """A chapter raised in one of its cells; the message names the cell and the error in a few lines."""
 
@@ -189,7 +215,7 @@ def run_chapter(
                 str(paired), str(executed), parameters=injected, kernel_name=kernel_name,
                 cwd=str(REPO_ROOT), log_output=log_output, progress_bar=progress_bar,
                 execution_timeout=execution_timeout, start_timeout=start_timeout,
-                extra_arguments=list(KERNEL_ARGUMENTS),
+                extra_arguments=list(KERNEL_ARGUMENTS), kernel_manager_class=quiet_shutdown_kernel_manager(),
             )
         except PapermillExecutionError as err:
             partial = None
