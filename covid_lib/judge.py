@@ -133,9 +133,13 @@ def read_verdicts(path: str | os.PathLike | None = None) -> dict | None:
 def _fmt(d: dict) -> str:
     if d.get("not_evaluated"):
         return "not yet evaluated"
+    parts = d.get("details", {}).get("parts")
+    if parts:  # a claim of several contrasts (C3): each part's numbers
+        return "; ".join(f"{name} **{p['outcome']}**: {_fmt({**p, 'left_out_reasons': {}})}" for name, p in parts.items())
     est, lo, hi = d["estimate"], d["low"], d["high"]
     if est != est:
-        return f"no usable comparison ({d['n_left_out']} left out)"
+        left = ", ".join(f"{n} {why}" for why, n in sorted(d.get("left_out_reasons", {}).items()))
+        return f"no usable comparison ({d['n_left_out']} left out" + (f": {left})" if left else ")")
     text = f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}], MDE {d['mde']:.3f}" if d["mde"] == d["mde"] else \
         f"{est:+.3f} [{lo:+.3f}, {hi:+.3f}]"
     left = ", ".join(f"{n} {why}" for why, n in sorted(d["left_out_reasons"].items()))

@@ -88,3 +88,15 @@ def test_real_pretraining_set_has_no_composition_val_or_test_patient(data_root):
     report = audit_pretraining(rows, global_splits(data_root))
     assert len(report["leaks"]) == 0 and len(report["same_radiograph"]) > 0
     assert set(rows["split"]) == {"train", "val", "test"} and len(rows) > 4000
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_a_probe_tells_the_two_copies_apart_on_raw_pixels(data_root):
+    from covid_lib.shortcuts import copy_probe, copy_rows
+
+    rows = copy_rows(data_root, limit=24)
+    assert (rows.groupby("pair")["copy"].apply(sorted) == pd.Series([[0, 1]] * 24, index=sorted(set(rows["pair"])))).all()
+    assert (rows["orig_aspect"] > 1).mean() > 0.9  # landscape originals, squashed to a square in kermany_full
+    table = copy_probe(rows, data_root=data_root, steps={"raw": "none"}, n_boot=100)
+    assert table.loc[0, "auc"] > 0.9 and table.loc[0, "radiographs"] == 24
