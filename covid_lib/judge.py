@@ -113,13 +113,73 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     return out
 
 
+#: What the power table assumes for a future paired comparison (:mod:`covid_lib.power`): the
+#: reference model's AUC / specificity, the intra-patient correlation and the models' correlation.
+POWER_ASSUMPTIONS = {"base_auc": 0.80, "base_specificity": 0.80, "icc": 0.3, "rho_models": 0.5, "n_sim": 400}
+
+
+def power_table(records: pd.DataFrame) -> list[dict]:
+    """Per test set of Table II (and Table IV's 15 images): its patients and images, the smallest
+    paired difference one comparison on it detects with 80% power (AUC and specificity), and the
+    test patients that a difference of 0.05 / 0.10 in AUC would need (same label mix and images
+    per patient). Simulated with patients as the unit (:func:`covid_lib.power.minimum_detectable_effect`,
+    :func:`covid_lib.power.patients_needed`) under :data:`POWER_ASSUMPTIONS`."""
+    from covid_lib.power import minimum_detectable_effect, patients_needed
+
+    a = POWER_ASSUMPTIONS
+    path = next((p for p in records["path"] if isinstance(p, (str, os.PathLike))), None)
+    if path is None:
+        return []
+    scores = C.read_scores(path)
+    out = []
+    for t in C.ALL_TEST_SETS:
+        f = scores[scores["test_set"] == t]
+        if f["label"].nunique() < 2:
+            continue
+        y, g = f["label"].to_numpy(), f["group_id"].astype(str).to_numpy()
+        kw = {"icc": a["icc"], "rho_models": a["rho_models"], "n_sim": a["n_sim"]}
+        auc = minimum_detectable_effect(y, g, metric="auc", base=a["base_auc"], **kw)
+        spec = minimum_detectable_effect(y, g, metric="specificity", base=a["base_specificity"], **kw)
+        need = {d: patients_needed(y, g, delta=d, metric="auc", base=a["base_auc"], **kw).n_patients for d in (0.05, 0.10)}
+        out.append({"test_set": t, "patients": int(len(set(g))), "images": int(len(y)), "positives": int(y.sum()),
+                    "negatives": int((1 - y).sum()), "mde_auc": auc.delta, "mde_specificity": spec.delta,
+                    "patients_for_auc_0.05": need[0.05], "patients_for_auc_0.10": need[0.10]})
+    return out
+
+
+def power_markdown(data: dict | None = None) -> str:
+    """The power table of ``book/verdicts.json`` as Markdown."""
+    data = read_verdicts() if data is None else data
+    rows = (data or {}).get("power") or []
+    if not rows:
+        return "*No power table yet: run `python -m covid_lib book judge`.*"
+    a = data.get("power_assumptions", POWER_ASSUMPTIONS)
+    lines = [f"One paired comparison of two models on each test set, 80% power, two-sided 5% level; simulated "
+             f"with patients as the unit ({a['n_sim']} simulations), reference AUC {a['base_auc']}, reference "
+             f"specificity {a['base_specificity']}, intra-patient correlation {a['icc']}, correlation between the "
+             f"two models {a['rho_models']}. A pooled verdict over several cells and seeds detects less (its "
+             "MDE is beside it above), but cells on the same test patients are not independent evidence.", "",
+             "| test set | patients | images (COVID+ / COVID-) | smallest detectable ΔAUC | smallest detectable "
+             "Δspecificity | test patients for ΔAUC 0.05 | for ΔAUC 0.10 |", "|---|---|---|---|---|---|---|"]
+    def mde(v: float) -> str:
+        return "none, even the largest" if v != v else f"{v:.3f}"
+
+    for r in rows:
+        lines.append(f"| {r['test_set']} | {r['patients']} | {r['images']} ({r['positives']} / {r['negatives']}) | "
+                     f"{mde(r['mde_auc'])} | {mde(r['mde_specificity'])} | {r['patients_for_auc_0.05'] or '> 20,000'} | "
+                     f"{r['patients_for_auc_0.10'] or '> 20,000'} |")
+    return "\n".join(lines)
+
+
 def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu",
                    data_root: str | os.PathLike | None = None) -> dict:
     """Judge both scales and write them, with the protocol's hash and commit time, to ``path``."""
     data = {"protocol_hash": P.protocol_hash(), "protocol_version": P.PROTOCOL_VERSION,
             "protocol_committed": protocol_commit_time(), "profile": profile,
             "scales": {name: {"label": SCALES[name]["label"], "claims": judge(name, profile=profile, data_root=data_root)}
-                       for name in SCALES}}
+                       for name in SCALES},
+            "power_assumptions": POWER_ASSUMPTIONS,
+            "power": power_table(_records(SCALES["563"]["table2"], profile, data_root))}
     Path(path if path is not None else VERDICTS_JSON).write_text(json.dumps(data, indent=1, sort_keys=True, default=float) + "\n")
     return data
 

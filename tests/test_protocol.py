@@ -111,3 +111,12 @@ def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, mo
     args = build_parser().parse_args(["book", "check", "--no-data-check"])
     assert args.func(args) == 1
     assert "judged under protocol 000000000000" in capsys.readouterr().err
+
+
+def test_power_table_renders_undetectable_effects_in_words():
+    from covid_lib.judge import POWER_ASSUMPTIONS, power_markdown
+
+    row = {"test_set": "COVID-ChestXRay", "patients": 15, "images": 15, "positives": 10, "negatives": 5,
+           "mde_auc": float("nan"), "mde_specificity": 0.31, "patients_for_auc_0.05": 622, "patients_for_auc_0.10": None}
+    text = power_markdown({"power": [row], "power_assumptions": POWER_ASSUMPTIONS})
+    assert "| COVID-ChestXRay | 15 | 15 (10 / 5) | none, even the largest | 0.310 | 622 | > 20,000 |" in text

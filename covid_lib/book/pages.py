@@ -198,12 +198,19 @@ def judged_verdicts_block() -> str:
     return verdicts_markdown()
 
 
+def power_block() -> str:
+    """The power table judged with the verdicts (``book/verdicts.json``)."""
+    from covid_lib.judge import power_markdown
+
+    return power_markdown()
+
+
 def _block_re(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN generated:{name} .*?-->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
 
 
 #: The generated blocks of each page.
-PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table, "judged": judged_verdicts_block},
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table, "judged": judged_verdicts_block, "power": power_block},
                SUMMARY_PAGE: {"claims": claims_list}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 
