@@ -44,7 +44,7 @@ def test_features_are_metadata_only(composed):
 
 
 def test_table_auc_matches_sklearn_and_layout(composed):
-    scores = mb.baseline_scores(composed=composed)
+    scores = mb.baseline_scores(composed=composed, proxies=True)  # composition A plants its signal in the year
     table = mb.table_from_scores(scores, n_boot=200)
     assert list(table.columns) == mb.TABLE_COLUMNS
     assert len(table) == 4 and set(zip(table["composition"], table["test_set"])) == {
@@ -108,3 +108,15 @@ def test_baseline_table_on_the_real_compositions(data_root):
     own = table[table["composition"] == table["test_set"]]
     assert (own["n_images"] > 0).all() and (own["n_patients"] <= own["n_images"]).all()
     assert own.set_index("test_set").loc["COVID-ChestXRay", "n_images"] == 15
+
+
+def test_headline_baseline_leaves_out_the_label_proxies(composed):
+    train = composed["A"][composed["A"]["split"] != "test"]
+    headline = mb.fit_baseline(train, groups=mb.HEADLINE_GROUPS, missing_flags=False)
+    names = list(headline.named_steps["prep"].get_feature_names_out())
+    assert not any("year" in n or "missingindicator" in n for n in names)
+    full = mb.fit_baseline(train)
+    assert any("year" in n for n in full.named_steps["prep"].get_feature_names_out())
+    a = mb.baseline_scores(composed=composed)  # the headline by default
+    b = mb.baseline_scores(composed=composed, proxies=True)
+    assert a["score"].tolist() != b["score"].tolist()
