@@ -297,3 +297,114 @@ def estimate_c6(chain: pd.DataFrame, no_chain: pd.DataFrame, *, pretrains: Itera
         lo, hi, _ = percentile_interval(np.mean(np.vstack(ctrl_reps), axis=0), P.ALPHA)
         extra["control_own_test"] = {"estimate": float(np.mean(ctrl_pts)), "low": lo, "high": hi}
     return _pool("C6", rows, reps, left, scores.draws.n_patients, extra)
+
+
+# --------------------------------------------------------------------------------------------- C4
+#: The two readings of C4 (protocol): the source among COVID- images, the label within CORDA.
+C4_SOURCE = "ChestXRay vs CORDA, COVID- only"
+C4_LABEL = "COVID+ vs COVID- within CORDA"
+
+
+def c4_rows(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Masks of :func:`covid_lib.embed.feature_rows` rows for C4's two readings."""
+    return {C4_SOURCE: (rows["set"].isin(["ChestXRay", "CORDA"]) & (rows["label"] == 0)).to_numpy(),
+            C4_LABEL: (rows["set"] == "CORDA").to_numpy()}
+
+
+def c4_predictions(features: dict[str, np.ndarray], rows: pd.DataFrame, *, k: int = 10) -> pd.DataFrame:
+    """Leave-one-patient-out k-NN predictions (:func:`covid_lib.embed.knn_predict`) of C4's two
+    readings for each encoder's prepared features on the same ``rows``: one row per (encoder,
+    reading, image) with ``group_id``, ``target`` and ``predicted``. Encoder names are
+    ``"<kind>/s<seed>"`` with kind ``fine-tuned``, ``random`` or ``pixels``."""
+    from covid_lib.embed import knn_predict
+
+    parts = []
+    for name, X in features.items():
+        for reading, keep in c4_rows(rows).items():
+            sub = rows[keep]
+            target = (sub["set"] if reading == C4_SOURCE else sub["label"]).astype(str).to_numpy()
+            g = sub["group_id"].astype(str).to_numpy()
+            pred = knn_predict(X[keep], target, g, k=k)
+            parts.append(pd.DataFrame({"encoder": name, "reading": reading, "group_id": g, "target": target,
+                                       "predicted": pred}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _ba(draws: JointDraws, part: pd.DataFrame) -> tuple[float, np.ndarray]:
+    """Balanced accuracy of one (encoder, reading) and its replicates on ``draws``."""
+    y = part["target"].to_numpy()
+    hit = (part["predicted"].to_numpy() == y).astype(float)
+    codes = np.array([draws.index[g] for g in part["group_id"]])
+    w = np.vstack([np.ones(len(y)), draws.unit_weights[:, codes]])
+    classes = np.unique(y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.column_stack([(w[:, y == c] @ hit[y == c]) / w[:, y == c].sum(1) for c in classes])
+    ba = recall.mean(1)
+    return float(ba[0]), ba[1:]
+
+
+def estimate_c4(predictions: pd.DataFrame, *, seeds: Iterable[int], control: str = "random") -> ClaimEstimate:
+    """C4: per seed, (source BA - label BA) of the fine-tuned encoder minus the same of the
+    ``control`` encoder (``random``: the same architecture randomly initialised; ``pixels``: raw
+    pixels, reported in ``extra``), on one joint patient bootstrap."""
+    draws = JointDraws(predictions["group_id"])
+    have = set(predictions["encoder"])
+
+    def margin(name: str) -> tuple[float, np.ndarray]:
+        p = predictions[predictions["encoder"] == name]
+        (ps, rs), (pl, rl) = (_ba(draws, p[p["reading"] == r]) for r in (C4_SOURCE, C4_LABEL))
+        return ps - pl, rs - rl
+
+    rows, reps, left, extra = [], [], [], {}
+    for s in seeds:
+        a, b = f"fine-tuned/s{s}", f"{control}/s{s}"
+        if a not in have or b not in have:
+            left.append({"seed": s, "status_a": "usable" if a in have else "missing",
+                         "status_b": "usable" if b in have else "missing"})
+            continue
+        (pa, ra), (pb, rb) = margin(a), margin(b)
+        rows.append({"seed": s, "margin_fine_tuned": pa, f"margin_{control}": pb, "estimate": pa - pb})
+        reps.append(ra - rb)
+    if "pixels/s0" in have:
+        pp, rp = margin("pixels/s0")
+        lo, hi, _ = percentile_interval(rp, P.ALPHA)
+        extra["raw_pixels_margin"] = {"estimate": pp, "low": lo, "high": hi}
+    return _pool("C4", rows, reps, left, draws.n_patients, extra)
+
+
+def c4_encoder_features(specs: dict[int, "object"], rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
+                        n_components: int = 50) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Prepared features (:func:`covid_lib.embed.prepare_features`) of C4's encoders on ``rows``:
+    per seed, the fine-tuned run of ``specs[seed]`` (its checkpoint restored by retraining when not
+    cached, its record untouched) and the same architecture randomly initialised with that seed,
+    both through the run's chain and normalisation; and raw pixels of the chain's output
+    (:func:`covid_lib.shortcuts.image_features`) as ``pixels/s0``. Returns the features and the
+    rows every encoder kept."""
+    import torch
+
+    from covid_lib.embed import pooled_features, prepare_features
+    from covid_lib.models import create_model
+    from covid_lib.runs import Record, load_model
+    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
+    from covid_lib.shortcuts import image_features
+    from covid_lib.train import seed_everything
+
+    feats, kept = {}, None
+    for seed, spec in specs.items():
+        if Record.of(spec).checkpoint is None:
+            restore_checkpoint(spec, data_root=data_root, device=device, progress=False)
+        model, meta = load_model(spec, device)
+        data, k, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
+                                  set_name="features")
+        kept = k.reset_index(drop=True) if kept is None else kept
+        if len(k) != len(kept):
+            raise ValueError("the encoders' chains kept different rows")
+        feats[f"fine-tuned/s{seed}"] = prepare_features(pooled_features(model, data, device=device), n_components)
+        seed_everything(seed)
+        random = create_model(spec.arch, num_classes=2).to(memory_format=torch.channels_last)
+        feats[f"random/s{seed}"] = prepare_features(pooled_features(random, data, device=device), n_components)
+        if "pixels/s0" not in feats:
+            images = np.concatenate([x[:, 0].cpu().numpy() for x, _, _ in data.batches(64)])
+            pix = np.clip((images - images.min()) / max(np.ptp(images), 1e-12) * 255, 0, 255).astype(np.uint8)
+            feats["pixels/s0"] = prepare_features(image_features(pix), n_components)
+    return feats, kept

@@ -29,6 +29,9 @@ from covid_lib.paths import REPO_ROOT
 from covid_lib.report_records import spec_records
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
+#: C4's k-NN predictions per scale (an analysis record: the encoders' features are computed from
+#: checkpoints, which are not committed): ``results/claims/c4-<scale>.csv`` and ``.json``.
+C4_DIR = "claims"
 
 #: The records of each scale: grids per role, the ChestXRay pre-training's name, and seeds.
 SCALES: dict[str, dict] = {
@@ -44,6 +47,45 @@ SCALES: dict[str, dict] = {
 def _records(grids: tuple[str, ...], profile: str, data_root) -> pd.DataFrame:
     frames = [spec_records(grid_specs(g, profile, data_root=data_root)) for g in grids]
     return pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
+
+
+def c4_path(scale: str) -> Path:
+    from covid_lib.runs import results_dir
+
+    return results_dir() / C4_DIR / f"c4-{scale}.csv"
+
+
+def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
+    """C4's fine-tuned runs at ``scale``: ResNet-18 pre-trained on ChestXRay, trained on
+    CORDA&ChestXRay, per seed, that have a record whose model learned and did not collapse."""
+    from covid_lib.runs import Record
+
+    s = SCALES[scale]
+    out = {}
+    for spec in (x for g in s["table2"] for x in grid_specs(g, profile, data_root=data_root)):
+        if (spec.task, spec.arch, spec.pretrain, spec.composition, spec.pipeline) == \
+                ("covid", "resnet18", s["kermany"], "CORDA&ChestXRay", "paper") and spec.seed in s["t2_seeds"]:
+            if Record.of(spec).outcome == "done":
+                out[spec.seed] = spec
+    return dict(sorted(out.items()))
+
+
+def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = "cpu", k: int = 10) -> Path:
+    """Compute and write C4's k-NN predictions at ``scale`` (restores checkpoints by retraining
+    where they are not cached: minutes per run)."""
+    from covid_lib.embed import feature_rows
+
+    specs = c4_specs(scale, profile, data_root)
+    rows = feature_rows(data_root)
+    feats, kept = C.c4_encoder_features(specs, rows, data_root=data_root, device=device)
+    pred = C.c4_predictions(feats, kept, k=k)
+    path = c4_path(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(path, index=False)
+    created = _created(pd.DataFrame({"path": [str(Path(path).parent.parent / sp.run_id) for sp in specs.values()]}))
+    path.with_suffix(".json").write_text(json.dumps({"runs": {str(sd): sp.run_id for sd, sp in specs.items()}, "k": k,
+                                                     "records_created": created}, indent=1) + "\n")
+    return path
 
 
 def protocol_commit_time() -> str | None:
@@ -100,11 +142,20 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
                          pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
     out["C3"] = _entry(d3, e3, deep, committed)
-    rule4 = P.PROTOCOL["C4"]
-    out["C4"] = {**asdict(P.Decision("C4", "inconclusive", float("nan"), float("nan"), float("nan"), float("nan"),
-                                     0, 0, "not yet evaluated by the library under the protocol: " + rule4.estimand)),
-                 "n_patients": 0, "left_out_reasons": {}, "records_first": None, "records_last": None,
-                 "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
+    c4 = c4_path(scale)
+    if c4.is_file():
+        pred = pd.read_csv(c4, dtype={"group_id": str, "target": str, "predicted": str})
+        e4 = C.estimate_c4(pred, seeds=t2s)
+        runs = json.loads(c4.with_suffix(".json").read_text())["runs"]
+        used = t2[t2["run_id"].isin(runs.values())]
+        out["C4"] = _entry(e4.decision(), e4, used, committed)
+    else:
+        rule4 = P.PROTOCOL["C4"]
+        out["C4"] = {**asdict(P.Decision("C4", "inconclusive", float("nan"), float("nan"), float("nan"), float("nan"),
+                                         0, 0, "not yet evaluated: no k-NN predictions recorded at this scale "
+                                         f"(`python -m covid_lib book judge --c4 {scale}`); " + rule4.estimand)),
+                     "n_patients": 0, "left_out_reasons": {}, "records_first": None, "records_last": None,
+                     "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
     e5 = C.estimate_c5(t2, pretrain=k, seeds=t2s)
     out["C5"] = _entry(e5.decision(), e5, t2, committed)
     ab = _records(s["ablation"], profile, data_root)

@@ -73,3 +73,23 @@ def test_collapsed_and_untrained_models_are_left_out_and_counted(tmp_path):
     assert est.left_out["status_a"].str.startswith("collapsed").sum() == 1
     assert (est.left_out["status_a"] == "did not learn").sum() == 1
     assert est.decision().outcome == "inconclusive"  # 1 usable comparison decides nothing
+
+
+def test_c4_margin_change_against_the_random_encoder():
+    rng = np.random.default_rng(3)
+    rows = []
+    for enc, src_acc, lab_acc in (("fine-tuned/s0", 0.95, 0.55), ("random/s0", 0.75, 0.55), ("pixels/s0", 0.9, 0.5)):
+        for reading in (C.C4_SOURCE, C.C4_LABEL):
+            acc = src_acc if reading == C.C4_SOURCE else lab_acc
+            for i in range(120):
+                target = str(i % 2)
+                hit = rng.random() < acc
+                rows.append({"encoder": enc, "reading": reading, "group_id": f"p{i // 2}", "target": target,
+                             "predicted": target if hit else str(1 - i % 2)})
+    pred = pd.DataFrame(rows)
+    est = C.estimate_c4(pred, seeds=(0, 1))
+    assert est.n_used == 1 and est.n_left_out == 1  # seed 1 has no encoders
+    cell = est.cells.iloc[0]
+    assert cell["estimate"] == pytest.approx(cell["margin_fine_tuned"] - cell["margin_random"])
+    assert 0.05 < est.estimate < 0.35 and est.low < est.estimate < est.high
+    assert "raw_pixels_margin" in est.extra

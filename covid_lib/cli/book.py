@@ -154,8 +154,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 def _cmd_judge(args: argparse.Namespace) -> int:
     from covid_lib.book import sync_pages
-    from covid_lib.judge import VERDICTS_JSON, write_verdicts
+    from covid_lib.judge import VERDICTS_JSON, write_c4, write_verdicts
 
+    for scale in args.c4:
+        print(f"C4 at scale {scale}: encoder features and k-NN predictions -> {write_c4(scale, profile=args.profile, data_root=args.data_root)}")
     data = write_verdicts(profile=args.profile, data_root=args.data_root)
     for scale, d in data["scales"].items():
         print(f"{d['label']}: " + ", ".join(f"{c} {v['outcome']}" for c, v in d["claims"].items()))
@@ -222,4 +224,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("judge", help="judge every claim under the protocol from the run records (book/verdicts.json)")
     p.add_argument("--profile", default="cpu", help="the records' profile (default cpu)")
     p.add_argument("--data-root", default=None, help="data root (run ids hash the data version)")
+    p.add_argument("--c4", nargs="*", default=[], choices=["563", "full"], metavar="SCALE",
+                   help="first compute C4's encoder features and k-NN predictions at these scales (563, full): "
+                        "restores the fine-tuned checkpoints by retraining where they are not cached")
     p.set_defaults(func=_cmd_judge)
