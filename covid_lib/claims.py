@@ -147,6 +147,14 @@ def _pool(claim: str, rows: list[dict], reps: list[np.ndarray], left: list[dict]
                          extra or {})
 
 
+def _control(name: str, points: list[float], reps: list[np.ndarray]) -> dict:
+    """A control contrast pooled like the claim's estimate (mean over comparisons), for ``extra``."""
+    if not reps:
+        return {}
+    lo, hi, _ = percentile_interval(np.mean(np.vstack(reps), axis=0), P.ALPHA)
+    return {name: {"estimate": float(np.mean(points)), "low": lo, "high": hi}}
+
+
 def _lookup(records: pd.DataFrame, **where) -> dict | None:
     m = np.ones(len(records), dtype=bool)
     for k, v in where.items():
@@ -263,11 +271,7 @@ def estimate_c5(records: pd.DataFrame, *, pretrain: str = "kermany_full", seeds:
         reps.append(r15 - rc)
         ctrl_pts.append(p15 - pall)
         ctrl_reps.append(r15 - rall)
-    extra = {}
-    if ctrl_reps:
-        lo, hi, _ = percentile_interval(np.mean(np.vstack(ctrl_reps), axis=0), P.ALPHA)
-        extra["control_15_minus_all"] = {"estimate": float(np.mean(ctrl_pts)), "low": lo, "high": hi}
-    return _pool("C5", rows, reps, left, scores.draws.n_patients, extra)
+    return _pool("C5", rows, reps, left, scores.draws.n_patients, _control("control_15_minus_all", ctrl_pts, ctrl_reps))
 
 
 def estimate_c6(chain: pd.DataFrame, no_chain: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "kermany_full"),
@@ -292,11 +296,7 @@ def estimate_c6(chain: pd.DataFrame, no_chain: pd.DataFrame, *, pretrains: Itera
                 (pa, ra), (pb, rb) = scores.auc(a["run_id"], comp), scores.auc(b["run_id"], comp)
                 ctrl_pts.append(pa - pb)
                 ctrl_reps.append(ra - rb)
-    extra = {}
-    if ctrl_reps:
-        lo, hi, _ = percentile_interval(np.mean(np.vstack(ctrl_reps), axis=0), P.ALPHA)
-        extra["control_own_test"] = {"estimate": float(np.mean(ctrl_pts)), "low": lo, "high": hi}
-    return _pool("C6", rows, reps, left, scores.draws.n_patients, extra)
+    return _pool("C6", rows, reps, left, scores.draws.n_patients, _control("control_own_test", ctrl_pts, ctrl_reps))
 
 
 # --------------------------------------------------------------------------------------------- C4
