@@ -287,3 +287,41 @@ def test_smoke_run_end_to_end(data_root, capsys):
                  "--profile", "smoke", "--device", "cpu", "--data-root", str(data_root)]) == 0
     out = capsys.readouterr().out
     assert "(reused)" in out and "Sensitivity" in out and "[" in out
+
+
+def test_a_spec_field_its_kind_would_ignore_is_refused():
+    with pytest.raises(ValueError, match="not to the source split"):
+        RunSpec("U1-hannover-nih", plant="corner", profile="smoke")
+    with pytest.raises(ValueError, match="source splits"):
+        RunSpec("CORDA", pretrain="kermany", freeze="encoder", profile="smoke")
+
+
+def test_a_spec_claimed_by_two_kinds_is_refused(monkeypatch):
+    from covid_lib.runs import execution
+
+    spec = RunSpec("CORDA", profile="smoke", data_version="x").resolved()
+    monkeypatch.setattr(execution, "RUN_KINDS", [(lambda s: True, execution._finetune), (lambda s: True, execution._finetune)])
+    with pytest.raises(ValueError, match="claimed by 2 kinds"):
+        execution.compute(spec, device="cpu")
+
+
+def test_a_run_says_what_the_chain_and_the_integrity_check_refused(monkeypatch, capsys):
+    import importlib
+
+    import pandas as pd
+
+    from covid_lib.runs import execution
+
+    compose = importlib.import_module("covid_lib.data.compose")  # the module (covid_lib.data.compose is also a function)
+    spec = RunSpec("CORDA", profile="smoke", data_version="x")
+    rows = pd.DataFrame({"source": ["cohen", "cohen"]})
+    monkeypatch.setattr(compose, "unreadable_files", lambda root=None: pd.DataFrame(
+        {"source": ["cohen", "nih"], "reason": ["unreadable image a.png: truncated", "missing"]}))
+    execution._say_refused(spec, {"train": {"n_expected": 10, "n_used": 8}, "test": {"n_expected": 4, "n_used": 4}},
+                           rows, None)
+    out = capsys.readouterr().out
+    assert "the chain refused 2 of 10 train images" in out and "test images" not in out
+    assert "the integrity check excluded 1 file(s) of cohen" in out
+    monkeypatch.setattr(compose, "unreadable_files", lambda root=None: pd.DataFrame(columns=["source", "reason"]))
+    execution._say_refused(spec, {"train": {"n_expected": 10, "n_used": 10}}, rows, None)
+    assert capsys.readouterr().out == ""  # nothing refused: nothing said

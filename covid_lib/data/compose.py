@@ -134,6 +134,8 @@ COMPOSITIONS: dict[str, Composition] = {
 
 #: Splits already computed in this process, per (data root, seed); see :func:`global_splits`.
 _SPLITS: dict[tuple[str, int], pd.DataFrame] = {}
+#: The exclusions of the sources behind :data:`_SPLITS`, per data root.
+_EXCLUDED: dict[str, pd.DataFrame] = {}
 
 
 def global_splits(data_root: str | os.PathLike | None = None, *, seed: int = 0,
@@ -146,7 +148,18 @@ def global_splits(data_root: str | os.PathLike | None = None, *, seed: int = 0,
     if key not in _SPLITS:
         loaded = load_sources(data_root=key[0], views="all", progress=progress)
         _SPLITS[key] = assign_splits(loaded.manifest, seed=seed, progress=progress)
+        _EXCLUDED[key[0]] = loaded.exclusions
     return _SPLITS[key].copy()
+
+
+def unreadable_files(data_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The images the integrity check excluded before the splits (missing, undecodable or of the
+    wrong size; not duplicate rows or views), per source: what :func:`global_splits` never sees."""
+    root = str(resolve_data_root(data_root))
+    if root not in _EXCLUDED:
+        global_splits(root)
+    ex = _EXCLUDED[root]
+    return ex[~ex["reason"].str.contains("duplicate row|view \\(frontal|unknown view", regex=True)]
 
 
 def stand_in_rows(splits: pd.DataFrame, paper_name: str) -> pd.DataFrame:

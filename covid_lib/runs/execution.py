@@ -112,7 +112,28 @@ def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train
         out["rows"][s] = kept
         out["rejected"].append(rejected)
         out["n"][s] = {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
+    _say_refused(spec, out["n"], rows, data_root)
     return out
+
+
+def _say_refused(spec: RunSpec, counts: dict, rows: pd.DataFrame, data_root) -> None:
+    """One line when the chain refused images of a split or the integrity check excluded files of
+    the run's sources before the splits: nothing is dropped silently (issue 18)."""
+    from covid_lib.data.compose import unreadable_files
+
+    refused = {s: c["n_expected"] - c["n_used"] for s, c in counts.items()}
+    sources = set(rows["source"])
+    try:
+        bad = unreadable_files(data_root)
+    except Exception:  # noqa: BLE001 - a report, never a reason to fail the run
+        bad = pd.DataFrame(columns=["source"])
+    bad = bad[bad["source"].isin(sources)]
+    if any(refused.values()) or len(bad):
+        parts = [f"the chain refused {n} of {counts[s]['n_expected']} {s} images" for s, n in refused.items() if n]
+        if len(bad):
+            parts.append(f"the integrity check excluded {len(bad)} file(s) of {', '.join(sorted(set(bad['source'])))} "
+                         "before the splits (`python -m covid_lib data summary` lists them)")
+        print(f"run {spec.run_id}: " + "; ".join(parts), flush=True)
 
 
 # -------------------------------------------------------------------------------------- precision
@@ -313,10 +334,12 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     _check_precision(spec, device)
     if spec.task == "pretrain":
         return _pretrain(spec, data_root, device, threads, progress)
-    for claims, compute_kind in RUN_KINDS:  # e.g. seen and unseen sources (covid_lib.runs.source_runs)
-        if claims(spec):
-            return compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
-    return _finetune(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    kinds = [compute_kind for claims, compute_kind in RUN_KINDS if claims(spec)]  # e.g. source splits, planted
+    if len(kinds) > 1:
+        raise ValueError(f"run {spec.run_id} is claimed by {len(kinds)} kinds of run "
+                         f"({', '.join(k.__name__ for k in kinds)}): one kind must own each spec")
+    compute_kind = kinds[0] if kinds else _finetune
+    return compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
 
 
 def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "auto",

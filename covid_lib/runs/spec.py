@@ -115,6 +115,9 @@ class RunSpec:
             if self.plant not in MARKS or self.task != "covid":
                 raise ValueError(f"plant must be None or one of {', '.join(MARKS)} (covid task only), "
                                  f"got {self.plant!r}")
+            if self.composition in SOURCE_SPLITS:  # the source-split kind would ignore it (issue 18)
+                raise ValueError(f"plant applies to the compositions of Table I, not to the source split "
+                                 f"{self.composition!r}")
         get_profile(self.profile)
 
     @property
