@@ -20,7 +20,7 @@ PACKAGE = REPO_ROOT / "covid_lib"
 #: sits below ``preprocess`` because the chain loads the lung U-Net; ``provenance`` asks the data
 #: layer for the data version.
 LAYERS: list[tuple[str, ...]] = [
-    ("covid_lib", "covid_lib.paths", "covid_lib.profiles", "covid_lib.stats", "covid_lib.power", "covid_lib.metrics",
+    ("covid_lib", "covid_lib.names", "covid_lib.paths", "covid_lib.profiles", "covid_lib.stats", "covid_lib.power", "covid_lib.metrics",
      "covid_lib.paper"),
     ("covid_lib.data",),
     ("covid_lib.provenance",),

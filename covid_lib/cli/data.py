@@ -15,8 +15,7 @@ from typing import Any, Sequence
 
 #: The sources and compositions offered as choices (tests check them against the data layer's,
 #: which cannot be imported here without making ``--help`` slow).
-SOURCE_NAMES = ("cohen", "hannover", "kermany", "kermany_full", "nih", "montgomery", "shenzhen")
-COMPOSITION_NAMES = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
+from covid_lib.names import COMPOSITION_NAMES, SOURCE_NAMES  # noqa: E402  (light: no torch)
 #: Width the printed tables fit in.
 TABLE_WIDTH = 120
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-_GRIDS = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen", "planted",
-          "pretrain_full", "table2_full", "conv8_full", "table3_full", "ablation_full", "resolution")
+from covid_lib.names import GRID_NAMES
+
+_GRIDS = GRID_NAMES
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

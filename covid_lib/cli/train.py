@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-_COMPOSITIONS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
-_ARCHS = ("resnet18", "resnet50", "conv8")
-_PRETRAIN = ("none", "kermany", "nih", "kermany_full")
+from covid_lib.names import ARCHS, COMPOSITION_NAMES, PRETRAIN_SOURCES
+
+_COMPOSITIONS = COMPOSITION_NAMES
+_ARCHS = ARCHS
+_PRETRAIN = ("none", *PRETRAIN_SOURCES)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

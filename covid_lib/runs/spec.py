@@ -17,15 +17,13 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from covid_lib.names import ARCHS, PRETRAIN_SOURCES
 from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import Profile, get_profile
 
 RESULTS_ENV_VAR = "COVID_LIB_RESULTS"
 TASKS = ("covid", "pretrain")
-CLASSIFIERS = ("resnet18", "resnet50", "conv8")
-#: Pre-training sources: ``kermany`` (ChestXRay, 563 training images of the 960-image working copy),
-#: ``kermany_full`` (the whole ChestXRay set, issue 17) and ``nih`` (RSNA).
-PRETRAIN_SOURCES = ("kermany", "nih", "kermany_full")
+CLASSIFIERS = ARCHS
 PRECISIONS = ("fp32", "bf16")
 FREEZES = ("encoder",)
 
