@@ -27,6 +27,7 @@ profile = "cpu"  # smoke | cpu | paper
 seed = 0  # split and examples shown
 grid_images = 6  # example images per source
 histogram_bins = 64  # grey-level bins of the intensity histograms
+copy_pairs = 200  # radiographs in both ChestXRay copies the copy probe reads (smoke: 12)
 
 # %% tags=["hide-input"]
 # %matplotlib inline
@@ -331,6 +332,50 @@ display(leak.round(2))
 # which is the "patient's lung shape" feature the paper warns about. Every split in this book is
 # by patient, and the audit above runs on it.
 #
+# ## The whole ChestXRay set: a second copy, for pre-training only
+#
+# The paper pre-trains on the whole ChestXRay set (5,857 images). `kermany_full` holds 5,840 of
+# them, as a public redistribution squashed them to 224x224 JPEG; `kermany` holds 960 at their
+# original resolution and is the COVID- "ChestXRay" pool of the compositions. They are two copies of
+# one source, with the same patient ids. The rules that let them coexist
+# (`covid_lib.data.full_copy`): one patient-level split across both copies (a `kermany` patient
+# keeps its split); **no patient of a composition's validation or test split is pre-trained on**
+# (held out entirely); patients only in the whole set are split by patient for the pre-training's
+# own validation and test. `kermany` stays in the compositions, `kermany_full` only pre-trains.
+
+# %%
+full = data.full_copy_splits(data_root)
+display(full.groupby(["split", "split_reason"]).agg(images=("image_id", "size"),
+                                                    patients=("patient_id", "nunique")).reset_index())
+audit_pre = data.audit_pretraining(data.pretrain_rows("kermany_full", data_root), data.global_splits(data_root))
+print(audit_pre["summary"])
+
+# %% [markdown]
+# The audit fails (raises) on any pre-training patient in a composition's validation or test
+# split; it counts the images present in both copies as the same radiograph of one patient, in
+# one split, not as a leak.
+#
+# **What the squashing does.** The redistribution changed every image's aspect ratio to 1. A
+# linear probe on a 32x32 thumbnail and a histogram (the source probe of {doc}`03_confounders`),
+# cross-validated by patient, tells which copy a radiograph comes from:
+
+# %%
+from covid_lib.shortcuts import copy_probe, copy_rows
+
+pairs = copy_rows(data_root, limit=copy_pairs if settings.max_images is None else 12, seed=seed)
+aspect = pairs.drop_duplicates("pair")["orig_aspect"]
+print(f"{pairs['pair'].nunique()} radiographs in both copies; original width / height: median "
+      f"{aspect.median():.2f} (range {aspect.min():.2f}-{aspect.max():.2f}); in kermany_full: 1.00")
+copies = copy_probe(pairs, data_root=data_root, seed=seed, n_boot=2000 if settings.max_images is None else 100)
+display(copies.assign(**{"AUC [95% CI]": [f"{a:.2f} [{lo:.2f}, {hi:.2f}]" for a, lo, hi in
+                                          zip(copies["auc"], copies["auc_low"], copies["auc_high"])]})
+        [["step", "radiographs", "patients", "AUC [95% CI]"]])
+
+# %% [markdown]
+# The encoding is itself a feature: a model fed both copies could learn the copy instead of the
+# disease. That is why the two are never mixed in one experiment: the pre-training reads only
+# `kermany_full`, the compositions only `kermany`.
+#
 # ## Takeaway
 #
 # - **The compositions are small and lopsided.** Our CORDA stand-in trains on a fraction of the
@@ -345,9 +390,12 @@ display(leak.round(2))
 #   there count as Hannover and are in no composition.
 # - **The test sets are small.** 15 images for COVID-ChestXRay, under a hundred and fifty
 #   elsewhere: every number needs its interval.
-# - **Splits are by patient, and audited**: no patient and no identical image crosses splits;
-#   of the near duplicates that do, one pair (the same radiograph under two Cohen patient ids)
-#   is a real leak, of one test image in two compositions.
+# - **Splits are by patient, and audited**: no patient and no identical image crosses splits.
+#   The one pair of near duplicates judged to be the same radiograph under two Cohen patient ids
+#   (137 and 202) is joined into one patient group, so it no longer crosses splits.
+# - **The whole ChestXRay set pre-trains, on its own patients**: no patient of a composition's
+#   validation or test split is in it, and its squashed encoding is readable by a probe, so the
+#   two copies never feed one model.
 #
 # ## Provenance
 #
@@ -357,6 +405,6 @@ display(leak.round(2))
 # %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile,
                   seed=seed, grid_images=grid_images,
-                  histogram_bins=histogram_bins)
+                  histogram_bins=histogram_bins, copy_pairs=copy_pairs)
 report.provenance(profile=profile, parameters=parameters, started=started,
                   data_root=data_root)
