@@ -173,3 +173,77 @@ def verdict_c2(gains: pd.DataFrame, *, min_comparisons: int = 4, evidence: str =
 
 __all__ = ["PAPER_PRETRAINING_IMAGES", "pretraining_sizes", "plot_learning_curves", "specificity_gain",
            "specificity_gains", "specificity_gain_table", "verdict_c2", "record_index"]
+
+
+# --------------------------------------------------------------- two pre-training scales, same images
+def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Macro one-vs-rest AUC of two K-class models on the same images, and their difference
+    ``a - b``, from one patient-cluster bootstrap (the same resamples for both)."""
+    from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
+
+    y = np.asarray(y, dtype=int)
+    pa, pb = np.asarray(probs_a, float), np.asarray(probs_b, float)
+    classes = range(pa.shape[1])
+
+    def macro(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.mean([weighted_auc(y == k, p[:, k], w) for k in classes], axis=0)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        a, b = macro(pa, w), macro(pb, w)
+        return np.column_stack([a, b, a - b])
+
+    point = stat(np.ones((1, len(y))))[0]
+    reps = bootstrap_replicates(stat, len(y), groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
+    out = {}
+    for j, name in enumerate(("auc_a", "auc_b", "diff")):
+        low, high, _ = percentile_interval(reps[:, j], alpha)
+        out[name], out[f"{name}_low"], out[f"{name}_high"] = float(point[j]), low, high
+    return out
+
+
+def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame]:
+    """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation
+    (its checkpoint restored by retraining when not cached here, its record untouched)."""
+    from covid_lib.runs import Record, load_model
+    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
+    from covid_lib.train import predict
+
+    if Record.of(spec).checkpoint is None:
+        restore_checkpoint(spec, data_root=data_root, device=device, progress=False)
+    model, meta = load_model(spec, device)
+    data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
+                                 set_name="shared test")
+    probs, _, _ = predict(model, data, device=device)
+    return probs, kept.reset_index(drop=True)
+
+
+def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000) -> pd.DataFrame:
+    """The ChestXRay pre-training at two scales (``small``: ``kermany``, 563 images; ``large``:
+    ``kermany_full``) on the same held-out images: ``kermany``'s test patients, which neither
+    pre-training saw, in each copy (original resolution; the squashed 224-px JPEGs). One row per
+    copy: both macro AUCs and the paired difference ``large - small`` with patient intervals."""
+    from covid_lib.data import global_splits
+    from covid_lib.data.full_copy import full_copy_splits
+    from covid_lib.data.subsets import PRETRAIN_LABELS
+
+    column, mapping = PRETRAIN_LABELS["kermany"]
+    base = global_splits(data_root)
+    test_patients = set(base.loc[(base["source"] == "kermany") & (base["split"] == "test"), "patient_id"])
+    full = full_copy_splits(data_root)
+    copies = {"kermany (original resolution)": base[base["source"] == "kermany"],
+              "kermany_full (224-px JPEG)": full}
+    out = []
+    for name, rows in copies.items():
+        rows = rows[rows["patient_id"].isin(test_patients)].reset_index(drop=True)
+        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device)
+        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device)
+        common = ka[["source", "image_id"]].merge(kb[["source", "image_id"]].reset_index(), on=["source", "image_id"])
+        ia = ka.reset_index().merge(common[["source", "image_id"]], on=["source", "image_id"])["index"].to_numpy()
+        ib = common["index"].to_numpy()
+        y = ka.loc[ia, column].map(mapping).astype(int).to_numpy()
+        r = paired_macro_auc(y, pa[ia], pb[ib], ka.loc[ia, "patient_id"].to_numpy(), n_boot=n_boot)
+        out.append({"test images": name, "images": len(y), "patients": int(ka.loc[ia, "patient_id"].nunique()),
+                    "whole set (large)": format_estimate(r["auc_a"], r["auc_a_low"], r["auc_a_high"]),
+                    "563 images (small)": format_estimate(r["auc_b"], r["auc_b_low"], r["auc_b_high"]),
+                    "large - small": format_estimate(r["diff"], r["diff_low"], r["diff_high"]), **r})
+    return pd.DataFrame(out)

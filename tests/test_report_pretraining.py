@@ -68,3 +68,19 @@ def test_sizes_show_missing_records(tmp_path):
     sizes = rp.pretraining_sizes(rt.record_index(tmp_path))
     assert sizes["paper: images"].tolist() == ["5,857", "26,684"]
     assert (sizes["ours: train / val / test"] == "– / – / –").all()
+
+
+def test_paired_macro_auc_of_two_models_on_the_same_images():
+    from covid_lib.metrics import macro_auc
+    from covid_lib.report_pretraining import paired_macro_auc
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    good = np.eye(3)[y] * 2 + rng.normal(0, 1, (120, 3))
+    bad = np.eye(3)[y] * 0.5 + rng.normal(0, 1, (120, 3))
+    groups = np.arange(120) // 2
+    out = paired_macro_auc(y, good, bad, groups, n_boot=300)
+    assert out["auc_a"] == pytest.approx(macro_auc(y, good, n_boot=0).value)
+    assert out["diff"] == pytest.approx(out["auc_a"] - out["auc_b"]) and out["diff_low"] > 0
+    same = paired_macro_auc(y, good, good, groups, n_boot=100)
+    assert same["diff"] == same["diff_low"] == same["diff_high"] == 0
