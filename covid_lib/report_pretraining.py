@@ -235,12 +235,13 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
     out = []
     for name, rows in copies.items():
         rows = rows[rows["patient_id"].isin(test_patients)].reset_index(drop=True)
+        rows = rows.assign(label=rows[column].map(mapping).astype(int))
         pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device)
         pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device)
         common = ka[["source", "image_id"]].merge(kb[["source", "image_id"]].reset_index(), on=["source", "image_id"])
         ia = ka.reset_index().merge(common[["source", "image_id"]], on=["source", "image_id"])["index"].to_numpy()
         ib = common["index"].to_numpy()
-        y = ka.loc[ia, column].map(mapping).astype(int).to_numpy()
+        y = ka.loc[ia, "label"].astype(int).to_numpy()
         r = paired_macro_auc(y, pa[ia], pb[ib], ka.loc[ia, "patient_id"].to_numpy(), n_boot=n_boot)
         out.append({"test images": name, "images": len(y), "patients": int(ka.loc[ia, "patient_id"].nunique()),
                     "whole set (large)": format_estimate(r["auc_a"], r["auc_a_low"], r["auc_a_high"]),
