@@ -74,9 +74,9 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
         record = index_record(r)
         m, t, h = record.metrics, record.timings, record.history
         task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
-        out.append({"source": r["composition"], "task": task, "arch": r["arch"], "pipeline": r["pipeline"],
+        out.append({"source": r["composition"].replace("_", " "), "task": task,  # a space lets the column wrap "arch": r["arch"], "pipeline": r["pipeline"],
                     "seed": r["seed"],
-                    "n train/val/test": "/".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
+                    "n train/val/test": " / ".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
                     "test AUC [95% CI]": _fmt(m.get("test_auc_interval")),
                     "test accuracy [95% CI]": _fmt(m.get("test_accuracy_interval")),
                     "epochs run (best)": f"{len(h)} ({r['best_epoch']})",
