@@ -99,9 +99,8 @@ class ClaimEstimate:
 class _Scores:
     """Scores of the records of a claim, read once; AUC point and replicates per (run, test set)."""
 
-    def __init__(self, records: pd.DataFrame) -> None:
-        self.frames = {r["run_id"]: read_scores(r["path"]) for r in records.to_dict("records")
-                       if isinstance(r["path"], (str, os.PathLike))}
+    def __init__(self, frames: dict[str, pd.DataFrame]) -> None:
+        self.frames = frames
         groups = [g for f in self.frames.values() for g in f["group_id"]]
         self.draws = JointDraws(groups)
         self._cache: dict[tuple, tuple[float, np.ndarray]] = {}
@@ -122,11 +121,15 @@ class _Scores:
         return self._cache[key]
 
 
-def _with_status(records: pd.DataFrame) -> pd.DataFrame:
+def _usable_scores(records: pd.DataFrame) -> tuple[pd.DataFrame, _Scores]:
+    """``records`` with ``model_status`` (:func:`model_status`) and the :class:`_Scores` of the
+    usable ones, each record's scores read once for both."""
     out = records.copy()
-    out["model_status"] = [model_status(r["status"], read_scores(r["path"]) if r["status"] == "done" else None,
-                                        r["composition"]) for r in out.to_dict("records")]
-    return out
+    frames = {r["run_id"]: read_scores(r["path"]) for r in out.to_dict("records") if r["status"] == "done"}
+    out["model_status"] = [model_status(r["status"], frames.get(r["run_id"]), r["composition"])
+                           for r in out.to_dict("records")]
+    usable = set(out.loc[out["model_status"] == "usable", "run_id"])
+    return out, _Scores({k: f for k, f in frames.items() if k in usable})
 
 
 def _pool(claim: str, rows: list[dict], reps: list[np.ndarray], left: list[dict], n_patients: int,
@@ -177,8 +180,7 @@ def estimate_c1(records: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "k
                 seeds: Iterable[int] = range(5)) -> ClaimEstimate:
     """C1: per (augmented composition, pre-training, seed), the augmented model's gap minus the
     CORDA-only model's gap, on the same four test sets and resamples."""
-    recs = _with_status(records)
-    scores = _Scores(recs[recs["model_status"] == "usable"])
+    recs, scores = _usable_scores(records)
     rows, reps, left = [], [], []
     for p in pretrains:
         for s in seeds:
@@ -205,8 +207,7 @@ def estimate_c1(records: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "k
 def estimate_c2(records: pd.DataFrame, *, pretrains: Iterable[str] = ("kermany_full", "nih"),
                 compositions: Iterable[str] = ALL_TEST_SETS, seeds: Iterable[int] = range(5)) -> ClaimEstimate:
     """C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set."""
-    recs = _with_status(records)
-    scores = _Scores(recs[recs["model_status"] == "usable"])
+    recs, scores = _usable_scores(records)
     rows, reps, left = [], [], []
     for p in pretrains:
         for comp in compositions:
@@ -227,8 +228,7 @@ def estimate_c3(records: pd.DataFrame, *, other: str, pretrains: Iterable[str],
                 seeds: Iterable[int] = range(3)) -> ClaimEstimate:
     """C3, one contrast: AUC(``other``) - AUC(ResNet-18) over every (composition, test set) cell,
     each model pair averaged over the test sets first."""
-    recs = _with_status(records)
-    scores = _Scores(recs[recs["model_status"] == "usable"])
+    recs, scores = _usable_scores(records)
     rows, reps, left = [], [], []
     for p in pretrains:
         for comp in compositions:
@@ -253,8 +253,7 @@ def estimate_c5(records: pd.DataFrame, *, pretrain: str = "kermany_full", seeds:
                 ) -> ClaimEstimate:
     """C5: Table IV's model, AUC on the fixed 15 images minus AUC on the CORDA test; the control
     (15 images minus all of its COVID-ChestXRay test images) in ``extra``."""
-    recs = _with_status(records)
-    scores = _Scores(recs[recs["model_status"] == "usable"])
+    recs, scores = _usable_scores(records)
     rows, reps, left, ctrl_pts, ctrl_reps = [], [], [], [], []
     for s in seeds:
         a = _lookup(recs, arch="resnet18", pretrain=pretrain, composition="COVID-ChestXRay", seed=s)
@@ -278,8 +277,7 @@ def estimate_c6(chain: pd.DataFrame, no_chain: pd.DataFrame, *, pretrains: Itera
                 compositions: Iterable[str] = PAPER_TEST_SETS[:2], seeds: Iterable[int] = range(3)) -> ClaimEstimate:
     """C6: AUC(chain) - AUC(no chain) on the off-diagonal Table II test sets; the same on the
     model's own test set (the control) in ``extra``."""
-    recs = _with_status(pd.concat([chain, no_chain], ignore_index=True))
-    scores = _Scores(recs[recs["model_status"] == "usable"])
+    recs, scores = _usable_scores(pd.concat([chain, no_chain], ignore_index=True))
     rows, reps, left, ctrl_pts, ctrl_reps = [], [], [], [], []
     for p in pretrains:
         for comp in compositions:
