@@ -73,6 +73,19 @@ _JAEGER = ("S. Jaeger, S. Candemir, S. Antani, Y.-X. J. Wang, P.-X. Lu, G. Thoma
            "X-ray datasets for computer-aided screening of pulmonary diseases. Quant Imaging Med Surg "
            "4(6):475-477, 2014.")
 
+#: The Kermany archive and citation, shared by ``kermany`` and ``kermany_full`` (one archive, two builds).
+_KERMANY_ARCHIVE = Resource(
+    "archive", "ChestXRay2017.zip",
+    ("https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
+     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",),
+    manual="ChestXRay2017.zip from https://data.mendeley.com/datasets/rscbjbr9sj/2 "
+    "('Download All' or the file itself)",
+    accept=("ChestXRay2017*", "chest_xray*", "ZhangLabData*", "chest-xray-pneumonia*"),
+)
+_KERMANY_CITATION = ("D. S. Kermany, M. Goldbaum, W. Cai, et al. Identifying medical diagnoses and treatable "
+                     "diseases by image-based deep learning. Cell 172(5):1122-1131, 2018. Data: D. Kermany, "
+                     "K. Zhang, M. Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2.")
+
 REGISTRY: dict[str, SourceInfo] = {
     info.name: info
     for info in (
@@ -130,45 +143,27 @@ REGISTRY: dict[str, SourceInfo] = {
         SourceInfo(
             "kermany", "Pediatric pneumonia, Guangzhou (Kermany et al. 2018)",
             "https://data.mendeley.com/datasets/rscbjbr9sj/2", "CC BY 4.0",
-            "D. S. Kermany, M. Goldbaum, W. Cai, et al. Identifying medical diagnoses and treatable "
-            "diseases by image-based deep learning. Cell 172(5):1122-1131, 2018. Data: D. Kermany, "
-            "K. Zhang, M. Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2.",
+            _KERMANY_CITATION,
             "ChestXRay2017.zip (about 1.2 GB, 5,856 images; the working copy holds 960). Class from "
             "the folder (NORMAL / PNEUMONIA, bacteria or virus from the file name), split from the "
             "train/test folder, patient from the file name (personNNN; IM-NNNN for normals). The "
             "Kaggle copy (paultimothymooney/chest-xray-pneumonia) also works; its val/ folder is "
             "counted as train.",
             (
-                Resource(
-                    "archive", "ChestXRay2017.zip",
-                    ("https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
-                     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",),
-                    manual="ChestXRay2017.zip from https://data.mendeley.com/datasets/rscbjbr9sj/2 "
-                    "('Download All' or the file itself)",
-                    accept=("ChestXRay2017*", "chest_xray*", "ZhangLabData*", "chest-xray-pneumonia*"),
-                ),
+                _KERMANY_ARCHIVE,
             ),
         ),
         SourceInfo(
             "kermany_full", "Pediatric pneumonia, Guangzhou, the whole set (Kermany et al. 2018)",
             "https://data.mendeley.com/datasets/rscbjbr9sj/2", "CC BY 4.0",
-            "D. S. Kermany, M. Goldbaum, W. Cai, et al. Identifying medical diagnoses and treatable "
-            "diseases by image-based deep learning. Cell 172(5):1122-1131, 2018. Data: D. Kermany, "
-            "K. Zhang, M. Goldbaum, Mendeley Data v2, doi:10.17632/rscbjbr9sj.2.",
+            _KERMANY_CITATION,
             "The same archive as kermany (ChestXRay2017.zip, 5,856 images), every image kept: the "
             "pre-training source at the paper's scale (issue 17). Same patient ids as kermany, so the "
             "two copies are split together by patient (covid_lib.data.full_copy). Built here from the "
             "originals (shorter side 256 px, PNG); the working copy under ../shared/data came from a "
             "redistribution squashed to 224x224 JPEG.",
             (
-                Resource(
-                    "archive", "ChestXRay2017.zip",
-                    ("https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
-                     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",),
-                    manual="ChestXRay2017.zip from https://data.mendeley.com/datasets/rscbjbr9sj/2 "
-                    "('Download All' or the file itself)",
-                    accept=("ChestXRay2017*", "chest_xray*", "ZhangLabData*", "chest-xray-pneumonia*"),
-                ),
+                _KERMANY_ARCHIVE,
             ),
         ),
         SourceInfo(
