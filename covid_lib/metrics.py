@@ -605,7 +605,7 @@ def mean_estimate(values, *, groups=None, n_boot: int = 2000, seed: int = 0, alp
 
 
 #: A model's scores collapse (:func:`collapse_status`) when all fall on one side of this threshold
-#: or their 5-95% range is under :data:`COLLAPSE_MIN_SPREAD` (issue 16; :mod:`covid_lib.protocol`).
+#: or their 5-95% range is under :data:`COLLAPSE_MIN_SPREAD` (issue 16; :mod:`covid_lib.analysis.protocol`).
 COLLAPSE_THRESHOLD = 0.5
 COLLAPSE_MIN_SPREAD = 1e-3
 

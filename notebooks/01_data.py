@@ -18,7 +18,7 @@
 # (several images per patient, some images listed twice or copied between sources).
 #
 # Everything below is computed by `covid_lib.data` (loading, validation, splits, compositions,
-# duplicate audit) and drawn by `covid_lib.report`; this notebook only calls them.
+# duplicate audit) and drawn by `covid_lib.report.common`; this notebook only calls them.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -41,7 +41,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import data, report
+from covid_lib import data
+from covid_lib.report import common as report
 from covid_lib.profiles import get_profile
 
 started = time.time()
@@ -360,7 +361,7 @@ print(audit_pre["summary"])
 # cross-validated by patient, tells which copy a radiograph comes from:
 
 # %%
-from covid_lib.shortcuts import copy_probe, copy_rows
+from covid_lib.analysis.shortcuts import copy_probe, copy_rows
 
 pairs = copy_rows(data_root, limit=copy_pairs if settings.max_images is None else 12, seed=seed)
 aspect = pairs.drop_duplicates("pair")["orig_aspect"]

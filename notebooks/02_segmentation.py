@@ -23,7 +23,7 @@
 # The U-Net's weights are committed (`weights/unet_lungs.pt`, trained once by
 # `python -m covid_lib segment train`); this chapter does not retrain them. Every number below is
 # computed here by `covid_lib.segment` (scores), `covid_lib.preprocess` (the chain) and drawn by
-# `covid_lib.report_segmentation` and `covid_lib.report_chain`.
+# `covid_lib.report.segmentation` and `covid_lib.report.chain`.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -55,10 +55,11 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import display
 
-from covid_lib import data, report, segment
-from covid_lib import report_chain as chain
-from covid_lib import report_masks as masks
-from covid_lib import report_segmentation as seg
+from covid_lib import data, segment
+from covid_lib.report import common as report
+from covid_lib.report import chain
+from covid_lib.report import masks
+from covid_lib.report import segmentation as seg
 from covid_lib.models.weights import DEFAULT_WEIGHTS, load_unet
 from covid_lib.preprocess import get_pipeline
 from covid_lib.profiles import get_profile, resolve_device

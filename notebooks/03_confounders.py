@@ -44,7 +44,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import data, metadata_baseline as mb, report, report_confounders as rc
+from covid_lib import data
+from covid_lib.analysis import metadata_baseline as mb
+from covid_lib.report import common as report
+from covid_lib.report import confounders as rc
 from covid_lib.data import confounders as cf
 
 started = time.time()
@@ -143,7 +146,7 @@ display(cf.median_ages(rows).round(1))
 # %% [markdown]
 # ## A classifier that never sees the lungs
 #
-# `covid_lib.metadata_baseline` fits, per composition, a logistic regression on the training
+# `covid_lib.analysis.metadata_baseline` fits, per composition, a logistic regression on the training
 # images' metadata only: view, year (from `date`), age, sex, original format and colour mode, and
 # original width and height (log scale). A missing value is imputed and flagged by an indicator
 # (numbers) or is its own category (view, sex, format): where the absence of a date or an age marks

@@ -41,9 +41,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import display
 
-from covid_lib import report, verdicts
-from covid_lib import report_pretraining as rp
-from covid_lib import report_training as rt
+from covid_lib.report import common as report
+from covid_lib.analysis import verdicts
+from covid_lib.report import pretraining as rp
+from covid_lib.report import training as rt
 from covid_lib.grid import COMPOSITION_ORDER, grid_status, status_counts
 from covid_lib.profiles import get_profile
 

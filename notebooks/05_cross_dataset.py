@@ -24,7 +24,7 @@
 # puts the paper's numbers beside ours cell by cell, adds what no paper of the three reports, the
 # AUC a classifier reaches from the images' metadata alone, and decides C1 with a number and its
 # interval. Nothing is trained here: every number is read from `results/<run_id>/` by
-# `covid_lib.report_records` and `covid_lib.report_reproduction`.
+# `covid_lib.report.records` and `covid_lib.report.reproduction`.
 #
 # **Departures from the paper**, which bear on every number below (the `cpu` profile, see
 # {doc}`../reproduce`): 128 px inputs (paper: 224), AdamW with a one-cycle schedule for at most 30
@@ -57,11 +57,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report_records as rr
-from covid_lib import report_reproduction as rp
+from covid_lib.report import records as rr
+from covid_lib.report import reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import show as show_verdict, verdict_table
+from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -96,7 +96,7 @@ display(table2[["pretrain", "composition", "seed", "status", "run_id"]])
 # a patient-cluster interval, stands beside each cell of the table below.
 
 # %% tags=["hide-input"]
-from covid_lib.metadata_baseline import baseline_table
+from covid_lib.analysis.metadata_baseline import baseline_table
 
 baseline = baseline_table(data_root, seed=seed, n_boot=n_boot)
 display(baseline.round(3))

@@ -23,7 +23,7 @@
 # AUC difference, then a count of the cells where the other network is better, worse or
 # indistinguishable. Records: grids `table3` (ResNet-50 x ChestXRay, RSNA x five compositions),
 # `conv8` (Conv8 x none, ChestXRay x five compositions) and `table2` (ResNet-18), all seed 0;
-# read by `covid_lib.report_records` and `covid_lib.report_depth`.
+# read by `covid_lib.report.records` and `covid_lib.report.depth`.
 #
 # **Departures from the paper** (the `cpu` profile, see {doc}`../reproduce`): 128 px inputs, AdamW
 # one-cycle for at most 30 epochs, every encoder trained from scratch without ImageNet, pre-training
@@ -53,12 +53,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report_depth as rd
-from covid_lib import report_records as rr
-from covid_lib import report_reproduction as rp
+from covid_lib.report import depth as rd
+from covid_lib.report import records as rr
+from covid_lib.report import reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import show as show_verdict, verdict_table
+from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)

@@ -49,13 +49,13 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report_small_test as rst
-from covid_lib import small_test as st
+from covid_lib.report import small_test_set as rst
+from covid_lib.analysis import small_test_set as st
 from covid_lib.data import global_splits
 from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import get_profile, resolve_device
-from covid_lib.verdicts import show as show_verdict, verdict_table
+from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 dev = resolve_device(device)

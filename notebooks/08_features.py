@@ -54,11 +54,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import embed
+from covid_lib.analysis import embed
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import resolve_device
 from covid_lib.runs import checkpoint_path, is_finished, load_result
-from covid_lib.verdicts import show as show_verdict, verdict_table
+from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 dev = resolve_device(device)

@@ -24,7 +24,7 @@
 # 8-bit images resized, no equalisation, no lung mask) against the paper's chain (`paper`), and
 # compares the two **on the same test images** with a paired DeLong test
 # {cite:p}`delong1988comparing`. Records: grids `ablation` (pipeline `none`) and `table2` (the
-# chain), seed 0; read by `covid_lib.report_records` and `covid_lib.report_depth`.
+# chain), seed 0; read by `covid_lib.report.records` and `covid_lib.report.depth`.
 #
 # **Departures from the paper** (the `cpu` profile, see {doc}`../reproduce`): 128 px inputs, AdamW
 # one-cycle for at most 30 epochs, encoders from scratch without ImageNet, pre-training on about
@@ -52,11 +52,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report_depth as rd
-from covid_lib import report_records as rr
+from covid_lib.report import depth as rd
+from covid_lib.report import records as rr
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
-from covid_lib.verdicts import show as show_verdict, verdict_table
+from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)

@@ -66,10 +66,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from covid_lib import report
-from covid_lib import report_shortcuts as rs
-from covid_lib import report_training as rt
-from covid_lib import shortcuts as sc
+from covid_lib.report import common as report
+from covid_lib.report import shortcuts as rs
+from covid_lib.report import training as rt
+from covid_lib.analysis import shortcuts as sc
 from covid_lib.data import global_splits
 from covid_lib.grid import COMPOSITION_ORDER, PRETRAININGS, grid_specs
 from covid_lib.metrics import format_estimate
@@ -284,8 +284,8 @@ if not ages.empty:
 # images of a patient stay in one fold). Chance is exactly 0.5. Intervals resample patients.
 
 # %% tags=["hide-input"]
-from covid_lib import planted as pl
-from covid_lib import report_planted as rp
+from covid_lib.analysis import planted as pl
+from covid_lib.report import planted as rp
 from covid_lib.preprocess.plant import MARKS
 
 per_class = min(planted_per_class, 8) if profile == "smoke" else planted_per_class

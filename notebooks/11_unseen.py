@@ -42,7 +42,7 @@
 # Every image keeps the one patient-level split of the project (`global_splits`). Training uses the
 # train and validation patients of the training sources, balanced by subsampling the larger class.
 # "Seen" is the test patients of those sources, "unseen" the test patients of the other sources.
-# Records: grid `unseen`, read by `covid_lib.report_unseen`. Nothing is trained here.
+# Records: grid `unseen`, read by `covid_lib.report.unseen`. Nothing is trained here.
 #
 # **Departures.** No ImageNet weights exist here: the encoders are from scratch or pre-trained on
 # about 560 Kermany images. ResNet-18, not ResNet-50. Our heads have **two softmax outputs**, not
@@ -72,11 +72,11 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report_unseen as ru
+from covid_lib.report import unseen as ru
 from covid_lib.data import MEASURES, SOURCE_SPLITS, data_version, source_split_counts
 from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
-from covid_lib.report_records import has_record
+from covid_lib.report.records import has_record
 from covid_lib.runs import results_dir
 
 started = time.time()

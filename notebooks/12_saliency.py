@@ -110,9 +110,9 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import report
-from covid_lib import report_records as rr
-from covid_lib import report_saliency as rsal
+from covid_lib.report import common as report
+from covid_lib.report import records as rr
+from covid_lib.report import saliency as rsal
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate

@@ -66,9 +66,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from covid_lib import embed, report
-from covid_lib import landscape as L
-from covid_lib import report_landscape as rl
+from covid_lib.analysis import embed
+from covid_lib.report import common as report
+from covid_lib.analysis import landscape as L
+from covid_lib.report import landscape as rl
 from covid_lib.data import global_splits
 from covid_lib.profiles import resolve_device
 

@@ -18,10 +18,10 @@
 # {cite:p}`panagiotakopoulos2020transfer`. Then it puts them to this book.
 #
 # Each question has its evidence in the book: the chapter that shows the hurdle, and a number
-# computed here, by `covid_lib.report_checklist`, from the data or the run records (the functions
+# computed here, by `covid_lib.report.checklist`, from the data or the run records (the functions
 # the chapters themselves call). Where the records are not there yet, the table says "not yet
 # measured". The ratings of the papers are judgements from reading. They are kept, with a quote of
-# the text each rests on, in `covid_lib.checklist_ratings`, and are not metrics.
+# the text each rests on, in `covid_lib.analysis.checklist_ratings`, and are not metrics.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -45,13 +45,14 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib import checklist as cl
-from covid_lib import data, report
-from covid_lib import report_checklist as rc
-from covid_lib import report_depth as rd
-from covid_lib import report_records as rr
+from covid_lib.analysis import checklist as cl
+from covid_lib import data
+from covid_lib.report import common as report
+from covid_lib.report import checklist as rc
+from covid_lib.report import depth as rd
+from covid_lib.report import records as rr
 from covid_lib.grid import COMPOSITION_ORDER, grid_specs
-from covid_lib.metadata_baseline import baseline_scores, table_from_scores
+from covid_lib.analysis.metadata_baseline import baseline_scores, table_from_scores
 from covid_lib.profiles import get_profile
 
 started = time.time()
@@ -114,7 +115,7 @@ for key in ("patient_split", "one_source_per_class", "metadata_baseline", "test_
 # %% tags=["hide-input"]
 probe_table = None
 if images_per_source:
-    from covid_lib import shortcuts as sc
+    from covid_lib.analysis import shortcuts as sc
 
     probe_rows = sc.probe_rows(splits, per_source=images_per_source, seed=seed)
     arrays = sc.chain_arrays(probe_rows, sc.PROBE_STEPS, image_size=settings.resize_size, data_root=data_root,
@@ -158,7 +159,7 @@ for key in ("cross_dataset", "seeds", "preprocessing_ablation"):
 # %% tags=["hide-input"]
 from pathlib import Path
 
-from covid_lib import report_unseen as ru
+from covid_lib.report import unseen as ru
 
 saliency_table = pd.read_csv(saliency_csv) if saliency_csv and Path(saliency_csv).is_file() else None
 measured["saliency"] = rc.saliency_inside_lungs(saliency_table if profile != "smoke" else None)

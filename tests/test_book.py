@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from covid_lib import book, provenance, report
+from covid_lib import book, provenance
+from covid_lib.report import common as report
 from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import PROFILES, Profile, get_profile
 
@@ -148,7 +149,7 @@ def test_readme_keeps_the_two_commands_of_a_fresh_machine():
 
 def test_summary_follows_the_intro_and_its_claims_are_generated():
     from covid_lib.book import pages
-    from covid_lib.verdicts import CLAIMS
+    from covid_lib.analysis.verdicts import CLAIMS
 
     assert TOC["root"] == "book/intro" and TOC["chapters"][0]["file"] == "book/summary"
     text = pages.SUMMARY_PAGE.read_text()

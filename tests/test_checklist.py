@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint
 
-from covid_lib import checklist as cl
-from covid_lib import report, report_checklist as rc
-from covid_lib.checklist_ratings import RATINGS
+from covid_lib.analysis import checklist as cl
+from covid_lib.report import common as report
+from covid_lib.report import checklist as rc
+from covid_lib.analysis.checklist_ratings import RATINGS
 from covid_lib.paths import REPO_ROOT
-from covid_lib.report_records import RECORD_COLUMNS
+from covid_lib.report.records import RECORD_COLUMNS
 
 PAPERS_DIR = Path("/work/shared/papers")
 CHAPTER = REPO_ROOT / "notebooks" / "14_checklist.py"
@@ -64,7 +65,7 @@ def test_every_paper_rates_every_item_once_with_a_justification():
 
 
 def test_a_missing_or_doubled_rating_is_refused(monkeypatch):
-    import covid_lib.checklist_ratings as cr
+    import covid_lib.analysis.checklist_ratings as cr
 
     monkeypatch.setattr(cr, "RATINGS", RATINGS[1:])
     with pytest.raises(ValueError, match="missing"):

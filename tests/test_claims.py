@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from covid_lib import claims as C
+from covid_lib.analysis import claims as C
 from covid_lib.stats import paired_cluster_bootstrap
 
 TEST_SETS = C.ALL_TEST_SETS

@@ -1,4 +1,4 @@
-"""Features by source (covid_lib.embed): pooled features, the seeded t-SNE wrapper, the
+"""Features by source (covid_lib.analysis.embed): pooled features, the seeded t-SNE wrapper, the
 leave-one-patient-out k-NN and its bootstrap, the separability table and the C4 verdict, on
 synthetic arrays and tiny models; one smoke run on real data extracts features through the chain."""
 
@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from covid_lib import embed, runs
+from covid_lib import runs
+from covid_lib.analysis import embed
 from covid_lib.models import create_model
 from covid_lib.train import XrayDataset
 

@@ -93,7 +93,7 @@ def test_real_pretraining_set_has_no_composition_val_or_test_patient(data_root):
 @pytest.mark.slow
 @pytest.mark.data
 def test_a_probe_tells_the_two_copies_apart_on_raw_pixels(data_root):
-    from covid_lib.shortcuts import copy_probe, copy_rows
+    from covid_lib.analysis.shortcuts import copy_probe, copy_rows
 
     rows = copy_rows(data_root, limit=24)
     assert (rows.groupby("pair")["copy"].apply(sorted) == pd.Series([[0, 1]] * 24, index=sorted(set(rows["pair"])))).all()

@@ -183,7 +183,7 @@ def _record(results: Path, run_id: str) -> dict:
 def _local_and_ray(specs: list[RunSpec], data_root, tmp_path, monkeypatch) -> None:
     import ray
 
-    from covid_lib import grid_ray
+    from covid_lib.grid import ray_executor as grid_ray
 
     records = {}
     for executor in ("local", "ray"):

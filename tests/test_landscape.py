@@ -1,4 +1,4 @@
-"""The latent landscape (covid_lib.landscape, covid_lib.report_landscape): SOM purity against a
+"""The latent landscape (covid_lib.analysis.landscape, covid_lib.report.landscape): SOM purity against a
 permutation chance, determinism under a seed, age groups, the stratified cap, the figures, and one
 smoke run on real data through records, checkpoints and the chain."""
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from covid_lib import landscape as L
-from covid_lib import report_landscape as rl
+from covid_lib.analysis import landscape as L
+from covid_lib.report import landscape as rl
 
 
 def two_clusters(n=60, shift=10.0, seed=0, dim=8):
@@ -157,7 +157,8 @@ def test_report_tables_and_figures():
 def test_landscape_of_smoke_runs(data_root, tmp_path, monkeypatch):
     """Two table2 smoke encoders trained into a tmp results dir and the session's tmp cache; the
     third stays missing."""
-    from covid_lib import embed, runs
+    from covid_lib import runs
+    from covid_lib.analysis import embed
     from covid_lib.data import global_splits
 
     monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))

@@ -1,4 +1,4 @@
-"""The metadata-only baseline (covid_lib.metadata_baseline): synthetic compositions, one real one."""
+"""The metadata-only baseline (covid_lib.analysis.metadata_baseline): synthetic compositions, one real one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from covid_lib import metadata_baseline as mb
+from covid_lib.analysis import metadata_baseline as mb
 
 
 def _composition(name: str, n: int = 120, seed: int = 0, signal: str = "year") -> pd.DataFrame:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from covid_lib import planted as pl
+from covid_lib.analysis import planted as pl
 from covid_lib.preprocess import finish_chain, get_pipeline
 from covid_lib.preprocess.plant import (MARKS, Mark, apply_mark, get_mark, mark_region, preprocess_marked,
                                         region_after_chain)
@@ -238,7 +238,7 @@ def test_fit_watches_extra_sets_without_changing_the_run():
 @pytest.mark.slow
 def test_smoke_planted_run_end_to_end(data_root, tmp_path, monkeypatch):
     """A planted smoke run (pipeline none) into a tmp results dir: the record scores three variants."""
-    from covid_lib import report_planted as rp
+    from covid_lib.report import planted as rp
     from covid_lib.runs import RESULTS_ENV_VAR, run
 
     monkeypatch.setenv(RESULTS_ENV_VAR, str(tmp_path / "results"))

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from covid_lib import protocol as P
+from covid_lib.analysis import protocol as P
 from covid_lib.book import pages
 
 
@@ -84,7 +84,7 @@ def _judged(hash_: str) -> dict:
              "n_used": 9, "n_left_out": 2, "reason": "the interval lies above 0", "details": {},
              "n_patients": 50, "left_out_reasons": {"collapsed": 2}, "records_first": "2026-12-03T08:00:00+0000",
              "records_last": "2026-12-03T09:00:00+0000", "records_after_protocol": 9, "n_records": 11}
-    from covid_lib.verdicts import CLAIMS
+    from covid_lib.analysis.verdicts import CLAIMS
 
     claims = {c: {**claim, "claim": c} for c in CLAIMS}
     return {"protocol_hash": hash_, "protocol_version": P.PROTOCOL_VERSION, "protocol_committed": "2026-12-03T07:50:00+00:00",
@@ -92,7 +92,7 @@ def _judged(hash_: str) -> dict:
 
 
 def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
-    from covid_lib.judge import verdicts_markdown
+    from covid_lib.report.judge import verdicts_markdown
 
     text = verdicts_markdown(_judged(P.protocol_hash()))
     assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed) |" in text
@@ -102,7 +102,7 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
 def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, monkeypatch, capsys):
     import json
 
-    from covid_lib import judge
+    from covid_lib.report import judge
     from covid_lib.cli import build_parser
 
     stale = tmp_path / "verdicts.json"
@@ -114,7 +114,7 @@ def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, mo
 
 
 def test_power_table_renders_undetectable_effects_in_words():
-    from covid_lib.judge import POWER_ASSUMPTIONS, power_markdown
+    from covid_lib.report.judge import POWER_ASSUMPTIONS, power_markdown
 
     row = {"test_set": "COVID-ChestXRay", "patients": 15, "images": 15, "positives": 10, "negatives": 5,
            "mde_auc": float("nan"), "mde_specificity": 0.31, "patients_for_auc_0.05": 622, "patients_for_auc_0.10": None}

@@ -1,4 +1,4 @@
-"""Masks by label and the visual audit (covid_lib.report_masks) on synthetic masks and tables."""
+"""Masks by label and the visual audit (covid_lib.report.masks) on synthetic masks and tables."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from covid_lib import report_masks as rm
-from covid_lib.report_chain import diagnose_image
+from covid_lib.report import masks as rm
+from covid_lib.report.chain import diagnose_image
 from covid_lib.preprocess import Pipeline
 
 H, W = 100, 120

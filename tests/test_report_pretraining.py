@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from covid_lib import report_pretraining as rp
-from covid_lib import report_training as rt
+from covid_lib.report import pretraining as rp
+from covid_lib.report import training as rt
 from test_report_training import write_record
 
 SPEC = dict(task="covid", composition="CORDA", arch="resnet18", profile="cpu", seed=0, pipeline="paper",
@@ -72,7 +72,7 @@ def test_sizes_show_missing_records(tmp_path):
 
 def test_paired_macro_auc_of_two_models_on_the_same_images():
     from covid_lib.metrics import macro_auc
-    from covid_lib.report_pretraining import paired_macro_auc
+    from covid_lib.report.pretraining import paired_macro_auc
 
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 40)

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from covid_lib import report_depth as rd
-from covid_lib import report_records as rr
-from covid_lib import report_reproduction as rp
+from covid_lib.report import depth as rd
+from covid_lib.report import records as rr
+from covid_lib.report import reproduction as rp
 from covid_lib import stats
 from covid_lib.evaluate import metrics_table
 from covid_lib.runs import RunSpec

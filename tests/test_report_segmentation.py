@@ -1,4 +1,4 @@
-"""The segmentation chapter's helpers (covid_lib.report_segmentation, covid_lib.report_chain) on synthetic arrays."""
+"""The segmentation chapter's helpers (covid_lib.report.segmentation, covid_lib.report.chain) on synthetic arrays."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from covid_lib import report_chain as chain
-from covid_lib import report_segmentation as seg
+from covid_lib.report import chain
+from covid_lib.report import segmentation as seg
 from covid_lib.models.weights import DEFAULT_WEIGHTS
 from covid_lib.preprocess import Pipeline, PreprocessError, check_mask, crop_to_lungs
 
@@ -328,7 +328,7 @@ def test_as_jpeg_is_a_smaller_jpeg_than_the_png():
     import numpy as np
     from matplotlib.figure import Figure
 
-    from covid_lib.report import as_jpeg
+    from covid_lib.report.common import as_jpeg
 
     fig = Figure(figsize=(4, 4))
     x = np.linspace(0, 1, 256)

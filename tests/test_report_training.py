@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from covid_lib import report_training as rt
+from covid_lib.report import training as rt
 from covid_lib import stats
 
 

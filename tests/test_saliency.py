@@ -1,4 +1,4 @@
-"""Saliency maps and the in-lung share (covid_lib.saliency, covid_lib.report_saliency): synthetic
+"""Saliency maps and the in-lung share (covid_lib.analysis.saliency, covid_lib.report.saliency): synthetic
 maps and masks, CAM against the grad-cam package on random-weight models, the geometry of mask
 and input, the bootstrap; one smoke run on real data through the whole path."""
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from covid_lib import report_saliency as rsal
-from covid_lib import saliency as sal
+from covid_lib.report import saliency as rsal
+from covid_lib.analysis import saliency as sal
 from covid_lib.models import create_model
 from covid_lib.train import XrayDataset
 
@@ -160,7 +160,7 @@ def test_summary_effect_and_figures():
 @pytest.mark.slow
 def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     from covid_lib import runs
-    from covid_lib.report_records import spec_records
+    from covid_lib.report.records import spec_records
 
     monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
     spec = runs.RunSpec("CORDA", profile="smoke").resolved(data_root)
@@ -194,7 +194,7 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
 def test_excess_statements_say_where_the_interval_lies_and_name_unmeasurable_models():
     import pandas as pd
 
-    from covid_lib import report_saliency as rsal
+    from covid_lib.report import saliency as rsal
 
     base = dict(arch="resnet18", pretrain=None, pipeline="none", composition="CORDA", did_not_learn=False,
                 group="trained on", baseline=0.3)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from covid_lib import report_shortcuts as rs
-from covid_lib import shortcuts as sc
-from covid_lib.report_training import record_index
+from covid_lib.report import shortcuts as rs
+from covid_lib.analysis import shortcuts as sc
+from covid_lib.report.training import record_index
 from covid_lib.runs import RunSpec
 
 

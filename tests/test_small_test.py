@@ -1,4 +1,4 @@
-"""The small-test-set trap (covid_lib.small_test): interval maths against scipy / statsmodels and
+"""The small-test-set trap (covid_lib.analysis.small_test_set): interval maths against scipy / statsmodels and
 simulation, the redraw sampler, Table IV from synthetic records, the C5 verdict; one smoke run on
 real data checks that re-scoring a run equals its record."""
 
@@ -12,8 +12,8 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from covid_lib import runs
-from covid_lib import report_small_test as rst
-from covid_lib import small_test as st
+from covid_lib.report import small_test_set as rst
+from covid_lib.analysis import small_test_set as st
 from covid_lib.metrics import Estimate
 
 

@@ -165,7 +165,7 @@ def test_frozen_checkpoint_round_trips():
 
 # ------------------------------------------------------------------------------------ drop statistic
 def test_auc_drop_matches_sklearn_and_is_unpaired():
-    from covid_lib.report_unseen import auc_drop
+    from covid_lib.report.unseen import auc_drop
 
     rng = np.random.default_rng(0)
     n = 60
@@ -187,7 +187,7 @@ def test_auc_drop_matches_sklearn_and_is_unpaired():
 @pytest.mark.data
 @pytest.mark.slow
 def test_smoke_split_run_and_adaptation_end_to_end(data_root, tmp_path):
-    from covid_lib import report_unseen as ru
+    from covid_lib.report import unseen as ru
 
     storage = tmp_path / "ckpt"
     child = RunSpec("U1-hannover-nih", pretrain="kermany", profile="smoke", adapt=4)
@@ -257,7 +257,7 @@ def synthetic_runs(monkeypatch):
 
 @pytest.mark.slow  # trains two ResNet-18s on a few synthetic images: seconds on a free CPU, minutes under a grid
 def test_split_run_and_adaptation_on_synthetic_images(synthetic_runs, tmp_path):
-    from covid_lib import report_unseen as ru
+    from covid_lib.report import unseen as ru
     from covid_lib.runs import source_runs
 
     storage = tmp_path / "ckpt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from covid_lib import verdicts
+from covid_lib.analysis import verdicts
 from covid_lib.book import pages
 
 

@@ -1,6 +1,6 @@
 """The generated tables of ``book/reproduce.md`` (profiles, chapter parameters, recorded runtimes,
 training records), of ``book/verdicts.md`` (the verdict each published chapter displayed) and of
-``book/summary.md`` (the paper's claims, from :data:`covid_lib.verdicts.CLAIMS`).
+``book/summary.md`` (the paper's claims, from :data:`covid_lib.analysis.verdicts.CLAIMS`).
 
 A page holds blocks ``<!-- BEGIN generated:NAME ... -->`` ... ``<!-- END generated:NAME -->``;
 :func:`render_page` regenerates them from :data:`covid_lib.profiles.PROFILES`, the chapters'
@@ -99,14 +99,14 @@ def bench_table() -> str:
 
 def pretraining_records_table() -> str:
     """The ``cpu`` pre-training records: test AUC and accuracy with intervals (issue 8's gates)."""
-    from covid_lib import report_training as rt
+    from covid_lib.report import training as rt
 
     return rt.markdown(rt.pretraining_table(rt.record_index()))
 
 
 def pretraining_gain_table() -> str:
     """ResNet-18 pre-trained on each source then fine-tuned, against from scratch, per composition."""
-    from covid_lib import report_training as rt
+    from covid_lib.report import training as rt
     from covid_lib.metrics import format_estimate
 
     index, rows = rt.record_index(), []
@@ -130,7 +130,7 @@ def pretraining_gain_table() -> str:
 
 def precision_records_table() -> str:
     """The ``precision`` grid: CORDA&ChestXRay test AUC of 3 seeds in fp32 and in bf16."""
-    from covid_lib import report_training as rt
+    from covid_lib.report import training as rt
 
     table = rt.precision_table(rt.record_index(), composition="CORDA&ChestXRay")
     if table.empty:
@@ -144,11 +144,11 @@ def precision_records_table() -> str:
 
 
 def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
-    """The verdicts displayed by the published chapters (:func:`covid_lib.verdicts.show`), one row per
+    """The verdicts displayed by the published chapters (:func:`covid_lib.analysis.verdicts.show`), one row per
     claim, each linked to the chapter that decides it; claims no published chapter decides yet are listed."""
     import nbformat
 
-    from covid_lib.verdicts import CLAIMS, METADATA_KEY
+    from covid_lib.analysis.verdicts import CLAIMS, METADATA_KEY
 
     found: dict[str, tuple[dict, str]] = {}
     for chapter in list_chapters():
@@ -173,8 +173,8 @@ def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
 
 
 def claims_list() -> str:
-    """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.verdicts.CLAIMS`."""
-    from covid_lib.verdicts import CLAIMS
+    """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.analysis.verdicts.CLAIMS`."""
+    from covid_lib.analysis.verdicts import CLAIMS
 
     return "\n".join(f"- **{claim}.** {statement}" for claim, statement in CLAIMS.items())
 
@@ -185,22 +185,22 @@ GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, 
 
 
 def protocol_block() -> str:
-    """The decision protocol (:mod:`covid_lib.protocol`), generated: its hash, constants and rules."""
-    from covid_lib.protocol import protocol_markdown
+    """The decision protocol (:mod:`covid_lib.analysis.protocol`), generated: its hash, constants and rules."""
+    from covid_lib.analysis.protocol import protocol_markdown
 
     return protocol_markdown()
 
 
 def judged_verdicts_block() -> str:
     """The verdicts judged under the protocol (``book/verdicts.json``), one row per claim."""
-    from covid_lib.judge import verdicts_markdown
+    from covid_lib.report.judge import verdicts_markdown
 
     return verdicts_markdown()
 
 
 def power_block() -> str:
     """The power table judged with the verdicts (``book/verdicts.json``)."""
-    from covid_lib.judge import power_markdown
+    from covid_lib.report.judge import power_markdown
 
     return power_markdown()
 

@@ -63,8 +63,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(f"{chapter.stem}: {state}: " + "; ".join([*st.reasons, *st.unpublishable]), file=sys.stderr)
     from covid_lib.book.pages import pages_out_of_date
 
-    from covid_lib.judge import read_verdicts
-    from covid_lib.protocol import protocol_hash
+    from covid_lib.report.judge import read_verdicts
+    from covid_lib.analysis.protocol import protocol_hash
 
     judged = read_verdicts()
     if judged is not None and judged.get("protocol_hash") != protocol_hash():
@@ -154,7 +154,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 def _cmd_judge(args: argparse.Namespace) -> int:
     from covid_lib.book import sync_pages
-    from covid_lib.judge import VERDICTS_JSON, write_c4, write_verdicts
+    from covid_lib.report.judge import VERDICTS_JSON, write_c4, write_verdicts
 
     for scale in args.c4:
         print(f"C4 at scale {scale}: encoder features and k-NN predictions -> {write_c4(scale, profile=args.profile, data_root=args.data_root)}")

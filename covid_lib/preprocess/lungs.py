@@ -4,7 +4,7 @@ inference, and its probability map turned into a clean mask.
 :func:`iter_image_batches` is the one batched "read, check, run the U-Net" loop of the library:
 the cache (:mod:`covid_lib.preprocess.cache`), the segmentation scores
 (:func:`covid_lib.segment.predict_masks`) and the chain diagnostics
-(:func:`covid_lib.report_chain.chain_diagnostics`) all iterate over it.
+(:func:`covid_lib.report.chain.chain_diagnostics`) all iterate over it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Tartaglione et al. 2020 (Sec. III-B) argue that their chain (histogram equalisation, U-Net lung
 mask blurred by 3 px) removes source "biases" such as markers and borders. With real sources the
 bias is unknown; a mark we plant ourselves is known exactly, so one can measure which step of the
-chain removes it and whether a CNN learns it (:mod:`covid_lib.planted`). Two marks
+chain removes it and whether a CNN learns it (:mod:`covid_lib.analysis.planted`). Two marks
 (:data:`MARKS`):
 
 - ``corner``: a bright "L" glyph (the burnt-in side marker of many radiographs) in the top-left

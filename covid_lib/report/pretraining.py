@@ -8,7 +8,7 @@ sets are the few hundred images of our subsets, and C2 is decided by the paired 
 specificity, pre-trained against the same architecture from scratch, on the same test images,
 with a bootstrap over patients.
 
-Every number comes from run records (:func:`covid_lib.report_training.record_index`).
+Every number comes from run records (:func:`covid_lib.report.training.record_index`).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report_training import record_index, run_row, test_scores
+from covid_lib.report.training import record_index, run_row, test_scores
 from covid_lib.stats import bootstrap_ci
-from covid_lib.verdicts import CLAIMS, Verdict
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
 PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "nih": 26684}

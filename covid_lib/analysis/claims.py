@@ -1,10 +1,10 @@
-"""The claims' estimands under the protocol (:mod:`covid_lib.protocol`), computed from run records.
+"""The claims' estimands under the protocol (:mod:`covid_lib.analysis.protocol`), computed from run records.
 
 One set of bootstrap draws over every test patient of a claim (:class:`JointDraws`) is shared by all
 of the claim's models, test sets and seeds: each replicate gives every (model, test set) its
 weighted AUC, and each estimand is a difference of those, averaged over the claim's cells
 (Davison & Hinkley 1997, Sec. 3.8, the cluster bootstrap; Field & Welsh 2007). The pooled
-estimate, its percentile interval and its standard error go to :func:`covid_lib.protocol.decide`.
+estimate, its percentile interval and its standard error go to :func:`covid_lib.analysis.protocol.decide`.
 
 A record takes part only when its model learned and did not collapse (:func:`model_status`); a
 comparison with a model that did not is left out and counted. Estimands (protocol, by claim):
@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from covid_lib import protocol as P
+from covid_lib.analysis import protocol as P
 from covid_lib.metrics import collapse_status
 from covid_lib.stats import percentile_interval, weighted_auc
 
@@ -304,17 +304,17 @@ C4_LABEL = "COVID+ vs COVID- within CORDA"
 
 
 def c4_rows(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Masks of :func:`covid_lib.embed.feature_rows` rows for C4's two readings."""
+    """Masks of :func:`covid_lib.analysis.embed.feature_rows` rows for C4's two readings."""
     return {C4_SOURCE: (rows["set"].isin(["ChestXRay", "CORDA"]) & (rows["label"] == 0)).to_numpy(),
             C4_LABEL: (rows["set"] == "CORDA").to_numpy()}
 
 
 def c4_predictions(features: dict[str, np.ndarray], rows: pd.DataFrame, *, k: int = 10) -> pd.DataFrame:
-    """Leave-one-patient-out k-NN predictions (:func:`covid_lib.embed.knn_predict`) of C4's two
+    """Leave-one-patient-out k-NN predictions (:func:`covid_lib.analysis.embed.knn_predict`) of C4's two
     readings for each encoder's prepared features on the same ``rows``: one row per (encoder,
     reading, image) with ``group_id``, ``target`` and ``predicted``. Encoder names are
     ``"<kind>/s<seed>"`` with kind ``fine-tuned``, ``random`` or ``pixels``."""
-    from covid_lib.embed import knn_predict
+    from covid_lib.analysis.embed import knn_predict
 
     parts = []
     for name, X in features.items():
@@ -372,19 +372,19 @@ def estimate_c4(predictions: pd.DataFrame, *, seeds: Iterable[int], control: str
 
 def c4_encoder_features(specs: dict[int, "object"], rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
                         n_components: int = 50) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Prepared features (:func:`covid_lib.embed.prepare_features`) of C4's encoders on ``rows``:
+    """Prepared features (:func:`covid_lib.analysis.embed.prepare_features`) of C4's encoders on ``rows``:
     per seed, the fine-tuned run of ``specs[seed]`` (its checkpoint restored by retraining when not
     cached, its record untouched) and the same architecture randomly initialised with that seed,
     both through the run's chain and normalisation; and raw pixels of the chain's output
-    (:func:`covid_lib.shortcuts.image_features`) as ``pixels/s0``. Returns the features and the
+    (:func:`covid_lib.analysis.shortcuts.image_features`) as ``pixels/s0``. Returns the features and the
     rows every encoder kept."""
     import torch
 
-    from covid_lib.embed import pooled_features, prepare_features
+    from covid_lib.analysis.embed import pooled_features, prepare_features
     from covid_lib.models import create_model
     from covid_lib.runs import Record, load_model
     from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.shortcuts import image_features
+    from covid_lib.analysis.shortcuts import image_features
     from covid_lib.train import seed_everything
 
     feats, kept = {}, None

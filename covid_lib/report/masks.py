@@ -31,8 +31,8 @@ from scipy import ndimage
 
 from covid_lib import stats
 from covid_lib.metrics import Estimate, format_estimate, mean_estimate
-from covid_lib.report import SOURCE_COLORS
-from covid_lib.report_segmentation import panel_grid
+from covid_lib.report.common import SOURCE_COLORS
+from covid_lib.report.segmentation import panel_grid
 
 #: A mask whose smaller image half holds under this share of its larger half, and whose second
 #: component is under this share of its first, holds one lung.
@@ -121,7 +121,7 @@ def _labelled(diag: pd.DataFrame) -> pd.DataFrame:
 def label_table(diag: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per source and label: mask area, one-lung masks and refusals, each with a 95 % interval.
 
-    ``diag`` is :func:`covid_lib.report_chain.chain_diagnostics` output with ``covid`` and the
+    ``diag`` is :func:`covid_lib.report.chain.chain_diagnostics` output with ``covid`` and the
     :func:`mask_shape` columns. Mask area (share of the image) and one-lung masks are over the
     images with a non-empty mask; "refused by the chain" and "refused with the ROI crop" (chain or
     crop rule) over all images. Patients are the bootstrap unit.
@@ -265,7 +265,7 @@ def audit_summary(audit: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 def audit_against_checks(audit: pd.DataFrame, diag: pd.DataFrame) -> pd.DataFrame:
     """Per verdict: how many audited masks the automatic checks flag, i.e. the chain refuses, the
     ROI crop refuses, or :func:`mask_shape` calls one lung (``diag`` from
-    :func:`covid_lib.report_chain.chain_diagnostics`, matched on source and image id). Audited
+    :func:`covid_lib.report.chain.chain_diagnostics`, matched on source and image id). Audited
     images missing from ``diag`` (a capped profile) are counted as "not diagnosed", not as passed."""
     keys = diag[["source", "image_id"]].drop_duplicates().assign(_diagnosed=True)
     m = audit.merge(diag, on=["source", "image_id"], how="left").merge(keys, on=["source", "image_id"], how="left")
@@ -291,7 +291,7 @@ def plot_audit_sheet(cases: Sequence[dict], *, ncols: int = 6, size: float = 2.0
         cases: dicts with ``image`` (2-D uint8), ``mask`` (bool, same shape), ``label`` (written
             above the image) and optionally ``verdict`` (colours the label: ok green, partial
             orange, failed red).
-        color: frame colour (e.g. the source's, :data:`covid_lib.report.SOURCE_COLORS`).
+        color: frame colour (e.g. the source's, :data:`covid_lib.report.common.SOURCE_COLORS`).
     """
     fig, axes = panel_grid(len(cases), ncols, size, row_height=1.1, extra_height=0.4)
     for ax, case in zip(axes.ravel(), cases):

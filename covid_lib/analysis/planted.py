@@ -2,14 +2,14 @@
 
 Tartaglione et al. 2020 (Sec. III-B) say their chain removes source "biases" such as markers.
 A mark we plant ourselves (:mod:`covid_lib.preprocess.plant`) on the raw image is known exactly,
-so each step of the chain (:data:`covid_lib.shortcuts.PROBE_STEPS`: raw, equalised, lung-masked,
+so each step of the chain (:data:`covid_lib.analysis.shortcuts.PROBE_STEPS`: raw, equalised, lung-masked,
 lung-cropped, cropped and masked) can be scored on what of it survives:
 
 - :func:`residue_table`: the mean absolute difference between the marked and the unmarked output
   of the same image (grey levels in [0, 1]), over the whole image and inside the mark's pixels
   carried through the chain's geometry; patient-cluster bootstrap intervals.
-- :func:`mark_probe`: can a linear probe (:func:`covid_lib.shortcuts.image_features`, 32x32
-  thumbnail + histogram; :func:`covid_lib.shortcuts.fit_probe`) tell the marked copy of an image
+- :func:`mark_probe`: can a linear probe (:func:`covid_lib.analysis.shortcuts.image_features`, 32x32
+  thumbnail + histogram; :func:`covid_lib.analysis.shortcuts.fit_probe`) tell the marked copy of an image
   from the unmarked one? Out-of-fold accuracy from cross-validation grouped by patient (both
   copies of an image, and all images of a patient, in one fold); chance is exactly 0.5.
 
@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold
 from covid_lib.metrics import mean_estimate
 from covid_lib.preprocess import get_pipeline
 from covid_lib.preprocess.plant import MarkedImages, preprocess_marked_steps
-from covid_lib.shortcuts import DEFAULT_C, PROBE_STEPS, fit_probe, image_features
+from covid_lib.analysis.shortcuts import DEFAULT_C, PROBE_STEPS, fit_probe, image_features
 
 
 @dataclass

@@ -13,7 +13,7 @@ Three pieces, all on plain arrays and score tables:
   :func:`redraw_summary` gives the spread beside the fixed test and the paper.
 
 Table IV from run records, the redraws of a trained model and the verdict of claim C5 are in
-:mod:`covid_lib.report_small_test`.
+:mod:`covid_lib.report.small_test_set`.
 
 Example:
     >>> round(smallest_rate(5), 3), round(exact_interval(5, 5)[0], 3)

@@ -8,7 +8,7 @@ model's 15-image test, and the verdict of claim C5.
 - :func:`analyse_cell`: scores the run on *every* test-split image of the stand-in (the test
   patients) through its own chain (:func:`covid_lib.runs.execution.score_rows`), checks them
   against the record on the 15 images they share, redraws the 15-image test and compares the
-  set with CORDA (:func:`covid_lib.small_test.auc_gap`).
+  set with CORDA (:func:`covid_lib.analysis.small_test_set.auc_gap`).
 - :func:`plot_redraws`, :func:`plot_chance_of_perfect`; :func:`c5_verdict`.
 
 Example:
@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
-from covid_lib.small_test import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
+from covid_lib.analysis.small_test_set import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
                                   redraw_metrics, redraw_summary)
-from covid_lib.verdicts import Verdict
+from covid_lib.analysis.verdicts import Verdict
 
 TABLE4_SETS = ("COVID-ChestXRay", "CORDA")
 PAPER_RULE = "paper (0.5)"

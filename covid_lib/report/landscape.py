@@ -1,5 +1,5 @@
 """The latent landscape chapter's records, features, figures and tables (KTH report, Secs. 4.1,
-5.4, Fig. 7; measurements in :mod:`covid_lib.landscape`).
+5.4, Fig. 7; measurements in :mod:`covid_lib.analysis.landscape`).
 
 Three encoders are compared on the same images: the ChestXRay (Kermany) pre-trained ResNet-18
 before fine-tuning (the ``pretrain`` run of grid ``table2``), the same encoder after fine-tuning
@@ -19,7 +19,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from covid_lib.landscape import AGE_GROUPS, SOURCES, SomFit
+from covid_lib.analysis.landscape import AGE_GROUPS, SOURCES, SomFit
 
 SOURCE_COLORS = {"cohen": "tab:orange", "hannover": "tab:purple", "kermany": "tab:blue", "nih": "tab:green",
                  "montgomery": "tab:brown", "shenzhen": "tab:olive"}
@@ -64,9 +64,9 @@ def encoder_features(records: pd.DataFrame, rows: pd.DataFrame, *, data_root: st
                      device: str = "cpu", storage: str | os.PathLike | None = None
                      ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Raw pooled features of every mappable encoder of ``records`` on ``rows`` (through each
-    run's chain, :func:`covid_lib.embed.encoder_features`), restricted to the images every
+    run's chain, :func:`covid_lib.analysis.embed.encoder_features`), restricted to the images every
     encoder kept, in one order; returns ``({encoder: features}, kept rows)``."""
-    from covid_lib import embed
+    from covid_lib.analysis import embed
 
     raw: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
     from covid_lib.runs import LEARNED
@@ -92,7 +92,7 @@ def encoder_features(records: pd.DataFrame, rows: pd.DataFrame, *, data_root: st
 
 # ----------------------------------------------------------------------------------------- tables
 def format_purity(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """:func:`covid_lib.landscape.purity_table` for reading: ``value [low, high]`` cells."""
+    """:func:`covid_lib.analysis.landscape.purity_table` for reading: ``value [low, high]`` cells."""
     from covid_lib.metrics import format_estimate
 
     if table.empty:

@@ -1,10 +1,10 @@
-"""How each paper answers each item of :mod:`covid_lib.checklist`: judgements from reading.
+"""How each paper answers each item of :mod:`covid_lib.analysis.checklist`: judgements from reading.
 
-These are not metrics. Each :class:`~covid_lib.checklist.Rating` cites the section it rests on
+These are not metrics. Each :class:`~covid_lib.analysis.checklist.Rating` cites the section it rests on
 and, for the papers, a short verbatim quote of their text (``/work/shared/papers/``; the code's
 ratings quote ``papers/README.md``, which summarises what the repository's code does, and the
 code's own README). Tests check that every quote is in the text it is attributed to. Our own
-study is rated by what its chapters do, with its shortfalls (:data:`covid_lib.checklist.OUR_SHORTFALLS`).
+study is rated by what its chapters do, with its shortfalls (:data:`covid_lib.analysis.checklist.OUR_SHORTFALLS`).
 """
 
 from __future__ import annotations

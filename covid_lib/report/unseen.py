@@ -2,7 +2,7 @@
 chapter ``11_unseen`` (Ben Ahmed et al. 2021, Fig. 4 and Table 4).
 
 Records come from the ``unseen`` grid (:mod:`covid_lib.grid`), found by spec with
-:func:`covid_lib.report_records.spec_records`. Every record scores the test patients of every
+:func:`covid_lib.report.records.spec_records`. Every record scores the test patients of every
 part (a source, or a source with one label: :data:`covid_lib.data.PARTS`); ``seen`` is the union
 of the training parts, ``unseen`` the union of the unseen parts. The AUCs and their intervals are
 the record's (patient-cluster bootstrap, :func:`covid_lib.evaluate.metrics_table`). The seen and
@@ -27,7 +27,7 @@ import pandas as pd
 
 from covid_lib.data.source_splits import PARTS, SOURCE_SPLITS
 from covid_lib.metrics import Estimate, format_estimate
-from covid_lib.report_records import RECORD_COLUMNS, has_record, spec_records
+from covid_lib.report.records import RECORD_COLUMNS, has_record, spec_records
 from covid_lib.runs import RunSpec
 from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
 

@@ -6,7 +6,7 @@ ablation (Sec. IV-A), each as paired comparisons of two models on the same test 
 
 Each compared cell gets a paired DeLong test (:func:`covid_lib.stats.delong_test`) on the images
 both models scored (the chain may reject images: the intersection is used and counted) and a
-patient-cluster bootstrap interval of the AUC difference (:mod:`covid_lib.report_records`).
+patient-cluster bootstrap interval of the AUC difference (:mod:`covid_lib.report.records`).
 
 Example:
     >>> verdict_c3(pd.DataFrame(columns=["diff"]), pd.DataFrame(columns=["diff"])).verdict
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report_records import (PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, paired_table,
+from covid_lib.report.records import (PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, paired_table,
                                       summary_sentence)
-from covid_lib.report_reproduction import DEPARTURES
-from covid_lib.verdicts import CLAIMS, Verdict
+from covid_lib.report.reproduction import DEPARTURES
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 #: Numbers the paper gives only in its text (Sec. IV-A and IV-B), not in its tables.
 PAPER_TEXT = pd.DataFrame([

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from covid_lib import claims as C
-from covid_lib import protocol as P
+from covid_lib.analysis import claims as C
+from covid_lib.analysis import protocol as P
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
-from covid_lib.report_records import spec_records
+from covid_lib.report.records import spec_records
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
 #: C4's k-NN predictions per scale (an analysis record: the encoders' features are computed from
@@ -73,7 +73,7 @@ def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
 def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = "cpu", k: int = 10) -> Path:
     """Compute and write C4's k-NN predictions at ``scale`` (restores checkpoints by retraining
     where they are not cached: minutes per run)."""
-    from covid_lib.embed import feature_rows
+    from covid_lib.analysis.embed import feature_rows
 
     specs = c4_specs(scale, profile, data_root)
     rows = feature_rows(data_root)
@@ -88,12 +88,16 @@ def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = 
     return path
 
 
-def protocol_commit_time() -> str | None:
-    """ISO time of the last commit that changed ``covid_lib/protocol.py`` (None outside git)."""
+def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
+    """ISO time of the first commit whose ``book/protocol.md`` carries ``protocol_hash`` (the current
+    protocol's by default): when these rules were committed, whatever later moves or edits the file
+    that holds them without changing a rule (None outside git or before the page is committed)."""
+    protocol_hash = protocol_hash or P.protocol_hash()
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%cI", "--", "covid_lib/protocol.py"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
+        out = subprocess.run(["git", "log", "--format=%cI", f"-S{protocol_hash}", "--", "book/protocol.md"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=20)
+        times = out.stdout.split()
+        return times[-1] if times else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -263,7 +267,7 @@ def verdicts_markdown(data: dict | None = None) -> str:
     data = read_verdicts() if data is None else data
     if not data:
         return "*No verdicts judged yet: run `python -m covid_lib book judge`.*"
-    from covid_lib.verdicts import CLAIMS
+    from covid_lib.analysis.verdicts import CLAIMS
 
     scales = list(data["scales"])
     head = "| claim | " + " | ".join(f"{data['scales'][s]['label']}" for s in scales) + " |"

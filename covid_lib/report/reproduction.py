@@ -1,7 +1,7 @@
 """The cross-dataset matrix (Tartaglione et al. 2020, Sec. IV-A, Table II): ours beside the paper's,
 heatmaps, the metadata-only baseline, seeds and the verdict on claim C1.
 
-Every number comes from a run record (:mod:`covid_lib.report_records`); a cell whose record is
+Every number comes from a run record (:mod:`covid_lib.report.records`); a cell whose record is
 missing, failed or did not learn is shown as such. Our test sets are nested: each CORDA&X test set
 is the CORDA test set plus the COVID- images of X, so the off-diagonal cells of one model share
 images and patients; the C1 bootstrap resamples patients jointly over all of them.
@@ -21,10 +21,10 @@ import pandas as pd
 
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRIC_LABELS, METRICS, format_estimate
-from covid_lib.report_records import (LEARNED, PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS,
+from covid_lib.report.records import (LEARNED, PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS,
                                       cell_scores, has_record, paired_auc, paired_summary, spec_records)
 from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
-from covid_lib.verdicts import CLAIMS, Verdict
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 __all__ = ["spec_records", "matrix_table", "with_baseline", "heatmap_inputs", "plot_heatmaps", "seed_stats",
            "seed_table", "diagonal_gap", "c1_table", "c1_paired", "verdict_c1", "AUGMENTED"]
@@ -45,7 +45,7 @@ def _cell(v: float, lo: float, hi: float, digits: int) -> str:
 def with_baseline(long: pd.DataFrame, baseline: pd.DataFrame | None, *, model: str | None = None) -> pd.DataFrame:
     """``long`` with the metadata-only AUC of its (training composition, test set) as ``baseline_auc``,
     ``baseline_low``, ``baseline_high`` (NaN without a baseline). ``baseline`` has the columns of
-    ``covid_lib.metadata_baseline.baseline_table``; ``model`` picks one of its models (default: the first)."""
+    ``covid_lib.analysis.metadata_baseline.baseline_table``; ``model`` picks one of its models (default: the first)."""
     out = long.copy()
     if baseline is None or baseline.empty:
         out[["baseline_auc", "baseline_low", "baseline_high"]] = np.nan
@@ -82,7 +82,7 @@ def heatmap_inputs(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", p
                    ) -> dict[str, dict[str, pd.DataFrame]]:
     """Per pre-training: ``ours`` and ``paper`` (rows = training composition, columns = test set) and
     ``status`` (``done`` / ``did not learn`` / ``failed`` / ``missing``) of ``long`` (after
-    :func:`~covid_lib.report_records.beside_paper`)."""
+    :func:`~covid_lib.report.records.beside_paper`)."""
     rows, cols = list(compositions), list(test_sets)
     out = {}
     for p in pretrains:

@@ -1,6 +1,6 @@
-"""The numbers behind the checklist (:mod:`covid_lib.checklist`), its tables and its figure.
+"""The numbers behind the checklist (:mod:`covid_lib.analysis.checklist`), its tables and its figure.
 
-Each item's :attr:`~covid_lib.checklist.Evidence.measure` names a function here. Each takes what
+Each item's :attr:`~covid_lib.analysis.checklist.Evidence.measure` names a function here. Each takes what
 its chapter computes (a manifest, composed sets, run records, a probe or saliency table) and
 returns a :class:`Measurement`: the number with its interval, computed by the report functions
 the chapters themselves call, or "not yet measured" with the reason when the records or tables
@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from covid_lib import checklist as cl
+from covid_lib.analysis import checklist as cl
 from covid_lib.metrics import format_estimate
 
 NOT_YET = "not yet measured"
@@ -70,10 +70,10 @@ def patient_overlap(splits: pd.DataFrame) -> float:
 def patient_split_leakage(manifest: pd.DataFrame | None, splits: pd.DataFrame | None = None, *,
                           seeds: Sequence[int] = range(10), test_size: float = 0.3) -> Measurement:
     """What a 70/30 split by image (the paper's code) does on the frontal Cohen images: the share of
-    test images with another image of their patient in training (:func:`covid_lib.report.image_level_split_leakage`,
+    test images with another image of their patient in training (:func:`covid_lib.report.common.image_level_split_leakage`,
     chapter 01's audit), beside the same share under the book's patient split (``splits``, when given).
     ``manifest``: loaded rows with ``source``, ``frontal``, ``covid``, ``patient_id``."""
-    from covid_lib import report
+    from covid_lib.report import common as report
 
     if manifest is None:
         return not_yet("patient_split", "no manifest given")
@@ -113,7 +113,7 @@ def source_label_confounding(composed: Mapping[str, pd.DataFrame] | None) -> Mea
 
 def metadata_baseline_auc(table: pd.DataFrame | None) -> Measurement:
     """The metadata-only AUC on each composition's own test set, with its patient-cluster interval
-    (:func:`covid_lib.metadata_baseline.table_from_scores` / ``baseline_table``); headline: the median."""
+    (:func:`covid_lib.analysis.metadata_baseline.table_from_scores` / ``baseline_table``); headline: the median."""
     if table is None or table.empty:
         return not_yet("metadata_baseline", "no baseline table given")
     own = table[(table["composition"] == table["test_set"]) & table["auc"].notna()]
@@ -126,7 +126,7 @@ def metadata_baseline_auc(table: pd.DataFrame | None) -> Measurement:
 
 def perfect_score_bounds(n: int, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
     """Wilson and Clopper-Pearson (exact) intervals of ``n`` successes out of ``n``."""
-    from covid_lib.small_test import exact_interval
+    from covid_lib.analysis.small_test_set import exact_interval
     from covid_lib.stats import wilson_interval
 
     return {"wilson": wilson_interval(n, n, alpha), "clopper_pearson": exact_interval(n, n, alpha)}
@@ -182,7 +182,7 @@ def _from_table(item: str, table: pd.DataFrame | None, value: str, label: str | 
 
 def source_probe_accuracy(table: pd.DataFrame | None, *, step: str = "lung-masked (paper)") -> Measurement:
     """The source probe's balanced accuracy after the paper's chain, with its interval and chance
-    (the ``table`` of :func:`covid_lib.shortcuts.source_probe`, chapter 10)."""
+    (the ``table`` of :func:`covid_lib.analysis.shortcuts.source_probe`, chapter 10)."""
     if table is None or table.empty:
         return not_yet("source_probe", "no probe table given")
     hit = table[table["step"] == step]
@@ -200,7 +200,7 @@ def saliency_inside_lungs(table: pd.DataFrame | None, *, value: str = "share",
                           label: str | Sequence[str] | None = ("pretrain", "pipeline", "composition", "group"),
                           reference: str | None = "baseline") -> Measurement:
     """Hook for chapter ``12_saliency``: the mean share of each saliency map inside the lung mask,
-    one row per model and test group (``covid_lib.report_saliency.summary_table``: ``share``,
+    one row per model and test group (``covid_lib.report.saliency.summary_table``: ``share``,
     ``share_low``, ``share_high``, the uniform-map ``baseline``); headline: the median share."""
     return _from_table("saliency", table, value, label, "mean share of saliency inside the lung mask [95% CI]",
                        "12_saliency", reference)
@@ -209,7 +209,7 @@ def saliency_inside_lungs(table: pd.DataFrame | None, *, value: str = "share",
 def unseen_source_gap(table: pd.DataFrame | None, *, value: str = "drop",
                       label: str | Sequence[str] | None = ("split", "variant")) -> Measurement:
     """Hook for chapter ``11_unseen``: AUC on held-out images of the seen sources minus AUC on unseen
-    sources, one row per split (``covid_lib.report_unseen.seen_unseen_table``: ``drop``,
+    sources, one row per split (``covid_lib.report.unseen.seen_unseen_table``: ``drop``,
     ``drop_low``, ``drop_high``); headline: the median drop."""
     return _from_table("unseen_source", table, value, label, "AUC on seen minus unseen sources [95% CI]",
                        "11_unseen")
@@ -217,10 +217,10 @@ def unseen_source_gap(table: pd.DataFrame | None, *, value: str = "drop",
 
 # ---------------------------------------------------------------------------------- from records
 def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Measurement:
-    """Claim C1 from the ``table2`` records (:func:`covid_lib.report_records.spec_records`): each
+    """Claim C1 from the ``table2`` records (:func:`covid_lib.report.records.spec_records`): each
     augmented-composition model's own-test AUC minus its mean AUC elsewhere, patient-cluster
-    interval (:func:`covid_lib.report_reproduction.c1_table`, ``verdict_c1``); headline: the median gap."""
-    from covid_lib import report_reproduction as rp
+    interval (:func:`covid_lib.report.reproduction.c1_table`, ``verdict_c1``); headline: the median gap."""
+    from covid_lib.report import reproduction as rp
 
     if records is None or records.empty or not records["status"].isin(["done", "did not learn"]).any():
         return not_yet("cross_dataset", "no table2 record yet")
@@ -234,9 +234,9 @@ def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Me
 
 def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequence[int] = (0, 1, 2)) -> Measurement:
     """On each headline model's own test set: the SD of ``metric`` over the seeds recorded beside the
-    width of seed 0's interval (:func:`covid_lib.report_reproduction.seed_stats` of
-    :func:`covid_lib.report_records.matrix_long` rows); headline: the median SD."""
-    from covid_lib import report_reproduction as rp
+    width of seed 0's interval (:func:`covid_lib.report.reproduction.seed_stats` of
+    :func:`covid_lib.report.records.matrix_long` rows); headline: the median SD."""
+    from covid_lib.report import reproduction as rp
 
     if long is None or long.empty:
         return not_yet("seeds", "no seed records given")
@@ -256,9 +256,9 @@ def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequen
 
 
 def ablation_verdict(cells: pd.DataFrame | None) -> Measurement:
-    """Claim C6 from the paired cells of :func:`covid_lib.report_depth.ablation_cells` (no chain
+    """Claim C6 from the paired cells of :func:`covid_lib.report.depth.ablation_cells` (no chain
     against the chain, on the same images); headline: the median off-diagonal ΔAUC."""
-    from covid_lib import report_depth as rd
+    from covid_lib.report import depth as rd
 
     if cells is None or cells.empty or "diff" not in cells or cells["diff"].isna().all():
         return not_yet("preprocessing_ablation", "no pair of records with and without the chain yet")

@@ -1,8 +1,8 @@
 """Tables and figures of the planted confounder (chapter 10, "A planted confounder").
 
-The chain's side (:mod:`covid_lib.planted`: residue and linear probe per step) and the CNN side
+The chain's side (:mod:`covid_lib.analysis.planted`: residue and linear probe per step) and the CNN side
 (records of the ``planted`` grid, :mod:`covid_lib.runs.planted`: test AUC unmarked / marked /
-flipped, epochs to learn the mark). Records are found by run id (:func:`covid_lib.report_records.spec_records`);
+flipped, epochs to learn the mark). Records are found by run id (:func:`covid_lib.report.records.spec_records`);
 a missing record stays a row, a model that did not learn is labelled so.
 
 Example:
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report_records import has_record
+from covid_lib.report.records import has_record
 from covid_lib.runs.planted import VARIANTS, variant_set
 
 RUN_COLUMNS = ["mark", "pipeline", "status", "variant", "n", "auc", "auc_low", "auc_high", "run_id"]
@@ -31,7 +31,7 @@ def _fmt(row, key: str) -> str:
 
 # ------------------------------------------------------------------------------------- the chain
 def residue_display(table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`covid_lib.planted.planted_summary` for reading: one row per mark and step."""
+    """:func:`covid_lib.analysis.planted.planted_summary` for reading: one row per mark and step."""
     if table.empty:
         return pd.DataFrame()
     return pd.DataFrame({
@@ -46,7 +46,7 @@ def residue_display(table: pd.DataFrame) -> pd.DataFrame:
 
 def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
     """One image through each step (columns): unmarked, then per mark the marked output and
-    ``diff_gain`` x |marked - unmarked| (rows). ``arrays``: mark -> :class:`~covid_lib.planted.PlantedArrays`."""
+    ``diff_gain`` x |marked - unmarked| (rows). ``arrays``: mark -> :class:`~covid_lib.analysis.planted.PlantedArrays`."""
     import matplotlib.pyplot as plt
 
     first = next(iter(arrays.values()))
@@ -73,9 +73,9 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
 
 # ---------------------------------------------------------------------------------------- the runs
 def planted_records(specs, results=None) -> pd.DataFrame:
-    """:func:`~covid_lib.report_records.spec_records` of ``specs`` (e.g. ``grid_specs("planted", profile)``)
+    """:func:`~covid_lib.report.records.spec_records` of ``specs`` (e.g. ``grid_specs("planted", profile)``)
     with each run's ``mark`` (its ``RunSpec.plant``), also for missing records."""
-    from covid_lib.report_records import spec_records
+    from covid_lib.report.records import spec_records
 
     specs = list(specs)
     records = spec_records(specs, results)
@@ -88,7 +88,7 @@ def _metrics(path) -> dict:
 
 
 def run_long(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per planted record (:func:`~covid_lib.report_records.spec_records` plus a ``mark``
+    """One row per planted record (:func:`~covid_lib.report.records.spec_records` plus a ``mark``
     column, or records whose spec has one) and test variant: AUC with its patient-cluster interval
     (threshold-free; the paper's 0.5 rule's row). Missing records keep their rows with NaN."""
     rows = []

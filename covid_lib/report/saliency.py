@@ -1,7 +1,7 @@
 """Tables and figures of the saliency chapter ("Where the model looks").
 
-For every recorded model of a list of specs (:func:`covid_lib.report_records.spec_records`), the
-COVID+ saliency maps of test images of every source (:mod:`covid_lib.saliency`), grouped by
+For every recorded model of a list of specs (:func:`covid_lib.report.records.spec_records`), the
+COVID+ saliency maps of test images of every source (:mod:`covid_lib.analysis.saliency`), grouped by
 whether the model was trained on the source (``trained on``), saw it only in its pneumonia
 pre-training (``pre-trained on``) or never saw it (``unseen``); the in-lung share beside the
 uniform baseline, the excess over it, the effect of pre-processing (pipeline ``none`` against its
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.saliency import SaliencyResult, excess_difference, model_saliency, share_summary
+from covid_lib.analysis.saliency import SaliencyResult, excess_difference, model_saliency, share_summary
 
 MODEL_KEYS = ["arch", "pretrain", "pipeline", "composition", "seed", "run_id", "status"]
 SEEN_ORDER = ("trained on", "pre-trained on", "unseen")
@@ -29,10 +29,10 @@ SEEN_ORDER = ("trained on", "pre-trained on", "unseen")
 # --------------------------------------------------------------------------------------- inputs
 def saliency_rows(data_root: str | os.PathLike | None = None, *, n_images: int | None = 40, seed: int = 0,
                   split_seed: int = 0) -> pd.DataFrame:
-    """Test images of every source (:func:`covid_lib.embed.feature_rows`: the sets of Fig. 3 and
+    """Test images of every source (:func:`covid_lib.analysis.embed.feature_rows`: the sets of Fig. 3 and
     Hannover), at most ``n_images`` per source, stratified by label and seeded."""
     from covid_lib.data import limit_rows
-    from covid_lib.embed import feature_rows
+    from covid_lib.analysis.embed import feature_rows
 
     rows = feature_rows(data_root, split_seed=split_seed)
     return limit_rows(rows, n_images, seed=seed, by=("source",)).reset_index(drop=True)
@@ -65,7 +65,7 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
 
     Returns:
         ``(per_image, results, status)``: one row per model and image (the model's keys,
-        ``did_not_learn``, ``seen`` and :class:`covid_lib.saliency.SaliencyResult`'s table), the
+        ``did_not_learn``, ``seen`` and :class:`covid_lib.analysis.saliency.SaliencyResult`'s table), the
         results by run id, and one row per model with ``state`` (``done``, ``did not learn``,
         ``missing``, ``failed`` or ``no checkpoint``).
     """
@@ -96,7 +96,7 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
 # ---------------------------------------------------------------------------------------- tables
 def summary_table(per_image: pd.DataFrame, *, by: str = "seen", n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """One row per model and test group (``by``: ``seen`` or ``source``) with
-    :func:`covid_lib.saliency.share_summary`'s columns, ``did_not_learn`` and the sources in it."""
+    :func:`covid_lib.analysis.saliency.share_summary`'s columns, ``did_not_learn`` and the sources in it."""
     rows = []
     for keys, t in per_image.groupby([*MODEL_KEYS, "did_not_learn", by], sort=False):
         rows.append({**dict(zip([*MODEL_KEYS, "did_not_learn", "group"], keys)), "by": by,

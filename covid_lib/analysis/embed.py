@@ -33,7 +33,7 @@ import torch
 
 from covid_lib import stats
 from covid_lib.metrics import Estimate
-from covid_lib.verdicts import Verdict
+from covid_lib.analysis.verdicts import Verdict
 
 #: The sets of the figure: Table I's four stand-ins and the unseen Hannover hospital.
 SETS = ("CORDA", "COVID-ChestXRay", "ChestXRay", "RSNA", "Hannover")

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report import _color
-from covid_lib.report_training import run_row
+from covid_lib.report.common import _color
+from covid_lib.report.training import run_row
 from covid_lib.stats import bootstrap_ci, weighted_auc
 
 #: Where each COVID- source is found in a record's scores: the test set that borrows it.
@@ -178,7 +178,7 @@ def plot_mean_images(images: dict[str, np.ndarray], sources: np.ndarray, *, side
     """The mean down-sampled image per source (rows) and step (columns): what the probe averages."""
     import matplotlib.pyplot as plt
 
-    from covid_lib.shortcuts import image_features
+    from covid_lib.analysis.shortcuts import image_features
 
     names = sorted(set(sources))
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.6 * len(images), 1.6 * len(names)), squeeze=False)

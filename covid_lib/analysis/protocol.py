@@ -8,7 +8,7 @@ fields, so text and code cannot differ. :func:`protocol_hash` (sha256 of the can
 :data:`PROTOCOL` and the constants) goes into every verdict; ``book check`` fails when the
 committed page was generated from another protocol.
 
-The claims are those of Tartaglione et al. 2020 (Sec. IV; :data:`covid_lib.verdicts.CLAIMS`):
+The claims are those of Tartaglione et al. 2020 (Sec. IV; :data:`covid_lib.analysis.verdicts.CLAIMS`):
 C1 Table II (Sec. IV-A), C2 pre-training and specificity (Sec. IV-A), C3 depth and Conv8
 (Sec. IV-D), C4 features by source (Fig. 3, Sec. IV-C), C5 the 15-image test (Table IV,
 Sec. IV-E), C6 the pre-processing chain (Sec. IV-C).

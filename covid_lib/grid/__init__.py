@@ -23,7 +23,7 @@ retrained, so a stopped grid resumes where it stopped.
   validation images, each mark x pipeline (``none``, ``paper``), resnet18 from scratch, seed 0.
 
 Executors (:func:`run_grid`): ``local`` computes each run in this process; ``ray`` runs each as a
-Ray task (:mod:`covid_lib.grid_ray`) on a local instance or a cluster. Either way the driver writes
+Ray task (:mod:`covid_lib.grid.ray_executor`) on a local instance or a cluster. Either way the driver writes
 the records (workers need no shared disk) and the checkpoints (to the cache, or ``storage``). A
 failing run prints one line and leaves its traceback in the cache
 (:func:`covid_lib.runs.failure_path`), never in the records' folder; the others go on, and the
@@ -300,7 +300,7 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     if executor == "local":
         _run_local(todo, tracker, data_root=data_root, device=device, storage=storage)
     elif todo:
-        from covid_lib.grid_ray import run_ray
+        from covid_lib.grid.ray_executor import run_ray
 
         run_ray(todo, tracker, lambda s: failed_pretraining(s, tracker.report.failed), address=address,
                 data_root=data_root, device=device, storage=storage)

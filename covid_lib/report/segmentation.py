@@ -5,7 +5,7 @@ The masks and scores come from :mod:`covid_lib.segment` (:func:`~covid_lib.segme
 :func:`~covid_lib.segment.summarize`); this module turns them into per-group tables with 95%
 intervals (the patient bootstrap of :func:`covid_lib.stats.bootstrap_ci`), draws their
 distributions, overlays predicted and reference masks, averages where the two disagree, and
-gathers the chapter's key numbers (:func:`key_numbers`). Figures are built without pyplot, as in :mod:`covid_lib.report`.
+gathers the chapter's key numbers (:func:`key_numbers`). Figures are built without pyplot, as in :mod:`covid_lib.report.common`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from covid_lib.report import SOURCE_COLORS
+from covid_lib.report.common import SOURCE_COLORS
 from covid_lib.stats import bootstrap_ci
 
 #: Display names of the score columns of :func:`covid_lib.segment.score_images`.
@@ -213,8 +213,8 @@ def key_numbers(held_table: pd.DataFrame, v7_table: pd.DataFrame, counts: pd.Dat
         held_table: :func:`score_table` of the held-out Montgomery/Shenzhen scores (``dice``).
         v7_table: :func:`score_table` of the V7 scores (``dice``, ``coverage``, ``precision``;
             group ``"all"``).
-        counts: :func:`covid_lib.report_chain.rejection_counts` of ``diag``.
-        diag: :func:`covid_lib.report_chain.chain_diagnostics`.
+        counts: :func:`covid_lib.report.chain.rejection_counts` of ``diag``.
+        diag: :func:`covid_lib.report.chain.chain_diagnostics`.
     """
     key = {f"held-out Dice, {g}": format_ci(held_table, g, "dice") for g in held_table["group"].unique()}
     key.update({f"V7 {m}, all views": format_ci(v7_table, "all", m) for m in ("dice", "coverage", "precision")})

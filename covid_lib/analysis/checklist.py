@@ -2,13 +2,13 @@
 
 Each :class:`Item` asks one question a reader should put to such a paper, says in a sentence or
 two why it matters, and names its :class:`Evidence` in this book: the chapter that shows the
-hurdle, what in that chapter to look at, and the function of :mod:`covid_lib.report_checklist`
+hurdle, what in that chapter to look at, and the function of :mod:`covid_lib.report.checklist`
 that computes the number behind it from data or run records (never typed in). The hurdles are
 those of Tartaglione et al. 2020 (Sec. II "potential issues", Sec. III-C, Sec. IV) and of Ben
 Ahmed et al. 2021 (seen against unseen sources, Grad-CAM).
 
 How the three papers, the main paper's code and this book answer each item are judgements from
-reading, not metrics: they live in :mod:`covid_lib.checklist_ratings`, each with a short quote of
+reading, not metrics: they live in :mod:`covid_lib.analysis.checklist_ratings`, each with a short quote of
 the text it rests on (:func:`ratings`).
 
 Example:
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from covid_lib.checklist_ratings import LEVELS, Rating  # noqa: F401 (re-exported)
+from covid_lib.analysis.checklist_ratings import LEVELS, Rating  # noqa: F401 (re-exported)
 
 #: The ratings a paper can get on an item. "no": the text shows the practice absent or contrary
 #: (e.g. a split by image, a metric on 15 images without an interval); "not reported": the text
@@ -36,8 +36,8 @@ class Evidence:
     Attributes:
         doc: the chapter's file stem (``05_cross_dataset``), linked as ``{doc}`` from the chapters.
         shows: what in that chapter to look at (a section, table or figure).
-        measure: the name of the function of :mod:`covid_lib.report_checklist` that computes the
-            number; it returns a :class:`covid_lib.report_checklist.Measurement`, "not yet
+        measure: the name of the function of :mod:`covid_lib.report.checklist` that computes the
+            number; it returns a :class:`covid_lib.report.checklist.Measurement`, "not yet
             measured" when its records or tables are missing.
         also: further chapters with related evidence.
     """
@@ -177,9 +177,9 @@ def paper(key: str) -> Paper:
 
 
 def ratings(given: tuple[Rating, ...] | None = None) -> tuple[Rating, ...]:
-    """``given`` (default: every rating, :data:`covid_lib.checklist_ratings.RATINGS`), checked to
+    """``given`` (default: every rating, :data:`covid_lib.analysis.checklist_ratings.RATINGS`), checked to
     cover each paper x item once."""
-    from covid_lib import checklist_ratings
+    from covid_lib.analysis import checklist_ratings
 
     given = checklist_ratings.RATINGS if given is None else given
     seen = {(r.paper, r.item) for r in given}

@@ -6,7 +6,7 @@ The report maps images "before and after applying our Neural Network" with a SOM
 t-SNE and reads from the pictures that "initially the model was focused on differentiating two
 data sets" while the latent representation "is more structured, separating the different
 diseases into clusters". A picture is not a measurement, so this module fits a seeded MiniSom on
-the prepared features (:func:`covid_lib.embed.prepare_features`) and measures, per target column
+the prepared features (:func:`covid_lib.analysis.embed.prepare_features`) and measures, per target column
 (``source``, ``label``, ``age_group``):
 
 - **purity**: each node's share of its majority class, averaged over nodes weighted by their
@@ -24,8 +24,8 @@ the prepared features (:func:`covid_lib.embed.prepare_features`) and measures, p
   comparable across targets with different numbers and sizes of classes;
 - the map's quantisation and topographic errors, U-matrix and hits per node and source.
 
-The t-SNE is :func:`covid_lib.embed.tsne_embedding`; features are
-:func:`covid_lib.embed.encoder_features`.
+The t-SNE is :func:`covid_lib.analysis.embed.tsne_embedding`; features are
+:func:`covid_lib.analysis.embed.encoder_features`.
 
 Example:
     >>> import numpy as np
@@ -95,10 +95,10 @@ def stratified_cap(rows: pd.DataFrame, cap: int | None, by: list[str], *, seed: 
 def landscape_rows(splits: pd.DataFrame, *, per_source: int | None = 80, split: str = "test", seed: int = 0,
                    sources: tuple[str, ...] = SOURCES) -> pd.DataFrame:
     """The ``split`` images of ``sources`` (frontal; Cohen copies of Hannover images left out, as in
-    :func:`covid_lib.shortcuts.probe_rows`), at most ``per_source`` per source stratified by COVID
+    :func:`covid_lib.analysis.shortcuts.probe_rows`), at most ``per_source`` per source stratified by COVID
     label and age group, with ``label`` (COVID; the TB and pneumonia sets are COVID-) and
     ``age_group`` (:func:`age_group`)."""
-    from covid_lib.shortcuts import probe_rows
+    from covid_lib.analysis.shortcuts import probe_rows
 
     m = probe_rows(splits[splits["split"] == split], per_source=None, sources=sources)
     m = m.assign(label=m["covid"].fillna(0).astype(int), age_group=age_group(m["age"], m["source"]))

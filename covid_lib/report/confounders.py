@@ -2,7 +2,7 @@
 and what a metadata-only classifier makes of it (Tartaglione et al. 2020, Sec. III "hidden biases").
 
 Plain data in (:func:`covid_lib.data.confounders.confounder_counts`,
-:func:`covid_lib.metadata_baseline.baseline_table`), DataFrames and pyplot-free figures out.
+:func:`covid_lib.analysis.metadata_baseline.baseline_table`), DataFrames and pyplot-free figures out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from covid_lib.data.confounders import FACTORS, level_order
 from covid_lib.metrics import format_estimate
-from covid_lib.report import SOURCE_COLORS
+from covid_lib.report.common import SOURCE_COLORS
 
 _LABELS = (1, 0)
 _LABEL_TEXT = {1: "COVID+", 0: "COVID−"}

@@ -31,8 +31,8 @@ from covid_lib.preprocess import (
     lung_bbox,
     probability_to_mask,
 )
-from covid_lib.report import SOURCE_COLORS
-from covid_lib.report_masks import mask_shape
+from covid_lib.report.common import SOURCE_COLORS
+from covid_lib.report.masks import mask_shape
 
 #: Stored 8-bit grey levels at or above this are "near white": burnt-in text, markers, metal.
 NEAR_WHITE = 250
@@ -178,7 +178,7 @@ def chain_diagnostics(manifest: pd.DataFrame, model, pipeline: Pipeline, *, batc
         >= :data:`NEAR_WHITE`, out of and in the mask) and ``marks_outside``/``marks_inside``
         (the same for the small near-white components of :func:`small_marks`: text, markers),
         ``covid`` (the label, NaN where the source has none) and the
-        :func:`covid_lib.report_masks.mask_shape` columns (``components``, ``side_balance``,
+        :func:`covid_lib.report.masks.mask_shape` columns (``components``, ``side_balance``,
         ``one_lung``, ...).
     """
     rows = []
