@@ -286,3 +286,35 @@ def verdicts_markdown(data: dict | None = None) -> str:
                   f"{c} {d['n_records']} records, {d['records_after_protocol']} after the protocol"
                   for c, d in data["scales"][s]["claims"].items() if d.get("n_records")) for s in scales) + "."]
     return "\n".join(lines)
+
+
+def claim_markdown(claim: str, data: dict | None = None) -> str:
+    """What a chapter shows for ``claim``: the protocol's rule first (estimand, control, rule, as
+    :mod:`covid_lib.analysis.protocol` fixes them), then the outcome judged from the records at each
+    pre-training scale (``book/verdicts.json``, written by ``book judge``), with the deciding
+    estimate, its patient-level interval, the MDE and the models left out."""
+    rule = P.PROTOCOL[claim]
+    data = read_verdicts() if data is None else data
+    lines = [f"**The rule** (protocol `{P.protocol_hash()}`, fixed before the runs at scale were read; "
+             f"paper {rule.section}). *Estimand:* {rule.estimand}. *Control:* {rule.control}. "
+             f"*Decides:* {rule_text_for(claim)}", ""]
+    if not data or data.get("protocol_hash") != P.protocol_hash():
+        return "\n".join(lines + ["*Not judged under this protocol yet: run `python -m covid_lib book judge`.*"])
+    lines += ["| pre-training scale | outcome | deciding estimate [95% CI over patients], MDE; comparisons used / left out |",
+              "|---|---|---|"]
+    for scale in data["scales"].values():
+        d = scale["claims"][claim]
+        lines.append(f"| {scale['label']} | **{d['outcome']}** | {_fmt(d)} |")
+    return "\n".join(lines)
+
+
+def rule_text_for(claim: str) -> str:
+    """The protocol's decision rule for ``claim`` in words."""
+    return P.rule_text(P.PROTOCOL[claim])
+
+
+def show_claim(claim: str, data: dict | None = None) -> None:
+    """Display :func:`claim_markdown` in a notebook (the chapters' verdict cell)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(claim_markdown(claim, data)))
