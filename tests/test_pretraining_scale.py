@@ -72,3 +72,16 @@ def test_claim_markdown_puts_the_rule_before_the_numbers():
     assert judge.rule_text_for("C2") in text and "1 collapsed" in text
     stale = judge.claim_markdown("C2", {**data, "protocol_hash": "other"})
     assert "Not judged under this protocol" in stale and "+0.100" not in stale
+
+
+def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_record, monkeypatch):
+    import covid_lib.grid as grid
+
+    a, b = _spec("kermany_full", 0), _spec("kermany_full", 1)
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: {"g1": [a, b], "g2": [a]}[name])
+    y = np.tile([0, 1], 10)
+    write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 7200.0, "train_images_per_s": 50.0})
+    table = grid.grid_compute(["g1", "g2"], "smoke").set_index("grid")
+    assert table.loc["g1", ["recorded", "missing", "compute (h)"]].tolist() == [1, 1, 2.0]
+    assert table.loc["g2", "compute (h)"] == 2.0
+    assert table.loc["all (each run once)", "compute (h)"] == 2.0
