@@ -150,7 +150,9 @@ def load_manifest(path: str | os.PathLike, *, progress: bool = False) -> AuditMa
     codes, classes = parse_labels(raw["label"])
     rows = pd.DataFrame(index=raw.index)
     rows["image_path"] = [str((path.parent / p.strip()).resolve()) for p in raw["path"]]
-    rows["image_id"] = raw["path"].str.strip()
+    ids = raw["path"].str.strip()
+    repeat = ids.groupby(ids).cumcount()  # a path listed twice is two rows: keep their ids distinct
+    rows["image_id"] = ids.where(repeat == 0, ids + "#" + (repeat + 1).astype(str))
     rows["label"] = codes
     rows["label_name"] = [classes[c] for c in codes]
     notes = []
