@@ -241,17 +241,23 @@ def probe_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd
 
 
 def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
-                 model=None, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 model=None, arrays=None, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sections 4 and 5: the image-statistics probe (thumbnail + histogram,
     :func:`covid_lib.analysis.shortcuts.image_features`) predicting the label and, with two or more
     sources, the source, on the raw image and after the paper's chain; and the lung-mask-shape
     baseline (:func:`covid_lib.analysis.shortcuts.mask_features` of the U-Net's mask) predicting the label.
 
+    ``arrays``: the :func:`chain_arrays` of :func:`probe_rows` computed before (the same images
+    under other labels, e.g. a permutation control); default computed here.
+
     Returns the measure rows and the chain's rejections (``step, source, image_id, reason``).
     """
     rows = probe_rows(manifest, settings.max_images, seed=seed)
-    arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False, model=model,
-                          device=device)
+    if arrays is None:
+        arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False, model=model,
+                              device=device)
+    elif list(arrays.rows["image_path"]) != list(rows["image_path"]):
+        raise ValueError("arrays were computed for other images than this manifest's probe rows")
     jobs = [(step, "label") for step in PROBE_STEPS]
     if rows["source"].nunique() > 1:
         jobs += [(step, "source") for step in PROBE_STEPS]
@@ -259,7 +265,7 @@ def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int 
     out = []
     for step, target in tqdm(jobs, desc="image probes", disable=not progress, leave=False):
         ok = arrays.ok["after the chain" if step == "mask" else step]  # each step on the images it kept
-        used = arrays.rows[ok].reset_index(drop=True)
+        used = rows[ok].reset_index(drop=True)  # labels from the manifest (arrays may be reused)
         if len(used) < MIN_IMAGES or used[target].nunique() < 2:
             continue
         if step == "mask":
@@ -293,9 +299,10 @@ def _source_row(rows: pd.DataFrame, X: np.ndarray, name: str, *, settings: Audit
 
 # -------------------------------------------------------------------------------------- the audit
 def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
-              progress: bool = False) -> dict[str, pd.DataFrame]:
+              arrays=None, progress: bool = False) -> dict[str, pd.DataFrame]:
     """Every measure: ``measures`` (all rows of sections 1-5), ``counts`` (:func:`factor_counts`),
-    ``duplicates`` (pairs) and ``rejections`` (images the chain rejected)."""
+    ``duplicates`` (pairs) and ``rejections`` (images the chain rejected); ``arrays``: see
+    :func:`pixel_probes`."""
     steps = ["metadata factors", "metadata baseline", "leakage", "image probes"]
     bar = tqdm(steps, desc="audit", disable=not progress)
     parts = {}
@@ -309,7 +316,7 @@ def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0
             parts[step], duplicates = leakage(manifest, progress=progress)
         else:
             parts[step], rejections = pixel_probes(manifest, settings=settings, seed=seed, device=device,
-                                                   progress=progress)
+                                                   arrays=arrays, progress=progress)
     measures = pd.concat([p for p in parts.values() if len(p)], ignore_index=True)
     return {"measures": measures, "counts": factor_counts(manifest), "duplicates": duplicates,
             "rejections": rejections}
