@@ -85,6 +85,39 @@ def flagged(findings: pd.DataFrame) -> list[str]:
     return [f"{m} -> {t}" for m, t in zip(findings.loc[findings["flag"], "measure"], findings.loc[findings["flag"], "target"])]
 
 
+def composition_checks(folder: Path, *, n_boot: int, seed: int) -> dict:
+    """On each of the book's compositions exported as a manifest (patient = the book's patient
+    group; original sizes and formats from the manifest): the audit's metadata baselines against
+    the chapter's (:func:`covid_lib.analysis.metadata_baseline.baseline_table`, own test set), and
+    which metadata factors the audit flags."""
+    from covid_lib.analysis.metadata_baseline import baseline_table
+    from covid_lib.audit.measures import factor_associations, metadata_baseline
+    from covid_lib.data import COMPOSITIONS, compose
+
+    settings = AuditSettings(image_size=96, side=32, bins=32, max_images=0, n_boot=n_boot)
+    book = {proxies: baseline_table(seed=seed, n_boot=n_boot, proxies=proxies).query("composition == test_set")
+            .set_index("composition") for proxies in (False, True)}
+    out = {}
+    for name in COMPOSITIONS:
+        c = compose(name, seed=seed)
+        m = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
+                          **{k: c[k] for k in ("source", "view", "age", "sex", "date", "split", "orig_width",
+                                               "orig_height", "orig_format", "orig_mode")}})
+        path = folder / f"{name.replace('&', '_')}.csv"
+        m.to_csv(path, index=False)
+        manifest = load_manifest(path)
+        base = metadata_baseline(manifest, settings=settings, seed=seed).set_index("measure")
+        factors = rank_findings(factor_associations(manifest, settings=settings, seed=seed))
+        row = {"flagged factors": list(factors.loc[factors["flag"], "measure"])}
+        for proxies, measure in ((False, "metadata baseline"), (True, "metadata baseline + label proxies")):
+            a, b = base.loc[measure], book[proxies].loc[name]
+            row[measure] = {"audit": [a["value"], a["low"], a["high"]], "chapter": [b["auc"], b["auc_low"], b["auc_high"]],
+                            "equal": bool(np.allclose([a["value"], a["low"], a["high"]], [b["auc"], b["auc_low"], b["auc_high"]],
+                                                      equal_nan=True))}
+        out[name] = row
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=120)
@@ -93,13 +126,18 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=500)
     ap.add_argument("--marks", nargs="*", default=["corner", "gamma"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
     args = ap.parse_args()
-    settings = AuditSettings(image_size=args.image_size, side=16, bins=16, max_images=10 ** 6, n_boot=args.n_boot)
+    settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
     summary: dict = {"settings": vars(args)}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="audit-validation-") as tmp:
         folder = Path(tmp)
+        summary["compositions"] = composition_checks(folder, n_boot=2000, seed=args.seed)
+        if args.only_compositions:
+            print(json.dumps(summary["compositions"], indent=1, default=float))
+            return
         control = load_manifest(control_manifest(folder, args.per_class, args.seed))
         rows = probe_rows(control, settings.max_images, seed=args.seed)
         arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False)

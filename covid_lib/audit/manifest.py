@@ -3,7 +3,8 @@
 A manifest is a CSV with at least ``path`` (image files, absolute or relative to the CSV's
 folder, any format PIL reads) and ``label`` (0/1, or class names: two or more). Optional columns:
 ``patient_id``, ``source`` (or ``site``), ``view``, ``age``, ``sex``, ``date``, ``split``
-(``train``/``val``/``test``). Every problem that makes the audit meaningless is a
+(``train``/``val``/``test``), and for converted copies the original ``orig_width``,
+``orig_height``, ``orig_format``, ``orig_mode`` (else read from the files). Every problem that makes the audit meaningless is a
 :class:`ManifestError` with a one-line message; an unreadable image is listed, not fatal.
 
 :func:`load_manifest` returns the rows in the book's manifest schema (``image_id``,
@@ -28,6 +29,9 @@ from tqdm.std import tqdm
 
 REQUIRED: tuple[str, ...] = ("path", "label")
 OPTIONAL: tuple[str, ...] = ("patient_id", "source", "site", "view", "age", "sex", "date", "split")
+#: The original file's size, format and mode, for images that are converted copies (the book's data
+#: root); when all four are given they replace what the files themselves say.
+ORIGINAL: tuple[str, ...] = ("orig_width", "orig_height", "orig_format", "orig_mode")
 #: Accepted spellings of the three splits.
 SPLIT_NAMES: dict[str, str] = {"train": "train", "training": "train", "val": "val", "valid": "val",
                                "validation": "val", "test": "test", "testing": "test"}
@@ -182,6 +186,13 @@ def load_manifest(path: str | os.PathLike, *, progress: bool = False) -> AuditMa
     if not ok.any():
         raise ManifestError(f"none of the {len(rows)} images could be read (first: {bad[0]['path']}: {bad[0]['reason']})")
     meta = pd.DataFrame([x for x in info if x is not None], index=rows.index[ok])
+    if all(c in raw for c in ORIGINAL):
+        given_orig = raw.loc[ok, list(ORIGINAL)].replace("", np.nan)
+        for c in ORIGINAL:
+            known = given_orig[c].notna()
+            meta.loc[known, c] = pd.to_numeric(given_orig.loc[known, c]) if c in ("orig_width", "orig_height") \
+                else given_orig.loc[known, c]
+        notes.append("original sizes, formats and modes taken from the manifest's orig_* columns")
     rows = rows[ok].join(meta).reset_index(drop=True)
     if rows["label"].nunique() < 2:
         raise ManifestError("the readable images hold one class only: the audit needs at least two")
