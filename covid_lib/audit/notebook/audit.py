@@ -32,6 +32,8 @@ data_root = None  # unused: the manifest names the images (kept for the runner's
 # %config InlineBackend.figure_formats = ["png"]
 import time
 import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 from pathlib import Path
 
 import matplotlib.pyplot as plt
