@@ -171,3 +171,18 @@ def test_smoke_audit_of_a_small_composition(tmp_path, data_root):
 
     record = nbformat.read(out / "audit.ipynb", as_version=4).metadata["hurdles"]
     assert record["chapter"] == "audit" and record["profile"] == "smoke" and len(record["data_version"]) == 16
+
+
+def test_validation_note(tmp_path):
+    import json
+
+    from covid_lib.audit import validation_note
+
+    assert "has not been run" in validation_note(tmp_path / "none.json")
+    v = {"permutations": {"runs": 10, "false_alarms": 1, "measures": 80, "false_alarm_rate_per_measure": 1 / 80,
+                          "audits_with_a_false_alarm": 1},
+         "planted": {"corner": {"flagged": ["image statistics, raw -> label"]}}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert "1 false alarm(s) in 80 measures (1.2% per measure" in note
+    assert "planted corner mark on one class it flagged: image statistics, raw -> label" in note

@@ -9,10 +9,10 @@
 The layer above :mod:`covid_lib.book` (it uses the book's runner), below the command line.
 """
 
-from covid_lib.audit.findings import MARGIN, is_flagged, rank_findings
+from covid_lib.audit.findings import MARGIN, is_flagged, rank_findings, validation_note
 from covid_lib.audit.manifest import AuditManifest, ManifestError, load_manifest, parse_labels
 from covid_lib.audit.measures import SETTINGS, AuditSettings, get_settings, run_audit
 from covid_lib.audit import figures
 
 __all__ = ["MARGIN", "SETTINGS", "AuditManifest", "AuditSettings", "ManifestError", "figures", "get_settings",
-           "is_flagged", "load_manifest", "parse_labels", "rank_findings", "run_audit"]
+           "is_flagged", "load_manifest", "parse_labels", "rank_findings", "run_audit", "validation_note"]

@@ -58,3 +58,34 @@ def rank_findings(measures: pd.DataFrame, *, margin: float = MARGIN) -> pd.DataF
     out["sentence"] = [sentence(r) for _, r in out.iterrows()]
     out["rank"] = np.arange(1, len(out) + 1)
     return out[FINDING_COLUMNS + [c for c in ("n_images", "n_patients", "note") if c in out]].reset_index(drop=True)
+
+
+def validation_note(path=None) -> str:
+    """The audit's validation in a few sentences, from ``bench/audit_validation.json``
+    (``scripts/audit_validation.py``); says so when it was not measured."""
+    import json
+
+    from covid_lib.paths import REPO_ROOT
+
+    path = path or REPO_ROOT / "bench" / "audit_validation.json"
+    try:
+        v = json.loads(open(path).read())
+    except (OSError, ValueError):
+        return "The audit's validation (`scripts/audit_validation.py`) has not been run in this installation."
+    parts = []
+    comps = v.get("compositions", {})
+    if comps:
+        equal = sum(all(r[m]["equal"] for m in ("metadata baseline", "metadata baseline + label proxies"))
+                    for r in comps.values())
+        parts.append(f"On the book's {len(comps)} compositions its metadata baselines equal the chapter's "
+                     f"(AUC and interval) on {equal}; flagged factors: "
+                     + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}" for n, r in comps.items()) + ".")
+    perm = v.get("permutations")
+    if perm:
+        parts.append(f"On {perm['runs']} label permutations of a control without a planted shortcut (Kermany "
+                     f"bacterial vs viral) it raised {perm['false_alarms']} false alarm(s) in {perm['measures']} "
+                     f"measures ({perm['false_alarm_rate_per_measure']:.1%} per measure; "
+                     f"{perm['audits_with_a_false_alarm']} of {perm['runs']} audits with at least one).")
+    for mark, r in v.get("planted", {}).items():
+        parts.append(f"With a planted {mark} mark on one class it flagged: {', '.join(r['flagged']) or 'nothing'}.")
+    return "**Validation** (`scripts/audit_validation.py`). " + " ".join(parts)

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib.audit import figures, get_settings, load_manifest, rank_findings, run_audit
+from covid_lib.audit import figures, get_settings, load_manifest, rank_findings, run_audit, validation_note
 from covid_lib.profiles import resolve_device
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -130,3 +130,4 @@ display(Markdown(
     f"Profile `{profile}`: at most {settings.max_images} images (whole patients) in the pixel probes at "
     f"{settings.image_size} px, {settings.n_boot} bootstrap resamples; seed {seed}. "
     f"Audit computed in {time.perf_counter() - t0:.0f} s. Tables: `findings.csv`, `counts.csv`, `duplicates.csv`."))
+display(Markdown(validation_note()))
