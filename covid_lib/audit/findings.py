@@ -41,6 +41,8 @@ def sentence(row: pd.Series) -> str:
         return f"{row['measure']}: {row['value']:.1%} [{row['low']:.1%}, {row['high']:.1%}] ({row.get('note', '')})"
     what = "the source" if row["target"] == "source" else "the label"
     src = row["measure"]
+    if src.startswith(("metadata baseline", "image statistics", "lung-mask")):
+        src = f"the {src}"  # a predictor, not a column
     chance = f" (chance {row['chance']:.2f})"
     if row.get("flag", False):
         return f"{what} is predictable from {src} at {row['metric']} {est}{chance}"
