@@ -11,7 +11,7 @@
 # %% [markdown]
 # # How deep to go
 #
-# With a hundred or so COVID-positive images, is a bigger network better? Sec. IV-B of
+# With a hundred or so COVID-positive images, is a bigger network better? Sec. IV-D of
 # {cite:t}`tartaglione2020unveiling` trains a ResNet-50 {cite:p}`he2016deep` with the two
 # pre-trained encoders (Table III) and a small network of 8 convolutional layers, *Conv8* (after
 # ALL-CNN-C), and concludes (claim **C3**) that neither is better than ResNet-18: the deeper one

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # The small-test-set trap
 #
-# Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-C) trains a ResNet-18 {cite:p}`he2016deep`
+# Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-E) trains a ResNet-18 {cite:p}`he2016deep`
 # on COVID-ChestXRay {cite:p}`cohen2020covid` as it stood in early April 2020 and tests it on the
 # fixed 15-image test of earlier works (10 COVID+, 5 COVID-): every metric is 1.00 and the DOR
 # infinite. On CORDA the same model has specificity 0.20 and BA 0.56. The paper reads this as

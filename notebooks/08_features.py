@@ -12,7 +12,7 @@
 # # Features by source
 #
 # To explain why models trained on CORDA&ChestXRay or CORDA&RSNA collapse on each other's test
-# sets, {cite:t}`tartaglione2020unveiling` (Sec. IV-A, Fig. 3) draw a t-SNE
+# sets, {cite:t}`tartaglione2020unveiling` (Sec. IV-C, Fig. 3) draw a t-SNE
 # {cite:p}`vandermaaten2008visualizing` of the features of the ChestXRay-pre-trained encoder
 # trained on CORDA&ChestXRay: ChestXRay and CORDA images form separate clusters "regardless of the
 # COVID label" (Fig. 3a), while RSNA and CORDA images "no longer form clear clusters" (Fig. 3b).

@@ -1,4 +1,4 @@
-"""Features by source (Tartaglione et al. 2020, Sec. IV-A, Fig. 3): encoder features, their t-SNE,
+"""Features by source (Tartaglione et al. 2020, Sec. IV-C, Fig. 3): encoder features, their t-SNE,
 and how well source and label can be read off them.
 
 The paper draws a t-SNE of the features of the ChestXRay-pre-trained encoder trained on

@@ -1,4 +1,4 @@
-"""The small-test-set trap (Tartaglione et al. 2020, Sec. IV-C, Table IV): what a "perfect" score on
+"""The small-test-set trap (Tartaglione et al. 2020, Sec. IV-E, Table IV): what a "perfect" score on
 the 15-image COVID-ChestXRay test (10 COVID+, 5 COVID-) can and cannot tell.
 
 Three pieces, all on plain arrays and score tables:

@@ -1,4 +1,4 @@
-"""Table IV of Tartaglione et al. 2020 (Sec. IV-C) from run records, the redraws of a trained
+"""Table IV of Tartaglione et al. 2020 (Sec. IV-E) from run records, the redraws of a trained
 model's 15-image test, and the verdict of claim C5.
 
 - :func:`load_cells`, :func:`table_four`, :func:`seed_summary`: ResNet-18 trained on the
