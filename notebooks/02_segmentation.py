@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Lung segmentation: what the mask removes, and what it keeps
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # The paper's remedy for **hidden dataset biases** is pre-processing (Sec. III-B, Fig. 1-2 of
 # {cite:t}`tartaglione2020unveiling`): equalise the histogram, so that every source has the same
 # grey-level dynamics, then keep only the lungs with a U-Net {cite:p}`ronneberger2015unet` trained

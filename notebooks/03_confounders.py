@@ -11,6 +11,10 @@
 # %% [markdown]
 # # What each composition confounds
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # CORDA, the paper's main dataset, had both labels from one hospital in one fortnight
 # {cite:p}`tartaglione2020unveiling`: whatever a model learned from it, it could not learn the
 # hospital, the scanner or the year. Its public stand-in (the Cohen collection without the April

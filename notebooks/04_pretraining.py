@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Pre-training the encoder
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Tartaglione et al. pre-train the ResNet encoder on a pneumonia task before fine-tuning it on the
 # few COVID-19 images (Sec. III-C, IV-A): on **ChestXRay** (Kermany's pediatric pneumonia set,
 # three classes: normal, bacterial, viral) or on **RSNA** (pneumonia yes/no), both starting from

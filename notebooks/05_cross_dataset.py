@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The cross-dataset matrix
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Table II of {cite:t}`tartaglione2020unveiling` is the paper's central experiment. A ResNet-18
 # {cite:p}`he2016deep` is trained on each of five compositions of Table I, with its encoder
 # trained from scratch or pre-trained on pneumonia (ChestXRay {cite:p}`kermany2018identifying` or

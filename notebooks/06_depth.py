@@ -11,6 +11,10 @@
 # %% [markdown]
 # # How deep to go
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # With a hundred or so COVID-positive images, is a bigger network better? Sec. IV-D of
 # {cite:t}`tartaglione2020unveiling` trains a ResNet-50 {cite:p}`he2016deep` with the two
 # pre-trained encoders (Table III) and a small network of 8 convolutional layers, *Conv8* (after

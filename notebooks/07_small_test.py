@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The small-test-set trap
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-E) trains a ResNet-18 {cite:p}`he2016deep`
 # on COVID-ChestXRay {cite:p}`cohen2020covid` as it stood in early April 2020 and tests it on the
 # fixed 15-image test of earlier works (10 COVID+, 5 COVID-): every metric is 1.00 and the DOR

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Features by source
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # To explain why models trained on CORDA&ChestXRay or CORDA&RSNA collapse on each other's test
 # sets, {cite:t}`tartaglione2020unveiling` (Sec. IV-C, Fig. 3) draw a t-SNE
 # {cite:p}`vandermaaten2008visualizing` of the features of the ChestXRay-pre-trained encoder

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The pre-processing ablation
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # The paper's remedy for hidden dataset biases is its pre-processing chain (Sec. III-B of
 # {cite:t}`tartaglione2020unveiling`, {doc}`02_segmentation`): equalise, keep the lungs, blur the
 # mask's edge. Its evidence that the chain matters is one sentence (claim **C6**): "We ran the

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Shortcuts made visible
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Tartaglione et al. argue that their pre-processing chain (histogram equalisation, a U-Net lung
 # mask blurred by 3 pixels, Sec. III-B, Fig. 1) keeps a classifier from learning "biases" of the
 # source, such as labels, markers and borders. Ben Ahmed et al. (2021) found that a network still

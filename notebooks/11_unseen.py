@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Seen and unseen sources
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Tartaglione et al. test every model on the test split of every composition, but each test set
 # shares its sources with some training set. Ben Ahmed et al. (2021) asked the sharper question:
 # **what happens on a source the model never saw?**

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Where the model looks
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # A saliency map says which parts of an image pushed a classifier towards its answer. Three works
 # behind this study used them, and none of them measured them:
 #

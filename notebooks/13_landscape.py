@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The latent landscape
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # **What the KTH report did.** {cite:t}`panagiotakopoulos2020transfer` pre-train DenseNet-121
 # and ResNet-50 on ChestX-ray14 and fine-tune them on COVID-19 X-rays. To "visualize the effect
 # of the learnt latent representation" they draw self-organising maps {cite:p}`kohonen1990self`

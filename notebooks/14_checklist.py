@@ -11,6 +11,10 @@
 # %% [markdown]
 # # A critical-reading checklist
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # The chapters before this one each take down one hurdle of {cite:t}`tartaglione2020unveiling`.
 # This chapter turns them into questions a reader can put to any paper that detects COVID-19 on
 # chest X-rays, and puts them to the three papers behind this book: the main paper, the README and

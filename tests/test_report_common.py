@@ -9,12 +9,12 @@ from covid_lib.report import common
 def test_answer_box_is_a_myst_admonition_with_the_three_parts():
     box = common.answer_box("Does it work?", "Yes, AUC 0.81 [0.70, 0.93].", "The interval excludes 0.5.")
     text = box.data
-    assert text.startswith("````{important} The answer, up front\n") and text.rstrip().endswith("````")
+    assert text.startswith("````{admonition} The answer, up front\n:class: important\n") and text.rstrip().endswith("````")
     assert "**Question.** Does it work?" in text and "**Answer.** Yes, AUC 0.81 [0.70, 0.93]." in text
     assert "**How sure.** The interval excludes 0.5." in text
     # a verdict picks the admonition's colour
-    assert common.answer_box("q", "a", "s", kind="not reproduced").data.startswith("````{warning}")
-    assert common.answer_box("q", "a", "s", kind="inconclusive").data.startswith("````{note}")
+    assert common.answer_box("q", "a", "s", kind="not reproduced").data.splitlines()[1] == ":class: warning"
+    assert common.answer_box("q", "a", "s", kind="inconclusive").data.splitlines()[1] == ":class: note"
 
 
 def test_show_answer_glues_the_box_and_displays_the_takeaway(monkeypatch):
@@ -23,7 +23,7 @@ def test_show_answer_glues_the_box_and_displays_the_takeaway(monkeypatch):
 
     monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.update({key: (value, display)}))
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
-    common.show_answer("q?", "a.", "sure.")
+    assert common.show_answer("q?", "a.", "sure.") is None
     value, displayed = glued[common.ANSWER_KEY]
     assert "**Answer.** a." in value.data and displayed is False
     assert shown and shown[0].data.startswith("> **Takeaway.** a.") and "**How sure.** sure." in shown[0].data

@@ -385,20 +385,20 @@ def answer_box(question: str, answer: str, how_sure: str, *, kind: str = "import
         question: what the chapter asks, one sentence.
         answer: its answer, with the numbers that give it (formatted from the chapter's variables).
         how_sure: the interval, test or caveat that bounds the answer.
-        kind: the admonition (``important``, ``tip``, ``note``, ``warning``, ...); a verdict name
+        kind: the admonition's class (``important``, ``tip``, ``note``, ``warning``, ...); a verdict name
             (``reproduced``, ``not reproduced``, ``inconclusive``) picks one.
         title: the box's title.
 
     Example:
         >>> print(answer_box("Q?", "A.", "Sure.").data.splitlines()[0])
-        ````{important} The answer, up front
+        ````{admonition} The answer, up front
     """
     from IPython.display import Markdown
 
     kind = _ADMONITION.get(kind, kind)
     body = "\n".join(f"**{label}** {text.strip()}" + "\n"
                      for label, text in (("Question.", question), ("Answer.", answer), ("How sure.", how_sure)))
-    return Markdown(f"````{{{kind}}} {title}\n{body.rstrip()}\n````\n")
+    return Markdown(f"````{{admonition}} {title}\n:class: {kind}\n\n{body.rstrip()}\n````\n")
 
 
 def takeaway(answer: str, how_sure: str):
@@ -411,9 +411,8 @@ def takeaway(answer: str, how_sure: str):
 
 def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "important"):
     """Glue the chapter's answer box under :data:`ANSWER_KEY` (pasted at the top of the page) and
-    display the same answer here as the chapter's closing takeaway.
-
-    Returns the box (IPython Markdown).
+    display the same answer here as the chapter's closing takeaway. Returns nothing, so that a
+    notebook's last line shows the takeaway once (a returned box would render as a code block).
     """
     from IPython.display import display
 
@@ -425,7 +424,6 @@ def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "impor
     else:
         glue(ANSWER_KEY, box, display=False)
     display(takeaway(answer, how_sure))
-    return box
 
 
 def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
