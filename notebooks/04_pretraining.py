@@ -156,7 +156,8 @@ else:
 # *not reproduced* when none lies above and some below (or most below), otherwise *inconclusive*.
 
 # %%
-verdicts.show(rp.verdict_c2(gains))
+c2 = rp.verdict_c2(gains)
+verdicts.show(c2)
 
 # %% [markdown]
 # Whatever the verdict, it is a verdict on *this* pre-training: from random weights, on a few
@@ -165,6 +166,14 @@ verdicts.show(rp.verdict_c2(gains))
 # expect to carry over to a small public reconstruction, and that a specificity difference between
 # two single runs, read off a table without an interval, is not evidence.
 #
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Does pre-training the encoder on pneumonia images raise specificity on COVID-19?", c2)
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]

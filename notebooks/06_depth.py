@@ -150,5 +150,14 @@ c3 = rd.verdict_c3(cells50, cells8)
 display(verdict_table([c3]))
 show_verdict(c3)
 
+# %% [markdown]
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("With a hundred or so COVID-positive images, is a deeper network (ResNet-50) or a small "
+                    "one (Conv8) better than ResNet-18?", c3)
+
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")

@@ -166,4 +166,9 @@ show_verdict(verdict)
 # they say how much of what the encoder encodes is where an image came from.
 
 # %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Do the encoder's features cluster by source rather than by label (Fig. 3)?", verdict)
+
+# %% tags=["hide-input"]
 print(f"chapter computed in {time.time() - started:.0f} s on {dev}")

@@ -150,5 +150,14 @@ c6 = rd.verdict_c6(cells)
 display(verdict_table([c6]))
 show_verdict(c6)
 
+# %% [markdown]
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Without the paper's pre-processing chain (lung segmentation, crop, equalisation), do models do "
+                    "worse on the datasets they were not trained on?", c6)
+
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")

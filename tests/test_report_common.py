@@ -49,3 +49,15 @@ def test_styled_keeps_a_meaningful_index_as_a_column():
     assert list(table.columns) == ["source", "auc"] and list(table["source"]) == ["x", "y"]
     unnamed = common.styled(pd.DataFrame({"v": [1.0]}, index=["profile"])).data
     assert list(unnamed.iloc[0]) == ["profile", 1.0]
+
+
+def test_show_verdict_answer_takes_the_verdicts_words(monkeypatch):
+    from covid_lib.analysis.verdicts import Verdict
+
+    calls = []
+    monkeypatch.setattr(common, "show_answer", lambda q, a, s, kind: calls.append((q, a, s, kind)))
+    v = Verdict("C1", "the claim", "inconclusive", "gap +0.10 [-0.02, +0.20]", "smaller images", "05_cross_dataset")
+    common.show_verdict_answer("Does it?", v)
+    question, answer, sure, kind = calls[0]
+    assert question == "Does it?" and "C1 is **inconclusive**: the claim" in answer
+    assert "gap +0.10 [-0.02, +0.20]" in sure and "smaller images" in sure and kind == "inconclusive"

@@ -426,6 +426,16 @@ def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "impor
     display(takeaway(answer, how_sure))
 
 
+def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
+    """:func:`show_answer` for a chapter that decides a claim: the answer is the verdict
+    (:class:`covid_lib.analysis.verdicts.Verdict`) and its statement (then ``answer``, if given),
+    "how sure" the number that decides it and what differs from the paper; the box's colour
+    follows the verdict."""
+    text = f"{verdict.claim} is **{verdict.verdict}**: {verdict.statement}" + (f" {answer}" if answer else "")
+    sure = f"Decided by {verdict.deciding}. What differs from the paper: {verdict.differs}."
+    show_answer(question, text, sure, kind=verdict.verdict)
+
+
 def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
            percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False):
     """A table for reading: no index column, floats to ``digits``, estimates with their interval.
