@@ -22,6 +22,8 @@ from covid_lib.metrics import format_estimate
 from covid_lib.report.records import has_record
 from covid_lib.runs.planted import VARIANTS, variant_set
 
+EFFECT_COLUMNS = ["mark", "pipeline", "status", "n", "diff", "low", "high", "unmarked_diff", "unmarked_low",
+                  "unmarked_high"]
 RUN_COLUMNS = ["mark", "pipeline", "status", "variant", "n", "auc", "auc_low", "auc_high", "run_id"]
 
 
@@ -178,31 +180,35 @@ def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> 
     """How far the mark moves each planted model's ranking: test AUC *marked* minus *flipped* on the
     same images (the mark on the COVID+ images against the mark on the COVID- ones), with a paired
     patient-cluster bootstrap interval. 0: the model ignores the mark; 1 at most: it ranks by it.
-    One row per record (``mark``, ``pipeline``, ``status``, ``diff``, ``low``, ``high``, ``n``)."""
+    Beside it, *marked* minus *unmarked* (``unmarked_diff``, ``unmarked_low``, ``unmarked_high``):
+    what the mark adds to the AUC the image alone gives. One row per record (:data:`EFFECT_COLUMNS`)."""
     from covid_lib.stats import paired_cluster_bootstrap
 
     rows = []
     for r in records.to_dict("records"):
-        row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "diff": np.nan,
-               "low": np.nan, "high": np.nan, "n": 0}
+        row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "n": 0,
+               **{k: np.nan for k in EFFECT_COLUMNS[3:]}}
         path = r["path"]
         if has_record(path) and (Path(path) / "scores.csv").is_file():
             scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str,
                                                                    "group_id": str})
             row["mark"] = row["mark"] or _metrics(path).get("plant", {}).get("mark")
             base = scores["test_set"].iloc[0].split(" · ")[0]
-            key = ["image_id"]
-            marked = scores[scores["test_set"] == variant_set(base, "marked")].set_index(key)
-            flipped = scores[scores["test_set"] == variant_set(base, "flipped")].set_index(key)
-            both = marked.join(flipped[["score"]], rsuffix="_flipped", how="inner")
+            by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
+            both = by_variant["marked"].merge(
+                by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
+                by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
             if len(both) and both["label"].nunique() == 2:
-                groups = both["group_id"] if "group_id" in both else both["patient_id"]
-                d = paired_cluster_bootstrap(both["label"].to_numpy(), both["score"].to_numpy(),
-                                             both["score_flipped"].to_numpy(), groups.to_numpy(), n_boot=n_boot,
-                                             seed=seed)
-                row.update(diff=float(d.estimate), low=float(d.low), high=float(d.high), n=len(both))
+                groups = (both["group_id"] if "group_id" in both else both["patient_id"]).to_numpy()
+                y = both["label"].to_numpy()
+                for prefix, other in (("", "score_flipped"), ("unmarked_", "score_unmarked")):
+                    d = paired_cluster_bootstrap(y, both["score"].to_numpy(), both[other].to_numpy(), groups,
+                                                 n_boot=n_boot, seed=seed)
+                    row.update({f"{prefix}diff": float(d.estimate), f"{prefix}low": float(d.low),
+                                f"{prefix}high": float(d.high)})
+                row["n"] = len(both)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["mark", "pipeline", "status", "diff", "low", "high", "n"])
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
 def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper",
@@ -225,7 +231,8 @@ def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper",
         hit = effect[(effect["mark"] == mark) & (effect["pipeline"] == pipeline) & effect["diff"].notna()]
         e = hit.iloc[0] if len(hit) else None
     paired = ("" if e is None else
-              f"; marked minus flipped, paired on the same images: {_signed(e['diff'], e['low'], e['high'])}")
+              f"; paired on the same images, marked minus flipped {_signed(e['diff'], e['low'], e['high'])}, "
+              f"marked minus unmarked {_signed(e['unmarked_diff'], e['unmarked_low'], e['unmarked_high'])}")
     if f["auc_high"] < 0.5:
         return head + paired + ": the flipped interval lies under 0.5, so the model ranks by the mark rather than the disease."
     if e is not None and e["low"] > 0:
