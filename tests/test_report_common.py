@@ -27,6 +27,8 @@ def test_show_answer_glues_the_box_and_displays_the_takeaway(monkeypatch):
     value, displayed = glued[common.ANSWER_KEY]
     assert "**Answer.** a." in value.data and displayed is False
     assert shown and shown[0].data.startswith("> **Takeaway.** a.") and "**How sure.** sure." in shown[0].data
+    # a list in the answer stays inside the quote
+    assert common.takeaway("a:\n- x\n- y", "s").data.splitlines()[:3] == ["> **Takeaway.** a:", "> - x", "> - y"]
 
 
 def test_styled_hides_the_index_formats_floats_and_joins_intervals():

@@ -406,7 +406,8 @@ def takeaway(answer: str, how_sure: str):
     Jupyter and in the book (myst-nb renders a code cell's Markdown output as CommonMark)."""
     from IPython.display import Markdown
 
-    return Markdown(f"> **Takeaway.** {answer.strip()}\n>\n> **How sure.** {how_sure.strip()}\n")
+    text = f"**Takeaway.** {answer.strip()}\n\n**How sure.** {how_sure.strip()}"
+    return Markdown("\n".join(f"> {line}".rstrip() for line in text.splitlines()) + "\n")
 
 
 def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "important"):
