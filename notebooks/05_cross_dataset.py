@@ -66,6 +66,7 @@ from covid_lib.report import reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -90,8 +91,8 @@ print("seeds records:", seed_runs["status"].value_counts().to_dict())
 # *failed* (it has no record; its traceback is kept in the cache, `$COVID_LIB_CACHE/failures/`, not
 # among the results) or *missing* (not trained yet).
 
-# %%
-display(table2[["pretrain", "composition", "seed", "status", "run_id"]])
+# %% tags=["hide-output"]
+display(styled(table2[["pretrain", "composition", "seed", "status", "run_id"]]))
 
 # %% [markdown]
 # ## The metadata-only baseline
@@ -105,7 +106,7 @@ display(table2[["pretrain", "composition", "seed", "status", "run_id"]])
 from covid_lib.analysis.metadata_baseline import baseline_table
 
 baseline = baseline_table(data_root, seed=seed, n_boot=n_boot)
-display(baseline.round(3))
+display(styled(baseline))
 
 # %% [markdown]
 # ## Table II, ours beside the paper's
@@ -121,9 +122,9 @@ display(baseline.round(3))
 # Table IV. Table IV's model names no encoder; its CORDA cell equals Table II's ChestXRay row, so
 # it is shown there.
 
-# %%
+# %% tags=["hide-output"]
 long = rp.with_baseline(rr.beside_paper(rr.matrix_long(table2, threshold=threshold)), baseline)
-display(rp.matrix_table(long))
+display(styled(rp.matrix_table(long)))
 
 # %% [markdown]
 # ## Heatmaps: ours beside the paper's
@@ -166,10 +167,8 @@ plt.show()
 
 # %%
 gaps = rp.c1_table(table2, n_boot=n_boot)
-display(gaps.assign(**{"gap [95% CI]": [rr.format_estimate(g, lo, hi) if g == g else "–"
-                                        for g, lo, hi in zip(gaps["gap"], gaps["gap_low"], gaps["gap_high"])]})
-        [["pretrain", "composition", "status", "auc_own", "auc_off", "gap [95% CI]", "n_images_own", "n_patients"]]
-        .round(3))
+display(styled(gaps[["pretrain", "composition", "status", "auc_own", "auc_off", "gap", "gap_low", "gap_high",
+                      "n_images_own", "n_patients"]], intervals={"gap [95% CI]": ("gap", "gap_low", "gap_high")}))
 
 # %% [markdown]
 # The same images, two models: each augmented-composition model against the CORDA-only model of
@@ -180,11 +179,11 @@ display(gaps.assign(**{"gap [95% CI]": [rr.format_estimate(g, lo, hi) if g == g 
 
 # %%
 paired = rp.c1_paired(table2, n_boot=n_boot)
-display(rr.paired_table(paired, "augmented", "CORDA only"))
+display(styled(rr.paired_table(paired, "augmented", "CORDA only")))
 
 # %%
 c1 = rp.verdict_c1(gaps, paired)
-display(verdict_table([c1]))
+display(styled(verdict_table([c1])))
 show_verdict(c1)
 
 # %% [markdown]
@@ -200,7 +199,7 @@ show_verdict(c1)
 headline = pd.concat([table2[table2["composition"].isin(["CORDA", "CORDA&ChestXRay", "COVID-ChestXRay"])],
                       seed_runs], ignore_index=True).drop_duplicates("run_id")
 seed_long = rr.matrix_long(headline, threshold=threshold)
-display(rp.seed_table(rp.seed_stats(seed_long)))
+display(styled(rp.seed_table(rp.seed_stats(seed_long))))
 
 # %% [markdown]
 # ## What the matrix says

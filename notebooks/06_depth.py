@@ -63,6 +63,7 @@ from covid_lib.report import reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -81,10 +82,10 @@ for g, r in records.items():
 # The seven metrics at the paper's threshold (0.5), ours with patient-cluster intervals. Our test
 # sets include COVID-ChestXRay's 15 images, which the paper's Table III does not.
 
-# %%
+# %% tags=["hide-output"]
 paper = rr.paper_long()
 long50 = rr.beside_paper(rr.matrix_long(records["table3"], threshold=threshold), paper)
-display(rp.matrix_table(long50))
+display(styled(rp.matrix_table(long50)))
 
 # %%
 fig = rp.plot_heatmaps(long50, "auc", arch="resnet50", pretrains=("kermany", "nih"),
@@ -104,7 +105,7 @@ if len(table50):
     theirs = rd.paper_depth(paper).set_index(["pretrain", "composition", "test_set"])["paper_diff"]
     table50["paper ΔAUC (III - II)"] = [f"{theirs.get(k, float('nan')):+.2f}" if k in theirs.index else "–"
                                         for k in zip(cells50["pretrain"], cells50["composition"], cells50["test_set"])]
-display(table50)
+display(styled(table50))
 
 # %%
 if cells50["diff"].notna().any():
@@ -119,16 +120,16 @@ print(rr.summary_sentence(rr.paired_summary(cells50), "ResNet-50", "ResNet-18"))
 # a = Conv8, b = ResNet-18 with the same pre-training (none or ChestXRay) and composition.
 
 # %%
-display(rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C3"])
+display(styled(rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C3"]))
 long8 = rr.matrix_long(records["conv8"], threshold=threshold)
 long18 = rr.matrix_long(records["table2"], threshold=threshold)
 quoted = pd.concat([long8, long18[long18["pretrain"] == "nih"]])
 quoted = quoted[(quoted["composition"] == "CORDA") & (quoted["test_set"] == "CORDA")]
-display(rp.matrix_table(quoted, metrics=("balanced_accuracy", "dor", "auc")).assign(arch=quoted["arch"].to_numpy()))
+display(styled(rp.matrix_table(quoted, metrics=("balanced_accuracy", "dor", "auc")).assign(arch=quoted["arch"].to_numpy())))
 
 # %%
 cells8 = rd.depth_cells(records["conv8"], records["table2"], n_boot=n_boot)
-display(rr.paired_table(cells8, "conv8", "resnet18"))
+display(styled(rr.paired_table(cells8, "conv8", "resnet18")))
 if cells8["diff"].notna().any():
     fig = rd.plot_paired(cells8, title="Conv8 minus ResNet-18, AUC")
     plt.show()
@@ -147,7 +148,7 @@ print(rr.summary_sentence(rr.paired_summary(cells8), "Conv8", "ResNet-18"))
 
 # %%
 c3 = rd.verdict_c3(cells50, cells8)
-display(verdict_table([c3]))
+display(styled(verdict_table([c3])))
 show_verdict(c3)
 
 # %% [markdown]

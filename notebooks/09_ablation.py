@@ -61,6 +61,7 @@ from covid_lib.report import records as rr
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 pd.set_option("display.max_colwidth", None)
@@ -87,8 +88,8 @@ paper = rr.paper_long()
 same_cell = paper[(paper["paper_table"] == "II") & (paper["pretrain"] == "kermany")
                   & (paper["composition"] == "CORDA&ChestXRay") & paper["test_set"].isin(["CORDA", "CORDA&ChestXRay"])]
 quoted = rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C6"]
-display(quoted)
-display(same_cell[["paper_table", "pretrain", "composition", "test_set", "balanced_accuracy", "dor", "auc"]])
+display(styled(quoted))
+display(styled(same_cell[["paper_table", "pretrain", "composition", "test_set", "balanced_accuracy", "dor", "auc"]]))
 corda = same_cell[same_cell["test_set"] == "CORDA"].iloc[0]
 display(Markdown(
     f"On the same test set (CORDA) the paper's own numbers read: without the chain BA "
@@ -107,7 +108,7 @@ display(Markdown(
 cells = rd.ablation_cells(without, with_chain, n_boot=n_boot)
 long_without = rr.matrix_long(without, threshold=threshold)
 long_with = rr.matrix_long(with_chain, threshold=threshold)
-display(rd.ablation_table(long_without, long_with, cells))
+display(styled(rd.ablation_table(long_without, long_with, cells)))
 
 # %% [markdown]
 # The paper's example, ours: ChestXRay (kermany) encoder, trained on CORDA&ChestXRay, without the
@@ -147,7 +148,7 @@ if cells["diff"].notna().any():
 
 # %%
 c6 = rd.verdict_c6(cells)
-display(verdict_table([c6]))
+display(styled(verdict_table([c6])))
 show_verdict(c6)
 
 # %% [markdown]
