@@ -207,7 +207,7 @@ fig = rs.plot_intervals(masks, "composition", value="auc",
 # widest. What the masks of this run say:
 
 # %% tags=["hide-input"]
-display(Markdown(sc.mask_sentence(masks)))
+display(Markdown(rs.mask_sentence(masks)))
 #
 # ## 3. Age as a shortcut, read from the run records
 #
