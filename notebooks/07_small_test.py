@@ -60,6 +60,7 @@ from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import get_profile, resolve_device
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 dev = resolve_device(device)
@@ -70,7 +71,7 @@ seed_specs = [s for s in grid_specs("seeds", profile, data_root=data_root) if s.
 ids = {s.run_id for s in specs}
 cells = rst.load_cells(specs + [s for s in seed_specs if s.run_id not in ids])
 cells.sort(key=lambda c: (["none", "kermany", "nih"].index(c.pretrain), c.seed))
-display(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells]))
+display(styled(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells])))
 
 # %% [markdown]
 # ## How wide is "perfect"?
@@ -84,7 +85,7 @@ display(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, 
 
 # %% tags=["hide-input"]
 perfect = st.perfect_score_table(alpha=alpha, n_boot=n_boot, seed=seed)
-display(perfect.round(3))
+display(styled(perfect))
 ba_floor, auc_floor = perfect.query("metric == 'balanced_accuracy'")["low"].iloc[-1], \
     perfect.query("metric == 'auc'")["low"].iloc[-1]
 print(f"A model with true sensitivity 0.90 and specificity 0.80 scores 15/15 in "
@@ -103,9 +104,9 @@ fig = rst.plot_chance_of_perfect()
 # missing record or a run that did not learn is shown as such.
 
 # %% tags=["hide-input"]
-display(rst.table_four(cells))
+display(styled(rst.table_four(cells)))
 print("Seeds (mean ± SD over the seeds that learned; the intervals above are per seed):")
-display(rst.seed_summary(cells, seeds=get_profile(profile).seeds))
+display(styled(rst.seed_summary(cells, seeds=get_profile(profile).seeds)))
 
 # %% [markdown]
 # ## Redrawing the 15 images
@@ -137,7 +138,7 @@ for c in cells:
     if c.seed == 0 and c.result is None:
         print(f"{c.pretrain}: record {c.state}, no redraws")
 if analyses:
-    display(rst.analysis_table(analyses))
+    display(styled(rst.analysis_table(analyses)))
     fig = rst.plot_redraws(analyses, seed=redraw_seed)
 
 # %% [markdown]
@@ -151,9 +152,9 @@ if analyses:
 # %% tags=["hide-input"]
 snapshot = stand_in_rows(global_splits(data_root), "COVID-ChestXRay")
 print(f"COVID-ChestXRay stand-in (PA, first seen up to {SNAPSHOT_DATE}), all splits:")
-display(rst.label_profile(snapshot))
+display(styled(rst.label_profile(snapshot)))
 print("its test patients (the redraw pool):")
-display(rst.label_profile(snapshot[snapshot["split"] == "test"]))
+display(styled(rst.label_profile(snapshot[snapshot["split"] == "test"])))
 
 # %% [markdown]
 # ## Verdict on C5
@@ -175,7 +176,7 @@ differs = (f"our COVID-ChestXRay is a stand-in rebuilt from git dates ({len(snap
 headline_cell = next((c for c in cells if c.pretrain == headline and c.seed == 0), None)
 headline_analysis = next((a for k, a in analyses.items() if k.split(" ")[0] == headline), None)
 verdict = rst.c5_verdict(headline_analysis, headline_cell, differs)
-display(verdict_table([verdict]))
+display(styled(verdict_table([verdict])))
 show_verdict(verdict)
 
 # %% [markdown]

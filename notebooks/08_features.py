@@ -63,6 +63,7 @@ from covid_lib.grid import grid_specs
 from covid_lib.profiles import resolve_device
 from covid_lib.runs import checkpoint_path, is_finished, load_result
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 dev = resolve_device(device)
@@ -80,7 +81,7 @@ for name, spec in encoders.items():
         "missing" if not done else "no checkpoint"
     states.append({"encoder": name, "run": spec.run_id, "state": state})
 states = pd.DataFrame(states)
-display(states)
+display(styled(states))
 available = {n: encoders[n] for n, s in zip(states["encoder"], states["state"]) if s in ("done", "did not learn")}
 
 # %% [markdown]
@@ -134,7 +135,7 @@ if embeddings:
 # %% tags=["hide-input"]
 sep = embed.separability_table(features, kept, k=k, n_boot=n_boot, seed=seed) if features else None
 if sep is not None:
-    display(embed.format_separability(sep).rename(columns={"change": "change (after - before)"}))
+    display(styled(embed.format_separability(sep).rename(columns={"change": "change (after - before)"})))
     fig = embed.plot_separability(sep, list(features))
 
 # %% [markdown]
@@ -155,7 +156,7 @@ differs = (f"our encoders start from random weights, pre-trained on a ChestXRay 
            "say which images Fig. 3 shows (here: every test image) nor its t-SNE settings")
 state = states.set_index("encoder").loc[after_name, "state"]
 verdict = embed.c4_verdict(sep, after_name, differs, missing=f"the fine-tuned run {after.run_id} is {state}")
-display(verdict_table([verdict]))
+display(styled(verdict_table([verdict])))
 show_verdict(verdict)
 
 # %% [markdown]

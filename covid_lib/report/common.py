@@ -458,7 +458,7 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
 
     table = df.copy()
     if not index and not (isinstance(table.index, pd.RangeIndex) and table.index.name is None):
-        names = [n if n is not None else "" for n in table.index.names]
+        names = [n if n is not None else " " * i for i, n in enumerate(table.index.names)]  # unique, blank
         table = table.reset_index(names=names, allow_duplicates=True)
     for name, (value, low, high) in (intervals or {}).items():
         position = list(table.columns).index(value)
