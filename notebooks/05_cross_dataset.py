@@ -53,9 +53,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -66,20 +63,14 @@ from covid_lib.report import reproduction as rp
 from covid_lib.data import data_version
 from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
-from covid_lib.report.common import styled
+from covid_lib.report.common import start_chapter, styled
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
-
+started = start_chapter()
 version = data_version(data_root)
-table2 = rr.spec_records(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
-seed_runs = rr.spec_records(grid_specs("seeds", profile, data_root=data_root, data_version=version), results)
-print(f"profile {profile!r}, data version {version}, threshold rule {threshold!r}")
-display(rr.pretraining_sizes(grid_specs("table2", profile, data_root=data_root, data_version=version), results))
-print("table2 records:", table2["status"].value_counts().to_dict())
-print("seeds records:", seed_runs["status"].value_counts().to_dict())
+records = rr.chapter_records(("table2", "seeds"), profile, data_root=data_root, results=results)
+table2, seed_runs = records["table2"], records["seeds"]
+print(f"threshold rule {threshold!r}")
+display(styled(rr.pretraining_sizes(grid_specs("table2", profile, data_root=data_root, data_version=version), results)))
 
 # %% [markdown]
 # ## Which runs are there

@@ -49,9 +49,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -60,21 +57,11 @@ from IPython.display import Markdown, display
 from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
-from covid_lib.data import data_version
-from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
-from covid_lib.report.common import styled
+from covid_lib.report.common import start_chapter, styled
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
-
-version = data_version(data_root)
-records = {g: rr.spec_records(grid_specs(g, profile, data_root=data_root, data_version=version), results)
-           for g in ("table3", "conv8", "table2")}
-for g, r in records.items():
-    print(f"{g}: {r['status'].value_counts().to_dict()}")
+started = start_chapter()
+records = rr.chapter_records(("table3", "conv8", "table2"), profile, data_root=data_root, results=results)
 
 # %% [markdown]
 # ## Table III: ResNet-50, ours beside the paper's

@@ -48,9 +48,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -58,19 +55,12 @@ from IPython.display import Markdown, display
 
 from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
-from covid_lib.data import data_version
-from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
-from covid_lib.report.common import styled
+from covid_lib.report.common import start_chapter, styled
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
-
-version = data_version(data_root)
-without = rr.spec_records(grid_specs("ablation", profile, data_root=data_root, data_version=version), results)
-table2 = rr.spec_records(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
+started = start_chapter()
+records = rr.chapter_records(("ablation", "table2"), profile, data_root=data_root, results=results, quiet=True)
+without, table2 = records["ablation"], records["table2"]
 with_chain = table2.merge(without[["arch", "pretrain", "composition", "seed"]], how="inner")
 print("without the chain:", without["status"].value_counts().to_dict())
 print("with the chain:", with_chain["status"].value_counts().to_dict())

@@ -71,9 +71,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
 from IPython.display import Markdown, display
@@ -84,11 +81,9 @@ from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
 from covid_lib.report.records import has_record
 from covid_lib.runs import results_dir
+from covid_lib.report.common import start_chapter
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
+started = start_chapter()
 
 version = data_version(data_root)
 specs = grid_specs("unseen", profile, data_root=data_root, data_version=version)

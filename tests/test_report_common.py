@@ -63,3 +63,19 @@ def test_show_verdict_answer_takes_the_verdicts_words(monkeypatch):
     question, answer, sure, kind = calls[0]
     assert question == "Does it?" and "C1 is **inconclusive**: the claim" in answer
     assert "gap +0.10 [-0.02, +0.20]" in sure and "smaller images" in sure and kind == "inconclusive"
+
+
+def test_start_chapter_sets_the_display_and_returns_the_time():
+    import time
+
+    with pd.option_context("display.max_rows", 10):
+        started = common.start_chapter(max_rows=123)
+        assert pd.get_option("display.max_rows") == 123 and abs(started - time.time()) < 5
+
+
+def test_chapter_records_reads_each_grid_once_and_counts_its_statuses(tmp_path, capsys):
+    from covid_lib.report.records import chapter_records
+
+    records = chapter_records(("table2",), "smoke", results=tmp_path)
+    assert set(records) == {"table2"} and len(records["table2"]) and (records["table2"]["status"] == "missing").all()
+    assert "table2 records (smoke profile" in capsys.readouterr().out

@@ -488,3 +488,16 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
     if caption:
         styler = styler.set_caption(caption)
     return styler
+
+
+def start_chapter(*, max_rows: int = 300, width: int = 250) -> float:
+    """The common start of a chapter: silence tqdm's "IProgress not found" (progress bars are off),
+    let pandas print whole cells and long tables, and return :func:`time.time` for
+    :func:`provenance`'s elapsed time."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", max_rows)
+    pd.set_option("display.width", width)
+    return time.time()
