@@ -404,15 +404,16 @@ test_sizes = {n: int((data.compose(n, data_root, seed=seed)["split"] == "test").
 smallest, largest = min(test_sizes, key=test_sizes.get), max(test_sizes, key=test_sizes.get)
 leak_pairs = "; ".join(f"{r.patient_id_a} ({r.split_a}) and {r.patient_id_b} ({r.split_b}) in "
                        f"{r['trained on one, tested on the other in']}" for _, r in leaks.iterrows())
-leak_text = (f"**{len(leaks)} of them sit in a composition that trains on one image and tests on the "
-             f"other** ({leak_pairs}): judged by eye different patients whose images share their source's "
-             "framing, a residual risk this audit cannot rule out, not a proven leak"
+leak_text = (f"**{len(leaks)} of them {'sits' if len(leaks) == 1 else 'sit'} in a composition that trains on one "
+             f"image and tests on the other** ({leak_pairs}): by the judgement above (seed 0), different patients "
+             "whose images share their source's framing, a residual risk this audit cannot rule out rather than "
+             "a proven leak"
              if len(leaks) else "none of them sits in a composition that trains on one and tests on the other")
 sizes_text = (f"**The test sets are small**: from {test_sizes[smallest]} images ({smallest}) to "
               f"{test_sizes[largest]} ({largest}); every number needs its interval.")
 crossing = f"{len(audit.patient_leaks)} patients and {len(audit.exact_across)} identical images cross splits"
-audit_text = (f"**Splits are by patient, and audited**: {crossing}, and of the {len(across)} near-duplicate pairs (pHash) that do, {leak_text}. The one "
-              "pair judged to be the same radiograph under two Cohen patient ids (137 and 202) is joined into "
+audit_text = (f"**Splits are by patient, and audited**: {crossing}, and of the {len(across)} near-duplicate pairs "
+              f"(pHash) that do, {leak_text}. The one pair judged to be the same radiograph under two Cohen patient ids (137 and 202) is joined into "
               "one patient group. Splitting by image, as the paper's code did, would put "
               f"{leak.loc['mean', 'share_leaked']:.0%} of the COVID-ChestXRay stand-in's test images "
               f"(range {leak.loc['min', 'share_leaked']:.0%}-{leak.loc['max', 'share_leaked']:.0%} over 10 seeds) "
@@ -424,7 +425,7 @@ report.show_answer(
     f"views differ), the CORDA stand-in is smaller than CORDA, and the test sets hold {test_sizes[smallest]} to "
     f"{test_sizes[largest]} images. Splits are by patient; {crossing}.",
     f"The audit is exact for identical images; of {len(across)} near-duplicate pairs across splits, {len(leaks)} "
-    "could put a test image's look-alike into training and were judged different patients by eye. A split by "
+    "could put a test image's look-alike into training (judged by eye at seed 0: different patients). A split by "
     f"image would leak {leak.loc['mean', 'share_leaked']:.0%} of the test images.")
 
 # %% [markdown]
