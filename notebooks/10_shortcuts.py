@@ -397,18 +397,22 @@ def mark_moves(pipe, prefix=""):
 paper_low = corner["low"].get("paper", float("nan"))
 residue = ("the model still uses the residue the chain lets through (the paired interval lies above 0)"
            if paper_low > 0 else "no use of the mark shows through the chain on these images")
+mark_text = (f"A corner mark planted on the COVID+ images moves a ResNet-18's test AUC (marked minus flipped, same "
+             f"images) by {mark_moves('none')} without the chain and by {mark_moves('paper')} through it (marked "
+             f"minus unmarked: {mark_moves('paper', 'unmarked_')}): {residue}." if corner["diff"].notna().any()
+             else f"The planted-mark runs have no record at the {profile} profile yet.")
 mask_done = masks.dropna(subset=["auc"])
 top_mask = mask_done.loc[mask_done["auc"].idxmax()] if len(mask_done) else None
 mask_text = ("no mask baseline" if top_mask is None else
              f"AUC {format_estimate(top_mask['auc'], top_mask['auc_low'], top_mask['auc_high'])} at most "
              f"({top_mask['composition']})")
+left = (paper_row["balanced_accuracy_low"] > paper_row["chance balanced accuracy"] or paper_low > 0
+        or (top_mask is not None and top_mask["auc_low"] > 0.5))
 report.show_answer(
     "Does the paper's pre-processing chain remove the shortcuts a classifier could take?",
-    f"Not all of them. After the chain, a linear probe names an image's source with balanced accuracy {ba} "
+    ("Not all of them. " if left else "On these images, no shortcut shows after it. ") + f"After the chain, a linear probe names an image's source with balanced accuracy {ba} "
     f"(chance {paper_row['chance balanced accuracy']:.2f}): the source {verdict}. The lung mask alone predicts "
-    f"COVID with {mask_text}. A corner mark planted on the COVID+ images moves a ResNet-18's test AUC (marked "
-    f"minus flipped, same images) by {mark_moves('none')} without the chain and by {mark_moves('paper')} "
-    f"through it (marked minus unmarked: {mark_moves('paper', 'unmarked_')}): {residue}.",
+    f"COVID with {mask_text}. {mark_text}",
     "Intervals resample patients. One seed, one small composition "
     f"({planted_composition}), {profile}-profile models at {image_size} px and two marks chosen by us; "
     "age and source cannot be told apart with these data.")

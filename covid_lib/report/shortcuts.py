@@ -229,9 +229,9 @@ def mask_sentence(masks: pd.DataFrame, *, near_perfect: float = 0.9) -> str:
     lines, done = [], masks[masks["auc"].notna()]
     for r in done.itertuples():
         if r.auc_low > 0.5:
-            word = "the interval lies above 0.5: the mask alone carries part of the label"
+            word = "the interval lies above 0.5, so the mask alone carries part of the label"
         elif r.auc_high < 0.5:
-            word = "the interval lies under 0.5: the mask shape runs against the label"
+            word = "the interval lies under 0.5, so the mask shape runs against the label"
         else:
             word = "the interval holds 0.5, so no evidence that the mask carries the label"
         lines.append(f"- **{r.composition}**: AUC {format_estimate(r.auc, r.auc_low, r.auc_high)}: {word}.")
