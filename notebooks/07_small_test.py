@@ -191,9 +191,10 @@ show_verdict(verdict)
 from covid_lib.analysis.small_test_set import redraw_spread
 from covid_lib.report.common import show_verdict_answer
 
-spread = "; ".join(f"{name}: {redraw_spread(a.per_draw)}" for name, a in analyses.items()) or "no redraws (no record)"
+spread = "; ".join(f"{name}: {redraw_spread(a.per_draw)}" for name, a in analyses.items())
 show_verdict_answer("Is a model near-perfect on the 15-image COVID-ChestXRay test, and does that say anything "
-                    "about COVID-19?", verdict, answer=f"Per model ({n_redraws} redraws from the same test patients), {spread}.")
+                    "about COVID-19?", verdict,
+                    answer=f"Per model ({n_redraws} redraws from the same test patients), {spread}." if spread else "")
 
 # %% tags=["hide-input"]
 print(f"chapter computed in {time.time() - started:.0f} s on {dev}")

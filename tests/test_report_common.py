@@ -62,7 +62,7 @@ def test_show_verdict_answer_takes_the_verdicts_words(monkeypatch):
     common.show_verdict_answer("Does it?", v)
     question, answer, sure, kind = calls[0]
     assert question == "Does it?" and "C1 is **inconclusive**: the claim" in answer
-    assert "gap +0.10 [-0.02, +0.20]" in sure and "smaller images" in sure and kind == "inconclusive"
+    assert "What decides it: gap +0.10 [-0.02, +0.20]" in sure and "smaller images" in sure and kind == "inconclusive"
 
 
 def test_start_chapter_sets_the_display_and_returns_the_time():

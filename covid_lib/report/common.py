@@ -433,7 +433,7 @@ def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
     "how sure" the number that decides it and what differs from the paper; the box's colour
     follows the verdict."""
     text = f"{verdict.claim} is **{verdict.verdict}**: {verdict.statement}" + (f" {answer}" if answer else "")
-    sure = f"Decided by {verdict.deciding}. What differs from the paper: {verdict.differs}."
+    sure = f"What decides it: {verdict.deciding}. What differs from the paper: {verdict.differs}."
     show_answer(question, text, sure, kind=verdict.verdict)
 
 
