@@ -156,8 +156,7 @@ else:
 # *not reproduced* when none lies above and some below (or most below), otherwise *inconclusive*.
 
 # %%
-c2 = rp.verdict_c2(gains)
-verdicts.show(c2)
+verdicts.show(rp.verdict_c2(gains))
 
 # %% [markdown]
 # Whatever the verdict, it is a verdict on *this* pre-training: from random weights, on a few
@@ -171,7 +170,8 @@ verdicts.show(c2)
 # %% tags=["hide-input"]
 from covid_lib.report.common import show_verdict_answer
 
-show_verdict_answer("Does pre-training the encoder on pneumonia images raise specificity on COVID-19?", c2)
+show_verdict_answer("Does pre-training the encoder on pneumonia images raise specificity on COVID-19?",
+                    rp.verdict_c2(gains))
 
 # %% [markdown]
 # ## Provenance
