@@ -1,4 +1,4 @@
-"""Features by source (Tartaglione et al. 2020, Sec. IV-A, Fig. 3): encoder features, their t-SNE,
+"""Features by source (Tartaglione et al. 2020, Sec. IV-C, Fig. 3): encoder features, their t-SNE,
 and how well source and label can be read off them.
 
 The paper draws a t-SNE of the features of the ChestXRay-pre-trained encoder trained on
@@ -33,7 +33,7 @@ import torch
 
 from covid_lib import stats
 from covid_lib.metrics import Estimate
-from covid_lib.analysis.verdicts import Verdict
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 #: The sets of the figure: Table I's four stand-ins and the unseen Hannover hospital.
 SETS = ("CORDA", "COVID-ChestXRay", "ChestXRay", "RSNA", "Hannover")
@@ -271,7 +271,7 @@ def c4_verdict(table: pd.DataFrame | None, encoder: str, differs: str, evidence:
     interval lies above the source interval, or the source interval includes 0.5; inconclusive
     otherwise. Without a table (``missing`` says why) the verdict is inconclusive.
     """
-    statement = "Encoder features cluster by source, not by label (Fig. 3)."
+    statement = CLAIMS["C4"]
     if table is None or encoder not in table:
         return Verdict("C4", statement, "inconclusive", missing or f"no features of {encoder}", differs, evidence)
     t = table.set_index("comparison")
