@@ -243,7 +243,7 @@ else:
 from covid_lib.report.common import show_verdict_answer
 
 show_verdict_answer("Does pre-training the encoder on pneumonia images raise specificity on COVID-19?",
-                    rp.verdict_c2(gains))
+                    judge.protocol_verdict("C2"))
 
 # %% [markdown]
 # ## Provenance

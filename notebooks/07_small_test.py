@@ -36,7 +36,6 @@ data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
 device = "auto"  # re-scoring runs on CUDA when present
 profile = "cpu"  # smoke | cpu | paper: whose records are read (nothing is trained here)
 seed = 0  # bootstrap seed
-headline = "none"  # the pre-training of the cell that decides C5 (the paper's Table IV names none)
 n_redraws = 200  # redrawn 15-image tests per cell
 redraw_seed = 0  # seed of the redraws
 n_boot = 2000  # bootstrap resamples
@@ -51,7 +50,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from covid_lib.report import small_test_set as rst
 from covid_lib.analysis import small_test_set as st
@@ -59,7 +58,7 @@ from covid_lib.data import global_splits
 from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import get_profile, resolve_device
-from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report import judge
 from covid_lib.report.common import styled
 
 started = time.time()
@@ -159,11 +158,13 @@ display(styled(rst.label_profile(snapshot[snapshot["split"] == "test"])))
 # %% [markdown]
 # ## Verdict on C5
 #
-# C5 holds when the fixed 15-image test is near-perfect (AUC at least 0.95 and BA at least 0.9;
-# the paper has 1.00) *and* the set's own test patients score clearly higher than CORDA: the AUC
-# gap between all test images of the set and the CORDA test, with independent patient-cluster
-# bootstraps, has its interval above 0. It is not reproduced when the model is demonstrably not
-# near-perfect on its own test patients and no gap shows; anything else is inconclusive.
+# As the paper's Table IV, C5 is decided by the ChestXRay-pre-trained ResNet-18 trained on
+# COVID-ChestXRay, over all its seeds: the {doc}`../protocol` pools, over seeds, the AUC on the
+# fixed 15-image test minus the AUC on the CORDA test (the claim: near-perfect at home, failing
+# elsewhere), with the AUC on all the set's test patients as the control. A model whose own-test
+# scores collapsed (every score on one side of 0.5) is left out and counted: in our records that
+# is every such model so far, which is why the numbers above matter more than the verdict. The
+# rule first, then the outcome at both pre-training scales:
 
 # %%
 profile_rows = rst.label_profile(snapshot)
@@ -173,11 +174,11 @@ differs = (f"our COVID-ChestXRay is a stand-in rebuilt from git dates ({len(snap
            f"{neg['years']} ({neg['dated before 2020']} before 2020, median age {neg['median age']:.0f} against "
            f"{pos['median age']:.0f}); CORDA is our Cohen stand-in, not the hospital set; models start from random "
            f"weights at {specs[0].input_size} px ({profile} profile), not from ImageNet")
-headline_cell = next((c for c in cells if c.pretrain == headline and c.seed == 0), None)
-headline_analysis = next((a for k, a in analyses.items() if k.split(" ")[0] == headline), None)
-verdict = rst.c5_verdict(headline_analysis, headline_cell, differs)
-display(styled(verdict_table([verdict])))
-show_verdict(verdict)
+print("what differs from the paper:", differs)
+
+# %% tags=["hide-input"]
+judge.show_claim("C5")
+verdict = judge.protocol_verdict("C5")
 
 # %% [markdown]
 # ## Takeaway

@@ -374,7 +374,7 @@ def intensity_summary(per_image: pd.DataFrame) -> pd.DataFrame:
 #: reads in full before it renders the page).
 ANSWER_KEY = "chapter-answer"
 
-_ADMONITION = {"reproduced": "tip", "not reproduced": "warning", "inconclusive": "note"}
+_ADMONITION = {"reproduced": "tip", "not reproduced": "warning", "no detectable effect": "note", "inconclusive": "note"}
 
 
 def answer_box(question: str, answer: str, how_sure: str, *, kind: str = "important",
