@@ -127,8 +127,14 @@ def _per_image(seed: int = 0) -> pd.DataFrame:
                 "seen": seen, "source": source, "image_id": [f"{source}{i}" for i in range(n)],
                 "group_id": [f"{source}{i // 2}" for i in range(n)], "label": rng.integers(0, 2, n),
                 "score": rng.uniform(0, 1, n), "share": base + lift + rng.normal(0, .02, n), "baseline": base,
-                "has_mask": True}))
-    return pd.concat(parts, ignore_index=True)
+                "has_mask": True, "map_status": "measured", "layer": "layer2", "cells": 16}))
+    out = pd.concat(parts, ignore_index=True)
+    # three maps of one model and group place nothing, one image has no mask: counted, not scored
+    lost = out.index[(out["run_id"] == "run-paper") & (out["seen"] == "unseen")][:4]
+    out.loc[lost, "map_status"] = ["no positive mass", "no positive mass", "constant", "no mask"]
+    out.loc[lost, "share"] = np.nan
+    out.loc[lost[3], ["has_mask", "baseline"]] = [False, np.nan]
+    return out
 
 
 def test_summary_effect_and_figures():
@@ -136,7 +142,14 @@ def test_summary_effect_and_figures():
     t = rsal.summary_table(per_image, n_boot=200)
     assert len(t) == 4 and set(t["group"]) == {"trained on", "unseen"}
     assert ((t["share_low"] <= t["share"]) & (t["share"] <= t["share_high"])).all()
+    lossy = t[(t["run_id"] == "run-paper") & (t["group"] == "unseen")].iloc[0]
+    assert (lossy["n_images"], lossy["n"], lossy["n_no_mask"], lossy["n_no_positive_mass"], lossy["n_constant"],
+            lossy["n_not_measurable"]) == (20, 16, 1, 2, 1, 3)
+    assert (t["n"] + t["n_not_measurable"] + t["n_no_mask"] == t["n_images"]).all() and (t["cells"] == 16).all()
     f = rsal.format_summary(t)
+    assert rsal.not_measurable_text(lossy) == "3 of 19 (no positive mass 2, constant 1)"
+    assert "3 of 19 (no positive mass 2, constant 1)" in f["not measurable"].tolist()
+    assert (f["map cells"] == "16x16").all()
     assert (f.loc[t["did_not_learn"].to_numpy(), "learned"] == "NO").all()
     assert f["excess [95% CI]"].str.contains(r"\[").all()
     assert len(rsal.summary_table(per_image, by="source", n_boot=50)) == 4
@@ -191,19 +204,125 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     assert rsal.gallery(rsal.gallery_items(per_image, results, pd.concat([high, low]))) is not None
 
 
-def test_excess_statements_say_where_the_interval_lies_and_name_unmeasurable_models():
-    import pandas as pd
-
-    from covid_lib.report import saliency as rsal
-
+def test_excess_statements_are_worded_from_the_numbers():
     base = dict(arch="resnet18", pretrain=None, pipeline="none", composition="CORDA", did_not_learn=False,
-                group="trained on", baseline=0.3)
+                group="trained on", baseline=0.3, cells=16, n_images=40, n_no_mask=0, n_patients=20)
+    nan = float("nan")
     table = pd.DataFrame([
-        {**base, "share": 0.5, "share_low": 0.45, "share_high": 0.55, "excess": 0.2, "excess_low": 0.1, "excess_high": 0.3},
-        {**base, "share": 0.3, "share_low": 0.2, "share_high": 0.4, "excess": 0.0, "excess_low": -0.1, "excess_high": 0.1},
-        {**base, "share": float("nan"), "share_low": float("nan"), "share_high": float("nan"),
-         "excess": float("nan"), "excess_low": float("nan"), "excess_high": float("nan")},
+        {**base, "n": 40, "n_not_measurable": 0, "share": 0.5, "share_low": 0.45, "share_high": 0.55, "excess": 0.2,
+         "excess_low": 0.1, "excess_high": 0.3},
+        {**base, "n": 38, "n_not_measurable": 2, "share": 0.3, "share_low": 0.2, "share_high": 0.4, "excess": 0.0,
+         "excess_low": -0.1, "excess_high": 0.1},
+        {**base, "n": 0, "n_patients": 0, "n_not_measurable": 40, "share": nan, "share_low": nan, "share_high": nan,
+         "excess": nan, "excess_low": nan, "excess_high": nan},
     ])
-    lines = rsal.excess_statements(table).splitlines()
-    assert "above the uniform baseline" in lines[0] and "not distinguishable" in lines[1]
+    lines = rsal.excess_statements(table, input_size=128, validated=True).splitlines()
+    assert "above the uniform baseline at 16x16 cells (one cell 8 px)" in lines[0]
+    assert "not distinguishable" in lines[1] and "inconclusive" in lines[1] and "2 of 40 maps not measurable" in lines[1]
     assert "not measurable" in lines[2] and "distinguishable" not in lines[2]
+    assert not any("reproduc" in line for line in lines)
+
+
+@pytest.mark.parametrize("excess, low, high, expect, absent", [
+    (-0.10, -0.15, -0.05, "below the uniform baseline", "inconclusive"),
+    (-0.02, -0.08, 0.04, "inconclusive", "below"),
+    (0.00, -0.01, 0.00, "inconclusive", "below"),  # an excess at zero is no finding
+    (0.10, 0.05, 0.15, "above the uniform baseline", "inconclusive"),
+])
+def test_excess_verdict_follows_the_interval(excess, low, high, expect, absent):
+    v = rsal.excess_verdict(excess, low, high, n_measured=60, n_patients=30, n_maps=60, cells=16, validated=True)
+    assert expect in v and absent not in v and "reproduc" not in v
+    assert ("DeGrave" in v) and ("not checked" not in v)
+    assert "not checked on a planted mark" in rsal.excess_verdict(excess, low, high, n_measured=60, n_patients=30,
+                                                                 n_maps=60, cells=16)
+
+
+def test_excess_verdict_refuses_to_conclude_on_too_little():
+    kw = dict(n_maps=40, cells=4)
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=1, **kw).startswith("too few measurable maps")
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=12, **kw).startswith("below")
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=12, min_patients=20, **kw).startswith("too few")
+    assert rsal.excess_verdict(np.nan, np.nan, np.nan, n_measured=0, n_patients=0, **kw).startswith("not measurable")
+    unchecked = rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=30, n_patients=20, validated=False, **kw)
+    assert unchecked.startswith("no conclusion") and "planted mark" in unchecked and "below" not in unchecked
+
+
+# ------------------------------------------------------------------------------ layer and status
+def test_layer_choice_gives_at_least_16_cells():
+    torch.manual_seed(0)
+    r18, c8 = create_model("resnet18", num_classes=2).eval(), create_model("conv8", num_classes=2).eval()
+    assert sal.layer_sides(r18, 128) == {"layer4": 4, "layer3": 8, "layer2": 16, "layer1": 32}
+    assert sal.choose_layer(r18, 128) == ("layer2", 16)  # the deepest with 16x16
+    assert sal.choose_layer(r18, 128, min_cells=8) == ("layer3", 8)
+    assert sal.choose_layer(r18, 64) == ("layer1", 16)  # smoke inputs: one stage shallower
+    assert sal.choose_layer(c8, 128) == ("features", 16)  # Conv8's last map is already 16x16
+    with pytest.raises(ValueError, match="16x16"):
+        sal.choose_layer(c8, 64)
+    assert sal.resolve_layer(r18, 128, None) == ("layer4", 4) == sal.resolve_layer(r18, 128, "cam")
+    assert sal.last_layer(c8) == "features" and sal.target_layer(r18, "layer2") is r18.layer2
+    with pytest.raises(ValueError, match="no saliency layer"):
+        sal.target_layer(r18, "fc")
+    x = torch.randn(2, 1, 64, 64)
+    raw = sal.package_maps(r18, x, "gradcam", layer="layer1")
+    assert raw.shape == (2, 16, 16) and (raw >= 0).all()
+    assert sal.saliency_maps(r18, x, "hirescam", layer="layer1").shape == (2, 64, 64)
+    with pytest.raises(ValueError, match="last feature map"):
+        sal.saliency_maps(r18, x, "cam", layer="layer1")
+
+
+def test_map_status_counts_maps_that_place_nothing():
+    maps = np.zeros((5, 8, 8))
+    maps[1] = 0.7  # constant
+    maps[2, 0, 0] = 1.0  # measured
+    maps[3, 2:4, 2:4] = 2.0  # measured, but its image has no mask
+    maps[4] = 1.0
+    maps[4, 0, 0] = 1.0 + 1e-3  # nearly constant, yet it places something
+    status = sal.map_status(maps, has_mask=np.array([True, True, True, False, True]))
+    assert status.tolist() == ["no positive mass", "constant", "measured", "no mask", "measured"]
+    counts = sal.status_counts(status)
+    assert counts == {"n_measured": 2, "n_no_mask": 1, "n_no_positive_mass": 1, "n_constant": 1, "n_not_measurable": 2}
+
+
+# --------------------------------------------------------------------------- check on a planted mark
+def test_region_box_pads_and_clips():
+    r = np.zeros((2, 16, 16), bool)
+    r[0, 1:3, 2:4] = True
+    box = sal.region_box(r, pad=2)
+    assert box[0].sum() == 5 * 6 and box[0, 0, 0] and box[0, 4, 5] and not box[0, 5, 0]
+    assert not box[1].any()  # no mark left: no box
+
+
+def _check_maps(n: int, inside: float, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    boxes = np.zeros((n, 32, 32), bool)
+    boxes[:, :8, :8] = True  # area share 1/16
+    plain = rng.uniform(0.5, 1.0, (n, 32, 32))
+    marked = plain.copy()
+    marked[:, :8, :8] += inside * rng.uniform(0.5, 1.5, (n, 1, 1))
+    return marked, plain, boxes
+
+
+def test_mark_check_finds_a_map_on_the_mark_and_not_an_even_one():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(20), 2).astype(str)
+    marked, plain, boxes = _check_maps(40, 4.0, rng)
+    c = sal.mark_check(marked, plain, boxes, groups, n_boot=300)
+    assert c["found"] and c["marked_baseline"] == pytest.approx(1 / 16)
+    assert c["marked_share"] > 0.2 and c["marked_excess_low"] > 0 and c["diff_low"] > 0
+    assert abs(c["unmarked_excess"]) < 0.02 and c["marked_n_measured"] == 40
+    even, plain, boxes = _check_maps(40, 0.0, rng)
+    c = sal.mark_check(even, plain, boxes, groups, n_boot=300)
+    assert not c["found"] and c["diff_low"] <= 0 <= c["diff_high"]
+    # maps that place nothing are counted and do not pass as found
+    marked, plain, boxes = _check_maps(40, 4.0, rng)
+    marked[:30] = 0.0
+    c = sal.mark_check(marked, plain, boxes, groups, n_boot=300)
+    assert c["marked_n_no_positive_mass"] == 30 and c["marked_n"] == 10 and c["marked_n_not_measurable"] == 30
+
+
+def test_uses_mark_and_layer_validated():
+    assert rsal.uses_mark(0.76, 0.60) and not rsal.uses_mark(0.58, 0.76) and not rsal.uses_mark(np.nan, 0.2)
+    check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2"], "uses_mark": [True, True, False],
+                          "found": [True, False, False]})
+    assert rsal.layer_validated(check, "layer2") is True and rsal.layer_validated(check, "layer4") is False
+    assert rsal.layer_validated(check[check["uses_mark"] == False], "layer2") is None  # noqa: E712
+    assert rsal.layer_validated(pd.DataFrame(), "layer2") is None
