@@ -183,7 +183,10 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     res = sal.model_saliency(spec, rows, data_root=data_root)
     t = res.table
     assert len(t) > 0 and res.maps.shape == res.masks.shape == res.images.shape == (len(t), 64, 64)
-    assert t["has_mask"].all() and t["share"].between(0, 1).all() and t["baseline"].between(0.02, 0.98).all()
+    assert (res.layer, res.cells) == ("layer1", 16)  # 64 px smoke input: the deepest 16x16 map
+    measured = t["map_status"] == "measured"
+    assert t["has_mask"].all() and t.loc[measured, "share"].between(0, 1).all() and t["baseline"].between(0.02, 0.98).all()
+    assert t.loc[~measured, "share"].isna().all() and set(t["map_status"]) <= set(sal.MAP_STATES)
     # geometry: the paper chain blanks the image outside its mask (blurred, sigma 3 px), so in the
     # model's input nothing bright lies farther than ~3 sigma from the mask we measure with; a
     # mask resized instead of centre-cropped, or not cropped, would leave lung pixels out there
@@ -199,7 +202,8 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     assert set(per_image.loc[per_image["seen"] == "trained on", "source"]) == {"cohen"}
     table = rsal.summary_table(per_image, n_boot=100)
     assert len(table) == 2 and rsal.format_summary(table)["test group"].tolist() == ["trained on", "unseen"]
-    high, low = rsal.extremes(per_image, spec.run_id, k=2)
+    assert (table["n"] + table["n_not_measurable"] + table["n_no_mask"] == table["n_images"]).all()
+    high, low = rsal.extremes(per_image[per_image["map_status"] == "measured"], spec.run_id, k=2)
     assert high["share"].min() >= low["share"].max()
     assert rsal.gallery(rsal.gallery_items(per_image, results, pd.concat([high, low]))) is not None
 
@@ -320,9 +324,42 @@ def test_mark_check_finds_a_map_on_the_mark_and_not_an_even_one():
 
 
 def test_uses_mark_and_layer_validated():
-    assert rsal.uses_mark(0.76, 0.60) and not rsal.uses_mark(0.58, 0.76) and not rsal.uses_mark(np.nan, 0.2)
+    assert rsal.uses_mark(0.05) and not rsal.uses_mark(-0.01) and not rsal.uses_mark(np.nan)
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(40, int), np.ones(40, int)]
+    plain = rng.uniform(0, 1, 80)
+    t = pd.DataFrame({"label": y, "group_id": [f"p{i // 2}" for i in range(80)], "score_unmarked": plain,
+                      "score_marked": np.clip(plain + 0.6, 0, 1)})  # the mark raises every score
+    a = rsal.variant_aucs(t, n_boot=300)
+    assert a["auc_marked"] > 0.85 and a["auc_flipped"] < 0.15 and a["auc_diff_low"] > 0.5
+    assert a["auc_diff"] == pytest.approx(a["auc_marked"] - a["auc_flipped"])
+    blind = rsal.variant_aucs(t.assign(score_marked=plain), n_boot=300)  # a model that ignores it
+    assert blind["auc_diff"] == 0 and not rsal.uses_mark(blind["auc_diff_low"])
     check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2"], "uses_mark": [True, True, False],
                           "found": [True, False, False]})
     assert rsal.layer_validated(check, "layer2") is True and rsal.layer_validated(check, "layer4") is False
     assert rsal.layer_validated(check[check["uses_mark"] == False], "layer2") is None  # noqa: E712
     assert rsal.layer_validated(pd.DataFrame(), "layer2") is None
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_planted_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
+    """The whole check on a smoke planted run: both copies of the same test images, the mark's box
+    in the top-left corner of the input (where the marked image is bright), maps per layer."""
+    from covid_lib import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    spec = runs.RunSpec("CORDA", profile="smoke", pipeline="none", plant="corner").resolved(data_root)
+    runs.run(spec, data_root=data_root, device="cpu", progress=False)
+    res = sal.planted_saliency(spec, data_root=data_root, layers=("auto", None))
+    n, size = len(res.table), spec.input_size
+    assert n > 0 and res.cells == {"layer1": 16, "layer4": 2} and res.images.shape == (n, size, size)
+    for name in res.cells:
+        assert res.marked_maps[name].shape == res.plain_maps[name].shape == res.boxes[name].shape == (n, size, size)
+    box = res.boxes["layer1"]
+    assert box.any(axis=(1, 2)).all() and not box[:, size // 2:, :].any() and not box[:, :, size // 2:].any()
+    assert res.images[box].mean() > res.images[~box].mean()  # the white glyph sits in the box
+    check = sal.mark_check(res.marked_maps["layer1"], res.plain_maps["layer1"], box, res.table["group_id"], n_boot=50)
+    assert check["marked_n_measured"] + check["marked_n_not_measurable"] == n
+    assert 0 < check["marked_baseline"] < 0.25
