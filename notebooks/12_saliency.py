@@ -40,9 +40,15 @@
 #
 # ## Method
 #
-# - **Maps.** Grad-CAM of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
-#   single logit of a two-class softmax is defined only up to a shift shared by both), from the
-#   `grad-cam` package (`pytorch_grad_cam`). The package rescales each map to [0, 1] by its
+# - **Maps.** Two maps of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
+#   single logit of a two-class softmax is defined only up to a shift shared by both). *Grad-CAM*
+#   {cite:p}`selvaraju2017gradcam` from the `grad-cam` package (`pytorch_grad_cam`), at a feature
+#   layer. *Gradient × input* at the input's own resolution (128×128): the input is normalised,
+#   so zero is a uniform mean-grey image, and each pixel's value estimates its contribution to the
+#   log-odds against that image, the one-step form of the expected gradients DeGrave et al. used.
+#   The lung shares use the first of the two, in that order, that passes the check on the
+#   planted mark below (parameter `method`); if neither does, Grad-CAM, and the conclusion says
+#   the maps failed their check. For Grad-CAM, The package rescales each map to [0, 1] by its
 #   minimum and maximum. That moves the map's zero and would change the shares, so we take its
 #   maps before that step and upsample them bilinearly to the model input. Negative evidence is
 #   cut at zero, as Grad-CAM does.
@@ -102,8 +108,8 @@ profile = "cpu"  # the profile whose records and checkpoints are read: smoke | c
 seed = 0  # image sampling and bootstrap seed
 n_images = 40  # test images per source (stratified by label); None: every test image
 n_boot = 2000  # patient-cluster bootstrap resamples
-method = "gradcam"  # gradcam | hirescam | cam (cam: the last feature map only, 4x4 at 128 px)
-layer = "auto"  # "auto": the deepest layer with >= 16x16 cells (layer2 of resnet18 at 128 px); None: the last
+method = "auto"  # auto: the first of gradcam (at layer), gradinput that finds the planted mark; or gradcam | hirescam | gradinput | cam
+layer = "auto"  # auto: the deepest layer with at least 16x16 cells (layer2 of resnet18 at 128 px); else a layer name
 check_planted = True  # check the maps first on the planted corner-mark models (their checkpoints, or retrain them)
 min_patients = 10  # fewer measurable patients in a row: "too few to conclude"
 gallery_k = 4  # images per gallery row group
@@ -169,7 +175,9 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 import numpy as np
 
 check = pd.DataFrame()
-if check_planted and method != "cam":
+candidates = [("gradcam", layer), ("gradinput", None)] if method == "auto" else [(method, layer)]
+views = tuple(dict.fromkeys([*candidates, ("gradcam", "layer3"), ("gradcam", None)]))  # + coarser Grad-CAMs
+if check_planted:
     from covid_lib.runs import checkpoint_path, restore_checkpoint
 
     planted_specs = [s for s in grid_specs("planted", profile, data_root=data_root, data_version=version)
@@ -179,31 +187,36 @@ if check_planted and method != "cam":
         if state in ("done", "did not learn") and not checkpoint_path(s.run_id, storage).is_file():
             restore_checkpoint(s, data_root=data_root, device=device, progress=False, storage=storage)
     check, check_maps = rsal.planted_check(planted_specs, results=results, data_root=data_root, device=device,
-                                           storage=storage, method=method, layers=(layer, "layer3", None),
-                                           n_boot=n_boot, seed=seed)
+                                           storage=storage, views=views, n_boot=n_boot, seed=seed)
     if check.empty or "layer" not in check:
         display(Markdown("No planted corner-mark model recorded at this profile: the maps are unchecked."))
     else:
         display(rsal.check_display(check).style.hide(axis="index"))
+        for run_id, res in check_maps.items():  # a few COVID+ test images, marked, per map
+            pick = np.flatnonzero(res.table["label"].to_numpy() == 1)[:2]
+            items = [(res.images[i], res.marked_maps[key][i], res.boxes[key][i],
+                      f"{key} ({res.cells[key]}x{res.cells[key]})\np={res.table['score_marked'].iloc[i]:.2f}")
+                     for key in res.cells for i in pick]
+            fig = rsal.gallery(items, ncols=4)
+            if fig is not None:
+                fig.suptitle(f"{check.loc[check['run_id'] == run_id, 'pipeline'].iloc[0]} pipeline: marked copies, "
+                             "the mark's box in white", fontsize=8, y=1.02)
+
+# the map the lung shares use: the first candidate whose check passes (else the first candidate)
+verdicts = {}
 if not check.empty and "layer" in check:
-    for run_id, res in check_maps.items():  # a few COVID+ test images, marked, at each layer
-        pick = np.flatnonzero(res.table["label"].to_numpy() == 1)[:3]
-        items = [(res.images[i], res.marked_maps[name][i], res.boxes[name][i],
-                  f"{name} ({res.cells[name]}x{res.cells[name]}), p={res.table['score_marked'].iloc[i]:.2f}")
-                 for name in res.cells for i in pick]
-        fig = rsal.gallery(items, ncols=3)
-        if fig is not None:
-            fig.suptitle(f"{check.set_index('run_id').loc[run_id, 'pipeline'].iloc[0]} pipeline: marked copies, "
-                         "the mark's box in white", fontsize=8, y=1.02)
-chosen_layer = None
-if not check.empty and "layer" in check:
-    chosen_layer = check["layer"].dropna().iloc[0]
-validated = rsal.layer_validated(check, chosen_layer) if chosen_layer else None
-display(Markdown(f"**Check of the maps at `{chosen_layer}`:** " + {
-    True: "they find the planted mark in every model that uses it.",
-    False: "they do **not** find the planted mark in a model that uses it; the lung shares below cannot be read "
-           "as where the model looks.",
-    None: "no planted model that uses its mark could be measured; the maps are unchecked."}[validated]))
+    keys = list(dict.fromkeys(check["layer"].dropna()))[:len(candidates)]  # the candidates' keys, in order
+    verdicts = {k: rsal.layer_validated(check, k) for k in keys}
+passed = [i for i, k in enumerate(verdicts) if verdicts[k]]
+use = passed[0] if passed else 0
+map_method, map_layer = candidates[use]
+chosen = list(verdicts)[use] if verdicts else None
+validated = verdicts.get(chosen) if chosen else None
+display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
+    True: "They find the planted mark in every planted model that uses it.",
+    False: "They do **not** find the planted mark in a model that uses it, and no candidate does; the lung "
+           "shares below cannot be read as where the model looks.",
+    None: "No planted model that uses its mark could be measured; the maps are unchecked."}[validated]))
 
 # %% [markdown]
 # ## The models
@@ -214,7 +227,7 @@ display(Markdown(f"**Check of the maps at `{chosen_layer}`:** " + {
 
 # %%
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
-                                                 storage=storage, method=method, layer=layer)
+                                                 storage=storage, method=map_method, layer=map_layer)
 display(status.drop(columns=["seed"]).style.hide(axis="index"))
 if per_image.empty:
     display(Markdown("**No model could be measured yet**: train the grids `ablation` and `table2` at this profile "
@@ -367,6 +380,6 @@ else:
 
 # %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_images=n_images, n_boot=n_boot,
-                  method=method, layer=layer, check_planted=check_planted, min_patients=min_patients,
+                  method=method, layer=layer, map_method=map_method, check_planted=check_planted, min_patients=min_patients,
                   gallery_k=gallery_k, results=results, storage=storage)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

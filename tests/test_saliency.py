@@ -274,6 +274,29 @@ def test_layer_choice_gives_at_least_16_cells():
         sal.saliency_maps(r18, x, "cam", layer="layer1")
 
 
+def test_gradient_times_input_finds_the_pixel_a_linear_model_weighs():
+    class Linear(torch.nn.Module):  # log-odds = sum(w * x): gradient x input is w * x exactly
+        def __init__(self, w):
+            super().__init__()
+            self.w = w
+
+        def forward(self, x):
+            z = (self.w * x).sum((1, 2, 3))
+            return torch.stack([-z / 2, z / 2], 1)
+
+    w = torch.zeros(1, 1, 8, 8)
+    w[0, 0, 1, 6] = 2.0
+    w[0, 0, 5, 2] = -1.0
+    x = torch.ones(2, 1, 8, 8)
+    x[1] *= -1  # darker than the mean: the same weight now lowers the log-odds
+    m = sal.saliency_maps(Linear(w), x, "gradinput")
+    assert m.shape == (2, 8, 8) and m[0, 1, 6] == pytest.approx(2.0) and m[0].sum() == pytest.approx(2.0)
+    assert m[1, 5, 2] == pytest.approx(1.0) and m[1].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at the input"):
+        sal.saliency_maps(Linear(w), x, "gradinput", layer="layer2")
+    assert sal.resolve_layer(Linear(w), 8, "input") == ("input", 8)
+
+
 def test_map_status_counts_maps_that_place_nothing():
     maps = np.zeros((5, 8, 8))
     maps[1] = 0.7  # constant
@@ -352,14 +375,17 @@ def test_planted_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
     spec = runs.RunSpec("CORDA", profile="smoke", pipeline="none", plant="corner").resolved(data_root)
     runs.run(spec, data_root=data_root, device="cpu", progress=False)
-    res = sal.planted_saliency(spec, data_root=data_root, layers=("auto", None))
+    res = sal.planted_saliency(spec, data_root=data_root, views=(("gradcam", "auto"), ("gradcam", None),
+                                                                  ("gradinput", None)))
     n, size = len(res.table), spec.input_size
-    assert n > 0 and res.cells == {"layer1": 16, "layer4": 2} and res.images.shape == (n, size, size)
+    assert res.cells == {"gradcam · layer1": 16, "gradcam · layer4": 2, "gradinput · input": 64}
+    assert n > 0 and res.images.shape == (n, size, size)
     for name in res.cells:
         assert res.marked_maps[name].shape == res.plain_maps[name].shape == res.boxes[name].shape == (n, size, size)
-    box = res.boxes["layer1"]
+    box = res.boxes["gradcam · layer1"]
     assert box.any(axis=(1, 2)).all() and not box[:, size // 2:, :].any() and not box[:, :, size // 2:].any()
     assert res.images[box].mean() > res.images[~box].mean()  # the white glyph sits in the box
-    check = sal.mark_check(res.marked_maps["layer1"], res.plain_maps["layer1"], box, res.table["group_id"], n_boot=50)
+    key = "gradinput · input"
+    check = sal.mark_check(res.marked_maps[key], res.plain_maps[key], res.boxes[key], res.table["group_id"], n_boot=50)
     assert check["marked_n_measured"] + check["marked_n_not_measurable"] == n
     assert 0 < check["marked_baseline"] < 0.25

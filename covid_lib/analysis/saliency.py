@@ -54,7 +54,7 @@ import torch.nn.functional as F
 
 from covid_lib import stats
 
-METHODS = ("cam", "gradcam", "hirescam")
+METHODS = ("cam", "gradcam", "hirescam", "gradinput")
 COVID_CLASS = 1
 
 
@@ -120,7 +120,10 @@ def target_layer(model: torch.nn.Module, layer: str | None = None) -> torch.nn.M
 def resolve_layer(model: torch.nn.Module, input_size: int, layer: str | None = "auto",
                   min_cells: int = MIN_CELLS) -> tuple[str, int]:
     """``(name, side in cells)`` of the layer a map is taken at: ``"auto"`` is :func:`choose_layer`,
-    None or ``"cam"`` the last feature map, a name that layer."""
+    None or ``"cam"`` the last feature map, ``"input"`` the input itself (``gradinput``), a name
+    that layer."""
+    if layer == "input":
+        return "input", int(input_size)
     sides = layer_sides(model, input_size)
     if layer == "auto":
         return choose_layer(model, input_size, min_cells)
@@ -203,6 +206,22 @@ def package_maps(model: torch.nn.Module, x: torch.Tensor, method: str = "gradcam
         return cam(input_tensor=x, targets=[target] * len(x))
 
 
+def input_gradient_maps(model: torch.nn.Module, x: torch.Tensor, class_index: int = COVID_CLASS) -> np.ndarray:
+    """Gradient x input of the class's log-odds (two-class heads; else its logit), clipped at zero
+    and summed over channels (N, H, W), at the input's own resolution.
+
+    The input is normalised by the training set's mean and standard deviation, so ``x = 0`` is a
+    uniform mean-grey image and each pixel's value is the first-order estimate of its
+    contribution to the log-odds against that image: the one-step form of the path attributions
+    (expected gradients) DeGrave et al. (2021) used, with one baseline instead of many."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = model.eval()(x).float()
+        target = out[:, class_index] - out[:, 1 - class_index] if out.shape[1] == 2 else out[:, class_index]
+        (grad,) = torch.autograd.grad(target.sum(), x)  # eval-mode batch norm: images independent
+    return torch.relu(grad * x.detach()).sum(1).cpu().numpy()
+
+
 def saliency_maps(model: torch.nn.Module, x: torch.Tensor, method: str = "gradcam",
                   class_index: int = COVID_CLASS, *, layer: str | None = None) -> np.ndarray:
     """Non-negative maps (N, H, W) at the input's resolution of the log-odds of ``class_index``
@@ -210,6 +229,10 @@ def saliency_maps(model: torch.nn.Module, x: torch.Tensor, method: str = "gradca
     at the last feature map (the head's weights multiply it)."""
     if method not in METHODS:
         raise ValueError(f"unknown saliency method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "gradinput":
+        if layer not in (None, "input"):
+            raise ValueError(f"gradinput maps are taken at the input, not at {layer!r}")
+        return input_gradient_maps(model, x, class_index)
     if method == "cam":
         if layer not in (None, last_layer(model)):
             raise ValueError(f"CAM is defined at the last feature map ({last_layer(model)}), not {layer!r}")
@@ -386,7 +409,7 @@ def model_saliency(spec, rows: pd.DataFrame, *, data_root: str | os.PathLike | N
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="saliency")
     masks, has_mask = lung_masks(spec, kept, data_root=data_root, device=device)
-    layer, cells = resolve_layer(model, spec.input_size, "cam" if method == "cam" else layer, min_cells)
+    layer, cells = resolve_layer(model, spec.input_size, _layer_of(method, layer), min_cells)
     maps, scores = [], []
     for x, _, _ in data.batches(batch_size, device=device):
         maps.append(saliency_maps(model, x, method, layer=layer))
@@ -460,9 +483,9 @@ class PlantedSaliency:
     """A planted run's COVID+ maps on its test images, each marked and unmarked (:func:`planted_saliency`).
 
     ``table``: one row per image (``source, image_id, group_id, label``, ``score_marked``,
-    ``score_unmarked``); ``images`` (marked copies, uint8), ``marked_maps``, ``plain_maps`` (float16)
-    per layer name, ``boxes`` (the mark's padded box per layer), ``cells`` (side per layer); all at
-    the input resolution and in table order."""
+    ``score_unmarked``); ``images`` (marked copies, uint8), ``marked_maps``, ``plain_maps`` (float32)
+    per ``"method · layer"`` key, ``boxes`` (the mark's box padded by one cell, per key), ``cells``
+    (side per key); all at the input resolution and in table order."""
 
     table: pd.DataFrame
     images: np.ndarray
@@ -472,14 +495,19 @@ class PlantedSaliency:
     cells: dict[str, int]
 
 
+def _layer_of(method: str, layer: str | None) -> str | None:
+    """The layer a ``method`` reads: ``input`` for ``gradinput``, the last map for ``cam``."""
+    return "input" if method == "gradinput" else "cam" if method == "cam" else layer
+
+
 def planted_saliency(spec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
-                     storage: str | os.PathLike | None = None, method: str = "gradcam",
-                     layers: tuple[str | None, ...] = ("auto", None), min_cells: int = MIN_CELLS,
-                     batch_size: int = 16) -> PlantedSaliency:
+                     storage: str | os.PathLike | None = None,
+                     views: tuple[tuple[str, str | None], ...] = (("gradcam", "auto"), ("gradcam", None)),
+                     min_cells: int = MIN_CELLS, batch_size: int = 16) -> PlantedSaliency:
     """Maps of a planted run (``spec.plant``, :mod:`covid_lib.runs.planted`) on its composition's
     test images (the profile's cap, as the run drew them), each with the mark planted on the raw
-    image and without it, through the run's chain and normalisation; at each of ``layers``
-    (:func:`resolve_layer`). The box is the mark's carried region (:class:`~covid_lib.preprocess.plant.
+    image and without it, through the run's chain and normalisation; one map per ``(method, layer)``
+    of ``views`` (:func:`resolve_layer`), keyed ``"method · layer"``. The box is the mark's carried region (:class:`~covid_lib.preprocess.plant.
     MarkedImages`' ``regions``) centre-cropped to the input, padded by one cell of that layer."""
     from covid_lib.data import compose, limit_rows
     from covid_lib.preprocess import get_pipeline, load_model as load_unet
@@ -514,14 +542,17 @@ def planted_saliency(spec, *, data_root: str | os.PathLike | None = None, device
             scores[flag] = np.concatenate([torch.softmax(model(x).float(), 1)[:, COVID_CLASS].cpu().numpy()
                                            for x, _, _ in data[flag].batches(batch_size, device=device)] or
                                           [np.zeros(0)])
-    for layer in layers:
-        name, side = resolve_layer(model, spec.input_size, "cam" if method == "cam" else layer, min_cells)
+    for method, layer in views:
+        name, side = resolve_layer(model, spec.input_size, _layer_of(method, layer), min_cells)
+        key = f"{method} · {name}"
+        if key in cells:
+            continue
         for flag, store in ((True, marked_maps), (False, plain_maps)):
             parts = [saliency_maps(model, x, method, layer=name) for x, _, _ in data[flag].batches(batch_size, device=device)]
-            store[name] = (np.concatenate(parts) if parts else
-                           np.zeros((0, spec.input_size, spec.input_size))).astype(np.float16)
-        boxes[name] = region_box(region, pad=int(np.ceil(spec.input_size / side)))
-        cells[name] = side
+            store[key] = (np.concatenate(parts) if parts else
+                          np.zeros((0, spec.input_size, spec.input_size))).astype(np.float32)
+        boxes[key] = region_box(region, pad=int(np.ceil(spec.input_size / side)))
+        cells[key] = side
     cols = [c for c in ("source", "image_id", "group_id", "label") if c in kept]
     table = kept[cols].astype({"group_id": str, "image_id": str})
     table["score_marked"], table["score_unmarked"] = scores[True], scores[False]

@@ -388,17 +388,18 @@ def variant_aucs(table: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, alph
 
 
 def planted_check(specs, *, results=None, data_root: str | os.PathLike | None = None, device: str = "cpu",
-                  storage: str | os.PathLike | None = None, method: str = "gradcam",
-                  layers: tuple[str | None, ...] = ("auto", None), n_boot: int = 2000, seed: int = 0
-                  ) -> tuple[pd.DataFrame, dict]:
+                  storage: str | os.PathLike | None = None,
+                  views: tuple[tuple[str, str | None], ...] = (("gradcam", "auto"), ("gradcam", None)),
+                  n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """The saliency check on planted-mark runs (``specs``: e.g. the ``corner`` runs of the grid
-    ``planted``): for each recorded run with a checkpoint and each of ``layers``,
+    ``planted``): for each recorded run with a checkpoint and each ``(method, layer)`` of ``views``,
     :func:`covid_lib.analysis.saliency.mark_check` of its maps on its test images, marked and not,
     beside the model's test AUC marked and flipped (:func:`variant_aucs`; ``uses_mark``:
     :func:`uses_mark`).
 
     Returns:
-        ``(table, results)``: one row per run and layer (:data:`CHECK_COLUMNS` and ``mark_check``'s
+        ``(table, results)``: one row per run and map (``layer``: ``"method · layer"``;
+        :data:`CHECK_COLUMNS` and ``mark_check``'s
         keys; runs not measured keep a row with their ``state``), and the
         :class:`covid_lib.analysis.saliency.PlantedSaliency` by run id.
     """
@@ -417,8 +418,7 @@ def planted_check(specs, *, results=None, data_root: str | os.PathLike | None = 
         if state not in ("done", "did not learn"):
             rows.append(head)
             continue
-        res = planted_saliency(by_id[r["run_id"]], data_root=data_root, device=device, storage=storage,
-                               method=method, layers=layers)
+        res = planted_saliency(by_id[r["run_id"]], data_root=data_root, device=device, storage=storage, views=views)
         out[r["run_id"]] = res
         head.update(variant_aucs(res.table, n_boot=n_boot, seed=seed))
         head["uses_mark"] = uses_mark(head["auc_diff_low"])
@@ -446,7 +446,7 @@ def check_display(table: pd.DataFrame) -> pd.DataFrame:
         "test AUC marked / flipped": [f"{a} / {b}" for a, b in zip(est("auc_marked"), est("auc_flipped"))],
         "AUC marked − flipped [95% CI]": est("auc_diff"),
         "uses the mark": t["uses_mark"].map({True: "yes", False: "not shown"}),
-        "layer (cells)": [f"{lay} ({int(c)}x{int(c)})" for lay, c in zip(t["layer"], t["cells"])],
+        "map · layer (cells)": [f"{lay} ({int(c)}x{int(c)})" for lay, c in zip(t["layer"], t["cells"])],
         "box area share": [f"{b:.3f}" for b in t["marked_baseline"]],
         "share in box, marked [95% CI]": est("marked_share"),
         "share in box, unmarked": est("unmarked_share"),
