@@ -358,9 +358,12 @@ def test_uses_mark_and_layer_validated():
     assert a["auc_diff"] == pytest.approx(a["auc_marked"] - a["auc_flipped"])
     blind = rsal.variant_aucs(t.assign(score_marked=plain), n_boot=300)  # a model that ignores it
     assert blind["auc_diff"] == 0 and not rsal.uses_mark(blind["auc_diff_low"])
-    check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2"], "uses_mark": [True, True, False],
-                          "found": [True, False, False]})
+    check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2", "layer2"], "uses_mark": [True, True, False, True],
+                          "mark_in_box": [True, True, True, False], "found": [True, False, False, False]})
     assert rsal.layer_validated(check, "layer2") is True and rsal.layer_validated(check, "layer4") is False
+    t = pd.DataFrame({"change_in_box": [0.5, 0.4], "change_outside": [0.0, 0.01]})
+    assert rsal.mark_in_box(t) and not rsal.mark_in_box(t.assign(change_in_box=0.0))
+    assert not rsal.mark_in_box(t.assign(change_in_box=np.nan))
     assert rsal.layer_validated(check[check["uses_mark"] == False], "layer2") is None  # noqa: E712
     assert rsal.layer_validated(pd.DataFrame(), "layer2") is None
 
@@ -389,3 +392,4 @@ def test_planted_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     check = sal.mark_check(res.marked_maps[key], res.plain_maps[key], res.boxes[key], res.table["group_id"], n_boot=50)
     assert check["marked_n_measured"] + check["marked_n_not_measurable"] == n
     assert 0 < check["marked_baseline"] < 0.25
+    assert (res.table["change_in_box"] > res.table["change_outside"]).all()  # pipeline none keeps the glyph

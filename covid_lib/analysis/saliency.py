@@ -485,7 +485,9 @@ class PlantedSaliency:
     ``table``: one row per image (``source, image_id, group_id, label``, ``score_marked``,
     ``score_unmarked``); ``images`` (marked copies, uint8), ``marked_maps``, ``plain_maps`` (float32)
     per ``"method · layer"`` key, ``boxes`` (the mark's box padded by one cell, per key), ``cells``
-    (side per key); all at the input resolution and in table order."""
+    (side per key); all at the input resolution and in table order. ``change_in_box`` and
+    ``change_outside``: the mean absolute marked-minus-unmarked input (grey levels in [0, 1])
+    inside the glyph's box (NaN: the crop cut it away) and outside it."""
 
     table: pd.DataFrame
     images: np.ndarray
@@ -556,4 +558,11 @@ def planted_saliency(spec, *, data_root: str | os.PathLike | None = None, device
     cols = [c for c in ("source", "image_id", "group_id", "label") if c in kept]
     table = kept[cols].astype({"group_id": str, "image_id": str})
     table["score_marked"], table["score_unmarked"] = scores[True], scores[False]
+    # where the mark changes the model's input: inside its box, or (through a global step such as
+    # the chain's histogram equalisation) everywhere else
+    diff = np.abs(data[True].images.astype(np.float32) - data[False].images.astype(np.float32)) / 255
+    glyph = region_box(region)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table["change_in_box"] = (diff * glyph).sum(axis=(1, 2)) / glyph.sum(axis=(1, 2))
+        table["change_outside"] = (diff * ~glyph).sum(axis=(1, 2)) / (~glyph).sum(axis=(1, 2))
     return PlantedSaliency(table, data[True].images, marked_maps, plain_maps, boxes, cells)
