@@ -165,11 +165,16 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # same images, both copies through the model's own chain), we measure the share of the map's mass
 # inside the mark's box, padded by one cell of the map, against the box's share of the image
 # (what an even map scores), and against the same share on the unmarked copy (paired). *Uses the
-# mark*: the test AUC with the mark on COVID+ lies above the AUC with the mark on COVID−,
-# intervals apart, measured on the checkpoint whose maps are read. *Found*: the marked share's
-# excess over the box area and the marked − unmarked difference both have intervals above zero.
-# Each model is measured at the chosen layer, at `layer3` (8×8) and at the last feature map (4×4).
-# Intervals resample patients.
+# mark*: the test AUC with the mark on COVID+ minus the AUC with the mark on COVID− (the same
+# images, paired) has an interval above zero, measured on the checkpoint whose maps are read (a
+# checkpoint restored by retraining need not be the recorded model). *Mark in the input's
+# corner*: the marked input differs from the unmarked one more inside the glyph's box than
+# outside it. Under the paper's chain the corner is blanked, and what is left of the mark acts
+# through the whole image (the global histogram equalisation), so that model cannot validate a
+# map. *Found*: the marked share's excess over the box area and the marked − unmarked difference
+# both have intervals above zero. Each model is measured with both candidate maps, and with
+# Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
+# resample patients.
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -367,11 +372,11 @@ else:
 # that reads pathology, but not sufficient (the lungs also carry the source's contrast and
 # texture). Only an interval wholly below zero under pipeline `none` agrees with DeGrave et al.'s
 # finding that the evidence lies in the rest of the film, and even then it is their pattern seen
-# with another method (Grad-CAM, not expected gradients) on other models, not a reproduction. An
-# excess at zero, or an interval across it, is no finding either way: at this resolution and
-# `n_images` images per source the honest reading is Ben Ahmed et al.'s, inconclusive. A 16×16
-# map (8 px cells at 128 px) can tell lung from film corner, as the planted-mark check shows where
-# it passes; it cannot tell a laterality marker from the rib cage's edge next to it. Under the
+# with another method on other models, not a reproduction. An excess at zero, or an interval
+# across it, is no finding either way: at this resolution and `n_images` images per source the
+# honest reading is Ben Ahmed et al.'s, inconclusive. A map that found the planted corner mark
+# can tell lung from film corner; at 8 px cells it cannot tell a laterality marker from the rib
+# cage's edge next to it, and a map that did not find the mark supports no reading at all. Under the
 # paper's chain the share is bounded by the chain itself, and a model that still puts its
 # saliency outside the mask is reading the mask's outline, the shortcut measured in
 # {doc}`10_shortcuts`.
