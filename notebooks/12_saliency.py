@@ -168,10 +168,10 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # mark*: the test AUC with the mark on COVID+ minus the AUC with the mark on COVID− (the same
 # images, paired) has an interval above zero, measured on the checkpoint whose maps are read (a
 # checkpoint restored by retraining need not be the recorded model). *Mark in the input's
-# corner*: the marked input differs from the unmarked one more inside the glyph's box than
-# outside it. Under the paper's chain the corner is blanked, and what is left of the mark acts
-# through the whole image (the global histogram equalisation), so that model cannot validate a
-# map. *Found*: the marked share's excess over the box area and the marked − unmarked difference
+# corner*: the run's pipeline keeps the image outside the lungs. Under the paper's chain the
+# corner is blanked, and what is left of the mark acts through the whole image (the global
+# histogram equalisation, the mask's shape), so that model cannot validate a map; it is shown
+# for comparison, with the mean change the mark makes to the input inside its box and outside. *Found*: the marked share's excess over the box area and the marked − unmarked difference
 # both have intervals above zero. Each model is measured with both candidate maps, and with
 # Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
 # resample patients.

@@ -361,9 +361,10 @@ def test_uses_mark_and_layer_validated():
     check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2", "layer2"], "uses_mark": [True, True, False, True],
                           "mark_in_box": [True, True, True, False], "found": [True, False, False, False]})
     assert rsal.layer_validated(check, "layer2") is True and rsal.layer_validated(check, "layer4") is False
-    t = pd.DataFrame({"change_in_box": [0.5, 0.4], "change_outside": [0.0, 0.01]})
-    assert rsal.mark_in_box(t) and not rsal.mark_in_box(t.assign(change_in_box=0.0))
-    assert not rsal.mark_in_box(t.assign(change_in_box=np.nan))
+    from covid_lib.runs import RunSpec
+
+    assert rsal.mark_in_box(RunSpec("CORDA", profile="smoke", pipeline="none", plant="corner"))
+    assert not rsal.mark_in_box(RunSpec("CORDA", profile="smoke", pipeline="paper", plant="corner"))
     assert rsal.layer_validated(check[check["uses_mark"] == False], "layer2") is None  # noqa: E712
     assert rsal.layer_validated(pd.DataFrame(), "layer2") is None
 
