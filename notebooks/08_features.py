@@ -40,7 +40,7 @@ device = "auto"  # features are extracted on CUDA when present
 profile = "cpu"  # smoke | cpu | paper: whose checkpoints are read (nothing is trained here)
 seed = 0  # t-SNE and bootstrap seed
 composition = "CORDA&ChestXRay"  # the fine-tuning of Fig. 3
-pretrain = "kermany"  # ChestXRay pre-training
+pretrain = "kermany_full"  # ChestXRay pre-training: kermany_full (the whole set, the paper's scale) or kermany (563 images)
 perplexity = 30.0  # t-SNE perplexity
 n_components = 50  # principal components kept before t-SNE and k-NN
 k = 10  # neighbours of the k-NN
@@ -59,9 +59,9 @@ import pandas as pd
 from IPython.display import display
 
 from covid_lib.analysis import embed
-from covid_lib.grid import grid_specs
+from covid_lib.grid import grid_specs, table2_grid
 from covid_lib.profiles import resolve_device
-from covid_lib.runs import checkpoint_path, is_finished, load_result
+from covid_lib.runs import Record, checkpoint_path, is_finished, load_result
 from covid_lib.report import judge
 from covid_lib.report.common import styled
 
@@ -69,7 +69,7 @@ started = time.time()
 dev = resolve_device(device)
 pd.set_option("display.max_colwidth", None)
 pd.set_option("display.width", 200)
-table2 = {s.run_id: s for s in grid_specs("table2", profile, data_root=data_root)}
+table2 = {s.run_id: s for s in grid_specs(table2_grid(pretrain), profile, data_root=data_root)}
 after = next(s for s in table2.values() if s.task == "covid" and s.composition == composition
              and s.pretrain == pretrain and s.seed == 0)
 before = table2[after.pretrain_spec().run_id]
@@ -152,8 +152,9 @@ if sep is not None:
 
 # %%
 after_name = list(encoders)[1]
-n_kermany = int((embed.feature_rows(data_root, split="train")["source"] == "kermany").sum())
-differs = (f"our encoders start from random weights, pre-trained on a ChestXRay subset ({n_kermany} training images) at "
+pre_record = Record.of(before, need_checkpoint=False)
+n_pre = pre_record.metrics.get("splits", {}).get("train", {}).get("n_used", "?") if pre_record.recorded else "?"
+differs = (f"our encoders start from random weights, pre-trained on {n_pre} ChestXRay training images ({pretrain}) at "
            f"{after.input_size} px ({profile} profile) instead of ImageNet and 5,857 images; CORDA is our Cohen "
            "stand-in, a mix of many hospitals and of teaching cases rather than one hospital; the paper does not "
            "say which images Fig. 3 shows (here: every test image) nor its t-SNE settings")

@@ -43,7 +43,9 @@
 # patient-cluster bootstrap interval and is set against a chance level from permutations. There
 # are three encoders: the ChestXRay-pre-trained ResNet-18 before fine-tuning, the same encoder
 # after fine-tuning on CORDA&ChestXRay, and a ResNet-18 trained on CORDA&ChestXRay from
-# scratch. Nothing is trained here. The features come from the checkpoints of grid `table2`.
+# scratch. Nothing is trained here. The features come from the checkpoints of the Table II grid
+# of the chosen pre-training (`table2_full` for the whole ChestXRay set, `table2` for 563 images);
+# an encoder whose checkpoint is not cached here is listed and left out.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -52,7 +54,7 @@ profile = "cpu"  # smoke | cpu | paper: whose checkpoints are read (nothing is t
 seed = 0  # sampling, SOM, t-SNE, permutation and bootstrap seed
 per_source = 80  # test images drawn per source (stratified by COVID label and age group; None: all)
 composition = "CORDA&ChestXRay"  # the fine-tuning compared
-pretrain = "kermany"  # ChestXRay pre-training
+pretrain = "kermany_full"  # ChestXRay pre-training: kermany_full (the whole set, the paper's scale) or kermany (563 images)
 n_components = 50  # principal components kept before the SOM and the t-SNE
 perplexity = 30.0  # t-SNE perplexity
 n_boot = 1000  # bootstrap resamples over patients

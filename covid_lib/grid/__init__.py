@@ -352,6 +352,12 @@ def status_counts(status: pd.DataFrame) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in STATUSES}
 
 
+def table2_grid(pretrain: str | None) -> str:
+    """The Table II grid that holds ``pretrain``'s fine-tunes: ``table2_full`` for the whole-set
+    ChestXRay pre-training (``kermany_full``, the paper's scale), else ``table2``."""
+    return "table2_full" if pretrain == "kermany_full" else "table2"
+
+
 def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None
                  ) -> pd.DataFrame:
     """Compute spent on ``grids``, read from each recorded run's ``timings.json``: per grid its runs,
