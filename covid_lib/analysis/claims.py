@@ -27,8 +27,14 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.analysis import protocol as P
+from covid_lib.analysis.embed import knn_predict, pooled_features, prepare_features
+from covid_lib.analysis.shortcuts import image_features
 from covid_lib.metrics import collapse_status
+from covid_lib.models import create_model
+from covid_lib.runs import Record, load_model
+from covid_lib.runs.execution import restore_checkpoint, rows_dataset
 from covid_lib.stats import percentile_interval, weighted_auc
+from covid_lib.train import seed_everything
 
 PAPER_TEST_SETS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay")
 ALL_TEST_SETS = PAPER_TEST_SETS + ("COVID-ChestXRay",)
@@ -314,8 +320,6 @@ def c4_predictions(features: dict[str, np.ndarray], rows: pd.DataFrame, *, k: in
     readings for each encoder's prepared features on the same ``rows``: one row per (encoder,
     reading, image) with ``group_id``, ``target`` and ``predicted``. Encoder names are
     ``"<kind>/s<seed>"`` with kind ``fine-tuned``, ``random`` or ``pixels``."""
-    from covid_lib.analysis.embed import knn_predict
-
     parts = []
     for name, X in features.items():
         for reading, keep in c4_rows(rows).items():
@@ -379,13 +383,6 @@ def c4_encoder_features(specs: dict[int, "object"], rows: pd.DataFrame, *, data_
     (:func:`covid_lib.analysis.shortcuts.image_features`) as ``pixels/s0``. Returns the features and the
     rows every encoder kept."""
     import torch
-
-    from covid_lib.analysis.embed import pooled_features, prepare_features
-    from covid_lib.models import create_model
-    from covid_lib.runs import Record, load_model
-    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.analysis.shortcuts import image_features
-    from covid_lib.train import seed_everything
 
     feats, kept = {}, None
     for seed, spec in specs.items():

@@ -32,8 +32,12 @@ import pandas as pd
 import torch
 
 from covid_lib import stats
-from covid_lib.metrics import Estimate
 from covid_lib.analysis.verdicts import Verdict
+from covid_lib.data import global_splits
+from covid_lib.data.compose import stand_in_rows
+from covid_lib.metrics import Estimate, format_estimate
+from covid_lib.runs import load_model
+from covid_lib.runs.execution import rows_dataset
 
 #: The sets of the figure: Table I's four stand-ins and the unseen Hannover hospital.
 SETS = ("CORDA", "COVID-ChestXRay", "ChestXRay", "RSNA", "Hannover")
@@ -45,9 +49,6 @@ LABEL_COLORS = {1: "tab:red", 0: "tab:gray"}
 # --------------------------------------------------------------------------------------- images
 def feature_rows(data_root: str | os.PathLike | None = None, *, split_seed: int = 0, split: str = "test") -> pd.DataFrame:
     """The ``split`` images of every set of :data:`SETS`, with ``set``, ``source`` and ``label`` (COVID)."""
-    from covid_lib.data import global_splits
-    from covid_lib.data.compose import stand_in_rows
-
     splits = global_splits(data_root, seed=split_seed)
     parts = [stand_in_rows(splits, s) for s in SETS if s != "Hannover"]
     hannover = splits[splits["source"] == "hannover"].assign(set="Hannover")
@@ -70,9 +71,6 @@ def encoder_features(spec, rows: pd.DataFrame, *, data_root: str | os.PathLike |
                      storage: str | os.PathLike | None = None) -> tuple[np.ndarray, pd.DataFrame]:
     """A finished run's features on ``rows`` through its own chain and normalisation; returns the
     features and the rows the chain kept (in order)."""
-    from covid_lib.runs import load_model
-    from covid_lib.runs.execution import rows_dataset
-
     model, meta = load_model(spec, device, storage)
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="features")
@@ -230,8 +228,6 @@ def plot_tsne(embeddings: dict[str, np.ndarray], rows: pd.DataFrame, *, point_si
 
 def format_separability(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`separability_table` with ``value [low, high]`` cells per encoder and for the change."""
-    from covid_lib.metrics import format_estimate
-
     names = [c for c in table.columns if f"{c} low" in table.columns]
     out = table[["comparison", "paper", "n", "groups", "chance"]].copy()
     out["chance"] = out["chance"].round(2)

@@ -41,6 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from covid_lib import stats
+from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
+from covid_lib.runs import load_model
+from covid_lib.runs.execution import rows_dataset
+from covid_lib.train.datasets import center_crop
 
 METHODS = ("cam", "gradcam", "hirescam")
 COVID_CLASS = 1
@@ -161,8 +165,6 @@ def lung_area_share(masks: np.ndarray) -> np.ndarray:
 def input_masks(masks: np.ndarray, input_size: int) -> np.ndarray:
     """Masks at the cached side (``resize_size``) centre-cropped to the network input, exactly as
     :class:`covid_lib.train.XrayDataset` crops the images."""
-    from covid_lib.train.datasets import center_crop
-
     return center_crop(torch.from_numpy(np.asarray(masks, dtype=bool)), input_size).numpy()
 
 
@@ -178,8 +180,6 @@ def lung_masks(spec, rows: pd.DataFrame, *, data_root: str | os.PathLike | None 
         ``(masks bool (N, s, s), found bool (N,))``; an image the chain rejected (no usable mask)
         has ``found`` False and an empty mask.
     """
-    from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
-
     pipe = get_pipeline("paper", image_size=spec.resize_size).resolved()
     whole = spec.profile_settings.max_images is None
     found: dict[tuple[str, str], np.ndarray] = {}
@@ -266,9 +266,6 @@ def model_saliency(spec, rows: pd.DataFrame, *, data_root: str | os.PathLike | N
                    batch_size: int = 16) -> SaliencyResult:
     """A finished run's COVID+ maps, in-lung shares and scores on ``rows``, through the run's own
     chain and normalisation (:func:`covid_lib.runs.execution.rows_dataset`)."""
-    from covid_lib.runs import load_model
-    from covid_lib.runs.execution import rows_dataset
-
     model, meta = load_model(spec, device, storage)
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="saliency")

@@ -99,6 +99,7 @@ def bench_table() -> str:
 
 def pretraining_records_table() -> str:
     """The ``cpu`` pre-training records: test AUC and accuracy with intervals (issue 8's gates)."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.report import training as rt
 
     return rt.markdown(rt.pretraining_table(rt.record_index()))
@@ -106,6 +107,7 @@ def pretraining_records_table() -> str:
 
 def pretraining_gain_table() -> str:
     """ResNet-18 pre-trained on each source then fine-tuned, against from scratch, per composition."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.report import training as rt
     from covid_lib.metrics import format_estimate
 
@@ -130,6 +132,7 @@ def pretraining_gain_table() -> str:
 
 def precision_records_table() -> str:
     """The ``precision`` grid: CORDA&ChestXRay test AUC of 3 seeds in fp32 and in bf16."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.report import training as rt
 
     table = rt.precision_table(rt.record_index(), composition="CORDA&ChestXRay")
@@ -146,6 +149,7 @@ def precision_records_table() -> str:
 def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
     """The verdicts displayed by the published chapters (:func:`covid_lib.analysis.verdicts.show`), one row per
     claim, each linked to the chapter that decides it; claims no published chapter decides yet are listed."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     import nbformat
 
     from covid_lib.analysis.verdicts import CLAIMS, METADATA_KEY
@@ -174,6 +178,7 @@ def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
 
 def claims_list() -> str:
     """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.analysis.verdicts.CLAIMS`."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.analysis.verdicts import CLAIMS
 
     return "\n".join(f"- **{claim}.** {statement}" for claim, statement in CLAIMS.items())
@@ -186,6 +191,7 @@ GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, 
 
 def protocol_block() -> str:
     """The decision protocol (:mod:`covid_lib.analysis.protocol`), generated: its hash, constants and rules."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.analysis.protocol import protocol_markdown
 
     return protocol_markdown()
@@ -193,6 +199,7 @@ def protocol_block() -> str:
 
 def judged_verdicts_block() -> str:
     """The verdicts judged under the protocol (``book/verdicts.json``), one row per claim."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.report.judge import verdicts_markdown
 
     return verdicts_markdown()
@@ -200,6 +207,7 @@ def judged_verdicts_block() -> str:
 
 def power_block() -> str:
     """The power table judged with the verdicts (``book/verdicts.json``)."""
+    # lazy: the analysis and report layers load pandas and torch; `covid_lib.book` (book list/status) stays light
     from covid_lib.report.judge import power_markdown
 
     return power_markdown()

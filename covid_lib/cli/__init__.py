@@ -3,7 +3,7 @@
 The command line is the top layer: one small module per command group in this package
 (``covid_lib.cli.data``, ``.segment``, ``.train``, ``.book``), each exposing
 ``register_cli(subparsers)`` and setting ``func`` on its parsers. Modules here import only the
-standard library at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
+standard library (and the stdlib-only :mod:`covid_lib.profiles`) at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
 the command functions, so ``--help`` and argument errors return at once.
 
 :func:`main` handles what every command shares: a ``--device`` is checked before the command runs
@@ -18,6 +18,8 @@ import argparse
 import importlib
 import os
 import sys
+
+from covid_lib.profiles import check_device  # stdlib-only module: cheap
 
 #: One module per command group, in the order ``--help`` lists them; each defines register_cli(subparsers).
 COMMAND_MODULES = (
@@ -50,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             if getattr(args, "device", None) is not None:
-                from covid_lib.profiles import check_device  # stdlib-only module: cheap
-
                 check_device(args.device)
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit

@@ -11,12 +11,14 @@ _GRIDS = GRID_NAMES
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run every missing run of a grid; finished runs are skipped, failures reported."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.grid import run_grid
 
     report = run_grid(args.name, args.profile, executor=args.executor, address=args.address, device=args.device,
                       data_root=args.data_root, storage=args.storage)
     print(f"grid {args.name} ({args.profile}): {report.summary()}")
     if report.failed:  # each failed run printed its one line (and where its traceback is) as it failed
+        # lazy: imported when the command runs, so that --help stays light
         from covid_lib.runs import failures_dir
 
         print(f"{len(report.failed)} failed; their tracebacks are under {failures_dir()}")
@@ -26,6 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     """Show the state of every run of a grid: done, did not learn, collapsed, recorded (no
     checkpoint here: a committed run others start from, its weights not cached), failed, missing."""
+    # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
     from covid_lib.grid import grid_status, status_counts
@@ -40,6 +43,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     """List the named grids with their runs (pre-trainings included) and what they rebuild."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.grid import GRIDS, with_pretrainings
 
     for name, (what, build) in GRIDS.items():
@@ -48,6 +52,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
     p.add_argument("name", choices=_GRIDS, help="grid name (see covid_lib.grid)")
@@ -76,6 +81,7 @@ def register_cli(subparsers) -> None:
                        description=_cmd_status.__doc__)
     _common(s)
     s.set_defaults(func=_cmd_status)
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES
 
     ls = sub.add_parser("list", help="the named grids, their sizes and what they rebuild", description=_cmd_list.__doc__)

@@ -13,6 +13,7 @@ _PRETRAIN = ("none", *PRETRAIN_SOURCES)
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one run (its pre-training first when needed) unless its record exists; print its metrics."""
+    # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
     from covid_lib.runs import RunSpec, run, summary_table
@@ -32,6 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers) -> None:
     """Add ``python -m covid_lib train --composition CORDA --arch resnet18 --pretrain kermany ...``."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
     p = subparsers.add_parser(

@@ -28,7 +28,10 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from covid_lib.analysis import checklist as cl
+from covid_lib.analysis.small_test_set import exact_interval
 from covid_lib.metrics import format_estimate
+from covid_lib.report import common as report, depth as rd, reproduction as rp
+from covid_lib.stats import wilson_interval
 
 NOT_YET = "not yet measured"
 #: One colour per rating level, from good to absent (the same order as :data:`checklist.LEVELS`).
@@ -73,8 +76,6 @@ def patient_split_leakage(manifest: pd.DataFrame | None, splits: pd.DataFrame | 
     test images with another image of their patient in training (:func:`covid_lib.report.common.image_level_split_leakage`,
     chapter 01's audit), beside the same share under the book's patient split (``splits``, when given).
     ``manifest``: loaded rows with ``source``, ``frontal``, ``covid``, ``patient_id``."""
-    from covid_lib.report import common as report
-
     if manifest is None:
         return not_yet("patient_split", "no manifest given")
     rows = manifest[(manifest["source"] == "cohen") & manifest["frontal"].astype(bool)]
@@ -126,9 +127,6 @@ def metadata_baseline_auc(table: pd.DataFrame | None) -> Measurement:
 
 def perfect_score_bounds(n: int, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
     """Wilson and Clopper-Pearson (exact) intervals of ``n`` successes out of ``n``."""
-    from covid_lib.analysis.small_test_set import exact_interval
-    from covid_lib.stats import wilson_interval
-
     return {"wilson": wilson_interval(n, n, alpha), "clopper_pearson": exact_interval(n, n, alpha)}
 
 
@@ -220,8 +218,6 @@ def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Me
     """Claim C1 from the ``table2`` records (:func:`covid_lib.report.records.spec_records`): each
     augmented-composition model's own-test AUC minus its mean AUC elsewhere, patient-cluster
     interval (:func:`covid_lib.report.reproduction.c1_table`, ``verdict_c1``); headline: the median gap."""
-    from covid_lib.report import reproduction as rp
-
     if records is None or records.empty or not records["status"].isin(["done", "did not learn"]).any():
         return not_yet("cross_dataset", "no table2 record yet")
     gaps = rp.c1_table(records, n_boot=n_boot)
@@ -236,8 +232,6 @@ def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequen
     """On each headline model's own test set: the SD of ``metric`` over the seeds recorded beside the
     width of seed 0's interval (:func:`covid_lib.report.reproduction.seed_stats` of
     :func:`covid_lib.report.records.matrix_long` rows); headline: the median SD."""
-    from covid_lib.report import reproduction as rp
-
     if long is None or long.empty:
         return not_yet("seeds", "no seed records given")
     stats = rp.seed_stats(long, metrics=(metric,), seeds=seeds)
@@ -258,8 +252,6 @@ def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequen
 def ablation_verdict(cells: pd.DataFrame | None) -> Measurement:
     """Claim C6 from the paired cells of :func:`covid_lib.report.depth.ablation_cells` (no chain
     against the chain, on the same images); headline: the median off-diagonal ΔAUC."""
-    from covid_lib.report import depth as rd
-
     if cells is None or cells.empty or "diff" not in cells or cells["diff"].isna().all():
         return not_yet("preprocessing_ablation", "no pair of records with and without the chain yet")
     v = rd.verdict_c6(cells)

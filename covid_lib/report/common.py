@@ -15,6 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from covid_lib.data import read_image
+from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
 
 #: One colour per source, the same in every figure of the book.
 SOURCE_COLORS = {
@@ -126,7 +128,7 @@ def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
         size: inches per image.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     sources = list(dict.fromkeys(manifest["source"]))
     fig = Figure(figsize=(size * per_source, size * 1.15 * len(sources)), layout="constrained")
     axes = fig.subplots(len(sources), per_source, squeeze=False)
@@ -167,7 +169,7 @@ def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -
         edges), each row the mean of the images' normalised histograms.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     edges = np.linspace(0, 256, bins + 1)
     rows, hists = [], {}
     for source, part in manifest.groupby("source", sort=False):
@@ -288,7 +290,7 @@ def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 
     ``image_id_a``, ``patient_id_a``, ``split_a``, the same with ``_b``, ``kind``, ``distance``).
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     index = manifest.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])["image_path"]
     shown = pairs.head(n)
     if shown.empty:
@@ -322,8 +324,6 @@ def provenance(*, profile: str, parameters: dict[str, Any], started: float | Non
     ``started`` is a :func:`time.time` taken in the chapter's first cell; the table then shows
     the elapsed time. The runner records the same facts in the notebook's metadata.
     """
-    from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
-
     git = git_state(exclude=BOOK_OUTPUTS)  # as in the runner's record: earlier chapters are not "dirt"
     env = environment(str(parameters.get("device", "auto")))
     rows = {

@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
+from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import format_estimate
 from covid_lib.report.records import (PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, paired_table,
                                       summary_sentence)
 from covid_lib.report.reproduction import DEPARTURES
-from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 #: Numbers the paper gives only in its text (Sec. IV-A and IV-B), not in its tables.
 PAPER_TEXT = pd.DataFrame([
@@ -133,8 +134,6 @@ def plot_paired(cells: pd.DataFrame, *, title: str, label: str = "ΔAUC", alpha:
     import matplotlib.colors as mcolors
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from covid_lib.grid import COMPOSITION_ORDER
 
     pretrains = list(dict.fromkeys(cells["pretrain"]))
     fig, axes = plt.subplots(1, max(len(pretrains), 1), figsize=(5.4 * max(len(pretrains), 1), 3.6), squeeze=False,

@@ -22,11 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from covid_lib.analysis import claims as C
-from covid_lib.analysis import protocol as P
+from covid_lib.analysis import claims as C, protocol as P
+from covid_lib.analysis.embed import feature_rows
+from covid_lib.analysis.verdicts import CLAIMS
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
+from covid_lib.power import minimum_detectable_effect, patients_needed
 from covid_lib.report.records import spec_records
+from covid_lib.runs import Record, results_dir
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
 #: C4's k-NN predictions per scale (an analysis record: the encoders' features are computed from
@@ -50,16 +53,12 @@ def _records(grids: tuple[str, ...], profile: str, data_root) -> pd.DataFrame:
 
 
 def c4_path(scale: str) -> Path:
-    from covid_lib.runs import results_dir
-
     return results_dir() / C4_DIR / f"c4-{scale}.csv"
 
 
 def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
     """C4's fine-tuned runs at ``scale``: ResNet-18 pre-trained on ChestXRay, trained on
     CORDA&ChestXRay, per seed, that have a record whose model learned and did not collapse."""
-    from covid_lib.runs import Record
-
     s = SCALES[scale]
     out = {}
     for spec in (x for g in s["table2"] for x in grid_specs(g, profile, data_root=data_root)):
@@ -73,8 +72,6 @@ def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
 def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = "cpu", k: int = 10) -> Path:
     """Compute and write C4's k-NN predictions at ``scale`` (restores checkpoints by retraining
     where they are not cached: minutes per run)."""
-    from covid_lib.analysis.embed import feature_rows
-
     specs = c4_specs(scale, profile, data_root)
     rows = feature_rows(data_root)
     feats, kept = C.c4_encoder_features(specs, rows, data_root=data_root, device=device)
@@ -179,8 +176,6 @@ def power_table(records: pd.DataFrame) -> list[dict]:
     test patients that a difference of 0.05 / 0.10 in AUC would need (same label mix and images
     per patient). Simulated with patients as the unit (:func:`covid_lib.power.minimum_detectable_effect`,
     :func:`covid_lib.power.patients_needed`) under :data:`POWER_ASSUMPTIONS`."""
-    from covid_lib.power import minimum_detectable_effect, patients_needed
-
     a = POWER_ASSUMPTIONS
     path = next((p for p in records["path"] if isinstance(p, (str, os.PathLike))), None)
     if path is None:
@@ -267,7 +262,6 @@ def verdicts_markdown(data: dict | None = None) -> str:
     data = read_verdicts() if data is None else data
     if not data:
         return "*No verdicts judged yet: run `python -m covid_lib book judge`.*"
-    from covid_lib.analysis.verdicts import CLAIMS
 
     scales = list(data["scales"])
     head = "| claim | " + " | ".join(f"{data['scales'][s]['label']}" for s in scales) + " |"

@@ -19,7 +19,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis import embed
 from covid_lib.analysis.landscape import AGE_GROUPS, SOURCES, SomFit
+from covid_lib.grid import grid_specs
+from covid_lib.metrics import format_estimate
+from covid_lib.runs import LEARNED, Record
 
 SOURCE_COLORS = {"cohen": "tab:orange", "hannover": "tab:purple", "kermany": "tab:blue", "nih": "tab:green",
                  "montgomery": "tab:brown", "shenzhen": "tab:olive"}
@@ -44,9 +48,6 @@ def encoder_records(profile: str = "cpu", *, composition: str = "CORDA&ChestXRay
     checkpoint here)`` (a record whose checkpoint is not in the cache); only ``done``, ``did not
     learn`` and ``collapsed`` encoders can be mapped.
     """
-    from covid_lib.grid import grid_specs
-    from covid_lib.runs import Record
-
     specs = grid_specs("table2", profile, data_root=data_root)
     covid = {(s.pretrain, s.composition, s.seed): s for s in specs if s.task == "covid"}
     after, scratch = covid[(pretrain, composition, seed)], covid[(None, composition, seed)]
@@ -66,10 +67,7 @@ def encoder_features(records: pd.DataFrame, rows: pd.DataFrame, *, data_root: st
     """Raw pooled features of every mappable encoder of ``records`` on ``rows`` (through each
     run's chain, :func:`covid_lib.analysis.embed.encoder_features`), restricted to the images every
     encoder kept, in one order; returns ``({encoder: features}, kept rows)``."""
-    from covid_lib.analysis import embed
-
     raw: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
-    from covid_lib.runs import LEARNED
 
     for r in records[records["status"].isin(LEARNED)].itertuples():
         raw[r.encoder] = embed.encoder_features(r.spec, rows, data_root=data_root, device=device, storage=storage)
@@ -93,8 +91,6 @@ def encoder_features(records: pd.DataFrame, rows: pd.DataFrame, *, data_root: st
 # ----------------------------------------------------------------------------------------- tables
 def format_purity(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`covid_lib.analysis.landscape.purity_table` for reading: ``value [low, high]`` cells."""
-    from covid_lib.metrics import format_estimate
-
     if table.empty:
         return pd.DataFrame()
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import has_record
+from covid_lib.report.records import has_record, spec_records
 from covid_lib.runs.planted import VARIANTS, variant_set
 
 RUN_COLUMNS = ["mark", "pipeline", "status", "variant", "n", "auc", "auc_low", "auc_high", "run_id"]
@@ -75,8 +75,6 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
 def planted_records(specs, results=None) -> pd.DataFrame:
     """:func:`~covid_lib.report.records.spec_records` of ``specs`` (e.g. ``grid_specs("planted", profile)``)
     with each run's ``mark`` (its ``RunSpec.plant``), also for missing records."""
-    from covid_lib.report.records import spec_records
-
     specs = list(specs)
     records = spec_records(specs, results)
     marks = {s.run_id: s.plant for s in specs}

@@ -20,10 +20,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
+from covid_lib.data import global_splits
+from covid_lib.data.full_copy import full_copy_splits
+from covid_lib.data.subsets import PRETRAIN_LABELS
 from covid_lib.metrics import format_estimate
 from covid_lib.report.training import record_index, run_row, test_scores
-from covid_lib.stats import bootstrap_ci
-from covid_lib.analysis.verdicts import CLAIMS, Verdict
+from covid_lib.runs import Record, load_model
+from covid_lib.runs.execution import restore_checkpoint, rows_dataset
+from covid_lib.stats import bootstrap_ci, bootstrap_replicates, percentile_interval, weighted_auc
+from covid_lib.train import predict
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
 PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "nih": 26684}
@@ -179,8 +185,6 @@ __all__ = ["PAPER_PRETRAINING_IMAGES", "pretraining_sizes", "plot_learning_curve
 def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Macro one-vs-rest AUC of two K-class models on the same images, and their difference
     ``a - b``, from one patient-cluster bootstrap (the same resamples for both)."""
-    from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
-
     y = np.asarray(y, dtype=int)
     pa, pb = np.asarray(probs_a, float), np.asarray(probs_b, float)
     classes = range(pa.shape[1])
@@ -204,10 +208,6 @@ def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: i
 def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame]:
     """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation
     (its checkpoint restored by retraining when not cached here, its record untouched)."""
-    from covid_lib.runs import Record, load_model
-    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.train import predict
-
     if Record.of(spec).checkpoint is None:
         restore_checkpoint(spec, data_root=data_root, device=device, progress=False)
     model, meta = load_model(spec, device)
@@ -222,10 +222,6 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
     ``kermany_full``) on the same held-out images: ``kermany``'s test patients, which neither
     pre-training saw, in each copy (original resolution; the squashed 224-px JPEGs). One row per
     copy: both macro AUCs and the paired difference ``large - small`` with patient intervals."""
-    from covid_lib.data import global_splits
-    from covid_lib.data.full_copy import full_copy_splits
-    from covid_lib.data.subsets import PRETRAIN_LABELS
-
     column, mapping = PRETRAIN_LABELS["kermany"]
     base = global_splits(data_root)
     test_patients = set(base.loc[(base["source"] == "kermany") & (base["split"] == "test"), "patient_id"])

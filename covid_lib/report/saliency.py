@@ -19,8 +19,11 @@ import os
 import numpy as np
 import pandas as pd
 
-from covid_lib.metrics import format_estimate
+from covid_lib.analysis.embed import feature_rows
 from covid_lib.analysis.saliency import SaliencyResult, excess_difference, model_saliency, share_summary
+from covid_lib.data import compose, limit_rows
+from covid_lib.metrics import format_estimate
+from covid_lib.runs import checkpoint_path
 
 MODEL_KEYS = ["arch", "pretrain", "pipeline", "composition", "seed", "run_id", "status"]
 SEEN_ORDER = ("trained on", "pre-trained on", "unseen")
@@ -31,17 +34,12 @@ def saliency_rows(data_root: str | os.PathLike | None = None, *, n_images: int |
                   split_seed: int = 0) -> pd.DataFrame:
     """Test images of every source (:func:`covid_lib.analysis.embed.feature_rows`: the sets of Fig. 3 and
     Hannover), at most ``n_images`` per source, stratified by label and seeded."""
-    from covid_lib.data import limit_rows
-    from covid_lib.analysis.embed import feature_rows
-
     rows = feature_rows(data_root, split_seed=split_seed)
     return limit_rows(rows, n_images, seed=seed, by=("source",)).reset_index(drop=True)
 
 
 def trained_sources(spec, data_root: str | os.PathLike | None = None) -> tuple[set[str], set[str]]:
     """The sources of a run's training and validation images, and of its pre-training (if any)."""
-    from covid_lib.data import compose
-
     rows = compose(spec.composition, data_root, seed=spec.split_seed)
     trained = set(rows.loc[rows["split"].isin(["train", "val"]), "source"])
     return trained, ({spec.pretrain} if spec.pretrain else set())
@@ -69,8 +67,6 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
         results by run id, and one row per model with ``state`` (``done``, ``did not learn``,
         ``missing``, ``failed`` or ``no checkpoint``).
     """
-    from covid_lib.runs import checkpoint_path
-
     by_id = {s.run_id: s for s in specs}
     parts, results, status = [], {}, []
     for r in records.to_dict("records"):

@@ -26,10 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
 from covid_lib.analysis.small_test_set import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
-                                  redraw_metrics, redraw_summary)
+                                               redraw_metrics, redraw_summary)
 from covid_lib.analysis.verdicts import Verdict
+from covid_lib.data import global_splits
+from covid_lib.data.compose import stand_in_rows
+from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
+from covid_lib.runs import Record
+from covid_lib.runs.execution import score_rows
 
 TABLE4_SETS = ("COVID-ChestXRay", "CORDA")
 PAPER_RULE = "paper (0.5)"
@@ -59,8 +63,6 @@ class Cell:
 
 def load_cells(specs) -> list[Cell]:
     """The cells of ``specs`` (fine-tunes only) with their records where they exist."""
-    from covid_lib.runs import Record
-
     cells = []
     for spec in (s for s in specs if s.task == "covid"):
         record = Record.of(spec)
@@ -196,10 +198,6 @@ def analyse_cell(cell: Cell, *, data_root: str | os.PathLike | None = None, devi
                  threshold: float = 0.5) -> CellAnalysis:
     """Re-score a finished Table IV run on all its set's test patients, redraw the 15-image test
     ``n_redraws`` times and compare the set's AUC with CORDA's (independent bootstraps)."""
-    from covid_lib.data import global_splits
-    from covid_lib.data.compose import stand_in_rows
-    from covid_lib.runs.execution import score_rows
-
     spec = cell.result.spec
     rows = stand_in_rows(global_splits(data_root, seed=spec.split_seed), "COVID-ChestXRay").query("split == 'test'")
     pool, rejected = score_rows(spec, rows, data_root=data_root, device=device, test_set="COVID-ChestXRay, all test")
