@@ -6,8 +6,9 @@ weighted AUC, and each estimand is a difference of those, averaged over the clai
 (Davison & Hinkley 1997, Sec. 3.8, the cluster bootstrap; Field & Welsh 2007). The pooled
 estimate, its percentile interval and its standard error go to :func:`covid_lib.analysis.protocol.decide`.
 
-A record takes part only when its model learned and did not collapse (:func:`model_status`); a
-comparison with a model that did not is left out and counted. Estimands (protocol, by claim):
+A record takes part only when its model learned and did not collapse (:func:`model_status`: the
+record's own :attr:`covid_lib.runs.Record.status`); a comparison with a model that did not is left
+out and counted. Estimands (protocol, by claim):
 
 - C1: gap(augmented) - gap(CORDA-only), gap = own-test AUC - mean AUC on the other Table II tests;
 - C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set;
@@ -29,9 +30,8 @@ import pandas as pd
 from covid_lib.analysis import protocol as P
 from covid_lib.analysis.embed import knn_predict, pooled_features, prepare_features
 from covid_lib.analysis.shortcuts import image_features
-from covid_lib.metrics import collapse_status
 from covid_lib.models import create_model
-from covid_lib.runs import Record, load_model
+from covid_lib.runs import DONE, Record, load_model
 from covid_lib.runs.execution import restore_checkpoint, rows_dataset
 from covid_lib.stats import percentile_interval, weighted_auc
 from covid_lib.train import seed_everything
@@ -48,14 +48,13 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def model_status(status: str, scores: pd.DataFrame | None, own_test: str) -> str:
-    """``usable``, ``did not learn``, ``collapsed: <reason>``, or the record's own status
-    (``failed`` / ``missing``), as the protocol's exclusion rule reads it."""
-    if status != "done" or scores is None:
+    """``usable``, or why the record takes no part, as the protocol's exclusion rule reads it: its
+    :attr:`covid_lib.runs.Record.status` (``did not learn``, ``collapsed``, ``failed``, ``missing``;
+    the record decides collapse, :func:`covid_lib.metrics.collapse_status` on its own test set),
+    or ``collapsed: no scores on its own test set``."""
+    if status != DONE or scores is None:
         return status
-    own = scores.loc[scores["test_set"] == own_test, "score"].to_numpy()
-    reason = collapse_status(own, threshold=P.COLLAPSE_THRESHOLD, min_spread=P.COLLAPSE_MIN_SPREAD) if len(own) \
-        else "no scores on its own test set"
-    return f"collapsed: {reason}" if reason else "usable"
+    return "usable" if (scores["test_set"] == own_test).any() else "collapsed: no scores on its own test set"
 
 
 class JointDraws:

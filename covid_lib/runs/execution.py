@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -100,15 +100,18 @@ def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: 
     return images, kept, rejected.assign(set=set_name, split=split)[REJECTION_COLUMNS]
 
 
-def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train", "val", "test")) -> dict:
-    """Datasets of ``splits`` normalised by the training images' statistics, with their rows and rejections."""
+def split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits: Sequence[str] = ("train", "val", "test"),
+                   *, mean: float | None = None, std: float | None = None) -> dict:
+    """Datasets of ``splits`` with their rows, rejections and counts, normalised by ``mean`` /
+    ``std`` when given (an adapted run keeps its parent's), else by the training images'
+    statistics; one line says what the chain refused (:func:`_say_refused`)."""
     out: dict = {"rows": {}, "data": {}, "rejected": [], "n": {}}
     for s in splits:
         images, kept, rejected = _images(spec, rows[rows["split"] == s], data_root, spec.composition, s)
-        train = out["data"].get("train")
+        if mean is None and "train" in out["data"]:
+            mean, std = out["data"]["train"].mean, out["data"]["train"].std
         out["data"][s] = make_dataset(kept, images, input_size=spec.input_size, augment=s == "train",
-                                      mean=None if train is None else train.mean,
-                                      std=None if train is None else train.std)
+                                      mean=mean, std=std)
         out["rows"][s] = kept
         out["rejected"].append(rejected)
         out["n"][s] = {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
@@ -207,7 +210,7 @@ def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: boo
     """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
     t0 = time.perf_counter()
     rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
-    sets = _split_datasets(spec, rows, data_root)
+    sets = split_datasets(spec, rows, data_root)
     t_data = time.perf_counter() - t0
     num_classes = int(rows["label"].max()) + 1
     model = _initial_model(spec, num_classes, None)
@@ -264,7 +267,7 @@ def _finetune(spec: RunSpec, data_root, device: str, threads: int, progress: boo
               pretrain_checkpoint: bytes | None) -> RunArtifacts:
     """Fine-tune (or train from scratch) on a composition, then score every test set."""
     t0 = time.perf_counter()
-    sets = _split_datasets(spec, compose(spec.composition, data_root, seed=spec.split_seed), data_root,
+    sets = split_datasets(spec, compose(spec.composition, data_root, seed=spec.split_seed), data_root,
                            splits=("train", "val"))
     t_data = time.perf_counter() - t0
     model = _initial_model(spec, 2, pretrain_checkpoint)

@@ -30,11 +30,11 @@ import pandas as pd
 from covid_lib.data import PARTS, SOURCE_SPLITS, adapt_rows, global_splits, part_rows, source_split_rows
 from covid_lib.evaluate import metrics_table, score_images
 from covid_lib.models.heads import freeze_encoder, trainable_parameters, with_small_head
-from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _images, _initial_model, _spec_record, _timings,
-                                      _train_config, score_test_sets)
+from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _initial_model, _spec_record, _timings,
+                                      _train_config, score_test_sets, split_datasets)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes, model_from_checkpoint
 from covid_lib.runs.spec import RunSpec
-from covid_lib.train import fit, make_dataset, seed_everything
+from covid_lib.train import fit, seed_everything
 
 SEEN, UNSEEN = "seen", "unseen"
 
@@ -54,21 +54,6 @@ def _start_model(spec: RunSpec, checkpoint: bytes | None):
         seed_everything(spec.seed)
         model = freeze_encoder(with_small_head(model, 2))
     return model, None, None
-
-
-def _fit_sets(spec: RunSpec, rows: pd.DataFrame, data_root, mean, std) -> dict:
-    """Train and validation datasets of ``rows``; normalised by ``mean`` / ``std`` when given,
-    else by the training images' statistics."""
-    out: dict = {"rows": {}, "data": {}, "rejected": [], "n": {}}
-    for s in ("train", "val"):
-        images, kept, rejected = _images(spec, rows[rows["split"] == s], data_root, spec.composition, s)
-        if mean is None and s == "val":
-            mean, std = out["data"]["train"].mean, out["data"]["train"].std
-        out["data"][s] = make_dataset(kept, images, input_size=spec.input_size, augment=s == "train",
-                                      mean=mean, std=std)
-        out["rows"][s], out["n"][s] = kept, {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
-        out["rejected"].append(rejected)
-    return out
 
 
 def _score_parts(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
@@ -100,7 +85,7 @@ def compute_source_split(spec: RunSpec, data_root, device: str, threads: int, pr
     fit_rows = rows[rows["role"] == "train"] if spec.adapt is None else adapt_rows(rows, spec.adapt,
                                                                                     seed=spec.split_seed)
     model, mean, std = _start_model(spec, checkpoint)
-    sets = _fit_sets(spec, fit_rows, data_root, mean, std)
+    sets = split_datasets(spec, fit_rows, data_root, ("train", "val"), mean=mean, std=std)
     t_data = time.perf_counter() - t0
     result = fit(model, sets["data"]["train"], sets["data"]["val"], _train_config(spec, device, threads, progress))
     train = sets["data"]["train"]
