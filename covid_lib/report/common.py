@@ -15,7 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from covid_lib.data import read_image
+
+from covid_lib.data import limit_rows, read_image
 from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
 
 #: One colour per source, the same in every figure of the book.
@@ -43,31 +44,9 @@ def _color(source: str) -> str:
 
 def limit_per_source(manifest: pd.DataFrame, max_images: int | None, *, seed: int = 0,
                      stratify: str | None = None) -> pd.DataFrame:
-    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given).
-
-    ``None`` keeps everything. Rows keep their original order.
-    """
-    if max_images is None:
-        return manifest
-    parts = []
-    for _, rows in manifest.groupby("source", sort=False):
-        if len(rows) <= max_images:
-            parts.append(rows)
-            continue
-        if stratify and stratify in rows and rows[stratify].notna().any():
-            share = rows[stratify].astype("string").fillna("?").value_counts(normalize=True)
-            take = []
-            for value, frac in share.items():
-                pool = rows[rows[stratify].astype("string").fillna("?") == value]
-                k = max(1, round(frac * max_images))
-                take.append(pool.sample(n=min(k, len(pool)), random_state=seed))
-            chosen = pd.concat(take)
-            if len(chosen) > max_images:
-                chosen = chosen.sample(n=max_images, random_state=seed)
-            parts.append(chosen)
-        else:
-            parts.append(rows.sample(n=max_images, random_state=seed))
-    return manifest.loc[sorted(pd.concat(parts).index)]
+    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given),
+    in their original order: :func:`covid_lib.data.limit_rows` with ``strict=True``."""
+    return limit_rows(manifest, max_images, seed=seed, by=("source",), label=stratify or None, strict=True)
 
 
 def _values(series: pd.Series, top: int = 4) -> str:
