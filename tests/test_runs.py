@@ -64,7 +64,7 @@ def test_cli_choices_match_the_library():
     from covid_lib.cli import train as cli_train
     from covid_lib.data import COMPOSITIONS
 
-    assert cli_train._COMPOSITIONS == tuple(COMPOSITIONS) and cli_train._ARCHS == runs.CLASSIFIERS
+    assert cli_train.COMPOSITION_NAMES == tuple(COMPOSITIONS) and cli_train.ARCHS == runs.CLASSIFIERS
     assert cli_train._PRETRAIN == ("none", *runs.PRETRAIN_SOURCES)
 
 

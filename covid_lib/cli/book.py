@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from covid_lib.names import SCALE_NAMES
+
 #: Mirrors covid_lib.book.chapters (not imported here, to keep ``--help`` instant).
 _CHAPTERS_DIR = "book/chapters"
 _SCRATCH_DIR = "_build/chapters"
@@ -235,7 +237,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("judge", help="judge every claim under the protocol from the run records (book/verdicts.json)")
     p.add_argument("--profile", default="cpu", help="the records' profile (default cpu)")
     p.add_argument("--data-root", default=None, help="data root (run ids hash the data version)")
-    p.add_argument("--c4", nargs="*", default=[], choices=["563", "full"], metavar="SCALE",
-                   help="first compute C4's encoder features and k-NN predictions at these scales (563, full): "
+    p.add_argument("--c4", nargs="*", default=[], choices=SCALE_NAMES, metavar="SCALE",
+                   help="first compute C4's encoder features and k-NN predictions at these scales "
+                        f"({', '.join(SCALE_NAMES)}): "
                         "restores the fine-tuned checkpoints by retraining where they are not cached")
     p.set_defaults(func=_cmd_judge)

@@ -6,7 +6,6 @@ import argparse
 
 from covid_lib.names import GRID_NAMES
 
-_GRIDS = GRID_NAMES
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -55,7 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
-    p.add_argument("name", choices=_GRIDS, help="grid name (see covid_lib.grid)")
+    p.add_argument("name", choices=GRID_NAMES, help="grid name (see covid_lib.grid)")
     p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")
     p.add_argument("--data-root", default=None,
                    help="data root, also on Ray workers (default: $COVID_LIB_DATA or ../shared/data)")
@@ -65,7 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register_cli(subparsers) -> None:
     """Add the ``grid`` command group (``run``, ``status``, ``list``)."""
     g = subparsers.add_parser("grid", help="run named grids of runs (the paper's tables) and show their status",
-                              description="Named grids of runs: " + ", ".join(_GRIDS) + ". Records go to "
+                              description="Named grids of runs: " + ", ".join(GRID_NAMES) + ". Records go to "
                               "results/<run_id>/ ($COVID_LIB_RESULTS), written by this process.")
     sub = g.add_subparsers(dest="grid_command", required=True)
     r = sub.add_parser("run", help="run every missing run of a grid (finished runs are skipped)",

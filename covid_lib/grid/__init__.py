@@ -52,7 +52,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from covid_lib.data import SOURCE_SPLITS, data_version as _version
+from covid_lib.data import SOURCE_SPLITS
+from covid_lib.data import data_version as _version
 from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import check_device, get_profile, resolve_device
 from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, compute, machine_precision, read_checkpoint,

@@ -30,7 +30,9 @@ from matplotlib.figure import Figure
 from covid_lib.analysis import checklist as cl
 from covid_lib.analysis.small_test_set import exact_interval
 from covid_lib.metrics import format_estimate
-from covid_lib.report import common as report, depth as rd, reproduction as rp
+from covid_lib.report import common as report
+from covid_lib.report import depth as rd
+from covid_lib.report import reproduction as rp
 from covid_lib.stats import wilson_interval
 
 NOT_YET = "not yet measured"

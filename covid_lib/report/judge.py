@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from covid_lib.analysis import claims as C, protocol as P
+from covid_lib.analysis import claims as C
+from covid_lib.analysis import protocol as P
 from covid_lib.analysis.embed import feature_rows
 from covid_lib.analysis.verdicts import CLAIMS
 from covid_lib.grid import grid_specs
