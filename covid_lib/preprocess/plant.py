@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
 from covid_lib.data.sources import ImageReadError, read_image
 from covid_lib.preprocess.chain import finish_chain, get_pipeline, load_model
 from covid_lib.preprocess.lungs import iter_image_batches

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
 from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
 
 
