@@ -9,7 +9,8 @@ function either (``tests/test_layers.py`` checks it on the source):
 core (``paths``, ``profiles``, ``stats``, ``metrics``) -> ``data`` -> ``provenance`` (git state,
 environment, the data layer's one data version) -> ``models`` (architectures, committed weights)
 -> ``preprocess`` (the chain; it loads the lung U-Net, hence above ``models``) -> ``train`` and
-``segment`` -> ``evaluate`` -> ``runs`` -> ``grid`` -> ``analysis`` -> ``report`` -> ``book`` -> ``cli``.
+``segment`` -> ``evaluate`` -> ``runs`` -> ``grid`` -> ``analysis`` -> ``report`` -> ``book`` -> ``audit``
+-> ``cli``.
 
 ``covid_lib`` imports stand at the top of the module. The few inside functions are lazy on
 purpose, each with a ``# lazy``/``# optional`` comment: the command line's groups (``--help``

@@ -18,7 +18,7 @@ PACKAGE = REPO_ROOT / "covid_lib"
 
 #: Layer ranks, lowest first: a module may import only from its own rank or lower ones. The tree
 #: reads data -> preprocess -> models -> train -> evaluate -> runs -> grid -> analysis -> report ->
-#: book -> cli (issue 18). ``models`` sits below ``preprocess`` because the chain loads the lung
+#: book -> audit -> cli (issues 18, 20). ``models`` sits below ``preprocess`` because the chain loads the lung
 #: U-Net; ``provenance`` asks the data layer for the data version; ``stats``, ``metrics`` and
 #: ``power`` are the numeric base every layer may use.
 LAYERS: list[tuple[str, ...]] = [
@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("covid_lib.analysis",),
     ("covid_lib.report",),
     ("covid_lib.book",),
+    ("covid_lib.audit",),
     ("covid_lib.cli", "covid_lib.__main__"),
 ]
 

@@ -95,8 +95,11 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
     from covid_lib.report.judge import verdicts_markdown
 
     text = verdicts_markdown(_judged(P.protocol_hash()))
-    assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed) |" in text
-    assert P.protocol_hash() in text and "9 after the protocol" in text
+    assert "| **C1** " in text and "{bdg-success}`reproduced`" in text and "| +0.20 [+0.10, +0.30] |" in text
+    assert "**reproduced**: +0.200 [+0.100, +0.300], MDE 0.080; 9 used, 2 left out (2 collapsed)." in text
+    assert P.protocol_hash() in text and "9 of them made after the protocol" in text
+    glance = text.split(":::{dropdown}")[0]
+    assert glance.index("| **C1** ") < glance.index("| **C6** ") and "MDE" not in glance  # the glance stays short
 
 
 def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, monkeypatch, capsys):

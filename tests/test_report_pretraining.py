@@ -66,7 +66,7 @@ def test_verdict_c2_follows_the_intervals(paired):
 
 def test_sizes_show_missing_records(tmp_path):
     sizes = rp.pretraining_sizes(rt.record_index(tmp_path))
-    assert sizes["paper: images"].tolist() == ["5,857", "26,684"]
+    assert sizes["paper: images"].tolist() == ["5,857", "5,857", "26,684"]  # kermany, kermany_full, nih
     assert (sizes["ours: train / val / test"] == "– / – / –").all()
 
 

@@ -113,11 +113,17 @@ def fit_baseline(train_rows: pd.DataFrame, *, model: str = "logistic", seed: int
     return make_model(list(x.columns), model, seed=seed, missing_flags=missing_flags).fit(x, y)
 
 
-def predict_baseline(fitted: Pipeline, rows: pd.DataFrame) -> np.ndarray:
-    """P(COVID+) of each row from its metadata."""
+def predict_baseline_proba(fitted: Pipeline, rows: pd.DataFrame) -> np.ndarray:
+    """Class probabilities ``(N, K)`` of each row from its metadata (K = 2 for COVID+/-; more for
+    a multi-class label, as in :mod:`covid_lib.audit`)."""
     columns = list(fitted.named_steps["prep"].feature_names_in_)
     x = _log_sizes(feature_frame(rows))[columns]
-    return fitted.predict_proba(x)[:, 1]
+    return fitted.predict_proba(x)
+
+
+def predict_baseline(fitted: Pipeline, rows: pd.DataFrame) -> np.ndarray:
+    """P(COVID+) of each row from its metadata."""
+    return predict_baseline_proba(fitted, rows)[:, 1]
 
 
 def cluster_auc(labels, scores, groups, *, n_boot: int = 2000, seed: int = 0,

@@ -184,7 +184,28 @@ def claims_list() -> str:
     return "\n".join(f"- **{claim}.** {statement}" for claim, statement in CLAIMS.items())
 
 
-GENERATED_BLOCKS = {"profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
+#: The grids whose compute the reproduce page totals: the first reproduction, then the grids at the
+#: paper's pre-training scale (issue 17).
+COMPUTE_GRIDS = ("table2", "seeds", "table3", "conv8", "ablation", "pretrain_full", "table2_full", "conv8_full",
+                 "table3_full", "ablation_full", "resolution")
+
+
+def compute_table() -> str:
+    """Per grid: runs, recorded, missing, hours of compute and median training speed, from the
+    records' ``timings.json`` (:func:`covid_lib.grid.grid_compute`)."""
+    # lazy: the grid layer loads torch; `covid_lib.book` (book list/status) stays light
+    from covid_lib.grid import grid_compute
+
+    frame = grid_compute(COMPUTE_GRIDS, "cpu")
+    lines = ["| grid | runs | recorded | missing | compute (h) | median train images/s |", "|---|---|---|---|---|---|"]
+    for r in frame.to_dict("records"):
+        cells = ["" if v is None or v != v else (f"{v:g}" if isinstance(v, float) else str(v))
+                 for v in (r["runs"], r["recorded"], r["missing"], r["compute (h)"], r["median train images/s"])]
+        lines.append(f"| `{r['grid']}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+GENERATED_BLOCKS = {"compute": compute_table, "profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
                     "bench": bench_table, "pretraining": pretraining_records_table,
                     "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
 

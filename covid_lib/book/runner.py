@@ -169,6 +169,8 @@ def run_chapter(
     progress_bar: bool = False,
     execution_timeout: int | None = None,
     start_timeout: int = 600,
+    version: str | None = None,
+    failed_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Execute one chapter with papermill and write it, with its provenance, into ``output_dir``.
 
@@ -185,6 +187,9 @@ def run_chapter(
         execution_timeout: seconds a single cell may run (None: no limit).
         start_timeout: seconds the kernel may take to start (a loaded machine needs more than
             papermill's 60).
+        version: the data version to record (default: that of the ``data_root`` parameter); the
+            audit passes its manifest's.
+        failed_dir: where a failed run's partial notebook goes (default: the cache's ``book/``).
 
     Returns:
         The path of the executed notebook.
@@ -201,7 +206,7 @@ def run_chapter(
     injected, effective = _effective_parameters(chapter, profile, parameters)
     out = chapter.output(output_dir or SCRATCH_DIR)
     git = git_state(chapter.source)
-    version = data_version(effective.get("data_root"))
+    version = version if version is not None else data_version(effective.get("data_root"))
     env = environment(str(effective.get("device", "auto")))
 
     with tempfile.TemporaryDirectory(prefix=f"hurdles-{chapter.stem}-") as tmp:
@@ -220,7 +225,7 @@ def run_chapter(
         except PapermillExecutionError as err:
             partial = None
             if executed.exists():
-                partial = cache_dir("book") / f"{chapter.stem}.failed.ipynb"
+                partial = Path(failed_dir or cache_dir("book")) / f"{chapter.stem}.failed.ipynb"
                 shutil.copyfile(executed, partial)
             raise ChapterFailed(failure_message(chapter.stem, err, partial)) from err
         wall = time.perf_counter() - t0

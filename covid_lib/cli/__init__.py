@@ -1,7 +1,7 @@
 """Command line: ``python -m covid_lib GROUP COMMAND ...``.
 
 The command line is the top layer: one small module per command group in this package
-(``covid_lib.cli.data``, ``.segment``, ``.train``, ``.book``), each exposing
+(``covid_lib.cli.data``, ``.segment``, ``.train``, ``.book``, ``.grid``, ``.audit``), each exposing
 ``register_cli(subparsers)`` and setting ``func`` on its parsers. Modules here import only the
 standard library (and the stdlib-only :mod:`covid_lib.profiles`) at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
 the command functions, so ``--help`` and argument errors return at once.
@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "covid_lib.cli.train",
     "covid_lib.cli.book",
     "covid_lib.cli.grid",
+    "covid_lib.cli.audit",
 )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from covid_lib.data.dedup import NEAR_DUPLICATE_BITS, cached_image_hashes, duplicate_pairs
+from covid_lib.data.dedup import NEAR_DUPLICATE_BITS, cached_image_hashes, duplicate_pairs, image_hashes
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 TEST_FRACTION = 0.30
@@ -181,6 +181,7 @@ def audit_splits(
     max_distance: int = NEAR_DUPLICATE_BITS,
     raise_on_leak: bool = True,
     progress: bool = False,
+    cache: bool = True,
 ) -> SplitAudit:
     """Check that no patient and no identical image crosses splits; report near duplicates.
 
@@ -190,6 +191,8 @@ def audit_splits(
         raise_on_leak: raise :class:`SplitLeakError` when a patient is in two splits or an exact
             duplicate image is in two splits. Near duplicates across splits are only reported:
             they may be two acquisitions of one patient under two ids, or two similar patients.
+        cache: reuse and extend the hash cache (:func:`cached_image_hashes`); False hashes every
+            image afresh and writes nothing (a user's dataset in :mod:`covid_lib.audit`).
 
     Returns:
         :class:`SplitAudit` with the leaking patients and every duplicate pair.
@@ -197,7 +200,8 @@ def audit_splits(
     df = df.reset_index(drop=True)
     per_patient = df.groupby("patient_id")["split"].agg(lambda s: sorted(set(s)))
     leaks = per_patient[per_patient.map(len) > 1].rename("splits").reset_index()
-    hashes = cached_image_hashes(df["image_path"], progress=progress)
+    hasher = cached_image_hashes if cache else image_hashes
+    hashes = hasher(list(df["image_path"]), progress=progress)
     pairs = duplicate_pairs(hashes, max_distance=max_distance)
     cols = ["source", "image_id", "patient_id", "split"]
     left = df.loc[pairs["i"], cols].reset_index(drop=True).add_suffix("_a")

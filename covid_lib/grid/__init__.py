@@ -348,3 +348,31 @@ def status_counts(status: pd.DataFrame) -> dict[str, int]:
     """How many runs are in each state (every state of :data:`covid_lib.runs.STATUSES`, zeros included)."""
     counts = status["state"].value_counts()
     return {s: int(counts.get(s, 0)) for s in STATUSES}
+
+
+def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None
+                 ) -> pd.DataFrame:
+    """Compute spent on ``grids``, read from each recorded run's ``timings.json``: per grid its runs,
+    how many are recorded and missing, the hours of the recorded ones and the median training speed;
+    a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
+    rows, seen = [], {}
+    for name in grids:
+        hours, speeds, recorded = 0.0, [], 0
+        specs = grid_specs(name, profile, data_root=data_root)
+        for spec in specs:
+            record = Record.of(spec, need_checkpoint=False)
+            if record.status in ("missing", "failed"):
+                continue
+            recorded += 1
+            t = record.timings
+            hours += t.get("total_s", 0.0) / 3600
+            seen[spec.run_id] = t
+            if t.get("train_images_per_s"):
+                speeds.append(t["train_images_per_s"])
+        rows.append({"grid": name, "runs": len(specs), "recorded": recorded, "missing": len(specs) - recorded,
+                     "compute (h)": round(hours, 2),
+                     "median train images/s": round(float(pd.Series(speeds).median()), 1) if speeds else None})
+    total = sum(t.get("total_s", 0.0) for t in seen.values()) / 3600
+    rows.append({"grid": "all (each run once)", "runs": None, "recorded": len(seen), "missing": None,
+                 "compute (h)": round(total, 2), "median train images/s": None})
+    return pd.DataFrame(rows)

@@ -19,21 +19,25 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from sklearn.metrics import roc_auc_score
 
 from covid_lib.analysis.verdicts import CLAIMS, Verdict
 from covid_lib.data import global_splits
 from covid_lib.data.full_copy import full_copy_splits
 from covid_lib.data.subsets import PRETRAIN_LABELS
+from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
-from covid_lib.report.training import record_index, run_row, test_scores
+from covid_lib.report.records import cell_scores, record_at
+from covid_lib.report.training import index_record, record_index, run_row, test_scores
 from covid_lib.runs import Record, load_model
 from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-from covid_lib.stats import bootstrap_ci, bootstrap_replicates, percentile_interval, weighted_auc
+from covid_lib.stats import (POOLED, bootstrap_ci, bootstrap_replicates, paired_cluster_bootstrap_sets,
+                             percentile_interval, weighted_auc)
 from covid_lib.train import predict
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
-PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "nih": 26684}
-PAPER_NAMES = {"kermany": "ChestXRay", "nih": "RSNA", None: "none"}
+PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "kermany_full": 5857, "nih": 26684}
+PAPER_NAMES = {"kermany": "ChestXRay", "kermany_full": "ChestXRay, whole set", "nih": "RSNA", None: "none"}
 #: The paper's threshold rule: an image is COVID+ when its score is at least 0.5.
 PAPER_THRESHOLD = 0.5
 
@@ -54,12 +58,18 @@ def pretraining_sizes(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def plot_learning_curves(index: pd.DataFrame, profile: str = "cpu", *, task: str = "pretrain") -> Figure:
-    """Loss (train, validation) and validation AUC per epoch, one column per record of ``task``."""
+def plot_learning_curves(index: pd.DataFrame, profile: str = "cpu", *, task: str = "pretrain",
+                         archs: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
+                         pipelines: Iterable[str] | None = ("paper",)) -> Figure:
+    """Loss (train, validation) and validation AUC per epoch, one column per record of ``task``
+    (only ``archs``, ``seeds`` and ``pipelines`` when given)."""
     import matplotlib.pyplot as plt
 
-    sel = index[(index["task"] == task) & (index["profile"] == profile)].sort_values(
-        ["composition", "arch", "pipeline", "seed"])
+    sel = index[(index["task"] == task) & (index["profile"] == profile)]
+    for column, keep in (("arch", archs), ("seed", seeds), ("pipeline", pipelines)):
+        if keep is not None:
+            sel = sel[sel[column].isin(list(keep))]
+    sel = sel.sort_values(["composition", "arch", "pipeline", "seed"])
     n = max(len(sel), 1)
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5.2), squeeze=False, sharex=False)
     for j, (_, r) in enumerate(sel.iterrows()):
@@ -244,3 +254,121 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
                     "563 images (small)": format_estimate(r["auc_b"], r["auc_b_low"], r["auc_b_high"]),
                     "large - small": format_estimate(r["diff"], r["diff_low"], r["diff_high"]), **r})
     return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------ pre-training size and the fine-tunes
+def _own_test_pairs(small: pd.DataFrame, large: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pair the fine-tunes of ``small`` and ``large`` (:func:`covid_lib.report.records.spec_records`)
+    by (arch, composition, seed, pipeline); return the long own-test scores of the pairs where both
+    models learned (``done``) and one row per pair with both statuses."""
+    keys = ["arch", "composition", "seed", "pipeline"]
+    pairs = large.merge(small, on=keys, suffixes=("_large", "_small"))
+    long = []
+    for p in pairs.to_dict("records"):
+        if p["status_large"] != "done" or p["status_small"] != "done":
+            continue
+        a, b = cell_scores(p["path_large"], p["composition"]), cell_scores(p["path_small"], p["composition"])
+        both = a[["label", "group_id", "score"]].join(b[["score"]].rename(columns={"score": "score_b"}), how="inner")
+        long.append(both.reset_index().assign(composition=p["composition"], seed=p["seed"], arch=p["arch"])
+                    .rename(columns={"score": "score_a", "group_id": "patient"}))
+    cols = ["composition", "seed", "arch", "source", "image_id", "label", "patient", "score_a", "score_b"]
+    return (pd.concat(long, ignore_index=True)[cols] if long else pd.DataFrame(columns=cols)), pairs
+
+
+def scale_effect(small: pd.DataFrame, large: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """The effect of the pre-training set's size on the COVID fine-tunes (issue 17): AUC of the
+    fine-tune whose encoder was pre-trained on the whole ChestXRay set (``large``) minus that of the
+    same fine-tune pre-trained on 563 images (``small``), on the composition's own test set, paired
+    by composition and seed, patients resampled jointly over every cell and seed
+    (:func:`covid_lib.stats.paired_cluster_bootstrap_sets`). Pairs where a model did not learn or
+    collapsed are left out and listed.
+
+    Returns ``{"cells": per-composition rows + "pooled", "pairs": every pair with both statuses}``.
+    """
+    long, pairs = _own_test_pairs(small, large)
+    status = pairs[["composition", "seed", "status_large", "status_small"]].sort_values(["composition", "seed"])
+    if long.empty:
+        return {"cells": pd.DataFrame(), "pairs": status.reset_index(drop=True)}
+    cells = paired_cluster_bootstrap_sets(long, set_col="composition", group_col="patient", model_seed_col="seed",
+                                          n_boot=n_boot, seed=seed)
+    return {"cells": cells, "pairs": status.reset_index(drop=True)}
+
+
+def scale_effect_table(effect: dict, digits: int = 3) -> pd.DataFrame:
+    """:func:`scale_effect` for reading: per composition (and pooled) the two mean AUCs, ΔAUC with
+    its patient-level interval, and how many seed pairs were used or left out."""
+    cells, pairs = effect["cells"], effect["pairs"]
+    if cells is None or len(cells) == 0:
+        return pd.DataFrame()
+    set_col = "composition"
+    used = pairs[(pairs["status_large"] == "done") & (pairs["status_small"] == "done")]
+    rows = []
+    for r in cells.to_dict("records"):
+        name = r[set_col]
+        mine = pairs if name == POOLED else pairs[pairs["composition"] == name]
+        n_used = len(used) if name == POOLED else int((used["composition"] == name).sum())
+        rows.append({"trained on": name, "AUC, whole set": f"{r['value_a']:.{digits}f}",
+                     "AUC, 563 images": f"{r['value_b']:.{digits}f}",
+                     "Δ AUC [95% CI over patients]": format_estimate(r["estimate"], r["low"], r["high"], digits),
+                     "seed pairs used / left out": f"{n_used} / {len(mine) - n_used}"})
+    return pd.DataFrame(rows)
+
+
+def seed_spread(records: pd.DataFrame, by: tuple[str, ...] = ("pretrain", "composition")) -> pd.DataFrame:
+    """Own-test AUC over seeds per cell: mean ± SD over the seeds whose model learned, with the
+    seeds that did not learn, collapsed or are missing counted beside (never averaged in)."""
+    rows = []
+    for key, g in records.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        aucs = []
+        for r in g[g["status"] == "done"].to_dict("records"):
+            s = record_at(r["path"]).scores(r["composition"])
+            if s["label"].nunique() == 2:
+                aucs.append(roc_auc_score(s["label"], s["score"]))
+        counts = g["status"].value_counts()
+        rows.append({**dict(zip(by, key)),
+                     "own-test AUC, mean ± SD": (f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}" if len(aucs) > 1
+                                                 else f"{aucs[0]:.3f}" if aucs else "–"),
+                     "seeds used": len(aucs),
+                     "collapsed": int(counts.get("collapsed", 0)), "did not learn": int(counts.get("did not learn", 0)),
+                     "missing": int(counts.get("missing", 0) + counts.get("failed", 0))})
+    return pd.DataFrame(rows)
+
+
+#: Issue 17's gate for the ChestXRay pre-training at the paper's scale: ResNet-18's three-class
+#: macro AUC on its held-out test patients (decided on the point estimate, interval shown).
+PRETRAINING_GATE = 0.93
+_CLASS_NAMES = {"0": "normal (vs pneumonia)", "1": "bacterial", "2": "viral"}
+
+
+def pretraining_gate(index: pd.DataFrame, profile: str = "cpu", *, gate: float = PRETRAINING_GATE) -> pd.DataFrame:
+    """Every three-class ChestXRay pre-training record: one-vs-rest test AUC per class and macro,
+    with patient intervals, and whether the macro AUC passes ``gate``."""
+    rows = []
+    pre = index[(index["task"] == "pretrain") & (index["profile"] == profile)
+                & index["composition"].isin(["kermany", "kermany_full"])]
+    for _, r in pre.sort_values(["composition", "arch", "seed"]).iterrows():
+        m = index_record(r).metrics
+        per_class = m.get("test_class_auc") or {}
+        macro = m.get("test_auc_interval")
+        rows.append({"pre-training set": r["composition"].replace("_", " "), "arch": r["arch"],
+                     "pipeline": r["pipeline"], "seed": r["seed"],
+                     "train images": m["splits"]["train"]["n_used"],
+                     **{f"AUC {name}": (format_estimate(per_class[k]["value"], per_class[k]["low"], per_class[k]["high"])
+                                        if k in per_class else "–") for k, name in _CLASS_NAMES.items()},
+                     "macro AUC": format_estimate(macro["value"], macro["low"], macro["high"]) if macro else "–",
+                     f"gate (macro ≥ {gate})": ("–" if not macro else "met" if macro["value"] >= gate else "not met")})
+    return pd.DataFrame(rows)
+
+
+def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple | None:
+    """The ResNet-18 ChestXRay pre-trainings of Table II at both scales (563 images: the parent in
+    ``table2``; the whole set: the parent in ``table2_full``) for ``seed``, when both are recorded."""
+    out = []
+    for grid, source in (("table2", "kermany"), ("table2_full", "kermany_full")):
+        parent = next((s.pretrain_spec() for s in grid_specs(grid, profile, data_root=data_root)
+                       if s.pretrain == source and s.arch == "resnet18" and s.seed == seed), None)
+        if parent is None or Record.of(parent, need_checkpoint=False).status != "done":
+            return None
+        out.append(parent)
+    return tuple(out)

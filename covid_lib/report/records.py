@@ -70,7 +70,7 @@ def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | Non
     """The pre-training runs behind ``specs``: source, arch, run id, status (of the record; its
     checkpoint is not asked for) and the images used per split (from their records), beside the
     paper's pre-training set sizes (Sec. III-A)."""
-    paper = {"kermany": 5857, "nih": 26684}
+    paper = {"kermany": 5857, "kermany_full": 5857, "nih": 26684}
     rows, seen = [], set()
     for s in specs:
         pre = s if s.task == "pretrain" else s.pretrain_spec()
@@ -93,10 +93,10 @@ def has_record(path: object) -> bool:
 
 def cell_scores(path: str | os.PathLike, test_set: str) -> pd.DataFrame:
     """One record's per-image scores on one test set, indexed by ``(source, image_id)``."""
-    return _record_at(path).scores(test_set).set_index(["source", "image_id"]).sort_index()
+    return record_at(path).scores(test_set).set_index(["source", "image_id"]).sort_index()
 
 
-def _record_at(path: str | os.PathLike) -> Record:
+def record_at(path: str | os.PathLike) -> Record:
     """The :class:`~covid_lib.runs.Record` of a record folder (a ``path`` cell of :func:`spec_records`)."""
     path = Path(path)
     return Record.of(path.name, results=path.parent)
@@ -120,7 +120,7 @@ def matrix_long(records: pd.DataFrame, *, threshold: str = "paper",
         base = {k: r[k] for k in RECORD_COLUMNS if k != "path"}
         table, sets = pd.DataFrame(), {}
         if has_record(r["path"]):
-            m = _record_at(r["path"]).metrics
+            m = record_at(r["path"]).metrics
             table, sets = pd.DataFrame(m["table"]), m.get("test_sets", {})
             table = table[table["threshold_rule"].str.startswith(threshold)]
         for t in test_sets:

@@ -1,0 +1,92 @@
+"""Which measurements of an audit are findings, worst first, each in one sentence.
+
+The flag rule, fixed before any data is seen:
+
+- A *predictability* measure (AUC, macro AUC, balanced accuracy) is flagged when the lower end of
+  its 95% patient-level interval exceeds chance by more than :data:`MARGIN`
+  (``low > chance + MARGIN``). Without a shortcut the interval's lower end falls below chance
+  about 2.5% of the time, and below ``chance + MARGIN`` less often still: each measure's false-
+  alarm rate is at most about 2.5%; an audit runs about a dozen correlated measures, so its
+  chance of at least one false alarm is higher (the permutation control of
+  ``scripts/audit_validation.py`` measures it).
+- A *leakage* share (test images whose patient or duplicate is in train/val, images duplicated
+  under another label) is flagged whenever it is above zero: one such image is already a defect.
+
+Findings are ranked by how far the interval's lower end clears the flag threshold (leakage, which
+invalidates the test itself, first), then by value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from covid_lib.paths import REPO_ROOT
+
+#: How far above chance the lower end of the 95% interval must lie for a flag.
+MARGIN = 0.05
+FINDING_COLUMNS = ["rank", "flag", "section", "measure", "target", "metric", "value", "low", "high", "chance",
+                   "sentence"]
+
+
+def is_flagged(measures: pd.DataFrame, *, margin: float = MARGIN) -> pd.Series:
+    """The flag rule of the module docstring, per measure row."""
+    share = measures["metric"].eq("share")
+    predict = measures["low"] > measures["chance"] + margin
+    return (share & (measures["value"] > 0)) | (~share & predict.fillna(False))
+
+
+def sentence(row: pd.Series) -> str:
+    """One line a reader can act on, e.g. "the label is predictable from image size at AUC 0.97 [0.94, 0.99]"."""
+    est = f"{row['value']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+    if row["metric"] == "share":
+        return f"{row['measure']}: {row['value']:.1%} [{row['low']:.1%}, {row['high']:.1%}] ({row.get('note', '')})"
+    what = "the source" if row["target"] == "source" else "the label"
+    src = row["measure"]
+    if src.startswith(("metadata baseline", "image statistics", "lung-mask")):
+        src = f"the {src}"  # a predictor, not a column
+    chance = f" (chance {row['chance']:.2f})"
+    if row.get("flag", False):
+        return f"{what} is predictable from {src} at {row['metric']} {est}{chance}"
+    return f"{what} is not clearly predictable from {src}: {row['metric']} {est}{chance}"
+
+
+def rank_findings(measures: pd.DataFrame, *, margin: float = MARGIN) -> pd.DataFrame:
+    """Every measure with ``flag`` and ``sentence``, flagged ones first, worst first (module docstring)."""
+    out = measures.copy()
+    out["flag"] = is_flagged(out, margin=margin)
+    share = out["metric"].eq("share")
+    clearance = np.where(share, 1.0 + out["value"], out["low"] - out["chance"] - margin)
+    out["_key"] = np.where(out["flag"], clearance, -np.inf)
+    out = out.sort_values(["flag", "_key", "value"], ascending=[False, False, False], kind="stable")
+    out["sentence"] = [sentence(r) for _, r in out.iterrows()]
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out[FINDING_COLUMNS + [c for c in ("n_images", "n_patients", "note") if c in out]].reset_index(drop=True)
+
+
+def validation_note(path=None) -> str:
+    """The audit's validation in a few sentences, from ``bench/audit_validation.json``
+    (``scripts/audit_validation.py``); says so when it was not measured."""
+    import json
+
+    path = path or REPO_ROOT / "bench" / "audit_validation.json"
+    try:
+        v = json.loads(open(path).read())
+    except (OSError, ValueError):
+        return "The audit's validation (`scripts/audit_validation.py`) has not been run in this installation."
+    parts = []
+    comps = v.get("compositions", {})
+    if comps:
+        equal = sum(all(r[m]["equal"] for m in ("metadata baseline", "metadata baseline + label proxies"))
+                    for r in comps.values())
+        parts.append(f"On the book's {len(comps)} compositions its metadata baselines equal the chapter's "
+                     f"(AUC and interval) on {equal}; flagged factors: "
+                     + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}" for n, r in comps.items()) + ".")
+    perm = v.get("permutations")
+    if perm:
+        parts.append(f"On {perm['runs']} label permutations of a control without a planted shortcut (Kermany "
+                     f"bacterial vs viral) it raised {perm['false_alarms']} false alarm(s) in {perm['measures']} "
+                     f"measures ({perm['false_alarm_rate_per_measure']:.1%} per measure; "
+                     f"{perm['audits_with_a_false_alarm']} of {perm['runs']} audits with at least one).")
+    for mark, r in v.get("planted", {}).items():
+        parts.append(f"With a planted {mark} mark on one class it flagged: {', '.join(r['flagged']) or 'nothing'}.")
+    return "**Validation** (`scripts/audit_validation.py`). " + " ".join(parts)

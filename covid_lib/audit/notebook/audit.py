@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Shortcut audit
+#
+# The checks of the Hurdles book, run on one chest X-ray dataset: can the label be predicted from
+# something other than the disease — the metadata, the file, the image statistics, the lung mask's
+# shape — and do patients or images cross the splits? Every score comes with a 95% interval that
+# resamples whole patients. A measure is **flagged** when the lower end of its interval lies more
+# than 0.05 above chance (a leakage share: when it is above zero); see
+# `covid_lib.audit.findings` for the rule and its false-alarm rate.
+
+# %% tags=["parameters"]
+manifest = ""  # the CSV manifest (path, label, optional patient_id, source, view, age, sex, date, split)
+out = ""  # the output folder: the tables are written there, nothing elsewhere
+model = ""  # a checkpoint to audit too (not implemented yet: must stay empty)
+device = "auto"  # the U-Net of the chain runs there
+profile = "cpu"  # smoke | cpu | paper: images of the pixel probes, their size, bootstrap resamples
+seed = 0  # folds, subsampling and bootstrap
+data_root = None  # unused: the manifest names the images (kept for the runner's chapter contract)
+
+# %% tags=["hide-input"]
+# %matplotlib inline
+# %config InlineBackend.figure_formats = ["png"]
+import time
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from covid_lib.audit import figures, get_settings, load_manifest, rank_findings, run_audit, validation_note
+from covid_lib.profiles import resolve_device
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+pd.set_option("display.max_rows", 200, "display.width", 160)
+if model:
+    raise NotImplementedError("--model is not implemented yet: audit the dataset without it")
+t0 = time.perf_counter()
+settings = get_settings(profile)
+data = load_manifest(manifest)
+results = run_audit(data, settings=settings, seed=seed, device=resolve_device(device))
+findings = rank_findings(results["measures"])
+out_dir = Path(out)
+findings.to_csv(out_dir / "findings.csv", index=False)
+results["counts"].to_csv(out_dir / "counts.csv", index=False)
+results["duplicates"].to_csv(out_dir / "duplicates.csv", index=False)
+display(Markdown(
+    f"**{data.path.name}**: {len(data.rows)} readable images of {data.rows['patient_id'].nunique()} patients, "
+    f"classes {', '.join(f'{c} ({n})' for c, n in data.rows['label_name'].value_counts().sort_index().items())}; "
+    f"{len(data.unreadable)} unreadable; scores "
+    + ("fitted on train + val, measured on test." if data.has_test_split
+       else "out-of-fold, 5 folds grouped by patient (no test split given).")
+    + "".join(f"\n\n*Note*: {n}" for n in data.notes)))
+
+# %% [markdown]
+# ## Findings, worst first
+
+# %% tags=["hide-input"]
+flagged = findings[findings["flag"]]
+display(Markdown("\n".join(f"{i}. {s}" for i, s in enumerate(flagged["sentence"], 1))
+                 if len(flagged) else "Nothing flagged: no measure clears chance by the margin."))
+figures.forest(findings)
+plt.show()
+
+# %% [markdown]
+# ## 1. The label and each metadata column
+#
+# Images per level and class, and how well the column alone (one-hot, the book's linear probe)
+# predicts the label.
+
+# %% tags=["hide-input"]
+display(findings[findings["section"] == "1 metadata"][["measure", "metric", "value", "low", "high", "flag", "note"]])
+figures.counts(results["counts"])
+plt.show()
+display(results["counts"])
+
+# %% [markdown]
+# ## 2. A metadata-only baseline
+#
+# The book's baseline (logistic regression on view, age, sex, file format and original size;
+# never a pixel), and the same with the study year and missing-value flags, which the book treats
+# as label proxies by construction (a missing date or age can name the source).
+
+# %% tags=["hide-input"]
+display(findings[findings["section"] == "2 metadata baseline"][["measure", "metric", "value", "low", "high", "flag", "note"]])
+
+# %% [markdown]
+# ## 3. Patients and duplicates across splits
+#
+# Exact duplicates have identical pixels; near duplicates differ by at most 4 of 64 pHash bits.
+
+# %% tags=["hide-input"]
+display(findings[findings["section"] == "3 leakage"][["measure", "value", "low", "high", "flag", "note"]])
+display(results["duplicates"].head(30))
+
+# %% [markdown]
+# ## 4, 5. Image statistics and the lung mask's shape
+#
+# A linear probe on a thumbnail and a grey-level histogram, on the raw image and after the
+# paper's chain (equalise, U-Net lung mask, blur), predicting the label and the source; and the
+# U-Net's lung mask alone predicting the label.
+
+# %% tags=["hide-input"]
+display(findings[findings["section"].isin(["4 image statistics", "5 lung-mask baseline"])]
+        [["measure", "target", "metric", "value", "low", "high", "chance", "flag", "n_images"]])
+if len(results["rejections"]):
+    display(Markdown(f"The chain rejected {results['rejections']['image_id'].nunique()} image(s):"))
+    display(results["rejections"])
+if len(data.unreadable):
+    display(Markdown(f"{len(data.unreadable)} image(s) could not be read and were left out:"))
+    display(data.unreadable)
+
+# %% [markdown]
+# ## Closing note
+
+# %% tags=["hide-input"]
+display(Markdown(
+    f"Profile `{profile}`: at most {settings.max_images} images (whole patients) in the pixel probes at "
+    f"{settings.image_size} px, {settings.n_boot} bootstrap resamples; seed {seed}. "
+    f"Audit computed in {time.perf_counter() - t0:.0f} s. Tables: `findings.csv`, `counts.csv`, `duplicates.csv`."))
+display(Markdown(validation_note()))

@@ -1,0 +1,189 @@
+"""Validate ``covid_lib audit`` (issue 20) on a planted shortcut and on a control without one.
+
+- Control: Kermany bacterial vs viral pneumonia (one hospital, children aged 1-5), out-of-fold by
+  patient. The audit is run on the true labels, then on ``--permutations`` label permutations
+  (labels shuffled between patients, so a patient keeps one label): every flag on a permuted
+  audit is a false alarm. The chain's images are computed once and reused.
+- Planted: the same images under permuted labels (no signal: permutation 0 of the control), with
+  a corner mark or a gamma shift (:func:`covid_lib.preprocess.plant.apply_mark`) burnt into the raw
+  images of one class (written to a temporary folder, never the repository): the audit must flag
+  the raw image-statistics probe, and only the mark can make it.
+- The book's compositions, exported as manifests: the audit's metadata baselines must equal the
+  chapter's, and on CORDA&ChestXRay it must flag age and source.
+
+Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it.
+
+    python scripts/audit_validation.py --per-class 120 --permutations 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.std import tqdm
+
+from covid_lib.analysis.shortcuts import chain_arrays
+from covid_lib.audit import AuditSettings, load_manifest, rank_findings, run_audit
+from covid_lib.audit.measures import PROBE_STEPS, probe_rows
+from covid_lib.data import read_image
+from covid_lib.paths import REPO_ROOT, resolve_data_root
+from covid_lib.preprocess.plant import apply_mark
+
+
+def control_manifest(folder: Path, per_class: int, seed: int) -> Path:
+    """Kermany bacterial (0) vs viral (1): at most ``per_class`` images per class, whole patients."""
+    root = resolve_data_root()
+    m = pd.read_csv(root / "kermany" / "manifest.csv", dtype=str, keep_default_na=False)
+    m = m[m["kermany_class"].isin(["bacteria", "virus"])]
+    parts = []
+    for cls, g in m.groupby("kermany_class"):
+        patients = g["patient_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
+        counts = g.groupby("patient_id").size()[patients]
+        keep = set(patients[(counts.cumsum() <= per_class).to_numpy()])
+        parts.append(g[g["patient_id"].isin(keep)])
+    m = pd.concat(parts)
+    out = pd.DataFrame({"path": [str(root / "kermany" / p) for p in m["path"]],
+                        "label": (m["kermany_class"] == "virus").astype(int).to_numpy(),
+                        "patient_id": m["patient_id"].to_numpy(), "view": m["view"].to_numpy()})
+    path = folder / "control.csv"
+    out.to_csv(path, index=False)
+    return path
+
+
+def planted_manifest(control, folder: Path, mark: str) -> Path:
+    """The control's images with ``mark`` planted on every label-1 image (PNG copies in ``folder``).
+
+    ``control``: an :class:`~covid_lib.audit.AuditManifest`, whose labels may be permuted (a null
+    control: then only the mark can make the label predictable)."""
+    m = control.rows[["image_path", "label", "patient_id", "view"]].rename(columns={"image_path": "path"})
+    (folder / mark).mkdir(exist_ok=True)
+    paths = []
+    for i, (p, label) in enumerate(tqdm(list(zip(m["path"], m["label"])), desc=f"planting {mark}", leave=False)):
+        img = read_image(p)
+        if label == 1:
+            img = apply_mark(img, mark)
+        dest = folder / mark / f"{i}.png"
+        Image.fromarray(img).save(dest)
+        paths.append(str(dest))
+    out = folder / f"planted_{mark}.csv"
+    m.assign(path=paths).to_csv(out, index=False)
+    return out
+
+
+def permuted(manifest, seed: int):
+    """The manifest with labels shuffled between patients (each patient keeps one label)."""
+    rows = manifest.rows.copy()
+    per_patient = rows.groupby("patient_id")["label"].first()
+    shuffled = pd.Series(np.random.default_rng(seed).permutation(per_patient.to_numpy()), index=per_patient.index)
+    rows["label"] = rows["patient_id"].map(shuffled).astype(int)
+    rows["label_name"] = rows["label"].map(dict(enumerate(manifest.classes)))
+    return type(manifest)(rows, manifest.classes, manifest.unreadable, manifest.given, manifest.path, manifest.notes)
+
+
+#: The label permutation the marks are planted on (permutation 0 of the control: no flag).
+PLANT_PERMUTATION = 1000
+
+
+def flagged(findings: pd.DataFrame) -> list[str]:
+    return [f"{m} -> {t}" for m, t in zip(findings.loc[findings["flag"], "measure"], findings.loc[findings["flag"], "target"])]
+
+
+def composition_checks(folder: Path, *, n_boot: int, seed: int) -> dict:
+    """On each of the book's compositions exported as a manifest (patient = the book's patient
+    group; original sizes and formats from the manifest): the audit's metadata baselines against
+    the chapter's (:func:`covid_lib.analysis.metadata_baseline.baseline_table`, own test set), and
+    which metadata factors the audit flags."""
+    from covid_lib.analysis.metadata_baseline import baseline_table
+    from covid_lib.audit.measures import factor_associations, metadata_baseline
+    from covid_lib.data import COMPOSITIONS, compose
+
+    settings = AuditSettings(image_size=96, side=32, bins=32, max_images=0, n_boot=n_boot)
+    book = {proxies: baseline_table(seed=seed, n_boot=n_boot, proxies=proxies).query("composition == test_set")
+            .set_index("composition") for proxies in (False, True)}
+    out = {}
+    for name in COMPOSITIONS:
+        c = compose(name, seed=seed)
+        m = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
+                          **{k: c[k] for k in ("source", "view", "age", "sex", "date", "split", "orig_width",
+                                               "orig_height", "orig_format", "orig_mode")}})
+        path = folder / f"{name.replace('&', '_')}.csv"
+        m.to_csv(path, index=False)
+        manifest = load_manifest(path)
+        base = metadata_baseline(manifest, settings=settings, seed=seed).set_index("measure")
+        factors = rank_findings(factor_associations(manifest, settings=settings, seed=seed))
+        row = {"flagged factors": list(factors.loc[factors["flag"], "measure"])}
+        for proxies, measure in ((False, "metadata baseline"), (True, "metadata baseline + label proxies")):
+            a, b = base.loc[measure], book[proxies].loc[name]
+            row[measure] = {"audit": [a["value"], a["low"], a["high"]], "chapter": [b["auc"], b["auc_low"], b["auc_high"]],
+                            "equal": bool(np.allclose([a["value"], a["low"], a["high"]], [b["auc"], b["auc_low"], b["auc_high"]],
+                                                      equal_nan=True))}
+        out[name] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--per-class", type=int, default=120)
+    ap.add_argument("--permutations", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=96)
+    ap.add_argument("--n-boot", type=int, default=500)
+    ap.add_argument("--marks", nargs="*", default=["corner", "gamma"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
+    ap.add_argument("--skip-compositions", action="store_true", help="leave the book's compositions check out")
+    ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
+    args = ap.parse_args()
+    settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
+    summary: dict = {"settings": vars(args)}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="audit-validation-") as tmp:
+        folder = Path(tmp)
+        if not args.skip_compositions:
+            summary["compositions"] = composition_checks(folder, n_boot=2000, seed=args.seed)
+        if args.only_compositions:
+            print(json.dumps(summary["compositions"], indent=1, default=float))
+            return
+        control = load_manifest(control_manifest(folder, args.per_class, args.seed))
+        rows = probe_rows(control, settings.max_images, seed=args.seed)
+        arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False)
+        f = rank_findings(run_audit(control, settings=settings, seed=args.seed, arrays=arrays)["measures"])
+        summary["control"] = {"images": len(control.rows), "patients": int(control.rows["patient_id"].nunique()),
+                              "flagged": flagged(f), "measures": f[["measure", "target", "metric", "value", "low",
+                                                                  "high", "flag"]].to_dict("records")}
+        perm = []
+        for k in tqdm(range(args.permutations), desc="permutations"):
+            fk = rank_findings(run_audit(permuted(control, 1000 + k), settings=settings, seed=args.seed,
+                                         arrays=arrays)["measures"])
+            pred = fk[fk["metric"] != "share"]
+            perm.append({"permutation": k, "measures": len(pred), "flagged": flagged(pred)})
+        n_measures = sum(p["measures"] for p in perm)
+        n_flags = sum(len(p["flagged"]) for p in perm)
+        summary["permutations"] = {
+            "runs": len(perm), "audits_with_a_false_alarm": sum(bool(p["flagged"]) for p in perm),
+            "false_alarms": n_flags, "measures": n_measures,
+            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1), "runs_detail": perm}
+        summary["planted"] = {}
+        for mark in args.marks:
+            null = permuted(control, PLANT_PERMUTATION)  # labels without signal: only the mark separates them
+            planted = load_manifest(planted_manifest(null, folder, mark))
+            fm = rank_findings(run_audit(planted, settings=settings, seed=args.seed)["measures"])
+            summary["planted"][mark] = {"flagged": flagged(fm), "measures": fm[
+                ["measure", "target", "metric", "value", "low", "high", "flag"]].to_dict("records")}
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    Path(args.out).write_text(json.dumps(summary, indent=1, default=float))
+    short = {k: v for k, v in summary.items() if k != "settings"}
+    short["control"] = {k: v for k, v in summary["control"].items() if k != "measures"}
+    short["permutations"] = {k: v for k, v in summary["permutations"].items() if k != "runs_detail"}
+    short["planted"] = {m: v["flagged"] for m, v in summary["planted"].items()}
+    print(json.dumps(short, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Pre-training at two scales (issue 17): the fine-tunes' paired difference, seed spreads, the
+gate table and the chapters' protocol block (issue 16), on records written through the library."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covid_lib.report import judge
+from covid_lib.report import pretraining as rp
+from covid_lib.report.records import spec_records
+from covid_lib.runs import RunSpec
+from covid_lib.stats import paired_cluster_bootstrap
+
+
+def _scores(test_set: str, y: np.ndarray, score: np.ndarray) -> pd.DataFrame:
+    n = len(y)
+    return pd.DataFrame({"test_set": test_set, "source": "cohen", "image_id": [f"i{i}" for i in range(n)],
+                         "patient_id": [f"p{i // 2}" for i in range(n)], "group_id": [f"p{i // 2}" for i in range(n)],
+                         "label": y, "score": score})
+
+
+def _spec(pretrain: str, seed: int = 0, composition: str = "CORDA") -> RunSpec:
+    return RunSpec(composition, arch="resnet18", pretrain=pretrain, profile="smoke", seed=seed, data_version="v1")
+
+
+@pytest.fixture
+def two_scales(write_record):
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 40)
+    good = y + rng.normal(0, 0.6, y.size)  # the whole-set fine-tunes rank better
+    poor = y + rng.normal(0, 1.5, y.size)
+    squash = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for seed in (0, 1):
+        write_record(_spec("kermany_full", seed), _scores("CORDA", y, squash(good + seed * 0.01)))
+        write_record(_spec("kermany", seed), _scores("CORDA", y, squash(poor + seed * 0.01)))
+    write_record(_spec("kermany_full", 2), _scores("CORDA", y, np.full(y.size, 0.7)))  # collapsed
+    write_record(_spec("kermany", 2), _scores("CORDA", y, squash(poor)))
+    specs = [_spec(p, s) for p in ("kermany", "kermany_full") for s in (0, 1, 2)] + [_spec("kermany_full", 3)]
+    records = spec_records(specs)
+    return records[records["pretrain"] == "kermany"], records[records["pretrain"] == "kermany_full"], y, good, poor
+
+
+def test_scale_effect_pairs_by_seed_and_leaves_out_collapsed(two_scales):
+    small, large, y, good, poor = two_scales
+    assert dict(zip(large["seed"], large["status"])) == {0: "done", 1: "done", 2: "collapsed", 3: "missing"}
+    effect = rp.scale_effect(small, large, n_boot=300)
+    cells = effect["cells"].set_index("composition")
+    assert cells.loc["pooled", "estimate"] > 0.1 and cells.loc["pooled", "low"] > 0
+    table = rp.scale_effect_table(effect).set_index("trained on")
+    assert table.loc["pooled", "seed pairs used / left out"] == "2 / 1"  # seed 3 has no 563-image pair
+    # one seed alone equals the paired cluster bootstrap of that seed's two records
+    one = rp.scale_effect(small[small["seed"] == 0], large[large["seed"] == 0], n_boot=300)["cells"]
+    direct = paired_cluster_bootstrap(y, good, poor, np.repeat(np.arange(y.size // 2), 2), n_boot=300, seed=0)
+    assert one.set_index("composition").loc["CORDA", "estimate"] == pytest.approx(direct.estimate, abs=1e-12)
+
+
+def test_seed_spread_counts_instead_of_averaging(two_scales):
+    _, large, *_ = two_scales
+    row = rp.seed_spread(large).iloc[0]
+    assert (row["seeds used"], row["collapsed"], row["missing"]) == (2, 1, 1)
+    assert "±" in row["own-test AUC, mean ± SD"]
+
+
+def test_claim_markdown_puts_the_rule_before_the_numbers():
+    data = {"protocol_hash": judge.P.protocol_hash(), "scales": {"x": {"label": "scale x", "claims": {"C2": {
+        "outcome": "reproduced", "estimate": 0.1, "low": 0.05, "high": 0.15, "mde": 0.07, "n_used": 4,
+        "n_left_out": 1, "left_out_reasons": {"collapsed": 1}, "reason": "the interval lies above 0"}}}}}
+    text = judge.claim_markdown("C2", data)
+    assert text.index("**The rule**") < text.index("+0.100 [+0.050, +0.150]")
+    assert judge.rule_text_for("C2") in text and "1 collapsed" in text
+    stale = judge.claim_markdown("C2", {**data, "protocol_hash": "other"})
+    assert "Not judged under this protocol" in stale and "+0.100" not in stale
+
+
+def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_record, monkeypatch):
+    import covid_lib.grid as grid
+
+    a, b = _spec("kermany_full", 0), _spec("kermany_full", 1)
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: {"g1": [a, b], "g2": [a]}[name])
+    y = np.tile([0, 1], 10)
+    write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 7200.0, "train_images_per_s": 50.0})
+    table = grid.grid_compute(["g1", "g2"], "smoke").set_index("grid")
+    assert table.loc["g1", ["recorded", "missing", "compute (h)"]].tolist() == [1, 1, 2.0]
+    assert table.loc["g2", "compute (h)"] == 2.0
+    assert table.loc["all (each run once)", "compute (h)"] == 2.0
