@@ -3,7 +3,7 @@
 The command line is the top layer: one small module per command group in this package
 (``covid_lib.cli.data``, ``.segment``, ``.train``, ``.book``, ``.grid``, ``.audit``), each exposing
 ``register_cli(subparsers)`` and setting ``func`` on its parsers. Modules here import only the
-standard library (and the stdlib-only :mod:`covid_lib.profiles`) at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
+standard library at their top; the work's heavy imports (numpy, pandas, torch...) happen inside
 the command functions, so ``--help`` and argument errors return at once.
 
 :func:`main` handles what every command shares: a ``--device`` is checked before the command runs
@@ -18,8 +18,6 @@ import argparse
 import importlib
 import os
 import sys
-
-from covid_lib.profiles import check_device  # stdlib-only module: cheap
 
 #: One module per command group, in the order ``--help`` lists them; each defines register_cli(subparsers).
 COMMAND_MODULES = (
@@ -53,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             if getattr(args, "device", None) is not None:
+                # lazy: `import covid_lib.cli` stays standard-library only
+                from covid_lib.profiles import check_device
+
                 check_device(args.device)
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
