@@ -11,7 +11,11 @@
 # %% [markdown]
 # # How deep to go
 #
-# With a hundred or so COVID-positive images, is a bigger network better? Sec. IV-B of
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
+# With a hundred or so COVID-positive images, is a bigger network better? Sec. IV-D of
 # {cite:t}`tartaglione2020unveiling` trains a ResNet-50 {cite:p}`he2016deep` with the two
 # pre-trained encoders (Table III) and a small network of 8 convolutional layers, *Conv8* (after
 # ALL-CNN-C), and concludes (claim **C3**) that neither is better than ResNet-18: the deeper one
@@ -45,9 +49,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -56,20 +57,11 @@ from IPython.display import Markdown, display
 from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
-from covid_lib.data import data_version
-from covid_lib.grid import grid_specs
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import start_chapter, styled
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
-
-version = data_version(data_root)
-records = {g: rr.spec_records(grid_specs(g, profile, data_root=data_root, data_version=version), results)
-           for g in ("table3", "conv8", "table2")}
-for g, r in records.items():
-    print(f"{g}: {r['status'].value_counts().to_dict()}")
+started = start_chapter()
+records = rr.chapter_records(("table3", "conv8", "table2"), profile, data_root=data_root, results=results)
 
 # %% [markdown]
 # ## Table III: ResNet-50, ours beside the paper's
@@ -77,10 +69,10 @@ for g, r in records.items():
 # The seven metrics at the paper's threshold (0.5), ours with patient-cluster intervals. Our test
 # sets include COVID-ChestXRay's 15 images, which the paper's Table III does not.
 
-# %%
+# %% tags=["hide-output"]
 paper = rr.paper_long()
 long50 = rr.beside_paper(rr.matrix_long(records["table3"], threshold=threshold), paper)
-display(rp.matrix_table(long50))
+display(styled(rp.matrix_table(long50)))
 
 # %%
 fig = rp.plot_heatmaps(long50, "auc", arch="resnet50", pretrains=("kermany", "nih"),
@@ -100,7 +92,7 @@ if len(table50):
     theirs = rd.paper_depth(paper).set_index(["pretrain", "composition", "test_set"])["paper_diff"]
     table50["paper ΔAUC (III - II)"] = [f"{theirs.get(k, float('nan')):+.2f}" if k in theirs.index else "–"
                                         for k in zip(cells50["pretrain"], cells50["composition"], cells50["test_set"])]
-display(table50)
+display(styled(table50))
 
 # %%
 if cells50["diff"].notna().any():
@@ -115,16 +107,16 @@ print(rr.summary_sentence(rr.paired_summary(cells50), "ResNet-50", "ResNet-18"))
 # a = Conv8, b = ResNet-18 with the same pre-training (none or ChestXRay) and composition.
 
 # %%
-display(rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C3"])
+display(styled(rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C3"]))
 long8 = rr.matrix_long(records["conv8"], threshold=threshold)
 long18 = rr.matrix_long(records["table2"], threshold=threshold)
 quoted = pd.concat([long8, long18[long18["pretrain"] == "nih"]])
 quoted = quoted[(quoted["composition"] == "CORDA") & (quoted["test_set"] == "CORDA")]
-display(rp.matrix_table(quoted, metrics=("balanced_accuracy", "dor", "auc")).assign(arch=quoted["arch"].to_numpy()))
+display(styled(rp.matrix_table(quoted, metrics=("balanced_accuracy", "dor", "auc")).assign(arch=quoted["arch"].to_numpy())))
 
 # %%
 cells8 = rd.depth_cells(records["conv8"], records["table2"], n_boot=n_boot)
-display(rr.paired_table(cells8, "conv8", "resnet18"))
+display(styled(rr.paired_table(cells8, "conv8", "resnet18")))
 if cells8["diff"].notna().any():
     fig = rd.plot_paired(cells8, title="Conv8 minus ResNet-18, AUC")
     plt.show()
@@ -143,8 +135,17 @@ print(rr.summary_sentence(rr.paired_summary(cells8), "Conv8", "ResNet-18"))
 
 # %%
 c3 = rd.verdict_c3(cells50, cells8)
-display(verdict_table([c3]))
+display(styled(verdict_table([c3])))
 show_verdict(c3)
+
+# %% [markdown]
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("With a hundred or so COVID-positive images, is a deeper network (ResNet-50) or a small "
+                    "one (Conv8) better than ResNet-18?", c3)
 
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")

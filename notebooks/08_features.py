@@ -11,8 +11,12 @@
 # %% [markdown]
 # # Features by source
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # To explain why models trained on CORDA&ChestXRay or CORDA&RSNA collapse on each other's test
-# sets, {cite:t}`tartaglione2020unveiling` (Sec. IV-A, Fig. 3) draw a t-SNE
+# sets, {cite:t}`tartaglione2020unveiling` (Sec. IV-C, Fig. 3) draw a t-SNE
 # {cite:p}`vandermaaten2008visualizing` of the features of the ChestXRay-pre-trained encoder
 # trained on CORDA&ChestXRay: ChestXRay and CORDA images form separate clusters "regardless of the
 # COVID label" (Fig. 3a), while RSNA and CORDA images "no longer form clear clusters" (Fig. 3b).
@@ -59,6 +63,7 @@ from covid_lib.grid import grid_specs
 from covid_lib.profiles import resolve_device
 from covid_lib.runs import checkpoint_path, is_finished, load_result
 from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report.common import styled
 
 started = time.time()
 dev = resolve_device(device)
@@ -76,7 +81,7 @@ for name, spec in encoders.items():
         "missing" if not done else "no checkpoint"
     states.append({"encoder": name, "run": spec.run_id, "state": state})
 states = pd.DataFrame(states)
-display(states)
+display(styled(states))
 available = {n: encoders[n] for n, s in zip(states["encoder"], states["state"]) if s in ("done", "did not learn")}
 
 # %% [markdown]
@@ -130,7 +135,7 @@ if embeddings:
 # %% tags=["hide-input"]
 sep = embed.separability_table(features, kept, k=k, n_boot=n_boot, seed=seed) if features else None
 if sep is not None:
-    display(embed.format_separability(sep).rename(columns={"change": "change (after - before)"}))
+    display(styled(embed.format_separability(sep).rename(columns={"change": "change (after - before)"})))
     fig = embed.plot_separability(sep, list(features))
 
 # %% [markdown]
@@ -151,7 +156,7 @@ differs = (f"our encoders start from random weights, pre-trained on a ChestXRay 
            "say which images Fig. 3 shows (here: every test image) nor its t-SNE settings")
 state = states.set_index("encoder").loc[after_name, "state"]
 verdict = embed.c4_verdict(sep, after_name, differs, missing=f"the fine-tuned run {after.run_id} is {state}")
-display(verdict_table([verdict]))
+display(styled(verdict_table([verdict])))
 show_verdict(verdict)
 
 # %% [markdown]
@@ -160,6 +165,11 @@ show_verdict(verdict)
 # Whether features "cluster by source" is a question a k-NN answers with an interval, once the
 # label is held fixed; a t-SNE only suggests it. Read the table's first rows against the label row:
 # they say how much of what the encoder encodes is where an image came from.
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Do the encoder's features cluster by source rather than by label (Fig. 3)?", verdict)
 
 # %% tags=["hide-input"]
 print(f"chapter computed in {time.time() - started:.0f} s on {dev}")

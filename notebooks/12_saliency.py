@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Where the model looks
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # A saliency map says which parts of an image pushed a classifier towards its answer. Three works
 # behind this study used them, and none of them measured them:
 #
@@ -284,6 +288,23 @@ else:
 # rest on `n_images` images per source on a small machine. Where they straddle zero, the honest
 # reading is Ben Ahmed et al.'s: inconclusive at this sample size.
 #
+# ## Takeaway
+
+# %% tags=["hide-input"]
+def _excess(pipeline, group):
+    rows = by_seen[(by_seen["pipeline"] == pipeline) & (by_seen["group"] == group)]
+    return rsal.excess_statements(rows) or "- none measured"
+
+
+report.show_answer(
+    "Does a COVID model's evidence (its saliency) fall on the lungs?",
+    "Nothing measured yet." if per_image.empty else
+    ("Excess of the COVID+ saliency on the lungs over an even spread, without pre-processing, on the sources "
+     f"trained on:\n\n{_excess('none', 'trained on')}\n\nand on unseen sources:\n\n{_excess('none', 'unseen')}"),
+    "An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
+    f"patients over {n_images} images per source, and where they straddle zero this sample cannot tell.")
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]

@@ -1,4 +1,4 @@
-"""Features by source (Tartaglione et al. 2020, Sec. IV-A, Fig. 3): encoder features, their t-SNE,
+"""Features by source (Tartaglione et al. 2020, Sec. IV-C, Fig. 3): encoder features, their t-SNE,
 and how well source and label can be read off them.
 
 The paper draws a t-SNE of the features of the ChestXRay-pre-trained encoder trained on
@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from covid_lib import stats
-from covid_lib.analysis.verdicts import Verdict
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 from covid_lib.data import global_splits
 from covid_lib.data.compose import stand_in_rows
 from covid_lib.metrics import Estimate, format_estimate
@@ -267,7 +267,7 @@ def c4_verdict(table: pd.DataFrame | None, encoder: str, differs: str, evidence:
     interval lies above the source interval, or the source interval includes 0.5; inconclusive
     otherwise. Without a table (``missing`` says why) the verdict is inconclusive.
     """
-    statement = "Encoder features cluster by source, not by label (Fig. 3)."
+    statement = CLAIMS["C4"]
     if table is None or encoder not in table:
         return Verdict("C4", statement, "inconclusive", missing or f"no features of {encoder}", differs, evidence)
     t = table.set_index("comparison")

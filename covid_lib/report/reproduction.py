@@ -119,6 +119,9 @@ def _panel(ax, values: pd.DataFrame, status: pd.DataFrame | None, metric: str, t
             if state == "did not learn":
                 ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.3", lw=0))
                 text += "†"
+            elif state == "collapsed":
+                ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="..", edgecolor="0.3", lw=0))
+                text += "‡"
             dark = abs(norm(shown[i, j]) - 0.5) > 0.3
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
             if values.index[i] == values.columns[j]:
@@ -148,7 +151,8 @@ def plot_heatmaps(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pr
     bar = fig.colorbar(im, ax=axes, shrink=0.6)
     bar.set_label("log10 DOR" if metric == "dor" else METRIC_LABELS[metric])
     what = "" if metric == "auc" else f", {threshold_label}"
-    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}{what}; diagonal outlined; hatched †: did not learn", fontsize=10)
+    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}{what}; diagonal outlined; hatched †: did not learn, "
+                 "dotted ‡: collapsed", fontsize=10)
     return fig
 
 

@@ -221,7 +221,10 @@ def gallery(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], *, ncol
     if not items:
         return None
     nrows = int(np.ceil(len(items) / ncols))
-    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(2 * ncols * thumb, nrows * (thumb + 0.35)), squeeze=False)
+    # captions at 10 pt: the figure is about 13 inches wide and shown in a ~750 px column, where
+    # 6 pt came out at ~5 px; room above the first row for a title the caller adds with suptitle
+    height = nrows * (thumb + 0.6) + 0.35
+    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(2 * ncols * thumb, height), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for k, (img, smap, mask, caption) in enumerate(items):
@@ -231,8 +234,8 @@ def gallery(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]], *, ncol
         m = np.asarray(smap, float)
         b.imshow(m / (m.max() or 1.0), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         b.contour(mask, levels=[0.5], colors="white", linewidths=0.6)
-        a.set_title(caption, fontsize=6, loc="left")
-    fig.tight_layout(pad=0.3)
+        a.set_title(caption, fontsize=10, loc="left")
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.35 / height))
     return fig
 
 

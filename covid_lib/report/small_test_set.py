@@ -1,4 +1,4 @@
-"""Table IV of Tartaglione et al. 2020 (Sec. IV-C) from run records, the redraws of a trained
+"""Table IV of Tartaglione et al. 2020 (Sec. IV-E) from run records, the redraws of a trained
 model's 15-image test, and the verdict of claim C5.
 
 - :func:`load_cells`, :func:`table_four`, :func:`seed_summary`: ResNet-18 trained on the
@@ -28,7 +28,7 @@ import pandas as pd
 
 from covid_lib.analysis.small_test_set import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
                                                redraw_metrics, redraw_summary)
-from covid_lib.analysis.verdicts import Verdict
+from covid_lib.analysis.verdicts import CLAIMS, Verdict
 from covid_lib.data import global_splits
 from covid_lib.data.compose import stand_in_rows
 from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
@@ -145,15 +145,13 @@ def c5_from_numbers(*, fixed: dict[str, float], pool_auc: Estimate, corda_auc: E
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
-    return Verdict("C5", "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails "
-                   "elsewhere (Table IV).", verdict, deciding, differs, evidence)
+    return Verdict("C5", CLAIMS["C5"], verdict, deciding, differs, evidence)
 
 
 def c5_verdict(analysis: "CellAnalysis | None", cell: Cell, differs: str, evidence: str = "07_small_test") -> Verdict:
     """Claim C5 for the headline cell; inconclusive (and saying why) when its record is missing."""
     if analysis is None:
-        return Verdict("C5", "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails "
-                       "elsewhere (Table IV).", "inconclusive", f"the headline run {cell.run_id} is {cell.state}",
+        return Verdict("C5", CLAIMS["C5"], "inconclusive", f"the headline run {cell.run_id} is {cell.state}",
                        differs, evidence)
     return c5_from_numbers(fixed=analysis.fixed, pool_auc=analysis.pool_metrics.auc,
                            corda_auc=analysis.record_estimate("CORDA", "auc"),
