@@ -1,14 +1,15 @@
 """The cross-dataset matrix, depth and ablation reports on synthetic run records.
 
-Fake record folders (spec.json, metrics.json from :func:`covid_lib.evaluate.metrics_table`,
-scores.csv, history.csv, timings.json) are written under ``COVID_LIB_RESULTS`` = ``tmp_path``,
-named by the run ids of real :class:`RunSpec` objects, with nested test sets like the real ones
+Synthetic records (metrics.json from :func:`covid_lib.evaluate.metrics_table`, scores.csv, ...)
+are written by the runs package's writer under ``COVID_LIB_RESULTS`` = ``tmp_path``, for real
+:class:`RunSpec` objects, with nested test sets like the real ones
 (each CORDA&X test set = the CORDA test set + X's COVID- images).
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
 from covid_lib import stats
 from covid_lib.evaluate import metrics_table
-from covid_lib.runs import RunSpec
+from covid_lib.runs import RunArtifacts, RunSpec, results_dir, write_artifacts
 
 COMPS = rr.TEST_SETS
 EXTRA = {"CORDA&ChestXRay": "kermany", "CORDA&RSNA": "nih", "CORDA&COVID-ChestXRay": "cohen"}
@@ -61,23 +62,23 @@ def fake_scores(composition: str, rng: np.random.Generator, *, signal: float = 0
 
 
 def write_record(root, spec: RunSpec, scores: pd.DataFrame, *, did_not_learn: bool = False, drop: int = 0):
-    path = root / spec.run_id
-    path.mkdir(parents=True)
-    if drop:  # the chain rejected the first `drop` CORDA images
+    """The record of ``spec`` written by the runs package's writer (:func:`covid_lib.runs.write_artifacts`)
+    under ``root`` (``$COVID_LIB_RESULTS``); ``drop``: the chain rejected the first ``drop`` CORDA images."""
+    assert Path(root) == results_dir()
+    if drop:
         scores = scores[~scores["image_id"].isin([f"c{i}" for i in range(drop)])]
     cols = ["test_set", "source", "image_id", "patient_id", "group_id", "label", "score"]
-    scores[cols].to_csv(path / "scores.csv", index=False)
     val = scores[scores["test_set"] == "CORDA"]
     table = metrics_table(scores, val, n_boot=50)
     sets = {t: {"n_expected": int((scores["test_set"] == t).sum()) + drop, "n_scored": int((scores["test_set"] == t).sum()),
                 "rejected": [[f"c{i}", "mask"] for i in range(drop)] if t != "COVID-ChestXRay" else []}
             for t in COMPS}
-    (path / "spec.json").write_text(json.dumps({"run_id": spec.run_id, "spec": spec.identity()["spec"]}))
-    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn, "table": table.to_dict("records"),
-                                                   "test_sets": sets}, default=float))
-    (path / "history.csv").write_text("epoch,val_auc\n1,0.7\n")
-    (path / "timings.json").write_text(json.dumps({"total_s": 1.0}))
-    return path
+    files = {"spec.json": {"run_id": spec.run_id, **spec.identity(), "did_not_learn": did_not_learn},
+             "scores.csv": scores[cols], "history.csv": pd.DataFrame({"epoch": [1], "val_auc": [0.7]}),
+             "timings.json": {"total_s": 1.0},
+             "metrics.json": {"did_not_learn": did_not_learn, "table": json.loads(table.to_json(orient="records")),
+                              "test_sets": sets}}
+    return write_artifacts(RunArtifacts(spec, files, checkpoint=b""))
 
 
 def spec(comp: str, **kw) -> RunSpec:

@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_lib.data import limit_rows, read_image
+from covid_lib.metrics import format_estimate
+from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
+
 #: One colour per source, the same in every figure of the book.
 SOURCE_COLORS = {
     "cohen": "#d62728", "hannover": "#ff7f0e", "kermany": "#2ca02c", "nih": "#1f77b4",
@@ -41,31 +45,9 @@ def _color(source: str) -> str:
 
 def limit_per_source(manifest: pd.DataFrame, max_images: int | None, *, seed: int = 0,
                      stratify: str | None = None) -> pd.DataFrame:
-    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given).
-
-    ``None`` keeps everything. Rows keep their original order.
-    """
-    if max_images is None:
-        return manifest
-    parts = []
-    for _, rows in manifest.groupby("source", sort=False):
-        if len(rows) <= max_images:
-            parts.append(rows)
-            continue
-        if stratify and stratify in rows and rows[stratify].notna().any():
-            share = rows[stratify].astype("string").fillna("?").value_counts(normalize=True)
-            take = []
-            for value, frac in share.items():
-                pool = rows[rows[stratify].astype("string").fillna("?") == value]
-                k = max(1, round(frac * max_images))
-                take.append(pool.sample(n=min(k, len(pool)), random_state=seed))
-            chosen = pd.concat(take)
-            if len(chosen) > max_images:
-                chosen = chosen.sample(n=max_images, random_state=seed)
-            parts.append(chosen)
-        else:
-            parts.append(rows.sample(n=max_images, random_state=seed))
-    return manifest.loc[sorted(pd.concat(parts).index)]
+    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given),
+    in their original order: :func:`covid_lib.data.limit_rows` with ``strict=True``."""
+    return limit_rows(manifest, max_images, seed=seed, by=("source",), label=stratify or None, strict=True)
 
 
 def _values(series: pd.Series, top: int = 4) -> str:
@@ -126,7 +108,7 @@ def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
         size: inches per image.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     sources = list(dict.fromkeys(manifest["source"]))
     fig = Figure(figsize=(size * per_source, size * 1.15 * len(sources)), layout="constrained")
     axes = fig.subplots(len(sources), per_source, squeeze=False)
@@ -167,7 +149,7 @@ def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -
         edges), each row the mean of the images' normalised histograms.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     edges = np.linspace(0, 256, bins + 1)
     rows, hists = [], {}
     for source, part in manifest.groupby("source", sort=False):
@@ -288,7 +270,7 @@ def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 
     ``image_id_a``, ``patient_id_a``, ``split_a``, the same with ``_b``, ``kind``, ``distance``).
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     index = manifest.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])["image_path"]
     shown = pairs.head(n)
     if shown.empty:
@@ -322,8 +304,6 @@ def provenance(*, profile: str, parameters: dict[str, Any], started: float | Non
     ``started`` is a :func:`time.time` taken in the chapter's first cell; the table then shows
     the elapsed time. The runner records the same facts in the notebook's metadata.
     """
-    from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
-
     git = git_state(exclude=BOOK_OUTPUTS)  # as in the runner's record: earlier chapters are not "dirt"
     env = environment(str(parameters.get("device", "auto")))
     rows = {
@@ -454,8 +434,6 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
     Returns:
         a :class:`pandas.io.formats.style.Styler`.
     """
-    from covid_lib.metrics import format_estimate
-
     table = df.copy()
     if not index and not (isinstance(table.index, pd.RangeIndex) and table.index.name is None):
         names = [n if n is not None else " " * i for i, n in enumerate(table.index.names)]  # unique, blank

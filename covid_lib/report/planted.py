@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import has_record
+from covid_lib.report.records import has_record, spec_records
 from covid_lib.runs.planted import VARIANTS, variant_set
+from covid_lib.stats import paired_cluster_bootstrap
 
 EFFECT_COLUMNS = ["mark", "pipeline", "status", "n", "diff", "low", "high", "unmarked_diff", "unmarked_low",
                   "unmarked_high"]
@@ -77,8 +78,6 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
 def planted_records(specs, results=None) -> pd.DataFrame:
     """:func:`~covid_lib.report.records.spec_records` of ``specs`` (e.g. ``grid_specs("planted", profile)``)
     with each run's ``mark`` (its ``RunSpec.plant``), also for missing records."""
-    from covid_lib.report.records import spec_records
-
     specs = list(specs)
     records = spec_records(specs, results)
     marks = {s.run_id: s.plant for s in specs}
@@ -182,8 +181,6 @@ def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> 
     patient-cluster bootstrap interval. 0: the model ignores the mark; 1 at most: it ranks by it.
     Beside it, *marked* minus *unmarked* (``unmarked_diff``, ``unmarked_low``, ``unmarked_high``):
     what the mark adds to the AUC the image alone gives. One row per record (:data:`EFFECT_COLUMNS`)."""
-    from covid_lib.stats import paired_cluster_bootstrap
-
     rows = []
     for r in records.to_dict("records"):
         row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "n": 0,

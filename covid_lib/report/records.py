@@ -26,7 +26,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from covid_lib.grid import COMPOSITION_ORDER
+from covid_lib.data import data_version
+from covid_lib.grid import COMPOSITION_ORDER, grid_specs
 from covid_lib.metrics import METRICS, format_estimate
 from covid_lib.runs import LEARNED, Record, RunSpec
 from covid_lib.stats import delong_test, paired_cluster_bootstrap
@@ -264,9 +265,6 @@ def chapter_records(grids: Iterable[str], profile: str, *, data_root: str | os.P
     """The records of each grid of ``grids`` at ``profile`` (:func:`spec_records` of
     :func:`covid_lib.grid.grid_specs` at the data's current version), printing each grid's status
     counts: the setup the reproduction chapters share."""
-    from covid_lib.data import data_version
-    from covid_lib.grid import grid_specs
-
     version = data_version(data_root)
     out = {}
     for grid in grids:

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis.shortcuts import image_features
 from covid_lib.metrics import format_estimate
 from covid_lib.report.common import _color
 from covid_lib.report.training import run_row
@@ -177,8 +178,6 @@ def plot_confusions(confusion: dict[str, pd.DataFrame]):
 def plot_mean_images(images: dict[str, np.ndarray], sources: np.ndarray, *, side: int = 32):
     """The mean down-sampled image per source (rows) and step (columns): what the probe averages."""
     import matplotlib.pyplot as plt
-
-    from covid_lib.analysis.shortcuts import image_features
 
     names = sorted(set(sources))
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.6 * len(images), 1.6 * len(names)), squeeze=False)
