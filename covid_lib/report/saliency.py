@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.analysis.saliency import (SaliencyResult, excess_difference, map_status, mark_check, model_saliency,
+from covid_lib.analysis.saliency import (SaliencyResult, excess_difference, mark_check, model_saliency,
                                          planted_saliency, share_summary, status_counts)
 
 MODEL_KEYS = ["arch", "pretrain", "pipeline", "composition", "seed", "run_id", "status"]

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from covid_lib.profiles import OPTIMIZERS, SCHEDULES, TRAINING_DEFAULTS, Profile, get_profile
 from covid_lib.train.loss import make_loss
-from covid_lib.train.predict import auc, num_classes, predict
+from covid_lib.train.predict import auc, predict
 from covid_lib.train.runtime import Runtime, seed_everything
 
 #: Best validation AUC under which a run is flagged "did not learn" (issue: never averaged in).
