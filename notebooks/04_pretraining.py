@@ -136,7 +136,10 @@ if len(full_gate):
 # The two encoders' own test sets differ, so their AUCs above are not comparable. Here both score
 # the same images: the ChestXRay test patients of the 563-image split, which neither pre-training
 # saw, in each copy (the original radiographs; the squashed 224-px JPEGs), paired, with a patient
-# bootstrap of the difference in macro AUC.
+# bootstrap of the difference in macro AUC. The two checkpoints come from the cache; one that was
+# restored by retraining on another machine need not be the recorded model (bf16 kernels differ
+# between CPUs), so each is first checked against its own record: its class probabilities on its
+# record's test images, re-computed here, must equal the recorded ones.
 
 # %%
 pair = rp.scale_specs(profile, data_root) if shared_test else None
@@ -144,8 +147,13 @@ if pair is None:
     print("both ResNet-18 ChestXRay pre-trainings (563 images and whole set) are needed: not both recorded "
           "for this profile" if shared_test else "skipped (shared_test=False)")
 else:
-    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=device if device != "auto" else "cpu",
-                                      n_boot=n_boot)
+    dev = device if device != "auto" else "cpu"
+    for label, spec in zip(("563 images", "whole set"), pair):
+        c = rp.checkpoint_matches_record(spec, data_root=data_root, device=dev)
+        print(f"{label} ({spec.run_id}): checkpoint "
+              + ("is the recorded model" if c["matches"] else "is NOT the recorded model (a retraining)")
+              + f": max |Δ probability| {c['max_abs_diff']:.2g} on its {c['images']} recorded test images")
+    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot)
     display(scales[["test images", "images", "patients", "whole set (large)", "563 images (small)",
                     "large - small"]].style.hide(axis="index"))
 

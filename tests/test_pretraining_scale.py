@@ -85,3 +85,20 @@ def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_re
     assert table.loc["g1", ["recorded", "missing", "compute (h)"]].tolist() == [1, 1, 2.0]
     assert table.loc["g2", "compute (h)"] == 2.0
     assert table.loc["all (each run once)", "compute (h)"] == 2.0
+
+
+def test_checkpoint_matches_record_compares_recorded_probabilities(write_record, monkeypatch):
+    import covid_lib.data.subsets as subsets
+
+    spec = RunSpec("kermany", task="pretrain", arch="resnet18", profile="smoke", data_version="v1")
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
+    scores = pd.DataFrame({"source": "kermany", "image_id": ["a", "b", "c"], "patient_id": ["p", "q", "r"],
+                           "group_id": ["p", "q", "r"], "label": [0, 1, 2],
+                           **{f"prob_{k}": probs[:, k] for k in range(3)}})
+    write_record(spec, scores)
+    rows = scores[["source", "image_id", "patient_id"]]
+    monkeypatch.setattr(subsets, "pretrain_rows", lambda source, data_root=None: rows)
+    monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: (probs, r.reset_index(drop=True)))
+    assert rp.checkpoint_matches_record(spec) == {"images": 3, "max_abs_diff": 0.0, "matches": True}
+    monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: (probs + 0.05, r.reset_index(drop=True)))
+    assert rp.checkpoint_matches_record(spec)["matches"] is False

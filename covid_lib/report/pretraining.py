@@ -340,3 +340,25 @@ def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple
             return None
         out.append(parent)
     return tuple(out)
+
+
+def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float = 1e-4) -> dict:
+    """Whether the checkpoint cached here is the recorded model: a pre-training's class
+    probabilities re-computed on its record's own test images against those the record holds.
+    A checkpoint restored by retraining on another machine need not match (bf16 kernels differ
+    between CPUs), and then every number computed from it is a retraining's, not the record's.
+
+    Returns ``{"images", "max_abs_diff", "matches"}``.
+    """
+    from covid_lib.data.subsets import pretrain_rows
+    from covid_lib.runs import Record
+
+    recorded = Record.of(spec, need_checkpoint=False).scores()
+    rows = pretrain_rows(spec.composition, data_root)
+    rows = rows[rows["image_id"].isin(set(recorded["image_id"]))].reset_index(drop=True)
+    probs, kept = shared_test_probs(spec, rows, data_root=data_root, device=device)
+    columns = sorted(c for c in recorded.columns if c.startswith("prob_"))
+    both = kept[["source", "image_id"]].join(pd.DataFrame(probs[:, :len(columns)], columns=columns)).merge(
+        recorded[["source", "image_id", *columns]], on=["source", "image_id"], suffixes=("", "_record"))
+    diff = max(float(np.abs(both[c] - both[f"{c}_record"]).max()) for c in columns) if len(both) else float("nan")
+    return {"images": len(both), "max_abs_diff": diff, "matches": bool(diff <= tolerance)}
