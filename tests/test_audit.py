@@ -186,3 +186,146 @@ def test_validation_note(tmp_path):
     note = validation_note(tmp_path / "v.json")
     assert "1 false alarm(s) in 80 measures (1.2% per measure" in note
     assert "planted corner mark on one class it flagged: image statistics, raw -> label" in note
+
+
+# ------------------------------------------------------------------------------------ --model (item 6)
+from covid_lib.audit import model as audit_model  # noqa: E402
+
+RUN = "covid-CORDA+ChestXRay-resnet18-kermany_full-cpu-s0-9b18846ae0"
+#: The cache as the session found it (the autouse fixture points each test at an empty one).
+REAL_CACHE = Path(os.environ.get("COVID_LIB_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def _scored(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Synthetic scored images (two per patient, labels alternate by patient) in the manifest schema."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    t = pd.DataFrame({"image_id": i.astype(str), "patient_id": [f"p{k // 2}" for k in i]})
+    t["group_id"] = t["patient_id"]
+    t["y"] = (i // 2) % 2
+    t["view"] = np.where((i // 4) % 3 == 0, "AP", "PA")
+    t["source"] = np.where((i // 2) % 5 == 0, "b", "a")
+    for col, value in {"sex": "F", "age": np.nan, "date": np.nan, "orig_width": 100, "orig_height": 100,
+                       "orig_format": "PNG", "orig_mode": "L"}.items():
+        t[col] = value
+    t["score"] = 1 / (1 + np.exp(-(2.0 * t["y"] + rng.normal(0, 0.7, n))))
+    return t
+
+
+def test_model_auc_gap_flags_the_group_at_chance():
+    t = _scored()
+    ap = (t["view"] == "AP").to_numpy()
+    t.loc[ap, "score"] = np.random.default_rng(1).random(ap.sum())  # the model knows nothing on AP
+    f = rank_findings(audit_model.group_gaps(t, n_boot=300)).set_index("measure")
+    assert f.loc["model AUC, view = AP", "flag"] and not f.loc["model AUC, view = PA", "flag"]
+    assert f.loc["model AUC, view = AP", "metric"] == "AUC gap (rest - group)"
+    assert f.loc["model AUC, view = AP", "sentence"].startswith("the model is worse on view = AP: AUC gap")
+    assert not f.loc["model AUC, source = a", "flag"]  # the same model on both sources
+
+
+def test_model_auc_gap_against_all_when_the_rest_lacks_a_class():
+    t = _scored()
+    t = t[(t["source"] == "a") | (t["y"] == 0)].reset_index(drop=True)  # source b: negatives only
+    gaps = audit_model.group_gaps(t, n_boot=100).set_index("measure")
+    assert gaps.loc["model AUC, source = a", "metric"] == "AUC gap (all - group)"
+    assert "model AUC, source = b" not in gaps.index  # one class: no AUC
+
+
+def test_model_source_within_a_class():
+    t = _scored()
+    assert audit_model.source_separation(t, ("neg", "pos"), n_boot=100).empty  # equal shares: nothing to learn
+    t = t[(t["source"] == "a") | (t["y"] == 0)].reset_index(drop=True)  # b: negatives only, a: both
+    honest = audit_model.source_separation(t, ("neg", "pos"), n_boot=300)
+    assert list(honest["measure"]) == ["model score within neg: a vs b"]  # positives: one source only
+    assert not rank_findings(honest)["flag"][0]
+    t.loc[t["source"] == "a", "score"] += 0.3  # the model scores source a higher, whatever the label
+    f = rank_findings(audit_model.source_separation(t, ("neg", "pos"), n_boot=300))
+    assert f["flag"][0] and f["sentence"][0].startswith("within neg, the model scores a above b at AUC")
+
+
+def test_model_lung_shortfall():
+    t = _scored(60)
+    t["mapped"] = True
+    t["baseline"] = 0.3
+    t["share"] = np.clip(0.1 + np.random.default_rng(2).normal(0, 0.05, 60), 0, 1)
+    t.loc[:3, "share"] = np.nan  # maps without mass: counted, not measured
+    f = rank_findings(audit_model.lung_shortfall(t, ("neg", "pos"), n_boot=200)).set_index("measure")
+    row = f.loc["saliency in the lungs, all images"]
+    assert row["flag"] and row["value"] == pytest.approx(0.3 - t["share"].mean()) and row["n_images"] == 56
+    assert "4 not measurable" in row["note"]
+    t["share"] = 0.5
+    assert not rank_findings(audit_model.lung_shortfall(t, ("neg", "pos"), n_boot=100))["flag"].any()
+
+
+def test_model_positive_class(tmp_path):
+    m = load_manifest(_write(tmp_path))
+    assert list(audit_model.positive_labels(m)) == list(m.rows["label"])
+    names = pd.Series(["COVID-19", "normal", "non-COVID pneumonia"] * 8)
+    m = load_manifest(_write(tmp_path, label=names))
+    assert list(audit_model.positive_labels(m)) == list((m.rows["label_name"] == "COVID-19").astype(int))
+    m = load_manifest(_write(tmp_path, label=["viral", "bacterial"] * 12))
+    with pytest.raises(audit_model.ModelError, match="positive"):
+        audit_model.positive_labels(m)
+
+
+def test_model_errors_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COVID_LIB_RESULTS", str(tmp_path / "results"))
+    with pytest.raises(audit_model.ModelError, match="no such file or folder, and no run of that id"):
+        audit_model.resolve_model("covid-nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(audit_model.ModelError, match="neither model.pt nor a run record"):
+        audit_model.resolve_model(str(tmp_path / "empty"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(audit_model.ModelError, match="cannot read .* as a covid_lib checkpoint"):
+        audit_model.resolve_model(str(tmp_path / "junk.pt"))
+    record = tmp_path / "results" / "covid-x"
+    record.mkdir(parents=True)
+    (record / "spec.json").write_text('{"run_id": "covid-x"}')
+    (record / "metrics.json").write_text("{}")
+    with pytest.raises(audit_model.ModelError, match="recorded but its checkpoint is not cached"):
+        audit_model.resolve_model("covid-x")
+    with pytest.raises(audit_model.ModelError, match="has no cached checkpoint"):
+        audit_model.resolve_model(str(record))
+    path = _write(tmp_path / "m")
+    assert main(["audit", str(path), "--out", str(tmp_path / "out"), "--model", "covid-nope", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --model covid-nope") and "\n" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.data
+def test_model_audit_reproduces_the_records_scores(tmp_path, data_root, monkeypatch):
+    """A committed CORDA&ChestXRay ResNet-18 on 24 of its own test images: the audit's scores equal
+    the record's (same chain, crop, normalisation), and every section-6 measure has an interval."""
+    ckpt = REAL_CACHE / "runs" / RUN / "model.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"checkpoint of {RUN} not cached at {ckpt}")
+    from covid_lib.audit import AuditSettings
+    from covid_lib.runs import Record
+
+    scores = Record.of(RUN).scores("CORDA&ChestXRay").astype({"image_id": str})
+    if scores.empty:
+        pytest.skip(f"no record of {RUN}")
+    from covid_lib.data import compose
+
+    c = compose("CORDA&ChestXRay", data_root, seed=0)
+    c = c[c["split"] == "test"].astype({"image_id": str})
+    c = pd.concat([c[c["source"] == "kermany"].head(8), c[(c["source"] != "kermany") & (c["label"] == 0)].head(8),
+                   c[c["label"] == 1].head(8)])
+    frame = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
+                          "source": c["source"], "view": c["view"]})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    m = load_manifest(tmp_path / "m.csv")
+    am = audit_model.resolve_model(str(ckpt))
+    assert am.pipeline == "paper" and am.run_id == RUN
+    settings = AuditSettings(image_size=64, side=16, bins=16, max_images=24, n_boot=100, model_images=24,
+                             saliency_images=8)
+    r = audit_model.model_audit(m, am, settings=settings)
+    ids = dict(zip(m.rows["image_id"], c["image_id"]))  # manifest ids are paths, in the same order
+    got = r["scores"].assign(image_id=r["scores"]["image_id"].map(ids)).merge(scores, on="image_id")
+    assert len(got) == len(r["scores"]) >= 20
+    np.testing.assert_allclose(got["score_x"], got["score_y"], atol=1e-5)
+    assert r["scores"]["share"].notna().sum() + (r["scores"]["share"].isna() & r["scores"]["baseline"].notna()).sum() == 8
+    measures = r["measures"]
+    assert "model score within negative (0): cohen vs kermany" in set(measures["measure"])
+    assert measures[["value", "low", "high"]].notna().all().all()
+    assert r["groups"].iloc[0]["level"] == "all images" and r["groups"].iloc[0]["n_images"] == len(r["scores"])

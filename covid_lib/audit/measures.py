@@ -54,13 +54,19 @@ class AuditSettings:
     bins: int
     max_images: int
     n_boot: int
+    #: ``--model``: images the model scores (whole patients), and of them those with a saliency map.
+    model_images: int = 1000
+    saliency_images: int = 200
 
 
 #: ``smoke``: seconds, for tests; ``cpu``: a few minutes on 2 cores for ~1000 images.
 SETTINGS: dict[str, AuditSettings] = {
-    "smoke": AuditSettings(image_size=64, side=16, bins=16, max_images=120, n_boot=200),
-    "cpu": AuditSettings(image_size=144, side=32, bins=32, max_images=1000, n_boot=1000),
-    "paper": AuditSettings(image_size=224, side=32, bins=32, max_images=5000, n_boot=2000),
+    "smoke": AuditSettings(image_size=64, side=16, bins=16, max_images=120, n_boot=200, model_images=60,
+                           saliency_images=24),
+    "cpu": AuditSettings(image_size=144, side=32, bins=32, max_images=1000, n_boot=1000, model_images=1000,
+                         saliency_images=200),
+    "paper": AuditSettings(image_size=224, side=32, bins=32, max_images=5000, n_boot=2000, model_images=5000,
+                           saliency_images=1000),
 }
 
 
@@ -229,15 +235,19 @@ def leakage(manifest: AuditManifest, *, progress: bool = False) -> tuple[pd.Data
 
 
 # ------------------------------------------------------------------- 4, 5. image and mask probes
-def probe_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd.DataFrame:
-    """At most ``max_images`` rows for the pixel probes, whole patients drawn at random (``seed``)."""
-    rows = manifest.rows
+def cap_patients(rows: pd.DataFrame, max_images: int, *, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_images`` of ``rows``, whole patients drawn at random (``seed``); the index is kept."""
     if len(rows) <= max_images:
-        return rows.reset_index(drop=True)
+        return rows
     patients = rows["patient_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
     counts = rows.groupby("patient_id").size()[patients]
     keep = set(patients[(counts.cumsum() <= max_images).to_numpy()])
-    return rows[rows["patient_id"].isin(keep)].reset_index(drop=True)
+    return rows[rows["patient_id"].isin(keep)]
+
+
+def probe_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_images`` rows for the pixel probes, whole patients drawn at random (``seed``)."""
+    return cap_patients(manifest.rows, max_images, seed=seed).reset_index(drop=True)
 
 
 def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
@@ -299,13 +309,15 @@ def _source_row(rows: pd.DataFrame, X: np.ndarray, name: str, *, settings: Audit
 
 # -------------------------------------------------------------------------------------- the audit
 def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
-              arrays=None, progress: bool = False) -> dict[str, pd.DataFrame]:
-    """Every measure: ``measures`` (all rows of sections 1-5), ``counts`` (:func:`factor_counts`),
-    ``duplicates`` (pairs) and ``rejections`` (images the chain rejected); ``arrays``: see
-    :func:`pixel_probes`."""
-    steps = ["metadata factors", "metadata baseline", "leakage", "image probes"]
+              arrays=None, classifier=None, progress: bool = False) -> dict[str, pd.DataFrame]:
+    """Every measure: ``measures`` (all rows of sections 1-5, and 6 with a ``classifier``),
+    ``counts`` (:func:`factor_counts`), ``duplicates`` (pairs) and ``rejections`` (images the chain
+    rejected); ``arrays``: see :func:`pixel_probes`. With ``classifier`` (a
+    :class:`covid_lib.audit.model.AuditModel`) also ``model_groups``, ``model_scores`` and
+    ``model_rejections`` (:func:`covid_lib.audit.model.model_audit`)."""
+    steps = ["metadata factors", "metadata baseline", "leakage", "image probes"] + (["model"] if classifier else [])
     bar = tqdm(steps, desc="audit", disable=not progress)
-    parts = {}
+    parts, extra = {}, {}
     for step in bar:
         bar.set_postfix_str(step)
         if step == "metadata factors":
@@ -314,9 +326,15 @@ def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0
             parts[step] = metadata_baseline(manifest, settings=settings, seed=seed)
         elif step == "leakage":
             parts[step], duplicates = leakage(manifest, progress=progress)
-        else:
+        elif step == "image probes":
             parts[step], rejections = pixel_probes(manifest, settings=settings, seed=seed, device=device,
                                                    arrays=arrays, progress=progress)
+        else:
+            from covid_lib.audit.model import model_audit
+
+            m = model_audit(manifest, classifier, settings=settings, seed=seed, device=device, progress=progress)
+            parts[step] = m["measures"]
+            extra = {"model_groups": m["groups"], "model_scores": m["scores"], "model_rejections": m["rejections"]}
     measures = pd.concat([p for p in parts.values() if len(p)], ignore_index=True)
     return {"measures": measures, "counts": factor_counts(manifest), "duplicates": duplicates,
-            "rejections": rejections}
+            "rejections": rejections, **extra}
