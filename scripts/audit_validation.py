@@ -11,9 +11,13 @@
 - The book's compositions, exported as manifests: the audit's metadata baselines must equal the
   chapter's, and on CORDA&ChestXRay it must flag age and source.
 
-Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it.
+Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it; with
+``--update`` the sections measured replace those of the existing file and the others are kept.
+The false-alarm rates come with Wilson 95% intervals: per audit (permutations are independent)
+and per measure (which treats an audit's correlated measures as independent: indicative only).
 
     python scripts/audit_validation.py --per-class 120 --permutations 10
+    python scripts/audit_validation.py --skip-compositions --marks --permutations 100 --update
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from covid_lib.audit.measures import PROBE_STEPS, probe_rows
 from covid_lib.data import read_image
 from covid_lib.paths import REPO_ROOT, resolve_data_root
 from covid_lib.preprocess.plant import apply_mark
+from covid_lib.stats import wilson_interval
 
 
 def control_manifest(folder: Path, per_class: int, seed: int) -> Path:
@@ -139,6 +144,7 @@ def main() -> None:
     ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
     ap.add_argument("--skip-compositions", action="store_true", help="leave the book's compositions check out")
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
+    ap.add_argument("--update", action="store_true", help="keep the sections of --out that this run does not measure")
     args = ap.parse_args()
     settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
     summary: dict = {"settings": vars(args)}
@@ -165,10 +171,17 @@ def main() -> None:
             perm.append({"permutation": k, "measures": len(pred), "flagged": flagged(pred)})
         n_measures = sum(p["measures"] for p in perm)
         n_flags = sum(len(p["flagged"]) for p in perm)
+        n_audits = sum(bool(p["flagged"]) for p in perm)
         summary["permutations"] = {
-            "runs": len(perm), "audits_with_a_false_alarm": sum(bool(p["flagged"]) for p in perm),
+            "runs": len(perm), "audits_with_a_false_alarm": n_audits,
+            "false_alarm_rate_per_audit": n_audits / max(len(perm), 1),
+            "false_alarm_rate_per_audit_interval": list(wilson_interval(n_audits, len(perm))),
             "false_alarms": n_flags, "measures": n_measures,
-            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1), "runs_detail": perm}
+            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1),
+            "false_alarm_rate_per_measure_interval": list(wilson_interval(n_flags, n_measures)),
+            "false_alarms_by_measure": pd.Series([f for p in perm for f in p["flagged"]], dtype=object)
+            .value_counts().to_dict(),
+            "runs_detail": perm}
         summary["planted"] = {}
         for mark in args.marks:
             null = permuted(control, PLANT_PERMUTATION)  # labels without signal: only the mark separates them
@@ -177,11 +190,17 @@ def main() -> None:
             summary["planted"][mark] = {"flagged": flagged(fm), "measures": fm[
                 ["measure", "target", "metric", "value", "low", "high", "flag"]].to_dict("records")}
     summary["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.update and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        measured = {k: v for k, v in summary.items() if k not in ("settings", "seconds") and v}
+        old.setdefault("updates", []).append({"settings": summary["settings"], "seconds": summary["seconds"],
+                                             "sections": sorted(measured)})
+        summary = {**old, **measured}
     Path(args.out).write_text(json.dumps(summary, indent=1, default=float))
     short = {k: v for k, v in summary.items() if k != "settings"}
     short["control"] = {k: v for k, v in summary["control"].items() if k != "measures"}
     short["permutations"] = {k: v for k, v in summary["permutations"].items() if k != "runs_detail"}
-    short["planted"] = {m: v["flagged"] for m, v in summary["planted"].items()}
+    short["planted"] = {m: v["flagged"] for m, v in summary.get("planted", {}).items()}
     print(json.dumps(short, indent=1, default=float))
 
 

@@ -329,3 +329,16 @@ def test_model_audit_reproduces_the_records_scores(tmp_path, data_root, monkeypa
     assert "model score within negative (0): cohen vs kermany" in set(measures["measure"])
     assert measures[["value", "low", "high"]].notna().all().all()
     assert r["groups"].iloc[0]["level"] == "all images" and r["groups"].iloc[0]["n_images"] == len(r["scores"])
+
+
+def test_validation_note_with_intervals(tmp_path):
+    import json
+
+    from covid_lib.audit import validation_note
+
+    v = {"permutations": {"runs": 100, "false_alarms": 9, "measures": 500, "false_alarm_rate_per_measure": 0.018,
+                          "false_alarm_rate_per_measure_interval": [0.0095, 0.0338], "audits_with_a_false_alarm": 8,
+                          "false_alarm_rate_per_audit_interval": [0.041, 0.150]}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert "(1.8% per measure, 95% interval 0.9%-3.4%; 8 of 100 audits with at least one, 95% interval 4.1%-15.0%)" in note
