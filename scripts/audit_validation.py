@@ -144,6 +144,7 @@ def main() -> None:
     ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
     ap.add_argument("--skip-compositions", action="store_true", help="leave the book's compositions check out")
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop drawing permutations after this long (0: never)")
     ap.add_argument("--update", action="store_true", help="keep the sections of --out that this run does not measure")
     args = ap.parse_args()
     settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
@@ -165,6 +166,9 @@ def main() -> None:
                                                                   "high", "flag"]].to_dict("records")}
         perm = []
         for k in tqdm(range(args.permutations), desc="permutations"):
+            if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
+                print(f"stopped after {k} permutations: --max-seconds {args.max_seconds} reached")
+                break
             fk = rank_findings(run_audit(permuted(control, 1000 + k), settings=settings, seed=args.seed,
                                          arrays=arrays)["measures"])
             pred = fk[fk["metric"] != "share"]

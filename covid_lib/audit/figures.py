@@ -20,7 +20,7 @@ def forest(findings: pd.DataFrame, ax=None):
     ax.scatter(f["value"], y, c=colour, zorder=3)
     ax.scatter(f["chance"], y, marker="|", color="black", s=80)
     ax.set_yticks(y, [f"{m} -> {t} ({k})" for m, t, k in zip(f["measure"], f["target"], f["metric"])])
-    ax.set_xlabel("score [95% patient-level interval]; | chance")
+    ax.set_xlabel("score [95% patient-level interval]; | chance (0 for the model's gaps and shortfalls)")
     low = np.nanmin(f["low"].to_numpy(float)) if len(f) else 0.0
     ax.set_xlim(min(0.0, low - 0.02) if np.isfinite(low) else 0.0, 1.02)  # model gaps can be negative
     return ax
