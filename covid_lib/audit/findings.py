@@ -111,17 +111,24 @@ def validation_note(path=None) -> str:
                      f"(AUC and interval) on {equal}; flagged factors: "
                      + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}" for n, r in comps.items()) + ".")
     perm = v.get("permutations")
-    if perm:
-        def ci(key: str) -> str:
-            lo_hi = perm.get(key)
-            return f", 95% interval {lo_hi[0]:.1%}-{lo_hi[1]:.1%}" if lo_hi else ""
 
+    def ci(key: str, source: dict | None = None) -> str:
+        lo_hi = (perm if source is None else source).get(key)
+        return f", 95% interval {lo_hi[0]:.1%}-{lo_hi[1]:.1%}" if lo_hi else ""
+
+    if perm:
         parts.append(f"On {perm['runs']} label permutations of a control without a planted shortcut (Kermany "
                      f"bacterial vs viral) it raised {perm['false_alarms']} false alarm(s) in {perm['measures']} "
                      f"measures ({perm['false_alarm_rate_per_measure']:.1%} per measure"
                      f"{ci('false_alarm_rate_per_measure_interval')}; "
                      f"{perm['audits_with_a_false_alarm']} of {perm['runs']} audits with at least one"
                      f"{ci('false_alarm_rate_per_audit_interval')}).")
+    mperm = v.get("model_permutations")
+    if mperm:
+        parts.append(f"The model's AUC gaps (section 6), on {mperm['runs']} label permutations of {mperm['run']}'s "
+                     f"{mperm['composition']} test set, raised {mperm['false_alarms']} false alarm(s) in "
+                     f"{mperm['measures']} measures ({mperm['audits_with_a_false_alarm']} of {mperm['runs']} audits "
+                     f"with at least one{ci('false_alarm_rate_per_audit_interval', mperm)}).")
     for mark, r in v.get("planted", {}).items():
         parts.append(f"With a planted {mark} mark on one class it flagged: {', '.join(r['flagged']) or 'nothing'}.")
     return "**Validation** (`scripts/audit_validation.py`). " + " ".join(parts)
