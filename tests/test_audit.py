@@ -294,7 +294,7 @@ def test_model_errors_one_line(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.data
 def test_model_audit_reproduces_the_records_scores(tmp_path, data_root):
-    """A committed CORDA&ChestXRay ResNet-18 on 18 of its own test images: the audit's scores equal
+    """A committed CORDA&ChestXRay ResNet-18 on 26 of its own test images: the audit's scores equal
     the record's (same chain, crop, normalisation), and every section-6 measure has an interval."""
     ckpt = REAL_CACHE / "runs" / RUN / "model.pt"
     if not ckpt.is_file():
@@ -306,7 +306,7 @@ def test_model_audit_reproduces_the_records_scores(tmp_path, data_root):
     if scores.empty:
         pytest.skip(f"no record of {RUN}")
     kermany, cohen = scores["source"] == "kermany", scores["source"] == "cohen"
-    s = pd.concat([scores[kermany].head(6), scores[cohen & (scores["label"] == 0)].head(6),
+    s = pd.concat([scores[kermany].head(10), scores[cohen & (scores["label"] == 0)].head(10),
                    scores[scores["label"] == 1].head(6)]).reset_index(drop=True)
     frame = pd.DataFrame({"path": [str(data_root / src / "images" / f"{i}.png") for src, i in zip(s["source"], s["image_id"])],
                           "label": s["label"], "patient_id": s["group_id"], "source": s["source"]})
@@ -314,11 +314,11 @@ def test_model_audit_reproduces_the_records_scores(tmp_path, data_root):
     m = load_manifest(tmp_path / "m.csv")
     am = audit_model.resolve_model(str(ckpt))
     assert am.pipeline == "paper" and am.run_id == RUN
-    settings = AuditSettings(image_size=64, side=16, bins=16, max_images=18, n_boot=100, model_images=18,
+    settings = AuditSettings(image_size=64, side=16, bins=16, max_images=26, n_boot=100, model_images=26,
                              saliency_images=6)
     r = audit_model.model_audit(m, am, settings=settings)
     got = r["scores"].assign(record=r["scores"]["image_id"].map(dict(zip(m.rows["image_id"], s["score"]))))
-    assert len(got) >= 16
+    assert len(got) >= 24
     np.testing.assert_allclose(got["score"], got["record"], atol=1e-5)
     assert (r["scores"]["share"].notna() | r["scores"]["baseline"].notna()).sum() == 6
     measures = r["measures"]
