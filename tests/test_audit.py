@@ -337,3 +337,27 @@ def test_validation_note_with_intervals(tmp_path):
     (tmp_path / "v.json").write_text(json.dumps(v))
     note = validation_note(tmp_path / "v.json")
     assert "(1.8% per measure, 95% interval 0.9%-3.4%; 8 of 100 audits with at least one, 95% interval 4.1%-15.0%)" in note
+
+
+@pytest.mark.data
+def test_cli_audit_with_a_model(tmp_path, data_root):
+    """``--model model.pt`` end to end (profile smoke): section 6 in the findings, its tables
+    written, the page rendered."""
+    ckpt = REAL_CACHE / "runs" / RUN / "model.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"checkpoint of {RUN} not cached")
+    from covid_lib.runs import Record
+
+    s = Record.of(RUN).scores("CORDA&ChestXRay").astype({"image_id": str})
+    s = pd.concat([s[s["source"] == "kermany"].head(10), s[(s["source"] == "cohen") & (s["label"] == 0)].head(10),
+                   s[s["label"] == 1].head(10)])
+    pd.DataFrame({"path": [str(data_root / src / "images" / f"{i}.png") for src, i in zip(s["source"], s["image_id"])],
+                  "label": s["label"], "patient_id": s["group_id"], "source": s["source"]}).to_csv(tmp_path / "m.csv",
+                                                                                                 index=False)
+    out = tmp_path / "out"
+    assert main(["audit", str(tmp_path / "m.csv"), "--out", str(out), "--profile", "smoke", "-q", "--device", "cpu",
+                 "--model", str(ckpt)]) == 0
+    assert {"model_groups.csv", "model_scores.csv", "audit.html"} <= {p.name for p in out.iterdir()}
+    findings = pd.read_csv(out / "findings.csv")
+    assert (findings["section"] == "6 model").sum() >= 2
+    assert "6. The model" in (out / "audit.html").read_text()

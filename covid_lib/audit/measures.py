@@ -309,15 +309,13 @@ def _source_row(rows: pd.DataFrame, X: np.ndarray, name: str, *, settings: Audit
 
 # -------------------------------------------------------------------------------------- the audit
 def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
-              arrays=None, classifier=None, progress: bool = False) -> dict[str, pd.DataFrame]:
-    """Every measure: ``measures`` (all rows of sections 1-5, and 6 with a ``classifier``),
-    ``counts`` (:func:`factor_counts`), ``duplicates`` (pairs) and ``rejections`` (images the chain
-    rejected); ``arrays``: see :func:`pixel_probes`. With ``classifier`` (a
-    :class:`covid_lib.audit.model.AuditModel`) also ``model_groups``, ``model_scores`` and
-    ``model_rejections`` (:func:`covid_lib.audit.model.model_audit`)."""
-    steps = ["metadata factors", "metadata baseline", "leakage", "image probes"] + (["model"] if classifier else [])
+              arrays=None, progress: bool = False) -> dict[str, pd.DataFrame]:
+    """Every measure: ``measures`` (all rows of sections 1-5), ``counts`` (:func:`factor_counts`),
+    ``duplicates`` (pairs) and ``rejections`` (images the chain rejected); ``arrays``: see
+    :func:`pixel_probes`. A model's section 6 is :func:`covid_lib.audit.model.model_audit`."""
+    steps = ["metadata factors", "metadata baseline", "leakage", "image probes"]
     bar = tqdm(steps, desc="audit", disable=not progress)
-    parts, extra = {}, {}
+    parts = {}
     for step in bar:
         bar.set_postfix_str(step)
         if step == "metadata factors":
@@ -326,15 +324,9 @@ def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0
             parts[step] = metadata_baseline(manifest, settings=settings, seed=seed)
         elif step == "leakage":
             parts[step], duplicates = leakage(manifest, progress=progress)
-        elif step == "image probes":
+        else:
             parts[step], rejections = pixel_probes(manifest, settings=settings, seed=seed, device=device,
                                                    arrays=arrays, progress=progress)
-        else:
-            from covid_lib.audit.model import model_audit
-
-            m = model_audit(manifest, classifier, settings=settings, seed=seed, device=device, progress=progress)
-            parts[step] = m["measures"]
-            extra = {"model_groups": m["groups"], "model_scores": m["scores"], "model_rejections": m["rejections"]}
     measures = pd.concat([p for p in parts.values() if len(p)], ignore_index=True)
     return {"measures": measures, "counts": factor_counts(manifest), "duplicates": duplicates,
-            "rejections": rejections, **extra}
+            "rejections": rejections}

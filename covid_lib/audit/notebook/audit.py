@@ -50,12 +50,15 @@ pd.set_option("display.max_rows", 200, "display.width", 160)
 t0 = time.perf_counter()
 settings = get_settings(profile)
 data = load_manifest(manifest)
+results = run_audit(data, settings=settings, seed=seed, device=resolve_device(device))
 classifier = None
 if model:
-    from covid_lib.audit.model import resolve_model
+    from covid_lib.audit.model import model_audit, resolve_model
 
     classifier = resolve_model(model, device=resolve_device(device))
-results = run_audit(data, settings=settings, seed=seed, device=resolve_device(device), classifier=classifier)
+    section6 = model_audit(data, classifier, settings=settings, seed=seed, device=resolve_device(device))
+    results["measures"] = pd.concat([results["measures"], section6["measures"]], ignore_index=True)
+    results.update({f"model_{k}": v for k, v in section6.items() if k != "measures"})
 findings = rank_findings(results["measures"])
 out_dir = Path(out)
 findings.to_csv(out_dir / "findings.csv", index=False)
