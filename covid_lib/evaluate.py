@@ -23,7 +23,7 @@ import pandas as pd
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from covid_lib.metrics import BinaryMetrics, binary_metrics, choose_threshold
+from covid_lib.metrics import METRIC_LABELS, BinaryMetrics, binary_metrics, choose_threshold, format_estimate
 from covid_lib.train import predict
 
 SCORE_COLUMNS = ["test_set", "source", "image_id", "patient_id", "group_id", "label", "score"]
@@ -82,8 +82,6 @@ def metrics_table(test_scores: pd.DataFrame, val_scores: pd.DataFrame, *, criter
 
 def format_metrics(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """``"0.91 [0.80, 0.96]"`` cells for the paper's metrics, one row per test set and rule."""
-    from covid_lib.metrics import METRIC_LABELS, format_estimate
-
     out = table[["test_set", "threshold_rule", "threshold", "n"]].copy()
     out["threshold"] = out["threshold"].round(3)
     for m, label in METRIC_LABELS.items():

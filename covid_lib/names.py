@@ -20,3 +20,6 @@ PRETRAIN_SOURCES: tuple[str, ...] = ("kermany", "nih", "kermany_full")
 GRID_NAMES: tuple[str, ...] = ("table2", "table3", "conv8", "table4", "seeds", "ablation", "precision", "unseen",
                                "planted", "pretrain_full", "table2_full", "conv8_full", "table3_full",
                                "ablation_full", "resolution")
+#: The scales the claims are judged at (:data:`covid_lib.report.judge.SCALES`): 563 ChestXRay
+#: pre-training images, or the whole set.
+SCALE_NAMES: tuple[str, ...] = ("563", "full")

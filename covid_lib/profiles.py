@@ -23,12 +23,16 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 
 @dataclass(frozen=True)
 class Profile:
     """A named set of compute settings; frozen so that it can be hashed into run ids.
+
+    The one home of the training settings' defaults (the project's recipe: AdamW one-cycle, focal
+    loss, bf16): :class:`covid_lib.train.TrainConfig` takes its defaults from here
+    (:data:`TRAINING_DEFAULTS`); the ``paper`` profile spells out the published SGD settings.
 
     Attributes:
         name: the profile's name (a key of :data:`PROFILES`).
@@ -62,11 +66,11 @@ class Profile:
     resize_size: int
     epochs: int
     batch_size: int
-    optimizer: str = "sgd"
-    lr: float = 0.1
+    optimizer: str = "adamw"
+    lr: float = 1e-3
     momentum: float = 0.9
-    weight_decay: float = 1e-3
-    schedule: str = "plateau"
+    weight_decay: float = 0.05
+    schedule: str = "onecycle"
     warmup: float = 0.2
     lr_patience: int = 15
     early_stopping: int | None = None
@@ -100,6 +104,10 @@ class Profile:
         return out
 
 
+#: The defaults of :class:`Profile`'s settings that have one, by field name (what
+#: :class:`covid_lib.train.TrainConfig` defaults to).
+TRAINING_DEFAULTS: dict[str, object] = {f.name: f.default for f in fields(Profile) if f.default is not MISSING}
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("plateau", "onecycle")
 
@@ -122,8 +130,9 @@ PROFILES: dict[str, Profile] = {
             name="paper",
             description="the published settings (Resize 256, CenterCrop 224, 100 epochs, batch 4, "
             "SGD lr 0.1, focal loss gamma 2), for a GPU",
-            input_size=224, resize_size=256, epochs=100, batch_size=4, optimizer="sgd", lr=0.1,
-            schedule="plateau", lr_patience=15, early_stopping=None, seeds=(0, 1, 2), deterministic=False,
+            input_size=224, resize_size=256, epochs=100, batch_size=4, optimizer="sgd", lr=0.1, momentum=0.9,
+            weight_decay=1e-3, schedule="plateau", lr_patience=15, early_stopping=None, seeds=(0, 1, 2),
+            deterministic=False,
         ),
     )
 }

@@ -15,7 +15,9 @@ from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any, Sequence
 
+from covid_lib import __version__
 from covid_lib.paths import REPO_ROOT, resolve_data_root
+from covid_lib.profiles import resolve_device
 
 #: What the book's runner writes (executed chapters and the page of their runtimes): a chapter
 #: executed earlier in the same run does not make the tree "dirty" for the next one's record.
@@ -57,6 +59,7 @@ def data_version(data_root: str | os.PathLike | None = None) -> str | None:
         root = resolve_data_root(data_root)
     except FileNotFoundError:
         return None
+    # lazy: the data layer loads pandas; `covid_lib.book` (book list/status) stays light
     from covid_lib.data import data_version as _data_version
 
     return str(_data_version(root))
@@ -71,9 +74,6 @@ def _version(dist: str) -> str | None:
 
 def environment(device: str = "auto") -> dict[str, Any]:
     """Python, library versions, CPU count and the device (with the GPU's name on CUDA)."""
-    from covid_lib import __version__
-    from covid_lib.profiles import resolve_device
-
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),

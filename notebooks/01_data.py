@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The data, and what a model could learn instead of disease
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Before any model is trained, this chapter looks at the data the study stands on. Three of the
 # paper's hurdles are visible here, without any network: **hidden dataset biases** (each source has
 # its own scanners, file formats, sizes, intensities and patients), **very small test sets** (the
@@ -389,15 +393,42 @@ display(copies.assign(**{"AUC [95% CI]": [f"{a:.2f} [{lo:.2f}, {hi:.2f}]" for a,
 #   alone).
 # - **Hannover is an unseen hospital, and can only measure sensitivity.** The Cohen images taken
 #   there count as Hannover and are in no composition.
-# - **The test sets are small.** 15 images for COVID-ChestXRay, under a hundred and fifty
-#   elsewhere: every number needs its interval.
-# - **Splits are by patient, and audited**: no patient and no identical image crosses splits.
-#   The one pair of near duplicates judged to be the same radiograph under two Cohen patient ids
-#   (137 and 202) is joined into one patient group, so it no longer crosses splits.
 # - **The whole ChestXRay set pre-trains, on its own patients**: no patient of a composition's
 #   validation or test split is in it, and its squashed encoding is readable by a probe, so the
 #   two copies never feed one model.
 #
+# The test sets and the leakage audit, in numbers:
+
+# %% tags=["hide-input"]
+test_sizes = {n: int((data.compose(n, data_root, seed=seed)["split"] == "test").sum()) for n in data.COMPOSITIONS}
+smallest, largest = min(test_sizes, key=test_sizes.get), max(test_sizes, key=test_sizes.get)
+leak_pairs = "; ".join(f"{r.patient_id_a} ({r.split_a}) and {r.patient_id_b} ({r.split_b}) in "
+                       f"{r['trained on one, tested on the other in']}" for _, r in leaks.iterrows())
+leak_text = (f"**{len(leaks)} of them {'sits' if len(leaks) == 1 else 'sit'} in a composition that trains on one "
+             f"image and tests on the other** ({leak_pairs}): by the judgement above (seed 0), different patients "
+             "whose images share their source's framing, a residual risk this audit cannot rule out rather than "
+             "a proven leak"
+             if len(leaks) else "none of them sits in a composition that trains on one and tests on the other")
+sizes_text = (f"**The test sets are small**: from {test_sizes[smallest]} images ({smallest}) to "
+              f"{test_sizes[largest]} ({largest}); every number needs its interval.")
+crossing = f"{len(audit.patient_leaks)} patients and {len(audit.exact_across)} identical images cross splits"
+audit_text = (f"**Splits are by patient, and audited**: {crossing}, and of the {len(across)} near-duplicate pairs "
+              f"(pHash) that do, {leak_text}. The one pair judged to be the same radiograph under two Cohen patient ids (137 and 202) is joined into "
+              "one patient group. Splitting by image, as the paper's code did, would put "
+              f"{leak.loc['mean', 'share_leaked']:.0%} of the COVID-ChestXRay stand-in's test images "
+              f"(range {leak.loc['min', 'share_leaked']:.0%}-{leak.loc['max', 'share_leaked']:.0%} over 10 seeds) "
+              "next to an image of the same patient in training.")
+display(Markdown(f"- {sizes_text}\n- {audit_text}"))
+report.show_answer(
+    "Can these public sources stand in for the paper's data, and what could a model learn instead of disease?",
+    "Yes as stand-ins, with caveats: each label travels with its source (formats, sizes, intensities, ages and "
+    f"views differ), the CORDA stand-in is smaller than CORDA, and the test sets hold {test_sizes[smallest]} to "
+    f"{test_sizes[largest]} images. Splits are by patient; {crossing}.",
+    f"The audit is exact for identical images; of {len(across)} near-duplicate pairs across splits, {len(leaks)} "
+    "could put a test image's look-alike into training (judged by eye at seed 0: different patients). A split by "
+    f"image would leak {leak.loc['mean', 'share_leaked']:.0%} of the test images.")
+
+# %% [markdown]
 # ## Provenance
 #
 # What produced this chapter (the runner also records it in the notebook's metadata, with the

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # What each composition confounds
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # CORDA, the paper's main dataset, had both labels from one hospital in one fortnight
 # {cite:p}`tartaglione2020unveiling`: whatever a model learned from it, it could not learn the
 # hospital, the scanner or the year. Its public stand-in (the Cohen collection without the April
@@ -253,6 +257,16 @@ display(Markdown(
     "disease features from source features.\n"
     "- **Every Table II cell** should be shown beside this baseline's cell; where a network does no "
     "better than the metadata, its score says nothing about the lungs."))
+own = table[table["composition"] == table["test_set"]]
+above = int((own["auc_low"] > 0.5).sum())
+report.show_answer(
+    "How far does a classifier get on the images' metadata alone, without a pixel?",
+    f"Above chance on {above} of {len(own)} compositions' own test sets (interval above 0.5): AUC {cell(table, 'CORDA', 'CORDA')} on the CORDA stand-in, {cell(table, 'CORDA&ChestXRay', 'CORDA&ChestXRay')} "
+    f"on CORDA&ChestXRay and {cell(table, 'CORDA&RSNA', 'CORDA&RSNA')} on CORDA&RSNA; the acquisition year matters "
+    f"most in {int((top == 'year').sum())} of {len(top)} compositions. A network's score on these test sets is to be "
+    "read against these numbers, not against 0.5.",
+    "Intervals resample patients. The metadata are those of our public stand-ins (CORDA's own, one hospital in one "
+    "fortnight, had no such gap in years).")
 
 # %% [markdown]
 # ## Provenance

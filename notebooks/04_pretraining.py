@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Pre-training the encoder
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # Tartaglione et al. pre-train the ResNet encoder on a pneumonia task before fine-tuning it on the
 # few COVID-19 images (Sec. III-C, IV-A): on **ChestXRay** (Kermany's pediatric pneumonia set,
 # three classes: normal, bacterial, viral) or on **RSNA** (pneumonia yes/no), both starting from
@@ -233,6 +237,15 @@ else:
 # and that a specificity difference between two single runs, read off a table without an interval,
 # is not evidence.
 #
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Does pre-training the encoder on pneumonia images raise specificity on COVID-19?",
+                    judge.protocol_verdict("C2"))
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]

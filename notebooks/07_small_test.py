@@ -11,7 +11,11 @@
 # %% [markdown]
 # # The small-test-set trap
 #
-# Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-C) trains a ResNet-18 {cite:p}`he2016deep`
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
+# Table IV of {cite:t}`tartaglione2020unveiling` (Sec. IV-E) trains a ResNet-18 {cite:p}`he2016deep`
 # on COVID-ChestXRay {cite:p}`cohen2020covid` as it stood in early April 2020 and tests it on the
 # fixed 15-image test of earlier works (10 COVID+, 5 COVID-): every metric is 1.00 and the DOR
 # infinite. On CORDA the same model has specificity 0.20 and BA 0.56. The paper reads this as
@@ -32,7 +36,6 @@ data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
 device = "auto"  # re-scoring runs on CUDA when present
 profile = "cpu"  # smoke | cpu | paper: whose records are read (nothing is trained here)
 seed = 0  # bootstrap seed
-headline = "none"  # the pre-training of the cell that decides C5 (the paper's Table IV names none)
 n_redraws = 200  # redrawn 15-image tests per cell
 redraw_seed = 0  # seed of the redraws
 n_boot = 2000  # bootstrap resamples
@@ -47,7 +50,7 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import display
 
 from covid_lib.report import small_test_set as rst
 from covid_lib.analysis import small_test_set as st
@@ -55,7 +58,8 @@ from covid_lib.data import global_splits
 from covid_lib.data.compose import SNAPSHOT_DATE, stand_in_rows
 from covid_lib.grid import grid_specs
 from covid_lib.profiles import get_profile, resolve_device
-from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report import judge
+from covid_lib.report.common import styled
 
 started = time.time()
 dev = resolve_device(device)
@@ -63,10 +67,13 @@ pd.set_option("display.max_colwidth", None)
 pd.set_option("display.width", 200)
 specs = grid_specs("table4", profile, data_root=data_root)
 seed_specs = [s for s in grid_specs("seeds", profile, data_root=data_root) if s.composition == "COVID-ChestXRay"]
+full_specs = [s for s in grid_specs("table2_full", profile, data_root=data_root)
+              if s.composition == "COVID-ChestXRay" and s.pretrain == "kermany_full"]
 ids = {s.run_id for s in specs}
-cells = rst.load_cells(specs + [s for s in seed_specs if s.run_id not in ids])
-cells.sort(key=lambda c: (["none", "kermany", "nih"].index(c.pretrain), c.seed))
-display(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells]))
+extra = [s for s in seed_specs + full_specs if s.run_id not in ids and not ids.add(s.run_id)]
+cells = rst.load_cells(specs + extra)
+cells.sort(key=lambda c: (["none", "kermany", "kermany_full", "nih"].index(c.pretrain), c.seed))
+display(styled(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells])))
 
 # %% [markdown]
 # ## How wide is "perfect"?
@@ -80,7 +87,7 @@ display(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, 
 
 # %% tags=["hide-input"]
 perfect = st.perfect_score_table(alpha=alpha, n_boot=n_boot, seed=seed)
-display(perfect.round(3))
+display(styled(perfect))
 ba_floor, auc_floor = perfect.query("metric == 'balanced_accuracy'")["low"].iloc[-1], \
     perfect.query("metric == 'auc'")["low"].iloc[-1]
 print(f"A model with true sensitivity 0.90 and specificity 0.80 scores 15/15 in "
@@ -99,9 +106,9 @@ fig = rst.plot_chance_of_perfect()
 # missing record or a run that did not learn is shown as such.
 
 # %% tags=["hide-input"]
-display(rst.table_four(cells))
+display(styled(rst.table_four(cells)))
 print("Seeds (mean ± SD over the seeds that learned; the intervals above are per seed):")
-display(rst.seed_summary(cells, seeds=get_profile(profile).seeds))
+display(styled(rst.seed_summary(cells, seeds=sorted({c.seed for c in cells}))))
 
 # %% [markdown]
 # ## Redrawing the 15 images
@@ -122,6 +129,10 @@ for name, cell in finished.items():
     except ValueError as err:  # a capped (smoke) pool may hold fewer than 10 + 5 images
         print(f"{name}: no redraws ({err})")
         continue
+    except FileNotFoundError:  # re-scoring needs the recorded weights, which a record does not hold
+        print(f"{name}: no redraws: its checkpoint is not cached here (retraining it on another CPU need not give "
+              "the recorded weights, so none is retrained here)")
+        continue
     n_fixed = int((cell.result.scores["test_set"] == "COVID-ChestXRay").sum())
     assert a.shared == n_fixed and a.max_diff < 1e-4, (name, a.shared, a.max_diff)
     analyses[f"{name} ({cell.state})" if cell.state != "done" else name] = a
@@ -133,7 +144,7 @@ for c in cells:
     if c.seed == 0 and c.result is None:
         print(f"{c.pretrain}: record {c.state}, no redraws")
 if analyses:
-    display(rst.analysis_table(analyses))
+    display(styled(rst.analysis_table(analyses)))
     fig = rst.plot_redraws(analyses, seed=redraw_seed)
 
 # %% [markdown]
@@ -147,18 +158,20 @@ if analyses:
 # %% tags=["hide-input"]
 snapshot = stand_in_rows(global_splits(data_root), "COVID-ChestXRay")
 print(f"COVID-ChestXRay stand-in (PA, first seen up to {SNAPSHOT_DATE}), all splits:")
-display(rst.label_profile(snapshot))
+display(styled(rst.label_profile(snapshot)))
 print("its test patients (the redraw pool):")
-display(rst.label_profile(snapshot[snapshot["split"] == "test"]))
+display(styled(rst.label_profile(snapshot[snapshot["split"] == "test"])))
 
 # %% [markdown]
 # ## Verdict on C5
 #
-# C5 holds when the fixed 15-image test is near-perfect (AUC at least 0.95 and BA at least 0.9;
-# the paper has 1.00) *and* the set's own test patients score clearly higher than CORDA: the AUC
-# gap between all test images of the set and the CORDA test, with independent patient-cluster
-# bootstraps, has its interval above 0. It is not reproduced when the model is demonstrably not
-# near-perfect on its own test patients and no gap shows; anything else is inconclusive.
+# As the paper's Table IV, C5 is decided by the ChestXRay-pre-trained ResNet-18 trained on
+# COVID-ChestXRay, over all its seeds: the {doc}`../protocol` pools, over seeds, the AUC on the
+# fixed 15-image test minus the AUC on the CORDA test (the claim: near-perfect at home, failing
+# elsewhere), with the AUC on all the set's test patients as the control. A model whose own-test
+# scores collapsed (every score on one side of 0.5) is left out and counted: in our records that
+# is every such model so far, which is why the numbers above matter more than the verdict. The
+# rule first, then the outcome at both pre-training scales:
 
 # %%
 profile_rows = rst.label_profile(snapshot)
@@ -168,20 +181,28 @@ differs = (f"our COVID-ChestXRay is a stand-in rebuilt from git dates ({len(snap
            f"{neg['years']} ({neg['dated before 2020']} before 2020, median age {neg['median age']:.0f} against "
            f"{pos['median age']:.0f}); CORDA is our Cohen stand-in, not the hospital set; models start from random "
            f"weights at {specs[0].input_size} px ({profile} profile), not from ImageNet")
-headline_cell = next((c for c in cells if c.pretrain == headline and c.seed == 0), None)
-headline_analysis = next((a for k, a in analyses.items() if k.split(" ")[0] == headline), None)
-verdict = rst.c5_verdict(headline_analysis, headline_cell, differs)
-display(verdict_table([verdict]))
-show_verdict(verdict)
+print("what differs from the paper:", differs)
+
+# %% tags=["hide-input"]
+judge.show_claim("C5")
+verdict = judge.protocol_verdict("C5")
 
 # %% [markdown]
 # ## Takeaway
 #
 # Fifteen images cannot carry a claim of near-perfection: 10/10 and 5/5 are consistent with a
-# true specificity near one half, the usual AUC intervals collapse to a point exactly when they are
-# most needed, and redrawing the 15 images from the same test patients moves every metric over a
-# wide range. Report the whole test split with patient-level intervals, and test on another
+# true specificity near one half, and the usual AUC intervals collapse to a point exactly when they
+# are most needed. Report the whole test split with patient-level intervals, and test on another
 # source, as Table IV's CORDA column does.
+
+# %% tags=["hide-input"]
+from covid_lib.analysis.small_test_set import redraw_spread
+from covid_lib.report.common import show_verdict_answer
+
+spread = "; ".join(f"{name}: {redraw_spread(a.per_draw)}" for name, a in analyses.items())
+show_verdict_answer("Is a model near-perfect on the 15-image COVID-ChestXRay test, and does that say anything "
+                    "about COVID-19?", verdict,
+                    answer=f"Per model ({n_redraws} redraws from the same test patients), {spread}." if spread else "")
 
 # %% tags=["hide-input"]
 print(f"chapter computed in {time.time() - started:.0f} s on {dev}")

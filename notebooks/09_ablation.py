@@ -11,6 +11,10 @@
 # %% [markdown]
 # # The pre-processing ablation
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # The paper's remedy for hidden dataset biases is its pre-processing chain (Sec. III-B of
 # {cite:t}`tartaglione2020unveiling`, {doc}`02_segmentation`): equalise, keep the lungs, blur the
 # mask's edge. Its evidence that the chain matters is one sentence (claim **C6**): "We ran the
@@ -44,9 +48,6 @@ results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 # %matplotlib inline
 # %config InlineBackend.figure_formats = ["png"]
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -54,18 +55,12 @@ from IPython.display import Markdown, display
 
 from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
-from covid_lib.data import data_version
-from covid_lib.grid import grid_specs
-from covid_lib.analysis.verdicts import show as show_verdict, verdict_table
+from covid_lib.report import judge
+from covid_lib.report.common import start_chapter, styled
 
-started = time.time()
-pd.set_option("display.max_colwidth", None)
-pd.set_option("display.max_rows", 300)
-pd.set_option("display.width", 250)
-
-version = data_version(data_root)
-without = rr.spec_records(grid_specs("ablation", profile, data_root=data_root, data_version=version), results)
-table2 = rr.spec_records(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
+started = start_chapter()
+records = rr.chapter_records(("ablation", "table2"), profile, data_root=data_root, results=results, quiet=True)
+without, table2 = records["ablation"], records["table2"]
 with_chain = table2.merge(without[["arch", "pretrain", "composition", "seed"]], how="inner")
 print("without the chain:", without["status"].value_counts().to_dict())
 print("with the chain:", with_chain["status"].value_counts().to_dict())
@@ -83,8 +78,8 @@ paper = rr.paper_long()
 same_cell = paper[(paper["paper_table"] == "II") & (paper["pretrain"] == "kermany")
                   & (paper["composition"] == "CORDA&ChestXRay") & paper["test_set"].isin(["CORDA", "CORDA&ChestXRay"])]
 quoted = rd.PAPER_TEXT[rd.PAPER_TEXT["claim"] == "C6"]
-display(quoted)
-display(same_cell[["paper_table", "pretrain", "composition", "test_set", "balanced_accuracy", "dor", "auc"]])
+display(styled(quoted))
+display(styled(same_cell[["paper_table", "pretrain", "composition", "test_set", "balanced_accuracy", "dor", "auc"]]))
 corda = same_cell[same_cell["test_set"] == "CORDA"].iloc[0]
 display(Markdown(
     f"On the same test set (CORDA) the paper's own numbers read: without the chain BA "
@@ -103,7 +98,7 @@ display(Markdown(
 cells = rd.ablation_cells(without, with_chain, n_boot=n_boot)
 long_without = rr.matrix_long(without, threshold=threshold)
 long_with = rr.matrix_long(with_chain, threshold=threshold)
-display(rd.ablation_table(long_without, long_with, cells))
+display(styled(rd.ablation_table(long_without, long_with, cells)))
 
 # %% [markdown]
 # The paper's example, ours: ChestXRay (kermany) encoder, trained on CORDA&ChestXRay, without the
@@ -136,15 +131,24 @@ if cells["diff"].notna().any():
 # ## C6: the verdict
 #
 # The claim is about the *other* datasets, so the off-diagonal cells decide it (a model tested on
-# a composition it was not trained on): *reproduced* when the model without the chain is worse
-# (paired DeLong, p < 0.05) in more of them than it is better and the median ΔAUC is negative;
-# *not reproduced* when it is worse in no more cells than better and the median ΔAUC is not
-# negative; *inconclusive* otherwise. The diagonal cells are shown above but do not decide it.
+# a composition it was not trained on): the {doc}`../protocol` pools, over those cells and seeds,
+# the AUC with the paper's chain minus the AUC without it on the same images, patients resampled
+# jointly; the same difference on each model's own test set is the control (the chain may help or
+# hurt everywhere, not only across datasets). The per-cell tests above are descriptive. The rule
+# first, then the outcome at both pre-training scales:
 
-# %%
-c6 = rd.verdict_c6(cells)
-display(verdict_table([c6]))
-show_verdict(c6)
+# %% tags=["hide-input"]
+judge.show_claim("C6")
+c6 = judge.protocol_verdict("C6")
+
+# %% [markdown]
+# ## Takeaway
+
+# %% tags=["hide-input"]
+from covid_lib.report.common import show_verdict_answer
+
+show_verdict_answer("Without the paper's pre-processing chain (lung segmentation, crop, equalisation), do models do "
+                    "worse on the datasets they were not trained on?", c6)
 
 # %%
 print(f"chapter executed in {time.time() - started:.0f} s")

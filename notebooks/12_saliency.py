@@ -11,6 +11,10 @@
 # %% [markdown]
 # # Where the model looks
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # A saliency map says which parts of an image pushed a classifier towards its answer. Three works
 # behind this study used them, and none of them measured them:
 #
@@ -40,16 +44,32 @@
 #
 # ## Method
 #
-# - **Maps.** Grad-CAM of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
-#   single logit of a two-class softmax is defined only up to a shift shared by both) at the last feature map of each trained model
-#   (`layer4` of the ResNets, the last convolution of Conv8), from the `grad-cam` package
-#   (`pytorch_grad_cam`). The package rescales each map to [0, 1] by its minimum and maximum.
-#   That moves the map's zero and would change the shares, so we take its maps before that step
-#   and upsample them bilinearly to the model input. All our classifiers end in global average
-#   pooling and one linear layer. For them, classic CAM (the head's weights times the feature
-#   maps, as in the KTH report) equals Grad-CAM up to a positive factor (the map's area). The
-#   tests check this, and it makes the two readings the same here. Negative evidence is cut at
-#   zero, as both methods do.
+# - **Maps.** Two maps of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
+#   single logit of a two-class softmax is defined only up to a shift shared by both). *Grad-CAM*
+#   {cite:p}`selvaraju2017gradcam` from the `grad-cam` package (`pytorch_grad_cam`), at a feature
+#   layer. *Gradient × input* at the input's own resolution (128×128): the input is normalised,
+#   so zero is a uniform mean-grey image, and each pixel's value estimates its contribution to the
+#   log-odds against that image, the one-step form of the expected gradients DeGrave et al. used.
+#   The lung shares use the first of the two, in that order, that passes the check on the
+#   planted mark below (parameter `method`); if neither does, Grad-CAM, and the conclusion says
+#   the maps failed their check. For Grad-CAM, The package rescales each map to [0, 1] by its
+#   minimum and maximum. That moves the map's zero and would change the shares, so we take its
+#   maps before that step and upsample them bilinearly to the model input. Negative evidence is
+#   cut at zero, as Grad-CAM does.
+# - **Resolution.** The last feature map of a ResNet-18 at 128 px (`layer4`) is 4×4: one cell is
+#   a quarter of the image's side, as wide as a lung, and most of its maps have no positive mass
+#   at all. The maps here are taken at the deepest layer with at least 16×16 cells (one cell
+#   8 px): `layer2` of the ResNets at 128 px (`layer1` at the smoke profile's 64 px), the last
+#   convolution of Conv8. Grad-CAM is defined at any convolutional layer
+#   {cite:p}`selvaraju2017gradcam`. The table below gives each row's grid. Classic CAM (the head's
+#   weights times the feature maps, as in the KTH report) exists only at the last feature map,
+#   where it equals Grad-CAM up to a positive factor; `method = "cam"` therefore runs at 4×4.
+# - **Maps that place nothing.** A map with no positive mass (the log-odds rise with no part of
+#   the image) or the same value everywhere has no share. It is counted in every table as *not
+#   measurable*, beside the number measured, and never dropped silently.
+# - **The maps' own check.** Before the maps are read for lungs, they must find something we know
+#   the model uses: the corner mark planted on the COVID+ training images of
+#   {doc}`10_shortcuts`. The next section measures it.
 # - **Lung mask.** The paper chain's U-Net mask of each image ({doc}`02_segmentation`). It is put
 #   into the model input's geometry the way the images are: fitted to the profile's resize side
 #   (`resize_size`, square padding), then centre-cropped to `input_size`, as the training datasets
@@ -92,7 +112,10 @@ profile = "cpu"  # the profile whose records and checkpoints are read: smoke | c
 seed = 0  # image sampling and bootstrap seed
 n_images = 40  # test images per source (stratified by label); None: every test image
 n_boot = 2000  # patient-cluster bootstrap resamples
-method = "gradcam"  # gradcam | hirescam | cam (equal up to scale for these heads)
+method = "auto"  # auto: the first of gradcam (at layer), gradinput that finds the planted mark; or gradcam | hirescam | gradinput | cam
+layer = "auto"  # auto: the deepest layer with at least 16x16 cells (layer2 of resnet18 at 128 px); else a layer name
+check_planted = True  # check the maps first on the planted corner-mark models (their checkpoints, or retrain them)
+min_patients = 10  # fewer measurable patients in a row: "too few to conclude"
 gallery_k = 4  # images per gallery row group
 results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
 storage = None  # checkpoint folder; None: the cache's runs folder
@@ -138,6 +161,73 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
       f"twins: grid table2); {len(rows)} test images:", rows["source"].value_counts().to_dict())
 
 # %% [markdown]
+# ## Do the maps find a mark the model uses?
+#
+# The planted-mark models of {doc}`10_shortcuts` were trained on CORDA with a white "L" burnt into
+# the top-left corner of every COVID+ training image. Where a model ranks by that mark, its
+# COVID+ map must put its mass there. On every test image of the model, marked and unmarked (the
+# same images, both copies through the model's own chain), we measure the share of the map's mass
+# inside the mark's box, padded by one cell of the map, against the box's share of the image
+# (what an even map scores), and against the same share on the unmarked copy (paired). *Uses the
+# mark*: the test AUC with the mark on COVID+ minus the AUC with the mark on COVID− (the same
+# images, paired) has an interval above zero, measured on the checkpoint whose maps are read (a
+# checkpoint restored by retraining need not be the recorded model). *Mark in the input's
+# corner*: the run's pipeline keeps the image outside the lungs. Under the paper's chain the
+# corner is blanked, and what is left of the mark acts through the whole image (the global
+# histogram equalisation, the mask's shape), so that model cannot validate a map; it is shown
+# for comparison, with the mean change the mark makes to the input inside its box and outside. *Found*: the marked share's excess over the box area and the marked − unmarked difference
+# both have intervals above zero. Each model is measured with both candidate maps, and with
+# Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
+# resample patients.
+
+# %% tags=["hide-input"]
+import numpy as np
+
+check = pd.DataFrame()
+candidates = [("gradcam", layer), ("gradinput", None)] if method == "auto" else [(method, layer)]
+views = tuple(dict.fromkeys([*candidates, ("gradcam", "layer3"), ("gradcam", None)]))  # + coarser Grad-CAMs
+if check_planted:
+    from covid_lib.runs import checkpoint_path, restore_checkpoint
+
+    planted_specs = [s for s in grid_specs("planted", profile, data_root=data_root, data_version=version)
+                     if s.plant == "corner"]
+    planted = rr.spec_records(planted_specs, results)
+    for s, state in zip(planted_specs, planted["status"]):
+        if state in ("done", "did not learn") and not checkpoint_path(s.run_id, storage).is_file():
+            restore_checkpoint(s, data_root=data_root, device=device, progress=False, storage=storage)
+    check, check_maps = rsal.planted_check(planted_specs, results=results, data_root=data_root, device=device,
+                                           storage=storage, views=views, n_boot=n_boot, seed=seed)
+    if check.empty or "layer" not in check:
+        display(Markdown("No planted corner-mark model recorded at this profile: the maps are unchecked."))
+    else:
+        display(rsal.check_display(check).style.hide(axis="index"))
+        for run_id, res in check_maps.items():  # a few COVID+ test images, marked, per map
+            pick = np.flatnonzero(res.table["label"].to_numpy() == 1)[:2]
+            items = [(res.images[i], res.marked_maps[key][i], res.boxes[key][i],
+                      f"{key} ({res.cells[key]}x{res.cells[key]})\np={res.table['score_marked'].iloc[i]:.2f}")
+                     for key in res.cells for i in pick]
+            fig = rsal.gallery(items, ncols=4)
+            if fig is not None:
+                fig.suptitle(f"{check.loc[check['run_id'] == run_id, 'pipeline'].iloc[0]} pipeline: marked copies, "
+                             "the mark's box in white", fontsize=8, y=1.02)
+
+# the map the lung shares use: the first candidate whose check passes (else the first candidate)
+verdicts = {}
+if not check.empty and "layer" in check:
+    keys = list(dict.fromkeys(check["layer"].dropna()))[:len(candidates)]  # the candidates' keys, in order
+    verdicts = {k: rsal.layer_validated(check, k) for k in keys}
+passed = [i for i, k in enumerate(verdicts) if verdicts[k]]
+use = passed[0] if passed else 0
+map_method, map_layer = candidates[use]
+chosen = list(verdicts)[use] if verdicts else None
+validated = verdicts.get(chosen) if chosen else None
+display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
+    True: "They find the planted mark in every planted model that uses it.",
+    False: "They do **not** find the planted mark in a model that uses it, and no candidate does; the lung "
+           "shares below cannot be read as where the model looks.",
+    None: "No planted model that uses its mark could be measured; the maps are unchecked."}[validated]))
+
+# %% [markdown]
 # ## The models
 #
 # Every expected model, with its state. *no checkpoint* means a record whose weights are not in
@@ -146,24 +236,26 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 
 # %%
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
-                                                 storage=storage, method=method)
+                                                 storage=storage, method=map_method, layer=map_layer)
 display(status.drop(columns=["seed"]).style.hide(axis="index"))
 if per_image.empty:
     display(Markdown("**No model could be measured yet**: train the grids `ablation` and `table2` at this profile "
                      "(`python -m covid_lib grid run ablation --profile ...`). The rest of the chapter is empty."))
 else:
     kept = per_image.drop_duplicates(["source", "image_id"])
-    print(f"{per_image['run_id'].nunique()} models measured; images without a lung mask (rejected by the chain): "
-          f"{int((~kept['has_mask']).sum())} of {len(kept)}; maps without positive mass: "
-          f"{int((kept['has_mask'] & kept['share'].isna()).sum())}")
+    grids = sorted({f"{lay} ({c}x{c})" for lay, c in zip(per_image["layer"], per_image["cells"])})
+    print(f"{per_image['run_id'].nunique()} models measured at {', '.join(grids)}; images without a lung mask "
+          f"(rejected by the chain): {int((~kept['has_mask']).sum())} of {len(kept)}; maps that place nothing "
+          f"(all models): {per_image['map_status'].value_counts().to_dict()}")
 
 # %% [markdown]
 # ## In-lung share against the uniform baseline
 #
 # One row per model and test group. The group says whether the model was trained on the sources
-# in it, saw them only in its pre-training, or never saw them. The excess is the mean of each
-# image's share minus its own lung area share. Zero means the map is no more concentrated on the
-# lungs than an even spread.
+# in it, saw them only in its pre-training, or never saw them. *Measured* counts the maps with a
+# share (and their patients); *not measurable* the maps that place nothing, out of the images with
+# a lung mask. The excess is the mean of each measured image's share minus its own lung area
+# share. Zero means the map is no more concentrated on the lungs than an even spread.
 
 # %%
 if not per_image.empty:
@@ -258,35 +350,62 @@ if not per_image.empty:
 # The number that decides the question is the **excess of the models without pre-processing on
 # the sources they were trained on**: how much more of the COVID+ saliency falls on the lungs
 # than an even spread would put there, when the model can see the whole image. The same excess
-# on unseen sources, and the change from the chain, qualify it.
+# on unseen sources, and the change from the chain, qualify it. Each sentence below is written
+# from the row's numbers: the side of zero its interval lies on, the map's grid, how many maps
+# were measurable, and whether the same maps found the planted mark above.
 
 # %% tags=["hide-input"]
 if per_image.empty:
     display(Markdown("Nothing measured yet: no conclusion."))
 else:
+    size = specs[0].input_size
+    kw = dict(input_size=size, validated=validated, min_patients=min_patients)
     deciding = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "trained on")]
     display(Markdown("**Without pre-processing, on the sources trained on:**\n\n"
-                     + (rsal.excess_statements(deciding) or "- none measured")))
+                     + (rsal.excess_statements(deciding, **kw) or "- none measured")))
     rest = by_seen[(by_seen["pipeline"] == "none") & (by_seen["group"] == "unseen")]
-    display(Markdown("**Without pre-processing, on unseen sources:**\n\n" + (rsal.excess_statements(rest) or "- none measured")))
+    display(Markdown("**Without pre-processing, on unseen sources:**\n\n"
+                     + (rsal.excess_statements(rest, **kw) or "- none measured")))
     chain = by_seen[(by_seen["pipeline"] == "paper") & (by_seen["group"] == "trained on")]
     display(Markdown("**With the paper's chain (the blank outside the mask is all there is to see there), on the "
-                     "sources trained on:**\n\n" + (rsal.excess_statements(chain) or "- none measured")))
+                     "sources trained on:**\n\n" + (rsal.excess_statements(chain, **kw) or "- none measured")))
 
 # %% [markdown]
 # How to read it: an excess whose interval lies above zero means the model's COVID+ evidence
-# concentrates on the lungs more than chance placement would. That is necessary for a model that
-# reads pathology, but not sufficient (the lungs also carry the source's contrast and
-# texture). An excess at or below zero under pipeline `none` is DeGrave et al.'s finding
-# reproduced: the evidence lies in the rest of the film. Under the paper's chain the share is
-# bounded by the chain itself, and a model that still puts its saliency outside the mask is
-# reading the mask's outline, the shortcut measured in {doc}`10_shortcuts`. The intervals here
-# rest on `n_images` images per source on a small machine. Where they straddle zero, the honest
-# reading is Ben Ahmed et al.'s: inconclusive at this sample size.
+# concentrates on the lungs more than an even spread would put it. That is necessary for a model
+# that reads pathology, but not sufficient (the lungs also carry the source's contrast and
+# texture). Only an interval wholly below zero under pipeline `none` agrees with DeGrave et al.'s
+# finding that the evidence lies in the rest of the film, and even then it is their pattern seen
+# with another method on other models, not a reproduction. An excess at zero, or an interval
+# across it, is no finding either way: at this resolution and `n_images` images per source the
+# honest reading is Ben Ahmed et al.'s, inconclusive. A map that found the planted corner mark
+# can tell lung from film corner; at 8 px cells it cannot tell a laterality marker from the rib
+# cage's edge next to it, and a map that did not find the mark supports no reading at all. Under the
+# paper's chain the share is bounded by the chain itself, and a model that still puts its
+# saliency outside the mask is reading the mask's outline, the shortcut measured in
+# {doc}`10_shortcuts`.
 #
+# ## Takeaway
+
+# %% tags=["hide-input"]
+def _excess(pipeline, group):
+    rows = by_seen[(by_seen["pipeline"] == pipeline) & (by_seen["group"] == group)]
+    return rsal.excess_statements(rows) or "- none measured"
+
+
+report.show_answer(
+    "Does a COVID model's evidence (its saliency) fall on the lungs?",
+    "Nothing measured yet." if per_image.empty else
+    ("Excess of the COVID+ saliency on the lungs over an even spread, without pre-processing, on the sources "
+     f"trained on:\n\n{_excess('none', 'trained on')}\n\nand on unseen sources:\n\n{_excess('none', 'unseen')}"),
+    "An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
+    f"patients over {n_images} images per source, and where they straddle zero this sample cannot tell.")
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_images=n_images, n_boot=n_boot,
-                  method=method, gallery_k=gallery_k, results=results, storage=storage)
+                  method=method, layer=layer, map_method=map_method, check_planted=check_planted, min_patients=min_patients,
+                  gallery_k=gallery_k, results=results, storage=storage)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

@@ -11,6 +11,10 @@
 # %% [markdown]
 # # A critical-reading checklist
 #
+# ```{glue:md} chapter-answer
+# :format: myst
+# ```
+#
 # The chapters before this one each take down one hurdle of {cite:t}`tartaglione2020unveiling`.
 # This chapter turns them into questions a reader can put to any paper that detects COVID-19 on
 # chest X-rays, and puts them to the three papers behind this book: the main paper, the README and
@@ -193,7 +197,8 @@ print(f"{len(measured) - n_missing} of {len(cl.ITEMS)} items measured here; {n_m
 matrix = rc.ratings_matrix(checklist)
 fig = rc.plot_ratings(matrix)
 display(fig)
-display(rc.level_counts(checklist))
+counts = rc.level_counts(checklist)
+display(counts)
 
 # %% [markdown]
 # Every rating with the section it rests on, a one-line justification and a short quote of the
@@ -226,3 +231,18 @@ display(Markdown("\n".join(f"- {s}" for s in cl.OUR_SHORTFALLS)))
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot, results=results,
                   images_per_source=images_per_source, probe_C=probe_C, saliency_csv=saliency_csv)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)
+
+# %% [markdown]
+# ## Takeaway
+
+# %% tags=["hide-input"]
+n_items = len(checklist.items)
+paper_counts = {name: ", ".join(f"{int(row[level])} {level}" for level in counts.columns if row[level])
+                for name, row in counts.iterrows()}
+report.show_answer(
+    "Which questions should a reader put to a paper that detects COVID-19 on chest X-rays, and how do these papers "
+    "answer them?",
+    f"The {n_items} questions above. On them, " + "; ".join(f"{name}: {text}" for name, text in paper_counts.items())
+    + ".",
+    "Each rating rests on a quoted sentence (this book's on its chapters); \"not reported\" is not \"no\", and "
+    "the items are not of equal weight.")

@@ -4,13 +4,13 @@ collapsed models are left out and counted."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from covid_lib.analysis import claims as C
+from covid_lib.report.records import spec_records
+from covid_lib.runs import RunSpec
 from covid_lib.stats import paired_cluster_bootstrap
 
 TEST_SETS = C.ALL_TEST_SETS
@@ -28,21 +28,26 @@ def _scores(rng, n_patients=40, shift=1.0, collapse=False):
     return pd.DataFrame(rows)
 
 
-def _record(tmp_path, run_id, scores, *, did_not_learn=False, **spec):
-    path = tmp_path / run_id
-    path.mkdir()
-    scores.to_csv(path / "scores.csv", index=False)
-    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn}))
-    row = {"arch": "resnet18", "pretrain": "none", "seed": 0, "pipeline": "paper", "precision": None,
-           "run_id": run_id, "status": "did not learn" if did_not_learn else "done", "path": path}
-    return row | spec
+@pytest.fixture
+def record(write_record):
+    """``record(scores, composition=..., pretrain=None, seed=0, did_not_learn=False)``: a run's record
+    written the way a run writes it, returned as its row of :func:`covid_lib.report.records.spec_records`
+    (its status is the record's own: done, did not learn, collapsed)."""
+
+    def make(scores: pd.DataFrame, *, composition: str, pretrain: str | None = None, seed: int = 0,
+             did_not_learn: bool = False) -> dict:
+        spec = RunSpec(composition, pretrain=pretrain, seed=seed, data_version="test")
+        write_record(spec, scores, did_not_learn=did_not_learn)
+        return spec_records([spec]).iloc[0].to_dict()
+
+    return make
 
 
-def test_one_pair_equals_the_paired_cluster_bootstrap(tmp_path):
+def test_one_pair_equals_the_paired_cluster_bootstrap(record):
     rng = np.random.default_rng(0)
     a, b = _scores(rng, shift=1.5), _scores(rng, shift=0.5)
-    recs = pd.DataFrame([_record(tmp_path, "a", a, pretrain="kermany_full", composition="CORDA"),
-                         _record(tmp_path, "b", b, composition="CORDA")])
+    recs = pd.DataFrame([record(a, pretrain="kermany_full", composition="CORDA"),
+                         record(b, composition="CORDA")])
     est = C.estimate_c2(recs, pretrains=("kermany_full",), compositions=("CORDA",), seeds=(0,))
     own_a, own_b = a[a["test_set"] == "CORDA"], b[b["test_set"] == "CORDA"]
     ref = paired_cluster_bootstrap(own_a["label"], own_a["score"], own_b["score"], own_a["group_id"], n_boot=2000, seed=0)
@@ -51,23 +56,23 @@ def test_one_pair_equals_the_paired_cluster_bootstrap(tmp_path):
     assert est.n_used == 1 and est.n_left_out == 0 and est.se > 0
 
 
-def test_c1_control_equal_to_the_model_gives_exactly_zero(tmp_path):
+def test_c1_control_equal_to_the_model_gives_exactly_zero(record):
     rng = np.random.default_rng(1)
     same = _scores(rng)
-    rows = [_record(tmp_path, "corda", same, composition="CORDA")]
-    rows += [_record(tmp_path, f"aug{i}", same, composition=x) for i, x in enumerate(C.AUGMENTED)]
+    rows = [record(same, composition="CORDA")]
+    rows += [record(same, composition=x) for x in C.AUGMENTED]
     est = C.estimate_c1(pd.DataFrame(rows), pretrains=("none",), seeds=(0,))
     assert est.n_used == 3 and est.estimate == 0 and est.low == 0 and est.high == 0
 
 
-def test_collapsed_and_untrained_models_are_left_out_and_counted(tmp_path):
+def test_collapsed_and_untrained_models_are_left_out_and_counted(record):
     rng = np.random.default_rng(2)
-    rows = [_record(tmp_path, "b0", _scores(rng), composition="CORDA", seed=0),
-            _record(tmp_path, "a0", _scores(rng, collapse=True), composition="CORDA", seed=0, pretrain="nih"),
-            _record(tmp_path, "b1", _scores(rng), composition="CORDA", seed=1),
-            _record(tmp_path, "a1", _scores(rng), composition="CORDA", seed=1, pretrain="nih", did_not_learn=True),
-            _record(tmp_path, "b2", _scores(rng), composition="CORDA", seed=2),
-            _record(tmp_path, "a2", _scores(rng), composition="CORDA", seed=2, pretrain="nih")]
+    rows = [record(_scores(rng), composition="CORDA", seed=0),
+            record(_scores(rng, collapse=True), composition="CORDA", seed=0, pretrain="nih"),
+            record(_scores(rng), composition="CORDA", seed=1),
+            record(_scores(rng), composition="CORDA", seed=1, pretrain="nih", did_not_learn=True),
+            record(_scores(rng), composition="CORDA", seed=2),
+            record(_scores(rng), composition="CORDA", seed=2, pretrain="nih")]
     est = C.estimate_c2(pd.DataFrame(rows), pretrains=("nih",), compositions=("CORDA",), seeds=(0, 1, 2))
     assert est.n_used == 1 and est.n_left_out == 2
     assert est.left_out["status_a"].str.startswith("collapsed").sum() == 1

@@ -152,7 +152,7 @@ def test_grid_cli_help_and_unknown_executor():
     from covid_lib.cli import build_parser
     from covid_lib.cli import grid as cli_grid
 
-    assert cli_grid._GRIDS == tuple(grid.GRIDS)
+    assert cli_grid.GRID_NAMES == tuple(grid.GRIDS)
     args = build_parser().parse_args(["grid", "run", "table2", "--profile", "smoke", "--executor", "ray"])
     assert (args.executor, args.device, args.address) == ("ray", "auto", None)
     with pytest.raises(ValueError, match="unknown executor"):

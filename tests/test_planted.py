@@ -261,3 +261,36 @@ def test_smoke_planted_run_end_to_end(data_root, tmp_path, monkeypatch):
     assert list(long["variant"]) == list(VARIANTS) and long["auc"].notna().all()
     assert "corner mark" in rp.verdict(long, "corner", "none")
     assert len(rp.epoch_curves(records)) == len(result.history)
+
+
+def test_mark_effect_pairs_marked_and_flipped_and_the_verdict_reads_the_paired_interval(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from covid_lib.report import planted as rp
+
+    rng = np.random.default_rng(0)
+    n = 80
+    label = np.arange(n) % 2
+    base = pd.DataFrame({"source": "cohen", "image_id": [f"i{k}" for k in range(n)],
+                         "patient_id": [f"p{k // 2}" for k in range(n)], "group_id": [f"p{k // 2}" for k in range(n)],
+                         "label": label})
+    disease = label * 0.5 + rng.normal(0, 0.5, n)
+    frames = [base.assign(test_set="CORDA · unmarked", score=disease),
+              base.assign(test_set="CORDA · marked", score=disease + 0.8 * label),  # the mark lifts COVID+
+              base.assign(test_set="CORDA · flipped", score=disease + 0.8 * (1 - label))]
+    (tmp_path / "run").mkdir()
+    pd.concat(frames).to_csv(tmp_path / "run" / "scores.csv", index=False)
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps({"plant": {"mark": "corner"}}))
+    records = pd.DataFrame([{"mark": "corner", "pipeline": "paper", "status": "done", "path": str(tmp_path / "run"),
+                             "run_id": "x"}])
+    effect = rp.mark_effect(records, n_boot=200)
+    row = effect.iloc[0]
+    assert row["n"] == n and row["low"] > 0 and row["diff"] > 0.2
+    long = pd.DataFrame([{"mark": "corner", "pipeline": "paper", "status": "done", "variant": v, "auc": a,
+                          "auc_low": a - 0.15, "auc_high": a + 0.15} for v, a in
+                         (("unmarked", 0.7), ("marked", 0.85), ("flipped", 0.6))])
+    assert "no sign" in rp.verdict(long) or "overlap" in rp.verdict(long)  # unpaired: undecided
+    text = rp.verdict(long, effect=effect)
+    assert "paired interval lies above 0" in text and "uses the mark" in text and "residue" in text

@@ -123,3 +123,10 @@ def test_power_table_renders_undetectable_effects_in_words():
            "mde_auc": float("nan"), "mde_specificity": 0.31, "patients_for_auc_0.05": 622, "patients_for_auc_0.10": None}
     text = power_markdown({"power": [row], "power_assumptions": POWER_ASSUMPTIONS})
     assert "| COVID-ChestXRay | 15 | 15 (10 / 5) | none, even the largest | 0.310 | 622 | > 20,000 |" in text
+
+
+def test_judge_scales_are_the_names_the_cli_offers():
+    from covid_lib.names import SCALE_NAMES
+    from covid_lib.report.judge import SCALES
+
+    assert tuple(SCALES) == SCALE_NAMES

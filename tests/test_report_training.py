@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,18 +9,28 @@ from sklearn.metrics import roc_auc_score
 
 from covid_lib.report import training as rt
 from covid_lib import stats
+from covid_lib.runs import RESULTS_ENV_VAR, RunArtifacts, RunSpec, write_artifacts
 
 
-def write_record(root, run_id, spec, scores, *, did_not_learn=False, auc=0.7):
-    path = root / run_id
-    path.mkdir()
-    (path / "spec.json").write_text(json.dumps({"run_id": run_id, "spec": spec}))
+def run_spec(spec: dict) -> RunSpec:
+    """The :class:`RunSpec` of a dict of its fields (the synthetic records' data version is ``test``)."""
+    return RunSpec(data_version="test", **spec)
+
+
+def write_record(root, spec: dict, scores, *, did_not_learn=False, auc=0.7) -> str:
+    """Write the record of run ``spec`` (:class:`RunSpec` fields) under ``root`` with the runs package's
+    writer (:func:`covid_lib.runs.write_artifacts`); returns its run id."""
+    run = run_spec(spec)
     table = [{"test_set": "CORDA", "threshold_rule": "paper (0.5)", "auc": auc, "auc_low": auc - 0.1,
               "auc_high": auc + 0.1}]
-    (path / "metrics.json").write_text(json.dumps({"did_not_learn": did_not_learn, "best_value": 0.5,
-                                                   "best_epoch": 3, "table": table}))
-    (path / "timings.json").write_text(json.dumps({"train_images_per_s": 100.0, "total_s": 60.0}))
-    scores.to_csv(path / "scores.csv", index=False)
+    files = {"spec.json": {"run_id": run.run_id, **run.identity(), "did_not_learn": did_not_learn},
+             "scores.csv": scores, "history.csv": pd.DataFrame({"epoch": [1], "val_auc": [0.5]}),
+             "timings.json": {"train_images_per_s": 100.0, "total_s": 60.0},
+             "metrics.json": {"did_not_learn": did_not_learn, "best_value": 0.5, "best_epoch": 3, "table": table}}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(RESULTS_ENV_VAR, str(root))
+        write_artifacts(RunArtifacts(run, files, checkpoint=b""))
+    return run.run_id
 
 
 @pytest.fixture
@@ -36,17 +44,17 @@ def records(tmp_path):
                 precision=None)
     good = base.assign(score=np.clip(y * 0.4 + rng.uniform(0, 0.6, n), 0, 1))
     weak = base.assign(score=rng.uniform(0, 1, n))
-    write_record(tmp_path, "pre", {**spec, "pretrain": "kermany"}, good)
-    write_record(tmp_path, "scratch", {**spec, "pretrain": None}, weak, did_not_learn=True)
+    ids = {"pre": write_record(tmp_path, {**spec, "pretrain": "kermany"}, good),
+           "scratch": write_record(tmp_path, {**spec, "pretrain": None}, weak, did_not_learn=True)}
     for p in ("fp32", "bf16"):
         for s in range(2):
-            write_record(tmp_path, f"{p}{s}", {**spec, "pretrain": None, "precision": p, "seed": s}, weak,
-                         auc=0.6 + 0.01 * s)
-    return tmp_path, good, weak
+            ids[f"{p}{s}"] = write_record(tmp_path, {**spec, "pretrain": None, "precision": p, "seed": s}, weak,
+                                          auc=0.6 + 0.01 * s)
+    return tmp_path, good, weak, ids
 
 
 def test_pretraining_gain_is_paired_and_clustered(records):
-    root, good, weak = records
+    root, good, weak, _ = records
     index = rt.record_index(root)
     gain = rt.pretraining_gain(index, n_boot=300)
     assert gain["auc_pretrained"] == pytest.approx(roc_auc_score(good["label"], good["score"]))
@@ -71,13 +79,11 @@ def test_precision_table_and_missing_records(records):
 
 def test_record_index_reads_covid_lib_results_by_default(records, monkeypatch):
     """Chapters that pass no folder read ``$COVID_LIB_RESULTS`` (the chapters' ``results``), like every reader."""
-    from covid_lib.runs import RESULTS_ENV_VAR
-
-    root, *_ = records
+    root, *_, ids = records
     monkeypatch.setenv(RESULTS_ENV_VAR, str(root))
     index = rt.record_index()
-    assert set(index["run_id"]) == {"pre", "scratch", "fp320", "fp321", "bf160", "bf161"}
-    assert index.set_index("run_id").loc["scratch", "status"] == "did not learn"
-    assert rt.run_row(index, task="covid", pretrain="kermany")["run_id"] == "pre"
+    assert set(index["run_id"]) == set(ids.values()) and len(ids) == 6
+    assert index.set_index("run_id").loc[ids["scratch"], "status"] == "did not learn"
+    assert rt.run_row(index, task="covid", pretrain="kermany")["run_id"] == ids["pre"]
     monkeypatch.setenv(RESULTS_ENV_VAR, str(root / "none"))
     assert rt.record_index().empty

@@ -47,16 +47,15 @@ def test_precision_is_hashed_only_when_set():
 def test_bf16_on_a_cpu_without_it_becomes_an_fp32_run(monkeypatch):
     """A record never claims bf16 for a run that fell back to fp32 (the fp32 run has its own id)."""
     from covid_lib.runs import execution
-    from covid_lib.train import runtime
 
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)  # where machine_precision looks it up
     s = spec().resolved()
     fp32 = runs.machine_precision(s, "cpu")
     assert fp32.precision == "fp32" and fp32.run_id != s.run_id
     assert runs.machine_precision(fp32, "cpu") is fp32
     with pytest.raises(ValueError, match="asks for bf16, which this CPU lacks"):
         execution._check_precision(s, "cpu")
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: True)
     assert runs.machine_precision(s, "cpu") is s
 
 
@@ -64,7 +63,7 @@ def test_cli_choices_match_the_library():
     from covid_lib.cli import train as cli_train
     from covid_lib.data import COMPOSITIONS
 
-    assert cli_train._COMPOSITIONS == tuple(COMPOSITIONS) and cli_train._ARCHS == runs.CLASSIFIERS
+    assert cli_train.COMPOSITION_NAMES == tuple(COMPOSITIONS) and cli_train.ARCHS == runs.CLASSIFIERS
     assert cli_train._PRETRAIN == ("none", *runs.PRETRAIN_SOURCES)
 
 
@@ -306,22 +305,19 @@ def test_a_spec_claimed_by_two_kinds_is_refused(monkeypatch):
 
 
 def test_a_run_says_what_the_chain_and_the_integrity_check_refused(monkeypatch, capsys):
-    import importlib
-
     import pandas as pd
 
     from covid_lib.runs import execution
 
-    compose = importlib.import_module("covid_lib.data.compose")  # the module (covid_lib.data.compose is also a function)
     spec = RunSpec("CORDA", profile="smoke", data_version="x")
     rows = pd.DataFrame({"source": ["cohen", "cohen"]})
-    monkeypatch.setattr(compose, "unreadable_files", lambda root=None: pd.DataFrame(
+    monkeypatch.setattr(execution, "unreadable_files", lambda root=None: pd.DataFrame(
         {"source": ["cohen", "nih"], "reason": ["unreadable image a.png: truncated", "missing"]}))
     execution._say_refused(spec, {"train": {"n_expected": 10, "n_used": 8}, "test": {"n_expected": 4, "n_used": 4}},
                            rows, None)
     out = capsys.readouterr().out
     assert "the chain refused 2 of 10 train images" in out and "test images" not in out
     assert "the integrity check excluded 1 file(s) of cohen" in out
-    monkeypatch.setattr(compose, "unreadable_files", lambda root=None: pd.DataFrame(columns=["source", "reason"]))
+    monkeypatch.setattr(execution, "unreadable_files", lambda root=None: pd.DataFrame(columns=["source", "reason"]))
     execution._say_refused(spec, {"train": {"n_expected": 10, "n_used": 10}}, rows, None)
     assert capsys.readouterr().out == ""  # nothing refused: nothing said

@@ -127,8 +127,14 @@ def _per_image(seed: int = 0) -> pd.DataFrame:
                 "seen": seen, "source": source, "image_id": [f"{source}{i}" for i in range(n)],
                 "group_id": [f"{source}{i // 2}" for i in range(n)], "label": rng.integers(0, 2, n),
                 "score": rng.uniform(0, 1, n), "share": base + lift + rng.normal(0, .02, n), "baseline": base,
-                "has_mask": True}))
-    return pd.concat(parts, ignore_index=True)
+                "has_mask": True, "map_status": "measured", "layer": "layer2", "cells": 16}))
+    out = pd.concat(parts, ignore_index=True)
+    # three maps of one model and group place nothing, one image has no mask: counted, not scored
+    lost = out.index[(out["run_id"] == "run-paper") & (out["seen"] == "unseen")][:4]
+    out.loc[lost, "map_status"] = ["no positive mass", "no positive mass", "constant", "no mask"]
+    out.loc[lost, "share"] = np.nan
+    out.loc[lost[3], ["has_mask", "baseline"]] = [False, np.nan]
+    return out
 
 
 def test_summary_effect_and_figures():
@@ -136,7 +142,14 @@ def test_summary_effect_and_figures():
     t = rsal.summary_table(per_image, n_boot=200)
     assert len(t) == 4 and set(t["group"]) == {"trained on", "unseen"}
     assert ((t["share_low"] <= t["share"]) & (t["share"] <= t["share_high"])).all()
+    lossy = t[(t["run_id"] == "run-paper") & (t["group"] == "unseen")].iloc[0]
+    assert (lossy["n_images"], lossy["n"], lossy["n_no_mask"], lossy["n_no_positive_mass"], lossy["n_constant"],
+            lossy["n_not_measurable"]) == (20, 16, 1, 2, 1, 3)
+    assert (t["n"] + t["n_not_measurable"] + t["n_no_mask"] == t["n_images"]).all() and (t["cells"] == 16).all()
     f = rsal.format_summary(t)
+    assert rsal.not_measurable_text(lossy) == "3 of 19 (no positive mass 2, constant 1)"
+    assert "3 of 19 (no positive mass 2, constant 1)" in f["not measurable"].tolist()
+    assert (f["map cells"] == "16x16").all()
     assert (f.loc[t["did_not_learn"].to_numpy(), "learned"] == "NO").all()
     assert f["excess [95% CI]"].str.contains(r"\[").all()
     assert len(rsal.summary_table(per_image, by="source", n_boot=50)) == 4
@@ -170,7 +183,10 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     res = sal.model_saliency(spec, rows, data_root=data_root)
     t = res.table
     assert len(t) > 0 and res.maps.shape == res.masks.shape == res.images.shape == (len(t), 64, 64)
-    assert t["has_mask"].all() and t["share"].between(0, 1).all() and t["baseline"].between(0.02, 0.98).all()
+    assert (res.layer, res.cells) == ("layer1", 16)  # 64 px smoke input: the deepest 16x16 map
+    measured = t["map_status"] == "measured"
+    assert t["has_mask"].all() and t.loc[measured, "share"].between(0, 1).all() and t["baseline"].between(0.02, 0.98).all()
+    assert t.loc[~measured, "share"].isna().all() and set(t["map_status"]) <= set(sal.MAP_STATES)
     # geometry: the paper chain blanks the image outside its mask (blurred, sigma 3 px), so in the
     # model's input nothing bright lies farther than ~3 sigma from the mask we measure with; a
     # mask resized instead of centre-cropped, or not cropped, would leave lung pixels out there
@@ -186,24 +202,195 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     assert set(per_image.loc[per_image["seen"] == "trained on", "source"]) == {"cohen"}
     table = rsal.summary_table(per_image, n_boot=100)
     assert len(table) == 2 and rsal.format_summary(table)["test group"].tolist() == ["trained on", "unseen"]
-    high, low = rsal.extremes(per_image, spec.run_id, k=2)
+    assert (table["n"] + table["n_not_measurable"] + table["n_no_mask"] == table["n_images"]).all()
+    high, low = rsal.extremes(per_image[per_image["map_status"] == "measured"], spec.run_id, k=2)
     assert high["share"].min() >= low["share"].max()
     assert rsal.gallery(rsal.gallery_items(per_image, results, pd.concat([high, low]))) is not None
 
 
-def test_excess_statements_say_where_the_interval_lies_and_name_unmeasurable_models():
-    import pandas as pd
-
-    from covid_lib.report import saliency as rsal
-
+def test_excess_statements_are_worded_from_the_numbers():
     base = dict(arch="resnet18", pretrain=None, pipeline="none", composition="CORDA", did_not_learn=False,
-                group="trained on", baseline=0.3)
+                group="trained on", baseline=0.3, cells=16, n_images=40, n_no_mask=0, n_patients=20)
+    nan = float("nan")
     table = pd.DataFrame([
-        {**base, "share": 0.5, "share_low": 0.45, "share_high": 0.55, "excess": 0.2, "excess_low": 0.1, "excess_high": 0.3},
-        {**base, "share": 0.3, "share_low": 0.2, "share_high": 0.4, "excess": 0.0, "excess_low": -0.1, "excess_high": 0.1},
-        {**base, "share": float("nan"), "share_low": float("nan"), "share_high": float("nan"),
-         "excess": float("nan"), "excess_low": float("nan"), "excess_high": float("nan")},
+        {**base, "n": 40, "n_not_measurable": 0, "share": 0.5, "share_low": 0.45, "share_high": 0.55, "excess": 0.2,
+         "excess_low": 0.1, "excess_high": 0.3},
+        {**base, "n": 38, "n_not_measurable": 2, "share": 0.3, "share_low": 0.2, "share_high": 0.4, "excess": 0.0,
+         "excess_low": -0.1, "excess_high": 0.1},
+        {**base, "n": 0, "n_patients": 0, "n_not_measurable": 40, "share": nan, "share_low": nan, "share_high": nan,
+         "excess": nan, "excess_low": nan, "excess_high": nan},
     ])
-    lines = rsal.excess_statements(table).splitlines()
-    assert "above the uniform baseline" in lines[0] and "not distinguishable" in lines[1]
+    lines = rsal.excess_statements(table, input_size=128, validated=True).splitlines()
+    assert "above the uniform baseline at 16x16 cells (one cell 8 px)" in lines[0]
+    assert "not distinguishable" in lines[1] and "inconclusive" in lines[1] and "2 of 40 maps not measurable" in lines[1]
     assert "not measurable" in lines[2] and "distinguishable" not in lines[2]
+    assert not any("reproduc" in line for line in lines)
+
+
+@pytest.mark.parametrize("excess, low, high, expect, absent", [
+    (-0.10, -0.15, -0.05, "below the uniform baseline", "inconclusive"),
+    (-0.02, -0.08, 0.04, "inconclusive", "below"),
+    (0.00, -0.01, 0.00, "inconclusive", "below"),  # an excess at zero is no finding
+    (0.10, 0.05, 0.15, "above the uniform baseline", "inconclusive"),
+])
+def test_excess_verdict_follows_the_interval(excess, low, high, expect, absent):
+    v = rsal.excess_verdict(excess, low, high, n_measured=60, n_patients=30, n_maps=60, cells=16, validated=True)
+    assert expect in v and absent not in v and "reproduc" not in v
+    assert ("DeGrave" in v) and ("not checked" not in v)
+    assert "not checked on a planted mark" in rsal.excess_verdict(excess, low, high, n_measured=60, n_patients=30,
+                                                                 n_maps=60, cells=16)
+
+
+def test_excess_verdict_refuses_to_conclude_on_too_little():
+    kw = dict(n_maps=40, cells=4)
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=1, **kw).startswith("too few measurable maps")
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=12, **kw).startswith("below")
+    assert rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=2, n_patients=12, min_patients=20, **kw).startswith("too few")
+    assert rsal.excess_verdict(np.nan, np.nan, np.nan, n_measured=0, n_patients=0, **kw).startswith("not measurable")
+    unchecked = rsal.excess_verdict(-0.2, -0.3, -0.1, n_measured=30, n_patients=20, validated=False, **kw)
+    assert unchecked.startswith("no conclusion") and "planted mark" in unchecked and "below" not in unchecked
+
+
+# ------------------------------------------------------------------------------ layer and status
+def test_layer_choice_gives_at_least_16_cells():
+    torch.manual_seed(0)
+    r18, c8 = create_model("resnet18", num_classes=2).eval(), create_model("conv8", num_classes=2).eval()
+    assert sal.layer_sides(r18, 128) == {"layer4": 4, "layer3": 8, "layer2": 16, "layer1": 32}
+    assert sal.choose_layer(r18, 128) == ("layer2", 16)  # the deepest with 16x16
+    assert sal.choose_layer(r18, 128, min_cells=8) == ("layer3", 8)
+    assert sal.choose_layer(r18, 64) == ("layer1", 16)  # smoke inputs: one stage shallower
+    assert sal.choose_layer(c8, 128) == ("features", 16)  # Conv8's last map is already 16x16
+    with pytest.raises(ValueError, match="16x16"):
+        sal.choose_layer(c8, 64)
+    assert sal.resolve_layer(r18, 128, None) == ("layer4", 4) == sal.resolve_layer(r18, 128, "cam")
+    assert sal.last_layer(c8) == "features" and sal.target_layer(r18, "layer2") is r18.layer2
+    with pytest.raises(ValueError, match="no saliency layer"):
+        sal.target_layer(r18, "fc")
+    x = torch.randn(2, 1, 64, 64)
+    raw = sal.package_maps(r18, x, "gradcam", layer="layer1")
+    assert raw.shape == (2, 16, 16) and (raw >= 0).all()
+    assert sal.saliency_maps(r18, x, "hirescam", layer="layer1").shape == (2, 64, 64)
+    with pytest.raises(ValueError, match="last feature map"):
+        sal.saliency_maps(r18, x, "cam", layer="layer1")
+
+
+def test_gradient_times_input_finds_the_pixel_a_linear_model_weighs():
+    class Linear(torch.nn.Module):  # log-odds = sum(w * x): gradient x input is w * x exactly
+        def __init__(self, w):
+            super().__init__()
+            self.w = w
+
+        def forward(self, x):
+            z = (self.w * x).sum((1, 2, 3))
+            return torch.stack([-z / 2, z / 2], 1)
+
+    w = torch.zeros(1, 1, 8, 8)
+    w[0, 0, 1, 6] = 2.0
+    w[0, 0, 5, 2] = -1.0
+    x = torch.ones(2, 1, 8, 8)
+    x[1] *= -1  # darker than the mean: the same weight now lowers the log-odds
+    m = sal.saliency_maps(Linear(w), x, "gradinput")
+    assert m.shape == (2, 8, 8) and m[0, 1, 6] == pytest.approx(2.0) and m[0].sum() == pytest.approx(2.0)
+    assert m[1, 5, 2] == pytest.approx(1.0) and m[1].sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at the input"):
+        sal.saliency_maps(Linear(w), x, "gradinput", layer="layer2")
+    assert sal.resolve_layer(Linear(w), 8, "input") == ("input", 8)
+
+
+def test_map_status_counts_maps_that_place_nothing():
+    maps = np.zeros((5, 8, 8))
+    maps[1] = 0.7  # constant
+    maps[2, 0, 0] = 1.0  # measured
+    maps[3, 2:4, 2:4] = 2.0  # measured, but its image has no mask
+    maps[4] = 1.0
+    maps[4, 0, 0] = 1.0 + 1e-3  # nearly constant, yet it places something
+    status = sal.map_status(maps, has_mask=np.array([True, True, True, False, True]))
+    assert status.tolist() == ["no positive mass", "constant", "measured", "no mask", "measured"]
+    counts = sal.status_counts(status)
+    assert counts == {"n_measured": 2, "n_no_mask": 1, "n_no_positive_mass": 1, "n_constant": 1, "n_not_measurable": 2}
+
+
+# --------------------------------------------------------------------------- check on a planted mark
+def test_region_box_pads_and_clips():
+    r = np.zeros((2, 16, 16), bool)
+    r[0, 1:3, 2:4] = True
+    box = sal.region_box(r, pad=2)
+    assert box[0].sum() == 5 * 6 and box[0, 0, 0] and box[0, 4, 5] and not box[0, 5, 0]
+    assert not box[1].any()  # no mark left: no box
+
+
+def _check_maps(n: int, inside: float, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    boxes = np.zeros((n, 32, 32), bool)
+    boxes[:, :8, :8] = True  # area share 1/16
+    plain = rng.uniform(0.5, 1.0, (n, 32, 32))
+    marked = plain.copy()
+    marked[:, :8, :8] += inside * rng.uniform(0.5, 1.5, (n, 1, 1))
+    return marked, plain, boxes
+
+
+def test_mark_check_finds_a_map_on_the_mark_and_not_an_even_one():
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(20), 2).astype(str)
+    marked, plain, boxes = _check_maps(40, 4.0, rng)
+    c = sal.mark_check(marked, plain, boxes, groups, n_boot=300)
+    assert c["found"] and c["marked_baseline"] == pytest.approx(1 / 16)
+    assert c["marked_share"] > 0.2 and c["marked_excess_low"] > 0 and c["diff_low"] > 0
+    assert abs(c["unmarked_excess"]) < 0.02 and c["marked_n_measured"] == 40
+    even, plain, boxes = _check_maps(40, 0.0, rng)
+    c = sal.mark_check(even, plain, boxes, groups, n_boot=300)
+    assert not c["found"] and c["diff_low"] <= 0 <= c["diff_high"]
+    # maps that place nothing are counted and do not pass as found
+    marked, plain, boxes = _check_maps(40, 4.0, rng)
+    marked[:30] = 0.0
+    c = sal.mark_check(marked, plain, boxes, groups, n_boot=300)
+    assert c["marked_n_no_positive_mass"] == 30 and c["marked_n"] == 10 and c["marked_n_not_measurable"] == 30
+
+
+def test_uses_mark_and_layer_validated():
+    assert rsal.uses_mark(0.05) and not rsal.uses_mark(-0.01) and not rsal.uses_mark(np.nan)
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(40, int), np.ones(40, int)]
+    plain = rng.uniform(0, 1, 80)
+    t = pd.DataFrame({"label": y, "group_id": [f"p{i // 2}" for i in range(80)], "score_unmarked": plain,
+                      "score_marked": np.clip(plain + 0.6, 0, 1)})  # the mark raises every score
+    a = rsal.variant_aucs(t, n_boot=300)
+    assert a["auc_marked"] > 0.85 and a["auc_flipped"] < 0.15 and a["auc_diff_low"] > 0.5
+    assert a["auc_diff"] == pytest.approx(a["auc_marked"] - a["auc_flipped"])
+    blind = rsal.variant_aucs(t.assign(score_marked=plain), n_boot=300)  # a model that ignores it
+    assert blind["auc_diff"] == 0 and not rsal.uses_mark(blind["auc_diff_low"])
+    check = pd.DataFrame({"layer": ["layer2", "layer4", "layer2", "layer2"], "uses_mark": [True, True, False, True],
+                          "mark_in_box": [True, True, True, False], "found": [True, False, False, False]})
+    assert rsal.layer_validated(check, "layer2") is True and rsal.layer_validated(check, "layer4") is False
+    from covid_lib.runs import RunSpec
+
+    assert rsal.mark_in_box(RunSpec("CORDA", profile="smoke", pipeline="none", plant="corner"))
+    assert not rsal.mark_in_box(RunSpec("CORDA", profile="smoke", pipeline="paper", plant="corner"))
+    assert rsal.layer_validated(check[check["uses_mark"] == False], "layer2") is None  # noqa: E712
+    assert rsal.layer_validated(pd.DataFrame(), "layer2") is None
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_planted_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
+    """The whole check on a smoke planted run: both copies of the same test images, the mark's box
+    in the top-left corner of the input (where the marked image is bright), maps per layer."""
+    from covid_lib import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    spec = runs.RunSpec("CORDA", profile="smoke", pipeline="none", plant="corner").resolved(data_root)
+    runs.run(spec, data_root=data_root, device="cpu", progress=False)
+    res = sal.planted_saliency(spec, data_root=data_root, views=(("gradcam", "auto"), ("gradcam", None),
+                                                                  ("gradinput", None)))
+    n, size = len(res.table), spec.input_size
+    assert res.cells == {"gradcam · layer1": 16, "gradcam · layer4": 2, "gradinput · input": 64}
+    assert n > 0 and res.images.shape == (n, size, size)
+    for name in res.cells:
+        assert res.marked_maps[name].shape == res.plain_maps[name].shape == res.boxes[name].shape == (n, size, size)
+    box = res.boxes["gradcam · layer1"]
+    assert box.any(axis=(1, 2)).all() and not box[:, size // 2:, :].any() and not box[:, :, size // 2:].any()
+    assert res.images[box].mean() > res.images[~box].mean()  # the white glyph sits in the box
+    key = "gradinput · input"
+    check = sal.mark_check(res.marked_maps[key], res.plain_maps[key], res.boxes[key], res.table["group_id"], n_boot=50)
+    assert check["marked_n_measured"] + check["marked_n_not_measurable"] == n
+    assert 0 < check["marked_baseline"] < 0.25
+    assert (res.table["change_in_box"] > res.table["change_outside"]).all()  # pipeline none keeps the glyph

@@ -307,3 +307,24 @@ def test_split_run_and_adaptation_on_synthetic_images(synthetic_runs, tmp_path):
     for fig in (ru.plot_seen_unseen(t), ru.plot_adaptation(curve)):
         assert fig.axes and fig.axes[0].lines
         plt.close(fig)
+
+
+def test_seen_unseen_legend_leaves_the_tick_labels_free():
+    import matplotlib
+
+    from covid_lib.report import unseen as ru
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [{"split": s, "variant": v, "status": "done", "seen_auc": 0.9, "seen_low": 0.8, "seen_high": 0.95,
+             "unseen_auc": 0.4, "unseen_low": 0.3, "unseen_high": 0.5}
+            for s in ("U1", "U2") for v in ("from scratch", "kermany encoder, fine-tuned", "kermany encoder, frozen")]
+    fig = ru.plot_seen_unseen(pd.DataFrame(rows))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    for ax in fig.axes:
+        for label in ax.get_xticklabels() + [ax.title]:
+            assert not legend.overlaps(label.get_window_extent(renderer)), label.get_text()
+    plt.close(fig)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from covid_lib.analysis.checklist_ratings import LEVELS, Rating  # noqa: F401 (re-exported)
+from covid_lib.analysis import checklist_ratings
 
 #: The ratings a paper can get on an item. "no": the text shows the practice absent or contrary
 #: (e.g. a split by image, a metric on 15 images without an interval); "not reported": the text
@@ -179,8 +180,6 @@ def paper(key: str) -> Paper:
 def ratings(given: tuple[Rating, ...] | None = None) -> tuple[Rating, ...]:
     """``given`` (default: every rating, :data:`covid_lib.analysis.checklist_ratings.RATINGS`), checked to
     cover each paper x item once."""
-    from covid_lib.analysis import checklist_ratings
-
     given = checklist_ratings.RATINGS if given is None else given
     seen = {(r.paper, r.item) for r in given}
     want = {(p.key, i.key) for p in PAPERS for i in ITEMS}

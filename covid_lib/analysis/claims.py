@@ -6,8 +6,9 @@ weighted AUC, and each estimand is a difference of those, averaged over the clai
 (Davison & Hinkley 1997, Sec. 3.8, the cluster bootstrap; Field & Welsh 2007). The pooled
 estimate, its percentile interval and its standard error go to :func:`covid_lib.analysis.protocol.decide`.
 
-A record takes part only when its model learned and did not collapse (:func:`model_status`); a
-comparison with a model that did not is left out and counted. Estimands (protocol, by claim):
+A record takes part only when its model learned and did not collapse (:func:`model_status`: the
+record's own :attr:`covid_lib.runs.Record.status`); a comparison with a model that did not is left
+out and counted. Estimands (protocol, by claim):
 
 - C1: gap(augmented) - gap(CORDA-only), gap = own-test AUC - mean AUC on the other Table II tests;
 - C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set;
@@ -27,8 +28,13 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.analysis import protocol as P
-from covid_lib.metrics import collapse_status
+from covid_lib.analysis.embed import knn_predict, pooled_features, prepare_features
+from covid_lib.analysis.shortcuts import image_features
+from covid_lib.models import create_model
+from covid_lib.runs import DONE, Record, load_model
+from covid_lib.runs.execution import restore_checkpoint, rows_dataset
 from covid_lib.stats import percentile_interval, weighted_auc
+from covid_lib.train import seed_everything
 
 PAPER_TEST_SETS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay")
 ALL_TEST_SETS = PAPER_TEST_SETS + ("COVID-ChestXRay",)
@@ -42,14 +48,13 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def model_status(status: str, scores: pd.DataFrame | None, own_test: str) -> str:
-    """``usable``, ``did not learn``, ``collapsed: <reason>``, or the record's own status
-    (``failed`` / ``missing``), as the protocol's exclusion rule reads it."""
-    if status != "done" or scores is None:
+    """``usable``, or why the record takes no part, as the protocol's exclusion rule reads it: its
+    :attr:`covid_lib.runs.Record.status` (``did not learn``, ``collapsed``, ``failed``, ``missing``;
+    the record decides collapse, :func:`covid_lib.metrics.collapse_status` on its own test set),
+    or ``collapsed: no scores on its own test set``."""
+    if status != DONE or scores is None:
         return status
-    own = scores.loc[scores["test_set"] == own_test, "score"].to_numpy()
-    reason = collapse_status(own, threshold=P.COLLAPSE_THRESHOLD, min_spread=P.COLLAPSE_MIN_SPREAD) if len(own) \
-        else "no scores on its own test set"
-    return f"collapsed: {reason}" if reason else "usable"
+    return "usable" if (scores["test_set"] == own_test).any() else "collapsed: no scores on its own test set"
 
 
 class JointDraws:
@@ -314,8 +319,6 @@ def c4_predictions(features: dict[str, np.ndarray], rows: pd.DataFrame, *, k: in
     readings for each encoder's prepared features on the same ``rows``: one row per (encoder,
     reading, image) with ``group_id``, ``target`` and ``predicted``. Encoder names are
     ``"<kind>/s<seed>"`` with kind ``fine-tuned``, ``random`` or ``pixels``."""
-    from covid_lib.analysis.embed import knn_predict
-
     parts = []
     for name, X in features.items():
         for reading, keep in c4_rows(rows).items():
@@ -379,13 +382,6 @@ def c4_encoder_features(specs: dict[int, "object"], rows: pd.DataFrame, *, data_
     (:func:`covid_lib.analysis.shortcuts.image_features`) as ``pixels/s0``. Returns the features and the
     rows every encoder kept."""
     import torch
-
-    from covid_lib.analysis.embed import pooled_features, prepare_features
-    from covid_lib.models import create_model
-    from covid_lib.runs import Record, load_model
-    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.analysis.shortcuts import image_features
-    from covid_lib.train import seed_everything
 
     feats, kept = {}, None
     for seed, spec in specs.items():

@@ -1,4 +1,4 @@
-"""Features by source (Tartaglione et al. 2020, Sec. IV-A, Fig. 3): encoder features, their t-SNE,
+"""Features by source (Tartaglione et al. 2020, Sec. IV-C, Fig. 3): encoder features, their t-SNE,
 and how well source and label can be read off them.
 
 The paper draws a t-SNE of the features of the ChestXRay-pre-trained encoder trained on
@@ -33,7 +33,6 @@ import torch
 
 from covid_lib import stats
 from covid_lib.metrics import Estimate
-from covid_lib.analysis.verdicts import Verdict
 
 #: The sets of the figure: Table I's four stand-ins and the unseen Hannover hospital.
 SETS = ("CORDA", "COVID-ChestXRay", "ChestXRay", "RSNA", "Hannover")
@@ -261,32 +260,3 @@ def plot_separability(table: pd.DataFrame, encoders: list[str]):
 
 
 # --------------------------------------------------------------------------------------- verdict
-def c4_verdict(table: pd.DataFrame | None, encoder: str, differs: str, evidence: str = "08_features",
-               missing: str = "") -> Verdict:
-    """Claim C4 from the fine-tuned ``encoder``'s columns of :func:`separability_table`.
-
-    Source against label, each where the other cannot help: ChestXRay vs CORDA among COVID- images
-    (source, label fixed) against COVID+/- within cohen (label, source fixed). Reproduced when the
-    source interval lies above 0.5 and above the label interval; not reproduced when the label
-    interval lies above the source interval, or the source interval includes 0.5; inconclusive
-    otherwise. Without a table (``missing`` says why) the verdict is inconclusive.
-    """
-    statement = "Encoder features cluster by source, not by label (Fig. 3)."
-    if table is None or encoder not in table:
-        return Verdict("C4", statement, "inconclusive", missing or f"no features of {encoder}", differs, evidence)
-    t = table.set_index("comparison")
-    src, lab = t.loc[COMPARISONS[0].name], t.loc[COMPARISONS[5].name]
-    rsna = t.loc[COMPARISONS[2].name]
-
-    def fmt(r: pd.Series) -> str:
-        return f"{r[encoder]:.2f} [{r[f'{encoder} low']:.2f}, {r[f'{encoder} high']:.2f}]"
-
-    deciding = (f"k-NN balanced accuracy ({encoder}): ChestXRay vs CORDA among COVID- images {fmt(src)}, "
-                f"COVID+ vs COVID- within cohen {fmt(lab)} (chance 0.50); RSNA vs CORDA among COVID- {fmt(rsna)}")
-    if src[f"{encoder} low"] > 0.5 and src[f"{encoder} low"] > lab[f"{encoder} high"]:
-        verdict = "reproduced"
-    elif lab[f"{encoder} low"] > src[f"{encoder} high"] or src[f"{encoder} low"] <= 0.5:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    return Verdict("C4", statement, verdict, deciding, differs, evidence)

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib import stats
+from covid_lib.analysis.shortcuts import probe_rows
 
 #: The six sources of the landscape, in drawing order.
 SOURCES: tuple[str, ...] = ("cohen", "hannover", "kermany", "nih", "montgomery", "shenzhen")
@@ -98,8 +99,6 @@ def landscape_rows(splits: pd.DataFrame, *, per_source: int | None = 80, split: 
     :func:`covid_lib.analysis.shortcuts.probe_rows`), at most ``per_source`` per source stratified by COVID
     label and age group, with ``label`` (COVID; the TB and pneumonia sets are COVID-) and
     ``age_group`` (:func:`age_group`)."""
-    from covid_lib.analysis.shortcuts import probe_rows
-
     m = probe_rows(splits[splits["split"] == split], per_source=None, sources=sources)
     m = m.assign(label=m["covid"].fillna(0).astype(int), age_group=age_group(m["age"], m["source"]))
     parts = [stratified_cap(g, per_source, ["label", "age_group"], seed=seed) for _, g in m.groupby("source")]

@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from covid_lib.metrics import mean_estimate
-from covid_lib.preprocess import get_pipeline
-from covid_lib.preprocess.plant import MarkedImages, preprocess_marked_steps
 from covid_lib.analysis.shortcuts import DEFAULT_C, PROBE_STEPS, fit_probe, image_features
+from covid_lib.data import compose
+from covid_lib.metrics import mean_estimate
+from covid_lib.preprocess import get_pipeline, load_model
+from covid_lib.preprocess.plant import MarkedImages, preprocess_marked_steps
 
 
 @dataclass
@@ -74,8 +75,6 @@ def planted_arrays(rows: pd.DataFrame, mark: str, steps: dict[str, str] | None =
     rows = rows.reset_index(drop=True)
     n = len(rows)
     if model is None and any(p.uses_model for p in pipes.values()):
-        from covid_lib.preprocess import load_model
-
         model = load_model(next(p for p in pipes.values() if p.uses_model), device)
     plain = preprocess_marked_steps(rows, pipes, mark, np.zeros(n, bool), model=model, device=device, read=read)
     marked = preprocess_marked_steps(rows, pipes, mark, np.ones(n, bool), model=model, device=device, read=read)
@@ -155,8 +154,6 @@ def planted_summary(rows: pd.DataFrame, marks, steps: dict[str, str] | None = No
     returns the arrays (for figures). Columns: ``mark, step, pipeline, n``, the residues and the
     probe's accuracy, each with ``_low`` / ``_high``, and ``seconds`` (the chain, both copies)."""
     if model is None:
-        from covid_lib.preprocess import load_model
-
         model = load_model(get_pipeline("paper"), device)
     tables, arrays = [], {}
     for mark in marks:
@@ -171,6 +168,4 @@ def planted_summary(rows: pd.DataFrame, marks, steps: dict[str, str] | None = No
 def data_rows(composition: str, data_root: str | os.PathLike | None = None, *, per_class: int = 40,
               seed: int = 0) -> pd.DataFrame:
     """The residue/probe sample: at most ``per_class`` images per label of a Table I composition."""
-    from covid_lib.data import compose
-
     return sample_rows(compose(composition, data_root, seed=seed), per_class, seed=seed)

@@ -32,9 +32,12 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from covid_lib.data import compose, load_source
+from covid_lib.data.compose import at_hannover
+from covid_lib.data.sources import ImageReadError
 from covid_lib.metrics import Estimate, binary_metrics
-from covid_lib.preprocess import PreprocessError, cache_path, finish_chain, get_pipeline, iter_image_batches, \
-    load_model, preprocess_source, resize
+from covid_lib.preprocess import (PreprocessError, cache_path, finish_chain, get_pipeline, iter_image_batches,
+                                  load_model, preprocess_source, resize)
 from covid_lib.stats import bootstrap_replicates, percentile_interval
 
 #: The chain's steps the source probe compares, as named pipelines of :data:`covid_lib.preprocess.PIPELINES`.
@@ -114,7 +117,6 @@ def chain_arrays(rows: pd.DataFrame, steps: dict[str, str] | None = None, *, ima
         uses_model = any(pipes[k].uses_model and todo[k].any() for k in steps)
         if uses_model and model is None:
             model = load_model(next(p for p in pipes.values() if p.uses_model), device)
-        from covid_lib.data.sources import ImageReadError
 
         recs = rows[need].assign(_row=np.flatnonzero(need)).to_dict("records")
         for batch in iter_image_batches(recs, model if uses_model else None, batch_size=batch_size,
@@ -326,8 +328,6 @@ def mask_baseline(compositions, *, data_root: str | os.PathLike | None = None, s
     test images; AUC with a patient-cluster bootstrap interval (DeLong where each patient has one
     test image). A high AUC means the segmentation itself carries the label.
     """
-    from covid_lib.data import compose
-
     composed = {name: compose(name, data_root, seed=seed) for name in compositions}
     union = pd.concat(composed.values()).drop_duplicates(["source", "image_id"]).reset_index(drop=True)
     arr = chain_arrays(union, {"mask": "paper"}, image_size=image_size, data_root=data_root, model=model)
@@ -356,8 +356,6 @@ def probe_rows(splits: pd.DataFrame, *, per_source: int | None = 150, sources=PR
     """The source probe's images: frontal images of ``sources``, Cohen rows that are Hannover
     images (same ``image_id``, or located at Hannover Medical School) left out, then at most
     ``per_source`` images per source drawn at random (``seed``), keeping the patient splits."""
-    from covid_lib.data.compose import at_hannover
-
     m = splits[splits["source"].isin(sources) & splits["frontal"].astype(bool)]
     hannover_ids = set(m.loc[m["source"] == "hannover", "image_id"])
     m = m[~at_hannover(m) & ~((m["source"] == "cohen") & m["image_id"].isin(hannover_ids))]
@@ -376,8 +374,6 @@ def copy_rows(data_root: str | os.PathLike | None = None, *, limit: int | None =
     resolution; ``kermany_full``, squashed to 224x224 JPEG; same file name and patient), both rows
     of each, with ``copy`` (0 = kermany, 1 = kermany_full), ``pair`` and the original aspect ratio
     (width / height of the file before either copy was made, from ``kermany``'s manifest)."""
-    from covid_lib.data import load_source
-
     base = load_source("kermany", data_root).manifest
     full = load_source("kermany_full", data_root).manifest
     both = base.merge(full[["image_id", "patient_id"]], on=["image_id", "patient_id"])["image_id"]

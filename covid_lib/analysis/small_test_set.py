@@ -1,4 +1,4 @@
-"""The small-test-set trap (Tartaglione et al. 2020, Sec. IV-C, Table IV): what a "perfect" score on
+"""The small-test-set trap (Tartaglione et al. 2020, Sec. IV-E, Table IV): what a "perfect" score on
 the 15-image COVID-ChestXRay test (10 COVID+, 5 COVID-) can and cannot tell.
 
 Three pieces, all on plain arrays and score tables:
@@ -199,3 +199,27 @@ def auc_gap(own: pd.DataFrame, other: pd.DataFrame, *, n_boot: int = 2000, seed:
               for t in (own, other)]
     low, high, _ = stats.percentile_interval(reps[0] - reps[1], alpha)
     return Estimate(float(values[0] - values[1]), low, high, f"independent cluster bootstraps (n_boot={n_boot})")
+
+
+def redraw_spread(per_draw: pd.DataFrame, metrics=REDRAW_METRICS, *, tol: float = 1e-9) -> str:
+    """One sentence on how far redrawing the test moves each metric: the range of the metrics that
+    move, and the value of those that stay the same in every redraw (e.g. a specificity of 1.00
+    when no COVID- image crosses the threshold).
+
+    Example:
+        >>> redraw_spread(pd.DataFrame({"auc": [0.7, 1.0], "specificity": [1.0, 1.0]}), ("auc", "specificity"))
+        'redrawing the 15 images moves auc from 0.70 to 1.00 and leaves specificity at 1.00 in all 2 redraws'
+    """
+    moving, fixed = [], []
+    for m in metrics:
+        v = per_draw[m].dropna() if m in per_draw else pd.Series(dtype=float)
+        if v.empty:
+            continue
+        if v.max() - v.min() <= tol:
+            fixed.append(f"{m.replace('_', ' ')} at {v.iloc[0]:.2f}")
+        else:
+            moving.append(f"{m.replace('_', ' ')} from {v.min():.2f} to {v.max():.2f}")
+    text = "redrawing the 15 images moves " + (", ".join(moving) or "no metric")
+    if fixed:
+        text += f" and leaves {', '.join(fixed)} in all {len(per_draw)} redraws"
+    return text

@@ -1,9 +1,10 @@
-"""A verdict per claim of Tartaglione et al. 2020 (Sec. IV), decided by a named number or test.
+"""The claims of Tartaglione et al. 2020 (Sec. IV) that the book tests, and the :class:`Verdict`
+record a chapter shows for one of them.
 
-Each chapter of the reproduction computes the verdict of the claim it tests with a function of its
-report module that returns a :class:`Verdict`; the summary chapter lists them all. A verdict is
-``reproduced``, ``not reproduced`` or ``inconclusive``, and always names what decides it (an
-interval or a paired test on the same images) and what in our data differs from the paper's.
+The protocol (:mod:`covid_lib.analysis.protocol`) decides each claim;
+:func:`covid_lib.report.judge.protocol_verdict` turns its decision into a :class:`Verdict` for the
+chapter's answer box. A verdict is one of :data:`VERDICTS` and always names what decides it and
+what in our data differs from the paper's.
 
 Example:
     >>> v = Verdict("C5", "near-perfect on its own 15 images, fails elsewhere", "inconclusive",
@@ -14,25 +15,20 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import pandas as pd
+VERDICTS = ("reproduced", "not reproduced", "no detectable effect", "inconclusive")
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
-#: Output metadata key under which :func:`show` stores a verdict; ``book sync`` collects them from
-#: the published chapters into ``book/verdicts.md``.
-METADATA_KEY = "hurdles_verdict"
-
-#: The six claims of the paper tested by the book (issue text; paper Sec. IV-A to IV-C).
+#: The six claims of the paper tested by the book (issue text; paper Sec. IV-A to IV-E).
 CLAIMS: dict[str, str] = {
     "C1": "Augmenting COVID- from another dataset gives high scores on that composition's own test set and "
           "collapses on the others (Table II diagonal against off-diagonal).",
     "C2": "Pre-training the encoder (ChestXRay, RSNA) raises specificity.",
-    "C3": "ResNet-50 is not better than ResNet-18, and Conv8 is not better either (Table III, Sec. IV-B).",
-    "C4": "Encoder features cluster by source, not by label (Fig. 3).",
+    "C3": "ResNet-50 is not better than ResNet-18, and Conv8 is not better either (Table III, Sec. IV-D).",
+    "C4": "Encoder features cluster by source, not by label (Fig. 3, Sec. IV-C).",
     "C5": "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails elsewhere "
-          "(Table IV).",
-    "C6": "Without the pre-processing chain, cross-dataset results get worse (Sec. IV-A: BA 0.73 / DOR 8.31 "
+          "(Table IV, Sec. IV-E).",
+    "C6": "Without the pre-processing chain, cross-dataset results get worse (Sec. IV-C: BA 0.73 / DOR 8.31 "
           "against 0.91 / 122.67).",
 }
 
@@ -72,22 +68,3 @@ class Verdict:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
         if self.claim not in CLAIMS:
             raise ValueError(f"unknown claim {self.claim!r}; choose from {', '.join(CLAIMS)}")
-
-
-def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
-    """The verdicts as one table, in claim order."""
-    rows = sorted((asdict(v) for v in verdicts), key=lambda r: r["claim"])
-    return pd.DataFrame(rows, columns=["claim", "statement", "verdict", "deciding", "differs", "evidence"])
-
-
-def as_markdown(v: Verdict) -> str:
-    """The verdict as a short Markdown paragraph."""
-    return (f"**{v.claim}: {v.verdict}.** {v.statement}\n\n*Decided by:* {v.deciding}.\n\n"
-            f"*What differs from the paper:* {v.differs}.")
-
-
-def show(v: Verdict) -> None:
-    """Display the verdict in a notebook, tagged so that ``book sync`` lists it in ``book/verdicts.md``."""
-    from IPython.display import Markdown, display
-
-    display(Markdown(as_markdown(v)), metadata={METADATA_KEY: asdict(v)})

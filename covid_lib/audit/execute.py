@@ -15,9 +15,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from covid_lib.audit.html import write_html
 from covid_lib.audit.manifest import load_manifest
 from covid_lib.audit.measures import get_settings
 from covid_lib.book.chapters import Chapter
+from covid_lib.book.runner import run_chapter
 
 NOTEBOOK = Path(__file__).resolve().parent / "notebook" / "audit.py"
 
@@ -48,9 +50,6 @@ def audit_dataset(manifest: str | os.PathLike, out: str | os.PathLike, *, profil
     Returns:
         ``{"notebook": ..., "html": ..., "findings": ...}`` paths under ``out``.
     """
-    from covid_lib.audit.html import write_html
-    from covid_lib.book.runner import run_chapter
-
     get_settings(profile)
     manifest = Path(manifest).resolve()
     checked = load_manifest(manifest, progress=progress)

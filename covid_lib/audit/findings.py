@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from covid_lib.paths import REPO_ROOT
 
 #: How far above chance the lower end of the 95% interval must lie for a flag.
 MARGIN = 0.05
@@ -94,8 +95,6 @@ def validation_note(path=None) -> str:
     """The audit's validation in a few sentences, from ``bench/audit_validation.json``
     (``scripts/audit_validation.py``); says so when it was not measured."""
     import json
-
-    from covid_lib.paths import REPO_ROOT
 
     path = path or REPO_ROOT / "bench" / "audit_validation.json"
     try:

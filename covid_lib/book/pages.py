@@ -143,35 +143,6 @@ def precision_records_table() -> str:
     return "\n".join(lines)
 
 
-def verdicts_table(output_dir: str | os.PathLike | None = None) -> str:
-    """The verdicts displayed by the published chapters (:func:`covid_lib.analysis.verdicts.show`), one row per
-    claim, each linked to the chapter that decides it; claims no published chapter decides yet are listed."""
-    import nbformat
-
-    from covid_lib.analysis.verdicts import CLAIMS, METADATA_KEY
-
-    found: dict[str, tuple[dict, str]] = {}
-    for chapter in list_chapters():
-        path = chapter.output(output_dir)
-        if not path.is_file():
-            continue
-        for cell in nbformat.read(path, as_version=4).cells:
-            for out in cell.get("outputs", []):
-                v = out.get("metadata", {}).get(METADATA_KEY)
-                if v:
-                    found[v["claim"]] = (v, chapter.stem)
-    lines = ["| claim | verdict | decided by | what differs from the paper | evidence |", "|---|---|---|---|---|"]
-    for claim, statement in CLAIMS.items():
-        if claim not in found:
-            lines.append(f"| **{claim}** {statement} | not decided yet | no published chapter shows it | | |")
-            continue
-        v, stem = found[claim]
-        cells = [str(x).replace("|", "\\|").replace("\n", " ") for x in (v["deciding"], v["differs"])]
-        lines.append(f"| **{claim}** {v['statement']} | **{v['verdict']}** | {cells[0]} | {cells[1]} "
-                     f"| [{stem}](chapters/{stem}.ipynb) |")
-    return "\n".join(lines)
-
-
 def claims_list() -> str:
     """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.analysis.verdicts.CLAIMS`."""
     from covid_lib.analysis.verdicts import CLAIMS
@@ -230,7 +201,7 @@ def _block_re(name: str) -> re.Pattern:
 
 
 #: The generated blocks of each page.
-PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"verdicts": verdicts_table, "judged": judged_verdicts_block, "power": power_block},
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"judged": judged_verdicts_block, "power": power_block},
                SUMMARY_PAGE: {"claims": claims_list}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             if getattr(args, "device", None) is not None:
-                from covid_lib.profiles import check_device  # stdlib-only module: cheap
+                # lazy: `import covid_lib.cli` stays standard-library only
+                from covid_lib.profiles import check_device
 
                 check_device(args.device)
             code = int(args.func(args) or 0)

@@ -18,6 +18,7 @@ import time
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.audit.execute import audit_dataset
     from covid_lib.book.runner import ChapterFailed
 

@@ -18,18 +18,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from covid_lib.names import SCALE_NAMES
+
 #: Mirrors covid_lib.book.chapters (not imported here, to keep ``--help`` instant).
 _CHAPTERS_DIR = "book/chapters"
 _SCRATCH_DIR = "_build/chapters"
 
 
 def _publishing(into: str | None) -> bool:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import CHAPTERS_DIR
 
     return into is not None and Path(into).resolve() == CHAPTERS_DIR.resolve()
 
 
 def _sync_if_published(into: str | None) -> None:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import REPRODUCE_PAGE, sync_pages
     from covid_lib.paths import REPO_ROOT
 
@@ -38,6 +42,7 @@ def _sync_if_published(into: str | None) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import chapter_status, list_chapters
 
     for chapter in list_chapters():
@@ -52,6 +57,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import chapter_status, list_chapters
 
     bad = 0
@@ -61,6 +67,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             bad += 1
             state = st.state if not st.fresh else "not publishable"
             print(f"{chapter.stem}: {state}: " + "; ".join([*st.reasons, *st.unpublishable]), file=sys.stderr)
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book.pages import pages_out_of_date
 
     from covid_lib.report.judge import read_verdicts
@@ -81,6 +88,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _run_profile(args: argparse.Namespace) -> str:
     """The profile of ``book run``: ``--profile`` or ``-p profile`` (the same thing), else ``cpu``."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import get_profile
 
     given = [value for name, value in args.parameters if name == "profile"]
@@ -101,6 +109,7 @@ class _StoreProfile(argparse.Action):
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter
 
     chapters = [resolve_chapter(c) for c in args.chapters] or list_chapters()
@@ -114,6 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.data_root is not None:
             parameters["data_root"] = args.data_root
         parameters.setdefault("device", args.device)
+        # lazy: imported when the command runs, so that --help stays light
         from covid_lib.profiles import check_device
 
         check_device(str(parameters["device"]))  # -p device too, before any chapter runs
@@ -133,6 +143,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_register(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import register_executed
 
     out = register_executed(args.notebook, chapter=args.chapter, output_dir=args.into)
@@ -142,6 +153,7 @@ def _cmd_register(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import sync_pages
     from covid_lib.book.pages import PAGE_BLOCKS
     from covid_lib.paths import REPO_ROOT
@@ -153,6 +165,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_judge(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import sync_pages
     from covid_lib.report.judge import VERDICTS_JSON, write_c4, write_verdicts
 
@@ -224,7 +237,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = cmds.add_parser("judge", help="judge every claim under the protocol from the run records (book/verdicts.json)")
     p.add_argument("--profile", default="cpu", help="the records' profile (default cpu)")
     p.add_argument("--data-root", default=None, help="data root (run ids hash the data version)")
-    p.add_argument("--c4", nargs="*", default=[], choices=["563", "full"], metavar="SCALE",
-                   help="first compute C4's encoder features and k-NN predictions at these scales (563, full): "
+    p.add_argument("--c4", nargs="*", default=[], choices=SCALE_NAMES, metavar="SCALE",
+                   help="first compute C4's encoder features and k-NN predictions at these scales "
+                        f"({', '.join(SCALE_NAMES)}): "
                         "restores the fine-tuned checkpoints by retraining where they are not cached")
     p.set_defaults(func=_cmd_judge)

@@ -99,11 +99,13 @@ def print_frame(df, *, index: bool = False) -> None:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.sources import data_version, summary_table
     from covid_lib.paths import resolve_data_root
 
     root = resolve_data_root(args.data_root)
     present = [n for n in SOURCE_NAMES if (root / n / "manifest.csv").is_file()]
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.sources import PRETRAIN_ONLY_SOURCES
 
     absent = [n for n in SOURCE_NAMES if n not in present and n not in PRETRAIN_ONLY_SOURCES]
@@ -130,6 +132,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _splits_with_status(data_root: str | None, seed: int):
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.compose import global_splits
 
     _status("loading the sources and assigning patient-level splits "
@@ -138,6 +141,7 @@ def _splits_with_status(data_root: str | None, seed: int):
 
 
 def _cmd_compose(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.compose import compose, stand_in_table, table_one, table_one_wide
 
     names = list(COMPOSITION_NAMES) if args.name == "all" else [args.name]
@@ -159,6 +163,7 @@ def _cmd_compose(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.compose import compose
     from covid_lib.data.splits import SPLITS, audit_splits
 
@@ -179,6 +184,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.download import run_download
 
     return run_download(args)

@@ -6,17 +6,18 @@ import argparse
 
 from covid_lib.names import GRID_NAMES
 
-_GRIDS = GRID_NAMES
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """Run every missing run of a grid; finished runs are skipped, failures reported."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.grid import run_grid
 
     report = run_grid(args.name, args.profile, executor=args.executor, address=args.address, device=args.device,
                       data_root=args.data_root, storage=args.storage)
     print(f"grid {args.name} ({args.profile}): {report.summary()}")
     if report.failed:  # each failed run printed its one line (and where its traceback is) as it failed
+        # lazy: imported when the command runs, so that --help stays light
         from covid_lib.runs import failures_dir
 
         print(f"{len(report.failed)} failed; their tracebacks are under {failures_dir()}")
@@ -26,6 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     """Show the state of every run of a grid: done, did not learn, collapsed, recorded (no
     checkpoint here: a committed run others start from, its weights not cached), failed, missing."""
+    # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
     from covid_lib.grid import grid_status, status_counts
@@ -40,6 +42,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     """List the named grids with their runs (pre-trainings included) and what they rebuild."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.grid import GRIDS, with_pretrainings
 
     for name, (what, build) in GRIDS.items():
@@ -48,9 +51,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
-    p.add_argument("name", choices=_GRIDS, help="grid name (see covid_lib.grid)")
+    p.add_argument("name", choices=GRID_NAMES, help="grid name (see covid_lib.grid)")
     p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")
     p.add_argument("--data-root", default=None,
                    help="data root, also on Ray workers (default: $COVID_LIB_DATA or ../shared/data)")
@@ -60,7 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register_cli(subparsers) -> None:
     """Add the ``grid`` command group (``run``, ``status``, ``list``)."""
     g = subparsers.add_parser("grid", help="run named grids of runs (the paper's tables) and show their status",
-                              description="Named grids of runs: " + ", ".join(_GRIDS) + ". Records go to "
+                              description="Named grids of runs: " + ", ".join(GRID_NAMES) + ". Records go to "
                               "results/<run_id>/ ($COVID_LIB_RESULTS), written by this process.")
     sub = g.add_subparsers(dest="grid_command", required=True)
     r = sub.add_parser("run", help="run every missing run of a grid (finished runs are skipped)",
@@ -76,6 +80,7 @@ def register_cli(subparsers) -> None:
                        description=_cmd_status.__doc__)
     _common(s)
     s.set_defaults(func=_cmd_status)
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES
 
     ls = sub.add_parser("list", help="the named grids, their sizes and what they rebuild", description=_cmd_list.__doc__)

@@ -31,6 +31,7 @@ _WEIGHTS = "weights/unet_lungs.pt"
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train the U-Net, evaluate it, save the weights and the run record."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.paths import cache_dir
     from covid_lib.profiles import resolve_device
     from covid_lib.segment import TrainConfig, train
@@ -48,6 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Score committed (or given) weights on held-out patients and on the V7 masks."""
+    # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
     import torch
 

@@ -6,13 +6,12 @@ import argparse
 
 from covid_lib.names import ARCHS, COMPOSITION_NAMES, PRETRAIN_SOURCES
 
-_COMPOSITIONS = COMPOSITION_NAMES
-_ARCHS = ARCHS
 _PRETRAIN = ("none", *PRETRAIN_SOURCES)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one run (its pre-training first when needed) unless its record exists; print its metrics."""
+    # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
     from covid_lib.runs import RunSpec, run, summary_table
@@ -32,6 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers) -> None:
     """Add ``python -m covid_lib train --composition CORDA --arch resnet18 --pretrain kermany ...``."""
+    # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
 
     p = subparsers.add_parser(
@@ -39,8 +39,8 @@ def register_cli(subparsers) -> None:
         description="Train one classifier run of Tartaglione et al. 2020 (its pre-training first when "
         "needed) unless its record under results/<run_id>/ exists, then print its metrics with intervals. "
         "Threads: the profile's, else every core of this machine.")
-    p.add_argument("--composition", required=True, choices=_COMPOSITIONS, help="training composition of Table I")
-    p.add_argument("--arch", default="resnet18", choices=_ARCHS, help="classifier architecture")
+    p.add_argument("--composition", required=True, choices=COMPOSITION_NAMES, help="training composition of Table I")
+    p.add_argument("--arch", default="resnet18", choices=ARCHS, help="classifier architecture")
     p.add_argument("--pretrain", default="none", choices=_PRETRAIN,
                    help="pre-training source: kermany (ChestXRay), nih (RSNA) or none (from scratch)")
     p.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")

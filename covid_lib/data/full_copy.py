@@ -30,6 +30,7 @@ import pandas as pd
 from covid_lib.data.compose import global_splits
 from covid_lib.data.sources import load_source
 from covid_lib.data.splits import SplitLeakError, _linking_pairs, _source_seed, _split_groups, patient_groups
+from covid_lib.paths import resolve_data_root
 
 FULL_COPY = "kermany_full"
 BASE_COPY = "kermany"
@@ -53,8 +54,6 @@ def full_copy_splits(data_root: str | os.PathLike | None = None, *, seed: int = 
 
     Computed once per data root and seed in a process.
     """
-    from covid_lib.paths import resolve_data_root
-
     key = (str(resolve_data_root(data_root)), seed)
     if key in _CACHE:
         return _CACHE[key].copy()

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from covid_lib.data.download.registry import REGISTRY
 from covid_lib.data.integrity import FileCheck, check_files, files_digest, listed_files
 from covid_lib.paths import resolve_data_root
 
@@ -35,17 +36,30 @@ class ImageReadError(DataError):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What the library knows of a source: labels and their allowed values, role in the paper."""
+    """What the library knows of a source: labels and their allowed values, role in the paper.
+    Its title, URL and license are the download registry's (one home for a source's facts)."""
 
     name: str
-    title: str
-    url: str
-    license: str
     paper_role: str
     labels: dict[str, frozenset[str]]
     required: tuple[str, ...] = ()
     has_masks: bool = False
     caveats: str = ""
+
+    @property
+    def title(self) -> str:
+        """The source's title, from the download registry (:data:`covid_lib.data.download.REGISTRY`)."""
+        return REGISTRY[self.name].title
+
+    @property
+    def url(self) -> str:
+        """Where the source comes from (the registry's)."""
+        return REGISTRY[self.name].url
+
+    @property
+    def license(self) -> str:
+        """The source's license (the registry's)."""
+        return REGISTRY[self.name].license
 
 
 _BINARY = frozenset({"0", "1"})
@@ -54,24 +68,18 @@ SOURCES: dict[str, SourceSpec] = {
     spec.name: spec
     for spec in (
         SourceSpec(
-            "cohen", "COVID-19 image data collection (Cohen et al. 2020)",
-            "https://github.com/ieee8023/covid-chestxray-dataset", "varies per image",
-            "COVID-ChestXRay (and, here, the CORDA stand-in)",
+            "cohen", "COVID-ChestXRay (and, here, the CORDA stand-in)",
             {"covid": _BINARY}, required=("covid",), has_masks=True,
             caveats="Many hospitals and figures from papers; several images per patient; "
             "5 files listed under two patient ids; V7 lung masks include the lung behind the heart.",
         ),
         SourceSpec(
-            "hannover", "COVID-19 image repository, Hannover Medical School (Winther et al. 2020)",
-            "https://github.com/ml-workgroup/covid-19-image-repository", "CC BY 3.0",
-            "a hospital COVID+ source (unseen-source test; CORDA is private)",
+            "hannover", "a hospital COVID+ source (unseen-source test; CORDA is private)",
             {"covid": frozenset({"1"})}, required=("covid",),
             caveats="All COVID+; many intensive-care images (lines, tubes, supine AP).",
         ),
         SourceSpec(
-            "kermany", "Pediatric pneumonia, Guangzhou (Kermany et al. 2018)",
-            "https://data.mendeley.com/datasets/rscbjbr9sj", "CC BY 4.0",
-            "ChestXRay (COVID- pool; pneumonia pre-training)",
+            "kermany", "ChestXRay (COVID- pool; pneumonia pre-training)",
             {"covid": frozenset({"0"}), "pneumonia": _BINARY,
              "kermany_class": frozenset({"normal", "bacteria", "virus"}),
              "kermany_split": frozenset({"train", "test"})},
@@ -80,9 +88,7 @@ SOURCES: dict[str, SourceSpec] = {
             "The official split shares some images between train and test.",
         ),
         SourceSpec(
-            "kermany_full", "Pediatric pneumonia, Guangzhou, the whole set (Kermany et al. 2018)",
-            "https://data.mendeley.com/datasets/rscbjbr9sj", "CC BY 4.0",
-            "ChestXRay at the paper's pre-training scale (pre-training only; a second copy of kermany)",
+            "kermany_full", "ChestXRay at the paper's pre-training scale (pre-training only; a second copy of kermany)",
             {"covid": frozenset({"0"}), "pneumonia": _BINARY,
              "kermany_class": frozenset({"normal", "bacteria", "virus"}),
              "kermany_split": frozenset({"train", "test"})},
@@ -92,24 +98,17 @@ SOURCES: dict[str, SourceSpec] = {
             "RGB JPEG by a redistribution (aspect ratio not kept; original sizes unknown).",
         ),
         SourceSpec(
-            "nih", "NIH ChestX-ray14 subset with RSNA labels (Wang et al. 2017; Shih et al. 2019)",
-            "https://nihcc.app.box.com/v/ChestXray-NIHCC", "CC0",
-            "RSNA (COVID- pool; pneumonia pre-training)",
+            "nih", "RSNA (COVID- pool; pneumonia pre-training)",
             {"covid": frozenset({"0"}), "pneumonia": _BINARY, "rsna_target": _BINARY},
             required=("covid", "pneumonia"),
             caveats="500 No Finding + 500 Pneumonia chosen by a third party, not at random.",
         ),
         SourceSpec(
-            "montgomery", "Montgomery County TB set (Jaeger et al. 2014)",
-            "https://openi.nlm.nih.gov/imgs/collections/NLM-MontgomeryCXRSet.zip", "public (NLM)",
-            "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
+            "montgomery", "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
             caveats="Redistributed at 512x512: images squashed to a square.",
         ),
         SourceSpec(
-            "shenzhen", "Shenzhen No.3 Hospital TB set (Jaeger et al. 2014; masks Stirenko et al. 2018)",
-            "https://openi.nlm.nih.gov/imgs/collections/ChinaSet_AllFiles.zip",
-            "public (NLM); masks CC BY-NC-SA 4.0",
-            "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
+            "shenzhen", "lung segmentation training", {"tb": _BINARY}, required=("tb",), has_masks=True,
             caveats="Redistributed at 512x512.",
         ),
     )

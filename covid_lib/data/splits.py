@@ -14,7 +14,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 

@@ -26,21 +26,45 @@ PRETRAIN_LABELS: dict[str, tuple[str, dict]] = {
 
 
 def limit_rows(rows: pd.DataFrame, max_images: int | None, *, seed: int = 0,
-               by: Sequence[str] = ("source", "split"), label: str = "label") -> pd.DataFrame:
-    """At most ``max_images`` rows per ``by`` cell (default: per source and split), stratified
-    by ``label`` (every label keeps at least one row). ``None`` keeps everything."""
+               by: Sequence[str] = ("source", "split"), label: str | None = "label",
+               strict: bool = False) -> pd.DataFrame:
+    """At most ``max_images`` rows per ``by`` cell (default: per source and split), drawn at
+    random, stratified by ``label`` (every label keeps at least one row). ``None`` keeps everything:
+    the one row cap of the library (runs' ``max_images``, the chapters' samples).
+
+    Args:
+        label: the column to stratify by; None (or a column the rows lack) draws plainly.
+        strict: the chapters' cap (:func:`covid_lib.report.common.limit_per_source`): a missing
+            label is a stratum of its own, a cell never exceeds ``max_images`` (the rounded
+            strata are drawn down) and rows keep their order. Without it (the runs' cap, which
+            their records depend on), rows without a label are left out, the rounded strata may
+            pass ``max_images`` by a row or two, and rows come cell by cell, label by label.
+    """
     if max_images is None:
         return rows
     parts = []
     for _, cell in rows.groupby(list(by), sort=False):
         if len(cell) <= max_images:
             parts.append(cell)
-            continue
-        share = cell[label].value_counts(normalize=True)
-        for value, g in cell.groupby(label, sort=True):
-            k = min(len(g), max(1, round(share[value] * max_images)))
-            parts.append(g.sample(k, random_state=seed))
-    return pd.concat(parts).loc[lambda d: ~d.index.duplicated()] if parts else rows.iloc[:0]
+        elif label is None or label not in cell:
+            parts.append(cell.sample(n=max_images, random_state=seed))
+        elif strict:
+            strata = cell[label].astype("string").fillna("?")
+            share = strata.value_counts(normalize=True)
+            chosen = pd.concat([_draw(cell[strata == value], frac, max_images, seed) for value, frac in share.items()])
+            parts.append(chosen.sample(n=max_images, random_state=seed) if len(chosen) > max_images else chosen)
+        else:
+            share = cell[label].value_counts(normalize=True)
+            parts += [_draw(g, share[value], max_images, seed) for value, g in cell.groupby(label, sort=True)]
+    if not parts:
+        return rows.iloc[:0]
+    out = pd.concat(parts)
+    return rows.loc[sorted(out.index)] if strict else out.loc[~out.index.duplicated()]
+
+
+def _draw(stratum: pd.DataFrame, share: float, max_images: int, seed: int) -> pd.DataFrame:
+    """A stratum's part of a capped cell: its share of ``max_images``, at least one row."""
+    return stratum.sample(n=min(len(stratum), max(1, round(share * max_images))), random_state=seed)
 
 
 def pretrain_rows(source: str, data_root: str | os.PathLike | None = None, *, split_seed: int = 0) -> pd.DataFrame:

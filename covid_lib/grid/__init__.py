@@ -52,6 +52,9 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
+from covid_lib.data import SOURCE_SPLITS
+from covid_lib.data import data_version as _version
+from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import check_device, get_profile, resolve_device
 from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, compute, machine_precision, read_checkpoint,
                             restore_message, write_artifacts, write_checkpoint, write_failure)
@@ -93,8 +96,6 @@ def _pretrain_full(profile: str) -> list[RunSpec]:
 
 
 def _planted(profile: str) -> list[RunSpec]:
-    from covid_lib.preprocess.plant import MARKS
-
     return [RunSpec("CORDA", profile=profile, pipeline=pipe, plant=m) for m in MARKS for pipe in ("none", "paper")]
 
 
@@ -144,8 +145,6 @@ ADAPTED_SPLITS = ("U1-hannover-nih", "U2-cohen-kermany")
 def _unseen(profile: str) -> list[RunSpec]:
     """Per source split: resnet18 from scratch, kermany fine-tuned, kermany frozen (Ben Ahmed et
     al.'s Finetune1); then the adaptation curve of the fine-tuned model of :data:`ADAPTED_SPLITS`."""
-    from covid_lib.data import SOURCE_SPLITS
-
     out = [RunSpec(s, pretrain=p, freeze=f, profile=profile)
            for s in SOURCE_SPLITS for p, f in ((None, None), ("kermany", None), ("kermany", "encoder"))]
     return out + [RunSpec(s, pretrain="kermany", adapt=k, profile=profile) for s in ADAPTED_SPLITS for k in ADAPT_SIZES]
@@ -181,8 +180,6 @@ def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike 
             return data_version
         key = spec.data_sources()
         if key not in versions:
-            from covid_lib.data import data_version as _version
-
             versions[key] = _version(data_root, sources=key)
         return versions[key]
 
@@ -300,6 +297,7 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     if executor == "local":
         _run_local(todo, tracker, data_root=data_root, device=device, storage=storage)
     elif todo:
+        # optional: Ray is installed only for this executor
         from covid_lib.grid.ray_executor import run_ray
 
         run_ray(todo, tracker, lambda s: failed_pretraining(s, tracker.report.failed), address=address,
@@ -350,6 +348,12 @@ def status_counts(status: pd.DataFrame) -> dict[str, int]:
     """How many runs are in each state (every state of :data:`covid_lib.runs.STATUSES`, zeros included)."""
     counts = status["state"].value_counts()
     return {s: int(counts.get(s, 0)) for s in STATUSES}
+
+
+def table2_grid(pretrain: str | None) -> str:
+    """The Table II grid that holds ``pretrain``'s fine-tunes: ``table2_full`` for the whole-set
+    ChestXRay pre-training (``kermany_full``, the paper's scale), else ``table2``."""
+    return "table2_full" if pretrain == "kermany_full" else "table2"
 
 
 def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None

@@ -13,6 +13,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from covid_lib.models import create_model
 from covid_lib.paths import REPO_ROOT
 
 #: The committed lung U-Net.
@@ -65,8 +66,6 @@ def load_unet(path: str | os.PathLike | None = None, *, device: str = "cpu"):
         ValueError: the file is not a covid_lib U-Net checkpoint.
     """
     import torch
-
-    from covid_lib.models import create_model
 
     path = Path(path) if path else DEFAULT_WEIGHTS
     if not path.is_file():

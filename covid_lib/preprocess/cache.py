@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from covid_lib.data import data_version
+from covid_lib.data import data_version, load_source
+from covid_lib.data.sources import ImageReadError
 from covid_lib.paths import cache_dir
 from covid_lib.preprocess.chain import Pipeline, finish_chain, get_pipeline, load_model
 from covid_lib.preprocess.lungs import iter_image_batches
@@ -40,8 +41,6 @@ def _rejection(row, step: str, reason: str) -> dict:
 def _compute_source(manifest: pd.DataFrame, pipeline: Pipeline, *, model=None, batch_size: int = 32,
                     device: str = "cpu", progress: bool = False) -> dict:
     """Run the chain over every manifest row; returns arrays and tables for the cache."""
-    from covid_lib.data.sources import ImageReadError
-
     p = pipeline
     if p.uses_model and model is None:
         model = load_model(p, device)
@@ -155,8 +154,6 @@ def preprocess_source(
         ``rejections`` lists every image left out (``image_id``, ``step``, ``reason``),
         including those the loader excluded.
     """
-    from covid_lib.data import load_source
-
     p = get_pipeline(pipeline).resolved()
     src = load_source(name, data_root)
     path = cache_path(name, p, data_root)

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from covid_lib.data import read_image
 from covid_lib.preprocess.steps import check_image, clean_mask, equalize, resize
 
 
@@ -138,7 +139,7 @@ def iter_image_batches(
         :class:`ImageBatch` per ``batch_size`` rows, also when all of them failed.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     if hasattr(records, "to_dict"):
         records = records.to_dict("records")
     records = list(records)

@@ -32,6 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from covid_lib.data.sources import ImageReadError, read_image
+from covid_lib.preprocess.chain import finish_chain, get_pipeline, load_model
+from covid_lib.preprocess.lungs import iter_image_batches
+from covid_lib.preprocess.steps import PreprocessError, fit_square
+
 MARK_KINDS = ("corner", "gamma")
 
 
@@ -143,8 +148,6 @@ def region_after_chain(region: np.ndarray, pipeline, bbox: str | None = None) ->
     """A raw-image boolean map through the chain's geometry: the lung crop (``bbox`` as the
     chain's ``info["bbox"]``, ``"top,bottom,left,right"``), then :func:`fit_square` to the output
     side (a pixel is in the region when at least half of it was)."""
-    from covid_lib.preprocess.steps import fit_square
-
     r = np.asarray(region, np.float32)
     if bbox:
         top, bottom, left, right = map(int, bbox.split(","))
@@ -172,13 +175,8 @@ def preprocess_marked_steps(rows: pd.DataFrame, pipelines: dict, mark: str | Mar
     the shared total)."""
     import time
 
-    from covid_lib.data.sources import ImageReadError
-
     if read is None:
-        from covid_lib.data.sources import read_image as read
-    from covid_lib.preprocess.chain import finish_chain, get_pipeline, load_model
-    from covid_lib.preprocess.lungs import iter_image_batches
-    from covid_lib.preprocess.steps import PreprocessError
+        read = read_image
 
     t0 = time.perf_counter()
     pipes = {k: get_pipeline(v).resolved() for k, v in pipelines.items()}

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from covid_lib.analysis import checklist as cl
 from covid_lib.metrics import format_estimate
+from covid_lib.report.judge import protocol_verdict
 
 NOT_YET = "not yet measured"
 #: One colour per rating level, from good to absent (the same order as :data:`checklist.LEVELS`).
@@ -219,7 +220,8 @@ def unseen_source_gap(table: pd.DataFrame | None, *, value: str = "drop",
 def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Measurement:
     """Claim C1 from the ``table2`` records (:func:`covid_lib.report.records.spec_records`): each
     augmented-composition model's own-test AUC minus its mean AUC elsewhere, patient-cluster
-    interval (:func:`covid_lib.report.reproduction.c1_table`, ``verdict_c1``); headline: the median gap."""
+    interval (:func:`covid_lib.report.reproduction.c1_table`) and C1's verdict under the protocol
+    (:func:`covid_lib.report.judge.protocol_verdict`); headline: the median gap."""
     from covid_lib.report import reproduction as rp
 
     if records is None or records.empty or not records["status"].isin(["done", "did not learn"]).any():
@@ -228,8 +230,8 @@ def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Me
     aug = gaps[gaps["composition"].isin(rp.AUGMENTED) & (gaps["status"] == "done") & gaps["gap"].notna()]
     if aug.empty:
         return not_yet("cross_dataset", "no augmented-composition model that learned is recorded yet")
-    v = rp.verdict_c1(gaps)
-    return Measurement("cross_dataset", f"C1 {v.verdict}: {v.deciding}", float(aug["gap"].median()))
+    v = protocol_verdict("C1")
+    return Measurement("cross_dataset", f"C1 {v.verdict} under the protocol: {v.deciding}", float(aug["gap"].median()))
 
 
 def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequence[int] = (0, 1, 2)) -> Measurement:
@@ -257,14 +259,13 @@ def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequen
 
 def ablation_verdict(cells: pd.DataFrame | None) -> Measurement:
     """Claim C6 from the paired cells of :func:`covid_lib.report.depth.ablation_cells` (no chain
-    against the chain, on the same images); headline: the median off-diagonal ΔAUC."""
-    from covid_lib.report import depth as rd
-
+    against the chain, on the same images), C6's verdict under the protocol; headline: the median
+    off-diagonal ΔAUC."""
     if cells is None or cells.empty or "diff" not in cells or cells["diff"].isna().all():
         return not_yet("preprocessing_ablation", "no pair of records with and without the chain yet")
-    v = rd.verdict_c6(cells)
+    v = protocol_verdict("C6")
     off = cells[~cells["diagonal"].astype(bool) & cells["diff"].notna()]
-    return Measurement("preprocessing_ablation", f"C6 {v.verdict}: {v.deciding}",
+    return Measurement("preprocessing_ablation", f"C6 {v.verdict} under the protocol: {v.deciding}",
                        float(off["diff"].median()) if len(off) else float(cells["diff"].median()))
 
 

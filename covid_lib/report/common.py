@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_lib.data import limit_rows, read_image
+from covid_lib.metrics import format_estimate
+from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
+
 #: One colour per source, the same in every figure of the book.
 SOURCE_COLORS = {
     "cohen": "#d62728", "hannover": "#ff7f0e", "kermany": "#2ca02c", "nih": "#1f77b4",
@@ -41,31 +45,9 @@ def _color(source: str) -> str:
 
 def limit_per_source(manifest: pd.DataFrame, max_images: int | None, *, seed: int = 0,
                      stratify: str | None = None) -> pd.DataFrame:
-    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given).
-
-    ``None`` keeps everything. Rows keep their original order.
-    """
-    if max_images is None:
-        return manifest
-    parts = []
-    for _, rows in manifest.groupby("source", sort=False):
-        if len(rows) <= max_images:
-            parts.append(rows)
-            continue
-        if stratify and stratify in rows and rows[stratify].notna().any():
-            share = rows[stratify].astype("string").fillna("?").value_counts(normalize=True)
-            take = []
-            for value, frac in share.items():
-                pool = rows[rows[stratify].astype("string").fillna("?") == value]
-                k = max(1, round(frac * max_images))
-                take.append(pool.sample(n=min(k, len(pool)), random_state=seed))
-            chosen = pd.concat(take)
-            if len(chosen) > max_images:
-                chosen = chosen.sample(n=max_images, random_state=seed)
-            parts.append(chosen)
-        else:
-            parts.append(rows.sample(n=max_images, random_state=seed))
-    return manifest.loc[sorted(pd.concat(parts).index)]
+    """At most ``max_images`` rows per source, drawn at random (per ``stratify`` label when given),
+    in their original order: :func:`covid_lib.data.limit_rows` with ``strict=True``."""
+    return limit_rows(manifest, max_images, seed=seed, by=("source",), label=stratify or None, strict=True)
 
 
 def _values(series: pd.Series, top: int = 4) -> str:
@@ -126,7 +108,7 @@ def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
         size: inches per image.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     sources = list(dict.fromkeys(manifest["source"]))
     fig = Figure(figsize=(size * per_source, size * 1.15 * len(sources)), layout="constrained")
     axes = fig.subplots(len(sources), per_source, squeeze=False)
@@ -167,7 +149,7 @@ def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -
         edges), each row the mean of the images' normalised histograms.
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     edges = np.linspace(0, 256, bins + 1)
     rows, hists = [], {}
     for source, part in manifest.groupby("source", sort=False):
@@ -288,7 +270,7 @@ def duplicate_examples(pairs: pd.DataFrame, manifest: pd.DataFrame, *, n: int = 
     ``image_id_a``, ``patient_id_a``, ``split_a``, the same with ``_b``, ``kind``, ``distance``).
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     index = manifest.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])["image_path"]
     shown = pairs.head(n)
     if shown.empty:
@@ -322,8 +304,6 @@ def provenance(*, profile: str, parameters: dict[str, Any], started: float | Non
     ``started`` is a :func:`time.time` taken in the chapter's first cell; the table then shows
     the elapsed time. The runner records the same facts in the notebook's metadata.
     """
-    from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment, git_state
-
     git = git_state(exclude=BOOK_OUTPUTS)  # as in the runner's record: earlier chapters are not "dirt"
     env = environment(str(parameters.get("device", "auto")))
     rows = {
@@ -365,3 +345,137 @@ def intensity_summary(per_image: pd.DataFrame) -> pd.DataFrame:
     stats[["black", "white"]] *= 100
     return stats.rename(columns={"mean": "mean grey level", "std": "contrast (std)", "black": "black pixels %",
                                  "white": "white pixels %", "border_mean": "border grey level"}).round(1)
+
+
+# ------------------------------------------------------------------------ the reader's summary
+#: glue key of a chapter's answer box; the chapter's first Markdown cell pastes it with
+#: ``{glue:md} chapter-answer`` (``:format: myst``), so that the box at the top shows values the
+#: chapter computes further down (the book renders pre-executed notebooks, whose glue data myst-nb
+#: reads in full before it renders the page).
+ANSWER_KEY = "chapter-answer"
+
+_ADMONITION = {"reproduced": "tip", "not reproduced": "warning", "no detectable effect": "note", "inconclusive": "note"}
+
+
+def answer_box(question: str, answer: str, how_sure: str, *, kind: str = "important",
+               title: str = "The answer, up front"):
+    """A "question / answer / how sure" box (a MyST admonition) as IPython Markdown.
+
+    Args:
+        question: what the chapter asks, one sentence.
+        answer: its answer, with the numbers that give it (formatted from the chapter's variables).
+        how_sure: the interval, test or caveat that bounds the answer.
+        kind: the admonition's class (``important``, ``tip``, ``note``, ``warning``, ...); a verdict name
+            (``reproduced``, ``not reproduced``, ``inconclusive``) picks one.
+        title: the box's title.
+
+    Example:
+        >>> print(answer_box("Q?", "A.", "Sure.").data.splitlines()[0])
+        ````{admonition} The answer, up front
+    """
+    from IPython.display import Markdown
+
+    kind = _ADMONITION.get(kind, kind)
+    body = "\n".join(f"**{label}** {text.strip()}" + "\n"
+                     for label, text in (("Question.", question), ("Answer.", answer), ("How sure.", how_sure)))
+    return Markdown(f"````{{admonition}} {title}\n:class: {kind}\n\n{body.rstrip()}\n````\n")
+
+
+def takeaway(answer: str, how_sure: str):
+    """The chapter's closing takeaway as IPython Markdown: a plain blockquote, which reads the same in
+    Jupyter and in the book (myst-nb renders a code cell's Markdown output as CommonMark)."""
+    from IPython.display import Markdown
+
+    text = f"**Takeaway.** {answer.strip()}\n\n**How sure.** {how_sure.strip()}"
+    return Markdown("\n".join(f"> {line}".rstrip() for line in text.splitlines()) + "\n")
+
+
+def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "important"):
+    """Glue the chapter's answer box under :data:`ANSWER_KEY` (pasted at the top of the page) and
+    display the same answer here as the chapter's closing takeaway. Returns nothing, so that a
+    notebook's last line shows the takeaway once (a returned box would render as a code block).
+    """
+    from IPython.display import display
+
+    box = answer_box(question, answer, how_sure, kind=kind)
+    try:
+        from myst_nb import glue
+    except ImportError:  # plain Jupyter without myst-nb: the takeaway still shows
+        pass
+    else:
+        glue(ANSWER_KEY, box, display=False)
+    display(takeaway(answer, how_sure))
+
+
+def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
+    """:func:`show_answer` for a chapter that decides a claim: the answer is the verdict
+    (:class:`covid_lib.analysis.verdicts.Verdict`) and its statement (then ``answer``, if given),
+    "how sure" the number that decides it and what differs from the paper; the box's colour
+    follows the verdict."""
+    text = f"{verdict.claim} is **{verdict.verdict}**: {verdict.statement}" + (f" {answer}" if answer else "")
+    sure = f"What decides it: {verdict.deciding}. What differs from the paper: {verdict.differs}."
+    show_answer(question, text, sure, kind=verdict.verdict)
+
+
+def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
+           percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False):
+    """A table for reading: no index column, floats to ``digits``, estimates with their interval.
+
+    Args:
+        df: the table; a named or non-trivial index becomes columns unless ``index``.
+        digits: decimals of float columns (integers stay integers, NaN shows as "–").
+        intervals: ``{"AUC": ("auc", "auc_low", "auc_high")}`` puts ``"0.81 [0.70, 0.93]"`` in a
+            column ``AUC`` in place of the three (at the first one's position).
+        percent: float columns (shares in [0, 1]) shown as per cent.
+        wrap: headers longer than this many characters wrap (tables fit the page's column).
+        caption: a caption above the table.
+        index: keep the index (as row labels) instead of hiding it.
+
+    Returns:
+        a :class:`pandas.io.formats.style.Styler`.
+    """
+    table = df.copy()
+    if not index and not (isinstance(table.index, pd.RangeIndex) and table.index.name is None):
+        names = [n if n is not None else " " * i for i, n in enumerate(table.index.names)]  # unique, blank
+        table = table.reset_index(names=names, allow_duplicates=True)
+    for name, (value, low, high) in (intervals or {}).items():
+        position = list(table.columns).index(value)
+        text = [format_estimate(float(v), float(lo), float(hi), digits)
+                if pd.notna(v) else "–" for v, lo, hi in zip(table[value], table[low], table[high])]
+        table = table.drop(columns=[c for c in (value, low, high) if c != name and c in table.columns])
+        if name in table.columns:
+            table = table.drop(columns=[name])
+        table.insert(min(position, len(table.columns)), name, text)
+    formats = {}
+    percent = set(percent)
+    for column in table.columns:
+        series = table[column]
+        if column in percent:
+            formats[column] = lambda x: "–" if pd.isna(x) else f"{x:.{max(digits - 2, 0)}%}"
+        elif pd.api.types.is_float_dtype(series):
+            formats[column] = (lambda x: "–" if pd.isna(x) else ("∞" if x == float("inf") else f"{x:.{digits}f}"))
+    styler = table.style.format(formats, na_rep="–")
+    if not index:
+        styler = styler.hide(axis="index")
+    styler = styler.set_table_styles([
+        {"selector": "th", "props": [("white-space", "normal"), ("max-width", f"{wrap}ch"),
+                                     ("vertical-align", "bottom"), ("text-align", "left")]},
+        {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "anywhere")]},
+        {"selector": "", "props": [("max-width", "100%"), ("font-size", "0.85em")]},
+    ], overwrite=False)
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler
+
+
+def start_chapter(*, max_rows: int = 300, width: int = 250) -> float:
+    """The common start of a chapter: silence tqdm's "IProgress not found" (progress bars are off),
+    let pandas print whole cells and long tables, and return :func:`time.time` for
+    :func:`provenance`'s elapsed time."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", max_rows)
+    pd.set_option("display.width", width)
+    return time.time()

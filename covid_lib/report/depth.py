@@ -1,16 +1,14 @@
-"""How deep to go (Tartaglione et al. 2020, Sec. IV-B, Table III; Conv8) and the pre-processing
-ablation (Sec. IV-A), each as paired comparisons of two models on the same test images.
+"""How deep to go (Tartaglione et al. 2020, Sec. IV-D, Table III; Conv8) and the pre-processing
+ablation (Sec. IV-C), each as paired comparisons of two models on the same test images.
 
 - C3: ResNet-50 (and Conv8) against ResNet-18 with the same pre-training, composition and seed.
 - C6: the pipeline ``none`` (no equalisation, no lung mask) against the paper's chain, same model.
 
 Each compared cell gets a paired DeLong test (:func:`covid_lib.stats.delong_test`) on the images
 both models scored (the chain may reject images: the intersection is used and counted) and a
-patient-cluster bootstrap interval of the AUC difference (:mod:`covid_lib.report.records`).
-
-Example:
-    >>> verdict_c3(pd.DataFrame(columns=["diff"]), pd.DataFrame(columns=["diff"])).verdict
-    'inconclusive'
+patient-cluster bootstrap interval of the AUC difference (:mod:`covid_lib.report.records`). These
+cells describe; the claims are decided by the protocol (:mod:`covid_lib.analysis.protocol`,
+:func:`covid_lib.report.judge.claim_markdown`).
 """
 
 from __future__ import annotations
@@ -19,19 +17,16 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import (PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_summary, paired_table,
-                                      summary_sentence)
-from covid_lib.report.reproduction import DEPARTURES
-from covid_lib.analysis.verdicts import CLAIMS, Verdict
+from covid_lib.report.records import PRETRAIN_LABELS, TEST_SETS, paired_cells, paired_table
 
-#: Numbers the paper gives only in its text (Sec. IV-A and IV-B), not in its tables.
+#: Numbers the paper gives only in its text (Sec. IV-A, IV-C and IV-D), not in its tables.
 PAPER_TEXT = pd.DataFrame([
     {"claim": "C3", "what": "Conv8 trained on CORDA (encoder not stated), tested on CORDA", "balanced_accuracy": 0.61,
-     "dor": 2.38, "where": "Sec. IV-B"},
+     "dor": 2.38, "where": "Sec. IV-D"},
     {"claim": "C3", "what": "ResNet-18, RSNA pre-training, trained on CORDA, tested on CORDA (quoted beside it)",
-     "balanced_accuracy": 0.67, "dor": 4.78, "where": "Sec. IV-B"},
+     "balanced_accuracy": 0.67, "dor": 4.78, "where": "Sec. IV-D"},
     {"claim": "C6", "what": "ResNet-18, ChestXRay pre-training, CORDA&ChestXRay, no pre-processing, tested on CORDA",
-     "balanced_accuracy": 0.73, "dor": 8.31, "where": "Sec. IV-A"},
+     "balanced_accuracy": 0.73, "dor": 8.31, "where": "Sec. IV-C"},
     {"claim": "C6", "what": "the same with pre-processing, tested on CORDA&ChestXRay (the comparison the paper draws)",
      "balanced_accuracy": 0.91, "dor": 122.67, "where": "Sec. IV-A, Table II"},
 ])
@@ -73,57 +68,6 @@ def _not_better(s: dict, min_cells: int) -> str:
     if s["n_better"] <= s["n_worse"] and s["median_diff"] <= TOLERANCE:
         return "reproduced"
     return "inconclusive"
-
-
-def verdict_c3(resnet50: pd.DataFrame, conv8: pd.DataFrame, *, min_cells: int = 5,
-               evidence: str = "06_depth") -> Verdict:
-    """C3 (neither ResNet-50 nor Conv8 beats ResNet-18), per architecture from the paired cells:
-    *reproduced* when it is better in no more cells than it is worse (paired DeLong, p < 0.05) and the
-    median ΔAUC is at most :data:`TOLERANCE`; *not reproduced* when it is better in more cells and
-    the median ΔAUC is positive; otherwise, or with fewer than ``min_cells`` cells, *inconclusive*.
-    The claim is reproduced when both parts are, not reproduced when either is not."""
-    parts = {"ResNet-50": resnet50, "Conv8": conv8}
-    summaries = {k: paired_summary(v) if "diff" in v and len(v) else paired_summary(pd.DataFrame(
-        columns=["diff", "p", "did_not_learn"])) for k, v in parts.items()}
-    each = {k: _not_better(s, min_cells) for k, s in summaries.items()}
-    verdict = ("not reproduced" if "not reproduced" in each.values()
-               else "reproduced" if set(each.values()) == {"reproduced"} else "inconclusive")
-    deciding = "; ".join(f"{summary_sentence(s, k, 'ResNet-18')} -> {each[k]}" for k, s in summaries.items())
-    differs = DEPARTURES + "; ResNet-50 and Conv8 trained with the same cpu recipe as ResNet-18 (Conv8 is ours, " \
-                           "after ALL-CNN-C: the paper gives no layer widths)"
-    return Verdict("C3", CLAIMS["C3"], verdict, deciding, differs, evidence)
-
-
-def verdict_c6(cells: pd.DataFrame, *, min_cells: int = 4, evidence: str = "09_ablation") -> Verdict:
-    """C6 (without the chain, cross-dataset results get worse), from the off-diagonal paired cells
-    (tested on a set other than the training composition) whose two models both learned:
-    *reproduced* when the pipeline ``none`` is worse (paired DeLong, p < 0.05) in at least half of
-    them, better in none, and the median ΔAUC (none - chain) is negative; *not reproduced* when it
-    is worse in no more cells than better and the median ΔAUC is not negative; otherwise, or with
-    fewer than ``min_cells`` such cells, *inconclusive*. Cells with a model that did not learn are
-    counted in the sentence but decide nothing."""
-    off = cells[~cells["diagonal"].astype(bool)] if len(cells) else cells
-    learned = off[~off["did_not_learn"].astype(bool)] if len(off) else off
-    empty = pd.DataFrame(columns=["diff", "p", "did_not_learn"])
-    s = paired_summary(off) if "diff" in off and len(off) else paired_summary(empty)
-    d = paired_summary(learned) if "diff" in learned and len(learned) else paired_summary(empty)
-    if d["n_cells"] < min_cells:
-        verdict = "inconclusive"
-    elif d["n_worse"] >= d["n_cells"] / 2 and d["n_better"] == 0 and d["median_diff"] < 0:
-        verdict = "reproduced"
-    elif d["n_worse"] <= d["n_better"] and d["median_diff"] >= 0:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    deciding = ("off-diagonal cells, " + summary_sentence(s, "no pre-processing", "the paper's chain")
-                + f"; deciding (both models learned): worse in {d['n_worse']}, better in {d['n_better']} of "
-                  f"{d['n_cells']} cells, median ΔAUC {d['median_diff']:+.3f}; reproduced needs worse in at least "
-                  "half and better in none")
-    dropped = off["n_common"].notna() & (off["n_common"] < off[["n_a", "n_b"]].max(axis=1)) if len(off) else []
-    if len(off) and np.any(dropped):
-        deciding += f"; {int(np.sum(dropped))} cells compared on fewer images because the chain rejected some"
-    differs = DEPARTURES + "; pipeline 'none' resizes the stored 8-bit images only (no equalisation, no lung mask)"
-    return Verdict("C6", CLAIMS["C6"], verdict, deciding, differs, evidence)
 
 
 def plot_paired(cells: pd.DataFrame, *, title: str, label: str = "ΔAUC", alpha: float = 0.05):
@@ -196,5 +140,5 @@ def ablation_table(long_without: pd.DataFrame, long_with: pd.DataFrame, cells: p
 
 
 __all__ = ["PAPER_TEXT", "TOLERANCE", "TEST_SETS", "depth_cells", "ablation_cells", "paired_table", "paper_depth",
-           "verdict_c3", "verdict_c6", "ablation_table",
+           "ablation_table",
            "plot_paired"]

@@ -24,6 +24,7 @@ import pandas as pd
 
 from covid_lib.analysis import claims as C
 from covid_lib.analysis import protocol as P
+from covid_lib.analysis.verdicts import Verdict
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
 from covid_lib.report.records import spec_records
@@ -368,6 +369,28 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
 def rule_text_for(claim: str) -> str:
     """The protocol's decision rule for ``claim`` in words."""
     return P.rule_text(P.PROTOCOL[claim])
+
+
+def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full") -> Verdict:
+    """``claim``'s verdict as the protocol decided it (``book/verdicts.json``), as a
+    :class:`~covid_lib.analysis.verdicts.Verdict` for a chapter's answer box: the outcome at
+    ``scale`` (the grids at the paper's pre-training scale decide), the numbers at every scale,
+    and what differs from the paper."""
+    from covid_lib.analysis.verdicts import CLAIMS
+
+    data = read_verdicts() if data is None else data
+    chapter = CLAIM_CHAPTERS.get(claim, "")
+    differs = "; ".join(x for x in (COMMON_DEPARTURES, CLAIM_DEPARTURES.get(claim, "")) if x)
+    if not data or data.get("protocol_hash") != P.protocol_hash():
+        return Verdict(claim, CLAIMS[claim], "inconclusive", "not judged under this protocol yet "
+                       "(`python -m covid_lib book judge`)", differs, chapter)
+    scales = data["scales"]
+    scale = scale if scale in scales else list(scales)[-1]
+    deciding = "; ".join(f"{s['label']}: {s['claims'][claim]['outcome']}, {_fmt(s['claims'][claim])}"
+                         for s in scales.values())
+    differs += "; " + "; ".join(SCALE_DEPARTURES[s] for s in scales if s in SCALE_DEPARTURES)
+    return Verdict(claim, CLAIMS[claim], scales[scale]["claims"][claim]["outcome"],
+                   f"the protocol's pooled estimate ({deciding})", differs, chapter)
 
 
 def show_claim(claim: str, data: dict | None = None) -> None:

@@ -37,17 +37,18 @@ def encoder_records(profile: str = "cpu", *, composition: str = "CORDA&ChestXRay
                     seed: int = 0, data_root: str | os.PathLike | None = None,
                     results: str | os.PathLike | None = None, storage: str | os.PathLike | None = None
                     ) -> pd.DataFrame:
-    """The three encoders of the chapter from grid ``table2``: ``encoder, role, run_id, status, spec``.
+    """The three encoders of the chapter from the Table II grid of ``pretrain``
+    (:func:`covid_lib.grid.table2_grid`): ``encoder, role, run_id, status, spec``.
 
     ``status`` is a :attr:`covid_lib.runs.Record.status` with the checkpoint asked for: ``done``,
     ``did not learn``, ``collapsed``, ``failed``, ``missing`` (no record) or ``recorded (no
     checkpoint here)`` (a record whose checkpoint is not in the cache); only ``done``, ``did not
     learn`` and ``collapsed`` encoders can be mapped.
     """
-    from covid_lib.grid import grid_specs
+    from covid_lib.grid import grid_specs, table2_grid
     from covid_lib.runs import Record
 
-    specs = grid_specs("table2", profile, data_root=data_root)
+    specs = grid_specs(table2_grid(pretrain), profile, data_root=data_root)
     covid = {(s.pretrain, s.composition, s.seed): s for s in specs if s.task == "covid"}
     after, scratch = covid[(pretrain, composition, seed)], covid[(None, composition, seed)]
     before = next(s for s in specs if s.run_id == after.pretrain_spec().run_id)

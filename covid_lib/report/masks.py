@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from covid_lib import stats
 from covid_lib.metrics import Estimate, format_estimate, mean_estimate
+from covid_lib.preprocess import equalize, iter_image_batches, probability_to_mask
 from covid_lib.report.common import SOURCE_COLORS
 from covid_lib.report.segmentation import panel_grid
 
@@ -314,8 +315,6 @@ def audit_cases(rows: pd.DataFrame, model, *, audit: pd.DataFrame | None = None,
                 device: str = "cpu", read=None) -> list[dict]:
     """The equalised image and predicted mask of each manifest row, for :func:`plot_audit_sheet`,
     labelled ``"k. id · view"`` (and, given ``audit``, the verdict and note)."""
-    from covid_lib.preprocess import equalize, iter_image_batches, probability_to_mask
-
     verdicts = {} if audit is None else {(r.source, r.image_id): r for r in audit.itertuples()}
     out = []
     for batch in iter_image_batches(rows, model, read=read, check=False, batch_size=batch_size, device=device):

@@ -19,9 +19,12 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import has_record
+from covid_lib.report.records import has_record, spec_records
 from covid_lib.runs.planted import VARIANTS, variant_set
+from covid_lib.stats import paired_cluster_bootstrap
 
+EFFECT_COLUMNS = ["mark", "pipeline", "status", "n", "diff", "low", "high", "unmarked_diff", "unmarked_low",
+                  "unmarked_high"]
 RUN_COLUMNS = ["mark", "pipeline", "status", "variant", "n", "auc", "auc_low", "auc_high", "run_id"]
 
 
@@ -75,8 +78,6 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
 def planted_records(specs, results=None) -> pd.DataFrame:
     """:func:`~covid_lib.report.records.spec_records` of ``specs`` (e.g. ``grid_specs("planted", profile)``)
     with each run's ``mark`` (its ``RunSpec.plant``), also for missing records."""
-    from covid_lib.report.records import spec_records
-
     specs = list(specs)
     records = spec_records(specs, results)
     marks = {s.run_id: s.plant for s in specs}
@@ -170,10 +171,49 @@ def plot_epoch_curves(curves: pd.DataFrame):
     return fig
 
 
-def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper") -> str:
+def _signed(value: float, low: float, high: float) -> str:
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """How far the mark moves each planted model's ranking: test AUC *marked* minus *flipped* on the
+    same images (the mark on the COVID+ images against the mark on the COVID- ones), with a paired
+    patient-cluster bootstrap interval. 0: the model ignores the mark; 1 at most: it ranks by it.
+    Beside it, *marked* minus *unmarked* (``unmarked_diff``, ``unmarked_low``, ``unmarked_high``):
+    what the mark adds to the AUC the image alone gives. One row per record (:data:`EFFECT_COLUMNS`)."""
+    rows = []
+    for r in records.to_dict("records"):
+        row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "n": 0,
+               **{k: np.nan for k in EFFECT_COLUMNS[3:]}}
+        path = r["path"]
+        if has_record(path) and (Path(path) / "scores.csv").is_file():
+            scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str,
+                                                                   "group_id": str})
+            row["mark"] = row["mark"] or _metrics(path).get("plant", {}).get("mark")
+            base = scores["test_set"].iloc[0].split(" · ")[0]
+            by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
+            both = by_variant["marked"].merge(
+                by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
+                by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
+            if len(both) and both["label"].nunique() == 2:
+                groups = (both["group_id"] if "group_id" in both else both["patient_id"]).to_numpy()
+                y = both["label"].to_numpy()
+                for prefix, other in (("", "score_flipped"), ("unmarked_", "score_unmarked")):
+                    d = paired_cluster_bootstrap(y, both["score"].to_numpy(), both[other].to_numpy(), groups,
+                                                 n_boot=n_boot, seed=seed)
+                    row.update({f"{prefix}diff": float(d.estimate), f"{prefix}low": float(d.low),
+                                f"{prefix}high": float(d.high)})
+                row["n"] = len(both)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper",
+            effect: pd.DataFrame | None = None) -> str:
     """The deciding number in words: the flipped test AUC of ``mark`` x ``pipeline`` against the
-    unmarked one. Under 0.5 with its interval: the model follows the mark, the chain did not
-    protect it; an interval that holds the unmarked AUC: no sign that the mark was used."""
+    unmarked one, and (with ``effect`` from :func:`mark_effect`) the paired difference marked minus
+    flipped on the same images, which decides whether the model used the mark: an interval above 0
+    says it did, however little; overlapping unpaired intervals alone say nothing either way."""
     sub = long[(long["mark"] == mark) & (long["pipeline"] == pipeline)].set_index("variant")
     if sub.empty or sub["auc"].isna().all():
         return f"no record yet for the {mark} mark with pipeline {pipeline!r}: run `python -m covid_lib grid run planted`"
@@ -183,8 +223,20 @@ def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper") -
             f"{_fmt(u, 'auc')}")
     if status == "did not learn":
         return head + "; the model did not learn (best validation AUC under 0.6), so it decides nothing."
+    e = None
+    if effect is not None:
+        hit = effect[(effect["mark"] == mark) & (effect["pipeline"] == pipeline) & effect["diff"].notna()]
+        e = hit.iloc[0] if len(hit) else None
+    paired = ("" if e is None else
+              f"; paired on the same images, marked minus flipped {_signed(e['diff'], e['low'], e['high'])}, "
+              f"marked minus unmarked {_signed(e['unmarked_diff'], e['unmarked_low'], e['unmarked_high'])}")
     if f["auc_high"] < 0.5:
-        return head + ": the flipped interval lies under 0.5, so the model ranks by the mark rather than the disease."
+        return head + paired + ": the flipped interval lies under 0.5, so the model ranks by the mark rather than the disease."
+    if e is not None and e["low"] > 0:
+        return head + paired + (": the paired interval lies above 0, so the model uses the mark, at least in part"
+                                + (" (a residue the chain lets through)" if pipeline != "none" else "") + ".")
+    if e is not None:
+        return head + paired + ": the paired interval holds 0, so these images show no sign that the model used the mark."
     if f["auc_high"] < u["auc_low"]:
         return head + ": flipping the mark lowers the AUC beyond both intervals; the model uses the mark in part."
-    return head + ": the intervals overlap, so there is no sign that the model used the mark."
+    return head + ": the unpaired intervals overlap, which alone does not show whether the model used the mark."

@@ -25,7 +25,6 @@ from covid_lib.metrics import format_estimate
 from covid_lib.report.records import cell_scores, record_at
 from covid_lib.report.training import index_record, record_index, run_row, test_scores
 from covid_lib.stats import POOLED, bootstrap_ci, paired_cluster_bootstrap_sets
-from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
 PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "kermany_full": 5857, "nih": 26684}
@@ -145,42 +144,6 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
                                         zip(gains["difference"], gains["low"], gains["high"])],
         "did not learn": gains["did_not_learn"].replace("", "–")})
     return out.reset_index(drop=True)
-
-
-def verdict_c2(gains: pd.DataFrame, *, min_comparisons: int = 4, evidence: str = "04_pretraining") -> Verdict:
-    """C2 from the paired specificity differences: reproduced when most comparisons (of those whose
-    models both learned) have an interval wholly above 0 and none wholly below; not reproduced
-    when none is above 0 and at least one is below, or when most are below; else, or with fewer
-    than ``min_comparisons`` such comparisons, inconclusive."""
-    differs = ("our encoders start from random weights, not ImageNet; our pre-training sets hold "
-               f"{'/'.join(str(v) for v in PAPER_PRETRAINING_IMAGES.values())} images in the paper but a few "
-               "hundred here; our CORDA is a public multi-hospital stand-in; threshold 0.5 as in the paper")
-    if gains.empty:
-        return Verdict("C2", CLAIMS["C2"], "inconclusive", "no paired records yet", differs, evidence)
-    learned = gains[gains["did_not_learn"] == ""]
-    above, below = int((learned["low"] > 0).sum()), int((learned["high"] < 0).sum())
-    n = len(learned)
-    deciding = (f"paired specificity difference (pre-trained minus scratch, threshold 0.5, patient-cluster "
-                f"bootstrap 95% CI) on {n} comparisons whose models both learned: {above} wholly above 0, "
-                f"{below} wholly below, {n - above - below} include 0; median difference "
-                f"{learned['difference'].median():+.2f}" if n else "no comparison in which both models learned")
-    if n < min_comparisons:
-        verdict = "inconclusive"
-        deciding += f"; fewer than {min_comparisons} comparisons decide nothing"
-    elif above > n / 2 and below == 0:
-        verdict = "reproduced"
-    elif (above == 0 and below > 0) or below > n / 2:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    skipped = len(gains) - n
-    if skipped:
-        deciding += f"; {skipped} comparison(s) left out because a model did not learn"
-    return Verdict("C2", CLAIMS["C2"], verdict, deciding, differs, evidence)
-
-
-__all__ = ["PAPER_PRETRAINING_IMAGES", "pretraining_sizes", "plot_learning_curves", "specificity_gain",
-           "specificity_gains", "specificity_gain_table", "verdict_c2", "record_index"]
 
 
 # --------------------------------------------------------------- two pre-training scales, same images

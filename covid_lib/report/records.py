@@ -26,7 +26,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from covid_lib.grid import COMPOSITION_ORDER
+from covid_lib.data import data_version
+from covid_lib.grid import COMPOSITION_ORDER, grid_specs
 from covid_lib.metrics import METRICS, format_estimate
 from covid_lib.runs import LEARNED, Record, RunSpec
 from covid_lib.stats import delong_test, paired_cluster_bootstrap
@@ -257,3 +258,18 @@ def summary_sentence(s: dict, a: str, b: str) -> str:
             f"p < {s['alpha']:g}); median ΔAUC {s['median_diff']:+.3f} (range {s['min_diff']:+.3f} to "
             f"{s['max_diff']:+.3f}); {s['n_did_not_learn']} cells involve a model that did not learn, "
             f"{s['n_without_pair']} have no pair yet")
+
+
+def chapter_records(grids: Iterable[str], profile: str, *, data_root: str | os.PathLike | None = None,
+                    results: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, pd.DataFrame]:
+    """The records of each grid of ``grids`` at ``profile`` (:func:`spec_records` of
+    :func:`covid_lib.grid.grid_specs` at the data's current version), printing each grid's status
+    counts: the setup the reproduction chapters share."""
+    version = data_version(data_root)
+    out = {}
+    for grid in grids:
+        out[grid] = spec_records(grid_specs(grid, profile, data_root=data_root, data_version=version), results)
+        if not quiet:
+            print(f"{grid} records ({profile} profile, data version {version}):",
+                  out[grid]["status"].value_counts().to_dict())
+    return out

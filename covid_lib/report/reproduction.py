@@ -22,12 +22,11 @@ import pandas as pd
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRIC_LABELS, METRICS, format_estimate
 from covid_lib.report.records import (LEARNED, PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS,
-                                      cell_scores, has_record, paired_auc, paired_summary, spec_records)
+                                      cell_scores, has_record, paired_auc, spec_records)
 from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
-from covid_lib.analysis.verdicts import CLAIMS, Verdict
 
 __all__ = ["spec_records", "matrix_table", "with_baseline", "heatmap_inputs", "plot_heatmaps", "seed_stats",
-           "seed_table", "diagonal_gap", "c1_table", "c1_paired", "verdict_c1", "AUGMENTED"]
+           "seed_table", "diagonal_gap", "c1_table", "c1_paired", "AUGMENTED"]
 
 #: The compositions that add COVID- images from another dataset to CORDA (the claim C1 is about them).
 AUGMENTED: tuple[str, ...] = COMPOSITION_ORDER[1:4]
@@ -119,6 +118,9 @@ def _panel(ax, values: pd.DataFrame, status: pd.DataFrame | None, metric: str, t
             if state == "did not learn":
                 ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="///", edgecolor="0.3", lw=0))
                 text += "†"
+            elif state == "collapsed":
+                ax.add_patch(Rectangle((j - .5, i - .5), 1, 1, fill=False, hatch="..", edgecolor="0.3", lw=0))
+                text += "‡"
             dark = abs(norm(shown[i, j]) - 0.5) > 0.3
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
             if values.index[i] == values.columns[j]:
@@ -148,7 +150,8 @@ def plot_heatmaps(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pr
     bar = fig.colorbar(im, ax=axes, shrink=0.6)
     bar.set_label("log10 DOR" if metric == "dor" else METRIC_LABELS[metric])
     what = "" if metric == "auc" else f", {threshold_label}"
-    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}{what}; diagonal outlined; hatched †: did not learn", fontsize=10)
+    fig.suptitle(f"{METRIC_LABELS[metric]}, {arch}{what}; diagonal outlined; hatched †: did not learn, "
+                 "dotted ‡: collapsed", fontsize=10)
     return fig
 
 
@@ -255,27 +258,3 @@ def c1_paired(records: pd.DataFrame, *, base: str = "CORDA", n_boot: int = 2000)
     cols = ["arch", "pretrain", "composition", "seed", "test_set", "status_a", "status_b", "did_not_learn"]
     return pd.DataFrame(rows).reindex(columns=[*cols, *PAIRED_COLUMNS])
 
-
-def verdict_c1(gaps: pd.DataFrame, paired: pd.DataFrame | None = None, *, evidence: str = "05_cross_dataset") -> Verdict:
-    """C1 from the models trained on an augmented composition that learned: reproduced when the
-    interval of (own-test AUC - mean other-test AUC) lies above 0 for at least two thirds of them,
-    not reproduced when for at most one third, inconclusive otherwise or with fewer than 3 models."""
-    aug = gaps[gaps["composition"].isin(AUGMENTED) & (gaps["status"] == "done") & gaps["gap"].notna()]
-    n, k = len(aug), int((aug["gap_low"] > 0).sum()) if len(aug) else 0
-    left_out = int((gaps["composition"].isin(AUGMENTED) & ~gaps.index.isin(aug.index)).sum())
-    if n < 3:
-        verdict = "inconclusive"
-    else:
-        verdict = "reproduced" if k >= 2 * n / 3 else "not reproduced" if k <= n / 3 else "inconclusive"
-    deciding = (f"own-test AUC minus mean AUC on the other Table II test sets (patient-cluster bootstrap, 95%): "
-                f"interval above 0 for {k} of {n} augmented-composition models that learned"
-                + (f" (median gap {aug['gap'].median():+.2f}, range {aug['gap'].min():+.2f} to {aug['gap'].max():+.2f})"
-                   if n else "") + f"; {left_out} left out (did not learn, failed or missing)")
-    if paired is not None and len(paired) and "diff" in paired:
-        on_base = paired[(paired["test_set"] == "CORDA") & paired["diff"].notna()]
-        s = paired_summary(on_base)
-        deciding += (f". On the CORDA test, augmented vs CORDA-only model (paired DeLong): worse in {s['n_worse']}, "
-                     f"better in {s['n_better']}, indistinguishable in {s['n_indistinguishable']} of {s['n_cells']} "
-                     f"(median ΔAUC {s['median_diff']:+.2f})")
-    differs = DEPARTURES + "; our test sets are nested (CORDA's test inside each CORDA&X test)"
-    return Verdict("C1", CLAIMS["C1"], verdict, deciding, differs, evidence)

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from covid_lib.report.common import SOURCE_COLORS
+from covid_lib.segment import N_BOOT, summarize
 from covid_lib.stats import bootstrap_ci
 
 #: Display names of the score columns of :func:`covid_lib.segment.score_images`.
@@ -167,8 +168,6 @@ def score_table(scores: pd.DataFrame, columns: Sequence[str] = ("dice", "iou"), 
         A long table: one row per (group, metric) with ``images``, ``patients``, ``mean``,
         ``ci_low``, ``ci_high``, ``median``, ``min``; the group ``overall`` holds every row.
     """
-    from covid_lib.segment import summarize
-
     groups: list[tuple[str, pd.DataFrame]] = []
     if by is not None:
         groups += [(str(name), part) for name, part in scores.groupby(by, sort=True)]
@@ -255,8 +254,6 @@ def plot_score_distributions(scores: pd.DataFrame, columns: Sequence[str] = ("di
                              by: str = "source", title: str | None = None, seed: int = 0) -> Figure:
     """One panel per score: every image as a jittered point per group, a box, and the mean with its
     95% patient-bootstrap interval (black bar), so that the spread and the worst cases show."""
-    from covid_lib.segment import N_BOOT
-
     groups = sorted(scores[by].astype(str).unique())
     fig = Figure(figsize=(4.2 * len(columns), 0.75 * len(groups) + 1.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(columns), sharey=True))

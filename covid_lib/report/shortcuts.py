@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis.shortcuts import image_features
 from covid_lib.metrics import format_estimate
 from covid_lib.report.common import _color
 from covid_lib.report.training import run_row
@@ -178,8 +179,6 @@ def plot_mean_images(images: dict[str, np.ndarray], sources: np.ndarray, *, side
     """The mean down-sampled image per source (rows) and step (columns): what the probe averages."""
     import matplotlib.pyplot as plt
 
-    from covid_lib.analysis.shortcuts import image_features
-
     names = sorted(set(sources))
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.6 * len(images), 1.6 * len(names)), squeeze=False)
     for j, (step, imgs) in enumerate(images.items()):
@@ -213,3 +212,34 @@ def plot_intervals(table: pd.DataFrame, label: str, *, value: str = "auc", chanc
     ax.set_xlabel(xlabel or f"{value} (95% CI over patients)")
     fig.tight_layout()
     return fig
+
+
+def mask_sentence(masks: pd.DataFrame, *, near_perfect: float = 0.9) -> str:
+    """What the lung-mask baseline (:func:`covid_lib.analysis.shortcuts.mask_baseline`) says, per
+    composition, as Markdown: its AUC with the interval, and whether the interval lies above 0.5,
+    under it, or holds it; then how close the strongest comes to a perfect label.
+
+    Example:
+        >>> t = pd.DataFrame({"composition": ["A", "B"], "auc": [0.61, 0.81], "auc_low": [0.47, 0.7],
+        ...                   "auc_high": [0.76, 0.9]})
+        >>> print(mask_sentence(t).splitlines()[0])
+        - **A**: AUC 0.61 [0.47, 0.76]: the interval holds 0.5, so no evidence that the mask carries the label.
+    """
+    lines, done = [], masks[masks["auc"].notna()]
+    for r in done.itertuples():
+        if r.auc_low > 0.5:
+            word = "the interval lies above 0.5, so the mask alone carries part of the label"
+        elif r.auc_high < 0.5:
+            word = "the interval lies under 0.5, so the mask shape runs against the label"
+        else:
+            word = "the interval holds 0.5, so no evidence that the mask carries the label"
+        lines.append(f"- **{r.composition}**: AUC {format_estimate(r.auc, r.auc_low, r.auc_high)}: {word}.")
+    if len(done):
+        top = done.loc[done["auc"].idxmax()]
+        closeness = ("close to a perfect label" if top["auc"] >= near_perfect
+                     else "far from a perfect label (AUC 1), yet above chance")
+        if top["auc_low"] <= 0.5:
+            closeness = "not distinguishable from chance"
+        lines.append(f"\nThe strongest, {top['composition']} at AUC {top['auc']:.2f}, is {closeness}: "
+                     "this much of the label is in the lungs' outline, without a single grey level of the image.")
+    return "\n".join(lines) or "no mask baseline computed"

@@ -1,4 +1,4 @@
-"""Table IV of Tartaglione et al. 2020 (Sec. IV-C) from run records, the redraws of a trained
+"""Table IV of Tartaglione et al. 2020 (Sec. IV-E) from run records, the redraws of a trained
 model's 15-image test, and the verdict of claim C5.
 
 - :func:`load_cells`, :func:`table_four`, :func:`seed_summary`: ResNet-18 trained on the
@@ -9,7 +9,8 @@ model's 15-image test, and the verdict of claim C5.
   patients) through its own chain (:func:`covid_lib.runs.execution.score_rows`), checks them
   against the record on the 15 images they share, redraws the 15-image test and compares the
   set with CORDA (:func:`covid_lib.analysis.small_test_set.auc_gap`).
-- :func:`plot_redraws`, :func:`plot_chance_of_perfect`; :func:`c5_verdict`.
+- :func:`plot_redraws`, :func:`plot_chance_of_perfect`. C5 itself is decided by the protocol
+  (:func:`covid_lib.report.judge.claim_markdown`).
 
 Example:
     >>> paper_table_four()["architecture"].tolist()
@@ -29,7 +30,6 @@ import pandas as pd
 from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
 from covid_lib.analysis.small_test_set import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
                                   redraw_metrics, redraw_summary)
-from covid_lib.analysis.verdicts import Verdict
 
 TABLE4_SETS = ("COVID-ChestXRay", "CORDA")
 PAPER_RULE = "paper (0.5)"
@@ -112,51 +112,6 @@ def seed_summary(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_
                           f"{v[0]:.2f} (one seed)" if v else "–")
             rows.append(row)
     return pd.DataFrame(rows)
-
-
-# -------------------------------------------------------------------------------------- verdict
-def c5_from_numbers(*, fixed: dict[str, float], pool_auc: Estimate, corda_auc: Estimate, corda_ba: Estimate,
-               gap: Estimate, redraws: pd.DataFrame, state: str, differs: str,
-               evidence: str = "07_small_test") -> Verdict:
-    """Claim C5 from the headline cell's numbers.
-
-    ``near-perfect`` = the fixed 15-image test has AUC >= 0.95 and BA >= 0.9 (paper: 1.00 / 1.00);
-    ``fails elsewhere`` = the AUC gap (all test patients of the set minus CORDA, independent
-    bootstraps) has its interval above 0. Reproduced when both hold; not reproduced when the model
-    is demonstrably not near-perfect on its own test patients (pool AUC interval below 0.95) and
-    no gap is shown; inconclusive otherwise (or when the run did not learn).
-    """
-    near = fixed.get("auc", np.nan) >= 0.95 and fixed.get("balanced_accuracy", np.nan) >= 0.9
-    fails = gap.low > 0
-    med = redraws.set_index("metric")
-    deciding = (f"fixed 15-image test AUC {fixed.get('auc', np.nan):.2f}, BA {fixed.get('balanced_accuracy', np.nan):.2f}; "
-                f"redraws (median, 95% range) AUC {med.loc['auc', 'redraw median']:.2f} "
-                f"[{med.loc['auc', 'redraw low']:.2f}, {med.loc['auc', 'redraw high']:.2f}]; all test patients AUC "
-                f"{pool_auc.format()}; CORDA AUC {corda_auc.format()}, BA {corda_ba.format()}; "
-                f"AUC gap own - CORDA {gap.format()}")
-    if state != "done":
-        verdict = "inconclusive"
-        deciding = f"the headline run {state}; " + deciding
-    elif near and fails:
-        verdict = "reproduced"
-    elif not near and pool_auc.high < 0.95 and not fails:
-        verdict = "not reproduced"
-    else:
-        verdict = "inconclusive"
-    return Verdict("C5", "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails "
-                   "elsewhere (Table IV).", verdict, deciding, differs, evidence)
-
-
-def c5_verdict(analysis: "CellAnalysis | None", cell: Cell, differs: str, evidence: str = "07_small_test") -> Verdict:
-    """Claim C5 for the headline cell; inconclusive (and saying why) when its record is missing."""
-    if analysis is None:
-        return Verdict("C5", "A model trained on COVID-ChestXRay is near-perfect on its own 15-image test and fails "
-                       "elsewhere (Table IV).", "inconclusive", f"the headline run {cell.run_id} is {cell.state}",
-                       differs, evidence)
-    return c5_from_numbers(fixed=analysis.fixed, pool_auc=analysis.pool_metrics.auc,
-                           corda_auc=analysis.record_estimate("CORDA", "auc"),
-                           corda_ba=analysis.record_estimate("CORDA", "balanced_accuracy"), gap=analysis.gap,
-                           redraws=analysis.summary, state=cell.state, differs=differs, evidence=evidence)
 
 
 # ------------------------------------------------------------------------------------- redraws
@@ -258,7 +213,7 @@ def plot_redraws(analyses: dict[str, CellAnalysis], metrics=("auc", "balanced_ac
                        alpha=0.35, color="tab:gray", label="redraws" if i == 0 else None)
             e = a.pool_metrics[m]
             ax.plot([e.low, e.high], [i + 0.32] * 2, color="tab:blue", lw=3,
-                    label=f"all test images, 95% CI" if i == 0 else None)
+                    label="all test images, 95% CI" if i == 0 else None)
             ax.scatter([a.fixed[m]], [i], marker="D", color="black", s=40, zorder=3,
                        label="fixed 15-image test" if i == 0 else None)
         ax.axvline(paper[m], color="tab:red", lw=1.5, label="paper")

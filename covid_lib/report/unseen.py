@@ -288,8 +288,11 @@ def plot_seen_unseen(table: pd.DataFrame):
         ax.set_ylim(0, 1.02)
     axes[0][0].set_ylabel("AUC (95% CI; dashed: chance)")
     if labelled:  # the first panel may hold no record: the figure collects every panel's labels
-        fig.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+        # above the panels, in a row: in a corner it covered the first tick label ("from scratch")
+        fig.legend(fontsize=8, loc="upper center", ncols=len(labelled), bbox_to_anchor=(0.5, 1.0), frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+    else:
+        fig.tight_layout()
     return fig
 
 

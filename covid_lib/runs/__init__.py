@@ -16,7 +16,7 @@ A grid of runs on several executors is :mod:`covid_lib.grid`.
 
 from covid_lib.runs.execution import compute, machine_precision, restore_checkpoint, restore_message, run, run_threads
 from covid_lib.runs import source_runs  # noqa: F401  registers the source-split runs with compute()
-from covid_lib.runs.records import (LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
+from covid_lib.runs.records import (DONE, LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
                                     checkpoint_path, clear_failure, failure_path, failures_dir, is_finished,
                                     load_model, load_result, model_from_checkpoint, read_checkpoint,
                                     read_failure, summary_table, write_artifacts, write_checkpoint,
@@ -27,7 +27,7 @@ from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers th
 
 __all__ = [
     "compute", "machine_precision", "restore_checkpoint", "restore_message", "run", "run_threads",
-    "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
+    "DONE", "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
     "clear_failure", "failure_path", "failures_dir", "is_finished", "load_model", "load_result", "model_from_checkpoint",
     "read_checkpoint", "read_failure", "summary_table", "write_artifacts", "write_checkpoint", "write_failure",
     "CLASSIFIERS", "PRECISIONS", "PRETRAIN_SOURCES", "RESULTS_ENV_VAR", "TASKS", "RunSpec", "results_dir",

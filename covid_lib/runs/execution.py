@@ -21,16 +21,27 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from covid_lib.data import COMPOSITIONS, compose, limit_rows, pretrain_rows
+from covid_lib.data.compose import unreadable_files
+from covid_lib.evaluate import metrics_table, score_images
+from covid_lib.metrics import macro_auc, mean_estimate
+from covid_lib.models import create_model
+from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
 from covid_lib.profiles import resolve_device
-from covid_lib.runs.records import (Record, RunArtifacts, RunResult, checkpoint_bytes, checkpoint_dir, load_result,
-                                    model_from_checkpoint, read_checkpoint, write_artifacts, write_checkpoint)
+from covid_lib.provenance import environment
+from covid_lib.runs.records import (Record, RunArtifacts, RunResult, checkpoint_bytes, checkpoint_dir, load_model,
+                                    load_result, model_from_checkpoint, read_checkpoint, write_artifacts,
+                                    write_checkpoint)
 from covid_lib.runs.spec import RunSpec
+from covid_lib.train import (TrainConfig, available_cores, fit, load_images, make_dataset, predict, replace_head,
+                             seed_everything)
+from covid_lib.train.runtime import cpu_has_bf16
 
 REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
 #: Other kinds of COVID run, as ``(claims(spec) -> bool, compute(spec, data_root, device, threads,
@@ -41,22 +52,16 @@ RUN_KINDS: list[tuple[Callable[[RunSpec], bool], Callable[..., RunArtifacts]]] =
 
 def run_threads(spec: RunSpec) -> int:
     """CPU threads of a run: the profile's ``threads``, else every core this machine gives the process."""
-    from covid_lib.train import available_cores
-
     return int(spec.profile_settings.threads or available_cores())
 
 
 # ------------------------------------------------------------------------------------------- data
 def _pipeline(spec: RunSpec):
-    from covid_lib.preprocess import get_pipeline
-
     return get_pipeline(spec.pipeline, image_size=spec.resize_size).resolved()
 
 
 def _reasons(missing: pd.DataFrame, pipeline, data_root, whole_sources: bool) -> pd.DataFrame:
     """The chain's step and reason for each row of ``missing`` (rows :func:`load_images` dropped)."""
-    from covid_lib.preprocess import preprocess_rows, preprocess_source
-
     parts = []
     for source, part in missing.groupby("source", sort=True):
         rejected = preprocess_source(source, pipeline, data_root)[2] if whole_sources else \
@@ -76,9 +81,6 @@ _SUBSETS_MAX = 64
 
 def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: str):
     """``(images, kept rows, rejections)`` of ``rows`` after the profile's cap."""
-    from covid_lib.data import limit_rows
-    from covid_lib.train import load_images
-
     p = spec.profile_settings
     rows = limit_rows(rows, p.max_images, seed=spec.split_seed)
     pipeline = _pipeline(spec)
@@ -98,17 +100,18 @@ def _images(spec: RunSpec, rows: pd.DataFrame, data_root, set_name: str, split: 
     return images, kept, rejected.assign(set=set_name, split=split)[REJECTION_COLUMNS]
 
 
-def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train", "val", "test")) -> dict:
-    """Datasets of ``splits`` normalised by the training images' statistics, with their rows and rejections."""
-    from covid_lib.train import make_dataset
-
+def split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits: Sequence[str] = ("train", "val", "test"),
+                   *, mean: float | None = None, std: float | None = None) -> dict:
+    """Datasets of ``splits`` with their rows, rejections and counts, normalised by ``mean`` /
+    ``std`` when given (an adapted run keeps its parent's), else by the training images'
+    statistics; one line says what the chain refused (:func:`_say_refused`)."""
     out: dict = {"rows": {}, "data": {}, "rejected": [], "n": {}}
     for s in splits:
         images, kept, rejected = _images(spec, rows[rows["split"] == s], data_root, spec.composition, s)
-        train = out["data"].get("train")
+        if mean is None and "train" in out["data"]:
+            mean, std = out["data"]["train"].mean, out["data"]["train"].std
         out["data"][s] = make_dataset(kept, images, input_size=spec.input_size, augment=s == "train",
-                                      mean=None if train is None else train.mean,
-                                      std=None if train is None else train.std)
+                                      mean=mean, std=std)
         out["rows"][s] = kept
         out["rejected"].append(rejected)
         out["n"][s] = {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
@@ -119,8 +122,6 @@ def _split_datasets(spec: RunSpec, rows: pd.DataFrame, data_root, splits=("train
 def _say_refused(spec: RunSpec, counts: dict, rows: pd.DataFrame, data_root) -> None:
     """One line when the chain refused images of a split or the integrity check excluded files of
     the run's sources before the splits: nothing is dropped silently (issue 18)."""
-    from covid_lib.data.compose import unreadable_files
-
     refused = {s: c["n_expected"] - c["n_used"] for s, c in counts.items()}
     sources = set(rows["source"])
     try:
@@ -141,8 +142,6 @@ def machine_precision(spec: RunSpec, device: str = "auto") -> RunSpec:
     """``spec`` as this machine can run it: bf16 asked of a CPU without native bf16 becomes an
     explicit ``precision="fp32"`` spec (another run id), so a record never claims a precision its
     run did not have. CUDA and bf16-capable CPUs keep the spec unchanged."""
-    from covid_lib.train.runtime import cpu_has_bf16
-
     if spec.effective_precision == "bf16" and resolve_device(device) == "cpu" and not cpu_has_bf16():
         return replace(spec, precision="fp32")
     return spec
@@ -157,8 +156,6 @@ def _check_precision(spec: RunSpec, device: str) -> None:
 
 # ---------------------------------------------------------------------------------------- compute
 def _train_config(spec: RunSpec, device: str, threads: int, progress: bool):
-    from covid_lib.train import TrainConfig
-
     return TrainConfig.from_profile(spec.profile, epochs=spec.epochs, seed=spec.seed, device=device,
                                     precision=spec.precision, threads=threads, progress=progress)
 
@@ -166,9 +163,6 @@ def _train_config(spec: RunSpec, device: str, threads: int, progress: bool):
 def _initial_model(spec: RunSpec, num_classes: int, pretrain_checkpoint: bytes | None):
     """A fresh model, or the pre-trained one with a new head (paper Sec. III-C); seeded right
     before the model is created and right before the head is replaced."""
-    from covid_lib.models import create_model
-    from covid_lib.train import replace_head, seed_everything
-
     pre = spec.pretrain_spec()
     if pre is None:
         seed_everything(spec.seed)
@@ -181,8 +175,6 @@ def _initial_model(spec: RunSpec, num_classes: int, pretrain_checkpoint: bytes |
 
 
 def _spec_record(spec: RunSpec, device: str, result, extra: dict) -> dict:
-    from covid_lib.provenance import environment
-
     return {"run_id": spec.run_id, "spec": asdict(spec), "profile": spec.profile_settings.to_dict(),
             "pipeline": _pipeline(spec).to_dict(), "pipeline_hash": _pipeline(spec).hash,
             "data_version": spec.data_version, "environment": environment(device),
@@ -203,8 +195,6 @@ def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: i
 def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
     """Per-class one-vs-rest test AUC of a pre-training and, with three classes (ChestXRay: normal,
     bacterial, viral), normal against pneumonia (either kind), with patient-cluster intervals."""
-    from covid_lib.metrics import macro_auc
-
     if not len(y) or probs.shape[1] < 3:
         return {}
     out = {"test_class_auc": {}}
@@ -218,13 +208,9 @@ def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict
 
 def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool) -> RunArtifacts:
     """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
-    from covid_lib.data import pretrain_rows
-    from covid_lib.metrics import macro_auc, mean_estimate
-    from covid_lib.train import fit, predict
-
     t0 = time.perf_counter()
     rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
-    sets = _split_datasets(spec, rows, data_root)
+    sets = split_datasets(spec, rows, data_root)
     t_data = time.perf_counter() - t0
     num_classes = int(rows["label"].max()) + 1
     model = _initial_model(spec, num_classes, None)
@@ -260,9 +246,6 @@ def score_test_sets(spec: RunSpec, model, mean: float, std: float, test_rows: di
                     device: str):
     """Scores on each named set of test rows through the run's chain, with each set's expected and
     scored counts and the images the chain rejected."""
-    from covid_lib.evaluate import score_images
-    from covid_lib.train import make_dataset
-
     parts, sets, rejected = [], {}, []
     for name, rows in test_rows.items():
         images, kept, rej = _images(spec, rows, data_root, name, "test")
@@ -276,8 +259,6 @@ def score_test_sets(spec: RunSpec, model, mean: float, std: float, test_rows: di
 
 def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
     """Scores on the test split of every composition (the cross-dataset columns of Tables II-IV)."""
-    from covid_lib.data import COMPOSITIONS, compose
-
     test_rows = {name: compose(name, data_root, seed=spec.split_seed).query("split == 'test'") for name in COMPOSITIONS}
     return score_test_sets(spec, model, mean, std, test_rows, data_root, device)
 
@@ -285,12 +266,8 @@ def _score_all(spec: RunSpec, model, mean: float, std: float, data_root, device:
 def _finetune(spec: RunSpec, data_root, device: str, threads: int, progress: bool,
               pretrain_checkpoint: bytes | None) -> RunArtifacts:
     """Fine-tune (or train from scratch) on a composition, then score every test set."""
-    from covid_lib.data import compose
-    from covid_lib.evaluate import metrics_table, score_images
-    from covid_lib.train import fit
-
     t0 = time.perf_counter()
-    sets = _split_datasets(spec, compose(spec.composition, data_root, seed=spec.split_seed), data_root,
+    sets = split_datasets(spec, compose(spec.composition, data_root, seed=spec.split_seed), data_root,
                            splits=("train", "val"))
     t_data = time.perf_counter() - t0
     model = _initial_model(spec, 2, pretrain_checkpoint)
@@ -416,8 +393,6 @@ def rows_dataset(spec: RunSpec, rows: pd.DataFrame, *, mean: float, std: float,
     test scoring (:func:`_score_all`) uses, for images a record does not score (Table IV's
     redraws, the features of Fig. 3).
     """
-    from covid_lib.train import make_dataset
-
     images, kept, rejected = _images(spec, rows, data_root, set_name, split)
     return make_dataset(kept, images, input_size=spec.input_size, mean=mean, std=std), kept, rejected
 
@@ -427,9 +402,6 @@ def score_rows(spec: RunSpec, rows: pd.DataFrame, *, data_root: str | os.PathLik
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A finished run's scores on any rows (:func:`covid_lib.evaluate.score_images` columns) and
     the rows the chain rejected; equal to the record's scores on the images they share."""
-    from covid_lib.evaluate import score_images
-    from covid_lib.runs.records import load_model
-
     model, meta = load_model(spec, device, storage)
     data, kept, rejected = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                         set_name=test_set)

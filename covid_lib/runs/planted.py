@@ -29,10 +29,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from covid_lib.runs.execution import (RUN_KINDS, REJECTION_COLUMNS, _fit_summary, _initial_model, _pipeline,
+from covid_lib.data import compose, limit_rows
+from covid_lib.evaluate import metrics_table, score_images
+from covid_lib.preprocess import load_model
+from covid_lib.preprocess.plant import preprocess_marked
+from covid_lib.runs.execution import (REJECTION_COLUMNS, RUN_KINDS, _fit_summary, _initial_model, _pipeline,
                                       _spec_record, _timings, _train_config)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes
 from covid_lib.runs.spec import RunSpec
+from covid_lib.train import fit, make_dataset
 
 #: The test-set variants of a planted run: which class carries the mark.
 VARIANTS: dict[str, str] = {"unmarked": "none", "marked": "COVID+ (as in training)", "flipped": "COVID-"}
@@ -78,8 +83,6 @@ def first_below(values, threshold: float = 0.5, *, sustained: bool = False) -> i
 
 def _versions(spec: RunSpec, rows: pd.DataFrame, model, device: str) -> dict:
     """Both copies (unmarked, marked) of ``rows`` through the run's chain."""
-    from covid_lib.preprocess.plant import preprocess_marked
-
     pipe = _pipeline(spec)
     n = len(rows)
     return {False: preprocess_marked(rows, pipe, spec.plant, np.zeros(n, bool), model=model, device=device),
@@ -110,8 +113,6 @@ def planted_datasets(spec: RunSpec, rows: pd.DataFrame, versions: dict) -> dict:
     :data:`VARIANTS`; all normalised by the training set's statistics, only ``train`` augmented.
     Rows that either copy lost are left out of every variant (the same images in each).
     """
-    from covid_lib.train import make_dataset
-
     out, stats = {}, {}
     wanted = [("train", "marked"), ("val", "marked"), ("val", "unmarked"), ("val", "flipped"),
               *[("test", v) for v in VARIANTS]]
@@ -132,11 +133,6 @@ def planted_finetune(spec: RunSpec, data_root, device: str, threads: int, progre
                      pretrain_checkpoint: bytes | None) -> RunArtifacts:
     """Train on a composition with ``spec.plant`` on its COVID+ train/val images; score the test
     set unmarked, marked and flipped (see the module docstring)."""
-    from covid_lib.data import compose, limit_rows
-    from covid_lib.evaluate import metrics_table, score_images
-    from covid_lib.preprocess import load_model
-    from covid_lib.train import fit
-
     t0 = time.perf_counter()
     pipe = _pipeline(spec)
     unet = load_model(pipe, device) if pipe.uses_model else None

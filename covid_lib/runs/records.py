@@ -41,8 +41,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from covid_lib.evaluate import format_metrics
 from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
+from covid_lib.models import create_model
+from covid_lib.models.heads import with_small_head
 from covid_lib.paths import cache_dir
+from covid_lib.provenance import git_state
 from covid_lib.runs.spec import RunSpec, results_dir
 
 #: Where failure notes go: ``cache_dir(FAILURES_CACHE)/<run_id>.json`` and ``.log``.
@@ -122,13 +126,10 @@ def checkpoint_bytes(model: torch.nn.Module, spec: RunSpec, num_classes: int, me
 
 def model_from_checkpoint(data: bytes | str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
     """The model of a checkpoint (bytes or a path; eval mode) and its metadata."""
-    from covid_lib.models import create_model
-
     source = io.BytesIO(data) if isinstance(data, bytes) else data
     ckpt = torch.load(source, map_location=device, weights_only=True)
     model = create_model(ckpt["arch"], num_classes=ckpt["num_classes"])
     if ckpt.get("head") == "small":  # Ben Ahmed et al.'s small head (covid_lib.models.heads)
-        from covid_lib.models.heads import with_small_head
 
         model = with_small_head(model, ckpt["num_classes"])
     model.load_state_dict(ckpt["state_dict"])
@@ -178,8 +179,6 @@ def write_checkpoint(artifacts: RunArtifacts, storage: str | os.PathLike | None 
 def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
     """Write a computed run on the driver: checkpoint first, then the files, ``metrics.json`` last
     (its presence marks the run finished); the driver's git state joins ``spec.json``."""
-    from covid_lib.provenance import git_state
-
     write_checkpoint(artifacts, storage)
     path = results_dir() / artifacts.run_id
     path.mkdir(parents=True, exist_ok=True)
@@ -214,8 +213,6 @@ def load_result(spec: RunSpec, *, reused: bool = True, storage: str | os.PathLik
 def summary_table(result: RunResult, digits: int = 2) -> pd.DataFrame:
     """The run's metrics as ``"0.91 [0.80, 0.96]"`` cells, one row per test set and threshold,
     with ``n_expected`` (before the chain) and ``did_not_learn`` columns."""
-    from covid_lib.evaluate import format_metrics
-
     table = format_metrics(result.metrics, digits) if len(result.metrics) else pd.DataFrame(columns=["test_set"])
     sets = json.loads((result.path / "metrics.json").read_text()).get("test_sets", {})
     table.insert(table.columns.get_loc("n") + 1 if "n" in table else 1, "n_expected",

@@ -27,19 +27,20 @@ import time
 
 import pandas as pd
 
-from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _images, _initial_model, _spec_record, _timings,
-                                      _train_config, score_test_sets)
+from covid_lib.data import PARTS, SOURCE_SPLITS, adapt_rows, global_splits, part_rows, source_split_rows
+from covid_lib.evaluate import metrics_table, score_images
+from covid_lib.models.heads import freeze_encoder, trainable_parameters, with_small_head
+from covid_lib.runs.execution import (RUN_KINDS, _fit_summary, _initial_model, _spec_record, _timings,
+                                      _train_config, score_test_sets, split_datasets)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes, model_from_checkpoint
 from covid_lib.runs.spec import RunSpec
+from covid_lib.train import fit, seed_everything
 
 SEEN, UNSEEN = "seen", "unseen"
 
 
 def _start_model(spec: RunSpec, checkpoint: bytes | None):
     """The model to train and the normalisation it needs (None, None: the training set's)."""
-    from covid_lib.models.heads import freeze_encoder, with_small_head
-    from covid_lib.train import seed_everything
-
     if spec.adapt is not None:  # continue the finished source-split run
         parent = spec.parent_spec()
         model, meta = model_from_checkpoint(checkpoint)
@@ -55,27 +56,8 @@ def _start_model(spec: RunSpec, checkpoint: bytes | None):
     return model, None, None
 
 
-def _fit_sets(spec: RunSpec, rows: pd.DataFrame, data_root, mean, std) -> dict:
-    """Train and validation datasets of ``rows``; normalised by ``mean`` / ``std`` when given,
-    else by the training images' statistics."""
-    from covid_lib.train import make_dataset
-
-    out: dict = {"rows": {}, "data": {}, "rejected": [], "n": {}}
-    for s in ("train", "val"):
-        images, kept, rejected = _images(spec, rows[rows["split"] == s], data_root, spec.composition, s)
-        if mean is None and s == "val":
-            mean, std = out["data"]["train"].mean, out["data"]["train"].std
-        out["data"][s] = make_dataset(kept, images, input_size=spec.input_size, augment=s == "train",
-                                      mean=mean, std=std)
-        out["rows"][s], out["n"][s] = kept, {"n_expected": len(kept) + len(rejected), "n_used": len(kept)}
-        out["rejected"].append(rejected)
-    return out
-
-
 def _score_parts(spec: RunSpec, model, mean: float, std: float, data_root, device: str):
     """Scores on the test patients of every part, with each part's expected and scored counts."""
-    from covid_lib.data import PARTS, global_splits, part_rows
-
     splits = global_splits(data_root, seed=spec.split_seed)
     test_rows = {name: part_rows(splits, name).query("split == 'test'") for name in PARTS}
     return score_test_sets(spec, model, mean, std, test_rows, data_root, device)
@@ -83,15 +65,11 @@ def _score_parts(spec: RunSpec, model, mean: float, std: float, data_root, devic
 
 def is_source_split(spec: RunSpec) -> bool:
     """Whether ``spec`` trains on a source split (:data:`covid_lib.data.SOURCE_SPLITS`)."""
-    from covid_lib.data import SOURCE_SPLITS
-
     return spec.task == "covid" and spec.composition in SOURCE_SPLITS
 
 
 def evaluation_sets(scores: pd.DataFrame, split: str) -> pd.DataFrame:
     """Part scores (``test_set`` = part) plus their union as ``seen`` and ``unseen`` for ``split``."""
-    from covid_lib.data import SOURCE_SPLITS
-
     s = SOURCE_SPLITS[split]
     seen = scores[scores["test_set"].isin(s.train)].assign(test_set=SEEN)
     unseen = scores[scores["test_set"].isin(s.unseen)].assign(test_set=UNSEEN)
@@ -101,18 +79,13 @@ def evaluation_sets(scores: pd.DataFrame, split: str) -> pd.DataFrame:
 def compute_source_split(spec: RunSpec, data_root, device: str, threads: int, progress: bool,
                          checkpoint: bytes | None) -> RunArtifacts:
     """Train (or adapt) on a source split and score every part's test patients (nothing written)."""
-    from covid_lib.data import SOURCE_SPLITS, adapt_rows, source_split_rows
-    from covid_lib.evaluate import metrics_table, score_images
-    from covid_lib.models.heads import trainable_parameters
-    from covid_lib.train import fit
-
     t0 = time.perf_counter()
     split = SOURCE_SPLITS[spec.composition]
     rows = source_split_rows(spec.composition, data_root, seed=spec.split_seed)
     fit_rows = rows[rows["role"] == "train"] if spec.adapt is None else adapt_rows(rows, spec.adapt,
                                                                                     seed=spec.split_seed)
     model, mean, std = _start_model(spec, checkpoint)
-    sets = _fit_sets(spec, fit_rows, data_root, mean, std)
+    sets = split_datasets(spec, fit_rows, data_root, ("train", "val"), mean=mean, std=std)
     t_data = time.perf_counter() - t0
     result = fit(model, sets["data"]["train"], sets["data"]["val"], _train_config(spec, device, threads, progress))
     train = sets["data"]["train"]

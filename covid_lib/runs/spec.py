@@ -17,8 +17,13 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from covid_lib.data import COMPOSITIONS, PRETRAIN_ONLY_SOURCES, SOURCE_SPLITS, STUDY_SOURCES, data_version
+from covid_lib.data.compose import COMPOSE_VERSION
+from covid_lib.data.source_splits import SOURCE_SPLIT_VERSION
 from covid_lib.names import ARCHS, PRETRAIN_SOURCES
 from covid_lib.paths import REPO_ROOT
+from covid_lib.preprocess import PIPELINES
+from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import Profile, get_profile
 
 RESULTS_ENV_VAR = "COVID_LIB_RESULTS"
@@ -83,9 +88,6 @@ class RunSpec:
     plant: str | None = None
 
     def __post_init__(self) -> None:
-        from covid_lib.data import COMPOSITIONS, SOURCE_SPLITS
-        from covid_lib.preprocess import PIPELINES
-
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
         if self.arch not in CLASSIFIERS:
@@ -108,8 +110,6 @@ class RunSpec:
         if self.adapt is not None and (not isinstance(self.adapt, int) or self.adapt < 1):
             raise ValueError(f"adapt must be None or a positive number of images per class, got {self.adapt!r}")
         if self.plant is not None:
-            from covid_lib.preprocess.plant import MARKS
-
             if self.plant not in MARKS or self.task != "covid":
                 raise ValueError(f"plant must be None or one of {', '.join(MARKS)} (covid task only), "
                                  f"got {self.plant!r}")
@@ -133,8 +133,6 @@ class RunSpec:
         p = self.profile_settings
         version = self.data_version
         if not version:
-            from covid_lib.data import data_version
-
             version = data_version(data_root, sources=self.data_sources())
         return replace(self, input_size=self.input_size or p.input_size, epochs=self.epochs or p.epochs,
                        data_version=version)
@@ -143,8 +141,6 @@ class RunSpec:
         """The sources whose data version this run hashes: the six study sources, plus the
         pre-training-only ones (``kermany_full``) the run or its parent trains on. Runs that do not
         use ``kermany_full`` keep the data version, and so the run id, they had before it existed."""
-        from covid_lib.data import PRETRAIN_ONLY_SOURCES, STUDY_SOURCES
-
         extra = tuple(s for s in PRETRAIN_ONLY_SOURCES if s in (self.composition, self.pretrain))
         return STUDY_SOURCES + extra
 
@@ -179,12 +175,8 @@ class RunSpec:
             if spec[key] is None:
                 del spec[key]
         if self.task == "covid":  # composition rules; pre-trainings do not use them
-            from covid_lib.data.compose import COMPOSE_VERSION, COMPOSITIONS
-
             spec["compose_version"] = COMPOSE_VERSION
             if self.composition not in COMPOSITIONS:
-                from covid_lib.data.source_splits import SOURCE_SPLIT_VERSION
-
                 spec["source_split_version"] = SOURCE_SPLIT_VERSION
         return {"spec": spec, "profile": settings}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from covid_lib.data import assign_splits, data_version, load_source, read_image
 from covid_lib.preprocess import resize, segmenter_input
 
 SEG_SOURCES = ("montgomery", "shenzhen")
@@ -15,8 +16,6 @@ SEG_SOURCES = ("montgomery", "shenzhen")
 def segmentation_manifest(data_root=None, *, seed: int = 0, test_fraction: float = 0.2,
                           val_fraction: float = 0.15) -> pd.DataFrame:
     """Montgomery + Shenzhen rows with masks and a patient-level ``split`` (train/val/test)."""
-    from covid_lib.data import assign_splits, load_source
-
     frames = [load_source(name, data_root).manifest for name in SEG_SOURCES]
     manifest = pd.concat(frames, ignore_index=True)
     manifest = manifest[manifest["mask_path"].notna()].reset_index(drop=True)
@@ -25,15 +24,11 @@ def segmentation_manifest(data_root=None, *, seed: int = 0, test_fraction: float
 
 def manifests_version(data_root=None, sources=SEG_SOURCES) -> str:
     """The data version (:func:`covid_lib.data.data_version`) of the U-Net's training sources."""
-    from covid_lib.data import data_version
-
     return data_version(data_root, sources=list(sources))
 
 
 def load_arrays(manifest: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs (N, size, size) float32 and soft targets (N, size, size) float32 in [0, 1]."""
-    from covid_lib.data import read_image
-
     xs = np.empty((len(manifest), size, size), np.float32)
     ys = np.empty_like(xs)
     for i, (img_path, mask_path) in enumerate(zip(manifest["image_path"], manifest["mask_path"])):
@@ -47,8 +42,6 @@ def load_arrays(manifest: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarr
 
 def cohen_manifest(data_root=None, *, frontal_only: bool = True) -> pd.DataFrame:
     """Cohen COVID-19 (covid == 1) images with V7 lung masks (frontal views by default)."""
-    from covid_lib.data import load_source
-
     m = load_source("cohen", data_root).manifest
     m = m[m["mask_path"].notna() & (m["covid"] == 1)]
     if frontal_only:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from covid_lib.data import read_image
 from covid_lib.preprocess import iter_image_batches, probability_to_mask, resize
 from covid_lib.segment.data import cohen_manifest, segmentation_manifest
 from covid_lib.segment.metrics import dice_iou, summarize
@@ -29,7 +30,7 @@ def predict_masks(model, manifest: pd.DataFrame, *, batch_size: int = 32, device
         ``pred`` (bool, image size).
     """
     if read is None:
-        from covid_lib.data import read_image as read
+        read = read_image
     out = []
     for batch in iter_image_batches(manifest, model, read=read, check=False, batch_size=batch_size,
                                     device=device):

@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from covid_lib.models import create_model
 from covid_lib.models.weights import DEFAULT_WEIGHTS, file_hash, save_unet
 from covid_lib.provenance import git_state
 from covid_lib.segment.data import load_arrays, manifests_version, segmentation_manifest
 from covid_lib.segment.evaluation import evaluate, format_report
 from covid_lib.segment.metrics import dice_iou
+from covid_lib.train.datasets import Augment, affine_matrices
 
 
 @dataclass
@@ -55,8 +57,6 @@ def augment_batch(x, y, generator):
     0.7-1.4, contrast 0.9-1.1, applied to a batch of inputs ``x`` and soft masks ``y`` (N, 1, H, W)."""
     import torch
     import torch.nn.functional as F
-
-    from covid_lib.train.datasets import Augment, affine_matrices
 
     n = x.shape[0]
 
@@ -107,8 +107,6 @@ def fit_unet(xs, ys, val_xs, val_ys, cfg: TrainConfig, *, log=None):
     import copy
 
     import torch
-
-    from covid_lib.models import create_model
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -170,16 +172,12 @@ class XrayDataset(Dataset):
 
 # ---------------------------------------------------------------------------------- image arrays
 def _whole_source(source: str, ids: pd.Series, pipeline, data_root) -> dict[str, np.ndarray]:
-    from covid_lib.preprocess import preprocess_source
-
     images, index, _ = preprocess_source(source, pipeline, data_root)
     pos = dict(zip(index["image_id"].astype(str), range(len(index))))
     return {i: images[pos[i]] for i in ids if i in pos}
 
 
 def _subset(rows: pd.DataFrame, pipeline) -> dict[str, np.ndarray]:
-    from covid_lib.preprocess import preprocess_rows
-
     images, index, _ = preprocess_rows(rows, pipeline)
     return dict(zip(index["image_id"].astype(str), images))
 
@@ -201,8 +199,6 @@ def load_images(rows: pd.DataFrame, pipeline, data_root: str | os.PathLike | Non
         mask, listed by :func:`preprocess_source`) are dropped; ``kept`` says which remain, and
         ``rows`` minus ``kept`` are the rejections a record must report.
     """
-    from covid_lib.preprocess import get_pipeline
-
     pipeline = get_pipeline(pipeline).resolved()
     found: dict[tuple[str, str], np.ndarray] = {}
     for source, part in rows.groupby("source", sort=True):

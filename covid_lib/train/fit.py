@@ -40,13 +40,16 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
-from covid_lib.profiles import OPTIMIZERS, SCHEDULES, Profile, get_profile
+from covid_lib.profiles import OPTIMIZERS, SCHEDULES, TRAINING_DEFAULTS, Profile, get_profile
 from covid_lib.train.loss import make_loss
-from covid_lib.train.predict import auc, num_classes, predict
+from covid_lib.train.predict import auc, predict
 from covid_lib.train.runtime import Runtime, seed_everything
 
 #: Best validation AUC under which a run is flagged "did not learn" (issue: never averaged in).
 DID_NOT_LEARN_AUC = 0.6
+
+
+_D = TRAINING_DEFAULTS  # the profiles' defaults: one home for the training settings
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class TrainConfig:
 
     Attributes:
         epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, warmup, lr_patience,
-            early_stopping, loss, focal_gamma, precision, threads, deterministic: as in the profile.
+            early_stopping, loss, focal_gamma, precision, threads, deterministic: as in the profile
+            (defaults: :data:`covid_lib.profiles.TRAINING_DEFAULTS`).
         seed: seeds the batch order and augmentation (the caller seeds the weights' init).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         channels_last: channels-last memory format for the model and its inputs.
@@ -64,19 +68,19 @@ class TrainConfig:
 
     epochs: int = 1
     batch_size: int = 8
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.05
-    schedule: str = "onecycle"
-    warmup: float = 0.2
-    lr_patience: int = 15
-    early_stopping: int | None = None
-    loss: str = "focal"
-    focal_gamma: float = 2.0
-    precision: str = "bf16"
-    threads: int | None = None
-    deterministic: bool = True
+    optimizer: str = _D["optimizer"]
+    lr: float = _D["lr"]
+    momentum: float = _D["momentum"]
+    weight_decay: float = _D["weight_decay"]
+    schedule: str = _D["schedule"]
+    warmup: float = _D["warmup"]
+    lr_patience: int = _D["lr_patience"]
+    early_stopping: int | None = _D["early_stopping"]
+    loss: str = _D["loss"]
+    focal_gamma: float = _D["focal_gamma"]
+    precision: str = _D["precision"]
+    threads: int | None = _D["threads"]
+    deterministic: bool = _D["deterministic"]
     seed: int = 0
     device: str = "auto"
     channels_last: bool = True
