@@ -39,11 +39,12 @@ and the saliency maps on at most ``settings.saliency_images`` of them.
   flagged, the scores follow the source beyond the label (a source shortcut, or a real
   difference between the sources' patients).
 - *Lung shortfall* of the saliency: the lung's share of the image (what a uniform map puts in the
-  lungs) minus the share of the Grad-CAM map's mass inside the U-Net lung mask
+  lungs) minus the share of the Grad-CAM map's mass inside the U-Net lung mask, the map taken at
+  the deepest layer with at least 16x16 cells (the book's saliency chapter)
   (:mod:`covid_lib.analysis.saliency`: :func:`~covid_lib.analysis.saliency.in_lung_share`,
   :func:`~covid_lib.analysis.saliency.share_summary`), overall and per class. Null 0: flagged,
-  the maps favour what lies outside the lungs. Maps without mass and images without a lung mask
-  are left out and counted in the note.
+  the maps favour what lies outside the lungs. Maps that place nothing (no positive mass,
+  constant) and images without a lung mask are left out and counted in the note.
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.std import tqdm
 
 from covid_lib import stats
+from covid_lib.analysis.metadata_baseline import cluster_auc
+from covid_lib.analysis.saliency import (COVID_CLASS, MIN_CELLS, in_lung_share, input_masks, lung_area_share,
+                                         map_status, resolve_layer, saliency_maps, share_summary, status_counts)
 from covid_lib.audit.manifest import AuditManifest
 from covid_lib.audit.measures import MEASURE_COLUMNS, AuditSettings, cap_patients, factor_levels
+from covid_lib.preprocess import get_pipeline, preprocess_rows
+from covid_lib.runs import Record, checkpoint_path, model_from_checkpoint
+from covid_lib.train import load_images, make_dataset, predict
 
 SECTION = "6 model"
 #: A metadata level (and the rest) needs this many images of each class for its AUC gap. Under
@@ -101,15 +109,11 @@ class AuditModel:
 
 # ------------------------------------------------------------------------------------ resolving
 def _record_info(run_id: str, results: Path | None) -> dict:
-    from covid_lib.runs import Record
-
     return Record.of(run_id, results=results).info
 
 
 def _locate(name: str, results, storage) -> tuple[Path, Path | None]:
     """``(checkpoint path, results folder or None)`` of a ``--model`` value (module docstring)."""
-    from covid_lib.runs import Record, checkpoint_path
-
     path = Path(name).expanduser()
     if path.is_file():
         return path.resolve(), Path(results) if results is not None else None
@@ -142,9 +146,6 @@ def resolve_model(name: str, *, device: str = "cpu", results: str | os.PathLike 
         ModelError: nothing by that name, no cached checkpoint, an unreadable checkpoint, no
             record to tell the chain, or not a two-class model.
     """
-    from covid_lib.preprocess import get_pipeline
-    from covid_lib.runs import model_from_checkpoint
-
     ckpt, results_folder = _locate(str(name), results, storage)
     try:
         model, meta = model_from_checkpoint(ckpt, device)
@@ -198,28 +199,27 @@ def model_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd
 @dataclass
 class ModelOutputs:
     """Per image: ``table`` (the scored rows with ``y`` (1 = positive), ``score``, ``has_mask``,
-    ``mapped`` (a saliency map was made), ``share``, ``baseline``; NaN where not measured); ``rejections``."""
+    ``mapped`` (a saliency map was made), ``map_status``
+    (:func:`covid_lib.analysis.saliency.map_status`), ``share``, ``baseline``; NaN where not
+    measured); ``rejections``; ``layer``: where the maps were taken."""
 
     table: pd.DataFrame
     rejections: pd.DataFrame
+    layer: str = ""
 
 
 def score_model(am: AuditModel, rows: pd.DataFrame, y: np.ndarray, *, saliency_images: int, seed: int = 0,
                 device: str = "cpu", batch_size: int = 16, progress: bool = False) -> ModelOutputs:
     """The model's COVID+ probability on ``rows`` and its Grad-CAM in-lung share on at most
     ``saliency_images`` of them (whole patients), through the run's chain, crop and normalisation.
+    The maps are taken at the deepest layer with at least 16x16 cells (as the book's saliency
+    chapter: :func:`covid_lib.analysis.saliency.resolve_layer` ``"auto"``); a map that places
+    nothing (no positive mass, constant) or lacks a lung mask is counted, not measured.
 
     The images are those of :func:`covid_lib.train.load_images` on these rows (the chain run on
     them, uncached, as a capped run does); the lung mask is the ``paper`` chain's at the run's
     ``resize_size`` centre-cropped like the images (as :func:`covid_lib.analysis.saliency.lung_masks`).
     """
-    from tqdm.std import tqdm
-
-    from covid_lib.analysis.saliency import (COVID_CLASS, in_lung_share, input_masks, lung_area_share,
-                                             saliency_maps)
-    from covid_lib.preprocess import get_pipeline, preprocess_rows
-    from covid_lib.train import load_images, make_dataset, predict
-
     size, crop = int(am.meta["resize_size"]), int(am.meta["input_size"])
     rows = rows.reset_index(drop=True).assign(y=np.asarray(y, int))
     chain = get_pipeline(am.pipeline, image_size=size).resolved()
@@ -246,22 +246,29 @@ def score_model(am: AuditModel, rows: pd.DataFrame, y: np.ndarray, *, saliency_i
     table["share"], table["baseline"], table["mapped"] = np.nan, np.nan, False
     sal = cap_patients(table, saliency_images, seed=seed).index if len(table) else pd.Index([])
     sal = np.flatnonzero(table.index.isin(sal))
+    try:
+        layer, cells = resolve_layer(am.model, crop, "auto", MIN_CELLS)
+    except ValueError:  # no layer with 16x16 cells at this input: the last feature map, coarser
+        layer, cells = resolve_layer(am.model, crop, None)
+    table["map_status"] = ""
     if len(sal):
         sub = make_dataset(table.iloc[sal], images[sal], input_size=crop, mean=am.meta["mean"], std=am.meta["std"])
         maps = []
         n_batches = -(-len(sal) // batch_size)
         for x, _, _ in tqdm(sub.batches(batch_size, device=device), total=n_batches, desc="saliency maps",
                             disable=not progress, leave=False):
-            maps.append(saliency_maps(am.model, x, SALIENCY_METHOD))
+            maps.append(saliency_maps(am.model, x, SALIENCY_METHOD, layer=layer))
         maps = np.concatenate(maps)
         side = size
         full = np.stack([mask_by_id.get(i, np.zeros((side, side), bool)) for i in table["image_id"].iloc[sal].astype(str)])
         masks = input_masks(full, crop)
         has = table["has_mask"].to_numpy()[sal]
-        table.loc[sal, "share"] = np.where(has, in_lung_share(maps, masks), np.nan)
+        status = map_status(maps, has)
+        table.loc[sal, "map_status"] = status
+        table.loc[sal, "share"] = np.where(status == "measured", in_lung_share(maps, masks), np.nan)
         table.loc[sal, "baseline"] = np.where(has, lung_area_share(masks), np.nan)
         table.loc[sal, "mapped"] = True
-    return ModelOutputs(table, rejected)
+    return ModelOutputs(table, rejected, f"{layer} ({cells}x{cells} cells)")
 
 
 # ------------------------------------------------------------------------------------- measures
@@ -299,8 +306,6 @@ def auc_gap(y, score, in_group, groups, *, n_boot: int, seed: int = 0, against: 
 def group_table(table: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
     """The model's scores per level of each factor: images, patients, per class, AUC with its
     patient interval (both classes present), mean score per class; an ``all images`` row first."""
-    from covid_lib.analysis.metadata_baseline import cluster_auc
-
     levels = factor_levels(table)
     levels.insert(0, "all", "all images")
     out = []
@@ -345,8 +350,6 @@ def group_gaps(table: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFra
 def source_separation(table: pd.DataFrame, class_names: tuple[str, str], *, n_boot: int, seed: int = 0) -> pd.DataFrame:
     """The within-class source measures (module docstring): with two sources one row per class,
     with more one per class and source (that source against the others)."""
-    from covid_lib.analysis.metadata_baseline import cluster_auc
-
     src = table["source"].astype(str)
     sources = sorted(src.unique())
     if len(sources) < 2:
@@ -378,10 +381,9 @@ def source_separation(table: pd.DataFrame, class_names: tuple[str, str], *, n_bo
     return pd.DataFrame(out, columns=MEASURE_COLUMNS)
 
 
-def lung_shortfall(table: pd.DataFrame, class_names: tuple[str, str], *, n_boot: int, seed: int = 0) -> pd.DataFrame:
+def lung_shortfall(table: pd.DataFrame, class_names: tuple[str, str], *, n_boot: int, seed: int = 0,
+                   layer: str = "") -> pd.DataFrame:
     """The saliency measures (module docstring): overall and per class, on the images with a map."""
-    from covid_lib.analysis.saliency import share_summary
-
     tried = table[table["mapped"]]
     if not len(tried):
         return pd.DataFrame(columns=MEASURE_COLUMNS)
@@ -393,9 +395,13 @@ def lung_shortfall(table: pd.DataFrame, class_names: tuple[str, str], *, n_boot:
                           part["group_id"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
         if not r["n"]:
             continue
+        counts = status_counts(part["map_status"]) if "map_status" in part else {}
+        why = ", ".join(f"{counts[f'n_{k}']} {k.replace('_', ' ')}" for k in ("no_positive_mass", "constant", "no_mask")
+                        if counts.get(f"n_{k}")) or "no mass or no lung mask"
         note = (f"in-lung share {_est(r['share'], r['share_low'], r['share_high'])}, lung area "
-                f"{_est(r['baseline'], r['baseline_low'], r['baseline_high'])} ({SALIENCY_METHOD}, {r['n']} maps"
-                + (f"; {r['n_excluded']} not measurable: no mass or no lung mask" if r["n_excluded"] else "") + ")")
+                f"{_est(r['baseline'], r['baseline_low'], r['baseline_high'])} ({SALIENCY_METHOD}"
+                + (f" at {layer}" if layer else "") + f", {r['n']} maps"
+                + (f"; {r['n_excluded']} not measurable: {why}" if r["n_excluded"] else "") + ")")
         used = part[np.isfinite(part["share"]) & np.isfinite(part["baseline"])]
         out.append(_row(f"saliency in the lungs, {name}", "lungs", "lung shortfall (area - share)",
                         -r["excess"], -r["excess_high"], -r["excess_low"], 0.0, used, note))
@@ -426,9 +432,10 @@ def model_audit(manifest: AuditManifest, am: AuditModel, *, settings: AuditSetti
     names = class_names(manifest)
     n_boot = settings.n_boot
     parts = [group_gaps(t, n_boot=n_boot, seed=seed), source_separation(t, names, n_boot=n_boot, seed=seed),
-             lung_shortfall(t, names, n_boot=n_boot, seed=seed)]
+             lung_shortfall(t, names, n_boot=n_boot, seed=seed, layer=outputs.layer)]
     measures = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else \
         pd.DataFrame(columns=MEASURE_COLUMNS)
-    cols = ["image_id", "source", "patient_id", "split", "label_name", "y", "score", "share", "baseline"]
+    cols = ["image_id", "source", "patient_id", "split", "label_name", "y", "score", "map_status", "share",
+            "baseline"]
     return {"measures": measures, "groups": group_table(t, n_boot=n_boot, seed=seed), "scores": t[cols],
-            "rejections": outputs.rejections}
+            "rejections": outputs.rejections, "layer": outputs.layer}

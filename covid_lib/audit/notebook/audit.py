@@ -149,7 +149,7 @@ else:
     display(Markdown(
         f"Model: {classifier.describe()}; {len(scored)} images of {scored['patient_id'].nunique()} patients scored "
         f"({'the test split' if data.has_test_split else 'every image: no test split given'}), "
-        f"{int(scored['share'].notna().sum())} saliency maps measured."
+        f"{int(scored['share'].notna().sum())} saliency maps measured (Grad-CAM at {results['model_layer']})."
         + "".join(f"\n\n*Note*: {n}" for n in classifier.notes)))
     display(findings[findings["section"] == "6 model"][["measure", "metric", "value", "low", "high", "chance", "flag",
                                                         "note"]])
