@@ -8,12 +8,20 @@
   a corner mark or a gamma shift (:func:`covid_lib.preprocess.plant.apply_mark`) burnt into the raw
   images of one class (written to a temporary folder, never the repository): the audit must flag
   the raw image-statistics probe, and only the mark can make it.
+- With ``--model RUN``: the model's AUC-gap measures (section 6) on its own composition's test
+  set under ``--model-permutations`` patient-level label permutations (the model's scores
+  computed once): with labels that mean nothing, no group's AUC differs from the rest's, so every
+  flag is a false alarm.
 - The book's compositions, exported as manifests: the audit's metadata baselines must equal the
   chapter's, and on CORDA&ChestXRay it must flag age and source.
 
-Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it.
+Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it; with
+``--update`` the sections measured replace those of the existing file and the others are kept.
+The false-alarm rates come with Wilson 95% intervals: per audit (permutations are independent)
+and per measure (which treats an audit's correlated measures as independent: indicative only).
 
     python scripts/audit_validation.py --per-class 120 --permutations 10
+    python scripts/audit_validation.py --skip-compositions --marks --permutations 100 --update
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from covid_lib.audit.measures import PROBE_STEPS, probe_rows
 from covid_lib.data import read_image
 from covid_lib.paths import REPO_ROOT, resolve_data_root
 from covid_lib.preprocess.plant import apply_mark
+from covid_lib.stats import wilson_interval
 
 
 def control_manifest(folder: Path, per_class: int, seed: int) -> Path:
@@ -128,6 +137,48 @@ def composition_checks(folder: Path, *, n_boot: int, seed: int) -> dict:
     return out
 
 
+def rates(perm: list[dict]) -> dict:
+    """False alarms of permuted audits (each ``{"measures": n, "flagged": [...]}``) with Wilson intervals."""
+    n_measures = sum(p["measures"] for p in perm)
+    n_flags = sum(len(p["flagged"]) for p in perm)
+    n_audits = sum(bool(p["flagged"]) for p in perm)
+    return {"runs": len(perm), "audits_with_a_false_alarm": n_audits,
+            "false_alarm_rate_per_audit": n_audits / max(len(perm), 1),
+            "false_alarm_rate_per_audit_interval": list(wilson_interval(n_audits, len(perm))),
+            "false_alarms": n_flags, "measures": n_measures,
+            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1),
+            "false_alarm_rate_per_measure_interval": list(wilson_interval(n_flags, n_measures)),
+            "false_alarms_by_measure": pd.Series([f for p in perm for f in p["flagged"]], dtype=object)
+            .value_counts().to_dict()}
+
+
+def model_null(folder: Path, run: str, composition: str, permutations: int, *, n_boot: int, seed: int) -> dict:
+    """The model's AUC-gap measures under patient-level label permutations of its own test set."""
+    from covid_lib.audit.model import group_gaps, positive_labels, resolve_model, score_model
+    from covid_lib.data import compose
+
+    c = compose(composition, seed=seed)
+    c = c[c["split"] == "test"]
+    m = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
+                      **{k: c[k] for k in ("source", "view", "age", "sex", "date", "orig_width", "orig_height",
+                                           "orig_format", "orig_mode")}})
+    m.to_csv(folder / "model_null.csv", index=False)
+    manifest = load_manifest(folder / "model_null.csv")
+    rows = manifest.rows.assign(y=positive_labels(manifest))
+    table = score_model(resolve_model(run), rows, rows["y"].to_numpy(), saliency_images=0, seed=seed).table
+    true = rank_findings(group_gaps(table, n_boot=n_boot, seed=seed))
+    perm = []
+    for k in tqdm(range(permutations), desc="model permutations"):
+        per_patient = table.groupby("patient_id")["y"].first()
+        shuffled = pd.Series(np.random.default_rng(2000 + k).permutation(per_patient.to_numpy()), index=per_patient.index)
+        g = rank_findings(group_gaps(table.assign(y=table["patient_id"].map(shuffled).astype(int)), n_boot=n_boot,
+                                     seed=seed))
+        perm.append({"permutation": k, "measures": len(g), "flagged": list(g.loc[g["flag"], "measure"])})
+    return {"run": run, "composition": composition, "images": len(table),
+            "patients": int(table["patient_id"].nunique()), "true_labels_flagged": list(true.loc[true["flag"], "measure"]),
+            **rates(perm), "runs_detail": perm}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=120)
@@ -139,6 +190,12 @@ def main() -> None:
     ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
     ap.add_argument("--skip-compositions", action="store_true", help="leave the book's compositions check out")
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
+    ap.add_argument("--model", default=None, metavar="RUN", help="also the null check of the model's AUC gaps")
+    ap.add_argument("--model-composition", default="CORDA&ChestXRay")
+    ap.add_argument("--model-permutations", type=int, default=100)
+    ap.add_argument("--skip-control", action="store_true", help="leave the Kermany control and the planted marks out")
+    ap.add_argument("--max-seconds", type=float, default=0, help="stop drawing permutations after this long (0: never)")
+    ap.add_argument("--update", action="store_true", help="keep the sections of --out that this run does not measure")
     args = ap.parse_args()
     settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
     summary: dict = {"settings": vars(args)}
@@ -150,6 +207,13 @@ def main() -> None:
         if args.only_compositions:
             print(json.dumps(summary["compositions"], indent=1, default=float))
             return
+        if args.model:
+            summary["model_permutations"] = model_null(folder, args.model, args.model_composition,
+                                                       args.model_permutations, n_boot=args.n_boot, seed=args.seed)
+        if args.skip_control:
+            summary["seconds"] = round(time.perf_counter() - t0, 1)
+            _write(args, summary)
+            return
         control = load_manifest(control_manifest(folder, args.per_class, args.seed))
         rows = probe_rows(control, settings.max_images, seed=args.seed)
         arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False)
@@ -159,16 +223,14 @@ def main() -> None:
                                                                   "high", "flag"]].to_dict("records")}
         perm = []
         for k in tqdm(range(args.permutations), desc="permutations"):
+            if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
+                print(f"stopped after {k} permutations: --max-seconds {args.max_seconds} reached")
+                break
             fk = rank_findings(run_audit(permuted(control, 1000 + k), settings=settings, seed=args.seed,
                                          arrays=arrays)["measures"])
             pred = fk[fk["metric"] != "share"]
             perm.append({"permutation": k, "measures": len(pred), "flagged": flagged(pred)})
-        n_measures = sum(p["measures"] for p in perm)
-        n_flags = sum(len(p["flagged"]) for p in perm)
-        summary["permutations"] = {
-            "runs": len(perm), "audits_with_a_false_alarm": sum(bool(p["flagged"]) for p in perm),
-            "false_alarms": n_flags, "measures": n_measures,
-            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1), "runs_detail": perm}
+        summary["permutations"] = {**rates(perm), "runs_detail": perm}
         summary["planted"] = {}
         for mark in args.marks:
             null = permuted(control, PLANT_PERMUTATION)  # labels without signal: only the mark separates them
@@ -177,11 +239,27 @@ def main() -> None:
             summary["planted"][mark] = {"flagged": flagged(fm), "measures": fm[
                 ["measure", "target", "metric", "value", "low", "high", "flag"]].to_dict("records")}
     summary["seconds"] = round(time.perf_counter() - t0, 1)
+    _write(args, summary)
+
+
+def _write(args, summary: dict) -> None:
+    """Write (``--update``: merge into) ``--out`` and print the summary without the details."""
+    if args.update and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        measured = {k: v for k, v in summary.items() if k not in ("settings", "seconds") and v}
+        old.setdefault("updates", []).append({"settings": summary["settings"], "seconds": summary["seconds"],
+                                             "sections": sorted(measured)})
+        summary = {**old, **measured}
     Path(args.out).write_text(json.dumps(summary, indent=1, default=float))
-    short = {k: v for k, v in summary.items() if k != "settings"}
-    short["control"] = {k: v for k, v in summary["control"].items() if k != "measures"}
-    short["permutations"] = {k: v for k, v in summary["permutations"].items() if k != "runs_detail"}
-    short["planted"] = {m: v["flagged"] for m, v in summary["planted"].items()}
+    short = {k: v for k, v in summary.items() if k not in ("settings", "updates")}
+    for key in ("control",):
+        if key in short:
+            short[key] = {k: v for k, v in short[key].items() if k != "measures"}
+    for key in ("permutations", "model_permutations"):
+        if key in short:
+            short[key] = {k: v for k, v in short[key].items() if k != "runs_detail"}
+    if "planted" in short:
+        short["planted"] = {m: v["flagged"] for m, v in short["planted"].items()}
     print(json.dumps(short, indent=1, default=float))
 
 

@@ -186,3 +186,178 @@ def test_validation_note(tmp_path):
     note = validation_note(tmp_path / "v.json")
     assert "1 false alarm(s) in 80 measures (1.2% per measure" in note
     assert "planted corner mark on one class it flagged: image statistics, raw -> label" in note
+
+
+# ------------------------------------------------------------------------------------ --model (item 6)
+from covid_lib.audit import model as audit_model  # noqa: E402
+
+RUN = "covid-CORDA+ChestXRay-resnet18-kermany_full-cpu-s0-9b18846ae0"
+#: The cache as the session found it (the autouse fixture points each test at an empty one).
+REAL_CACHE = Path(os.environ.get("COVID_LIB_CACHE", Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def _scored(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Synthetic scored images (two per patient, labels alternate by patient) in the manifest schema."""
+    rng = np.random.default_rng(seed)
+    i = np.arange(n)
+    t = pd.DataFrame({"image_id": i.astype(str), "patient_id": [f"p{k // 2}" for k in i]})
+    t["group_id"] = t["patient_id"]
+    t["y"] = (i // 2) % 2
+    t["view"] = np.where((i // 4) % 3 == 0, "AP", "PA")
+    t["source"] = np.where((i // 2) % 5 == 0, "b", "a")
+    for col, value in {"sex": "F", "age": np.nan, "date": np.nan, "orig_width": 100, "orig_height": 100,
+                       "orig_format": "PNG", "orig_mode": "L"}.items():
+        t[col] = value
+    t["score"] = 1 / (1 + np.exp(-(2.0 * t["y"] + rng.normal(0, 0.7, n))))
+    return t
+
+
+def test_model_auc_gap_flags_the_group_at_chance():
+    t = _scored()
+    ap = (t["view"] == "AP").to_numpy()
+    t.loc[ap, "score"] = np.random.default_rng(1).random(ap.sum())  # the model knows nothing on AP
+    f = rank_findings(audit_model.group_gaps(t, n_boot=300)).set_index("measure")
+    assert f.loc["model AUC, view = AP", "flag"] and not f.loc["model AUC, view = PA", "flag"]
+    assert f.loc["model AUC, view = AP", "metric"] == "AUC gap (rest - group)"
+    assert f.loc["model AUC, view = AP", "sentence"].startswith("the model is worse on view = AP: AUC gap")
+    assert not f.loc["model AUC, source = a", "flag"]  # the same model on both sources
+
+
+def test_model_auc_gap_against_all_when_the_rest_lacks_a_class():
+    t = _scored()
+    t = t[(t["source"] == "a") | (t["y"] == 0)].reset_index(drop=True)  # source b: negatives only
+    gaps = audit_model.group_gaps(t, n_boot=100).set_index("measure")
+    assert gaps.loc["model AUC, source = a", "metric"] == "AUC gap (all - group)"
+    assert "model AUC, source = b" not in gaps.index  # one class: no AUC
+
+
+def test_model_source_within_a_class():
+    t = _scored()
+    assert audit_model.source_separation(t, ("neg", "pos"), n_boot=100).empty  # equal shares: nothing to learn
+    t = t[(t["source"] == "a") | (t["y"] == 0)].reset_index(drop=True)  # b: negatives only, a: both
+    honest = audit_model.source_separation(t, ("neg", "pos"), n_boot=300)
+    assert list(honest["measure"]) == ["model score within neg: a vs b"]  # positives: one source only
+    assert not rank_findings(honest)["flag"][0]
+    t.loc[t["source"] == "a", "score"] += 0.3  # the model scores source a higher, whatever the label
+    f = rank_findings(audit_model.source_separation(t, ("neg", "pos"), n_boot=300))
+    assert f["flag"][0] and f["sentence"][0].startswith("within neg, the model scores a above b at AUC")
+
+
+def test_model_lung_shortfall():
+    t = _scored(60)
+    t["mapped"] = True
+    t["baseline"] = 0.3
+    t["share"] = np.clip(0.1 + np.random.default_rng(2).normal(0, 0.05, 60), 0, 1)
+    t.loc[:3, "share"] = np.nan  # maps without mass: counted, not measured
+    f = rank_findings(audit_model.lung_shortfall(t, ("neg", "pos"), n_boot=200)).set_index("measure")
+    row = f.loc["saliency in the lungs, all images"]
+    assert row["flag"] and row["value"] == pytest.approx(0.3 - t["share"].mean()) and row["n_images"] == 56
+    assert "4 not measurable" in row["note"]
+    t["share"] = 0.5
+    assert not rank_findings(audit_model.lung_shortfall(t, ("neg", "pos"), n_boot=100))["flag"].any()
+
+
+def test_model_positive_class(tmp_path):
+    m = load_manifest(_write(tmp_path))
+    assert list(audit_model.positive_labels(m)) == list(m.rows["label"])
+    names = pd.Series(["COVID-19", "normal", "non-COVID pneumonia"] * 8)
+    m = load_manifest(_write(tmp_path, label=names))
+    assert list(audit_model.positive_labels(m)) == list((m.rows["label_name"] == "COVID-19").astype(int))
+    m = load_manifest(_write(tmp_path, label=["viral", "bacterial"] * 12))
+    with pytest.raises(audit_model.ModelError, match="positive"):
+        audit_model.positive_labels(m)
+
+
+def test_model_errors_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COVID_LIB_RESULTS", str(tmp_path / "results"))
+    with pytest.raises(audit_model.ModelError, match="no such file or folder, and no run of that id"):
+        audit_model.resolve_model("covid-nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(audit_model.ModelError, match="neither model.pt nor a run record"):
+        audit_model.resolve_model(str(tmp_path / "empty"))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(audit_model.ModelError, match="cannot read .* as a covid_lib checkpoint"):
+        audit_model.resolve_model(str(tmp_path / "junk.pt"))
+    record = tmp_path / "results" / "covid-x"
+    record.mkdir(parents=True)
+    (record / "spec.json").write_text('{"run_id": "covid-x"}')
+    (record / "metrics.json").write_text("{}")
+    with pytest.raises(audit_model.ModelError, match="recorded but its checkpoint is not cached"):
+        audit_model.resolve_model("covid-x")
+    with pytest.raises(audit_model.ModelError, match="has no cached checkpoint"):
+        audit_model.resolve_model(str(record))
+    path = _write(tmp_path / "m")
+    assert main(["audit", str(path), "--out", str(tmp_path / "out"), "--model", "covid-nope", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --model covid-nope") and "\n" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.data
+def test_model_audit_reproduces_the_records_scores(tmp_path, data_root):
+    """A committed CORDA&ChestXRay ResNet-18 on 26 of its own test images: the audit's scores equal
+    the record's (same chain, crop, normalisation), and every section-6 measure has an interval."""
+    ckpt = REAL_CACHE / "runs" / RUN / "model.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"checkpoint of {RUN} not cached at {ckpt}")
+    from covid_lib.audit import AuditSettings
+    from covid_lib.runs import Record
+
+    scores = Record.of(RUN).scores("CORDA&ChestXRay").astype({"image_id": str})
+    if scores.empty:
+        pytest.skip(f"no record of {RUN}")
+    kermany, cohen = scores["source"] == "kermany", scores["source"] == "cohen"
+    s = pd.concat([scores[kermany].head(10), scores[cohen & (scores["label"] == 0)].head(10),
+                   scores[scores["label"] == 1].head(6)]).reset_index(drop=True)
+    frame = pd.DataFrame({"path": [str(data_root / src / "images" / f"{i}.png") for src, i in zip(s["source"], s["image_id"])],
+                          "label": s["label"], "patient_id": s["group_id"], "source": s["source"]})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    m = load_manifest(tmp_path / "m.csv")
+    am = audit_model.resolve_model(str(ckpt))
+    assert am.pipeline == "paper" and am.run_id == RUN
+    settings = AuditSettings(image_size=64, side=16, bins=16, max_images=26, n_boot=100, model_images=26,
+                             saliency_images=6)
+    r = audit_model.model_audit(m, am, settings=settings)
+    got = r["scores"].assign(record=r["scores"]["image_id"].map(dict(zip(m.rows["image_id"], s["score"]))))
+    assert len(got) >= 24
+    np.testing.assert_allclose(got["score"], got["record"], atol=1e-5)
+    assert (r["scores"]["share"].notna() | r["scores"]["baseline"].notna()).sum() == 6
+    measures = r["measures"]
+    assert "model score within negative (0): cohen vs kermany" in set(measures["measure"])
+    assert measures[["value", "low", "high"]].notna().all().all()
+    assert r["groups"].iloc[0]["level"] == "all images" and r["groups"].iloc[0]["n_images"] == len(r["scores"])
+
+def test_validation_note_with_intervals(tmp_path):
+    import json
+
+    from covid_lib.audit import validation_note
+
+    v = {"permutations": {"runs": 100, "false_alarms": 9, "measures": 500, "false_alarm_rate_per_measure": 0.018,
+                          "false_alarm_rate_per_measure_interval": [0.0095, 0.0338], "audits_with_a_false_alarm": 8,
+                          "false_alarm_rate_per_audit_interval": [0.041, 0.150]}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert "(1.8% per measure, 95% interval 0.9%-3.4%; 8 of 100 audits with at least one, 95% interval 4.1%-15.0%)" in note
+
+
+@pytest.mark.data
+def test_cli_audit_with_a_model(tmp_path, data_root):
+    """``--model model.pt`` end to end (profile smoke): section 6 in the findings, its tables
+    written, the page rendered."""
+    ckpt = REAL_CACHE / "runs" / RUN / "model.pt"
+    if not ckpt.is_file():
+        pytest.skip(f"checkpoint of {RUN} not cached")
+    from covid_lib.runs import Record
+
+    s = Record.of(RUN).scores("CORDA&ChestXRay").astype({"image_id": str})
+    s = pd.concat([s[s["source"] == "kermany"].head(10), s[(s["source"] == "cohen") & (s["label"] == 0)].head(10),
+                   s[s["label"] == 1].head(10)])
+    pd.DataFrame({"path": [str(data_root / src / "images" / f"{i}.png") for src, i in zip(s["source"], s["image_id"])],
+                  "label": s["label"], "patient_id": s["group_id"], "source": s["source"]}).to_csv(tmp_path / "m.csv",
+                                                                                                 index=False)
+    out = tmp_path / "out"
+    assert main(["audit", str(tmp_path / "m.csv"), "--out", str(out), "--profile", "smoke", "-q", "--device", "cpu",
+                 "--model", str(ckpt)]) == 0
+    assert {"model_groups.csv", "model_scores.csv", "audit.html"} <= {p.name for p in out.iterdir()}
+    findings = pd.read_csv(out / "findings.csv")
+    assert (findings["section"] == "6 model").sum() >= 2
+    assert "6. The model" in (out / "audit.html").read_text()

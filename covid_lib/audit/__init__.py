@@ -3,6 +3,8 @@
 - :mod:`.manifest`: read and check a CSV manifest (one-line :class:`ManifestError`).
 - :mod:`.measures`: the measurements (metadata factors, metadata baseline, leakage and
   duplicates, image-statistics and lung-mask probes), each a tidy table with patient intervals.
+- :mod:`.model`: with ``--model``, a trained model's AUC per metadata group, its score by
+  source within each class and its saliency's in-lung share (section 6).
 - :mod:`.findings`: the flag rule and the findings, worst first.
 - :mod:`.execute`: the parameterised audit notebook run like a chapter, plus its HTML page.
 

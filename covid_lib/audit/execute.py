@@ -4,7 +4,8 @@
 with the book's runner (:func:`covid_lib.book.runner.run_chapter`), so the report carries the
 same provenance record as a chapter (parameters, git state, environment, wall time; the data
 version is the SHA-256 of the manifest and its images' sizes). Everything goes under ``out``:
-``audit.ipynb``, ``audit.html``, ``findings.csv``, ``counts.csv``, ``duplicates.csv``.
+``audit.ipynb``, ``audit.html``, ``findings.csv``, ``counts.csv``, ``duplicates.csv``; with a
+model (:mod:`covid_lib.audit.model`) also ``model_groups.csv`` and ``model_scores.csv``.
 """
 
 from __future__ import annotations
@@ -50,14 +51,18 @@ def audit_dataset(manifest: str | os.PathLike, out: str | os.PathLike, *, profil
         ``{"notebook": ..., "html": ..., "findings": ...}`` paths under ``out``.
     """
     get_settings(profile)
-    if model:
-        raise ValueError("--model is not implemented yet; audit the dataset without it")
     manifest = Path(manifest).resolve()
     checked = load_manifest(manifest, progress=progress)
+    if model:  # a missing or unusable model is one line too, before any kernel starts
+        from covid_lib.audit.model import positive_labels, resolve_model
+
+        resolve_model(model, device="cpu")
+        positive_labels(checked)
+        model = str(Path(model).resolve()) if Path(model).exists() else str(model)  # the kernel's cwd differs
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     chapter = AuditNotebook("", "audit", NOTEBOOK)
-    params = {"manifest": str(manifest), "out": str(out), "device": device, "seed": seed}
+    params = {"manifest": str(manifest), "out": str(out), "device": device, "seed": seed, "model": model or ""}
     nb = run_chapter(chapter, profile=profile, parameters=params, output_dir=out, progress_bar=progress,
                      version=manifest_version(manifest, list(checked.rows["image_path"])), failed_dir=out)
     return {"notebook": nb, "html": write_html(nb, out / "audit.html"), "findings": out / "findings.csv"}

@@ -9,6 +9,10 @@ The flag rule, fixed before any data is seen:
   alarm rate is at most about 2.5%; an audit runs about a dozen correlated measures, so its
   chance of at least one false alarm is higher (the permutation control of
   ``scripts/audit_validation.py`` measures it).
+- The model's measures (section 6, ``--model``; :mod:`covid_lib.audit.model`) take the same
+  rule against their own null: an *AUC gap* (the rest's AUC minus a group's) and a *lung
+  shortfall* (the lung's area share minus the saliency's in-lung share) against 0, a within-class
+  *source AUC* against 0.5.
 - A *leakage* share (test images whose patient or duplicate is in train/val, images duplicated
   under another label) is flagged whenever it is above zero: one such image is already a defect.
 
@@ -38,6 +42,8 @@ def is_flagged(measures: pd.DataFrame, *, margin: float = MARGIN) -> pd.Series:
 def sentence(row: pd.Series) -> str:
     """One line a reader can act on, e.g. "the label is predictable from image size at AUC 0.97 [0.94, 0.99]"."""
     est = f"{row['value']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
+    if str(row.get("section", "")).startswith("6"):
+        return _model_sentence(row, est)
     if row["metric"] == "share":
         return f"{row['measure']}: {row['value']:.1%} [{row['low']:.1%}, {row['high']:.1%}] ({row.get('note', '')})"
     what = "the source" if row["target"] == "source" else "the label"
@@ -48,6 +54,28 @@ def sentence(row: pd.Series) -> str:
     if row.get("flag", False):
         return f"{what} is predictable from {src} at {row['metric']} {est}{chance}"
     return f"{what} is not clearly predictable from {src}: {row['metric']} {est}{chance}"
+
+
+def _model_sentence(row: pd.Series, est: str) -> str:
+    """Section 6's sentences (:mod:`covid_lib.audit.model`)."""
+    flag, note, measure = bool(row.get("flag", False)), row.get("note", ""), row["measure"]
+    if row["metric"].startswith("AUC gap"):
+        group = measure.split(", ", 1)[-1]
+        if flag:
+            return f"the model is worse on {group}: AUC gap {est} ({note})"
+        return f"the model is not clearly worse on {group}: AUC gap {est} ({note})"
+    if row["target"] == "source":
+        cls, pair = measure[len("model score within "):].split(": ", 1)
+        rich, poor = pair.split(" vs ", 1)
+        if flag:
+            return (f"within {cls}, the model scores {rich} above {poor} at AUC {est} (chance 0.50): a source "
+                    f"shortcut, or the sources' patients differ ({note})")
+        return f"within {cls}, the model's score does not clearly follow the source: AUC {est} (chance 0.50; {note})"
+    which = measure.split(", ", 1)[-1]
+    if flag:
+        return (f"the model's saliency ({which}) lies outside the lungs: the in-lung share falls short of the lung's "
+                f"area by {est} ({note})")
+    return f"the model's saliency ({which}) is not clearly outside the lungs: shortfall {est} ({note})"
 
 
 def rank_findings(measures: pd.DataFrame, *, margin: float = MARGIN) -> pd.DataFrame:
@@ -82,11 +110,24 @@ def validation_note(path=None) -> str:
                      f"(AUC and interval) on {equal}; flagged factors: "
                      + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}" for n, r in comps.items()) + ".")
     perm = v.get("permutations")
+
+    def ci(key: str, source: dict | None = None) -> str:
+        lo_hi = (perm if source is None else source).get(key)
+        return f", 95% interval {lo_hi[0]:.1%}-{lo_hi[1]:.1%}" if lo_hi else ""
+
     if perm:
         parts.append(f"On {perm['runs']} label permutations of a control without a planted shortcut (Kermany "
                      f"bacterial vs viral) it raised {perm['false_alarms']} false alarm(s) in {perm['measures']} "
-                     f"measures ({perm['false_alarm_rate_per_measure']:.1%} per measure; "
-                     f"{perm['audits_with_a_false_alarm']} of {perm['runs']} audits with at least one).")
+                     f"measures ({perm['false_alarm_rate_per_measure']:.1%} per measure"
+                     f"{ci('false_alarm_rate_per_measure_interval')}; "
+                     f"{perm['audits_with_a_false_alarm']} of {perm['runs']} audits with at least one"
+                     f"{ci('false_alarm_rate_per_audit_interval')}).")
+    mperm = v.get("model_permutations")
+    if mperm:
+        parts.append(f"The model's AUC gaps (section 6), on {mperm['runs']} label permutations of {mperm['run']}'s "
+                     f"{mperm['composition']} test set, raised {mperm['false_alarms']} false alarm(s) in "
+                     f"{mperm['measures']} measures ({mperm['audits_with_a_false_alarm']} of {mperm['runs']} audits "
+                     f"with at least one{ci('false_alarm_rate_per_audit_interval', mperm)}).")
     for mark, r in v.get("planted", {}).items():
         parts.append(f"With a planted {mark} mark on one class it flagged: {', '.join(r['flagged']) or 'nothing'}.")
     return "**Validation** (`scripts/audit_validation.py`). " + " ".join(parts)

@@ -54,13 +54,19 @@ class AuditSettings:
     bins: int
     max_images: int
     n_boot: int
+    #: ``--model``: images the model scores (whole patients), and of them those with a saliency map.
+    model_images: int = 1000
+    saliency_images: int = 200
 
 
 #: ``smoke``: seconds, for tests; ``cpu``: a few minutes on 2 cores for ~1000 images.
 SETTINGS: dict[str, AuditSettings] = {
-    "smoke": AuditSettings(image_size=64, side=16, bins=16, max_images=120, n_boot=200),
-    "cpu": AuditSettings(image_size=144, side=32, bins=32, max_images=1000, n_boot=1000),
-    "paper": AuditSettings(image_size=224, side=32, bins=32, max_images=5000, n_boot=2000),
+    "smoke": AuditSettings(image_size=64, side=16, bins=16, max_images=120, n_boot=200, model_images=60,
+                           saliency_images=24),
+    "cpu": AuditSettings(image_size=144, side=32, bins=32, max_images=1000, n_boot=1000, model_images=1000,
+                         saliency_images=200),
+    "paper": AuditSettings(image_size=224, side=32, bins=32, max_images=5000, n_boot=2000, model_images=5000,
+                           saliency_images=1000),
 }
 
 
@@ -229,15 +235,19 @@ def leakage(manifest: AuditManifest, *, progress: bool = False) -> tuple[pd.Data
 
 
 # ------------------------------------------------------------------- 4, 5. image and mask probes
-def probe_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd.DataFrame:
-    """At most ``max_images`` rows for the pixel probes, whole patients drawn at random (``seed``)."""
-    rows = manifest.rows
+def cap_patients(rows: pd.DataFrame, max_images: int, *, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_images`` of ``rows``, whole patients drawn at random (``seed``); the index is kept."""
     if len(rows) <= max_images:
-        return rows.reset_index(drop=True)
+        return rows
     patients = rows["patient_id"].drop_duplicates().sample(frac=1.0, random_state=seed)
     counts = rows.groupby("patient_id").size()[patients]
     keep = set(patients[(counts.cumsum() <= max_images).to_numpy()])
-    return rows[rows["patient_id"].isin(keep)].reset_index(drop=True)
+    return rows[rows["patient_id"].isin(keep)]
+
+
+def probe_rows(manifest: AuditManifest, max_images: int, *, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_images`` rows for the pixel probes, whole patients drawn at random (``seed``)."""
+    return cap_patients(manifest.rows, max_images, seed=seed).reset_index(drop=True)
 
 
 def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0, device: str = "cpu",
@@ -302,7 +312,7 @@ def run_audit(manifest: AuditManifest, *, settings: AuditSettings, seed: int = 0
               arrays=None, progress: bool = False) -> dict[str, pd.DataFrame]:
     """Every measure: ``measures`` (all rows of sections 1-5), ``counts`` (:func:`factor_counts`),
     ``duplicates`` (pairs) and ``rejections`` (images the chain rejected); ``arrays``: see
-    :func:`pixel_probes`."""
+    :func:`pixel_probes`. A model's section 6 is :func:`covid_lib.audit.model.model_audit`."""
     steps = ["metadata factors", "metadata baseline", "leakage", "image probes"]
     bar = tqdm(steps, desc="audit", disable=not progress)
     parts = {}

@@ -4,6 +4,7 @@
 
     python -m covid_lib audit my_xrays.csv --out audit_report            # profile cpu
     python -m covid_lib audit my_xrays.csv --out /tmp/a --profile smoke  # seconds, a first look
+    python -m covid_lib audit my_xrays.csv --out a --model covid-CORDA+ChestXRay-resnet18-kermany_full-cpu-s0-9b18846ae0
 
 Writes ``audit.ipynb``, ``audit.html`` and the tables (``findings.csv``...) under ``--out`` and
 nothing elsewhere. A bad manifest is one line on stderr (exit 2) before any kernel starts.
@@ -46,10 +47,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         description="Run the book's shortcut checks on a CSV manifest (columns path, label; optional "
                     "patient_id, source or site, view, age, sex, date, split): the label against each "
                     "metadata column, a metadata-only baseline, patients and duplicates across splits, "
-                    "image-statistics and lung-mask probes. Writes only under --out.")
+                    "image-statistics and lung-mask probes; with --model, the model's scores by group and "
+                    "source and its saliency in the lungs. Writes only under --out.")
     p.add_argument("manifest", metavar="MANIFEST", help="the CSV manifest (image paths relative to its folder)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--model", default=None, metavar="CHECKPOINT", help="a model to audit too (not implemented yet)")
+    p.add_argument("--model", default=None, metavar="CHECKPOINT",
+                   help="a two-class model to audit too: a run id of this project, its record or checkpoint "
+                        "folder, or its model.pt (its chain comes from the run's record); adds its AUC per "
+                        "metadata group, its scores by source within each class and its saliency's in-lung share")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     p.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "paper"],
                    help="smoke: seconds, a first look; cpu: the default; paper: more images, larger")

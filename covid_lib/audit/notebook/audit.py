@@ -16,12 +16,14 @@
 # shape — and do patients or images cross the splits? Every score comes with a 95% interval that
 # resamples whole patients. A measure is **flagged** when the lower end of its interval lies more
 # than 0.05 above chance (a leakage share: when it is above zero); see
-# `covid_lib.audit.findings` for the rule and its false-alarm rate.
+# `covid_lib.audit.findings` for the rule and its false-alarm rate. With a model (`--model`), its
+# AUC per group, its scores by source within each class and where its saliency falls are measured
+# too (section 6).
 
 # %% tags=["parameters"]
 manifest = ""  # the CSV manifest (path, label, optional patient_id, source, view, age, sex, date, split)
 out = ""  # the output folder: the tables are written there, nothing elsewhere
-model = ""  # a checkpoint to audit too (not implemented yet: must stay empty)
+model = ""  # a two-class model to audit too: run id, record or checkpoint folder, or model.pt; empty: none
 device = "auto"  # the U-Net of the chain runs there
 profile = "cpu"  # smoke | cpu | paper: images of the pixel probes, their size, bootstrap resamples
 seed = 0  # folds, subsampling and bootstrap
@@ -45,17 +47,26 @@ from covid_lib.profiles import resolve_device
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pd.set_option("display.max_rows", 200, "display.width", 160)
-if model:
-    raise NotImplementedError("--model is not implemented yet: audit the dataset without it")
 t0 = time.perf_counter()
 settings = get_settings(profile)
 data = load_manifest(manifest)
 results = run_audit(data, settings=settings, seed=seed, device=resolve_device(device))
+classifier = None
+if model:
+    from covid_lib.audit.model import model_audit, resolve_model
+
+    classifier = resolve_model(model, device=resolve_device(device))
+    section6 = model_audit(data, classifier, settings=settings, seed=seed, device=resolve_device(device))
+    results["measures"] = pd.concat([results["measures"], section6["measures"]], ignore_index=True)
+    results.update({f"model_{k}": v for k, v in section6.items() if k != "measures"})
 findings = rank_findings(results["measures"])
 out_dir = Path(out)
 findings.to_csv(out_dir / "findings.csv", index=False)
 results["counts"].to_csv(out_dir / "counts.csv", index=False)
 results["duplicates"].to_csv(out_dir / "duplicates.csv", index=False)
+if classifier is not None:
+    results["model_groups"].to_csv(out_dir / "model_groups.csv", index=False)
+    results["model_scores"].to_csv(out_dir / "model_scores.csv", index=False)
 display(Markdown(
     f"**{data.path.name}**: {len(data.rows)} readable images of {data.rows['patient_id'].nunique()} patients, "
     f"classes {', '.join(f'{c} ({n})' for c, n in data.rows['label_name'].value_counts().sort_index().items())}; "
@@ -123,11 +134,40 @@ if len(data.unreadable):
     display(data.unreadable)
 
 # %% [markdown]
+# ## 6. The model
+#
+# With `--model` only: the model's scores on the test split (every image without one), per level
+# of each metadata column (AUC with its patient interval, mean score per class), whether its score
+# follows the source within a class, and the share of its Grad-CAM map (COVID+ log-odds) inside
+# the U-Net lung mask against the lung's share of the image (what an even map would place there).
+
+# %% tags=["hide-input"]
+if classifier is None:
+    display(Markdown("No model given (`--model`): nothing measured here."))
+else:
+    scored = results["model_scores"]
+    display(Markdown(
+        f"Model: {classifier.describe()}; {len(scored)} images of {scored['patient_id'].nunique()} patients scored "
+        f"({'the test split' if data.has_test_split else 'every image: no test split given'}), "
+        f"{int(scored['share'].notna().sum())} saliency maps measured (Grad-CAM at {results['model_layer']})."
+        + "".join(f"\n\n*Note*: {n}" for n in classifier.notes)))
+    display(findings[findings["section"] == "6 model"][["measure", "metric", "value", "low", "high", "chance", "flag",
+                                                        "note"]])
+    display(results["model_groups"].round(3))
+    figures.model_scores(scored)
+    plt.show()
+    if len(results["model_rejections"]):
+        display(Markdown(f"The model's chain rejected {len(results['model_rejections'])} image(s)."))
+
+# %% [markdown]
 # ## Closing note
 
 # %% tags=["hide-input"]
 display(Markdown(
     f"Profile `{profile}`: at most {settings.max_images} images (whole patients) in the pixel probes at "
     f"{settings.image_size} px, {settings.n_boot} bootstrap resamples; seed {seed}. "
-    f"Audit computed in {time.perf_counter() - t0:.0f} s. Tables: `findings.csv`, `counts.csv`, `duplicates.csv`."))
+    + (f"The model scored at most {settings.model_images} images, {settings.saliency_images} with a saliency map. "
+       if classifier is not None else "")
+    + f"Audit computed in {time.perf_counter() - t0:.0f} s. Tables: `findings.csv`, `counts.csv`, `duplicates.csv`"
+    + (", `model_groups.csv`, `model_scores.csv`." if classifier is not None else ".")))
 display(Markdown(validation_note()))
