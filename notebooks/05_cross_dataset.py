@@ -201,6 +201,23 @@ seed_long = rr.matrix_long(headline, threshold=threshold)
 display(styled(rp.seed_table(rp.seed_stats(seed_long))))
 
 # %% [markdown]
+# ## Are the scores probabilities? (calibration)
+#
+# The paper reads every metric at the threshold 0.5, which treats a score as a probability. On
+# each model's own test set: the Brier score (mean squared error of the score; patient-cluster
+# interval) beside that of always answering the test set's share of COVID+ images, the mean score
+# against that share, and the expected calibration error (ECE, 10 bins). The ResNet-18 models of
+# the grid at the paper's pre-training scale, seed 0; collapsed models are listed, not scored.
+
+# %%
+full_seed0 = rr.spec_records([s for s in grid_specs("table2_full", profile, data_root=data_root)
+                              if s.task == "covid" and s.seed == 0])
+display(styled(rp.calibration_table(full_seed0, n_boot=n_boot)))
+if (full_seed0["status"] == "done").any():
+    fig = rp.plot_reliability(full_seed0)
+    plt.show()
+
+# %% [markdown]
 # ## What the matrix says
 #
 # - The verdict above is decided by the protocol's difference of gaps (augmented minus CORDA-only),

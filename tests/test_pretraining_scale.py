@@ -102,3 +102,32 @@ def test_checkpoint_matches_record_compares_recorded_probabilities(write_record,
     assert rp.checkpoint_matches_record(spec) == {"images": 3, "max_abs_diff": 0.0, "matches": True}
     monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: (probs + 0.05, r.reset_index(drop=True)))
     assert rp.checkpoint_matches_record(spec)["matches"] is False
+
+
+def test_specificity_at_matched_sensitivity_is_a_point_of_the_roc_curve():
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    s = y * 0.8 + rng.normal(0, 0.5, 200)
+    fpr, tpr, _ = roc_curve(y, s)
+    for target in (0.5, 0.8, 0.95):
+        expected = 1 - fpr[np.argmax(tpr >= target)]
+        got = rp._specificity_at_sensitivity(y, s, np.ones((1, 200)), target)[0]
+        assert got == pytest.approx(expected)
+    w = np.vstack([np.ones(200), rng.integers(0, 3, 200)])  # one row per bootstrap replicate
+    assert rp._specificity_at_sensitivity(y, s, w, 0.8).shape == (2,)
+
+
+def test_calibration_table_brier_and_ece(write_record):
+    from covid_lib.report import reproduction as rp5
+
+    y = np.tile([0, 1], 50)
+    calibrated = np.where(y == 1, 0.9, 0.1)
+    spec = _spec("kermany_full", 0)
+    write_record(spec, _scores("CORDA", y, calibrated))
+    records = spec_records([spec, _spec("kermany_full", 1)])
+    t = rp5.calibration_table(records, n_boot=200).set_index("seed")
+    assert t.loc[0, "Brier"].startswith("0.010") and t.loc[0, "ECE"] == pytest.approx(0.1)
+    assert t.loc[0, "Brier of the prevalence"] == 0.25 and t.loc[1, "status"] == "missing"
+    assert len(rp5.plot_reliability(records).axes) == 1

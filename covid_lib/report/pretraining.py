@@ -94,14 +94,31 @@ def _specificity(y: np.ndarray, s: np.ndarray, w: np.ndarray, threshold: float) 
         return (w * neg * (s < threshold)).sum(axis=1) / (w * neg).sum(axis=1)
 
 
+def _specificity_at_sensitivity(y: np.ndarray, s: np.ndarray, w: np.ndarray, target: float) -> np.ndarray:
+    """Per row of weights ``w``: the specificity at the highest threshold whose (weighted)
+    sensitivity reaches ``target``, i.e. one point of the ROC curve at a fixed sensitivity."""
+    order = np.argsort(-s, kind="stable")
+    ys, ss, ws = y[order], s[order], w[:, order]
+    pos = ws * (ys == 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cum = np.cumsum(pos, axis=1) / pos.sum(axis=1, keepdims=True)
+    threshold = ss[np.argmax(cum >= target - 1e-12, axis=1)]
+    neg = (y == 0).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w * neg * (s[None, :] < threshold[:, None])).sum(axis=1) / (w * neg).sum(axis=1)
+
+
 def specificity_gain(index: pd.DataFrame, *, composition: str, pretrain: str, test_set: str | None = None,
                      arch: str = "resnet18", profile: str = "cpu", seed: int = 0,
-                     threshold: float = PAPER_THRESHOLD, n_boot: int = 2000) -> dict | None:
+                     threshold: float = PAPER_THRESHOLD, sensitivity: float | None = None,
+                     n_boot: int = 2000) -> dict | None:
     """Specificity of a pre-trained fine-tune minus that of the same model from scratch, same images.
 
-    Both models score the same test images; the difference gets a percentile interval from a
-    bootstrap over patients (images of one patient are resampled together). None when a record
-    is missing.
+    At the paper's ``threshold`` (default), or, with ``sensitivity``, each model at its own
+    threshold that reaches that sensitivity (the paper's "at very similar sensitivity", Sec.
+    IV-A), re-chosen in every bootstrap replicate. Both models score the same test images; the
+    difference gets a percentile interval from a bootstrap over patients (images of one patient
+    are resampled together). None when a record is missing.
     """
     test_set = test_set or composition
     common = dict(task="covid", composition=composition, arch=arch, profile=profile, seed=seed, pipeline="paper")
@@ -112,14 +129,19 @@ def specificity_gain(index: pd.DataFrame, *, composition: str, pretrain: str, te
                                          how="inner")
     y, s1, s0 = both["label"].to_numpy(), both["score"].to_numpy(), both["scratch"].to_numpy()
     one = np.ones((1, len(y)))
-    spec1, spec0 = float(_specificity(y, s1, one, threshold)[0]), float(_specificity(y, s0, one, threshold)[0])
-    low, high = bootstrap_ci(y, lambda w: _specificity(y, s1, w, threshold) - _specificity(y, s0, w, threshold),
-                             groups=both["group_id"].to_numpy(), n_boot=n_boot)
+    if sensitivity is None:
+        spec = lambda s, w: _specificity(y, s, w, threshold)  # noqa: E731
+    else:
+        spec = lambda s, w: _specificity_at_sensitivity(y, s, w, sensitivity)  # noqa: E731
+    spec1, spec0 = float(spec(s1, one)[0]), float(spec(s0, one)[0])
+    low, high = bootstrap_ci(y, lambda w: spec(s1, w) - spec(s0, w), groups=both["group_id"].to_numpy(),
+                             n_boot=n_boot)
     return {"composition": composition, "test_set": test_set, "pretrain": pretrain, "seed": seed,
             "n_negatives": int((y == 0).sum()), "n_patients": int(both["group_id"].nunique()),
             "specificity_pretrained": spec1, "specificity_scratch": spec0, "difference": spec1 - spec0,
             "low": low, "high": high,
-            "did_not_learn": ", ".join(k for k, r in (("pre-trained", a), ("scratch", b)) if r["did_not_learn"])}
+            "did_not_learn": ", ".join(k for k, r in (("pre-trained", a), ("scratch", b)) if r["did_not_learn"]),
+            "collapsed": ", ".join(k for k, r in (("pre-trained", a), ("scratch", b)) if r.get("status") == "collapsed")}
 
 
 def specificity_gains(index: pd.DataFrame, compositions: Iterable[str], *, seeds: Iterable[int] = (0,),
@@ -142,7 +164,8 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
         "specificity scratch": gains["specificity_scratch"].round(2),
         "difference [patient 95% CI]": [format_estimate(d, lo, hi) for d, lo, hi in
                                         zip(gains["difference"], gains["low"], gains["high"])],
-        "did not learn": gains["did_not_learn"].replace("", "–")})
+        "did not learn": gains["did_not_learn"].replace("", "–"),
+        "collapsed": (gains["collapsed"] if "collapsed" in gains else pd.Series("", index=gains.index)).replace("", "–")})
     return out.reset_index(drop=True)
 
 

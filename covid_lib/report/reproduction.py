@@ -258,3 +258,52 @@ def c1_paired(records: pd.DataFrame, *, base: str = "CORDA", n_boot: int = 2000)
     cols = ["arch", "pretrain", "composition", "seed", "test_set", "status_a", "status_b", "did_not_learn"]
     return pd.DataFrame(rows).reindex(columns=[*cols, *PAIRED_COLUMNS])
 
+
+
+# ------------------------------------------------------------------------------------ calibration
+def calibration_table(records: pd.DataFrame, *, n_bins: int = 10, n_boot: int = 2000) -> pd.DataFrame:
+    """Calibration of each model that learned, on its own test set (issue 16, item 5): the Brier
+    score with a patient-cluster interval beside that of always predicting the test set's
+    prevalence, the mean score against the share of COVID+ images, and the expected calibration
+    error over ``n_bins`` equal-width bins. Models that did not learn or collapsed are listed
+    with their status and no numbers."""
+    from covid_lib.stats import bootstrap_ci
+
+    rows = []
+    for r in records.to_dict("records"):
+        row = {"pretrain": r["pretrain"], "composition": r["composition"], "seed": r["seed"], "status": r["status"]}
+        if r["status"] != "done" or not has_record(r["path"]):
+            rows.append(row)
+            continue
+        s = cell_scores(r["path"], r["composition"])
+        y, p = s["label"].to_numpy(float), s["score"].to_numpy(float)
+        sq = (p - y) ** 2
+        low, high = bootstrap_ci(sq, groups=s["group_id"].to_numpy(), n_boot=n_boot)
+        bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+        ece = sum(abs(p[bins == b].mean() - y[bins == b].mean()) * (bins == b).mean() for b in np.unique(bins))
+        rows.append({**row, "images": len(y), "Brier": format_estimate(sq.mean(), low, high, 3),
+                     "Brier of the prevalence": round(float(y.mean() * (1 - y.mean())), 3),
+                     "mean score": round(float(p.mean()), 3), "share COVID+": round(float(y.mean()), 3),
+                     "ECE": round(float(ece), 3)})
+    return pd.DataFrame(rows)
+
+
+def plot_reliability(records: pd.DataFrame, *, n_bins: int = 10):
+    """Reliability curves (mean score against the share of COVID+ per bin, own test set) of the
+    models that learned: points on the diagonal are calibrated."""
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    for r in records[records["status"] == "done"].to_dict("records"):
+        s = cell_scores(r["path"], r["composition"])
+        frac, mean = calibration_curve(s["label"], s["score"], n_bins=n_bins)
+        ax.plot(mean, frac, marker="o", ms=3, label=f"{r['composition']} ({r['pretrain']}, s{r['seed']})")
+    ax.set_xlabel("mean score in the bin")
+    ax.set_ylabel("share of COVID+ images in the bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
