@@ -215,7 +215,7 @@ display(rp.specificity_gain_table(gains))
 # %%
 matched = rp.specificity_gains(index, COMPOSITION_ORDER, seeds=range(5), pretrains=("kermany", "kermany_full", "nih"),
                                profile=profile, sensitivity=0.8, n_boot=n_boot)
-display(rp.specificity_gain_table(matched))
+display(report.styled(rp.specificity_gain_table(matched)))
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt

@@ -285,7 +285,8 @@ def calibration_table(records: pd.DataFrame, *, n_bins: int = 10, n_boot: int = 
                      "Brier of the prevalence": round(float(y.mean() * (1 - y.mean())), 3),
                      "mean score": round(float(p.mean()), 3), "share COVID+": round(float(y.mean()), 3),
                      "ECE": round(float(ece), 3)})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.astype({"images": "Int64"}) if "images" in out else out
 
 
 def plot_reliability(records: pd.DataFrame, *, n_bins: int = 10):
