@@ -239,7 +239,6 @@ def synthetic_runs(monkeypatch):
     """Source-split runs over synthetic images: COVID+ images brighter, so a model can learn."""
     import covid_lib.data as data
     from covid_lib.data import source_splits
-    from covid_lib.runs import source_runs
 
     splits = _synthetic_splits()
     monkeypatch.setattr(source_splits, "global_splits", lambda *a, **k: splits.copy())
@@ -250,8 +249,7 @@ def synthetic_runs(monkeypatch):
         x = rng.integers(0, 120, (len(rows), 72, 72)).astype(np.uint8) + 100 * rows["label"].to_numpy()[:, None, None]
         return x.astype(np.uint8), rows, pd.DataFrame(columns=runs.execution.REJECTION_COLUMNS)
 
-    monkeypatch.setattr(source_runs, "_images", images)
-    monkeypatch.setattr(runs.execution, "_images", images)  # test-set scoring (score_test_sets)
+    monkeypatch.setattr(runs.execution, "_images", images)  # the split datasets and the test-set scoring
     return splits
 
 
