@@ -69,7 +69,7 @@ def test_claim_markdown_puts_the_rule_before_the_numbers():
         "n_left_out": 1, "left_out_reasons": {"collapsed": 1}, "reason": "the interval lies above 0"}}}}}
     text = judge.claim_markdown("C2", data)
     assert text.index("**The rule**") < text.index("+0.100 [+0.050, +0.150]")
-    assert judge.rule_text_for("C2") in text and "1 collapsed" in text
+    assert judge.P.rule_text(judge.P.PROTOCOL["C2"]) in text and "1 collapsed" in text
     stale = judge.claim_markdown("C2", {**data, "protocol_hash": "other"})
     assert "Not judged under this protocol" in stale and "+0.100" not in stale
 

@@ -287,6 +287,22 @@ CLAIM_DEPARTURES = {
 }
 
 
+def _rule_markdown(claim: str) -> str:
+    """The protocol's estimand, control and decision rule for ``claim``, as one Markdown sentence."""
+    rule = P.PROTOCOL[claim]
+    return f"*Estimand:* {rule.estimand}. *Control:* {rule.control}. *Decides:* {P.rule_text(rule)}"
+
+
+def _departures(claim: str) -> str:
+    """What every verdict's models differ in from the paper, and what ``claim`` adds."""
+    return "; ".join(x for x in (COMMON_DEPARTURES, CLAIM_DEPARTURES.get(claim, "")) if x)
+
+
+def _scale_departures(scales) -> str:
+    """What each pre-training scale of ``scales`` differs in from the paper."""
+    return "; ".join(SCALE_DEPARTURES[s] for s in scales if s in SCALE_DEPARTURES)
+
+
 def _badge(outcome: str) -> str:
     return f"{{bdg-{BADGES.get(outcome, 'secondary')}}}`{outcome}`"
 
@@ -330,16 +346,14 @@ def verdicts_markdown(data: dict | None = None) -> str:
     for claim in CLAIMS:
         rule = P.PROTOCOL[claim]
         lines += [f":::{{dropdown}} {claim}: {SHORT_CLAIMS[claim]}", f"**The claim** ({rule.section}): {CLAIMS[claim]}",
-                  "", f"**The rule.** *Estimand:* {rule.estimand}. *Control:* {rule.control}. *Decides:* "
-                  f"{P.rule_text(rule)}", ""]
+                  "", f"**The rule.** {_rule_markdown(claim)}", ""]
         for s in scales:
             d = data["scales"][s]["claims"][claim]
             when = (f" Judged on {d['n_records']} records, {d['records_after_protocol']} of them made after the "
                     "protocol was committed." if d.get("n_records") else "")
             lines.append(f"- *{labels[s]}:* **{d['outcome']}**: {_fmt(d)}.{when}")
-        differs = "; ".join([COMMON_DEPARTURES, CLAIM_DEPARTURES.get(claim, "")]).rstrip("; ")
-        lines += ["", f"**What differs from the paper:** {differs}; per scale: "
-                  + "; ".join(f"{SCALE_DEPARTURES[s]}" for s in scales if s in SCALE_DEPARTURES) + ".", ""]
+        lines += ["", f"**What differs from the paper:** {_departures(claim)}; per scale: "
+                  f"{_scale_departures(scales)}.", ""]
         if claim in CLAIM_CHAPTERS:
             lines += [f"Evidence: [{CLAIM_CHAPTERS[claim]}](chapters/{CLAIM_CHAPTERS[claim]}.ipynb).", ""]
         lines.append(":::")
@@ -354,8 +368,7 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
     rule = P.PROTOCOL[claim]
     data = read_verdicts() if data is None else data
     lines = [f"**The rule** (protocol `{P.protocol_hash()}`, fixed before the runs at scale were read; "
-             f"paper {rule.section}). *Estimand:* {rule.estimand}. *Control:* {rule.control}. "
-             f"*Decides:* {rule_text_for(claim)}", ""]
+             f"paper {rule.section}). {_rule_markdown(claim)}", ""]
     if not data or data.get("protocol_hash") != P.protocol_hash():
         return "\n".join(lines + ["*Not judged under this protocol yet: run `python -m covid_lib book judge`.*"])
     lines += ["| pre-training scale | outcome | deciding estimate [95% CI over patients], MDE; comparisons used / left out |",
@@ -364,11 +377,6 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
         d = scale["claims"][claim]
         lines.append(f"| {scale['label']} | **{d['outcome']}** | {_fmt(d)} |")
     return "\n".join(lines)
-
-
-def rule_text_for(claim: str) -> str:
-    """The protocol's decision rule for ``claim`` in words."""
-    return P.rule_text(P.PROTOCOL[claim])
 
 
 def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full") -> Verdict:
@@ -380,7 +388,7 @@ def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full
 
     data = read_verdicts() if data is None else data
     chapter = CLAIM_CHAPTERS.get(claim, "")
-    differs = "; ".join(x for x in (COMMON_DEPARTURES, CLAIM_DEPARTURES.get(claim, "")) if x)
+    differs = _departures(claim)
     if not data or data.get("protocol_hash") != P.protocol_hash():
         return Verdict(claim, CLAIMS[claim], "inconclusive", "not judged under this protocol yet "
                        "(`python -m covid_lib book judge`)", differs, chapter)
@@ -388,7 +396,7 @@ def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full
     scale = scale if scale in scales else list(scales)[-1]
     deciding = "; ".join(f"{s['label']}: {s['claims'][claim]['outcome']}, {_fmt(s['claims'][claim])}"
                          for s in scales.values())
-    differs += "; " + "; ".join(SCALE_DEPARTURES[s] for s in scales if s in SCALE_DEPARTURES)
+    differs += "; " + _scale_departures(scales)
     return Verdict(claim, CLAIMS[claim], scales[scale]["claims"][claim]["outcome"],
                    f"the protocol's pooled estimate ({deciding})", differs, chapter)
 
