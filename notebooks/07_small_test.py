@@ -70,7 +70,7 @@ seed_specs = [s for s in grid_specs("seeds", profile, data_root=data_root) if s.
 full_specs = [s for s in grid_specs("table2_full", profile, data_root=data_root)
               if s.composition == "COVID-ChestXRay" and s.pretrain == "kermany_full"]
 ids = {s.run_id for s in specs}
-extra = [s for s in seed_specs + full_specs if s.run_id not in ids and not ids.add(s.run_id)]
+extra = list({s.run_id: s for s in seed_specs + full_specs if s.run_id not in ids}.values())  # each run once
 cells = rst.load_cells(specs + extra)
 cells.sort(key=lambda c: (["none", "kermany", "kermany_full", "nih"].index(c.pretrain), c.seed))
 display(styled(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells])))
