@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from covid_lib.metrics import format_estimate
 from covid_lib.report.records import cell_scores, record_at
-from covid_lib.report.training import index_record, record_index, run_row, test_scores
+from covid_lib.report.training import index_record, run_row, test_scores
 from covid_lib.stats import POOLED, bootstrap_ci, paired_cluster_bootstrap_sets
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
