@@ -1,4 +1,4 @@
-"""Provenance, one home: the git state, the software environment and the data version.
+"""Provenance, one home: the git state, the software environment, the machine kind and the data version.
 
 Every record the project writes (a run under ``results/``, an executed chapter, a weights file)
 says which code, which environment and which data produced it. The data version itself is
@@ -24,6 +24,13 @@ from covid_lib.profiles import resolve_device
 BOOK_OUTPUTS = ("book/chapters", "book/reproduce.md")
 #: Libraries whose versions every record carries.
 LIBRARIES = ("torch", "torchvision", "timm", "numpy", "pandas", "scikit-learn", "papermill", "jupytext")
+#: CPU flags (``/proc/cpuinfo``) that say whether bf16 runs natively: bf16 training on CPUs that
+#: differ in them gives different weights from the same run id.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+#: Where Linux lists the CPU's model name and flags.
+CPUINFO = Path("/proc/cpuinfo")
+#: The first day run records carry their machine kind (``timings.json``, ``runtime.machine``).
+MACHINE_KIND_SINCE = "2026-12-03"
 
 
 def _git(*args: str) -> str | None:
@@ -90,3 +97,54 @@ def environment(device: str = "auto") -> dict[str, Any]:
     except (ImportError, ValueError) as err:
         env["device"] = f"{device} ({err})"
     return env
+
+
+def _cpuinfo() -> tuple[dict[str, str], set[str] | None]:
+    """The first CPU's fields and flags from :data:`CPUINFO`; ``({}, None)`` where it cannot be read."""
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return {}, None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    flags = fields.get("flags") or fields.get("Features")
+    return fields, set(flags.split()) if flags is not None else None
+
+
+def machine_kind(device: str = "cpu") -> dict[str, Any]:
+    """What a run's numbers depend on beyond its run id: the CPU model (name, and vendor, family,
+    model and stepping where ``/proc/cpuinfo`` gives them: virtual machines often mask the name),
+    whether it computes bf16 natively (:data:`BF16_FLAGS`; from ``/proc/cpuinfo``, else torch's own
+    checks, else None), the torch version and, on CUDA, the GPU's name."""
+    import torch
+
+    fields, flags = _cpuinfo()
+    fallback = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    name = fields.get("model name") or fields.get("Hardware") or platform.processor() or platform.machine()
+    kind: dict[str, Any] = {"cpu": name or "unknown"}
+    if "cpu family" in fields:
+        names = {"vendor_id": "", "cpu family": "family ", "model": "model ", "stepping": "stepping "}
+        kind["cpu_id"] = " ".join(f"{label}{fields[k]}" for k, label in names.items() if k in fields)
+    for flag in BF16_FLAGS:
+        check = getattr(torch.cpu, fallback[flag], None)
+        kind[flag] = (flag in flags) if flags is not None else bool(check()) if check is not None else None
+    kind["torch"] = torch.__version__
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        kind["cuda_device"] = torch.cuda.get_device_name(torch.device(device).index or 0)
+    return kind
+
+
+def machine_label(kind: dict[str, Any] | None) -> str:
+    """One line for a :func:`machine_kind` (``"AMD EPYC (avx512_bf16; torch 2.5.1)"``); records
+    written before kinds were recorded: ``"unknown (recorded before <date>)"``."""
+    if not kind:
+        return f"unknown (recorded before {MACHINE_KIND_SINCE})"
+    flags = [f for f in BF16_FLAGS if kind.get(f)]
+    bf16 = ", ".join(flags) if flags else "no native bf16" if all(kind.get(f) is False for f in BF16_FLAGS) \
+        else "bf16 flags unknown"
+    gpu = f", GPU {kind['cuda_device']}" if kind.get("cuda_device") else ""
+    cpu_id = f", {kind['cpu_id']}" if kind.get("cpu_id") else ""
+    return f"{kind.get('cpu', 'unknown')}{cpu_id} ({bf16}; torch {kind.get('torch', '?')}{gpu})"

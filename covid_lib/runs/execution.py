@@ -34,7 +34,7 @@ from covid_lib.metrics import macro_auc, mean_estimate
 from covid_lib.models import create_model
 from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
 from covid_lib.profiles import resolve_device
-from covid_lib.provenance import environment
+from covid_lib.provenance import environment, machine_kind
 from covid_lib.runs.records import (Record, RunArtifacts, RunResult, checkpoint_bytes, checkpoint_dir, load_model,
                                     load_result, model_from_checkpoint, read_checkpoint, write_artifacts,
                                     write_checkpoint)
@@ -188,8 +188,11 @@ def _fit_summary(result) -> dict:
 
 
 def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: int) -> dict:
+    """``timings.json``: seconds per stage, and the runtime with the machine kind (not in the run
+    id: bf16 weights differ between CPUs, so a retraining's departure can be traced)."""
+    runtime = {**result.runtime, "machine": machine_kind(result.runtime.get("device", "cpu"))}
     return {"data_s": t_data, "fit_s": result.seconds, "eval_s": t_eval, "total_s": time.perf_counter() - t0,
-            "train_images_per_s": result.images_per_s, "runtime": result.runtime, "threads": runtime_threads}
+            "train_images_per_s": result.images_per_s, "runtime": runtime, "threads": runtime_threads}
 
 
 def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
