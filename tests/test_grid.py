@@ -87,7 +87,8 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
     assert not (runs.results_dir() / nih_pre).exists() and not (runs.results_dir() / nih_ft).exists()
     status = grid.grid_status(specs, storage=storage)
     assert grid.status_counts(status) == {"done": 2, "did not learn": 1, "collapsed": 0,
-                                          "recorded (no checkpoint here)": 0, "failed": 2, "missing": 0}
+                                          "recorded (no checkpoint here)": 0, "retrained here, differs from record": 0,
+                                          "failed": 2, "missing": 0}
     assert status.set_index("run_id").loc[nih_ft, "note"].startswith("pre-training run")
 
     broken.clear()
@@ -257,6 +258,12 @@ def test_fresh_clone_smoke_grid_changes_no_record(data_root, tmp_path, capsys):
     a = runs.model_from_checkpoint(tmp_path / "here" / pre.run_id / "model.pt")[0].state_dict()
     b = runs.model_from_checkpoint(clone / pre.run_id / "model.pt")[0].state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # a run id fixes the run
+    # on the same machine the retraining reproduces its record's test scores, and the fine-tune says so
+    note = runs.Record.of(pre, storage=clone).checkpoint_note
+    assert (note["origin"], note["matches_record"]) == ("retrained from its record", True)
+    assert note["images"] > 0 and note["max_abs_diff"] <= runs.SCORE_TOLERANCE
+    lineage = json.loads((runs.results_dir() / new.run_id / "lineage.json").read_text())
+    assert lineage["parent_matches_record"] is True and lineage["parent_run"] == pre.run_id
 
 
 def test_grid_list_names_every_grid(capsys):

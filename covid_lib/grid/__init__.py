@@ -33,7 +33,10 @@ fine-tunes of a failed pre-training fail with that reason. Workers read the data
 A run with a complete record is never recomputed (a committed record is rewritten only by
 ``train --force``). When a run to compute starts from a parent whose record is here but whose
 checkpoint is not (a fresh clone), the parent is retrained for its checkpoint only, its record
-left untouched (:func:`covid_lib.runs.restore_checkpoint`).
+left untouched, and its test scores compared with the record's (:func:`covid_lib.runs.write_restored`).
+A retraining that differs (bf16 on another kind of CPU) is said in one line and kept, noted as
+such; the fine-tunes still start from it, and each one's ``lineage.json`` records the parent
+checkpoint's sha256 and whether it reproduced the parent's record.
 
 Example:
     >>> specs = grid_specs("table4", "smoke", data_version="x")
@@ -57,7 +60,8 @@ from covid_lib.data import data_version as _version
 from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import check_device, get_profile, resolve_device
 from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, compute, machine_precision, read_checkpoint,
-                            restore_message, write_artifacts, write_checkpoint, write_failure)
+                            restore_message, write_artifacts, write_failure, write_restored)
+from covid_lib.runs.fidelity import differs, mismatch_message
 
 COMPOSITION_ORDER = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay")
 PRETRAININGS = (None, "kermany", "nih")
@@ -191,15 +195,18 @@ def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike 
 @dataclass
 class GridReport:
     """What :func:`run_grid` did: run ids that were skipped (recorded), trained, restored (recorded,
-    retrained for the checkpoint a child needs; record untouched) and failed (with reasons)."""
+    retrained for the checkpoint a child needs; record untouched), restored but differing from
+    their record (also in ``restored``) and failed (with reasons)."""
 
     skipped: list[str] = field(default_factory=list)
     trained: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     restored: list[str] = field(default_factory=list)
+    differs: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        restored = f", {len(self.restored)} checkpoints restored" if self.restored else ""
+        differ = f" ({len(self.differs)} differ from their record)" if self.differs else ""
+        restored = f", {len(self.restored)} checkpoints restored{differ}" if self.restored else ""
         return (f"{len(self.trained)} trained, {len(self.skipped)} already finished{restored}, "
                 f"{len(self.failed)} failed")
 
@@ -223,7 +230,11 @@ class GridProgress:
 
     def finished(self, artifacts: RunArtifacts) -> None:
         if artifacts.run_id in self.restore:
-            write_checkpoint(artifacts, self.storage)
+            note = write_restored(artifacts, storage=self.storage)
+            if differs(note):
+                self.report.differs.append(artifacts.run_id)
+                self.bar.write(f"warning: {mismatch_message(note)}; its fine-tunes start from it and say so in "
+                               "their lineage.json", file=sys.stderr)
             self.report.restored.append(artifacts.run_id)
         else:
             write_artifacts(artifacts, self.storage)
@@ -258,7 +269,7 @@ def _run_local(todo: list[RunSpec], tracker: GridProgress, *, data_root, device:
             continue
         try:
             pre = spec.parent_spec()
-            ckpt = read_checkpoint(pre.run_id, storage) if pre is not None else None
+            ckpt = read_checkpoint(pre.run_id, storage, allow_mismatch=True) if pre is not None else None
             artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device)
         except Exception:  # a failing run is reported; the grid goes on
             tracker.failed(spec, traceback.format_exc())
@@ -332,7 +343,8 @@ def grid_status(grid: str | list[RunSpec], profile: str = "cpu", *, data_root: s
     is a :attr:`covid_lib.runs.Record.status`: ``done``, ``did not learn`` (best validation AUC <
     0.6, the note says how much), ``collapsed``, ``recorded (no checkpoint here)`` (a run others
     in the grid start from, recorded, its checkpoint not cached: a fresh clone's pre-trainings),
-    ``failed`` (the note gives the reason) or ``missing``."""
+    ``retrained here, differs from record`` (such a run whose cached checkpoint is a retraining
+    that does not reproduce its record), ``failed`` (the note gives the reason) or ``missing``."""
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
     parents = {s.parent_spec().run_id for s in specs if s.parent_spec() is not None}
     rows = []

@@ -90,7 +90,7 @@ def run_ray(todo: list[RunSpec], tracker, blocked: Callable[[RunSpec], str | Non
             if pre is not None:
                 pre_arg = refs.get(pre.run_id)
                 if pre_arg is None:  # finished before this grid run: ship its checkpoint once
-                    pre_arg = refs[pre.run_id] = ray.put(read_checkpoint(pre.run_id, storage))
+                    pre_arg = refs[pre.run_id] = ray.put(read_checkpoint(pre.run_id, storage, allow_mismatch=True))
             ref = task.options(**_resources(ray, spec)).remote(spec, pre_arg, root, device)
             refs[spec.run_id] = ref
             pending[ref] = spec

@@ -6,6 +6,8 @@
 - :mod:`covid_lib.runs.records`: the record files, checkpoints and failure notes, and
   :class:`Record`, the one reader of a record (status, metrics, scores, history, rejections,
   cached checkpoint);
+- :mod:`covid_lib.runs.fidelity`: whether a checkpoint reproduces its record (the note beside it,
+  :class:`CheckpointMismatch` for a retraining that does not);
 - :mod:`covid_lib.runs.source_runs`: seen and unseen sources (Ben Ahmed et al. 2021), a kind of
   run :func:`compute` hands source-split specs to.
 - :mod:`covid_lib.runs.planted`: runs with a planted confounder (``RunSpec.plant``), registered
@@ -14,11 +16,14 @@
 A grid of runs on several executors is :mod:`covid_lib.grid`.
 """
 
-from covid_lib.runs.execution import compute, machine_precision, restore_checkpoint, restore_message, run, run_threads
+from covid_lib.runs.execution import (checkpoint_matches_record, compute, machine_precision, rescore_record,
+                                      restore_checkpoint, restore_checkpoints, restore_message, run, run_threads,
+                                      write_restored)
+from covid_lib.runs.fidelity import DIFFERS, SCORE_TOLERANCE, CheckpointMismatch, compare_scores
 from covid_lib.runs import source_runs  # noqa: F401  registers the source-split runs with compute()
 from covid_lib.runs.records import (DONE, LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
-                                    checkpoint_path, clear_failure, failure_path, failures_dir, is_finished,
-                                    load_model, load_result, model_from_checkpoint, read_checkpoint,
+                                    checkpoint_note, checkpoint_path, clear_failure, failure_path, failures_dir,
+                                    is_finished, load_model, load_result, model_from_checkpoint, read_checkpoint,
                                     read_failure, summary_table, write_artifacts, write_checkpoint,
                                     write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
@@ -26,7 +31,9 @@ from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESU
 from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers the planted fine-tune)
 
 __all__ = [
-    "compute", "machine_precision", "restore_checkpoint", "restore_message", "run", "run_threads",
+    "checkpoint_matches_record", "compute", "machine_precision", "rescore_record", "restore_checkpoint",
+    "restore_checkpoints", "restore_message", "run", "run_threads", "write_restored",
+    "DIFFERS", "SCORE_TOLERANCE", "CheckpointMismatch", "compare_scores", "checkpoint_note",
     "DONE", "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
     "clear_failure", "failure_path", "failures_dir", "is_finished", "load_model", "load_result", "model_from_checkpoint",
     "read_checkpoint", "read_failure", "summary_table", "write_artifacts", "write_checkpoint", "write_failure",

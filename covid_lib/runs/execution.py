@@ -35,9 +35,11 @@ from covid_lib.models import create_model
 from covid_lib.preprocess import get_pipeline, preprocess_rows, preprocess_source
 from covid_lib.profiles import resolve_device
 from covid_lib.provenance import environment, machine_kind
-from covid_lib.runs.records import (Record, RunArtifacts, RunResult, checkpoint_bytes, checkpoint_dir, load_model,
-                                    load_result, model_from_checkpoint, read_checkpoint, write_artifacts,
-                                    write_checkpoint)
+from covid_lib.runs.fidelity import (CHECKED, RETRAINED, SCORE_TOLERANCE, CheckpointMismatch, checkpoint_digest,
+                                     compare_scores, mismatch_message)
+from covid_lib.runs.records import (DID_NOT_LEARN, DONE, Record, RunArtifacts, RunResult, checkpoint_bytes,
+                                    checkpoint_dir, load_model, load_result, model_from_checkpoint, read_checkpoint,
+                                    write_artifacts, write_checkpoint, write_checkpoint_note)
 from covid_lib.runs.spec import RunSpec
 from covid_lib.train import (TrainConfig, available_cores, fit, load_images, make_dataset, predict, replace_head,
                              seed_everything)
@@ -319,29 +321,39 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
         raise ValueError(f"run {spec.run_id} is claimed by {len(kinds)} kinds of run "
                          f"({', '.join(k.__name__ for k in kinds)}): one kind must own each spec")
     compute_kind = kinds[0] if kinds else _finetune
-    return compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    artifacts = compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    if pretrain_checkpoint is not None:  # the driver adds whether it reproduced the parent's record
+        artifacts.files["lineage.json"] = {"parent_run": spec.parent_spec().run_id,
+                                           "parent_checkpoint_sha256": checkpoint_digest(pretrain_checkpoint)}
+    return artifacts
 
 
 def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "auto",
-        progress: bool = True, force: bool = False, storage: str | os.PathLike | None = None) -> RunResult:
+        progress: bool = True, force: bool = False, storage: str | os.PathLike | None = None,
+        allow_mismatch: bool = False) -> RunResult:
     """Train and record ``spec`` (and its pre-training) unless its record exists (then read it back).
 
     A record that exists is never rewritten without ``force``. When it lacks its checkpoint here
     (a committed record on a fresh clone), a pre-training, and any parent a run to train starts
     from, is retrained into the checkpoint storage only, its record left as it is
-    (:func:`restore_checkpoint`, which says so in one line).
+    (:func:`restore_checkpoint`, which says so in one line, and refuses a retraining that does not
+    reproduce the record unless ``allow_mismatch``). A fine-tune starts from its parent's
+    checkpoint even then, and its ``lineage.json`` says so.
 
     Args:
         spec: what to run; ``data_version`` is filled from ``data_root`` when empty.
         data_root, device, progress: as :func:`compute`.
         force: retrain this run even when a record exists (not its pre-training).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
+        allow_mismatch: serve a recorded pre-training's checkpoint retrained here that differs from
+            its record (:func:`restore_checkpoint`).
     """
     spec = machine_precision(spec.resolved(data_root), device)
     record = Record.of(spec, storage=storage)
     if not force and record.recorded:
-        if record.need_checkpoint and record.checkpoint is None:  # a pre-training comes with its weights
-            restore_checkpoint(spec, data_root=data_root, device=device, progress=progress, storage=storage)
+        if record.need_checkpoint and (record.checkpoint is None or record.checkpoint_differs):
+            restore_checkpoint(spec, data_root=data_root, device=device, progress=progress, storage=storage,
+                               allow_mismatch=allow_mismatch)  # a pre-training comes with its weights
         return load_result(spec, reused=True, storage=storage)
     artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
                         data_root=data_root, device=device, progress=progress)
@@ -351,14 +363,16 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
 
 def _parent_checkpoint(spec: RunSpec, data_root, device: str, progress: bool, storage) -> bytes | None:
     """The checkpoint ``spec`` starts from: its parent trained when missing, its weights restored
-    when only its record is here; None without a parent."""
+    when only its record is here (even when the retraining differs from the parent's record: the
+    child's ``lineage.json`` says so); None without a parent."""
     pre = spec.parent_spec()
     if pre is None:
         return None
-    run(pre, data_root=data_root, device=device, progress=progress, storage=storage)
+    run(pre, data_root=data_root, device=device, progress=progress, storage=storage, allow_mismatch=True)
     if Record.of(pre, storage=storage).checkpoint is None:  # a recorded parent that is not a pre-training
-        restore_checkpoint(pre, data_root=data_root, device=device, progress=progress, storage=storage)
-    return read_checkpoint(pre.run_id, storage)
+        restore_checkpoint(pre, data_root=data_root, device=device, progress=progress, storage=storage,
+                           allow_mismatch=True)
+    return read_checkpoint(pre.run_id, storage, allow_mismatch=True)
 
 
 def restore_message(spec: RunSpec, storage: str | os.PathLike | None = None) -> str:
@@ -368,25 +382,146 @@ def restore_message(spec: RunSpec, storage: str | os.PathLike | None = None) -> 
 
 
 def restore_checkpoint(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "auto",
-                       progress: bool = True, storage: str | os.PathLike | None = None) -> Path:
+                       progress: bool = True, storage: str | os.PathLike | None = None,
+                       tolerance: float = SCORE_TOLERANCE, allow_mismatch: bool = False) -> Path:
     """Retrain a recorded run (resolved) to get its checkpoint back, writing the checkpoint only:
-    its record, committed, is not touched. A run id fixes the run, so the weights are those the
-    record was computed with; a different best validation value is reported in one more line."""
+    its record, committed, is not touched. A run id fixes the run, but bf16 weights differ between
+    CPUs, so the retrained model's test scores are compared with the record's
+    (:func:`write_restored`) before it is served as the recorded model.
+
+    A retraining that differs stays in the cache, noted as such: a later call does not retrain it
+    again but refuses it again.
+
+    Args:
+        tolerance: largest absolute score difference of the recorded model.
+        allow_mismatch: return a retraining that differs from the record anyway (the caller states
+            the departure).
+
+    Raises:
+        CheckpointMismatch: the retraining (now, or cached from an earlier call) differs from the
+            record by more than ``tolerance``, and not ``allow_mismatch``.
+    """
+    record = Record.of(spec, storage=storage)
+    if record.checkpoint is not None and record.checkpoint_differs:  # retrained here before: not again
+        return _serve(record, allow_mismatch)
     print(restore_message(spec, storage), file=sys.stderr, flush=True)
     artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
                         data_root=data_root, device=device, progress=progress)
-    _warn_if_different(artifacts, Record.of(spec))
-    return write_checkpoint(artifacts, storage)
+    note = write_restored(artifacts, storage=storage, tolerance=tolerance)
+    if note["matches_record"] is None:
+        _warn_if_different(artifacts, record)
+    elif not note["matches_record"]:
+        print(f"warning: {mismatch_message(note)}", file=sys.stderr, flush=True)
+    return _serve(record, allow_mismatch)
+
+
+def _serve(record: Record, allow_mismatch: bool) -> Path:
+    if record.checkpoint_differs and not allow_mismatch:
+        raise CheckpointMismatch(record.checkpoint_note, record.checkpoint.parent)
+    return record.checkpoint
+
+
+def write_restored(artifacts: RunArtifacts, *, storage: str | os.PathLike | None = None,
+                   tolerance: float = SCORE_TOLERANCE) -> dict:
+    """Write a recorded run's retrained checkpoint (never its record) with its note: its test scores
+    against the record's (:func:`~covid_lib.runs.fidelity.compare_scores`), and the machine kinds
+    of the retraining and of the record. Returns the note."""
+    record = Record.of(artifacts.spec)
+    comparison = compare_scores(artifacts.files.get("scores.csv"), record.scores(), tolerance=tolerance)
+    runtime = (artifacts.files.get("timings.json") or {}).get("runtime") or {}
+    note = {"origin": RETRAINED, "matches_record": comparison.pop("matches"), **comparison,
+            "machine": runtime.get("machine") or machine_kind(runtime.get("device", "cpu")),
+            "recorded_machine": (record.timings.get("runtime") or {}).get("machine")}
+    write_checkpoint(artifacts, storage, note=note)
+    return Record.of(artifacts.spec, storage=storage).checkpoint_note
+
+
+def restore_checkpoints(specs: Sequence[RunSpec], *, data_root: str | os.PathLike | None = None,
+                        device: str = "auto", progress: bool = False, storage: str | os.PathLike | None = None,
+                        outcomes: Sequence[str] = (DONE, DID_NOT_LEARN)) -> dict[str, CheckpointMismatch]:
+    """Restore the checkpoint of every recorded run of ``specs`` whose record's outcome is one of
+    ``outcomes`` and whose checkpoint is not cached here (:func:`restore_checkpoint`); returns, by
+    run id, the runs whose checkpoint here differs from their record (tables list them as
+    :data:`~covid_lib.runs.fidelity.DIFFERS`)."""
+    out: dict[str, CheckpointMismatch] = {}
+    for spec in specs:
+        record = Record.of(spec, storage=storage)
+        if record.outcome not in outcomes:
+            continue
+        try:
+            if record.checkpoint is None or record.checkpoint_differs:
+                restore_checkpoint(spec, data_root=data_root, device=device, progress=progress, storage=storage)
+        except CheckpointMismatch as err:
+            out[spec.run_id] = err
+    return out
 
 
 def _warn_if_different(artifacts: RunArtifacts, record: Record) -> None:
+    """The fallback when no test score could be compared: the best validation value."""
     new, old = artifacts.files["metrics.json"].get("best_value"), record.metrics.get("best_value")
     if isinstance(new, float) and isinstance(old, float) and abs(new - old) > 1e-6:
         print(f"warning: run {record.run_id} retrained to best {new:.4f}, its record says {old:.4f}: "
               "the restored checkpoint is not the recorded model", file=sys.stderr)
 
 
+def checkpoint_matches_record(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
+                              storage: str | os.PathLike | None = None, tolerance: float = SCORE_TOLERANCE) -> dict:
+    """Whether the checkpoint here is the recorded model: ``{"images", "max_abs_diff", "matches"}``.
+
+    A checkpoint not cached is restored (:func:`restore_checkpoint`, which compares it); one whose
+    note holds a comparison answers from it; one cached without a check (before notes were written)
+    is re-scored on its record's test images (:func:`rescore_record`) and the outcome noted beside
+    it, so that it is refused from then on if it differs.
+    """
+    record = Record.of(spec, storage=storage)
+    if record.checkpoint is None:
+        restore_checkpoint(spec, data_root=data_root, device=device, progress=False, storage=storage,
+                           tolerance=tolerance, allow_mismatch=True)
+    note = record.checkpoint_note
+    if note.get("max_abs_diff") is None:
+        comparison = compare_scores(rescore_record(spec, data_root=data_root, device=device, storage=storage),
+                                    record.scores(), tolerance=tolerance)
+        note = write_checkpoint_note(spec.run_id, storage, {
+            "origin": CHECKED, "matches_record": comparison.pop("matches"), **comparison,
+            "machine": machine_kind(device), "recorded_machine": (record.timings.get("runtime") or {}).get("machine")})
+    diff = note.get("max_abs_diff")
+    return {"images": int(note.get("images") or 0), "max_abs_diff": float("nan") if diff is None else float(diff),
+            "matches": diff is not None and float(diff) <= tolerance}
+
+
 # ------------------------------------------------------------------------------ re-scoring a run
+def rescore_record(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
+                   storage: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The cached checkpoint's scores on its record's own test images, through the run's chain, in
+    the record's columns (a pre-training's ``prob_*``, a fine-tune's ``score`` per test set), whether
+    or not the checkpoint reproduces the record (what :func:`checkpoint_matches_record` checks)."""
+    recorded = Record.of(spec).scores()
+    if spec.task != "pretrain" and any(claims(spec) for claims, _ in RUN_KINDS):
+        raise ValueError(f"run {spec.run_id}: re-scoring a record is implemented for pre-trainings and "
+                         "fine-tunes on the compositions; restore this kind of run with restore_checkpoint")
+    model, meta = load_model(spec, device, storage, allow_mismatch=True)
+    ids = set(zip(recorded.get("source", []), recorded.get("image_id", [])))
+
+    def recorded_rows(rows: pd.DataFrame) -> pd.DataFrame:
+        keys = zip(rows["source"], rows["image_id"].astype(str))
+        return rows[[k in ids for k in keys]].reset_index(drop=True)
+
+    if spec.task == "pretrain":
+        rows = recorded_rows(pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed))
+        data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
+                                     set_name=spec.composition)
+        probs, _, _ = predict(model, data, device=device)
+        out = kept[["source", "image_id"]].reset_index(drop=True)
+        return out.join(pd.DataFrame(probs, columns=[f"prob_{k}" for k in range(probs.shape[1])]))
+    unknown = sorted(set(recorded.get("test_set", [])) - set(COMPOSITIONS))
+    if unknown:
+        raise ValueError(f"run {spec.run_id}: its record scores test sets that are not compositions "
+                         f"({', '.join(unknown)}); re-scoring covers the compositions only")
+    test_rows = {name: recorded_rows(compose(name, data_root, seed=spec.split_seed).query("split == 'test'"))
+                 for name in sorted(set(recorded.get("test_set", [])))}
+    return score_test_sets(spec, model, meta["mean"], meta["std"], test_rows, data_root, device)[0]
+
+
 def rows_dataset(spec: RunSpec, rows: pd.DataFrame, *, mean: float, std: float,
                  data_root: str | os.PathLike | None = None, set_name: str = "", split: str = "test"):
     """``rows`` through the run's chain (its pipeline, the cache and the profile's cap) as an

@@ -13,9 +13,15 @@ A record is ``results/<run_id>/`` (``$COVID_LIB_RESULTS`` overrides the folder):
 - ``timings.json``: seconds per stage, training images per second and the runtime (device,
   precision, threads).
 
+- ``lineage.json`` (a run that starts from a parent's checkpoint): the parent's run id, the sha256
+  of the checkpoint it started from and whether that checkpoint reproduced the parent's record.
+
 The checkpoint goes to ``<storage>/<run_id>/model.pt``; storage defaults to the git-ignored cache
 (``cache_dir("runs")``). A committed record travels with the repository, its checkpoint does not:
-on a fresh clone a record is complete while its checkpoint is not cached.
+on a fresh clone a record is complete while its checkpoint is not cached. Beside the checkpoint,
+``checkpoint.json`` notes where it came from and whether it reproduces its record
+(:mod:`covid_lib.runs.fidelity`); one that does not is refused as the recorded model
+(:class:`~covid_lib.runs.fidelity.CheckpointMismatch`) unless ``allow_mismatch=True``.
 
 Read a record through :class:`Record` (status, metrics, scores, history, rejections, cached
 checkpoint): no other module needs to know the file layout above.
@@ -47,6 +53,8 @@ from covid_lib.models import create_model
 from covid_lib.models.heads import with_small_head
 from covid_lib.paths import cache_dir
 from covid_lib.provenance import git_state
+from covid_lib.runs.fidelity import (CHECKPOINT_NOTE, DIFFERS, TRAINED, UNCHECKED, CheckpointMismatch,
+                                     checkpoint_digest, differs)
 from covid_lib.runs.spec import RunSpec, results_dir
 
 #: Where failure notes go: ``cache_dir(FAILURES_CACHE)/<run_id>.json`` and ``.log``.
@@ -136,21 +144,51 @@ def model_from_checkpoint(data: bytes | str | os.PathLike, device: str = "cpu") 
     return model.to(device).eval(), {k: ckpt[k] for k in CHECKPOINT_KEYS}
 
 
-def read_checkpoint(run_id: str, storage: str | os.PathLike | None = None) -> bytes:
-    """A finished run's checkpoint bytes."""
+def checkpoint_note(run_id: str, storage: str | os.PathLike | None = None) -> dict:
+    """The note beside a cached checkpoint (:mod:`covid_lib.runs.fidelity`); {} when there is none
+    (no checkpoint, or one cached before notes were written)."""
+    path = checkpoint_path(run_id, storage).with_name(CHECKPOINT_NOTE)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_checkpoint_note(run_id: str, storage: str | os.PathLike | None, note: dict, *,
+                          digest: str | None = None) -> dict:
+    """Write the note beside a run's cached checkpoint (``run_id``, ``sha256`` and the time join
+    ``note``, whose ``origin`` is one of :data:`~covid_lib.runs.fidelity.ORIGINS`); returns it."""
+    path = checkpoint_path(run_id, storage)
+    full = {"run_id": run_id, "origin": UNCHECKED, "matches_record": None, **note,
+            "sha256": digest or checkpoint_digest(path.read_bytes()), "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    text = json.dumps(full, indent=2, sort_keys=True, default=str) + "\n"
+    _write_atomic(path.with_name(CHECKPOINT_NOTE), text.encode())
+    return full
+
+
+def _served(run_id: str, storage, allow_mismatch: bool) -> Path:
+    """A cached checkpoint's path, refused (:class:`CheckpointMismatch`) when its note says it is not
+    its record's model, unless ``allow_mismatch``."""
     path = checkpoint_path(run_id, storage)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint for run {run_id} at {path}; re-run it with run(spec, force=True)")
-    return path.read_bytes()
+    note = checkpoint_note(run_id, storage)
+    if differs(note) and not allow_mismatch:
+        raise CheckpointMismatch(note, path.parent)
+    return path
 
 
-def load_model(spec: RunSpec, device: str = "cpu", storage: str | os.PathLike | None = None
-               ) -> tuple[torch.nn.Module, dict]:
-    """The trained model of a run (eval mode) and its checkpoint metadata (mean, std, sizes)."""
-    path = checkpoint_path(spec.run_id, storage)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint for run {spec.run_id} at {path}; re-run it with run(spec, force=True)")
-    return model_from_checkpoint(path, device)
+def read_checkpoint(run_id: str, storage: str | os.PathLike | None = None, *, allow_mismatch: bool = False) -> bytes:
+    """A finished run's checkpoint bytes; one that differs from its record only with ``allow_mismatch``."""
+    return _served(run_id, storage, allow_mismatch).read_bytes()
+
+
+def load_model(spec: RunSpec, device: str = "cpu", storage: str | os.PathLike | None = None, *,
+               allow_mismatch: bool = False) -> tuple[torch.nn.Module, dict]:
+    """The trained model of a run (eval mode) and its checkpoint metadata (mean, std, sizes).
+
+    Raises:
+        CheckpointMismatch: the cached checkpoint was retrained here and does not reproduce the
+            record (unless ``allow_mismatch``).
+    """
+    return model_from_checkpoint(_served(spec.run_id, storage, allow_mismatch), device)
 
 
 # ---------------------------------------------------------------------------------------- records
@@ -167,23 +205,42 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_checkpoint(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
+def write_checkpoint(artifacts: RunArtifacts, storage: str | os.PathLike | None = None, *,
+                     note: dict | None = None) -> Path:
     """Write only a computed run's checkpoint (to ``storage`` or the cache), leaving its record
-    alone: how a committed record whose checkpoint is not cached here gets its weights back."""
+    alone: how a committed record whose checkpoint is not cached here gets its weights back. Its
+    note (:func:`write_checkpoint_note`) says where it came from (default: written unchecked)."""
     ckpt = checkpoint_path(artifacts.run_id, storage)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.with_name(CHECKPOINT_NOTE).unlink(missing_ok=True)  # never a stale note beside new weights
     _write_atomic(ckpt, artifacts.checkpoint)
+    write_checkpoint_note(artifacts.run_id, storage, note or {}, digest=checkpoint_digest(artifacts.checkpoint))
     return ckpt
 
 
+def _with_parent_note(lineage: dict, storage) -> dict:
+    """A run's lineage (parent run, sha256 of the checkpoint it started from) with what the
+    parent's checkpoint note says, when the note is of those very bytes."""
+    note = checkpoint_note(lineage["parent_run"], storage)
+    same = bool(note) and note.get("sha256") == lineage.get("parent_checkpoint_sha256")
+    return {**lineage, "parent_checkpoint_origin": note.get("origin") if same else "not noted here",
+            "parent_matches_record": note.get("matches_record") if same else None,
+            "parent_max_abs_diff": note.get("max_abs_diff") if same else None}
+
+
 def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
-    """Write a computed run on the driver: checkpoint first, then the files, ``metrics.json`` last
-    (its presence marks the run finished); the driver's git state joins ``spec.json``."""
-    write_checkpoint(artifacts, storage)
+    """Write a computed run on the driver: checkpoint first (noted as its record's model), then the
+    files, ``metrics.json`` last (its presence marks the run finished); the driver's git state joins
+    ``spec.json``, the parent checkpoint's note joins ``lineage.json``."""
+    scores = artifacts.files.get("scores.csv")
+    write_checkpoint(artifacts, storage, note={"origin": TRAINED, "matches_record": True, "max_abs_diff": 0.0,
+                                               "images": len(scores) if isinstance(scores, pd.DataFrame) else 0})
     path = results_dir() / artifacts.run_id
     path.mkdir(parents=True, exist_ok=True)
     files = dict(artifacts.files)
     files["spec.json"] = {**files["spec.json"], "git": git_state()}
+    if "lineage.json" in files:
+        files["lineage.json"] = _with_parent_note(files["lineage.json"], storage)
     for name in sorted(files, key=lambda n: n == "metrics.json"):
         obj = files[name]
         if isinstance(obj, pd.DataFrame):
@@ -270,8 +327,9 @@ COLLAPSED = "collapsed"
 FAILED = "failed"
 NO_CHECKPOINT = "recorded (no checkpoint here)"
 MISSING = "missing"
-#: Every :attr:`Record.status`, in the order tables count them.
-STATUSES = (DONE, DID_NOT_LEARN, COLLAPSED, NO_CHECKPOINT, FAILED, MISSING)
+#: Every :attr:`Record.status`, in the order tables count them (``DIFFERS``: the checkpoint cached
+#: here is a retraining that does not reproduce the record, :mod:`covid_lib.runs.fidelity`).
+STATUSES = (DONE, DID_NOT_LEARN, COLLAPSED, NO_CHECKPOINT, DIFFERS, FAILED, MISSING)
 #: The statuses of a complete record whose numbers can be read (``recorded (no checkpoint here)``
 #: is one too, but only arises when a checkpoint is asked for: see :attr:`Record.status`).
 LEARNED = (DONE, DID_NOT_LEARN, COLLAPSED)
@@ -342,6 +400,17 @@ class Record:
         return path if path.is_file() else None
 
     @property
+    def checkpoint_note(self) -> dict:
+        """The note beside the cached checkpoint (origin, sha256, whether it matches this record);
+        {} without a checkpoint or a note."""
+        return checkpoint_note(self.run_id, self.storage) if self.checkpoint is not None else {}
+
+    @property
+    def checkpoint_differs(self) -> bool:
+        """Whether the cached checkpoint was retrained here and does not reproduce this record."""
+        return differs(self.checkpoint_note)
+
+    @property
     def failure(self) -> dict | None:
         """The failure note of the run's last failed attempt (:func:`write_failure`), or None."""
         return read_failure(self.run_id)
@@ -359,12 +428,17 @@ class Record:
 
     @property
     def status(self) -> str:
-        """One of :data:`STATUSES`: :attr:`outcome`, except ``recorded (no checkpoint here)`` for
-        a complete record whose checkpoint is asked for (``need_checkpoint``) and not cached here
-        (a committed pre-training on a fresh clone): not missing, and never retrained without force."""
+        """One of :data:`STATUSES`: :attr:`outcome`, except, for a complete record whose checkpoint
+        is asked for (``need_checkpoint``), ``recorded (no checkpoint here)`` when it is not cached
+        here (a committed pre-training on a fresh clone: not missing, and never retrained without
+        force) and ``retrained here, differs from record`` when the cached one is a retraining
+        that does not reproduce the record (:attr:`checkpoint_differs`)."""
         outcome = self.outcome
-        if outcome in LEARNED and self.need_checkpoint and self.checkpoint is None:
-            return NO_CHECKPOINT
+        if outcome in LEARNED and self.need_checkpoint:
+            if self.checkpoint is None:
+                return NO_CHECKPOINT
+            if self.checkpoint_differs:
+                return DIFFERS
         return outcome
 
     @property
@@ -379,6 +453,9 @@ class Record:
             return _collapse_reason(self) or ""
         if outcome == FAILED:
             return self.failure["reason"]
+        if self.need_checkpoint and self.checkpoint_differs:
+            note = self.checkpoint_note
+            return f"checkpoint: max |Δ score| {note.get('max_abs_diff'):.2g} on {note.get('images')} test images"
         return ""
 
     # ------------------------------------------------------------------------------- contents
