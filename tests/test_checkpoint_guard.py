@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from covid_lib import provenance, runs
+from covid_lib.models import create_model
 from covid_lib.runs import RunSpec, compare_scores, execution, fidelity, run
 
 CPUINFO = """processor\t: 0
@@ -221,6 +222,22 @@ def test_the_grid_restores_a_differing_parent_says_so_and_fine_tunes_from_it(fak
     assert status[pre] == runs.DIFFERS and grid.status_counts(status.to_frame("state"))[runs.DIFFERS] == 1
 
 
+def test_tables_list_a_differing_model_instead_of_measuring_it(fake_training):
+    from covid_lib.report.saliency import checkpoint_state
+
+    pre = _spec().pretrain_spec()
+    run(pre, device="cpu", storage=fake_training.storage, progress=False)
+    assert checkpoint_state("done", pre.run_id, fake_training.storage) == "done"
+    assert checkpoint_state("done", pre.run_id, fake_training.clone) == "no checkpoint"
+    assert checkpoint_state("missing", pre.run_id, fake_training.clone) == "missing"
+    fake_training.shift[0] = 0.25
+    differ = runs.restore_checkpoints([pre], device="cpu", storage=fake_training.clone)
+    assert list(differ) == [pre.run_id] and isinstance(differ[pre.run_id], runs.CheckpointMismatch)
+    assert checkpoint_state("done", pre.run_id, fake_training.clone) == runs.DIFFERS
+    assert runs.restore_checkpoints([pre], device="cpu", storage=fake_training.clone).keys() == {pre.run_id}
+    assert fake_training.calls.count(pre.run_id) == 2  # trained once, retrained once, never again
+
+
 # ------------------------------------------------------------------ checking a checkpoint cached earlier
 def test_an_unchecked_checkpoint_is_rescored_once_and_noted(fake_training, monkeypatch):
     pre = _spec().pretrain_spec()
@@ -265,3 +282,34 @@ def test_rescore_record_scores_the_records_own_test_images(fake_training, monkey
     out = runs.rescore_record(pre)
     assert seen["ids"] == ["a", "b", "c"] and out.columns.tolist() == ["source", "image_id", "prob_0", "prob_1"]
     assert compare_scores(out, runs.Record.of(pre).scores())["matches"] is True
+
+
+# ------------------------------------------------------------------------------------- the callers
+def test_c4_counts_a_differing_encoder_as_left_out_with_its_reason():
+    from covid_lib.analysis import claims as C
+
+    rng = np.random.default_rng(3)
+    rows = [{"encoder": enc, "reading": reading, "group_id": f"p{i // 2}", "target": str(i % 2),
+             "predicted": str(i % 2) if rng.random() < 0.8 else str(1 - i % 2)}
+            for enc in ("fine-tuned/s0", "random/s0") for reading in (C.C4_SOURCE, C.C4_LABEL) for i in range(40)]
+    est = C.estimate_c4(pd.DataFrame(rows), seeds=(0, 1), unusable={1: f"{runs.DIFFERS}: max |Δ score| 0.38"})
+    assert est.n_left_out == 1 and est.left_out["status_a"].tolist() == [f"{runs.DIFFERS}: max |Δ score| 0.38"]
+
+
+def test_the_audit_says_when_a_checkpoint_differs_from_its_record(tmp_path, monkeypatch):
+    from covid_lib.audit import model as audit_model
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    s = _spec(arch="conv8", pretrain=None, pipeline="none")
+    ckpt = tmp_path / "ckpt" / s.run_id / "model.pt"
+    data = runs.records.checkpoint_bytes(create_model("conv8", num_classes=2), s, 2, 0.5, 0.25)
+    record = runs.Record.of(s).path
+    record.mkdir(parents=True)
+    (record / "spec.json").write_text(json.dumps({"run_id": s.run_id, "spec": {"pipeline": "none"}}))
+    runs.write_checkpoint(runs.RunArtifacts(s, {}, data), tmp_path / "ckpt", note={"origin": fidelity.RETRAINED})
+    assert not audit_model.resolve_model(str(ckpt)).notes
+    runs.write_checkpoint(runs.RunArtifacts(s, {}, data), tmp_path / "ckpt", note={
+        "origin": fidelity.RETRAINED, "matches_record": False, "max_abs_diff": 0.3, "images": 5})
+    notes = audit_model.resolve_model(str(ckpt)).notes
+    assert len(notes) == 1 and "differs from its record (max |Δ score| 0.3" in notes[0]
+    assert "the audit scores this retraining, not the recorded model" in notes[0]

@@ -88,7 +88,10 @@ def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_re
 
 
 def test_checkpoint_matches_record_compares_recorded_probabilities(write_record, monkeypatch):
-    import covid_lib.data.subsets as subsets
+    """The chapter's check is the runs layer's (:func:`covid_lib.runs.checkpoint_matches_record`): a
+    checkpoint cached without a note is re-scored on its record's test images."""
+    from covid_lib import runs
+    from covid_lib.runs import execution
 
     spec = RunSpec("kermany", task="pretrain", arch="resnet18", profile="smoke", data_version="v1")
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
@@ -96,12 +99,13 @@ def test_checkpoint_matches_record_compares_recorded_probabilities(write_record,
                            "group_id": ["p", "q", "r"], "label": [0, 1, 2],
                            **{f"prob_{k}": probs[:, k] for k in range(3)}})
     write_record(spec, scores)
-    rows = scores[["source", "image_id", "patient_id"]]
-    monkeypatch.setattr(subsets, "pretrain_rows", lambda source, data_root=None: rows)
-    monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: (probs, r.reset_index(drop=True)))
-    assert rp.checkpoint_matches_record(spec) == {"images": 3, "max_abs_diff": 0.0, "matches": True}
-    monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: (probs + 0.05, r.reset_index(drop=True)))
-    assert rp.checkpoint_matches_record(spec)["matches"] is False
+    for shift in (0.0, 0.05):
+        runs.write_checkpoint(runs.RunArtifacts(spec, {}, b"cached"))  # the cache, unchecked
+        monkeypatch.setattr(execution, "rescore_record",
+                            lambda s, shift=shift, **kw: scores.assign(prob_1=scores["prob_1"] + shift))
+        got = rp.checkpoint_matches_record(spec)
+        assert got["images"] == 3 and got["matches"] is (shift == 0.0)
+        assert got["max_abs_diff"] == pytest.approx(shift)
 
 
 def test_specificity_at_matched_sensitivity_is_a_point_of_the_roc_curve():

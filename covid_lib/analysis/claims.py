@@ -344,10 +344,14 @@ def _ba(draws: JointDraws, part: pd.DataFrame) -> tuple[float, np.ndarray]:
     return float(ba[0]), ba[1:]
 
 
-def estimate_c4(predictions: pd.DataFrame, *, seeds: Iterable[int], control: str = "random") -> ClaimEstimate:
+def estimate_c4(predictions: pd.DataFrame, *, seeds: Iterable[int], control: str = "random",
+                unusable: dict[int, str] | None = None) -> ClaimEstimate:
     """C4: per seed, (source BA - label BA) of the fine-tuned encoder minus the same of the
     ``control`` encoder (``random``: the same architecture randomly initialised; ``pixels``: raw
-    pixels, reported in ``extra``), on one joint patient bootstrap."""
+    pixels, reported in ``extra``), on one joint patient bootstrap. ``unusable``: why a seed's
+    fine-tuned encoder has no predictions (e.g. ``retrained here, differs from record: ...``),
+    counted as left out with that reason instead of ``missing``."""
+    unusable = unusable or {}
     draws = JointDraws(predictions["group_id"])
     have = set(predictions["encoder"])
 
@@ -360,7 +364,7 @@ def estimate_c4(predictions: pd.DataFrame, *, seeds: Iterable[int], control: str
     for s in seeds:
         a, b = f"fine-tuned/s{s}", f"{control}/s{s}"
         if a not in have or b not in have:
-            left.append({"seed": s, "status_a": "usable" if a in have else "missing",
+            left.append({"seed": s, "status_a": "usable" if a in have else unusable.get(s, "missing"),
                          "status_b": "usable" if b in have else "missing"})
             continue
         (pa, ra), (pb, rb) = margin(a), margin(b)

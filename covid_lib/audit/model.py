@@ -66,6 +66,7 @@ from covid_lib.audit.manifest import AuditManifest
 from covid_lib.audit.measures import MEASURE_COLUMNS, AuditSettings, cap_patients, factor_levels
 from covid_lib.preprocess import get_pipeline, preprocess_rows
 from covid_lib.runs import Record, checkpoint_path, model_from_checkpoint
+from covid_lib.runs.fidelity import CHECKPOINT_NOTE, differs, mismatch_message
 from covid_lib.train import load_images, make_dataset, predict
 
 SECTION = "6 model"
@@ -166,6 +167,9 @@ def resolve_model(name: str, *, device: str = "cpu", results: str | os.PathLike 
     if recorded_hash and recorded_hash != now:
         notes.append(f"the chain `{pipeline}` hashes to {now} here, {recorded_hash} when the run was trained: "
                      "its images may differ slightly from the run's own")
+    stored = ckpt.with_name(CHECKPOINT_NOTE)
+    if stored.is_file() and differs(note := json.loads(stored.read_text())):
+        notes.append(f"{mismatch_message(note)}: the audit scores this retraining, not the recorded model")
     return AuditModel(model, meta, pipeline, ckpt, notes)
 
 

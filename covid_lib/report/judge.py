@@ -28,6 +28,7 @@ from covid_lib.analysis.verdicts import Verdict
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
 from covid_lib.report.records import spec_records
+from covid_lib.runs import DIFFERS
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
 #: C4's k-NN predictions per scale (an analysis record: the encoders' features are computed from
@@ -73,10 +74,20 @@ def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
 
 def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = "cpu", k: int = 10) -> Path:
     """Compute and write C4's k-NN predictions at ``scale`` (restores checkpoints by retraining
-    where they are not cached: minutes per run)."""
+    where they are not cached: minutes per run). A fine-tuned encoder whose checkpoint here is a
+    retraining that differs from its record is left out, and the ``.json`` beside the predictions
+    says so (``differs_from_record``: run id and max score difference per seed)."""
     from covid_lib.analysis.embed import feature_rows
+    from covid_lib.runs import Record, restore_checkpoints
 
     specs = c4_specs(scale, profile, data_root)
+    restore_checkpoints(list(specs.values()), data_root=data_root, device=device)
+    differ = {seed: Record.of(sp).checkpoint_note for seed, sp in specs.items() if Record.of(sp).checkpoint_differs}
+    specs = {seed: sp for seed, sp in specs.items() if seed not in differ}
+    if not specs:
+        seeds = ", ".join(map(str, differ))
+        raise ValueError(f"C4 at scale {scale}: no fine-tuned encoder with a checkpoint here that reproduces its "
+                         f"record (seeds {seeds} were retrained here and differ): nothing to write")
     rows = feature_rows(data_root)
     feats, kept = C.c4_encoder_features(specs, rows, data_root=data_root, device=device)
     pred = C.c4_predictions(feats, kept, k=k)
@@ -84,8 +95,11 @@ def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = 
     path.parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(path, index=False)
     created = _created(pd.DataFrame({"path": [str(Path(path).parent.parent / sp.run_id) for sp in specs.values()]}))
+    left = {str(sd): {"run_id": n["run_id"], "max_abs_diff": n.get("max_abs_diff")} for sd, n in differ.items()}
     path.with_suffix(".json").write_text(json.dumps({"runs": {str(sd): sp.run_id for sd, sp in specs.items()}, "k": k,
-                                                     "records_created": created}, indent=1) + "\n")
+                                                     "records_created": created,
+                                                     **({"differs_from_record": left} if left else {})},
+                                                    indent=1) + "\n")
     return path
 
 
@@ -117,7 +131,7 @@ def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.D
     after = sum(t[:19] >= committed[:19] for t in created) if committed else None  # both UTC, ISO
     left = estimate.left_out if estimate is not None else pd.DataFrame()
     reasons: dict[str, int] = {}  # one reason per comparison left out: missing > did not learn > collapsed
-    order = ("missing", "failed", "did not learn", "collapsed")
+    order = ("missing", "failed", DIFFERS, "did not learn", "collapsed")
     for r in left.to_dict("records"):
         states = {str(r.get(c, "")).split(":")[0] for c in ("status_a", "status_b")} - {"usable"}
         key = next((o for o in order if o in states), "other")
@@ -150,8 +164,11 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     c4 = c4_path(scale)
     if c4.is_file():
         pred = pd.read_csv(c4, dtype={"group_id": str, "target": str, "predicted": str})
-        e4 = C.estimate_c4(pred, seeds=t2s)
-        runs = json.loads(c4.with_suffix(".json").read_text())["runs"]
+        written = json.loads(c4.with_suffix(".json").read_text())
+        unusable = {int(sd): f"{DIFFERS}: max |Δ score| {d['max_abs_diff']:.2g}"
+                    for sd, d in written.get("differs_from_record", {}).items()}
+        e4 = C.estimate_c4(pred, seeds=t2s, unusable=unusable)
+        runs = written["runs"]
         used = t2[t2["run_id"].isin(runs.values())]
         out["C4"] = _entry(e4.decision(), e4, used, committed)
     else:

@@ -195,27 +195,31 @@ def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: i
     return out
 
 
-def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame]:
+def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
+                      allow_mismatch: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation
-    (its checkpoint restored by retraining when not cached here, its record untouched)."""
+    (its checkpoint restored by retraining when not cached here, its record untouched; one that
+    differs from its record only with ``allow_mismatch``, else :class:`~covid_lib.runs.CheckpointMismatch`)."""
     from covid_lib.runs import Record, load_model
     from covid_lib.runs.execution import restore_checkpoint, rows_dataset
     from covid_lib.train import predict
 
     if Record.of(spec).checkpoint is None:
-        restore_checkpoint(spec, data_root=data_root, device=device, progress=False)
-    model, meta = load_model(spec, device)
+        restore_checkpoint(spec, data_root=data_root, device=device, progress=False, allow_mismatch=allow_mismatch)
+    model, meta = load_model(spec, device, allow_mismatch=allow_mismatch)
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="shared test")
     probs, _, _ = predict(model, data, device=device)
     return probs, kept.reset_index(drop=True)
 
 
-def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000) -> pd.DataFrame:
+def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000,
+                          allow_mismatch: bool = False) -> pd.DataFrame:
     """The ChestXRay pre-training at two scales (``small``: ``kermany``, 563 images; ``large``:
     ``kermany_full``) on the same held-out images: ``kermany``'s test patients, which neither
     pre-training saw, in each copy (original resolution; the squashed 224-px JPEGs). One row per
-    copy: both macro AUCs and the paired difference ``large - small`` with patient intervals."""
+    copy: both macro AUCs and the paired difference ``large - small`` with patient intervals.
+    ``allow_mismatch``: use checkpoints retrained here that differ from their record (say so)."""
     from covid_lib.data import global_splits
     from covid_lib.data.full_copy import full_copy_splits
     from covid_lib.data.subsets import PRETRAIN_LABELS
@@ -230,8 +234,8 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
     for name, rows in copies.items():
         rows = rows[rows["patient_id"].isin(test_patients)].reset_index(drop=True)
         rows = rows.assign(label=rows[column].map(mapping).astype(int))
-        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device)
-        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device)
+        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device, allow_mismatch=allow_mismatch)
+        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device, allow_mismatch=allow_mismatch)
         common = ka[["source", "image_id"]].merge(kb[["source", "image_id"]].reset_index(), on=["source", "image_id"])
         ia = ka.reset_index().merge(common[["source", "image_id"]], on=["source", "image_id"])["index"].to_numpy()
         ib = common["index"].to_numpy()
@@ -365,23 +369,16 @@ def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple
     return tuple(out)
 
 
-def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float = 1e-4) -> dict:
-    """Whether the checkpoint cached here is the recorded model: a pre-training's class
-    probabilities re-computed on its record's own test images against those the record holds.
-    A checkpoint restored by retraining on another machine need not match (bf16 kernels differ
-    between CPUs), and then every number computed from it is a retraining's, not the record's.
+def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float | None = None) -> dict:
+    """Whether the checkpoint cached here is the recorded model (:func:`covid_lib.runs.checkpoint_matches_record`:
+    a pre-training's class probabilities on its record's own test images against those the record
+    holds). A checkpoint restored by retraining on another machine need not match (bf16 kernels
+    differ between CPUs), and then every number computed from it is a retraining's, not the record's.
 
     Returns ``{"images", "max_abs_diff", "matches"}``.
     """
-    from covid_lib.data.subsets import pretrain_rows
-    from covid_lib.runs import Record
+    from covid_lib.runs import SCORE_TOLERANCE
+    from covid_lib.runs import checkpoint_matches_record as matches
 
-    recorded = Record.of(spec, need_checkpoint=False).scores()
-    rows = pretrain_rows(spec.composition, data_root)
-    rows = rows[rows["image_id"].isin(set(recorded["image_id"]))].reset_index(drop=True)
-    probs, kept = shared_test_probs(spec, rows, data_root=data_root, device=device)
-    columns = sorted(c for c in recorded.columns if c.startswith("prob_"))
-    both = kept[["source", "image_id"]].join(pd.DataFrame(probs[:, :len(columns)], columns=columns)).merge(
-        recorded[["source", "image_id", *columns]], on=["source", "image_id"], suffixes=("", "_record"))
-    diff = max(float(np.abs(both[c] - both[f"{c}_record"]).max()) for c in columns) if len(both) else float("nan")
-    return {"images": len(both), "max_abs_diff": diff, "matches": bool(diff <= tolerance)}
+    return matches(spec, data_root=data_root, device=device,
+                   tolerance=SCORE_TOLERANCE if tolerance is None else tolerance)

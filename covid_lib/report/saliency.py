@@ -62,6 +62,21 @@ def model_label(r) -> str:
 
 
 # ------------------------------------------------------------------------------------ the models
+def checkpoint_state(status: str, run_id: str, storage: str | os.PathLike | None = None) -> str:
+    """A recorded model's state for the saliency tables: its record's ``status``, or ``no
+    checkpoint`` when it learned but its weights are not cached here, or ``retrained here, differs
+    from record`` when the cached weights are a retraining that does not reproduce the record
+    (never measured as the recorded model)."""
+    from covid_lib.runs import DIFFERS, Record
+
+    if status not in ("done", "did not learn"):
+        return status
+    record = Record.of(run_id, storage=storage)
+    if record.checkpoint is None:
+        return "no checkpoint"
+    return DIFFERS if record.checkpoint_differs else status
+
+
 def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str | os.PathLike | None = None,
             device: str = "cpu", storage: str | os.PathLike | None = None, method: str = "gradcam",
             layer: str | None = "auto") -> tuple[pd.DataFrame, dict[str, SaliencyResult], pd.DataFrame]:
@@ -72,17 +87,13 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
         ``(per_image, results, status)``: one row per model and image (the model's keys,
         ``did_not_learn``, ``seen`` and :class:`covid_lib.analysis.saliency.SaliencyResult`'s table), the
         results by run id, and one row per model with ``state`` (``done``, ``did not learn``,
-        ``missing``, ``failed`` or ``no checkpoint``).
+        ``missing``, ``failed``, ``no checkpoint`` or ``retrained here, differs from record``).
     """
-    from covid_lib.runs import checkpoint_path
-
     by_id = {s.run_id: s for s in specs}
     parts, results, status = [], {}, []
     for r in records.to_dict("records"):
-        state = r["status"]
         spec = by_id[r["run_id"]]
-        if state in ("done", "did not learn") and not checkpoint_path(spec.run_id, storage).is_file():
-            state = "no checkpoint"
+        state = checkpoint_state(r["status"], spec.run_id, storage)
         status.append({**{k: r[k] for k in MODEL_KEYS}, "state": state})
         if state not in ("done", "did not learn"):
             continue
@@ -418,16 +429,13 @@ def planted_check(specs, *, results=None, data_root: str | os.PathLike | None = 
         :class:`covid_lib.analysis.saliency.PlantedSaliency` by run id.
     """
     from covid_lib.report.planted import planted_records
-    from covid_lib.runs import checkpoint_path
 
     specs = list(specs)
     records = planted_records(specs, results)
     by_id = {s.run_id: s for s in specs}
     rows, out = [], {}
     for r in records.to_dict("records"):
-        state = r["status"]
-        if state in ("done", "did not learn") and not checkpoint_path(r["run_id"], storage).is_file():
-            state = "no checkpoint"
+        state = checkpoint_state(r["status"], r["run_id"], storage)
         head = {"mark": r["mark"], "pipeline": r["pipeline"], "run_id": r["run_id"], "state": state}
         if state not in ("done", "did not learn"):
             rows.append(head)
