@@ -187,14 +187,12 @@ check = pd.DataFrame()
 candidates = [("gradcam", layer), ("gradinput", None)] if method == "auto" else [(method, layer)]
 views = tuple(dict.fromkeys([*candidates, ("gradcam", "layer3"), ("gradcam", None)]))  # + coarser Grad-CAMs
 if check_planted:
-    from covid_lib.runs import checkpoint_path, restore_checkpoint
+    from covid_lib.runs import restore_checkpoints
 
     planted_specs = [s for s in grid_specs("planted", profile, data_root=data_root, data_version=version)
                      if s.plant == "corner"]
-    planted = rr.spec_records(planted_specs, results)
-    for s, state in zip(planted_specs, planted["status"]):
-        if state in ("done", "did not learn") and not checkpoint_path(s.run_id, storage).is_file():
-            restore_checkpoint(s, data_root=data_root, device=device, progress=False, storage=storage)
+    # checkpoints not cached are retrained; one that differs from its record is listed, not used
+    restore_checkpoints(planted_specs, data_root=data_root, device=device, storage=storage)
     check, check_maps = rsal.planted_check(planted_specs, results=results, data_root=data_root, device=device,
                                            storage=storage, views=views, n_boot=n_boot, seed=seed)
     if check.empty or "layer" not in check:
@@ -231,7 +229,9 @@ display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
 # ## The models
 #
 # Every expected model, with its state. *no checkpoint* means a record whose weights are not in
-# this machine's cache, and *missing* a run not trained yet. Neither is measured. A model that
+# this machine's cache, *retrained here, differs from record* weights retrained on this machine
+# that do not reproduce the record's test scores, and *missing* a run not trained yet. None of them
+# is measured. A model that
 # did not learn (best validation AUC under 0.6) is measured and flagged in every table.
 
 # %%
