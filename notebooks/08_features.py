@@ -61,7 +61,7 @@ from IPython.display import display
 from covid_lib.analysis import embed
 from covid_lib.grid import grid_specs, table2_grid
 from covid_lib.profiles import resolve_device
-from covid_lib.runs import Record, checkpoint_path, is_finished, load_result
+from covid_lib.runs import DIFFERS, Record, checkpoint_path, is_finished, load_result
 from covid_lib.report import judge
 from covid_lib.report.common import styled
 
@@ -79,6 +79,8 @@ for name, spec in encoders.items():
     done, ckpt = is_finished(spec), checkpoint_path(spec.run_id).is_file()
     state = ("did not learn" if load_result(spec).did_not_learn else "done") if done and ckpt else \
         "missing" if not done else "no checkpoint"
+    if ckpt and Record.of(spec).checkpoint_differs:  # weights retrained here that are not the record's model
+        state = DIFFERS
     states.append({"encoder": name, "run": spec.run_id, "state": state})
 states = pd.DataFrame(states)
 display(styled(states))
