@@ -103,6 +103,13 @@ def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
         return None
 
 
+def rule_commit_time(claim: str) -> str | None:
+    """When ``claim``'s rule was committed: the commit of the protocol version that fixed it
+    (:func:`covid_lib.analysis.protocol.rule_version_hash`), so a later version that adds rules
+    does not re-date the rules it keeps."""
+    return protocol_commit_time(P.rule_version_hash(P.rule(claim)))
+
+
 def _created(records: pd.DataFrame) -> list[str]:
     out = []
     for path in records["path"]:
@@ -131,7 +138,8 @@ def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.D
 def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
     """The decision of every claim at ``scale`` (a key of :data:`SCALES`)."""
     s = SCALES[scale]
-    committed = protocol_commit_time()
+    committed = rule_commit_time("C1")  # C1-C6 were fixed together (version 1)
+    assert all(P.PROTOCOL[c].since == P.PROTOCOL["C1"].since for c in P.PROTOCOL)
     k, t2s, seeds = s["kermany"], s["t2_seeds"], s["seeds"]
     t2 = _records(s["table2"], profile, data_root)
     out: dict[str, dict] = {}
