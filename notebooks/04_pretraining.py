@@ -50,6 +50,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import display
 
+from covid_lib.analysis.seeds import seed_summary, seed_summary_table
 from covid_lib.grid import COMPOSITION_ORDER, grid_specs, grid_status, status_counts
 from covid_lib.report import common as report
 from covid_lib.report import judge
@@ -179,10 +180,11 @@ display(table.style.hide(axis="index") if not table.empty else "no pair of fine-
 # collapsed, did not learn or are not recorded yet are counted, not averaged in:
 
 # %%
-spread = pd.concat([rp.seed_spread(small[small["arch"] == "resnet18"]).assign(scale="563 images"),
-                    rp.seed_spread(large[large["arch"] == "resnet18"]).assign(scale="whole set")])
-display(spread[["scale", "pretrain", "composition", "own-test AUC, mean ± SD", "seeds used", "collapsed",
-                "did not learn", "missing"]].style.hide(axis="index"))
+own = pd.concat([rr.matrix_long(r[r["arch"] == "resnet18"]).assign(scale=scale)
+                 for r, scale in ((small, "563 images"), (large, "whole set"))]).query("diagonal")
+spread = seed_summary_table(seed_summary(own, ["scale", "pretrain", "composition"], ["auc"]), ["auc"],
+                            labels={"auc": "own-test AUC"}, digits=3)
+display(spread.style.hide(axis="index"))
 
 # %% [markdown]
 # ## Does pre-training raise specificity? (claim C2)

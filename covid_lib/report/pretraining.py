@@ -19,10 +19,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score
 
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import cell_scores, record_at
+from covid_lib.report.records import cell_scores
 from covid_lib.report.training import index_record, run_row, test_scores
 from covid_lib.stats import POOLED, bootstrap_ci, paired_cluster_bootstrap_sets
 
@@ -299,27 +298,6 @@ def scale_effect_table(effect: dict, digits: int = 3) -> pd.DataFrame:
                      "AUC, 563 images": f"{r['value_b']:.{digits}f}",
                      "Δ AUC [95% CI over patients]": format_estimate(r["estimate"], r["low"], r["high"], digits),
                      "seed pairs used / left out": f"{n_used} / {len(mine) - n_used}"})
-    return pd.DataFrame(rows)
-
-
-def seed_spread(records: pd.DataFrame, by: tuple[str, ...] = ("pretrain", "composition")) -> pd.DataFrame:
-    """Own-test AUC over seeds per cell: mean ± SD over the seeds whose model learned, with the
-    seeds that did not learn, collapsed or are missing counted beside (never averaged in)."""
-    rows = []
-    for key, g in records.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        aucs = []
-        for r in g[g["status"] == "done"].to_dict("records"):
-            s = record_at(r["path"]).scores(r["composition"])
-            if s["label"].nunique() == 2:
-                aucs.append(roc_auc_score(s["label"], s["score"]))
-        counts = g["status"].value_counts()
-        rows.append({**dict(zip(by, key)),
-                     "own-test AUC, mean ± SD": (f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}" if len(aucs) > 1
-                                                 else f"{aucs[0]:.3f}" if aucs else "–"),
-                     "seeds used": len(aucs),
-                     "collapsed": int(counts.get("collapsed", 0)), "did not learn": int(counts.get("did not learn", 0)),
-                     "missing": int(counts.get("missing", 0) + counts.get("failed", 0))})
     return pd.DataFrame(rows)
 
 
