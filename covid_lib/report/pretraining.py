@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from covid_lib.analysis.claims import paired_own_test
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import cell_scores
 from covid_lib.report.training import index_record, run_row, test_scores
-from covid_lib.stats import POOLED, bootstrap_ci, paired_cluster_bootstrap_sets
+from covid_lib.stats import POOLED, bootstrap_ci
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
 PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "kermany_full": 5857, "nih": 26684}
@@ -244,60 +244,38 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
 
 
 # ------------------------------------------------------------ pre-training size and the fine-tunes
-def _own_test_pairs(small: pd.DataFrame, large: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pair the fine-tunes of ``small`` and ``large`` (:func:`covid_lib.report.records.spec_records`)
-    by (arch, composition, seed, pipeline); return the long own-test scores of the pairs where both
-    models learned (``done``) and one row per pair with both statuses."""
-    keys = ["arch", "composition", "seed", "pipeline"]
-    pairs = large.merge(small, on=keys, suffixes=("_large", "_small"))
-    long = []
-    for p in pairs.to_dict("records"):
-        if p["status_large"] != "done" or p["status_small"] != "done":
-            continue
-        a, b = cell_scores(p["path_large"], p["composition"]), cell_scores(p["path_small"], p["composition"])
-        both = a[["label", "group_id", "score"]].join(b[["score"]].rename(columns={"score": "score_b"}), how="inner")
-        long.append(both.reset_index().assign(composition=p["composition"], seed=p["seed"], arch=p["arch"])
-                    .rename(columns={"score": "score_a", "group_id": "patient"}))
-    cols = ["composition", "seed", "arch", "source", "image_id", "label", "patient", "score_a", "score_b"]
-    return (pd.concat(long, ignore_index=True)[cols] if long else pd.DataFrame(columns=cols)), pairs
-
-
 def scale_effect(small: pd.DataFrame, large: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """The effect of the pre-training set's size on the COVID fine-tunes (issue 17): AUC of the
     fine-tune whose encoder was pre-trained on the whole ChestXRay set (``large``) minus that of the
     same fine-tune pre-trained on 563 images (``small``), on the composition's own test set, paired
-    by composition and seed, patients resampled jointly over every cell and seed
-    (:func:`covid_lib.stats.paired_cluster_bootstrap_sets`). Pairs where a model did not learn or
-    collapsed are left out and listed.
+    by (arch, composition, seed, pipeline) and estimated as claim C2 is
+    (:func:`covid_lib.analysis.claims.paired_own_test`: one joint patient bootstrap over every
+    pair, pooled as the mean over pairs). Pairs where a model did not learn or collapsed are left
+    out and listed.
 
-    Returns ``{"cells": per-composition rows + "pooled", "pairs": every pair with both statuses}``.
+    Returns ``{"estimate": the ClaimEstimate, "cells": per composition, then "pooled"}``.
     """
-    long, pairs = _own_test_pairs(small, large)
-    status = pairs[["composition", "seed", "status_large", "status_small"]].sort_values(["composition", "seed"])
-    if long.empty:
-        return {"cells": pd.DataFrame(), "pairs": status.reset_index(drop=True)}
-    cells = paired_cluster_bootstrap_sets(long, set_col="composition", group_col="patient", model_seed_col="seed",
-                                          n_boot=n_boot, seed=seed)
-    return {"cells": cells, "pairs": status.reset_index(drop=True)}
+    keys = ["arch", "composition", "seed", "pipeline"]
+    labels = large[keys].merge(small[keys], on=keys).to_dict("records")
+    records = pd.concat([large.assign(scale="large"), small.assign(scale="small")], ignore_index=True)
+    pairs = [(label, {**label, "scale": "large"}, {**label, "scale": "small"}) for label in labels]
+    est = paired_own_test(records, pairs, claim="pre-training scale", names=("auc_large", "auc_small"),
+                          n_boot=n_boot, seed=seed)
+    return {"estimate": est, "cells": est.by("composition", means=("auc_large", "auc_small"))}
 
 
 def scale_effect_table(effect: dict, digits: int = 3) -> pd.DataFrame:
     """:func:`scale_effect` for reading: per composition (and pooled) the two mean AUCs, ΔAUC with
     its patient-level interval, and how many seed pairs were used or left out."""
-    cells, pairs = effect["cells"], effect["pairs"]
-    if cells is None or len(cells) == 0:
-        return pd.DataFrame()
-    set_col = "composition"
-    used = pairs[(pairs["status_large"] == "done") & (pairs["status_small"] == "done")]
+    cells, left = effect["cells"], effect["estimate"].left_out
     rows = []
     for r in cells.to_dict("records"):
-        name = r[set_col]
-        mine = pairs if name == POOLED else pairs[pairs["composition"] == name]
-        n_used = len(used) if name == POOLED else int((used["composition"] == name).sum())
-        rows.append({"trained on": name, "AUC, whole set": f"{r['value_a']:.{digits}f}",
-                     "AUC, 563 images": f"{r['value_b']:.{digits}f}",
+        name = r["composition"]
+        n_left = len(left) if name == POOLED or left.empty else int((left["composition"] == name).sum())
+        rows.append({"trained on": name, "AUC, whole set": f"{r['auc_large']:.{digits}f}",
+                     "AUC, 563 images": f"{r['auc_small']:.{digits}f}",
                      "Δ AUC [95% CI over patients]": format_estimate(r["estimate"], r["low"], r["high"], digits),
-                     "seed pairs used / left out": f"{n_used} / {len(mine) - n_used}"})
+                     "seed pairs used / left out": f"{r['n_used']} / {n_left}"})
     return pd.DataFrame(rows)
 
 
