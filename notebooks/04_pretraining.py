@@ -149,12 +149,13 @@ if pair is None:
           "for this profile" if shared_test else "skipped (shared_test=False)")
 else:
     dev = device if device != "auto" else "cpu"
+    loaded = {spec.run_id: rp.load_pretraining(spec, data_root=data_root, device=dev) for spec in pair}  # once each
     for label, spec in zip(("563 images", "whole set"), pair):
-        c = rp.checkpoint_matches_record(spec, data_root=data_root, device=dev)
+        c = rp.checkpoint_matches_record(spec, data_root=data_root, device=dev, loaded=loaded[spec.run_id])
         print(f"{label} ({spec.run_id}): checkpoint "
               + ("is the recorded model" if c["matches"] else "is NOT the recorded model (a retraining)")
               + f": max |Δ probability| {c['max_abs_diff']:.2g} on its {c['images']} recorded test images")
-    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot)
+    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot, loaded=loaded)
     display(scales[["test images", "images", "patients", "whole set (large)", "563 images (small)",
                     "large - small"]].style.hide(axis="index"))
 

@@ -113,6 +113,33 @@ def test_checkpoint_matches_record_compares_recorded_probabilities(write_record,
     assert rp.checkpoint_matches_record(spec)["matches"] is False
 
 
+def test_a_loaded_checkpoint_is_not_loaded_again(monkeypatch):
+    """Chapter 04 loads each pre-training once (load_pretraining) for the record check and the
+    comparison: a ``loaded`` model is scored as given, with no second load."""
+    import covid_lib.data.subsets as subsets
+    import covid_lib.runs.execution as execution
+    import covid_lib.train as train
+    from covid_lib.runs import Record
+
+    spec = RunSpec("kermany", task="pretrain", arch="resnet18", profile="smoke", data_version="v1")
+    rows = pd.DataFrame({"source": "kermany", "image_id": ["a", "b"]})
+    uniform = np.full((2, 3), 1 / 3)
+    loads = []
+    monkeypatch.setattr(rp, "load_pretraining", lambda s, **kw: loads.append(s.run_id) or ("model", {"mean": 0, "std": 1}))
+    monkeypatch.setattr(execution, "rows_dataset", lambda s, r, **kw: ("data", r, None))
+    monkeypatch.setattr(train, "predict", lambda model, data, **kw: (uniform, None, None))
+    probs, kept = rp.shared_test_probs(spec, rows, loaded=("given", {"mean": 0, "std": 1}))
+    assert loads == [] and probs.shape == (2, 3) and len(kept) == 2
+    rp.shared_test_probs(spec, rows)
+    assert loads == [spec.run_id]
+    # the record check passes its loaded model on
+    seen = []
+    monkeypatch.setattr(rp, "shared_test_probs", lambda s, r, **kw: seen.append(kw["loaded"]) or (uniform, r))
+    monkeypatch.setattr(subsets, "pretrain_rows", lambda source, data_root=None: rows)
+    monkeypatch.setattr(Record, "scores", lambda self, *a, **k: rows.assign(**{f"prob_{k}": 1 / 3 for k in range(3)}))
+    assert rp.checkpoint_matches_record(spec, loaded="model")["matches"] and seen == ["model"]
+
+
 def test_specificity_at_matched_sensitivity_is_a_point_of_the_roc_curve():
     from sklearn.metrics import roc_curve
 

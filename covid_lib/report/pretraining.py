@@ -194,31 +194,47 @@ def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: i
     return out
 
 
-def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu") -> tuple[np.ndarray, pd.DataFrame]:
-    """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation
-    (its checkpoint restored by retraining when not cached here, its record untouched)."""
+def load_pretraining(spec, *, data_root=None, device: str = "cpu") -> tuple:
+    """A pre-training run's ``(model, meta)`` from its checkpoint (restored by retraining when not
+    cached here, its record untouched): load it once and pass it as ``loaded`` to the functions
+    below that score with it."""
     from covid_lib.runs import Record, load_model
-    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.train import predict
+    from covid_lib.runs.execution import restore_checkpoint
 
     if Record.of(spec).checkpoint is None:
         restore_checkpoint(spec, data_root=data_root, device=device, progress=False)
-    model, meta = load_model(spec, device)
+    return load_model(spec, device)
+
+
+def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
+                      loaded: tuple | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation,
+    with its ``loaded`` model (default: :func:`load_pretraining`)."""
+    from covid_lib.runs.execution import rows_dataset
+    from covid_lib.train import predict
+
+    model, meta = loaded if loaded is not None else load_pretraining(spec, data_root=data_root, device=device)
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="shared test")
     probs, _, _ = predict(model, data, device=device)
     return probs, kept.reset_index(drop=True)
 
 
-def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000) -> pd.DataFrame:
+def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000,
+                          loaded: dict | None = None) -> pd.DataFrame:
     """The ChestXRay pre-training at two scales (``small``: ``kermany``, 563 images; ``large``:
     ``kermany_full``) on the same held-out images: ``kermany``'s test patients, which neither
     pre-training saw, in each copy (original resolution; the squashed 224-px JPEGs). One row per
-    copy: both macro AUCs and the paired difference ``large - small`` with patient intervals."""
+    copy: both macro AUCs and the paired difference ``large - small`` with patient intervals.
+    ``loaded``: run id -> :func:`load_pretraining` (default: each loaded here, once)."""
     from covid_lib.data import global_splits
     from covid_lib.data.full_copy import full_copy_splits
     from covid_lib.data.subsets import PRETRAIN_LABELS
 
+    loaded = dict(loaded or {})
+    for spec in (small, large):
+        if spec.run_id not in loaded:
+            loaded[spec.run_id] = load_pretraining(spec, data_root=data_root, device=device)
     column, mapping = PRETRAIN_LABELS["kermany"]
     base = global_splits(data_root)
     test_patients = set(base.loc[(base["source"] == "kermany") & (base["split"] == "test"), "patient_id"])
@@ -229,8 +245,8 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
     for name, rows in copies.items():
         rows = rows[rows["patient_id"].isin(test_patients)].reset_index(drop=True)
         rows = rows.assign(label=rows[column].map(mapping).astype(int))
-        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device)
-        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device)
+        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device, loaded=loaded[large.run_id])
+        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device, loaded=loaded[small.run_id])
         common = ka[["source", "image_id"]].merge(kb[["source", "image_id"]].reset_index(), on=["source", "image_id"])
         ia = ka.reset_index().merge(common[["source", "image_id"]], on=["source", "image_id"])["index"].to_numpy()
         ib = common["index"].to_numpy()
@@ -321,7 +337,8 @@ def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple
     return tuple(out)
 
 
-def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float = 1e-4) -> dict:
+def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float = 1e-4,
+                              loaded: tuple | None = None) -> dict:
     """Whether the checkpoint cached here is the recorded model: a pre-training's class
     probabilities re-computed on its record's own test images against those the record holds.
     A checkpoint restored by retraining on another machine need not match (bf16 kernels differ
@@ -335,7 +352,7 @@ def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tole
     recorded = Record.of(spec, need_checkpoint=False).scores()
     rows = pretrain_rows(spec.composition, data_root)
     rows = rows[rows["image_id"].isin(set(recorded["image_id"]))].reset_index(drop=True)
-    probs, kept = shared_test_probs(spec, rows, data_root=data_root, device=device)
+    probs, kept = shared_test_probs(spec, rows, data_root=data_root, device=device, loaded=loaded)
     columns = sorted(c for c in recorded.columns if c.startswith("prob_"))
     both = kept[["source", "image_id"]].join(pd.DataFrame(probs[:, :len(columns)], columns=columns)).merge(
         recorded[["source", "image_id", *columns]], on=["source", "image_id"], suffixes=("", "_record"))
