@@ -138,6 +138,18 @@ def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
     return fig
 
 
+def label_panels(axes: np.ndarray, columns: Iterable[str], rows: Iterable[str], *, fontsize: float = 8) -> None:
+    """Label a grid of image panels (``axes``: rows x columns): no ticks anywhere, ``columns`` as
+    the titles of the first row and ``rows`` as the labels of the first column."""
+    axes = np.asarray(axes)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    for ax, title in zip(axes[0], columns):
+        ax.set_title(title, fontsize=fontsize)
+    for ax, label in zip(axes[:, 0], rows):
+        ax.set_ylabel(label, fontsize=fontsize)
+
+
 def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-image intensity statistics and per-source mean histograms of the stored 8-bit images.
 

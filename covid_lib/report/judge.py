@@ -14,6 +14,7 @@ the file was judged under another protocol. Scales (issue 17):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -92,8 +93,13 @@ def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = 
 def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
     """ISO time of the first commit whose ``book/protocol.md`` carries ``protocol_hash`` (the current
     protocol's by default): when these rules were committed, whatever later moves or edits the file
-    that holds them without changing a rule (None outside git or before the page is committed)."""
-    protocol_hash = protocol_hash or P.protocol_hash()
+    that holds them without changing a rule (None outside git or before the page is committed).
+    Asked of git once per hash and process (:func:`_commit_time`)."""
+    return _commit_time(protocol_hash or P.protocol_hash())
+
+
+@functools.lru_cache(maxsize=None)
+def _commit_time(protocol_hash: str) -> str | None:
     try:
         out = subprocess.run(["git", "log", "--format=%cI", f"-S{protocol_hash}", "--", "book/protocol.md"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=20)

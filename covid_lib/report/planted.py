@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
+from covid_lib.report.common import label_panels
 from covid_lib.report.records import has_record, spec_records
 from covid_lib.runs.planted import VARIANTS, variant_set
 from covid_lib.stats import paired_cluster_bootstrap
@@ -58,18 +59,13 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
     for mark, arr in arrays.items():
         rows += [(f"{mark}", arr.marked, None), (f"|{mark} − unmarked| ×{diff_gain:g}", arr.marked, first.unmarked)]
     fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.9 * len(steps), 1.9 * len(rows)), squeeze=False)
-    for i, (label, data, base) in enumerate(rows):
-        for j, step in enumerate(steps):
-            ax = axes[i][j]
+    for row_axes, (_, data, base) in zip(axes, rows):
+        for ax, step in zip(row_axes, steps):
             img = data[step].images[index].astype(np.float32) / 255
             if base is not None:
                 img = np.clip(diff_gain * np.abs(img - base[step].images[index].astype(np.float32) / 255), 0, 1)
             ax.imshow(img, cmap="magma" if base is not None else "gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(step, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=8)
+    label_panels(axes, steps, [label for label, _, _ in rows])
     fig.tight_layout()
     return fig
 
