@@ -254,3 +254,14 @@ def test_chapter_block_and_answer_box_of_a_finding():
     assert stale.verdict == "inconclusive" and "not judged" in stale.deciding
     assert judge.exploratory_text(_finding(records_after_protocol=9)) == \
         "confirmatory: all 9 records it judges were made after the rule"
+
+
+def test_answer_box_of_a_finding_names_the_work_it_follows(monkeypatch):
+    from covid_lib.report import common, judge
+
+    calls = []
+    monkeypatch.setattr(common, "show_answer", lambda q, a, s, kind: calls.append((q, a, s, kind)))
+    common.show_verdict_answer("Does it?", judge.protocol_verdict("F1", _judged()), answer="More.", how_sure="Caveat.")
+    _, answer, sure, kind = calls[0]
+    assert answer.startswith("F1 is **reproduced**: ") and answer.endswith(" More.") and kind == "reproduced"
+    assert "What differs from the work it follows:" in sure and sure.endswith(" Caveat.")

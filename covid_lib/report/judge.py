@@ -293,7 +293,7 @@ def read_verdicts(path: str | os.PathLike | None = None) -> dict | None:
 
 def _fmt(d: dict) -> str:
     if d.get("not_evaluated"):
-        return d["reason"] if str(d.get("reason", "")).startswith("not evaluated") else "not yet evaluated"
+        return _why_not(d) or "not yet evaluated"
     parts = d.get("details", {}).get("parts")
     if parts:  # a claim of several contrasts (C3): each part's numbers
         return "; ".join(f"{name} **{p['outcome']}**: {_fmt({**p, 'left_out_reasons': {}})}" for name, p in parts.items())
@@ -340,10 +340,10 @@ FINDING_DEPARTURES = {
     "F1": "ResNet-18 from scratch or pre-trained on 563 ChestXRay images (no ImageNet), not a frozen ImageNet "
           "ResNet-50; our sources (Hannover, Cohen, Kermany, NIH), not BIMCV, PadChest or CheXpert; the paper's chain, "
           "not their lung crop; the `cpu` recipe; seed 0 only",
-    "F2": "a finding of ours, on the metadata of our public stand-ins (CORDA's own images, one hospital in one "
+    "F2": "the metadata of our public stand-ins (CORDA's own images, one hospital in one "
           "fortnight, had no such gaps); a logistic regression reads the metadata, a network has to infer them from "
           "the pixels",
-    "F3": "a finding of ours (DeGrave et al. plant nothing): one seed, one small composition (CORDA), a mark chosen "
+    "F3": "DeGrave et al. plant nothing; one seed, one small composition (CORDA), a mark chosen "
           "by us, `cpu`-profile models at 128 px",
     "F4": "Grad-CAM or gradient x input on our `cpu`-profile ResNet-18s at 128 px, not expected gradients (DeGrave "
           "et al.) or CAM on DenseNet-121 (the KTH report); a U-Net lung mask",
@@ -379,6 +379,12 @@ def exploratory_text(d: dict) -> str:
     if after == n:
         return f"confirmatory: all {n} records it judges were made after the rule"
     return f"exploratory: rule fixed after {n - after} of the {n} records it judges"
+
+
+def _why_not(d: dict) -> str:
+    """Why a finding is not evaluated (its reason without the leading ``not evaluated: ``), or ''."""
+    reason = str(d.get("reason", ""))
+    return reason.removeprefix("not evaluated: ") if reason.startswith("not evaluated: ") else ""
 
 
 def _signed(e: dict) -> str:
@@ -491,9 +497,11 @@ def findings_markdown(findings: dict[str, dict]) -> list[str]:
     for f, d in findings.items():
         chapter = FINDING_CHAPTERS.get(f, "")
         link = f"[{chapter[:2]}](chapters/{chapter}.ipynb)" if chapter else ""
-        badge = "{bdg-secondary}`not evaluated`" if d.get("not_evaluated") else _badge(d["outcome"])
-        lines.append(f"| **{f}** {SHORT_FINDINGS.get(f, '')} | {badge} | {_short_estimate(d)} | "
-                     f"{exploratory_text(d)} | {link} |")
+        if d.get("not_evaluated"):
+            badge, estimate, records = "{bdg-secondary}`not evaluated`", _why_not(d).split(":")[0] or "–", "–"
+        else:
+            badge, estimate, records = _badge(d["outcome"]), _short_estimate(d), exploratory_text(d)
+        lines.append(f"| **{f}** {SHORT_FINDINGS.get(f, '')} | {badge} | {estimate} | {records} | {link} |")
     lines += ["", "Each finding in detail:", ""]
     for f, d in findings.items():
         rule = P.rule(f)
@@ -506,7 +514,8 @@ def findings_markdown(findings: dict[str, dict]) -> list[str]:
         extra = finding_details(f, d)
         if extra:
             lines += ["", "Beside it, never deciding:", "", *(f"- {e}" for e in extra)]
-        lines += ["", f"**What differs from {rule.paper}:** {_departures(f)}.", ""]
+        differs = "Limits (a finding of ours)" if rule.paper.startswith("ours") else f"What differs from {rule.paper}"
+        lines += ["", f"**{differs}:** {_departures(f)}.", ""]
         if f in FINDING_CHAPTERS:
             lines += [f"Evidence: [{FINDING_CHAPTERS[f]}](chapters/{FINDING_CHAPTERS[f]}.ipynb).", ""]
         lines.append(":::")
@@ -578,7 +587,7 @@ def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full
                        "(`python -m covid_lib book judge`)", differs, chapter)
     if d is not None:  # a finding beyond the paper: one judgement, not one per scale
         if d.get("not_evaluated"):
-            return Verdict(claim, statement, "inconclusive", f"nothing yet: {_fmt(d)}", differs, chapter)
+            return Verdict(claim, statement, "inconclusive", f"not evaluated: {_fmt(d)}", differs, chapter)
         return Verdict(claim, statement, d["outcome"], f"the protocol's estimate ({_fmt(d)}; {exploratory_text(d)})",
                        differs, chapter)
     scales = data["scales"]
