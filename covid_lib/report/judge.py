@@ -340,11 +340,8 @@ FINDING_DEPARTURES = {
     "F1": "ResNet-18 from scratch or pre-trained on 563 ChestXRay images (no ImageNet), not a frozen ImageNet "
           "ResNet-50; our sources (Hannover, Cohen, Kermany, NIH), not BIMCV, PadChest or CheXpert; the paper's chain, "
           "not their lung crop; the `cpu` recipe; seed 0 only",
-    "F2": "the metadata of our public stand-ins (CORDA's own images, one hospital in one "
-          "fortnight, had no such gaps); a logistic regression reads the metadata, a network has to infer them from "
-          "the pixels",
-    "F3": "DeGrave et al. plant nothing; one seed, one small composition (CORDA), a mark chosen "
-          "by us, `cpu`-profile models at 128 px",
+    "F2": "a logistic regression reads the metadata, where a network has to infer them from the pixels",
+    "F3": "DeGrave et al. plant nothing: the mark, where it is planted and the composition (CORDA) are ours",
     "F4": "Grad-CAM or gradient x input on our `cpu`-profile ResNet-18s at 128 px, not expected gradients (DeGrave "
           "et al.) or CAM on DenseNet-121 (the KTH report); a U-Net lung mask",
     "F5": "ResNet-18 pre-trained from random weights on ChestXRay, not DenseNet-121 / ResNet-50 on ChestX-ray14 "
@@ -587,7 +584,8 @@ def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full
                        "(`python -m covid_lib book judge`)", differs, chapter)
     if d is not None:  # a finding beyond the paper: one judgement, not one per scale
         if d.get("not_evaluated"):
-            return Verdict(claim, statement, "inconclusive", f"not evaluated: {_fmt(d)}", differs, chapter)
+            return Verdict(claim, f"not evaluated here, so the rule decides nothing. The finding: {statement}",
+                           "inconclusive", f"not evaluated: {_fmt(d)}", differs, chapter)
         return Verdict(claim, statement, d["outcome"], f"the protocol's estimate ({_fmt(d)}; {exploratory_text(d)})",
                        differs, chapter)
     scales = data["scales"]
