@@ -183,6 +183,20 @@ display(Markdown(
     "other images (the small-test-set chapter returns to this)."))
 
 # %% [markdown]
+# ### The finding under the protocol
+#
+# Borrowing ChestXRay's COVID− images (children, another view mix, another file format) should add
+# to what the metadata already give on CORDA alone. The book's finding F2 is decided by the rule
+# below (protocol version 2): the own-test AUC of this headline baseline (no year, no missing-value
+# flags) on CORDA&ChestXRay minus that on CORDA, with one patient bootstrap over both test sets.
+# It is judged by `python -m covid_lib book judge` and read here:
+
+# %% tags=["hide-input"]
+from covid_lib.report import judge
+
+judge.show_claim("F2")
+
+# %% [markdown]
 # ### What it relies on
 #
 # The permutation importance is the drop of the training AUC when one feature group is shuffled
@@ -259,14 +273,15 @@ display(Markdown(
     "better than the metadata, its score says nothing about the lungs."))
 own = table[table["composition"] == table["test_set"]]
 above = int((own["auc_low"] > 0.5).sum())
-report.show_answer(
+report.show_verdict_answer(
     "How far does a classifier get on the images' metadata alone, without a pixel?",
-    f"Above chance on {above} of {len(own)} compositions' own test sets (interval above 0.5): AUC {cell(table, 'CORDA', 'CORDA')} on the CORDA stand-in, {cell(table, 'CORDA&ChestXRay', 'CORDA&ChestXRay')} "
+    judge.protocol_verdict("F2"),
+    answer=f"Above chance on {above} of {len(own)} compositions' own test sets (interval above 0.5): AUC {cell(table, 'CORDA', 'CORDA')} on the CORDA stand-in, {cell(table, 'CORDA&ChestXRay', 'CORDA&ChestXRay')} "
     f"on CORDA&ChestXRay and {cell(table, 'CORDA&RSNA', 'CORDA&RSNA')} on CORDA&RSNA; the acquisition year matters "
     f"most in {int((top == 'year').sum())} of {len(top)} compositions. A network's score on these test sets is to be "
     "read against these numbers, not against 0.5.",
-    "Intervals resample patients. The metadata are those of our public stand-ins (CORDA's own, one hospital in one "
-    "fortnight, had no such gap in years).")
+    how_sure="Intervals resample patients. The metadata are those of our public stand-ins (CORDA's own, one hospital in "
+    "one fortnight, had no such gap in years).")
 
 # %% [markdown]
 # ## Provenance

@@ -97,7 +97,7 @@ class ClaimEstimate:
     replicates: np.ndarray | None = field(default=None, repr=False)
 
     def decision(self, rule: P.ClaimRule | None = None) -> P.Decision:
-        d = P.decide(rule or P.PROTOCOL[self.claim], self.estimate, self.low, self.high, self.se,
+        d = P.decide(rule or P.rule(self.claim), self.estimate, self.low, self.high, self.se,
                      n_used=self.n_used, n_left_out=self.n_left_out)
         d.details.update(self.extra)
         return d

@@ -419,13 +419,15 @@ def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "impor
     display(takeaway(answer, how_sure))
 
 
-def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
-    """:func:`show_answer` for a chapter that decides a claim: the answer is the verdict
+def show_verdict_answer(question: str, verdict, *, answer: str = "", how_sure: str = "") -> None:
+    """:func:`show_answer` for a chapter that decides a claim or a finding: the answer is the verdict
     (:class:`covid_lib.analysis.verdicts.Verdict`) and its statement (then ``answer``, if given),
-    "how sure" the number that decides it and what differs from the paper; the box's colour
-    follows the verdict."""
+    "how sure" the number that decides it and what differs from the paper (a finding: from the
+    work it follows), then ``how_sure``, if given; the box's colour follows the verdict."""
     text = f"{verdict.claim} is **{verdict.verdict}**: {verdict.statement}" + (f" {answer}" if answer else "")
-    sure = f"What decides it: {verdict.deciding}. What differs from the paper: {verdict.differs}."
+    work = "the paper" if verdict.claim.startswith("C") else "the work it follows"
+    sure = f"What decides it: {verdict.deciding}. What differs from {work}: {verdict.differs}." + (
+        f" {how_sure}" if how_sure else "")
     show_answer(question, text, sure, kind=verdict.verdict)
 
 

@@ -171,6 +171,20 @@ def _signed(value: float, low: float, high: float) -> str:
     return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def variant_scores(path) -> pd.DataFrame | None:
+    """A planted record's test scores, one row per image scored in all three variants: the
+    ``marked`` row's columns (``label``, ``group_id``, ``score``...) with ``score_flipped`` and
+    ``score_unmarked`` of the same image; None without a record."""
+    if not has_record(path) or not (Path(path) / "scores.csv").is_file():
+        return None
+    scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str, "group_id": str})
+    base = scores["test_set"].iloc[0].split(" · ")[0]
+    by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
+    return by_variant["marked"].merge(
+        by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
+        by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
+
+
 def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """How far the mark moves each planted model's ranking: test AUC *marked* minus *flipped* on the
     same images (the mark on the COVID+ images against the mark on the COVID- ones), with a paired
@@ -182,15 +196,9 @@ def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> 
         row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "n": 0,
                **{k: np.nan for k in EFFECT_COLUMNS[3:]}}
         path = r["path"]
-        if has_record(path) and (Path(path) / "scores.csv").is_file():
-            scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str,
-                                                                   "group_id": str})
+        both = variant_scores(path)
+        if both is not None:
             row["mark"] = row["mark"] or _metrics(path).get("plant", {}).get("mark")
-            base = scores["test_set"].iloc[0].split(" · ")[0]
-            by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
-            both = by_variant["marked"].merge(
-                by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
-                by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
             if len(both) and both["label"].nunique() == 2:
                 groups = (both["group_id"] if "group_id" in both else both["patient_id"]).to_numpy()
                 y = both["label"].to_numpy()
