@@ -50,6 +50,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import display
 
+from covid_lib.analysis.seeds import seed_summary, seed_summary_table
 from covid_lib.grid import COMPOSITION_ORDER, grid_specs, grid_status, status_counts
 from covid_lib.report import common as report
 from covid_lib.report import judge
@@ -151,9 +152,12 @@ if pair is None:
           "for this profile" if shared_test else "skipped (shared_test=False)")
 else:
     dev = device if device != "auto" else "cpu"
+    # each loaded once; one retrained here that differs from its record is used only as said below
+    loaded = {spec.run_id: rp.load_pretraining(spec, data_root=data_root, device=dev, allow_mismatch=True)
+              for spec in pair}
     differ = []
     for label, spec in zip(("563 images", "whole set"), pair):
-        c = rp.checkpoint_matches_record(spec, data_root=data_root, device=dev)
+        c = rp.checkpoint_matches_record(spec, data_root=data_root, device=dev, loaded=loaded[spec.run_id])
         differ += [] if c["matches"] else [label]
         print(f"{label} ({spec.run_id}): checkpoint "
               + ("is the recorded model" if c["matches"] else f"{DIFFERS} (not the recorded model)")
@@ -161,8 +165,7 @@ else:
     if differ:
         print(f"the comparison below uses the {' and '.join(differ)} checkpoint as retrained here: "
               "its numbers are this machine's retraining's, not the record's")
-    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot,
-                                      allow_mismatch=bool(differ))
+    scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot, loaded=loaded)
     display(scales[["test images", "images", "patients", "whole set (large)", "563 images (small)",
                     "large - small"]].style.hide(axis="index"))
 
@@ -188,10 +191,11 @@ display(table.style.hide(axis="index") if not table.empty else "no pair of fine-
 # collapsed, did not learn or are not recorded yet are counted, not averaged in:
 
 # %%
-spread = pd.concat([rp.seed_spread(small[small["arch"] == "resnet18"]).assign(scale="563 images"),
-                    rp.seed_spread(large[large["arch"] == "resnet18"]).assign(scale="whole set")])
-display(spread[["scale", "pretrain", "composition", "own-test AUC, mean ± SD", "seeds used", "collapsed",
-                "did not learn", "missing"]].style.hide(axis="index"))
+own = pd.concat([rr.matrix_long(r[r["arch"] == "resnet18"]).assign(scale=scale)
+                 for r, scale in ((small, "563 images"), (large, "whole set"))]).query("diagonal")
+spread = seed_summary_table(seed_summary(own, ["scale", "pretrain", "composition"], ["auc"]), ["auc"],
+                            labels={"auc": "own-test AUC"}, digits=3)
+display(spread.style.hide(axis="index"))
 
 # %% [markdown]
 # ## Does pre-training raise specificity? (claim C2)

@@ -190,15 +190,16 @@ c1 = judge.protocol_verdict("C1")
 #
 # The headline cells (the CORDA and CORDA&ChestXRay rows, and the COVID-ChestXRay model) are
 # trained with seeds 0, 1 and 2 (the `seeds` grid: weights, head, shuffling and augmentation
-# change; the splits do not). Mean ± SD over the seeds recorded sits beside seed 0's interval:
-# the interval says how much the *test images* leave open, the SD how much the *training run*
-# does. Seeds not recorded yet are listed, and did-not-learn seeds are named.
+# change; the splits do not). Mean ± SD over the seeds whose model learned sits beside seed 0's
+# interval: the interval says how much the *test images* leave open, the SD how much the
+# *training run* does. Seeds that did not learn or collapsed are counted and named beside, never
+# averaged in, and so are seeds not recorded yet.
 
 # %%
 headline = pd.concat([table2[table2["composition"].isin(["CORDA", "CORDA&ChestXRay", "COVID-ChestXRay"])],
                       seed_runs], ignore_index=True).drop_duplicates("run_id")
 seed_long = rr.matrix_long(headline, threshold=threshold)
-display(styled(rp.seed_table(rp.seed_stats(seed_long))))
+display(styled(rp.seed_table(seed_long)))
 
 # %% [markdown]
 # ## Are the scores probabilities? (calibration)

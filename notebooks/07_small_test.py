@@ -108,7 +108,7 @@ fig = rst.plot_chance_of_perfect()
 # %% tags=["hide-input"]
 display(styled(rst.table_four(cells)))
 print("Seeds (mean ± SD over the seeds that learned; the intervals above are per seed):")
-display(styled(rst.seed_summary(cells, seeds=sorted({c.seed for c in cells}))))
+display(styled(rst.seed_table(cells, seeds=sorted({c.seed for c in cells}))))
 
 # %% [markdown]
 # ## Redrawing the 15 images

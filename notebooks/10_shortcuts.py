@@ -366,6 +366,17 @@ for mark in MARKS:
         print(rp.verdict(planted_long, mark, pipe, effect))
 
 # %% [markdown]
+# The book's finding F3 is decided by the rule below (protocol version 2): the corner mark
+# through the paper's chain, marked minus flipped on the same test images, with the model trained
+# without the chain as its control. It is judged by `python -m covid_lib book judge` from these
+# records and read here:
+
+# %% tags=["hide-input"]
+from covid_lib.report import judge
+
+judge.show_claim("F3")
+
+# %% [markdown]
 # **The number that decides it** is the test AUC with the mark on the COVID+ images minus the
 # AUC with the mark on the COVID− images, on the same test images, for the `corner` mark through
 # the paper's chain (`corner · paper`, second line above), with a paired patient-cluster interval.
@@ -408,12 +419,13 @@ mask_text = ("no mask baseline" if top_mask is None else
              f"({top_mask['composition']})")
 left = (paper_row["balanced_accuracy_low"] > paper_row["chance balanced accuracy"] or paper_low > 0
         or (top_mask is not None and top_mask["auc_low"] > 0.5))
-report.show_answer(
+report.show_verdict_answer(
     "Does the paper's pre-processing chain remove the shortcuts a classifier could take?",
-    ("Not all of them. " if left else "On these images, no shortcut shows after it. ") + f"After the chain, a linear probe names an image's source with balanced accuracy {ba} "
+    judge.protocol_verdict("F3"),
+    answer=("The chain does not remove them all. " if left else "On these images, no shortcut shows after the chain. ") + f"After the chain, a linear probe names an image's source with balanced accuracy {ba} "
     f"(chance {paper_row['chance balanced accuracy']:.2f}): the source {verdict}. The lung mask alone predicts "
     f"COVID with {mask_text}. {mark_text}",
-    "Intervals resample patients. One seed, one small composition "
+    how_sure="Intervals resample patients. One seed, one small composition "
     f"({planted_composition}), {profile}-profile models at {image_size} px and two marks chosen by us; "
     "age and source cannot be told apart with these data.")
 

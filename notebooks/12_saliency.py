@@ -354,6 +354,18 @@ if not per_image.empty:
 # from the row's numbers: the side of zero its interval lies on, the map's grid, how many maps
 # were measurable, and whether the same maps found the planted mark above.
 
+# %% [markdown]
+# The book's finding F4 is decided by the rule below (protocol version 2): the mean excess over
+# the models and their COVID+ test images of the sources they were trained on, with the first map
+# that passes the planted-mark check; with no map that passes, it is not evaluated. It is judged
+# by `python -m covid_lib book judge` from an analysis record of these maps (computed where the
+# models' checkpoints are cached) and read here:
+
+# %% tags=["hide-input"]
+from covid_lib.report import judge
+
+judge.show_claim("F4")
+
 # %% tags=["hide-input"]
 if per_image.empty:
     display(Markdown("Nothing measured yet: no conclusion."))
@@ -393,12 +405,13 @@ def _excess(pipeline, group):
     return rsal.excess_statements(rows) or "- none measured"
 
 
-report.show_answer(
+report.show_verdict_answer(
     "Does a COVID model's evidence (its saliency) fall on the lungs?",
-    "Nothing measured yet." if per_image.empty else
+    judge.protocol_verdict("F4"),
+    answer="Nothing measured yet." if per_image.empty else
     ("Excess of the COVID+ saliency on the lungs over an even spread, without pre-processing, on the sources "
      f"trained on:\n\n{_excess('none', 'trained on')}\n\nand on unseen sources:\n\n{_excess('none', 'unseen')}"),
-    "An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
+    how_sure="An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
     f"patients over {n_images} images per source, and where they straddle zero this sample cannot tell.")
 
 # %% [markdown]

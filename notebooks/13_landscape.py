@@ -247,6 +247,18 @@ if scratch_name in fits:
           f"by age group {s.loc[(scratch_name, 'age_group'), 'excess']:.2f}.")
 
 # %% [markdown]
+# The book's finding F5 is decided by the rule below (protocol version 2): the change with
+# fine-tuning of (excess purity by COVID label minus excess purity by source), seed 0, the
+# ChestXRay encoder before and after fine-tuning on CORDA&ChestXRay, paired over one bootstrap of
+# patients. It is judged by `python -m covid_lib book judge` from an analysis record of these maps'
+# nodes and read here:
+
+# %% tags=["hide-input"]
+from covid_lib.report import judge
+
+judge.show_claim("F5")
+
+# %% [markdown]
 # The deciding number is the fine-tuned encoder's **excess purity by COVID label against by
 # source**, read together with its paired change from before fine-tuning. The KTH report saw
 # its fine-tuned map "better cluster the diseases". That would show here as a label excess
@@ -257,10 +269,11 @@ if scratch_name in fits:
 # ## Takeaway
 
 # %% tags=["hide-input"]
-report.show_answer(
+report.show_verdict_answer(
     "After fine-tuning on COVID-19, is the encoder's latent map organised by disease or by where the images came from?",
-    landscape_answer,
-    "Intervals resample patients; excess purity is measured against a permutation of the same map. One "
+    judge.protocol_verdict("F5"),
+    answer=landscape_answer,
+    how_sure="Intervals resample patients; excess purity is measured against a permutation of the same map. One "
     f"composition, a ResNet-18 at the {profile} profile's size, no ImageNet or ChestX-ray14 weights, and our "
     "SOM schedule, not the report's.")
 

@@ -80,6 +80,30 @@ def test_collapsed_and_untrained_models_are_left_out_and_counted(record):
     assert est.decision().outcome == "inconclusive"  # 1 usable comparison decides nothing
 
 
+def test_by_pools_each_group_on_the_claims_draws(record):
+    """ClaimEstimate.by (the per-composition rows of report.pretraining.scale_effect): each group's
+    estimate is the mean of its comparisons, its interval the percentiles of the mean of their
+    replicates; the pooled row is the claim's own."""
+    rng = np.random.default_rng(4)
+    comps = ("CORDA", "CORDA&RSNA")
+    rows = [record(_scores(rng, shift=1.5 if p else 0.5), pretrain=p, composition=c, seed=s)
+            for p in ("nih", None) for c in comps for s in (0, 1)]
+    rows.append(record(_scores(rng), pretrain="nih", composition="CORDA&ChestXRay", seed=0))  # no scratch pair
+    est = C.estimate_c2(pd.DataFrame(rows), pretrains=("nih",), compositions=(*comps, "CORDA&ChestXRay"), seeds=(0, 1))
+    assert est.replicates.shape == (4, 2000) and est.n_left_out == 2
+    by = est.by("composition", means=("auc_pretrained",)).set_index("composition")
+    assert list(by.index) == [*comps, "pooled"]
+    for c in comps:
+        i = np.flatnonzero(est.cells["composition"] == c)
+        mean = est.replicates[i].mean(axis=0)
+        assert by.loc[c, "estimate"] == pytest.approx(est.cells["estimate"].iloc[i].mean())
+        assert (by.loc[c, "low"], by.loc[c, "high"]) == pytest.approx(tuple(np.quantile(mean, [0.025, 0.975])))
+        assert by.loc[c, "auc_pretrained"] == pytest.approx(est.cells["auc_pretrained"].iloc[i].mean())
+        assert by.loc[c, "n_used"] == 2
+    assert (by.loc["pooled", "estimate"], by.loc["pooled", "low"], by.loc["pooled", "high"]) == (
+        est.estimate, est.low, est.high)
+
+
 def test_c4_margin_change_against_the_random_encoder():
     rng = np.random.default_rng(3)
     rows = []

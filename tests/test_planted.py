@@ -294,3 +294,20 @@ def test_mark_effect_pairs_marked_and_flipped_and_the_verdict_reads_the_paired_i
     assert "no sign" in rp.verdict(long) or "overlap" in rp.verdict(long)  # unpaired: undecided
     text = rp.verdict(long, effect=effect)
     assert "paired interval lies above 0" in text and "uses the mark" in text and "residue" in text
+
+
+def test_plot_marks_labels_steps_and_rows():
+    from types import SimpleNamespace
+
+    from covid_lib.report import planted as rpl
+
+    img = lambda v: SimpleNamespace(images=np.full((1, 4, 4), v, dtype=np.uint8))  # noqa: E731
+    arr = SimpleNamespace(unmarked={"raw": img(10), "chain": img(20)}, marked={"raw": img(200), "chain": img(30)})
+    fig = rpl.plot_marks({"box": arr}, diff_gain=4)
+    grid = np.array(fig.axes).reshape(3, 2)
+    assert [ax.get_title() for ax in grid[0]] == ["raw", "chain"]
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == ["unmarked", "box", "|box − unmarked| ×4"]
+    assert grid[2, 0].images[0].get_array().max() == pytest.approx(min(1.0, 4 * 190 / 255))
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from covid_lib.report import judge
 from covid_lib.report import pretraining as rp
-from covid_lib.report.records import spec_records
+from covid_lib.analysis.seeds import seed_summary
+from covid_lib.evaluate import metrics_table
+from covid_lib.report.records import matrix_long, spec_records
 from covid_lib.runs import RunSpec
 from covid_lib.stats import paired_cluster_bootstrap
 
@@ -27,16 +30,19 @@ def _spec(pretrain: str, seed: int = 0, composition: str = "CORDA") -> RunSpec:
 
 @pytest.fixture
 def two_scales(write_record):
+    def write(spec, scores):  # with the metrics table a run writes (n_boot 0: the intervals are not used)
+        write_record(spec, scores, table=metrics_table(scores, scores, n_boot=0).to_dict("records"))
+
     rng = np.random.default_rng(0)
     y = np.tile([0, 1], 40)
     good = y + rng.normal(0, 0.6, y.size)  # the whole-set fine-tunes rank better
     poor = y + rng.normal(0, 1.5, y.size)
     squash = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     for seed in (0, 1):
-        write_record(_spec("kermany_full", seed), _scores("CORDA", y, squash(good + seed * 0.01)))
-        write_record(_spec("kermany", seed), _scores("CORDA", y, squash(poor + seed * 0.01)))
-    write_record(_spec("kermany_full", 2), _scores("CORDA", y, np.full(y.size, 0.7)))  # collapsed
-    write_record(_spec("kermany", 2), _scores("CORDA", y, squash(poor)))
+        write(_spec("kermany_full", seed), _scores("CORDA", y, squash(good + seed * 0.01)))
+        write(_spec("kermany", seed), _scores("CORDA", y, squash(poor + seed * 0.01)))
+    write(_spec("kermany_full", 2), _scores("CORDA", y, np.full(y.size, 0.7)))  # collapsed
+    write(_spec("kermany", 2), _scores("CORDA", y, squash(poor)))
     specs = [_spec(p, s) for p in ("kermany", "kermany_full") for s in (0, 1, 2)] + [_spec("kermany_full", 3)]
     records = spec_records(specs)
     return records[records["pretrain"] == "kermany"], records[records["pretrain"] == "kermany_full"], y, good, poor
@@ -56,11 +62,14 @@ def test_scale_effect_pairs_by_seed_and_leaves_out_collapsed(two_scales):
     assert one.set_index("composition").loc["CORDA", "estimate"] == pytest.approx(direct.estimate, abs=1e-12)
 
 
-def test_seed_spread_counts_instead_of_averaging(two_scales):
-    _, large, *_ = two_scales
-    row = rp.seed_spread(large).iloc[0]
-    assert (row["seeds used"], row["collapsed"], row["missing"]) == (2, 1, 1)
-    assert "±" in row["own-test AUC, mean ± SD"]
+def test_own_test_seed_spread_counts_instead_of_averaging(two_scales):
+    """Chapter 04's seed table: matrix_long's own-test rows through the one seed summary."""
+    _, large, y, good, _ = two_scales
+    own = matrix_long(large).query("diagonal")
+    row = seed_summary(own, ["pretrain", "composition"], ["auc"]).iloc[0]
+    aucs = [roc_auc_score(y, 1 / (1 + np.exp(-(good + s * 0.01)))) for s in (0, 1)]  # by hand, seeds 0 and 1
+    assert row["auc_mean"] == pytest.approx(np.mean(aucs)) and row["auc_sd"] == pytest.approx(np.std(aucs, ddof=1))
+    assert (row["seeds_learned"], row["seeds_collapsed"], row["seeds_missing"]) == ([0, 1], [2], [3])
 
 
 def test_claim_markdown_puts_the_rule_before_the_numbers():
@@ -106,6 +115,36 @@ def test_checkpoint_matches_record_compares_recorded_probabilities(write_record,
         got = rp.checkpoint_matches_record(spec)
         assert got["images"] == 3 and got["matches"] is (shift == 0.0)
         assert got["max_abs_diff"] == pytest.approx(shift)
+
+
+def test_a_loaded_checkpoint_is_not_loaded_again(monkeypatch):
+    """Chapter 04 loads each pre-training once (load_pretraining) for the record check and the
+    comparison: a ``loaded`` model is scored as given, with no second load."""
+    import covid_lib.runs.execution as execution
+    import covid_lib.train as train
+    from covid_lib.runs import Record
+
+    spec = RunSpec("kermany", task="pretrain", arch="resnet18", profile="smoke", data_version="v1")
+    rows = pd.DataFrame({"source": "kermany", "image_id": ["a", "b"]})
+    uniform = np.full((2, 3), 1 / 3)
+    loads = []
+    monkeypatch.setattr(rp, "load_pretraining", lambda s, **kw: loads.append(s.run_id) or ("model", {"mean": 0, "std": 1}))
+    monkeypatch.setattr(execution, "rows_dataset", lambda s, r, **kw: ("data", r, None))
+    monkeypatch.setattr(train, "predict", lambda model, data, **kw: (uniform, None, None))
+    probs, kept = rp.shared_test_probs(spec, rows, loaded=("given", {"mean": 0, "std": 1}))
+    assert loads == [] and probs.shape == (2, 3) and len(kept) == 2
+    rp.shared_test_probs(spec, rows)
+    assert loads == [spec.run_id]
+    # the record check re-scores an unchecked checkpoint with its loaded model, never loading it again
+    from covid_lib import runs
+
+    seen = []
+    runs.write_checkpoint(runs.RunArtifacts(spec, {}, b"cached"))  # in the test's cache, without a check
+    monkeypatch.setattr(execution, "load_model", lambda *a, **kw: pytest.fail("the model was loaded again"))
+    monkeypatch.setattr(execution, "pretrain_rows", lambda source, data_root=None, split_seed=0: rows)
+    monkeypatch.setattr(execution, "predict", lambda model, data, **kw: seen.append(model) or (uniform, None, None))
+    monkeypatch.setattr(Record, "scores", lambda self, *a, **k: rows.assign(**{f"prob_{k}": 1 / 3 for k in range(3)}))
+    assert rp.checkpoint_matches_record(spec, loaded=("model", {"mean": 0, "std": 1}))["matches"] and seen == ["model"]
 
 
 def test_specificity_at_matched_sensitivity_is_a_point_of_the_roc_curve():

@@ -130,3 +130,50 @@ def test_judge_scales_are_the_names_the_cli_offers():
     from covid_lib.report.judge import SCALES
 
     assert tuple(SCALES) == SCALE_NAMES
+
+
+#: The digest of every rule as the version that fixed it left it (:func:`P.rule_digest`). A rule
+#: that changes must say a newer ``since`` (and the page be committed again), never keep its date.
+FIXED_RULES = {
+    1: {"C1": "8e2ffafc5570", "C2": "200004c9f0ec", "C3": "c3168431e465", "C4": "c5589fcc7c8f",
+        "C5": "c4630e43bb47", "C6": "9ba98964977a"},
+    2: {"F1": "e85495c78388", "F2": "b49168338c12", "F3": "af80d7a6783c", "F4": "674d62f78136",
+        "F5": "ede4603982ec"},
+}
+
+
+def test_every_rule_is_the_one_its_version_fixed():
+    rules = {**P.PROTOCOL, **P.FINDINGS}
+    assert sorted(rules) == sorted(k for v in FIXED_RULES.values() for k in v)
+    for name, r in rules.items():
+        assert P.rule_digest(r) == FIXED_RULES[r.since][name], f"{name} changed: give it a new version"
+    assert P.rule_digest(replace(P.PROTOCOL["C1"], margin=0.01)) != FIXED_RULES[1]["C1"]
+
+
+def test_version_1_hash_is_rebuilt_from_the_claims_it_fixed():
+    """C1-C6 are exactly the rules of version 1: its hash, recomputed from today's rules with the
+    fields later versions added removed, is the one committed on the protocol page of version 1."""
+    import hashlib
+    import json
+
+    d = P.protocol_dict()
+    d["constants"]["version"] = 1
+    d.pop("findings")
+    for v in d["claims"].values():
+        for added in ("since", "paper", "min_used"):
+            v.pop(added)
+    assert hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12] == P.VERSION_HASHES[1]
+    assert all(r.since == 1 for r in P.PROTOCOL.values())
+    assert P.rule_version_hash(P.PROTOCOL["C2"]) == P.VERSION_HASHES[1]
+    assert P.rule_version_hash(P.FINDINGS["F1"]) == P.protocol_hash()
+
+
+def test_single_comparison_findings_decide_on_one_model():
+    one = P.decide(P.FINDINGS["F3"], 0.11, 0.01, 0.23, 0.05, n_used=1, n_left_out=0)
+    assert one.outcome == "reproduced"
+    assert P.decide(P.FINDINGS["F1"], 0.11, 0.01, 0.23, 0.05, n_used=1, n_left_out=0).outcome == "inconclusive"
+    assert P.decide(P.FINDINGS["F3"], float("nan"), float("nan"), float("nan"), 0.0, n_used=0,
+                    n_left_out=1).outcome == "inconclusive"
+    assert "Findings beyond the paper" in P.protocol_markdown() and "## F5" in P.protocol_markdown()
+    with pytest.raises(KeyError, match="no rule"):
+        P.rule("C9")

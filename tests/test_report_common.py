@@ -79,3 +79,14 @@ def test_chapter_records_reads_each_grid_once_and_counts_its_statuses(tmp_path, 
     records = chapter_records(("table2",), "smoke", results=tmp_path)
     assert set(records) == {"table2"} and len(records["table2"]) and (records["table2"]["status"] == "missing").all()
     assert "table2 records (smoke profile" in capsys.readouterr().out
+
+
+def test_label_panels_titles_the_first_row_and_labels_the_first_column():
+    from matplotlib.figure import Figure
+
+    axes = Figure().subplots(2, 3, squeeze=False)
+    common.label_panels(axes, ["a", "b", "c"], ["row 1", "row 2"], fontsize=7)
+    assert [ax.get_title() for ax in axes[0]] == ["a", "b", "c"] and [ax.get_title() for ax in axes[1]] == [""] * 3
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["row 1", "row 2"] and axes[0, 1].get_ylabel() == ""
+    assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes.ravel())
+    assert axes[0, 0].title.get_fontsize() == 7

@@ -21,6 +21,7 @@ from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
 from covid_lib import stats
 from covid_lib.evaluate import metrics_table
+from covid_lib.metrics import format_estimate
 from covid_lib.runs import RunArtifacts, RunSpec, results_dir, write_artifacts
 
 COMPS = rr.TEST_SETS
@@ -181,19 +182,30 @@ def test_heatmap_inputs_and_plot(table2):
     plt.close(fig)
 
 
-def test_seed_stats_mean_sd_and_missing_seeds(results):
+def test_seed_table_averages_only_the_seeds_that_learned(results):
     rng = np.random.default_rng(3)
-    specs = [spec("CORDA", seed=s) for s in (0, 1, 2)]
+    specs = [spec("CORDA", seed=s) for s in (0, 1, 2, 3, 4)]
     for s in specs[:2]:
         write_record(results, s, fake_scores("CORDA", rng, signal=0.2 + 0.1 * s.seed))
-    long = rr.matrix_long(rr.spec_records(specs))
-    stats_ = rp.seed_stats(long, metrics=["auc"])
-    row = stats_[stats_["test_set"] == "CORDA"].iloc[0]
-    aucs = long[(long["test_set"] == "CORDA") & long["auc"].notna()]["auc"]
-    assert row["auc_mean"] == pytest.approx(aucs.mean()) and row["auc_sd"] == pytest.approx(aucs.std(ddof=1))
-    assert row["seeds_recorded"] == [0, 1] and row["seeds_missing"] == [2]
-    table = rp.seed_table(stats_, metrics=["auc"])
-    assert table["missing seeds"].eq("2").all() and "±" in table["AUC mean ± SD"].iloc[0]
+    write_record(results, specs[2], fake_scores("CORDA", rng, signal=0.4), did_not_learn=True)
+    flat = fake_scores("CORDA", rng).assign(score=0.1)  # every score under 0.5: collapsed
+    write_record(results, specs[3], flat)
+    records = rr.spec_records(specs)
+    assert records["status"].tolist() == ["done", "done", "did not learn", "collapsed", "missing"]
+    long = rr.matrix_long(records)
+    table = rp.seed_table(long, metrics=["auc"], seeds=range(5))
+    row = table[table["tested on"] == "CORDA"].iloc[0]
+    # by hand, on the two seeds that learned only
+    aucs = [roc_auc_score(g["label"], g["score"]) for g in
+            (pd.read_csv(results / s.run_id / "scores.csv").query("test_set == 'CORDA'") for s in specs[:2])]
+    assert row["AUC mean ± SD"] == f"{np.mean(aucs):.2f} ± {np.std(aucs, ddof=1):.2f}"
+    assert (row["seeds in the mean"], row["did not learn"], row["collapsed"], row["missing"]) == (
+        "2 (seeds 0, 1)", "1 (seed 2)", "1 (seed 3)", "1 (seed 4)")
+    seed0 = long[(long["seed"] == 0) & (long["test_set"] == "CORDA")].iloc[0]
+    assert row["AUC seed 0 [95% CI]"] == format_estimate(seed0["auc"], seed0["auc_low"], seed0["auc_high"], 2)
+    assert list(table.columns[:5]) == ["pre-training", "trained on", "tested on", "AUC mean ± SD",
+                                       "AUC seed 0 [95% CI]"]
+    assert rp.seed_table(long.iloc[:0]).empty
 
 
 # -------------------------------------------------------------------------------------------- C1

@@ -143,17 +143,21 @@ def fake_cell(pretrain: str, seed: int, state: str = "done", auc: float = 0.8) -
     return rst.Cell(pretrain, seed, f"run-{pretrain}-{seed}", state, R() if state != "missing" else None)
 
 
-def test_table_four_and_seed_summary_show_missing_and_did_not_learn():
+def test_table_four_and_seed_table_show_missing_did_not_learn_and_collapsed():
     cells = [fake_cell("none", 0, auc=0.7), fake_cell("none", 1, auc=0.9), fake_cell("none", 2, "missing"),
              fake_cell("kermany", 0, "did not learn", auc=0.5)]
     t = rst.table_four(cells)
     assert (t["who"] == "paper").sum() == 2
     assert "missing" in t.query("seed == 2")["auc"].tolist()
     assert t.query("pretrain == 'kermany'")["state"].eq("did not learn").all()
-    s = rst.seed_summary(cells).set_index(["pretrain", "test_set"])
-    assert s.loc[("none", "CORDA"), "auc"] == f"0.80 ± {np.std([0.7, 0.9], ddof=1):.2f}"
-    assert "seed 2: missing" in s.loc[("none", "CORDA"), "not in the mean"]
-    assert s.loc[("kermany", "CORDA"), "auc"] == "–"  # did not learn: not averaged in
+    cells.append(fake_cell("kermany", 1, "collapsed", auc=0.99))
+    s = rst.seed_table(cells).set_index(["pretrain", "test_set"])
+    assert s.loc[("none", "CORDA"), "AUC mean ± SD"] == f"0.80 ± {np.std([0.7, 0.9], ddof=1):.2f}"
+    assert s.loc[("none", "CORDA"), "missing"] == "1 (seed 2)"
+    # did not learn, collapsed: not averaged in, counted
+    assert s.loc[("kermany", "CORDA"), "AUC mean ± SD"] == "–"
+    assert (s.loc[("kermany", "CORDA"), "did not learn"], s.loc[("kermany", "CORDA"), "collapsed"]) == (
+        "1 (seed 0)", "1 (seed 1)")
     assert rst.paper_table_four()["table"].eq("IV").all()
 
 

@@ -24,3 +24,24 @@ def test_verdict_checks_its_fields():
 def test_verdicts_page_is_in_sync():
     text = pages.VERDICTS_PAGE.read_text()
     assert pages.render_page(text, pages.PAGE_BLOCKS[pages.VERDICTS_PAGE]) == text, "run: python -m covid_lib book sync"
+
+
+def test_protocol_commit_time_asks_git_once_per_hash(monkeypatch):
+    """judge() wants the time once per scale and once more for the file: git answers once."""
+    import subprocess
+
+    from covid_lib.report import judge
+
+    calls = []
+
+    class Done:
+        stdout = "2024-05-02T10:00:00+00:00\n2024-05-01T09:00:00+00:00\n"
+
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or Done())
+    judge._commit_time.cache_clear()
+    try:
+        times = [judge.protocol_commit_time() for _ in range(3)] + [judge.protocol_commit_time("other")]
+        assert times == ["2024-05-01T09:00:00+00:00"] * 4  # the first commit that carries the hash
+        assert len(calls) == 2  # the current protocol's hash once, "other" once
+    finally:
+        judge._commit_time.cache_clear()  # no fake answer left for later tests

@@ -127,7 +127,8 @@ ITEMS: tuple[Item, ...] = (
          "over test images?",
          "One training run is one draw: the interval over test images does not cover what another seed "
          "would have learned, and on small data the two can be of the same size.",
-         Evidence("05_cross_dataset", "\"Seeds\": mean ± SD over seeds beside seed 0's interval", "seed_spread",
+         Evidence("05_cross_dataset", "\"Seeds\": mean ± SD over the seeds that learned beside seed 0's interval",
+                  "seed_spread",
                   also=("06_depth", "07_small_test"))),
     Item("preprocessing_ablation", "pre-processing ablation",
          "Is the pre-processing compared with none, on the same test images, with a paired test?",

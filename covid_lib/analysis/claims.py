@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from covid_lib.analysis.shortcuts import image_features
 from covid_lib.models import create_model
 from covid_lib.runs import DONE, Record, load_model
 from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-from covid_lib.stats import percentile_interval, weighted_auc
+from covid_lib.stats import POOLED, percentile_interval, weighted_auc
 from covid_lib.train import seed_everything
 
 PAPER_TEST_SETS = ("CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay")
@@ -80,7 +80,8 @@ class JointDraws:
 
 @dataclass
 class ClaimEstimate:
-    """A claim's pooled estimate, its replicates' summary and the cells behind it."""
+    """A claim's pooled estimate, its replicates' summary and the cells behind it (``replicates``:
+    one row of bootstrap replicates per row of ``cells``, on the claim's joint draws)."""
 
     claim: str
     estimate: float
@@ -93,21 +94,39 @@ class ClaimEstimate:
     left_out: pd.DataFrame
     n_patients: int
     extra: dict = field(default_factory=dict)
+    replicates: np.ndarray | None = field(default=None, repr=False)
 
     def decision(self, rule: P.ClaimRule | None = None) -> P.Decision:
-        d = P.decide(rule or P.PROTOCOL[self.claim], self.estimate, self.low, self.high, self.se,
+        d = P.decide(rule or P.rule(self.claim), self.estimate, self.low, self.high, self.se,
                      n_used=self.n_used, n_left_out=self.n_left_out)
         d.details.update(self.extra)
         return d
+
+    def by(self, column: str, *, means: Sequence[str] = ()) -> pd.DataFrame:
+        """Per value of ``column`` of :attr:`cells` (in order of first appearance): the mean of its
+        comparisons' estimates with the percentile interval of the mean of their replicates, the
+        mean of each ``means`` column and ``n_used``; last a ``"pooled"`` row, the claim's own."""
+        columns = [column, "estimate", "low", "high", *means, "n_used"]
+        if self.cells.empty:
+            return pd.DataFrame(columns=columns)
+        rows = []
+        for value, idx in self.cells.groupby(column, sort=False).indices.items():
+            low, high, _ = percentile_interval(self.replicates[idx].mean(axis=0), P.ALPHA)
+            rows.append({column: value, "estimate": float(self.cells["estimate"].iloc[idx].mean()), "low": low,
+                         "high": high, **{m: float(self.cells[m].iloc[idx].mean()) for m in means},
+                         "n_used": len(idx)})
+        rows.append({column: POOLED, "estimate": self.estimate, "low": self.low, "high": self.high,
+                     **{m: float(self.cells[m].mean()) for m in means}, "n_used": self.n_used})
+        return pd.DataFrame(rows, columns=columns)
 
 
 class _Scores:
     """Scores of the records of a claim, read once; AUC point and replicates per (run, test set)."""
 
-    def __init__(self, frames: dict[str, pd.DataFrame]) -> None:
+    def __init__(self, frames: dict[str, pd.DataFrame], n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED) -> None:
         self.frames = frames
         groups = [g for f in self.frames.values() for g in f["group_id"]]
-        self.draws = JointDraws(groups)
+        self.draws = JointDraws(groups, n_boot, seed)
         self._cache: dict[tuple, tuple[float, np.ndarray]] = {}
 
     def auc(self, run_id: str, test_set: str, keep: Callable[[pd.DataFrame], pd.Series] | None = None,
@@ -126,15 +145,16 @@ class _Scores:
         return self._cache[key]
 
 
-def _usable_scores(records: pd.DataFrame) -> tuple[pd.DataFrame, _Scores]:
+def _usable_scores(records: pd.DataFrame, n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED
+                   ) -> tuple[pd.DataFrame, _Scores]:
     """``records`` with ``model_status`` (:func:`model_status`) and the :class:`_Scores` of the
-    usable ones, each record's scores read once for both."""
+    usable ones (``n_boot`` joint draws with ``seed``), each record's scores read once for both."""
     out = records.copy()
     frames = {r["run_id"]: read_scores(r["path"]) for r in out.to_dict("records") if r["status"] == "done"}
     out["model_status"] = [model_status(r["status"], frames.get(r["run_id"]), r["composition"])
                            for r in out.to_dict("records")]
     usable = set(out.loc[out["model_status"] == "usable", "run_id"])
-    return out, _Scores({k: f for k, f in frames.items() if k in usable})
+    return out, _Scores({k: f for k, f in frames.items() if k in usable}, n_boot, seed)
 
 
 def _pool(claim: str, rows: list[dict], reps: list[np.ndarray], left: list[dict], n_patients: int,
@@ -152,7 +172,7 @@ def _pool(claim: str, rows: list[dict], reps: list[np.ndarray], left: list[dict]
         row["low"], row["high"], _ = percentile_interval(r, P.ALPHA)
     cells = pd.DataFrame(rows)
     return ClaimEstimate(claim, point, low, high, se, len(rows), len(left_out), cells, left_out, n_patients,
-                         extra or {})
+                         extra or {}, np.vstack(reps))
 
 
 def _control(name: str, points: list[float], reps: list[np.ndarray]) -> dict:
@@ -209,23 +229,36 @@ def estimate_c1(records: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "k
     return _pool("C1", rows, reps, left, scores.draws.n_patients)
 
 
+def paired_own_test(records: pd.DataFrame, pairs: Iterable[tuple[dict, dict, dict]], *, claim: str = "C2",
+                    names: tuple[str, str] = ("auc_a", "auc_b"), n_boot: int = P.N_BOOT,
+                    seed: int = P.BOOT_SEED) -> ClaimEstimate:
+    """AUC(a) - AUC(b) on the composition's own test set, per ``(label, where_a, where_b)`` of
+    ``pairs`` (a and b: the rows of ``records`` matching ``where``), on one set of joint draws and
+    pooled as a claim is; a pair with a model that is missing or not usable is left out under its
+    ``label``. ``names``: the columns of the two AUCs in :attr:`ClaimEstimate.cells`; ``claim``
+    labels the result (:meth:`ClaimEstimate.decision` needs a claim of the protocol)."""
+    recs, scores = _usable_scores(records, n_boot, seed)
+    rows, reps, left = [], [], []
+    for label, where_a, where_b in pairs:
+        a, b = _lookup(recs, **where_a), _lookup(recs, **where_b)
+        if not _pair_or_leave(a, b, label, left):
+            continue
+        own = a["composition"]
+        (pa, ra), (pb, rb) = scores.auc(a["run_id"], own), scores.auc(b["run_id"], own)
+        rows.append({**label, names[0]: pa, names[1]: pb, "estimate": pa - pb})
+        reps.append(ra - rb)
+    return _pool(claim, rows, reps, left, scores.draws.n_patients)
+
+
 def estimate_c2(records: pd.DataFrame, *, pretrains: Iterable[str] = ("kermany_full", "nih"),
                 compositions: Iterable[str] = ALL_TEST_SETS, seeds: Iterable[int] = range(5)) -> ClaimEstimate:
-    """C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set."""
-    recs, scores = _usable_scores(records)
-    rows, reps, left = [], [], []
-    for p in pretrains:
-        for comp in compositions:
-            for s in seeds:
-                a = _lookup(recs, arch="resnet18", pretrain=p, composition=comp, seed=s)
-                b = _lookup(recs, arch="resnet18", pretrain="none", composition=comp, seed=s)
-                label = {"pretrain": p, "composition": comp, "seed": s}
-                if not _pair_or_leave(a, b, label, left):
-                    continue
-                (pa, ra), (pb, rb) = scores.auc(a["run_id"], comp), scores.auc(b["run_id"], comp)
-                rows.append({**label, "auc_pretrained": pa, "auc_scratch": pb, "estimate": pa - pb})
-                reps.append(ra - rb)
-    return _pool("C2", rows, reps, left, scores.draws.n_patients)
+    """C2: AUC(pre-trained) - AUC(scratch) on the composition's own test set (:func:`paired_own_test`)."""
+    compositions, seeds = list(compositions), list(seeds)
+    pairs = [({"pretrain": p, "composition": comp, "seed": s},
+              {"arch": "resnet18", "pretrain": p, "composition": comp, "seed": s},
+              {"arch": "resnet18", "pretrain": "none", "composition": comp, "seed": s})
+             for p in pretrains for comp in compositions for s in seeds]
+    return paired_own_test(records, pairs, claim="C2", names=("auc_pretrained", "auc_scratch"))
 
 
 def estimate_c3(records: pd.DataFrame, *, other: str, pretrains: Iterable[str],

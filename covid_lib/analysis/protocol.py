@@ -37,8 +37,12 @@ from dataclasses import asdict, dataclass, field
 
 from scipy.stats import norm
 
-#: Bump when a rule changes; the hash changes with any field anyway.
-PROTOCOL_VERSION = 1
+#: Bump when a rule changes or one is added; the hash changes with any field anyway. Version 2 adds
+#: the findings beyond the paper (:data:`FINDINGS`) and leaves C1-C6 as version 1 fixed them.
+PROTOCOL_VERSION = 2
+#: The hash of each earlier version, by which its rules are dated (:func:`rule_version_hash`): the
+#: first commit of ``book/protocol.md`` that carries a version's hash is when its rules were fixed.
+VERSION_HASHES = {1: "7e154dee72f6"}
 ALPHA = 0.05
 POWER = 0.80
 N_BOOT = 2000
@@ -87,6 +91,12 @@ class ClaimRule:
         secondary: reported beside the verdict, never deciding.
         evaluated: False while the library has no estimator for the claim yet: its verdict is then
             the chapter's, marked as not yet under this protocol.
+        since: the protocol version that fixed this rule; a rule is dated by that version's commit
+            (:data:`VERSION_HASHES`), and a changed rule must say a newer version (a test holds the
+            digests of the rules each version fixed).
+        paper: whose claim or finding it is.
+        min_used: fewer usable comparisons than this decide nothing (:data:`MIN_PAIRS` unless the
+            design has one comparison, a single model against its control).
     """
 
     claim: str
@@ -99,6 +109,9 @@ class ClaimRule:
     margin: float = 0.0
     secondary: tuple[str, ...] = ()
     evaluated: bool = True
+    since: int = 1
+    paper: str = "Tartaglione et al. 2020"
+    min_used: int = MIN_PAIRS
     test: str = _TEST
     unit: str = _UNIT
     multiplicity: str = _MULTIPLICITY
@@ -184,6 +197,87 @@ PROTOCOL: dict[str, ClaimRule] = {r.claim: r for r in (
 )}
 
 
+#: The findings beyond the paper that carry a conclusion in the book (issue 16, item 1), fixed by
+#: protocol version 2. They were written after the seed-0 records they first judge were read: a
+#: verdict on those records is exploratory, and the page says how many of the judged records were
+#: made after the rule (:func:`covid_lib.report.judge.rule_commit_time`). "reproduced" means the
+#: finding holds as worded in ``estimand``; "not reproduced" that the opposite holds.
+FINDINGS: dict[str, ClaimRule] = {r.claim: r for r in (
+    ClaimRule(
+        "F1", "Fig. 4 and Table 4 (seen and unseen sources)", "directional", ("unseen",),
+        "ResNet-18 of the unseen grid before any adaptation, seed 0, three variants (from scratch, pre-trained "
+        "on ChestXRay and fine-tuned, pre-trained and frozen), on the complementary source splits: U1 (Hannover "
+        "COVID+ / NIH COVID-), U2 (Cohen COVID+ / Kermany COVID-) and U3 (Cohen COVID+ / Cohen COVID-)",
+        "AUC on a pair of sources' test patients of the model trained on those sources minus the AUC on the same "
+        "patients of the model of the same variant that never saw them (U2 minus U1 on Cohen+/Kermany-; U1 minus "
+        "U2 and U1 minus U3 on Hannover+/NIH-): what not having seen a source costs",
+        "the same test patients scored by both models (paired): a drop that comes from the unseen test set "
+        "being harder is shared by both models and cancels; the within-model drop seen minus unseen (Ben Ahmed "
+        "et al.'s reading, unpaired) is reported beside",
+        secondary=("the within-model drop, AUC(seen) minus AUC(unseen), per model",
+                   "each pair of models separately"),
+        since=2, paper="Ben Ahmed et al. 2021",
+    ),
+    ClaimRule(
+        "F2", "chapter 03, the composition's confounders", "directional", (),
+        "the metadata-only baseline of chapter 03 (logistic regression on view, age, sex, file format and "
+        "image size; no year and no missing-value flags, which name the label or the source by construction), "
+        "trained on each composition's training and validation images, seed 0",
+        "AUC of the baseline trained on CORDA&ChestXRay on its own test set minus AUC of the baseline trained "
+        "on CORDA on CORDA's own test set: the shortcut that borrowing ChestXRay's COVID- images (children, "
+        "another view mix and file format) adds to the metadata",
+        "the CORDA-only baseline, which borrowed no source: what the metadata give anyway; its test patients "
+        "are nested in CORDA&ChestXRay's and are resampled jointly",
+        secondary=("the same for CORDA&RSNA and CORDA&COVID-ChestXRay", "the baseline with the year, labelled "
+                   "a by-construction proxy"),
+        test=f"patient-cluster bootstrap ({N_BOOT} replicates, seed {BOOT_SEED}) over the union of both test sets, "
+             f"{100 * (1 - ALPHA):.0f}% percentile interval",
+        min_used=1, since=2, paper="ours, after Ben Ahmed et al. 2021 (confounders)",
+    ),
+    ClaimRule(
+        "F3", "chapter 10, a planted shortcut through the chain", "directional", ("planted",),
+        "ResNet-18 from scratch on CORDA with a corner mark planted on the COVID+ training and validation "
+        "images, through the paper's chain, seed 0",
+        "AUC on the test images with the mark on the COVID+ images minus AUC on the same images with the mark "
+        "moved onto the COVID- images (paired, same patients): how much the model reads the mark after the "
+        "chain",
+        "the same contrast for the model trained without the chain (pipeline none), which shows how much of "
+        "the mark can be learnt at all; marked minus unmarked reported beside",
+        secondary=("marked minus unmarked", "the gamma mark", "the model without the chain"),
+        min_used=1, since=2, paper="ours, after DeGrave et al. 2021",
+    ),
+    ClaimRule(
+        "F4", "chapter 12, saliency", "directional", ("unseen",),
+        "the ResNet-18 models chapter 12 maps, with the first saliency method that finds the planted corner "
+        "mark where the model uses it (the planted-mark check); COVID+ test images of the sources each model "
+        "was trained on",
+        "the share of positive saliency inside the lung mask minus the lung's share of the image (the excess "
+        "over an even spread), mean over models and images, patients resampled",
+        "an even spread of saliency (excess 0) and the planted-mark check: with no method that passes it, the "
+        "finding is not evaluated; maps with no positive mass are counted as not measurable",
+        secondary=("the same on unseen sources", "per model"),
+        test=f"patient-cluster bootstrap ({N_BOOT} replicates, seed {BOOT_SEED}) of the mean excess, "
+             f"{100 * (1 - ALPHA):.0f}% percentile interval",
+        since=2, paper="DeGrave et al. 2021; the KTH report (CAM)",
+    ),
+    ClaimRule(
+        "F5", "chapter 13, the latent landscape", "directional", (),
+        "the encoder of ResNet-18 pre-trained on ChestXRay and fine-tuned on CORDA&ChestXRay, seed 0, against "
+        "the same encoder before fine-tuning, each mapped by a self-organising map of the test images "
+        "(chapter 13)",
+        "the change with fine-tuning of (excess purity by COVID label minus excess purity by source): the "
+        "report's 'the fine-tuned map clusters the diseases better', net of what fine-tuning did to the "
+        "source's organisation",
+        "the encoder before fine-tuning on the same images (paired), and excess purity measured against a "
+        "permutation of each map",
+        secondary=("excess purity by label, source and age group per encoder", "the encoder from scratch"),
+        test=f"patient-cluster bootstrap ({N_BOOT} replicates, seed {BOOT_SEED}) of the paired change, "
+             f"{100 * (1 - ALPHA):.0f}% percentile interval",
+        min_used=1, since=2, paper="the KTH report (self-organising maps)",
+    ),
+)}
+
+
 def mde(se: float, *, alpha: float = ALPHA, power: float = POWER) -> float:
     """Minimum detectable effect of a two-sided level-``alpha`` test with standard error ``se`` at
     ``power``: ``(z_{1-alpha/2} + z_power) * se`` (normal approximation)."""
@@ -211,10 +305,10 @@ def decide(rule: ClaimRule, estimate: float, low: float, high: float, se: float,
     """Apply ``rule`` to a pooled estimate and its interval (see the module docstring)."""
     m = mde(se)
     total = n_used + n_left_out
-    if n_used < MIN_PAIRS or (total and n_left_out / total > MAX_LEFT_OUT_SHARE) or not (low == low and high == high):
+    if n_used < rule.min_used or (total and n_left_out / total > MAX_LEFT_OUT_SHARE) or not (low == low and high == high):
         outcome = "inconclusive"
-        if n_used < MIN_PAIRS:
-            reason = f"fewer than {MIN_PAIRS} usable comparisons decide nothing"
+        if n_used < rule.min_used:
+            reason = f"fewer than {rule.min_used} usable comparison(s) decide nothing"
         elif total and n_left_out / total > MAX_LEFT_OUT_SHARE:
             reason = f"more than {MAX_LEFT_OUT_SHARE:.0%} of the comparisons left out decide nothing"
         else:
@@ -266,7 +360,9 @@ def rule_text(rule: ClaimRule) -> str:
     else:
         outcomes = (f"**reproduced** when the {level} interval of the pooled estimate lies below the margin "
                     f"{rule.margin:+.2f}; **not reproduced** when it lies above it; **inconclusive** otherwise")
-    return (f"{outcomes}. Always inconclusive with fewer than {MIN_PAIRS} usable comparisons or more than "
+    fewer = (f"fewer than {rule.min_used} usable comparisons" if rule.min_used > 1 else
+             "no usable comparison (its model did not learn, collapsed or has no record)")
+    return (f"{outcomes}. Always inconclusive with {fewer} or more than "
             f"{MAX_LEFT_OUT_SHARE:.0%} of them left out.")
 
 
@@ -276,7 +372,31 @@ def protocol_dict() -> dict:
                  "boot_seed": BOOT_SEED, "min_pairs": MIN_PAIRS, "max_left_out_share": MAX_LEFT_OUT_SHARE,
                  "collapse_threshold": COLLAPSE_THRESHOLD, "collapse_min_spread": COLLAPSE_MIN_SPREAD,
                  "did_not_learn_val_auc": DID_NOT_LEARN_VAL_AUC}
-    return {"constants": constants, "claims": {k: asdict(v) for k, v in PROTOCOL.items()}}
+    return {"constants": constants, "claims": {k: asdict(v) for k, v in PROTOCOL.items()},
+            "findings": {k: asdict(v) for k, v in FINDINGS.items()}}
+
+
+def rule(claim: str) -> ClaimRule:
+    """The rule of a claim (C1-C6) or a finding beyond the paper (F1-F5)."""
+    if claim in PROTOCOL:
+        return PROTOCOL[claim]
+    if claim in FINDINGS:
+        return FINDINGS[claim]
+    raise KeyError(f"no rule {claim!r}: claims {', '.join(PROTOCOL)}, findings {', '.join(FINDINGS)}")
+
+
+def rule_digest(rule: ClaimRule) -> str:
+    """12 hex digits of sha256 over one rule and the constants :func:`decide` applies to it (not the
+    version number): what a version fixed for this claim, so a later version can keep it unchanged."""
+    constants = {k: v for k, v in protocol_dict()["constants"].items() if k != "version"}
+    fixed = {k: v for k, v in asdict(rule).items() if k != "evaluated"}  # bookkeeping, not a rule
+    blob = json.dumps({"rule": fixed, "constants": constants}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def rule_version_hash(rule: ClaimRule) -> str:
+    """The protocol hash of the version that fixed ``rule`` (its commit dates the rule)."""
+    return VERSION_HASHES.get(rule.since) or protocol_hash()
 
 
 def protocol_hash() -> str:
@@ -293,11 +413,20 @@ def protocol_markdown(committed: str | None = None) -> str:
              f"- **Multiplicity:** {_MULTIPLICITY}.", f"- **Models left out:** {_EXCLUSION}.",
              f"- **Minimum detectable effect:** (z(1-{ALPHA}/2) + z({POWER})) x the bootstrap standard error of "
              "the pooled estimate, shown beside every verdict.", ""]
-    for r in PROTOCOL.values():
-        lines += [f"## {r.claim} ({r.section})", "",
-                  f"- **Decided by:** {r.models} (grids: {', '.join(f'`{g}`' for g in r.grids)}).",
-                  f"- **Estimand:** {r.estimand}.", f"- **Control:** {r.control}.",
-                  f"- **Rule ({r.kind}):** {rule_text(r)}"]
+    for r in (*PROTOCOL.values(), *FINDINGS.values()):
+        if r.claim == next(iter(FINDINGS)):
+            lines += ["## Findings beyond the paper", "",
+                      f"Fixed by version {r.since}, after the seed-0 records they first judge had been read: a "
+                      "verdict on those records is exploratory (the verdicts page counts the judged records made "
+                      "after the rule). *Reproduced* means the finding holds as the estimand words it; *not "
+                      "reproduced*, that the opposite holds.", ""]
+        grids = f" (grids: {', '.join(f'`{g}`' for g in r.grids)})" if r.grids else ""
+        lines += [f"## {r.claim} ({r.section})", "", f"- **Whose:** {r.paper}; fixed by protocol version {r.since}.",
+                  f"- **Decided by:** {r.models}{grids}.",
+                  f"- **Estimand:** {r.estimand}.", f"- **Control:** {r.control}."]
+        if r.test != _TEST:
+            lines.append(f"- **Test:** {r.test}.")
+        lines.append(f"- **Rule ({r.kind}):** {rule_text(r)}")
         if r.secondary:
             lines.append(f"- **Reported beside, never deciding:** {'; '.join(r.secondary)}.")
         if not r.evaluated:

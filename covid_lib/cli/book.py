@@ -167,13 +167,19 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_judge(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import sync_pages
-    from covid_lib.report.judge import VERDICTS_JSON, write_c4, write_verdicts
+    from covid_lib.report.judge import VERDICTS_JSON, write_c4, write_findings_inputs, write_verdicts
 
     for scale in args.c4:
         print(f"C4 at scale {scale}: encoder features and k-NN predictions -> {write_c4(scale, profile=args.profile, data_root=args.data_root)}")
+    if args.findings:
+        for path in write_findings_inputs(profile=args.profile, data_root=args.data_root):
+            print(f"findings' analysis record -> {path}")
     data = write_verdicts(profile=args.profile, data_root=args.data_root)
     for scale, d in data["scales"].items():
         print(f"{d['label']}: " + ", ".join(f"{c} {v['outcome']}" for c, v in d["claims"].items()))
+    print("findings beyond the paper: " + ", ".join(f"{f} {v['outcome']}" + (" (not evaluated)" if v.get("not_evaluated")
+                                                                              else "")
+                                                     for f, v in data["findings"].items()))
     sync_pages()
     print(f"wrote {VERDICTS_JSON} (protocol {data['protocol_hash']}) and synced the verdicts page")
     return 0
@@ -241,4 +247,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
                    help="first compute C4's encoder features and k-NN predictions at these scales "
                         f"({', '.join(SCALE_NAMES)}): "
                         "restores the fine-tuned checkpoints by retraining where they are not cached")
+    p.add_argument("--findings", action="store_true",
+                   help="first compute the analysis records of F4 (saliency shares) and F5 (SOM nodes) from the "
+                        "checkpoints cached here (results/claims/f4.*, f5.*); never retrains")
     p.set_defaults(func=_cmd_judge)

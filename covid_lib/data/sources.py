@@ -63,6 +63,11 @@ class SourceSpec:
 
 
 _BINARY = frozenset({"0", "1"})
+#: ChestXRay's labels, the same in both copies (``kermany``, ``kermany_full``: the same patients).
+_KERMANY_LABELS = {"covid": frozenset({"0"}), "pneumonia": _BINARY,
+                   "kermany_class": frozenset({"normal", "bacteria", "virus"}),
+                   "kermany_split": frozenset({"train", "test"})}
+_KERMANY_REQUIRED = ("covid", "pneumonia", "kermany_class")
 
 SOURCES: dict[str, SourceSpec] = {
     spec.name: spec
@@ -80,19 +85,13 @@ SOURCES: dict[str, SourceSpec] = {
         ),
         SourceSpec(
             "kermany", "ChestXRay (COVID- pool; pneumonia pre-training)",
-            {"covid": frozenset({"0"}), "pneumonia": _BINARY,
-             "kermany_class": frozenset({"normal", "bacteria", "virus"}),
-             "kermany_split": frozenset({"train", "test"})},
-            required=("covid", "pneumonia", "kermany_class"),
+            _KERMANY_LABELS, required=_KERMANY_REQUIRED,
             caveats="Children aged 1-5: a model separating them from adults may measure age. "
             "The official split shares some images between train and test.",
         ),
         SourceSpec(
             "kermany_full", "ChestXRay at the paper's pre-training scale (pre-training only; a second copy of kermany)",
-            {"covid": frozenset({"0"}), "pneumonia": _BINARY,
-             "kermany_class": frozenset({"normal", "bacteria", "virus"}),
-             "kermany_split": frozenset({"train", "test"})},
-            required=("covid", "pneumonia", "kermany_class"),
+            _KERMANY_LABELS, required=_KERMANY_REQUIRED,
             caveats="The same patients as kermany under the same patient ids: never use both copies without "
             "joining them by patient (covid_lib.data.full_copy). This working copy was squashed to 224x224 "
             "RGB JPEG by a redistribution (aspect ratio not kept; original sizes unknown).",

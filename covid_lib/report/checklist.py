@@ -28,6 +28,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from covid_lib.analysis import checklist as cl
+from covid_lib.analysis.seeds import seed_summary
 from covid_lib.metrics import format_estimate
 from covid_lib.report.judge import protocol_verdict
 
@@ -235,26 +236,29 @@ def cross_dataset_gap(records: pd.DataFrame | None, *, n_boot: int = 2000) -> Me
 
 
 def seed_spread(long: pd.DataFrame | None, *, metric: str = "auc", seeds: Sequence[int] = (0, 1, 2)) -> Measurement:
-    """On each headline model's own test set: the SD of ``metric`` over the seeds recorded beside the
-    width of seed 0's interval (:func:`covid_lib.report.reproduction.seed_stats` of
-    :func:`covid_lib.report.records.matrix_long` rows); headline: the median SD."""
-    from covid_lib.report import reproduction as rp
-
+    """On each headline model's own test set: the SD of ``metric`` over the seeds that learned
+    (:func:`covid_lib.analysis.seeds.seed_summary` of :func:`covid_lib.report.records.matrix_long`
+    rows; seeds that did not learn or collapsed named, never in the SD) beside the width of seed
+    0's interval; headline: the median SD."""
     if long is None or long.empty:
         return not_yet("seeds", "no seed records given")
-    stats = rp.seed_stats(long, metrics=(metric,), seeds=seeds)
+    cell = ["arch", "pretrain", "composition", "test_set"]
+    stats = seed_summary(long, cell, (metric,), seeds=seeds)
     own = stats[(stats["composition"] == stats["test_set"]) & stats[f"{metric}_sd"].notna()]
     if own.empty:
-        return not_yet("seeds", "no model has two or more seeds recorded yet")
+        return not_yet("seeds", "no model has two or more seeds that learned yet")
+    seed0 = own[cell].merge(long[long["seed"] == 0].drop_duplicates(cell), on=cell, how="left")
     parts = []
-    for r in own.to_dict("records"):
-        width = r[f"{metric}_seed0_high"] - r[f"{metric}_seed0_low"]
-        dnl = f", did not learn: seed {', '.join(map(str, r['seeds_did_not_learn']))}" if r["seeds_did_not_learn"] else ""
+    for r, s0 in zip(own.to_dict("records"), seed0.to_dict("records")):
+        width = s0[f"{metric}_high"] - s0[f"{metric}_low"]
+        left = [f"seed{'s' if len(r[k]) > 1 else ''} {', '.join(map(str, r[k]))} {what}" for k, what in
+                (("seeds_did_not_learn", "did not learn"), ("seeds_collapsed", "collapsed")) if r[k]]
+        out = f" (left out: {'; '.join(left)})" if left else ""
         parts.append(f"{r['pretrain']} on {r['composition']}: SD {r[f'{metric}_sd']:.3f} over seeds "
-                     f"{', '.join(map(str, r['seeds_recorded']))}{dnl}, seed 0's 95% interval "
-                     + ("n/a" if np.isnan(width) else f"{width:.2f}") + " wide")
-    return Measurement("seeds", f"{metric.upper()} on the own test set, spread over seeds beside the interval: "
-                       + "; ".join(parts), float(own[f"{metric}_sd"].median()))
+                     f"{', '.join(map(str, r['seeds_learned']))}{out}, seed 0's 95% interval "
+                     + ("n/a" if pd.isna(width) else f"{width:.2f}") + " wide")
+    return Measurement("seeds", f"{metric.upper()} on the own test set, spread over the seeds that learned beside "
+                       "the interval: " + "; ".join(parts), float(own[f"{metric}_sd"].median()))
 
 
 def ablation_verdict(cells: pd.DataFrame | None) -> Measurement:

@@ -138,6 +138,18 @@ def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
     return fig
 
 
+def label_panels(axes: np.ndarray, columns: Iterable[str], rows: Iterable[str], *, fontsize: float = 8) -> None:
+    """Label a grid of image panels (``axes``: rows x columns): no ticks anywhere, ``columns`` as
+    the titles of the first row and ``rows`` as the labels of the first column."""
+    axes = np.asarray(axes)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    for ax, title in zip(axes[0], columns):
+        ax.set_title(title, fontsize=fontsize)
+    for ax, label in zip(axes[:, 0], rows):
+        ax.set_ylabel(label, fontsize=fontsize)
+
+
 def intensity_statistics(manifest: pd.DataFrame, *, bins: int = 64, read=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-image intensity statistics and per-source mean histograms of the stored 8-bit images.
 
@@ -407,13 +419,15 @@ def show_answer(question: str, answer: str, how_sure: str, *, kind: str = "impor
     display(takeaway(answer, how_sure))
 
 
-def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
-    """:func:`show_answer` for a chapter that decides a claim: the answer is the verdict
+def show_verdict_answer(question: str, verdict, *, answer: str = "", how_sure: str = "") -> None:
+    """:func:`show_answer` for a chapter that decides a claim or a finding: the answer is the verdict
     (:class:`covid_lib.analysis.verdicts.Verdict`) and its statement (then ``answer``, if given),
-    "how sure" the number that decides it and what differs from the paper; the box's colour
-    follows the verdict."""
+    "how sure" the number that decides it and what differs from the paper (a finding: from the
+    work it follows), then ``how_sure``, if given; the box's colour follows the verdict."""
     text = f"{verdict.claim} is **{verdict.verdict}**: {verdict.statement}" + (f" {answer}" if answer else "")
-    sure = f"What decides it: {verdict.deciding}. What differs from the paper: {verdict.differs}."
+    work = "the paper" if verdict.claim.startswith("C") else "the work it follows"
+    sure = f"What decides it: {verdict.deciding}. What differs from {work}: {verdict.differs}." + (
+        f" {how_sure}" if how_sure else "")
     show_answer(question, text, sure, kind=verdict.verdict)
 
 

@@ -14,6 +14,7 @@ the file was judged under another protocol. Scales (issue 17):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -106,8 +107,13 @@ def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = 
 def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
     """ISO time of the first commit whose ``book/protocol.md`` carries ``protocol_hash`` (the current
     protocol's by default): when these rules were committed, whatever later moves or edits the file
-    that holds them without changing a rule (None outside git or before the page is committed)."""
-    protocol_hash = protocol_hash or P.protocol_hash()
+    that holds them without changing a rule (None outside git or before the page is committed).
+    Asked of git once per hash and process (:func:`_commit_time`)."""
+    return _commit_time(protocol_hash or P.protocol_hash())
+
+
+@functools.lru_cache(maxsize=None)
+def _commit_time(protocol_hash: str) -> str | None:
     try:
         out = subprocess.run(["git", "log", "--format=%cI", f"-S{protocol_hash}", "--", "book/protocol.md"], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=20)
@@ -115,6 +121,13 @@ def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
         return times[-1] if times else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def rule_commit_time(claim: str) -> str | None:
+    """When ``claim``'s rule was committed: the commit of the protocol version that fixed it
+    (:func:`covid_lib.analysis.protocol.rule_version_hash`), so a later version that adds rules
+    does not re-date the rules it keeps."""
+    return protocol_commit_time(P.rule_version_hash(P.rule(claim)))
 
 
 def _created(records: pd.DataFrame) -> list[str]:
@@ -134,7 +147,7 @@ def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.D
     order = ("missing", "failed", DIFFERS, "did not learn", "collapsed")
     for r in left.to_dict("records"):
         states = {str(r.get(c, "")).split(":")[0] for c in ("status_a", "status_b")} - {"usable"}
-        key = next((o for o in order if o in states), "other")
+        key = next((o for o in order if o in states), min(states) if states else "other")
         reasons[key] = reasons.get(key, 0) + 1
     return {**asdict(decision), "n_patients": estimate.n_patients if estimate is not None else 0,
             "left_out_reasons": reasons, "records_first": created[0] if created else None,
@@ -142,10 +155,19 @@ def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.D
             "n_records": len(created)}
 
 
+def _not_evaluated(claim: str, reason: str) -> dict:
+    """The entry of a claim or finding the library could not estimate here, with the reason."""
+    return {**asdict(P.Decision(claim, "inconclusive", float("nan"), float("nan"), float("nan"), float("nan"), 0, 0,
+                                reason)),
+            "n_patients": 0, "left_out_reasons": {}, "records_first": None, "records_last": None,
+            "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
+
+
 def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
     """The decision of every claim at ``scale`` (a key of :data:`SCALES`)."""
     s = SCALES[scale]
-    committed = protocol_commit_time()
+    committed = rule_commit_time("C1")  # C1-C6 were fixed together (version 1)
+    assert all(P.PROTOCOL[c].since == P.PROTOCOL["C1"].since for c in P.PROTOCOL)
     k, t2s, seeds = s["kermany"], s["t2_seeds"], s["seeds"]
     t2 = _records(s["table2"], profile, data_root)
     out: dict[str, dict] = {}
@@ -172,18 +194,46 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
         used = t2[t2["run_id"].isin(runs.values())]
         out["C4"] = _entry(e4.decision(), e4, used, committed)
     else:
-        rule4 = P.PROTOCOL["C4"]
-        out["C4"] = {**asdict(P.Decision("C4", "inconclusive", float("nan"), float("nan"), float("nan"), float("nan"),
-                                         0, 0, "not yet evaluated: no k-NN predictions recorded at this scale "
-                                         f"(`python -m covid_lib book judge --c4 {scale}`); " + rule4.estimand)),
-                     "n_patients": 0, "left_out_reasons": {}, "records_first": None, "records_last": None,
-                     "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
+        out["C4"] = _not_evaluated("C4", "not yet evaluated: no k-NN predictions recorded at this scale "
+                                   f"(`python -m covid_lib book judge --c4 {scale}`); " + P.PROTOCOL["C4"].estimand)
     e5 = C.estimate_c5(t2, pretrain=k, seeds=t2s)
     out["C5"] = _entry(e5.decision(), e5, t2, committed)
     ab = _records(s["ablation"], profile, data_root)
     e6 = C.estimate_c6(t2, ab, pretrains=("none", k), seeds=seeds)
     out["C6"] = _entry(e6.decision(), e6, pd.concat([t2, ab]), committed)
     return out
+
+
+def judge_findings(*, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
+    """The decision of every finding beyond the paper (F1-F5), each with the judged records made
+    after its rule (:func:`rule_commit_time`): F1 and F3 from the grids' records, F2 from the
+    metadata baseline, F4 and F5 from their analysis records (:mod:`covid_lib.report.findings`)."""
+    from covid_lib.report import findings as RF
+
+    out: dict[str, dict] = {}
+    e1, r1 = RF.f1_estimate(profile, data_root)
+    out["F1"] = _entry(e1.decision(), e1, r1, rule_commit_time("F1"))
+    e2 = RF.f2_estimate(data_root)
+    out["F2"] = _entry(e2.decision(), e2, pd.DataFrame({"path": []}), rule_commit_time("F2"))
+    e3, r3 = RF.f3_estimate(profile, data_root)
+    out["F3"] = _entry(e3.decision(), e3, r3, rule_commit_time("F3"))
+    for name, compute in (("F4", RF.f4_estimate), ("F5", RF.f5_estimate)):
+        est, runs, why = compute()
+        out[name] = (_not_evaluated(name, f"not evaluated: {why}") if est is None else
+                     _entry(est.decision(), est, RF.run_paths(runs), rule_commit_time(name)))
+    for name, d in out.items():
+        d["rule_committed"] = rule_commit_time(name)
+        d["exploratory"] = not (d["n_records"] and d["records_after_protocol"] == d["n_records"])
+    return out
+
+
+def write_findings_inputs(*, profile: str = "cpu", data_root: str | os.PathLike | None = None,
+                          device: str = "cpu") -> list[Path]:
+    """Compute the analysis records of F4 and F5 from the checkpoints cached here (never retraining):
+    :func:`covid_lib.report.findings.write_f4`, :func:`covid_lib.report.findings.write_f5`."""
+    from covid_lib.report import findings as RF
+
+    return [RF.write_f4(profile, data_root, device=device), RF.write_f5(profile, data_root, device=device)]
 
 
 #: What the power table assumes for a future paired comparison (:mod:`covid_lib.power`): the
@@ -251,6 +301,7 @@ def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu
             "protocol_committed": protocol_commit_time(), "profile": profile,
             "scales": {name: {"label": SCALES[name]["label"], "claims": judge(name, profile=profile, data_root=data_root)}
                        for name in SCALES},
+            "findings": judge_findings(profile=profile, data_root=data_root),
             "power_assumptions": POWER_ASSUMPTIONS,
             "power": power_table(_records(SCALES["563"]["table2"], profile, data_root))}
     Path(path if path is not None else VERDICTS_JSON).write_text(json.dumps(data, indent=1, sort_keys=True, default=float) + "\n")
@@ -265,7 +316,7 @@ def read_verdicts(path: str | os.PathLike | None = None) -> dict | None:
 
 def _fmt(d: dict) -> str:
     if d.get("not_evaluated"):
-        return "not yet evaluated"
+        return _why_not(d) or "not yet evaluated"
     parts = d.get("details", {}).get("parts")
     if parts:  # a claim of several contrasts (C3): each part's numbers
         return "; ".join(f"{name} **{p['outcome']}**: {_fmt({**p, 'left_out_reasons': {}})}" for name, p in parts.items())
@@ -304,15 +355,88 @@ CLAIM_DEPARTURES = {
 }
 
 
+#: The chapter that shows each finding's evidence.
+FINDING_CHAPTERS = {"F1": "11_unseen", "F2": "03_confounders", "F3": "10_shortcuts", "F4": "12_saliency",
+                    "F5": "13_landscape"}
+#: What each finding's models or data differ in from the work the finding follows.
+FINDING_DEPARTURES = {
+    "F1": "ResNet-18 from scratch or pre-trained on 563 ChestXRay images (no ImageNet), not a frozen ImageNet "
+          "ResNet-50; our sources (Hannover, Cohen, Kermany, NIH), not BIMCV, PadChest or CheXpert; the paper's chain, "
+          "not their lung crop; the `cpu` recipe; seed 0 only",
+    "F2": "a logistic regression reads the metadata, where a network has to infer them from the pixels",
+    "F3": "DeGrave et al. plant nothing: the mark, where it is planted and the composition (CORDA) are ours",
+    "F4": "Grad-CAM or gradient x input on our `cpu`-profile ResNet-18s at 128 px, not expected gradients (DeGrave "
+          "et al.) or CAM on DenseNet-121 (the KTH report); a U-Net lung mask",
+    "F5": "ResNet-18 pre-trained from random weights on ChestXRay, not DenseNet-121 / ResNet-50 on ChestX-ray14 "
+          "with ImageNet weights; our six sources, not ChestX-ray14's pathologies; MiniSom's schedule, not the "
+          "report's",
+}
+
+
 def _rule_markdown(claim: str) -> str:
     """The protocol's estimand, control and decision rule for ``claim``, as one Markdown sentence."""
-    rule = P.PROTOCOL[claim]
+    rule = P.rule(claim)
     return f"*Estimand:* {rule.estimand}. *Control:* {rule.control}. *Decides:* {P.rule_text(rule)}"
 
 
 def _departures(claim: str) -> str:
-    """What every verdict's models differ in from the paper, and what ``claim`` adds."""
+    """What every verdict's models differ in from the paper, and what ``claim`` adds (a finding:
+    what differs from the work it follows)."""
+    if claim in FINDING_DEPARTURES:
+        return FINDING_DEPARTURES[claim]
     return "; ".join(x for x in (COMMON_DEPARTURES, CLAIM_DEPARTURES.get(claim, "")) if x)
+
+
+def exploratory_text(d: dict) -> str:
+    """How a finding's rule stands to the records it judges: ``exploratory: rule fixed after N of
+    the M records it judges`` (N made before the rule), ``confirmatory`` when every record came
+    after it, or ``not evaluated``."""
+    if d.get("not_evaluated"):
+        return "not evaluated"
+    n, after = d.get("n_records") or 0, d.get("records_after_protocol") or 0
+    if not n:
+        return "exploratory: rule fixed after the data it judges had been read (no run record)"
+    if after == n:
+        return f"confirmatory: all {n} records it judges were made after the rule"
+    return f"exploratory: rule fixed after {n - after} of the {n} records it judges"
+
+
+def _why_not(d: dict) -> str:
+    """Why a finding is not evaluated (its reason without the leading ``not evaluated: ``), or ''."""
+    reason = str(d.get("reason", ""))
+    return reason.removeprefix("not evaluated: ") if reason.startswith("not evaluated: ") else ""
+
+
+def _signed(e: dict) -> str:
+    return f"{e['estimate']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]"
+
+
+def finding_details(claim: str, d: dict) -> list[str]:
+    """What a finding reports beside its decision, never deciding (its rule's ``secondary``), as
+    Markdown list items."""
+    x = d.get("details") or {}
+    out = []
+    if claim == "F1" and x.get("within_model_drop"):
+        drops = [r for r in x["within_model_drop"] if r.get("drop") == r.get("drop")]
+        above = sum(r["drop_low"] > 0 for r in drops)
+        out.append(f"the within-model drop, seen minus unseen AUC (unpaired): its interval lies above 0 for {above} of "
+                   f"{len(drops)} models")
+    if claim == "F2":
+        for r in x.get("secondary", []):
+            out.append(f"{r['composition']} minus {r['against']}: {_signed(r)}")
+        if x.get("with_year"):
+            out.append(f"with the year and the missing-value flags (by-construction proxies): {_signed(x['with_year'])}")
+    if claim == "F3":
+        for key, text in (("control_pipeline_none", "the same contrast without the chain (pipeline none)"),
+                          ("marked_minus_unmarked", "marked minus unmarked, through the chain")):
+            if x.get(key):
+                out.append(f"{text}: {_signed(x[key])}")
+    if claim == "F4" and x.get("map"):
+        out.append(f"maps: {x['map']}, the first candidate that found the planted mark")
+    if claim == "F5":
+        for t, e in (x.get("change") or {}).items():
+            out.append(f"change with fine-tuning of the excess purity by {t}: {_signed(e)}")
+    return out
 
 
 def _scale_departures(scales) -> str:
@@ -374,16 +498,61 @@ def verdicts_markdown(data: dict | None = None) -> str:
         if claim in CLAIM_CHAPTERS:
             lines += [f"Evidence: [{CLAIM_CHAPTERS[claim]}](chapters/{CLAIM_CHAPTERS[claim]}.ipynb).", ""]
         lines.append(":::")
+    if data.get("findings"):
+        lines += ["", *findings_markdown(data["findings"])]
     return "\n".join(lines)
+
+
+def findings_markdown(findings: dict[str, dict]) -> list[str]:
+    """The findings beyond the paper (F1-F5) on the verdicts page: a glance table (badge, estimate,
+    how the rule stands to the records), then one collapsed section per finding."""
+    from covid_lib.analysis.verdicts import FINDING_CLAIMS, SHORT_FINDINGS
+
+    lines = ["## Findings beyond the paper", "",
+             "The book's own conclusions beyond the paper, each decided under a rule of protocol version 2 "
+             "(see the {doc}`protocol`). The rules were written after the seed-0 records they judge had been read, "
+             "so each verdict says how many of its records came before the rule: such a verdict is *exploratory*, "
+             "to be confirmed on records made after it.", "",
+             "| finding | verdict | estimate [95% CI] | rule and records | evidence |", "|---|---|---|---|---|"]
+    for f, d in findings.items():
+        chapter = FINDING_CHAPTERS.get(f, "")
+        link = f"[{chapter[:2]}](chapters/{chapter}.ipynb)" if chapter else ""
+        if d.get("not_evaluated"):
+            badge, estimate, records = "{bdg-secondary}`not evaluated`", _why_not(d).split(":")[0] or "–", "–"
+        else:
+            badge, estimate, records = _badge(d["outcome"]), _short_estimate(d), exploratory_text(d)
+        lines.append(f"| **{f}** {SHORT_FINDINGS.get(f, '')} | {badge} | {estimate} | {records} | {link} |")
+    lines += ["", "Each finding in detail:", ""]
+    for f, d in findings.items():
+        rule = P.rule(f)
+        lines += [f":::{{dropdown}} {f}: {SHORT_FINDINGS.get(f, '')}",
+                  f"**The finding** ({rule.paper}; {rule.section}): {FINDING_CLAIMS.get(f, '')}", "",
+                  f"**The rule** (protocol version {rule.since}, committed {d.get('rule_committed') or 'unknown'}). "
+                  f"{_rule_markdown(f)}", ""]
+        verdict = "not evaluated" if d.get("not_evaluated") else d["outcome"]
+        lines.append(f"- **{verdict}**: {_fmt(d)}." + ("" if d.get("not_evaluated") else f" *{exploratory_text(d)}*."))
+        extra = finding_details(f, d)
+        if extra:
+            lines += ["", "Beside it, never deciding:", "", *(f"- {e}" for e in extra)]
+        differs = "Limits (a finding of ours)" if rule.paper.startswith("ours") else f"What differs from {rule.paper}"
+        lines += ["", f"**{differs}:** {_departures(f)}.", ""]
+        if f in FINDING_CHAPTERS:
+            lines += [f"Evidence: [{FINDING_CHAPTERS[f]}](chapters/{FINDING_CHAPTERS[f]}.ipynb).", ""]
+        lines.append(":::")
+    return lines
 
 
 def claim_markdown(claim: str, data: dict | None = None) -> str:
     """What a chapter shows for ``claim``: the protocol's rule first (estimand, control, rule, as
     :mod:`covid_lib.analysis.protocol` fixes them), then the outcome judged from the records at each
     pre-training scale (``book/verdicts.json``, written by ``book judge``), with the deciding
-    estimate, its patient-level interval, the MDE and the models left out."""
-    rule = P.PROTOCOL[claim]
+    estimate, its patient-level interval, the MDE and the models left out. A finding beyond the
+    paper (``F1``-``F5``) shows its one judgement, with when its rule was fixed against the
+    records it judges (:func:`exploratory_text`)."""
+    rule = P.rule(claim)
     data = read_verdicts() if data is None else data
+    if claim in P.FINDINGS:
+        return _finding_markdown(claim, data)
     lines = [f"**The rule** (protocol `{P.protocol_hash()}`, fixed before the runs at scale were read; "
              f"paper {rule.section}). {_rule_markdown(claim)}", ""]
     if not data or data.get("protocol_hash") != P.protocol_hash():
@@ -396,19 +565,52 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def _judged(data: dict | None) -> bool:
+    return bool(data) and data.get("protocol_hash") == P.protocol_hash()
+
+
+def _finding_markdown(finding: str, data: dict | None) -> str:
+    """:func:`claim_markdown` of a finding: its rule, when it was fixed against the records it
+    judges (from the dates), then its outcome and estimate."""
+    rule = P.rule(finding)
+    d = (data or {}).get("findings", {}).get(finding) if _judged(data) else None
+    committed = (d or {}).get("rule_committed") or rule_commit_time(finding) or "not yet committed"
+    lines = [f"**The rule** (protocol `{P.protocol_hash()}`, version {rule.since}, committed {committed}; "
+             f"{rule.paper}, {rule.section}). {_rule_markdown(finding)}", ""]
+    if d is None:
+        return "\n".join(lines + ["*Not judged under this protocol yet: run `python -m covid_lib book judge`.*"])
+    verdict = "not evaluated" if d.get("not_evaluated") else d["outcome"]
+    lines += ["| outcome | estimate [95% CI over patients], MDE; comparisons used / left out | rule and records |",
+              "|---|---|---|", f"| **{verdict}** | {_fmt(d)} | {exploratory_text(d)} |"]
+    extra = finding_details(finding, d)
+    if extra:
+        lines += ["", "Beside it, never deciding: " + "; ".join(extra) + "."]
+    return "\n".join(lines)
+
+
 def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full") -> Verdict:
     """``claim``'s verdict as the protocol decided it (``book/verdicts.json``), as a
     :class:`~covid_lib.analysis.verdicts.Verdict` for a chapter's answer box: the outcome at
     ``scale`` (the grids at the paper's pre-training scale decide), the numbers at every scale,
-    and what differs from the paper."""
-    from covid_lib.analysis.verdicts import CLAIMS
+    and what differs from the paper. A finding (``F1``-``F5``) has one judgement, labelled
+    exploratory or confirmatory (:func:`exploratory_text`); one not evaluated reads inconclusive
+    with the reason."""
+    from covid_lib.analysis.verdicts import CLAIMS, FINDING_CLAIMS
 
     data = read_verdicts() if data is None else data
-    chapter = CLAIM_CHAPTERS.get(claim, "")
+    chapter = CLAIM_CHAPTERS.get(claim, FINDING_CHAPTERS.get(claim, ""))
     differs = _departures(claim)
-    if not data or data.get("protocol_hash") != P.protocol_hash():
-        return Verdict(claim, CLAIMS[claim], "inconclusive", "not judged under this protocol yet "
+    statement = CLAIMS.get(claim) or FINDING_CLAIMS[claim]
+    d = (data or {}).get("findings", {}).get(claim) if claim in P.FINDINGS else None
+    if not _judged(data) or (claim in P.FINDINGS and d is None):
+        return Verdict(claim, statement, "inconclusive", "not judged under this protocol yet "
                        "(`python -m covid_lib book judge`)", differs, chapter)
+    if d is not None:  # a finding beyond the paper: one judgement, not one per scale
+        if d.get("not_evaluated"):
+            return Verdict(claim, f"not evaluated here, so the rule decides nothing. The finding: {statement}",
+                           "inconclusive", f"not evaluated: {_fmt(d)}", differs, chapter)
+        return Verdict(claim, statement, d["outcome"], f"the protocol's estimate ({_fmt(d)}; {exploratory_text(d)})",
+                       differs, chapter)
     scales = data["scales"]
     scale = scale if scale in scales else list(scales)[-1]
     deciding = "; ".join(f"{s['label']}: {s['claims'][claim]['outcome']}, {_fmt(s['claims'][claim])}"

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
+from covid_lib.report.common import label_panels
 from covid_lib.report.records import has_record, spec_records
 from covid_lib.runs.planted import VARIANTS, variant_set
 from covid_lib.stats import paired_cluster_bootstrap
@@ -58,18 +59,13 @@ def plot_marks(arrays: dict, index: int = 0, *, diff_gain: float = 4.0):
     for mark, arr in arrays.items():
         rows += [(f"{mark}", arr.marked, None), (f"|{mark} − unmarked| ×{diff_gain:g}", arr.marked, first.unmarked)]
     fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.9 * len(steps), 1.9 * len(rows)), squeeze=False)
-    for i, (label, data, base) in enumerate(rows):
-        for j, step in enumerate(steps):
-            ax = axes[i][j]
+    for row_axes, (_, data, base) in zip(axes, rows):
+        for ax, step in zip(row_axes, steps):
             img = data[step].images[index].astype(np.float32) / 255
             if base is not None:
                 img = np.clip(diff_gain * np.abs(img - base[step].images[index].astype(np.float32) / 255), 0, 1)
             ax.imshow(img, cmap="magma" if base is not None else "gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(step, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=8)
+    label_panels(axes, steps, [label for label, _, _ in rows])
     fig.tight_layout()
     return fig
 
@@ -175,6 +171,20 @@ def _signed(value: float, low: float, high: float) -> str:
     return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def variant_scores(path) -> pd.DataFrame | None:
+    """A planted record's test scores, one row per image scored in all three variants: the
+    ``marked`` row's columns (``label``, ``group_id``, ``score``...) with ``score_flipped`` and
+    ``score_unmarked`` of the same image; None without a record."""
+    if not has_record(path) or not (Path(path) / "scores.csv").is_file():
+        return None
+    scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str, "group_id": str})
+    base = scores["test_set"].iloc[0].split(" · ")[0]
+    by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
+    return by_variant["marked"].merge(
+        by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
+        by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
+
+
 def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """How far the mark moves each planted model's ranking: test AUC *marked* minus *flipped* on the
     same images (the mark on the COVID+ images against the mark on the COVID- ones), with a paired
@@ -186,15 +196,9 @@ def mark_effect(records: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> 
         row = {"mark": r.get("mark"), "pipeline": r["pipeline"], "status": r["status"], "n": 0,
                **{k: np.nan for k in EFFECT_COLUMNS[3:]}}
         path = r["path"]
-        if has_record(path) and (Path(path) / "scores.csv").is_file():
-            scores = pd.read_csv(Path(path) / "scores.csv", dtype={"image_id": str, "patient_id": str,
-                                                                   "group_id": str})
+        both = variant_scores(path)
+        if both is not None:
             row["mark"] = row["mark"] or _metrics(path).get("plant", {}).get("mark")
-            base = scores["test_set"].iloc[0].split(" · ")[0]
-            by_variant = {v: scores[scores["test_set"] == variant_set(base, v)] for v in VARIANTS}
-            both = by_variant["marked"].merge(
-                by_variant["flipped"][["image_id", "score"]], on="image_id", suffixes=("", "_flipped")).merge(
-                by_variant["unmarked"][["image_id", "score"]], on="image_id", suffixes=("", "_unmarked"))
             if len(both) and both["label"].nunique() == 2:
                 groups = (both["group_id"] if "group_id" in both else both["patient_id"]).to_numpy()
                 y = both["label"].to_numpy()

@@ -19,12 +19,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_auc_score
 
+from covid_lib.analysis.claims import paired_own_test
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import cell_scores, record_at
 from covid_lib.report.training import index_record, run_row, test_scores
-from covid_lib.stats import POOLED, bootstrap_ci, paired_cluster_bootstrap_sets
+from covid_lib.stats import POOLED, bootstrap_ci
 
 #: Training images of the paper's pre-training sets (Sec. III-A), on top of ImageNet weights.
 PAPER_PRETRAINING_IMAGES = {"kermany": 5857, "kermany_full": 5857, "nih": 26684}
@@ -195,18 +194,27 @@ def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: i
     return out
 
 
-def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
-                      allow_mismatch: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
-    """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation
-    (its checkpoint restored by retraining when not cached here, its record untouched; one that
-    differs from its record only with ``allow_mismatch``, else :class:`~covid_lib.runs.CheckpointMismatch`)."""
+def load_pretraining(spec, *, data_root=None, device: str = "cpu", allow_mismatch: bool = False) -> tuple:
+    """A pre-training run's ``(model, meta)`` from its checkpoint (restored by retraining when not
+    cached here, its record untouched): load it once and pass it as ``loaded`` to the functions
+    below that score with it. A checkpoint retrained here that differs from its record only with
+    ``allow_mismatch`` (the caller says so), else :class:`~covid_lib.runs.CheckpointMismatch`."""
     from covid_lib.runs import Record, load_model
-    from covid_lib.runs.execution import restore_checkpoint, rows_dataset
-    from covid_lib.train import predict
+    from covid_lib.runs.execution import restore_checkpoint
 
     if Record.of(spec).checkpoint is None:
         restore_checkpoint(spec, data_root=data_root, device=device, progress=False, allow_mismatch=allow_mismatch)
-    model, meta = load_model(spec, device, allow_mismatch=allow_mismatch)
+    return load_model(spec, device, allow_mismatch=allow_mismatch)
+
+
+def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str = "cpu",
+                      loaded: tuple | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """A pre-training run's class probabilities on ``rows`` through its own chain and normalisation,
+    with its ``loaded`` model (default: :func:`load_pretraining`)."""
+    from covid_lib.runs.execution import rows_dataset
+    from covid_lib.train import predict
+
+    model, meta = loaded if loaded is not None else load_pretraining(spec, data_root=data_root, device=device)
     data, kept, _ = rows_dataset(spec, rows, mean=meta["mean"], std=meta["std"], data_root=data_root,
                                  set_name="shared test")
     probs, _, _ = predict(model, data, device=device)
@@ -214,16 +222,22 @@ def shared_test_probs(spec, rows: pd.DataFrame, *, data_root=None, device: str =
 
 
 def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", n_boot: int = 2000,
-                          allow_mismatch: bool = False) -> pd.DataFrame:
+                          loaded: dict | None = None, allow_mismatch: bool = False) -> pd.DataFrame:
     """The ChestXRay pre-training at two scales (``small``: ``kermany``, 563 images; ``large``:
     ``kermany_full``) on the same held-out images: ``kermany``'s test patients, which neither
     pre-training saw, in each copy (original resolution; the squashed 224-px JPEGs). One row per
     copy: both macro AUCs and the paired difference ``large - small`` with patient intervals.
-    ``allow_mismatch``: use checkpoints retrained here that differ from their record (say so)."""
+    ``loaded``: run id -> :func:`load_pretraining` (default: each loaded here, once, with
+    ``allow_mismatch``: use a checkpoint retrained here that differs from its record, and say so)."""
     from covid_lib.data import global_splits
     from covid_lib.data.full_copy import full_copy_splits
     from covid_lib.data.subsets import PRETRAIN_LABELS
 
+    loaded = dict(loaded or {})
+    for spec in (small, large):
+        if spec.run_id not in loaded:
+            loaded[spec.run_id] = load_pretraining(spec, data_root=data_root, device=device,
+                                                   allow_mismatch=allow_mismatch)
     column, mapping = PRETRAIN_LABELS["kermany"]
     base = global_splits(data_root)
     test_patients = set(base.loc[(base["source"] == "kermany") & (base["split"] == "test"), "patient_id"])
@@ -234,8 +248,8 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
     for name, rows in copies.items():
         rows = rows[rows["patient_id"].isin(test_patients)].reset_index(drop=True)
         rows = rows.assign(label=rows[column].map(mapping).astype(int))
-        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device, allow_mismatch=allow_mismatch)
-        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device, allow_mismatch=allow_mismatch)
+        pa, ka = shared_test_probs(large, rows, data_root=data_root, device=device, loaded=loaded[large.run_id])
+        pb, kb = shared_test_probs(small, rows, data_root=data_root, device=device, loaded=loaded[small.run_id])
         common = ka[["source", "image_id"]].merge(kb[["source", "image_id"]].reset_index(), on=["source", "image_id"])
         ia = ka.reset_index().merge(common[["source", "image_id"]], on=["source", "image_id"])["index"].to_numpy()
         ib = common["index"].to_numpy()
@@ -249,81 +263,38 @@ def scales_on_shared_test(small, large, *, data_root=None, device: str = "cpu", 
 
 
 # ------------------------------------------------------------ pre-training size and the fine-tunes
-def _own_test_pairs(small: pd.DataFrame, large: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pair the fine-tunes of ``small`` and ``large`` (:func:`covid_lib.report.records.spec_records`)
-    by (arch, composition, seed, pipeline); return the long own-test scores of the pairs where both
-    models learned (``done``) and one row per pair with both statuses."""
-    keys = ["arch", "composition", "seed", "pipeline"]
-    pairs = large.merge(small, on=keys, suffixes=("_large", "_small"))
-    long = []
-    for p in pairs.to_dict("records"):
-        if p["status_large"] != "done" or p["status_small"] != "done":
-            continue
-        a, b = cell_scores(p["path_large"], p["composition"]), cell_scores(p["path_small"], p["composition"])
-        both = a[["label", "group_id", "score"]].join(b[["score"]].rename(columns={"score": "score_b"}), how="inner")
-        long.append(both.reset_index().assign(composition=p["composition"], seed=p["seed"], arch=p["arch"])
-                    .rename(columns={"score": "score_a", "group_id": "patient"}))
-    cols = ["composition", "seed", "arch", "source", "image_id", "label", "patient", "score_a", "score_b"]
-    return (pd.concat(long, ignore_index=True)[cols] if long else pd.DataFrame(columns=cols)), pairs
-
-
 def scale_effect(small: pd.DataFrame, large: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """The effect of the pre-training set's size on the COVID fine-tunes (issue 17): AUC of the
     fine-tune whose encoder was pre-trained on the whole ChestXRay set (``large``) minus that of the
     same fine-tune pre-trained on 563 images (``small``), on the composition's own test set, paired
-    by composition and seed, patients resampled jointly over every cell and seed
-    (:func:`covid_lib.stats.paired_cluster_bootstrap_sets`). Pairs where a model did not learn or
-    collapsed are left out and listed.
+    by (arch, composition, seed, pipeline) and estimated as claim C2 is
+    (:func:`covid_lib.analysis.claims.paired_own_test`: one joint patient bootstrap over every
+    pair, pooled as the mean over pairs). Pairs where a model did not learn or collapsed are left
+    out and listed.
 
-    Returns ``{"cells": per-composition rows + "pooled", "pairs": every pair with both statuses}``.
+    Returns ``{"estimate": the ClaimEstimate, "cells": per composition, then "pooled"}``.
     """
-    long, pairs = _own_test_pairs(small, large)
-    status = pairs[["composition", "seed", "status_large", "status_small"]].sort_values(["composition", "seed"])
-    if long.empty:
-        return {"cells": pd.DataFrame(), "pairs": status.reset_index(drop=True)}
-    cells = paired_cluster_bootstrap_sets(long, set_col="composition", group_col="patient", model_seed_col="seed",
-                                          n_boot=n_boot, seed=seed)
-    return {"cells": cells, "pairs": status.reset_index(drop=True)}
+    keys = ["arch", "composition", "seed", "pipeline"]
+    labels = large[keys].merge(small[keys], on=keys).to_dict("records")
+    records = pd.concat([large.assign(scale="large"), small.assign(scale="small")], ignore_index=True)
+    pairs = [(label, {**label, "scale": "large"}, {**label, "scale": "small"}) for label in labels]
+    est = paired_own_test(records, pairs, claim="pre-training scale", names=("auc_large", "auc_small"),
+                          n_boot=n_boot, seed=seed)
+    return {"estimate": est, "cells": est.by("composition", means=("auc_large", "auc_small"))}
 
 
 def scale_effect_table(effect: dict, digits: int = 3) -> pd.DataFrame:
     """:func:`scale_effect` for reading: per composition (and pooled) the two mean AUCs, ΔAUC with
     its patient-level interval, and how many seed pairs were used or left out."""
-    cells, pairs = effect["cells"], effect["pairs"]
-    if cells is None or len(cells) == 0:
-        return pd.DataFrame()
-    set_col = "composition"
-    used = pairs[(pairs["status_large"] == "done") & (pairs["status_small"] == "done")]
+    cells, left = effect["cells"], effect["estimate"].left_out
     rows = []
     for r in cells.to_dict("records"):
-        name = r[set_col]
-        mine = pairs if name == POOLED else pairs[pairs["composition"] == name]
-        n_used = len(used) if name == POOLED else int((used["composition"] == name).sum())
-        rows.append({"trained on": name, "AUC, whole set": f"{r['value_a']:.{digits}f}",
-                     "AUC, 563 images": f"{r['value_b']:.{digits}f}",
+        name = r["composition"]
+        n_left = len(left) if name == POOLED or left.empty else int((left["composition"] == name).sum())
+        rows.append({"trained on": name, "AUC, whole set": f"{r['auc_large']:.{digits}f}",
+                     "AUC, 563 images": f"{r['auc_small']:.{digits}f}",
                      "Δ AUC [95% CI over patients]": format_estimate(r["estimate"], r["low"], r["high"], digits),
-                     "seed pairs used / left out": f"{n_used} / {len(mine) - n_used}"})
-    return pd.DataFrame(rows)
-
-
-def seed_spread(records: pd.DataFrame, by: tuple[str, ...] = ("pretrain", "composition")) -> pd.DataFrame:
-    """Own-test AUC over seeds per cell: mean ± SD over the seeds whose model learned, with the
-    seeds that did not learn, collapsed or are missing counted beside (never averaged in)."""
-    rows = []
-    for key, g in records.groupby(list(by), sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        aucs = []
-        for r in g[g["status"] == "done"].to_dict("records"):
-            s = record_at(r["path"]).scores(r["composition"])
-            if s["label"].nunique() == 2:
-                aucs.append(roc_auc_score(s["label"], s["score"]))
-        counts = g["status"].value_counts()
-        rows.append({**dict(zip(by, key)),
-                     "own-test AUC, mean ± SD": (f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}" if len(aucs) > 1
-                                                 else f"{aucs[0]:.3f}" if aucs else "–"),
-                     "seeds used": len(aucs),
-                     "collapsed": int(counts.get("collapsed", 0)), "did not learn": int(counts.get("did not learn", 0)),
-                     "missing": int(counts.get("missing", 0) + counts.get("failed", 0))})
+                     "seed pairs used / left out": f"{r['n_used']} / {n_left}"})
     return pd.DataFrame(rows)
 
 
@@ -369,16 +340,18 @@ def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple
     return tuple(out)
 
 
-def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float | None = None) -> dict:
+def checkpoint_matches_record(spec, *, data_root=None, device: str = "cpu", tolerance: float | None = None,
+                              loaded: tuple | None = None) -> dict:
     """Whether the checkpoint cached here is the recorded model (:func:`covid_lib.runs.checkpoint_matches_record`:
     a pre-training's class probabilities on its record's own test images against those the record
-    holds). A checkpoint restored by retraining on another machine need not match (bf16 kernels
-    differ between CPUs), and then every number computed from it is a retraining's, not the record's.
+    holds; ``loaded``: its model, already loaded). A checkpoint restored by retraining on another
+    machine need not match (bf16 kernels differ between CPUs), and then every number computed from
+    it is a retraining's, not the record's.
 
     Returns ``{"images", "max_abs_diff", "matches"}``.
     """
     from covid_lib.runs import SCORE_TOLERANCE
     from covid_lib.runs import checkpoint_matches_record as matches
 
-    return matches(spec, data_root=data_root, device=device,
+    return matches(spec, data_root=data_root, device=device, loaded=loaded,
                    tolerance=SCORE_TOLERANCE if tolerance is None else tolerance)

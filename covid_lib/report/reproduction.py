@@ -19,14 +19,15 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis.seeds import SEED_COLUMNS, seed_summary, seed_summary_table
 from covid_lib.grid import COMPOSITION_ORDER
 from covid_lib.metrics import METRIC_LABELS, METRICS, format_estimate
-from covid_lib.report.records import (LEARNED, PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS,
-                                      cell_scores, has_record, paired_auc, spec_records)
+from covid_lib.report.records import (PAIRED_COLUMNS, PAPER_TEST_SETS, PRETRAIN_LABELS, TEST_SETS, cell_scores,
+                                      has_record, paired_auc, spec_records)
 from covid_lib.stats import bootstrap_replicates, percentile_interval, weighted_auc
 
-__all__ = ["spec_records", "matrix_table", "with_baseline", "heatmap_inputs", "plot_heatmaps", "seed_stats",
-           "seed_table", "diagonal_gap", "c1_table", "c1_paired", "AUGMENTED"]
+__all__ = ["spec_records", "matrix_table", "with_baseline", "heatmap_inputs", "plot_heatmaps", "seed_table",
+           "diagonal_gap", "c1_table", "c1_paired", "AUGMENTED"]
 
 #: The compositions that add COVID- images from another dataset to CORDA (the claim C1 is about them).
 AUGMENTED: tuple[str, ...] = COMPOSITION_ORDER[1:4]
@@ -156,44 +157,28 @@ def plot_heatmaps(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pr
 
 
 # ----------------------------------------------------------------------------------------- seeds
-def seed_stats(long: pd.DataFrame, *, metrics: Iterable[str] = ("auc", "balanced_accuracy", "specificity"),
-               seeds: Iterable[int] = (0, 1, 2)) -> pd.DataFrame:
-    """Per (arch, pre-training, composition, test set): mean and SD of each metric over the seeds
-    recorded (did-not-learn seeds included and listed), which seeds are missing, and seed 0's interval."""
-    seeds, metrics = list(seeds), list(metrics)
-    rows = []
-    for key, g in long.groupby(["arch", "pretrain", "composition", "test_set"], sort=False):
-        have = g[g["status"].isin(LEARNED) & g[metrics[0]].notna()]
-        row = dict(zip(["arch", "pretrain", "composition", "test_set"], key))
-        row.update(seeds_recorded=sorted(int(s) for s in have["seed"]),
-                   seeds_missing=[s for s in seeds if s not in set(have["seed"])],
-                   seeds_did_not_learn=sorted(int(s) for s in have.loc[have["status"] == "did not learn", "seed"]))
-        s0 = have[have["seed"] == 0]
-        for m in metrics:
-            v = have[m].astype(float)
-            row.update({f"{m}_mean": v.mean() if len(v) else np.nan, f"{m}_sd": v.std(ddof=1) if len(v) > 1 else np.nan})
-            row.update({f"{m}_seed0{s}": (s0[f"{m}{s}"].iloc[0] if len(s0) else np.nan) for s in ("", "_low", "_high")})
-        rows.append(row)
-    return pd.DataFrame(rows)
+SEED_CELL = ["arch", "pretrain", "composition", "test_set"]
 
 
-def seed_table(stats: pd.DataFrame, *, metrics: Iterable[str] = ("auc", "balanced_accuracy", "specificity"),
-               digits: int = 2) -> pd.DataFrame:
-    """:func:`seed_stats` for reading: mean ± SD over seeds beside seed 0's interval."""
-    if stats.empty:
+def seed_table(long: pd.DataFrame, *, metrics: Iterable[str] = ("auc", "balanced_accuracy", "specificity"),
+               seeds: Iterable[int] = (0, 1, 2), digits: int = 2) -> pd.DataFrame:
+    """Per (arch, pre-training, composition, test set) of :func:`~covid_lib.report.records.matrix_long`
+    rows: each metric's mean ± SD over the seeds that learned
+    (:func:`covid_lib.analysis.seeds.seed_summary`) beside seed 0's interval, and the seeds in the
+    mean, did not learn, collapsed or missing (of ``seeds``)."""
+    metrics = list(metrics)
+    if long.empty:
         return pd.DataFrame()
-    out = pd.DataFrame({"pre-training": stats["pretrain"].map(PRETRAIN_LABELS), "trained on": stats["composition"],
-                        "tested on": stats["test_set"],
-                        "seeds": [", ".join(map(str, s)) or "none" for s in stats["seeds_recorded"]],
-                        "missing seeds": [", ".join(map(str, s)) or "–" for s in stats["seeds_missing"]],
-                        "did not learn": [", ".join(map(str, s)) or "–" for s in stats["seeds_did_not_learn"]]})
+    summary = seed_summary(long, SEED_CELL, metrics, seeds=seeds)
+    shown = seed_summary_table(summary, metrics, digits=digits)
+    seed0 = summary[SEED_CELL].merge(long[long["seed"] == 0].drop_duplicates(SEED_CELL), on=SEED_CELL, how="left")
+    out = pd.DataFrame({"pre-training": summary["pretrain"].map(PRETRAIN_LABELS), "trained on": summary["composition"],
+                        "tested on": summary["test_set"]})
     for m in metrics:
-        out[f"{METRIC_LABELS[m]} mean ± SD"] = [
-            "–" if pd.isna(mu) else (f"{mu:.{digits}f}" + ("" if pd.isna(sd) else f" ± {sd:.{digits}f}"))
-            for mu, sd in zip(stats[f"{m}_mean"], stats[f"{m}_sd"])]
+        out[f"{METRIC_LABELS[m]} mean ± SD"] = shown[f"{METRIC_LABELS[m]} mean ± SD"]
         out[f"{METRIC_LABELS[m]} seed 0 [95% CI]"] = [_cell(*x, digits) for x in zip(
-            stats[f"{m}_seed0"], stats[f"{m}_seed0_low"], stats[f"{m}_seed0_high"])]
-    return out
+            seed0[m], seed0[f"{m}_low"], seed0[f"{m}_high"])]
+    return pd.concat([out, shown[list(SEED_COLUMNS.values())]], axis=1)
 
 
 # ------------------------------------------------------------------------------------------- C1

@@ -21,7 +21,7 @@ import pandas as pd
 
 from covid_lib.analysis.shortcuts import image_features
 from covid_lib.metrics import format_estimate
-from covid_lib.report.common import _color
+from covid_lib.report.common import _color, label_panels
 from covid_lib.report.training import run_row
 from covid_lib.stats import bootstrap_ci, weighted_auc
 
@@ -181,16 +181,11 @@ def plot_mean_images(images: dict[str, np.ndarray], sources: np.ndarray, *, side
 
     names = sorted(set(sources))
     fig, axes = plt.subplots(len(names), len(images), figsize=(1.6 * len(images), 1.6 * len(names)), squeeze=False)
-    for j, (step, imgs) in enumerate(images.items()):
+    for j, imgs in enumerate(images.values()):
         small = image_features(imgs, side=side, bins=1)[:, : side * side]
         for i, src in enumerate(names):
-            ax = axes[i][j]
-            ax.imshow(small[sources == src].mean(axis=0).reshape(side, side), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if i == 0:
-                ax.set_title(step, fontsize=8)
-            if j == 0:
-                ax.set_ylabel(src, fontsize=8)
+            axes[i][j].imshow(small[sources == src].mean(axis=0).reshape(side, side), cmap="gray", vmin=0, vmax=1)
+    label_panels(axes, images, names)
     fig.tight_layout()
     return fig
 

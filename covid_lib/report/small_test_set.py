@@ -1,10 +1,10 @@
 """Table IV of Tartaglione et al. 2020 (Sec. IV-E) from run records, the redraws of a trained
 model's 15-image test, and the verdict of claim C5.
 
-- :func:`load_cells`, :func:`table_four`, :func:`seed_summary`: ResNet-18 trained on the
+- :func:`load_cells`, :func:`table_four`, :func:`seed_table`: ResNet-18 trained on the
   COVID-ChestXRay stand-in (pre-training none / ChestXRay / RSNA, seeds), scored on its fixed
-  15-image test and on CORDA, the paper's rows above ours; a missing or "did not learn" run is
-  shown as such and never averaged in.
+  15-image test and on CORDA, the paper's rows above ours; a missing, "did not learn" or
+  collapsed run is shown as such and never averaged in.
 - :func:`analyse_cell`: scores the run on *every* test-split image of the stand-in (the test
   patients) through its own chain (:func:`covid_lib.runs.execution.score_rows`), checks them
   against the record on the 15 images they share, redraws the 15-image test and compares the
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from covid_lib.analysis.seeds import seed_summary, seed_summary_table
 from covid_lib.metrics import BinaryMetrics, Estimate, binary_metrics, format_estimate
 from covid_lib.analysis.small_test_set import (REDRAW_METRICS, auc_gap, chance_of_perfect, distinct_draws, draw_tests,
                                   redraw_metrics, redraw_summary)
@@ -94,24 +95,28 @@ def table_four(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RU
     return pd.DataFrame(rows)
 
 
-def seed_summary(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RULE,
-                 metrics=("sensitivity", "specificity", "balanced_accuracy", "auc"), seeds=(0, 1, 2)) -> pd.DataFrame:
-    """Mean ± SD over the finished seeds per pre-training and test set; missing and "did not learn"
-    seeds are named, and only runs that learned enter the mean."""
+def cells_long(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RULE,
+               metrics=("sensitivity", "specificity", "balanced_accuracy", "auc")) -> pd.DataFrame:
+    """One row per cell and test set: ``pretrain``, ``seed``, ``status`` (the cell's state),
+    ``test_set`` and the metrics at ``rule`` (NaN where the cell has no record)."""
     rows = []
-    for pre in dict.fromkeys(c.pretrain for c in cells):
-        mine = {c.seed: c for c in cells if c.pretrain == pre}
-        learned = [c for s, c in mine.items() if c.state == "done"]
-        note = ", ".join(f"seed {s}: {mine[s].state if s in mine else 'missing'}" for s in seeds
-                         if s not in mine or mine[s].state != "done")
+    for c in cells:
         for t in test_sets:
-            row = {"pretrain": pre, "test_set": t, "seeds": f"{len(learned)} of {len(seeds)}", "not in the mean": note}
-            for m in metrics:
-                v = [float(_metric_rows(c, [t], rule)[m].iloc[0]) for c in learned if len(_metric_rows(c, [t], rule))]
-                row[m] = (f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else
-                          f"{v[0]:.2f} (one seed)" if v else "–")
-            rows.append(row)
-    return pd.DataFrame(rows)
+            hit = _metric_rows(c, [t], rule) if c.result is not None else pd.DataFrame()
+            rows.append({"pretrain": c.pretrain, "seed": c.seed, "status": c.state, "test_set": t,
+                         **{m: float(hit[m].iloc[0]) if len(hit) else np.nan for m in metrics}})
+    return pd.DataFrame(rows, columns=["pretrain", "seed", "status", "test_set", *metrics])
+
+
+def seed_table(cells: list[Cell], *, test_sets=TABLE4_SETS, rule: str = PAPER_RULE,
+               metrics=("sensitivity", "specificity", "balanced_accuracy", "auc"), seeds=(0, 1, 2),
+               digits: int = 2) -> pd.DataFrame:
+    """Per pre-training and test set, each metric's mean ± SD over the seeds that learned
+    (:func:`covid_lib.analysis.seeds.seed_summary`); seeds that did not learn, collapsed or are
+    missing (of ``seeds``) are counted and named beside, never averaged in."""
+    long = cells_long(cells, test_sets=test_sets, rule=rule, metrics=metrics)
+    summary = seed_summary(long, ["pretrain", "test_set"], metrics, seeds=seeds)
+    return seed_summary_table(summary, metrics, labels=METRIC_NAMES, digits=digits)
 
 
 # ------------------------------------------------------------------------------------- redraws

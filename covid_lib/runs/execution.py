@@ -465,13 +465,14 @@ def _warn_if_different(artifacts: RunArtifacts, record: Record) -> None:
 
 
 def checkpoint_matches_record(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
-                              storage: str | os.PathLike | None = None, tolerance: float = SCORE_TOLERANCE) -> dict:
+                              storage: str | os.PathLike | None = None, tolerance: float = SCORE_TOLERANCE,
+                              loaded: tuple | None = None) -> dict:
     """Whether the checkpoint here is the recorded model: ``{"images", "max_abs_diff", "matches"}``.
 
     A checkpoint not cached is restored (:func:`restore_checkpoint`, which compares it); one whose
     note holds a comparison answers from it; one cached without a check (before notes were written)
-    is re-scored on its record's test images (:func:`rescore_record`) and the outcome noted beside
-    it, so that it is refused from then on if it differs.
+    is re-scored on its record's test images (:func:`rescore_record`, with the ``loaded`` model
+    when given) and the outcome noted beside it, so that it is refused from then on if it differs.
     """
     record = Record.of(spec, storage=storage)
     if record.checkpoint is None:
@@ -479,8 +480,8 @@ def checkpoint_matches_record(spec: RunSpec, *, data_root: str | os.PathLike | N
                            tolerance=tolerance, allow_mismatch=True)
     note = record.checkpoint_note
     if note.get("max_abs_diff") is None:
-        comparison = compare_scores(rescore_record(spec, data_root=data_root, device=device, storage=storage),
-                                    record.scores(), tolerance=tolerance)
+        rescored = rescore_record(spec, data_root=data_root, device=device, storage=storage, loaded=loaded)
+        comparison = compare_scores(rescored, record.scores(), tolerance=tolerance)
         note = write_checkpoint_note(spec.run_id, storage, {
             "origin": CHECKED, "matches_record": comparison.pop("matches"), **comparison,
             "machine": machine_kind(device), "recorded_machine": (record.timings.get("runtime") or {}).get("machine")})
@@ -491,15 +492,16 @@ def checkpoint_matches_record(spec: RunSpec, *, data_root: str | os.PathLike | N
 
 # ------------------------------------------------------------------------------ re-scoring a run
 def rescore_record(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
-                   storage: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The cached checkpoint's scores on its record's own test images, through the run's chain, in
-    the record's columns (a pre-training's ``prob_*``, a fine-tune's ``score`` per test set), whether
-    or not the checkpoint reproduces the record (what :func:`checkpoint_matches_record` checks)."""
+                   storage: str | os.PathLike | None = None, loaded: tuple | None = None) -> pd.DataFrame:
+    """The cached checkpoint's scores (or those of its ``loaded`` ``(model, meta)``) on its record's
+    own test images, through the run's chain, in the record's columns (a pre-training's ``prob_*``,
+    a fine-tune's ``score`` per test set), whether or not the checkpoint reproduces the record (what
+    :func:`checkpoint_matches_record` checks)."""
     recorded = Record.of(spec).scores()
     if spec.task != "pretrain" and any(claims(spec) for claims, _ in RUN_KINDS):
         raise ValueError(f"run {spec.run_id}: re-scoring a record is implemented for pre-trainings and "
                          "fine-tunes on the compositions; restore this kind of run with restore_checkpoint")
-    model, meta = load_model(spec, device, storage, allow_mismatch=True)
+    model, meta = loaded if loaded is not None else load_model(spec, device, storage, allow_mismatch=True)
     ids = set(zip(recorded.get("source", []), recorded.get("image_id", [])))
 
     def recorded_rows(rows: pd.DataFrame) -> pd.DataFrame:
