@@ -313,3 +313,16 @@ def test_the_audit_says_when_a_checkpoint_differs_from_its_record(tmp_path, monk
     notes = audit_model.resolve_model(str(ckpt)).notes
     assert len(notes) == 1 and "differs from its record (max |Δ score| 0.3" in notes[0]
     assert "the audit scores this retraining, not the recorded model" in notes[0]
+
+
+def test_finding_f4_counts_a_differing_model_as_left_out_with_its_reason(tmp_path, monkeypatch):
+    from covid_lib.report import findings as rf
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    rows = [{"run_id": "a", "pipeline": "none", "group_id": f"p{i // 2}", "label": 1, "seen": "trained on",
+             "share": 0.5 + 0.01 * i, "baseline": 0.4, "map_status": "measured"} for i in range(8)]
+    rf._write_meta("F4", {"runs": {"a": "done", "b": "done", "c": "done"}, "differs_from_record": ["b"]})
+    pd.DataFrame(rows).to_csv(rf.finding_path("F4"), index=False)
+    est, measured, why = rf.f4_estimate()
+    assert why is None and measured == ["a"]
+    assert dict(zip(est.left_out["run_id"], est.left_out["status_a"])) == {"b": runs.DIFFERS, "c": "no checkpoint"}
