@@ -19,8 +19,8 @@ from covid_lib.runs import source_runs  # noqa: F401  registers the source-split
 from covid_lib.runs.records import (DONE, LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
                                     checkpoint_path, clear_failure, failure_path, failures_dir, is_finished,
                                     load_model, load_result, model_from_checkpoint, read_checkpoint,
-                                    read_failure, summary_table, write_artifacts, write_checkpoint,
-                                    write_failure)
+                                    read_failure, resume_path, summary_table, write_artifacts,
+                                    write_checkpoint, write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
                                  results_dir)
 from covid_lib.runs import planted as _planted  # noqa: E402,F401  (registers the planted fine-tune)
@@ -29,6 +29,7 @@ __all__ = [
     "compute", "machine_precision", "restore_checkpoint", "restore_message", "run", "run_threads",
     "DONE", "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
     "clear_failure", "failure_path", "failures_dir", "is_finished", "load_model", "load_result", "model_from_checkpoint",
-    "read_checkpoint", "read_failure", "summary_table", "write_artifacts", "write_checkpoint", "write_failure",
+    "read_checkpoint", "read_failure", "resume_path", "summary_table", "write_artifacts", "write_checkpoint",
+    "write_failure",
     "CLASSIFIERS", "PRECISIONS", "PRETRAIN_SOURCES", "RESULTS_ENV_VAR", "TASKS", "RunSpec", "results_dir",
 ]

@@ -31,7 +31,8 @@ and score, the early-stopping count, the history so far and every random state t
 from (the batch generator; torch, CUDA, numpy and Python ``random``). A fit that finds the file
 continues at the next epoch and ends with the weights and history of an uninterrupted fit; a file
 written for another run or other settings (``resume_key``, a hash of the config and the data
-sizes) is refused. The caller deletes it once the run is recorded (:func:`clear_resume`).
+sizes) is refused. The caller deletes it once the run is recorded
+(:func:`covid_lib.runs.records.resume_path`).
 """
 
 from __future__ import annotations
@@ -276,12 +277,6 @@ def _read_resume(path: Path, key: str, config_hash: str) -> dict:
         raise ValueError(f"resume file {path} belongs to run {state.get('key')!r} (config {state.get('config')}), "
                          f"not to {key!r} (config {config_hash}): refused; delete it to start afresh")
     return state
-
-
-def clear_resume(path: str | os.PathLike | None) -> None:
-    """Delete a resume file (once its run is recorded); nothing when there is none."""
-    if path is not None:
-        Path(path).unlink(missing_ok=True)
 
 
 # -------------------------------------------------------------------------------------------- fit
