@@ -224,7 +224,7 @@ def test_fit_resumed_after_a_stop_equals_an_uninterrupted_fit(tmp_path, capsys, 
     assert resumed.resume_info["at_epoch"] == 3 and resumed.resume_info["sessions"] == 2 and whole.resume_info is None
     # the finished fit's file gives the same result without training again (a stop before the record)
     again = train(path)
-    assert "epoch 4/3 (all epochs done)" in capsys.readouterr().err
+    assert "resuming run-a after its last epoch (3/3: training finished)" in capsys.readouterr().err
     sa = again.model.state_dict()
     assert all(torch.equal(sw[k], sa[k]) for k in sw) and len(again.history) == 3
 

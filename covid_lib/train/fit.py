@@ -355,8 +355,9 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
         start, done, sessions = state["epoch"] + 1, state["done"], state["sessions"] + 1
         _set_rng_state(generator, state["rng"])
         resumed_at = start
-        print(f"resuming {cfg.resume_key or resume} at epoch {start}/{cfg.epochs}"
-              + (" (all epochs done)" if done else ""), file=sys.stderr, flush=True)
+        name = cfg.resume_key or resume
+        print(f"resuming {name} after its last epoch ({state['epoch']}/{cfg.epochs}: training finished)" if done
+              else f"resuming {name} at epoch {start}/{cfg.epochs}", file=sys.stderr, flush=True)
     t_start = time.perf_counter()
     for epoch in range(start, cfg.epochs + 1):
         if done:
