@@ -99,7 +99,7 @@ def fake_training(tmp_path, monkeypatch):
                  "timings.json": {"total_s": 1.0, "runtime": {"device": "cpu", "machine": RECORDED_KIND}}}
         return runs.RunArtifacts(spec, files, checkpoint)
 
-    def pretrain(spec, data_root, device, threads, progress):
+    def pretrain(spec, data_root, device, threads, progress, ckpt=None):
         return artifacts(spec, f"weights {spec.run_id} {shift[0]}".encode())
 
     def finetune(spec, data_root, device, threads, progress, ckpt):

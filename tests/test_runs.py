@@ -127,6 +127,32 @@ def test_finished_run_is_reused_not_retrained(monkeypatch, tmp_path):
     assert len(calls) == 2
 
 
+def test_a_run_trains_with_a_resume_file_in_its_cache_folder_deleted_once_recorded(monkeypatch, tmp_path):
+    """compute() gives the fit ``<storage>/<run_id>/resume.pt`` (keyed by the run id); the driver
+    deletes it once the record is written. Without ``resume`` (a Ray worker) there is none."""
+    from covid_lib.runs import execution
+
+    seen = {}
+
+    def fake_finetune(s, data_root, device, threads, progress, parent):
+        cfg = execution._train_config(s, device, threads, progress)
+        seen[s.run_id] = cfg
+        if cfg.resume_file:  # a stopped session would leave its last epoch here
+            (tmp_path / "ckpt" / s.run_id).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "ckpt" / s.run_id / "resume.pt").write_bytes(b"epoch")
+        return _fake_artifacts(s)
+
+    monkeypatch.setattr(execution, "_finetune", fake_finetune)
+    s = spec(pretrain=None)
+    path = runs.resume_path(s.run_id, tmp_path / "ckpt")
+    run(s, device="cpu", storage=tmp_path / "ckpt", progress=False)
+    cfg = seen[s.run_id]
+    assert cfg.resume_file == str(path) and cfg.resume_key == s.run_id and path.parent.name == s.run_id
+    assert not path.exists() and (path.parent / "model.pt").is_file()
+    execution.compute(s.resolved(), device="cpu")
+    assert seen[s.run_id].resume_file is None and execution._RESUME_STORAGE.get() is None
+
+
 def test_failure_note_is_cleared_by_success(tmp_path):
     s = spec(pretrain=None)
     runs.write_failure(s, "Traceback (most recent call last):\nValueError: boom\n")

@@ -171,6 +171,79 @@ def test_fit_is_deterministic_with_a_seed():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point())
 
 
+class _NoisySet(torch.utils.data.Dataset):
+    """A plain dataset (the DataLoader path) whose items draw noise from torch's global generator."""
+
+    def __init__(self, data: XrayDataset):
+        self.x = (data.crops.float() / 255 - data.mean) / data.std
+        self.labels = np.asarray(data.labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.x[i] + 0.05 * torch.randn_like(self.x[i]), int(self.labels[i]), i
+
+
+def _resume_sets(kind: str):
+    train, val = tiny_sets()
+    train.augment = True
+    return (train, val) if kind == "batches" else (_NoisySet(train), val)
+
+
+@pytest.mark.parametrize("kind, settings", [
+    ("batches", dict(optimizer="adamw", schedule="onecycle", lr=1e-2)),
+    ("loader", dict(early_stopping=5)),
+])
+def test_fit_resumed_after_a_stop_equals_an_uninterrupted_fit(tmp_path, capsys, kind, settings):
+    def train(resume=None, after_epoch=None):
+        torch.manual_seed(7)
+        model = create_model("conv8", width=4)
+        cfg = tiny_config(epochs=3, seed=5, resume_file=resume and str(resume), resume_key="run-a", **settings)
+        return fit(model, *_resume_sets(kind), cfg, after_epoch=after_epoch)
+
+    whole = train()
+
+    def stop(epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt("session ended")
+
+    path = tmp_path / "run-a" / "resume.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(path, stop)
+    assert path.exists() and not list(path.parent.glob("*.tmp-*"))
+    torch.manual_seed(123), np.random.seed(123)  # a new session: other global random states
+    capsys.readouterr()
+    resumed = train(path)
+    assert "resuming run-a at epoch 3/3" in capsys.readouterr().err
+    timing = ["seconds", "images_per_s"]
+    pd.testing.assert_frame_equal(whole.history.drop(columns=timing), resumed.history.drop(columns=timing))
+    sw, sr = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sw[k], sr[k]) for k in sw)
+    assert (whole.best_epoch, whole.best_value) == (resumed.best_epoch, resumed.best_value)
+    assert resumed.resume_info["at_epoch"] == 3 and resumed.resume_info["sessions"] == 2 and whole.resume_info is None
+    # the finished fit's file gives the same result without training again (a stop before the record)
+    again = train(path)
+    assert "resuming run-a after its last epoch (3/3: training finished)" in capsys.readouterr().err
+    sa = again.model.state_dict()
+    assert all(torch.equal(sw[k], sa[k]) for k in sw) and len(again.history) == 3
+
+
+def test_fit_refuses_the_resume_file_of_another_run(tmp_path):
+    path = tmp_path / "resume.pt"
+    train, val = tiny_sets()
+    torch.manual_seed(0)
+    fit(create_model("conv8", width=4), train, val, tiny_config(epochs=1, resume_file=str(path), resume_key="run-a"))
+    for key, cfg in [("run-b", {}), ("run-a", {"lr": 0.01})]:
+        with pytest.raises(ValueError, match="refused") as error:
+            fit(create_model("conv8", width=4), train, val,
+                tiny_config(epochs=1, resume_file=str(path), resume_key=key, **cfg))
+        assert "\n" not in str(error.value) and str(path) in str(error.value)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        fit(create_model("conv8", width=4), train, val, tiny_config(epochs=1, resume_file=str(path), resume_key="run-a"))
+
+
 def test_fit_keeps_best_epoch_and_stops_early():
     train, val = tiny_sets()
     torch.manual_seed(0)

@@ -59,7 +59,7 @@ from covid_lib.data import SOURCE_SPLITS
 from covid_lib.data import data_version as _version
 from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import check_device, get_profile, resolve_device
-from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, compute, machine_precision, read_checkpoint,
+from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, checkpoint_dir, compute, machine_precision, read_checkpoint,
                             restore_message, write_artifacts, write_failure, write_restored)
 from covid_lib.runs.fidelity import differs, mismatch_message
 
@@ -270,7 +270,8 @@ def _run_local(todo: list[RunSpec], tracker: GridProgress, *, data_root, device:
         try:
             pre = spec.parent_spec()
             ckpt = read_checkpoint(pre.run_id, storage, allow_mismatch=True) if pre is not None else None
-            artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device)
+            artifacts = compute(spec, pretrain_checkpoint=ckpt, data_root=data_root, device=device,
+                                resume=checkpoint_dir(storage))  # a stopped run resumes at its next epoch
         except Exception:  # a failing run is reported; the grid goes on
             tracker.failed(spec, traceback.format_exc())
             continue

@@ -24,7 +24,7 @@ from covid_lib.runs import source_runs  # noqa: F401  registers the source-split
 from covid_lib.runs.records import (DONE, LEARNED, STATUSES, Record, RunArtifacts, RunResult, checkpoint_dir,
                                     checkpoint_note, checkpoint_path, clear_failure, failure_path, failures_dir,
                                     is_finished, load_model, load_result, model_from_checkpoint, read_checkpoint,
-                                    read_failure, summary_table, write_artifacts, write_checkpoint,
+                                    read_failure, resume_path, summary_table, write_artifacts, write_checkpoint,
                                     write_failure)
 from covid_lib.runs.spec import (CLASSIFIERS, PRECISIONS, PRETRAIN_SOURCES, RESULTS_ENV_VAR, TASKS, RunSpec,
                                  results_dir)
@@ -36,6 +36,7 @@ __all__ = [
     "DIFFERS", "SCORE_TOLERANCE", "CheckpointMismatch", "compare_scores", "checkpoint_note",
     "DONE", "LEARNED", "STATUSES", "Record", "RunArtifacts", "RunResult", "checkpoint_dir", "checkpoint_path",
     "clear_failure", "failure_path", "failures_dir", "is_finished", "load_model", "load_result", "model_from_checkpoint",
-    "read_checkpoint", "read_failure", "summary_table", "write_artifacts", "write_checkpoint", "write_failure",
+    "read_checkpoint", "read_failure", "resume_path", "summary_table", "write_artifacts", "write_checkpoint",
+    "write_failure",
     "CLASSIFIERS", "PRECISIONS", "PRETRAIN_SOURCES", "RESULTS_ENV_VAR", "TASKS", "RunSpec", "results_dir",
 ]

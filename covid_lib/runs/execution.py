@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextvars import ContextVar
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -39,7 +40,7 @@ from covid_lib.runs.fidelity import (CHECKED, RETRAINED, SCORE_TOLERANCE, Checkp
                                      compare_scores, mismatch_message)
 from covid_lib.runs.records import (DID_NOT_LEARN, DONE, Record, RunArtifacts, RunResult, checkpoint_bytes,
                                     checkpoint_dir, load_model, load_result, model_from_checkpoint, read_checkpoint,
-                                    write_artifacts, write_checkpoint, write_checkpoint_note)
+                                    resume_path, write_artifacts, write_checkpoint, write_checkpoint_note)
 from covid_lib.runs.spec import RunSpec
 from covid_lib.train import (TrainConfig, available_cores, fit, load_images, make_dataset, predict, replace_head,
                              seed_everything)
@@ -157,9 +158,17 @@ def _check_precision(spec: RunSpec, device: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- compute
+#: The checkpoint folder whose ``<run_id>/resume.pt`` the run being computed resumes from (set by
+#: :func:`compute` for the driver's own runs; None: no resume file, e.g. on a Ray worker).
+_RESUME_STORAGE: ContextVar[Path | None] = ContextVar("resume_storage", default=None)
+
+
 def _train_config(spec: RunSpec, device: str, threads: int, progress: bool):
+    storage = _RESUME_STORAGE.get()
+    resume = str(resume_path(spec.run_id, storage)) if storage is not None else None
     return TrainConfig.from_profile(spec.profile, epochs=spec.epochs, seed=spec.seed, device=device,
-                                    precision=spec.precision, threads=threads, progress=progress)
+                                    precision=spec.precision, threads=threads, progress=progress,
+                                    resume_file=resume, resume_key=spec.run_id)
 
 
 def _initial_model(spec: RunSpec, num_classes: int, pretrain_checkpoint: bytes | None):
@@ -191,10 +200,14 @@ def _fit_summary(result) -> dict:
 
 def _timings(t0: float, t_data: float, result, t_eval: float, runtime_threads: int) -> dict:
     """``timings.json``: seconds per stage, and the runtime with the machine kind (not in the run
-    id: bf16 weights differ between CPUs, so a retraining's departure can be traced)."""
+    id: bf16 weights differ between CPUs, so a retraining's departure can be traced). ``fit_s`` and
+    ``total_s`` include the fit time of earlier sessions when the fit was resumed (``resumed``: the
+    epoch it resumed at, its sessions, their fit seconds)."""
     runtime = {**result.runtime, "machine": machine_kind(result.runtime.get("device", "cpu"))}
-    return {"data_s": t_data, "fit_s": result.seconds, "eval_s": t_eval, "total_s": time.perf_counter() - t0,
-            "train_images_per_s": result.images_per_s, "runtime": runtime, "threads": runtime_threads}
+    return {"data_s": t_data, "fit_s": result.seconds, "eval_s": t_eval,
+            "total_s": time.perf_counter() - t0 + getattr(result, "seconds_before", 0.0),
+            "train_images_per_s": result.images_per_s, "runtime": runtime, "threads": runtime_threads,
+            "resumed": getattr(result, "resume_info", None)}
 
 
 def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict:
@@ -211,8 +224,10 @@ def _per_class_auc(y: np.ndarray, probs: np.ndarray, groups: np.ndarray) -> dict
     return out
 
 
-def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool) -> RunArtifacts:
-    """Pre-train on a pneumonia source; record validation/test AUC and accuracy."""
+def _pretrain(spec: RunSpec, data_root, device: str, threads: int, progress: bool,
+              pretrain_checkpoint: bytes | None = None) -> RunArtifacts:
+    """Pre-train on a pneumonia source; record validation/test AUC and accuracy (a run kind's
+    signature: ``pretrain_checkpoint`` is always None, a pre-training has no parent)."""
     t0 = time.perf_counter()
     rows = pretrain_rows(spec.composition, data_root, split_seed=spec.split_seed)
     sets = split_datasets(spec, rows, data_root)
@@ -294,7 +309,7 @@ def _finetune(spec: RunSpec, data_root, device: str, threads: int, progress: boo
 
 
 def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_root: str | os.PathLike | None = None,
-            device: str = "auto", progress: bool = False) -> RunArtifacts:
+            device: str = "auto", progress: bool = False, resume: str | os.PathLike | None = None) -> RunArtifacts:
     """Train and score a resolved spec without writing anything (any executor).
 
     Args:
@@ -304,6 +319,9 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
         data_root: the data root (default: ``COVID_LIB_DATA`` / ``../shared/data``).
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``; not part of the run id.
         progress: tqdm bars while training.
+        resume: a checkpoint folder (:func:`checkpoint_dir`): the fit writes each finished epoch to
+            ``<resume>/<run_id>/resume.pt`` and continues from it when it is there, so a stopped
+            session loses at most one epoch; :func:`write_artifacts` deletes it. None: no file.
     """
     if not spec.data_version or spec.input_size is None or spec.epochs is None:
         raise ValueError(f"compute() needs a resolved spec (spec.resolved(data_root)), got {spec}")
@@ -315,13 +333,18 @@ def compute(spec: RunSpec, *, pretrain_checkpoint: bytes | None = None, data_roo
     device = resolve_device(device)
     _check_precision(spec, device)
     if spec.task == "pretrain":
-        return _pretrain(spec, data_root, device, threads, progress)
-    kinds = [compute_kind for claims, compute_kind in RUN_KINDS if claims(spec)]  # e.g. source splits, planted
-    if len(kinds) > 1:
-        raise ValueError(f"run {spec.run_id} is claimed by {len(kinds)} kinds of run "
-                         f"({', '.join(k.__name__ for k in kinds)}): one kind must own each spec")
-    compute_kind = kinds[0] if kinds else _finetune
-    artifacts = compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
+        compute_kind = _pretrain
+    else:
+        kinds = [compute_kind for claims, compute_kind in RUN_KINDS if claims(spec)]  # e.g. source splits, planted
+        if len(kinds) > 1:
+            raise ValueError(f"run {spec.run_id} is claimed by {len(kinds)} kinds of run "
+                             f"({', '.join(k.__name__ for k in kinds)}): one kind must own each spec")
+        compute_kind = kinds[0] if kinds else _finetune
+    token = _RESUME_STORAGE.set(Path(resume) if resume is not None else None)
+    try:
+        artifacts = compute_kind(spec, data_root, device, threads, progress, pretrain_checkpoint)
+    finally:
+        _RESUME_STORAGE.reset(token)
     if pretrain_checkpoint is not None:  # the driver adds whether it reproduced the parent's record
         artifacts.files["lineage.json"] = {"parent_run": spec.parent_spec().run_id,
                                            "parent_checkpoint_sha256": checkpoint_digest(pretrain_checkpoint)}
@@ -356,7 +379,7 @@ def run(spec: RunSpec, *, data_root: str | os.PathLike | None = None, device: st
                                allow_mismatch=allow_mismatch)  # a pre-training comes with its weights
         return load_result(spec, reused=True, storage=storage)
     artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
-                        data_root=data_root, device=device, progress=progress)
+                        data_root=data_root, device=device, progress=progress, resume=checkpoint_dir(storage))
     write_artifacts(artifacts, storage)
     return load_result(spec, reused=False, storage=storage)
 
@@ -406,7 +429,7 @@ def restore_checkpoint(spec: RunSpec, *, data_root: str | os.PathLike | None = N
         return _serve(record, allow_mismatch)
     print(restore_message(spec, storage), file=sys.stderr, flush=True)
     artifacts = compute(spec, pretrain_checkpoint=_parent_checkpoint(spec, data_root, device, progress, storage),
-                        data_root=data_root, device=device, progress=progress)
+                        data_root=data_root, device=device, progress=progress, resume=checkpoint_dir(storage))
     note = write_restored(artifacts, storage=storage, tolerance=tolerance)
     if note["matches_record"] is None:
         _warn_if_different(artifacts, record)

@@ -122,6 +122,12 @@ def checkpoint_path(run_id: str, storage: str | os.PathLike | None = None) -> Pa
     return checkpoint_dir(storage) / run_id / "model.pt"
 
 
+def resume_path(run_id: str, storage: str | os.PathLike | None = None) -> Path:
+    """Where a run being trained keeps its last finished epoch (:func:`covid_lib.train.fit`'s
+    resume file), next to its weights; deleted once the run is written."""
+    return checkpoint_dir(storage) / run_id / "resume.pt"
+
+
 def checkpoint_bytes(model: torch.nn.Module, spec: RunSpec, num_classes: int, mean: float, std: float) -> bytes:
     """A checkpoint (CPU state dict and plain metadata) serialised to bytes."""
     buf = io.BytesIO()
@@ -206,15 +212,18 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_checkpoint(artifacts: RunArtifacts, storage: str | os.PathLike | None = None, *,
-                     note: dict | None = None) -> Path:
+                     note: dict | None = None, finished: bool = True) -> Path:
     """Write only a computed run's checkpoint (to ``storage`` or the cache), leaving its record
     alone: how a committed record whose checkpoint is not cached here gets its weights back. Its
-    note (:func:`write_checkpoint_note`) says where it came from (default: written unchecked)."""
+    note (:func:`write_checkpoint_note`) says where it came from (default: written unchecked).
+    ``finished``: nothing more is written for the run, so its resume file goes."""
     ckpt = checkpoint_path(artifacts.run_id, storage)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.with_name(CHECKPOINT_NOTE).unlink(missing_ok=True)  # never a stale note beside new weights
     _write_atomic(ckpt, artifacts.checkpoint)
     write_checkpoint_note(artifacts.run_id, storage, note or {}, digest=checkpoint_digest(artifacts.checkpoint))
+    if finished:
+        resume_path(artifacts.run_id, storage).unlink(missing_ok=True)
     return ckpt
 
 
@@ -231,10 +240,12 @@ def _with_parent_note(lineage: dict, storage) -> dict:
 def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None = None) -> Path:
     """Write a computed run on the driver: checkpoint first (noted as its record's model), then the
     files, ``metrics.json`` last (its presence marks the run finished); the driver's git state joins
-    ``spec.json``, the parent checkpoint's note joins ``lineage.json``."""
+    ``spec.json``, the parent checkpoint's note joins ``lineage.json``. The run's resume file is
+    deleted once the record is complete."""
     scores = artifacts.files.get("scores.csv")
     write_checkpoint(artifacts, storage, note={"origin": TRAINED, "matches_record": True, "max_abs_diff": 0.0,
-                                               "images": len(scores) if isinstance(scores, pd.DataFrame) else 0})
+                                               "images": len(scores) if isinstance(scores, pd.DataFrame) else 0},
+                     finished=False)
     path = results_dir() / artifacts.run_id
     path.mkdir(parents=True, exist_ok=True)
     files = dict(artifacts.files)
@@ -248,6 +259,7 @@ def write_artifacts(artifacts: RunArtifacts, storage: str | os.PathLike | None =
         else:
             _write_atomic(path / name, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
     clear_failure(artifacts.run_id)
+    resume_path(artifacts.run_id, storage).unlink(missing_ok=True)
     return path
 
 

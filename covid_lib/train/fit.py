@@ -24,15 +24,30 @@ Follows Tartaglione et al. 2020, Sec. III-C, and their code where the text is si
 
 Runs are seeded: the same seed, device, precision and thread count give the same weights. Batch
 order and augmentation draw from one CPU generator seeded by the config.
+
+**Resume.** With ``TrainConfig.resume_file`` set, every finished epoch is written there (atomically:
+a temporary file, then ``os.replace``): the weights, optimiser, schedule, the best epoch's weights
+and score, the early-stopping count, the history so far and every random state the loop draws
+from (the batch generator; torch, CUDA, numpy and Python ``random``). A fit that finds the file
+continues at the next epoch and ends with the weights and history of an uninterrupted fit; a file
+written for another run or other settings (``resume_key``, a hash of the config and the data
+sizes) is refused. The caller deletes it once the run is recorded
+(:func:`covid_lib.runs.records.resume_path`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
+import random
+import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -64,6 +79,9 @@ class TrainConfig:
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         channels_last: channels-last memory format for the model and its inputs.
         progress: show a tqdm bar per epoch.
+        resume_file: where each finished epoch's state is written and a stopped fit resumes from
+            (None: no resume; not a training setting, so not in the config hash).
+        resume_key: what the resume file must belong to (a run id); a file of another key is refused.
     """
 
     epochs: int = 1
@@ -85,6 +103,8 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     progress: bool = True
+    resume_file: str | None = None
+    resume_key: str = ""
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -117,11 +137,22 @@ class FitResult:
     images_per_s: float
     stopped_early: bool
     runtime: dict
+    resumed_at: int | None = None
+    sessions: int = 1
+    seconds_before: float = 0.0
 
     @property
     def did_not_learn(self) -> bool:
         """Best validation AUC under :data:`DID_NOT_LEARN_AUC` (False when AUC was not monitored)."""
         return self.monitor == "val_auc" and not self.best_value >= DID_NOT_LEARN_AUC
+
+    @property
+    def resume_info(self) -> dict | None:
+        """For ``timings.json``: the epoch this fit resumed at, its sessions and the fit seconds of
+        the earlier ones (``seconds`` sums them all); None when it ran in one go."""
+        if self.resumed_at is None:
+            return None
+        return {"at_epoch": self.resumed_at, "sessions": self.sessions, "earlier_fit_s": self.seconds_before}
 
 
 def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
@@ -197,6 +228,57 @@ def _labels(data: Dataset) -> np.ndarray:
     return np.asarray(labels) if labels is not None else np.asarray([int(data[i][1]) for i in range(len(data))])
 
 
+# ----------------------------------------------------------------------------------------- resume
+_RESUME_FORMAT = 1
+_NOT_HASHED = {"progress", "resume_file", "resume_key"}
+
+
+def _resume_hash(cfg: TrainConfig, train: Dataset, val: Dataset, watch: dict | None) -> str:
+    """What a resume file must match besides its key: the training settings and the data sizes."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_HASHED}
+    settings.update(n_train=len(train), n_val=len(val), watch=sorted(watch or {}))
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    return {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(generator: torch.Generator, state: dict) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def _write_resume(path: Path, state: dict) -> None:
+    """``state`` to ``path`` atomically: a stopped write leaves the previous epoch's file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_resume(path: Path, key: str, config_hash: str) -> dict:
+    """The state in ``path``; a file of another run or other settings is refused in one line."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - one line that says which file to delete
+        raise ValueError(f"resume file {path} cannot be read ({type(error).__name__}); delete it to start "
+                         "the run afresh") from None
+    if (state.get("format"), state.get("key"), state.get("config")) != (_RESUME_FORMAT, key, config_hash):
+        raise ValueError(f"resume file {path} belongs to run {state.get('key')!r} (config {state.get('config')}), "
+                         f"not to {key!r} (config {config_hash}): refused; delete it to start afresh")
+    return state
+
+
 # -------------------------------------------------------------------------------------------- fit
 def train_epoch(model: nn.Module, batches, optimizer, loss_fn, rt: Runtime, scheduler=None, bar=None
                 ) -> tuple[float, float, int]:
@@ -229,7 +311,7 @@ def train_epoch(model: nn.Module, batches, optimizer, loss_fn, rt: Runtime, sche
 
 
 def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | None = None, *,
-        watch: dict[str, Dataset] | None = None) -> FitResult:
+        watch: dict[str, Dataset] | None = None, after_epoch: Callable[[int], None] | None = None) -> FitResult:
     """Train ``model`` on ``train``; keep the weights of the best validation epoch.
 
     Args:
@@ -240,6 +322,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
         config: :class:`TrainConfig` (default: its defaults).
         watch: more datasets scored after every epoch, never used for selection or stopping:
             ``<name>_auc`` joins the history (e.g. a planted confounder's flipped validation set).
+        after_epoch: called with the epoch number after each epoch (and its resume file) is done.
 
     Returns:
         :class:`FitResult`; ``history`` has one row per epoch: ``epoch, lr, train_loss, train_auc,
@@ -259,8 +342,26 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
     per_step = scheduler if cfg.schedule == "onecycle" else None
     monitor = "val_auc" if len(np.unique(_labels(val))) > 1 else "val_loss"
     rows, best, best_state, since_best, n_seen, train_seconds = [], None, None, 0, 0, 0.0
+    start, done, sessions, seconds_before, resumed_at = 1, False, 1, 0.0, None
+    resume = Path(cfg.resume_file) if cfg.resume_file else None
+    config_hash = _resume_hash(cfg, train, val, watch) if resume else ""
+    if resume is not None and resume.exists():
+        state = _read_resume(resume, cfg.resume_key, config_hash)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rows, best, best_state, since_best = state["rows"], state["best"], state["best_state"], state["since_best"]
+        n_seen, train_seconds, seconds_before = state["n_seen"], state["train_seconds"], state["seconds"]
+        start, done, sessions = state["epoch"] + 1, state["done"], state["sessions"] + 1
+        _set_rng_state(generator, state["rng"])
+        resumed_at = start
+        name = cfg.resume_key or resume
+        print(f"resuming {name} after its last epoch ({state['epoch']}/{cfg.epochs}: training finished)" if done
+              else f"resuming {name} at epoch {start}/{cfg.epochs}", file=sys.stderr, flush=True)
     t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start, cfg.epochs + 1):
+        if done:
+            break
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         bar = _bar(steps * cfg.batch_size if hasattr(train, "batches") else len(train), epoch, cfg)
@@ -289,12 +390,22 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, config: TrainConfig | No
                      "val_loss": val_loss, "val_auc": val_auc, "val_acc": val_acc,
                      "seconds": time.perf_counter() - t0, "images_per_s": n / t_train if t_train else math.nan,
                      "best": improved, **watched})
-        if cfg.early_stopping is not None and since_best >= cfg.early_stopping:
-            break
+        done = epoch == cfg.epochs or (cfg.early_stopping is not None and since_best >= cfg.early_stopping)
+        if resume is not None:
+            _write_resume(resume, {
+                "format": _RESUME_FORMAT, "key": cfg.resume_key, "config": config_hash, "epoch": epoch,
+                "done": done, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "best": best, "best_state": best_state,
+                "since_best": since_best, "rows": rows, "n_seen": n_seen, "train_seconds": train_seconds,
+                "seconds": seconds_before + time.perf_counter() - t_start, "sessions": sessions,
+                "rng": _rng_state(generator)})
+        if after_epoch is not None:
+            after_epoch(epoch)
     model.load_state_dict(best_state)
     history = pd.DataFrame(rows)
     best_row = history[history["best"]].iloc[-1]
     return FitResult(model=model, history=history, best_epoch=int(best_row["epoch"]), monitor=monitor,
-                     best_value=float(best_row[monitor]), seconds=time.perf_counter() - t_start,
+                     best_value=float(best_row[monitor]), seconds=seconds_before + time.perf_counter() - t_start,
                      images_per_s=n_seen / train_seconds if train_seconds else math.nan,
-                     stopped_early=len(rows) < cfg.epochs, runtime=rt.to_dict())
+                     stopped_early=len(rows) < cfg.epochs, runtime=rt.to_dict(), resumed_at=resumed_at,
+                     sessions=sessions, seconds_before=seconds_before)
