@@ -370,7 +370,7 @@ def test_validation_note_compositions_and_nulls(tmp_path):
     assert "1 of the 3 numbers compared equal the chapters'" in note
     assert "; 1 (A: lung-mask shape -> label) differ only in the interval" in note
     assert "unequal: B: counts" in note and "Flagged factors: A: era; B: none." in note
-    assert "(test split): 1 in 30 (3.3%, 0.6%-16.7%; 1 of 10 audits, 2%-40%)" in note
+    assert "(test split): 1 in 30 (3.3%, 0.6%-16.7%; 1 of 10 audits, 1.8%-40.4%)" in note
     assert "the model's saliency lung shortfall (maps shifted at random, 1 nulls pooled): 1 in 30" in note
 
 

@@ -149,12 +149,12 @@ def _compositions_sentence(comps: dict) -> str:
     other = [(n, k, r) for n, k, r in cells if not r["equal"]]
     by_method = [f"{n}: {k}" for n, k, r in other if r.get("same interval method", {}).get("equal")]
     if by_method:
-        text += (f"; {len(by_method)} ({', '.join(by_method)}) differ only in the interval (the chapter's "
+        text += (f"; {len(by_method)} ({'; '.join(by_method)}) differ only in the interval (the chapter's "
                  "DeLong interval where each test patient has one image, the audit's patient bootstrap), and equal "
                  "it with the audit's interval on the chapter's scores")
     rest = [f"{n}: {k}" for n, k, r in other if not r.get("same interval method", {}).get("equal")]
     if rest:
-        text += f"; unequal: {', '.join(rest)}"
+        text += f"; unequal: {'; '.join(rest)}"
     return text + ". Flagged factors: " + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}"
                                                      for n, r in comps.items()) + "."
 
@@ -165,7 +165,7 @@ def _rate(r: dict) -> str:
     lo, hi = wilson_interval(r["false_alarms"], r["measures"])
     alo, ahi = wilson_interval(r["audits_with_a_false_alarm"], r["runs"])
     return (f"{r['false_alarms']} in {r['measures']} ({r['false_alarms'] / max(r['measures'], 1):.1%}, "
-            f"{lo:.1%}-{hi:.1%}; {r['audits_with_a_false_alarm']} of {r['runs']} audits, {alo:.0%}-{ahi:.0%})")
+            f"{lo:.1%}-{hi:.1%}; {r['audits_with_a_false_alarm']} of {r['runs']} audits, {alo:.1%}-{ahi:.1%})")
 
 
 def _pooled(nulls: list[dict]) -> dict:
