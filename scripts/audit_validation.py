@@ -676,15 +676,29 @@ def _write(args, summary: dict) -> None:
         old.setdefault("updates", []).append({"settings": summary["settings"], "seconds": summary["seconds"],
                                              "sections": sorted(measured)})
         summary = {**old, **measured}
-    Path(args.out).write_text(json.dumps(summary, indent=1, default=float))
+    Path(args.out).write_text(json.dumps(_slim(summary), indent=1, default=float))
     print(json.dumps(_short({k: v for k, v in summary.items() if k not in ("settings", "updates")}), indent=1,
                      default=float))
+
+
+def _slim(obj):
+    """The summary as written: of the permuted audits (``runs_detail``) only those with a false alarm
+    (``runs_with_a_false_alarm``), without the list of measures each ran (``by_kind`` counts them)."""
+    if isinstance(obj, dict):
+        out = {k: _slim(v) for k, v in obj.items() if k not in ("measured", "runs_detail")}
+        if "runs_detail" in obj:
+            out["runs_with_a_false_alarm"] = [_slim(r) for r in obj["runs_detail"] if r["flagged"]]
+        return out
+    if isinstance(obj, list):
+        return [_slim(v) for v in obj]
+    return obj
 
 
 def _short(obj):
     """The summary without per-run details and per-measure tables (what is printed)."""
     if isinstance(obj, dict):
-        out = {k: _short(v) for k, v in obj.items() if k not in ("runs_detail", "true_measures", "unequal", "by_kind")
+        out = {k: _short(v) for k, v in obj.items() if k not in ("runs_with_a_false_alarm", "true_measures", "unequal",
+                                                                    "by_kind")
                and not (isinstance(v, list) and v and isinstance(v[0], dict))}
         if "by_kind" in obj:
             out["by_kind"] = {k: f"{v['false_alarms']}/{v['measured']}" for k, v in obj["by_kind"].items()}
