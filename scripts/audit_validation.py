@@ -344,7 +344,7 @@ def composition_checks(folder: Path, *, n_boot: int, seed: int) -> tuple[dict, d
             y, p, g = chapter_probe(chapter_arrays, step, features="image", seed=seed)
             row[f"image statistics, {step} -> label"] = {
                 **_intervals(pix.loc[(f"image statistics, {step}", "label"), cols], y, p, g, seed=seed),
-                "chapter": "chapter 10's recipe: no chapter reports this number"}
+                "compared with": "chapter 10's recipe: no chapter reports this number"}
         if c["source"].nunique() > 1:
             sp = sc.source_probe(chapter_arrays, n_boot=CHAPTER10["n_boot"], seed=seed, Cs=CHAPTER10["Cs"]).table
             sp = sp.set_index("step")
@@ -359,7 +359,7 @@ def composition_checks(folder: Path, *, n_boot: int, seed: int) -> tuple[dict, d
         row["lung-mask shape -> label"] = {
             **_intervals(pix.loc[("lung-mask shape", "label"), cols], y, p, g, seed=seed,
                          chapter=[m["auc"], m["auc_low"], m["auc_high"]], method=m["interval"]),
-            "chapter": "chapter 10's mask_baseline"}
+            "compared with": "chapter 10's mask_baseline"}
         row["seconds"] = round(time.perf_counter() - t, 1)
         out[name] = row
     return out, {k: round(v, 1) for k, v in timing.items()}
@@ -675,6 +675,8 @@ def _write(args, summary: dict) -> None:
         measured = {k: v for k, v in summary.items() if k not in ("settings", "seconds") and v}
         old.setdefault("updates", []).append({"settings": summary["settings"], "seconds": summary["seconds"],
                                              "sections": sorted(measured)})
+        if "seconds_by_section" in measured:  # the sections not measured now keep their times
+            measured["seconds_by_section"] = {**old.get("seconds_by_section", {}), **measured["seconds_by_section"]}
         summary = {**old, **measured}
     Path(args.out).write_text(json.dumps(_slim(summary), indent=1, default=float))
     print(json.dumps(_short({k: v for k, v in summary.items() if k not in ("settings", "updates")}), indent=1,
@@ -685,9 +687,10 @@ def _slim(obj):
     """The summary as written: of the permuted audits (``runs_detail``) only those with a false alarm
     (``runs_with_a_false_alarm``), without the list of measures each ran (``by_kind`` counts them)."""
     if isinstance(obj, dict):
-        out = {k: _slim(v) for k, v in obj.items() if k not in ("measured", "runs_detail")}
+        out = {k: _slim(v) for k, v in obj.items() if k != "runs_detail"}
         if "runs_detail" in obj:
-            out["runs_with_a_false_alarm"] = [_slim(r) for r in obj["runs_detail"] if r["flagged"]]
+            out["runs_with_a_false_alarm"] = [{k: v for k, v in r.items() if k != "measured"}
+                                              for r in obj["runs_detail"] if r["flagged"]]
         return out
     if isinstance(obj, list):
         return [_slim(v) for v in obj]
