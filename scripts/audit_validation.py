@@ -1,27 +1,42 @@
-"""Validate ``covid_lib audit`` (issue 20) on a planted shortcut and on a control without one.
+"""Validate ``covid_lib audit`` (issue 20): against the chapters, on planted shortcuts, and under nulls.
 
-- Control: Kermany bacterial vs viral pneumonia (one hospital, children aged 1-5), out-of-fold by
-  patient. The audit is run on the true labels, then on ``--permutations`` label permutations
-  (labels shuffled between patients, so a patient keeps one label): every flag on a permuted
-  audit is a false alarm. The chain's images are computed once and reused.
-- Planted: the same images under permuted labels (no signal: permutation 0 of the control), with
-  a corner mark or a gamma shift (:func:`covid_lib.preprocess.plant.apply_mark`) burnt into the raw
-  images of one class (written to a temporary folder, never the repository): the audit must flag
-  the raw image-statistics probe, and only the mark can make it.
-- With ``--model RUN``: the model's AUC-gap measures (section 6) on its own composition's test
-  set under ``--model-permutations`` patient-level label permutations (the model's scores
-  computed once): with labels that mean nothing, no group's AUC differs from the rest's, so every
-  flag is a false alarm.
-- The book's compositions, exported as manifests: the audit's metadata baselines must equal the
-  chapter's, and on CORDA&ChestXRay it must flag age and source.
+Sections (``--sections``, all by default; the model's need ``--model RUN``):
+
+- ``compositions``: the book's five compositions exported as manifests; the audit's numbers
+  against the chapters' own functions on their own path (:func:`composition_checks`: counts,
+  metadata baselines, leakage and duplicates, image-statistics probes raw and after the chain,
+  lung-mask baseline), each ``equal`` with its ``max_diff``; and which factors it flags (on
+  CORDA&ChestXRay it must flag age and source).
+- ``control``: Kermany bacterial vs viral pneumonia (one hospital, children aged 1-5), the
+  audit on the true labels, then on ``--permutations`` label permutations (labels shuffled between
+  patients, so a patient keeps one label): every flag on a permuted audit is a false alarm. The
+  chain's images are computed once and reused. Then the planted marks: the same images under
+  permuted labels (no signal) with a corner mark or a gamma shift
+  (:func:`covid_lib.preprocess.plant.apply_mark`) burnt into the raw images of one class
+  (written to a temporary folder, never the repository): the audit must flag the raw
+  image-statistics probe, and only the mark can make it.
+- ``model-gaps``: the model's AUC-gap measures (section 6) on its own composition's test set
+  under ``--model-permutations`` patient-level label permutations (the model's scores computed
+  once): with labels that mean nothing, no group's AUC differs from the rest's.
+- ``metadata-null``: every metadata factor alone and the metadata baselines (sections 1, 2) on
+  ``--metadata-composition`` with labels permuted between patients, scored on its test split
+  (``--null-permutations``) and out-of-fold with the split dropped (``--oof-permutations``).
+- ``source-null``: the source factor (section 1) and the image statistics predicting the source
+  (section 4) on the control with a source drawn at random for each patient.
+- ``model-nulls``: the model's score by source within a class (a source drawn at random per
+  patient, two then three sources) and its saliency's lung shortfall (each Grad-CAM map moved by
+  a random circular shift, so its expected in-lung share is its lung-area share), on its
+  composition's test set and on the control (``--model-null-permutations``).
 
 Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it; with
 ``--update`` the sections measured replace those of the existing file and the others are kept.
-The false-alarm rates come with Wilson 95% intervals: per audit (permutations are independent)
-and per measure (which treats an audit's correlated measures as independent: indicative only).
+The false-alarm rates come with Wilson 95% intervals: per audit (permutations are independent),
+per measure (which treats an audit's correlated measures as independent: indicative only) and
+per kind of measure (``by_kind``).
 
-    python scripts/audit_validation.py --per-class 120 --permutations 10
-    python scripts/audit_validation.py --skip-compositions --marks --permutations 100 --update
+    python scripts/audit_validation.py --sections compositions control --permutations 100
+    python scripts/audit_validation.py --sections compositions metadata-null source-null model-nulls \\
+        --model covid-CORDA+ChestXRay-resnet18-kermany_full-cpu-s0-9b18846ae0 --null-permutations 300 --update
 """
 
 from __future__ import annotations
@@ -104,52 +119,417 @@ def flagged(findings: pd.DataFrame) -> list[str]:
     return [f"{m} -> {t}" for m, t in zip(findings.loc[findings["flag"], "measure"], findings.loc[findings["flag"], "target"])]
 
 
-def composition_checks(folder: Path, *, n_boot: int, seed: int) -> dict:
-    """On each of the book's compositions exported as a manifest (patient = the book's patient
-    group; original sizes and formats from the manifest): the audit's metadata baselines against
-    the chapter's (:func:`covid_lib.analysis.metadata_baseline.baseline_table`, own test set), and
-    which metadata factors the audit flags."""
-    from covid_lib.analysis.metadata_baseline import baseline_table
-    from covid_lib.audit.measures import factor_associations, metadata_baseline
-    from covid_lib.data import COMPOSITIONS, compose
+# ------------------------------------------------------------------ the book's compositions (item 1)
+#: The audit's factor names -> the chapter's (:data:`covid_lib.data.confounders.FACTORS`).
+CHAPTER_FACTOR = {"source": "source", "view": "view", "era": "era", "age group": "age group", "sex": "sex",
+                  "file format": "format", "image size": "size"}
+#: Chapter 10's probe settings at the ``cpu`` profile (its parameters cell): the audit's ``cpu`` profile.
+CHAPTER10 = {"image_size": 144, "n_boot": 1000, "Cs": (0.01,)}
 
-    settings = AuditSettings(image_size=96, side=32, bins=32, max_images=0, n_boot=n_boot)
-    book = {proxies: baseline_table(seed=seed, n_boot=n_boot, proxies=proxies).query("composition == test_set")
-            .set_index("composition") for proxies in (False, True)}
-    out = {}
-    for name in COMPOSITIONS:
-        c = compose(name, seed=seed)
-        m = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
-                          **{k: c[k] for k in ("source", "view", "age", "sex", "date", "split", "orig_width",
-                                               "orig_height", "orig_format", "orig_mode")}})
-        path = folder / f"{name.replace('&', '_')}.csv"
-        m.to_csv(path, index=False)
-        manifest = load_manifest(path)
-        base = metadata_baseline(manifest, settings=settings, seed=seed).set_index("measure")
-        factors = rank_findings(factor_associations(manifest, settings=settings, seed=seed))
-        row = {"flagged factors": list(factors.loc[factors["flag"], "measure"])}
-        for proxies, measure in ((False, "metadata baseline"), (True, "metadata baseline + label proxies")):
-            a, b = base.loc[measure], book[proxies].loc[name]
-            row[measure] = {"audit": [a["value"], a["low"], a["high"]], "chapter": [b["auc"], b["auc_low"], b["auc_high"]],
-                            "equal": bool(np.allclose([a["value"], a["low"], a["high"]], [b["auc"], b["auc_low"], b["auc_high"]],
-                                                      equal_nan=True))}
-        out[name] = row
+
+def composition_manifest(name: str, folder: Path, seed: int) -> Path:
+    """A book composition exported as an audit manifest (patient = the book's patient group;
+    original sizes and formats from the book's manifest, since the data root holds converted copies)."""
+    from covid_lib.data import compose
+
+    c = compose(name, seed=seed)
+    m = pd.DataFrame({"path": c["image_path"], "label": c["label"].astype(int), "patient_id": c["group_id"],
+                      **{k: c[k] for k in ("source", "view", "age", "sex", "date", "split", "orig_width",
+                                           "orig_height", "orig_format", "orig_mode")}})
+    path = folder / f"{name.replace('&', '_')}.csv"
+    m.to_csv(path, index=False)
+    return path
+
+
+def _compare(audit, chapter, *, note: str = "", atol: float = 1e-9) -> dict:
+    """``audit`` and ``chapter`` values (lists of equal length, NaN allowed) with ``equal`` and ``max_diff``."""
+    a, b = np.asarray(audit, float), np.asarray(chapter, float)
+    same_shape = a.shape == b.shape
+    diff = float(np.nanmax(np.abs(a - b))) if same_shape and np.isfinite(a - b).any() else (0.0 if same_shape else np.inf)
+    equal = bool(same_shape and np.allclose(a, b, atol=atol, rtol=0, equal_nan=True))
+    out = {"audit": [float(x) for x in a], "chapter": [float(x) for x in b], "equal": equal, "max_diff": diff}
+    return {**out, "note": note} if note else out
+
+
+def count_check(manifest, composed: pd.DataFrame) -> dict:
+    """The audit's label x factor counts (:func:`covid_lib.audit.measures.factor_counts`) against
+    chapter 03's (:func:`covid_lib.data.confounders.confounder_counts`, summed over its two parts)."""
+    from covid_lib.audit.measures import factor_counts
+    from covid_lib.data.confounders import confounder_counts
+
+    audit = factor_counts(manifest).melt(id_vars=["factor", "level", "total"], value_vars=manifest.classes,
+                                         var_name="label", value_name="n").drop(columns="total")
+    audit["factor"] = audit["factor"].map(CHAPTER_FACTOR)
+    audit["label"] = audit["label"].astype(int)
+    book = confounder_counts(composed).groupby(["factor", "level", "label"])["n"].sum().reset_index()
+    both = audit.merge(book, on=["factor", "level", "label"], how="outer", suffixes=("_audit", "_chapter"))
+    both[["n_audit", "n_chapter"]] = both[["n_audit", "n_chapter"]].fillna(0)
+    diff = both[both["n_audit"] != both["n_chapter"]]
+    # the audit's one departure: a view left empty is its own level ("unknown"); the chapter leaves it out
+    explained = diff[(diff["factor"] == "view") & (diff["level"] == "unknown") & (diff["n_chapter"] == 0)]
+    rest = diff.drop(explained.index)
+    out = {"cells": len(both), "unequal_cells": len(diff), "max_diff": float((both["n_audit"] - both["n_chapter"]).abs().max()),
+           "equal": bool(rest.empty), "unequal": rest.to_dict("records")}
+    if len(explained):
+        out["note"] = (f"{int(explained['n_audit'].sum())} images without a view: the audit counts them as view "
+                       "'unknown', chapter 03 leaves them out of the view bars; every other cell equal")
     return out
 
 
+def leakage_check(manifest, composed: pd.DataFrame, book_audit) -> dict:
+    """The audit's leakage measures (:func:`covid_lib.audit.measures.leakage`, its own hashes of the
+    composition's files) against chapter 01's split audit (:func:`covid_lib.data.audit_splits` over
+    every source, hash cache), restricted to the composition: the pairs with both images in it
+    (exact, near), the test images whose patient or duplicate (via
+    :func:`covid_lib.data.dedup.pairs_in_compositions`) is in its train/val, and the images with
+    a duplicate of another label."""
+    from covid_lib.audit.measures import leakage
+    from covid_lib.data.dedup import pairs_in_compositions
+
+    assert list(manifest.rows["image_path"]) == [str(Path(p).resolve()) for p in composed["image_path"]]
+    table, pairs = leakage(manifest)
+    table = table.set_index("measure")["value"]
+    # the audit's rows back to the book's (source, image_id): the manifest's path is the book's image_path
+    key = dict(zip(manifest.rows["image_id"], zip(composed["source"], composed["image_id"])))
+    audit_pairs = {(kind, frozenset((key[a], key[b]))) for kind, a, b in zip(pairs["kind"], pairs["image_id_a"],
+                                                                            pairs["image_id_b"])}
+    ids = set(zip(composed["source"], composed["image_id"]))
+    d = book_audit.duplicates
+    inside = d[[(sa, ia) in ids and (sb, ib) in ids for sa, ia, sb, ib in
+                zip(d["source_a"], d["image_id_a"], d["source_b"], d["image_id_b"])]].copy()
+    book_pairs = {(kind, frozenset(((sa, ia), (sb, ib)))) for kind, sa, ia, sb, ib in
+                  zip(inside["kind"], inside["source_a"], inside["image_id_a"], inside["source_b"], inside["image_id_b"])}
+    split = dict(zip(zip(composed["source"], composed["image_id"]), composed["split"]))
+    label = dict(zip(zip(composed["source"], composed["image_id"]), composed["label"]))
+    test = composed[composed["split"] == "test"]
+    fit_patients = set(composed.loc[composed["split"] != "test", "patient_id"])
+    chapter = {"test images whose patient is also in train/val": test["patient_id"].isin(fit_patients).mean()}
+    crossing = inside[pairs_in_compositions(inside, composed) != ""]
+    for kind in ("exact", "near"):
+        k = crossing[crossing["kind"] == kind]
+        hit = {(s, i) for s, i in zip(k["source_a"], k["image_id_a"]) if split[(s, i)] == "test"} | \
+              {(s, i) for s, i in zip(k["source_b"], k["image_id_b"]) if split[(s, i)] == "test"}
+        name = f"test images with an {kind} duplicate in train/val".replace("an near", "a near")
+        chapter[name] = len(hit) / len(test)
+    other = inside[[label[(sa, ia)] != label[(sb, ib)] for sa, ia, sb, ib in
+                    zip(inside["source_a"], inside["image_id_a"], inside["source_b"], inside["image_id_b"])]]
+    chapter["images with a duplicate of another label"] = len(
+        set(zip(other["source_a"], other["image_id_a"])) | set(zip(other["source_b"], other["image_id_b"]))) / len(composed)
+    names = list(chapter)
+    out = {"measures": names, **_compare([table[n] for n in names], [chapter[n] for n in names]),
+           "pairs": {"audit": len(audit_pairs), "chapter": len(book_pairs),
+                     "only_audit": len(audit_pairs - book_pairs), "only_chapter": len(book_pairs - audit_pairs)},
+           "pairs by kind": {k: int((inside["kind"] == k).sum()) for k in ("exact", "near")}}
+    out["equal"] = out["equal"] and audit_pairs == book_pairs
+    return out
+
+
+def chapter_probe(arrays, step: str, *, features: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chapter 10's probe of the label, fitted on train + val, scored on test: ``(y, score, groups)``
+    of the test images that passed ``step``. ``features``: ``"mask"``, the recipe of
+    :func:`~covid_lib.analysis.shortcuts.mask_baseline` (:func:`~covid_lib.analysis.shortcuts.mask_features`);
+    ``"image"``, the same with the source probe's image features
+    (:func:`~covid_lib.analysis.shortcuts.image_features`): no chapter reports the label from image
+    statistics, so there the chapter's recipe stands in for a chapter's output."""
+    from covid_lib.analysis.shortcuts import fit_probe, image_features, mask_features
+
+    ok = arrays.ok[step]
+    rows = arrays.rows[ok].reset_index(drop=True)
+    X = image_features(arrays.images[step][ok], side=32, bins=32) if features == "image" else \
+        mask_features(arrays.masks[step][ok], side=32)
+    y, groups = rows["label"].astype(int).to_numpy(), rows["group_id"].astype(str).to_numpy()
+    train, test = rows["split"].isin(["train", "val"]).to_numpy(), (rows["split"] == "test").to_numpy()
+    p = fit_probe(X[train], y[train], groups[train], Cs=CHAPTER10["Cs"], seed=seed).predict_proba(X[test])[:, 1]
+    return y[test], p, groups[test]
+
+
+def _intervals(audit, y, p, groups, *, seed: int, chapter=None, method: str = "") -> dict:
+    """The audit's AUC row against the chapter's (``chapter``: ``[value, low, high]`` and its interval
+    ``method``; default :func:`covid_lib.metrics.binary_metrics` of the scores, chapter 10's) and, as
+    ``same interval method``, against the chapter's scores with the audit's interval
+    (:func:`covid_lib.analysis.metadata_baseline.cluster_auc`)."""
+    from covid_lib.analysis.metadata_baseline import cluster_auc
+    from covid_lib.metrics import binary_metrics
+
+    if chapter is None:
+        auc = binary_metrics(y, p, groups=groups, n_boot=CHAPTER10["n_boot"], seed=seed).auc
+        chapter, method = [auc.value, auc.low, auc.high], auc.method
+    out = _compare(audit, chapter, note=f"chapter interval: {method}")
+    out["same interval method"] = _compare(audit, cluster_auc(y, p, groups, n_boot=CHAPTER10["n_boot"], seed=seed))
+    return out
+
+
+def subset_arrays(arrays, rows: pd.DataFrame):
+    """The :class:`~covid_lib.analysis.shortcuts.ChainArrays` of ``rows`` (by ``image_path``) out of larger ones."""
+    from covid_lib.analysis.shortcuts import ChainArrays
+
+    where = pd.Series(np.arange(len(arrays.rows)), index=arrays.rows["image_path"])
+    idx = where.loc[list(rows["image_path"])].to_numpy()
+    ids = set(rows["image_id"])
+    return ChainArrays(rows.reset_index(drop=True), {k: v[idx] for k, v in arrays.images.items()},
+                       {k: v[idx] for k, v in arrays.masks.items()}, {k: v[idx] for k, v in arrays.ok.items()},
+                       arrays.rejections[arrays.rejections["image_id"].isin(ids)].reset_index(drop=True))
+
+
+def composition_checks(folder: Path, *, n_boot: int, seed: int) -> tuple[dict, dict]:
+    """On each of the book's compositions exported as a manifest, the audit's numbers against the
+    chapters' functions called on their own path (the chapters' parameters at the ``cpu`` profile):
+
+    - counts (label x factor) against chapter 03's :func:`~covid_lib.data.confounders.confounder_counts`;
+    - the metadata baselines against chapter 03's :func:`~covid_lib.analysis.metadata_baseline.baseline_table`
+      (own test set, ``n_boot`` resamples as the chapter);
+    - leakage and duplicates against chapter 01's :func:`~covid_lib.data.audit_splits` (every source,
+      hash cache) restricted to the composition;
+    - the image-statistics probe (raw, after the chain) predicting the source against chapter 10's
+      :func:`~covid_lib.analysis.shortcuts.source_probe`, and predicting the label against chapter 10's
+      recipe (:func:`chapter_label_probe`);
+    - the lung-mask-shape baseline against chapter 10's :func:`~covid_lib.analysis.shortcuts.mask_baseline`.
+
+    The audit runs at its ``cpu`` profile (144 px, 32x32 thumbnail, 32 bins, 1000 resamples: chapter
+    10's settings at the ``cpu`` profile) on images it runs through the chain itself (uncached, as
+    for any user's dataset); the chapters read the pre-processing and hash caches. Also: which
+    metadata factors the audit flags.
+    """
+    from covid_lib.analysis import shortcuts as sc
+    from covid_lib.analysis.metadata_baseline import baseline_table
+    from covid_lib.audit.measures import factor_associations, get_settings, metadata_baseline, pixel_probes
+    from covid_lib.data import COMPOSITIONS, audit_splits, compose, global_splits
+
+    timing = {}
+    t = time.perf_counter()
+    meta_settings = AuditSettings(image_size=96, side=32, bins=32, max_images=0, n_boot=n_boot)
+    cpu = get_settings("cpu")
+    assert (cpu.image_size, cpu.side, cpu.bins, cpu.n_boot) == (CHAPTER10["image_size"], 32, 32, CHAPTER10["n_boot"])
+    book = {proxies: baseline_table(seed=seed, n_boot=n_boot, proxies=proxies).query("composition == test_set")
+            .set_index("composition") for proxies in (False, True)}
+    timing["chapter 03 baselines"] = time.perf_counter() - t
+    t = time.perf_counter()
+    book_audit = audit_splits(global_splits(seed=seed), raise_on_leak=False)
+    timing["chapter 01 split audit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    masks = sc.mask_baseline(list(COMPOSITIONS), seed=seed, image_size=CHAPTER10["image_size"],
+                             n_boot=CHAPTER10["n_boot"], Cs=CHAPTER10["Cs"]).set_index("composition")
+    timing["chapter 10 mask baseline"] = time.perf_counter() - t
+    t = time.perf_counter()
+    manifests = {name: load_manifest(composition_manifest(name, folder, seed)) for name in COMPOSITIONS}
+    probe = {name: probe_rows(m, cpu.max_images, seed=seed) for name, m in manifests.items()}
+    union = pd.concat(probe.values(), ignore_index=True).drop_duplicates("image_path").reset_index(drop=True)
+    fresh = chain_arrays(union, PROBE_STEPS, image_size=cpu.image_size, use_cache=False)
+    timing[f"audit chain, {len(union)} images uncached"] = time.perf_counter() - t
+    out = {}
+    for name in tqdm(COMPOSITIONS, desc="compositions"):
+        c, manifest = compose(name, seed=seed), manifests[name]
+        assert len(probe[name]) == len(c), "the cpu profile's cap would leave images out"
+        t = time.perf_counter()
+        factors = rank_findings(factor_associations(manifest, settings=meta_settings, seed=seed))
+        row = {"images": len(c), "flagged factors": list(factors.loc[factors["flag"], "measure"])}
+        base = metadata_baseline(manifest, settings=meta_settings, seed=seed).set_index("measure")
+        for proxies, measure in ((False, "metadata baseline"), (True, "metadata baseline + label proxies")):
+            a, b = base.loc[measure], book[proxies].loc[name]
+            row[measure] = _compare([a["value"], a["low"], a["high"]], [b["auc"], b["auc_low"], b["auc_high"]])
+        row["counts"] = count_check(manifest, c)
+        row["leakage"] = leakage_check(manifest, c, book_audit)
+        arrays = subset_arrays(fresh, probe[name])
+        pix = pixel_probes(manifest, settings=cpu, seed=seed, arrays=arrays)[0].set_index(["measure", "target"])
+        cols = ["value", "low", "high"]
+        chapter_arrays = sc.chain_arrays(c, {"raw": "none", "after the chain": "paper"},
+                                         image_size=CHAPTER10["image_size"])  # the chapter's: cache first
+        same = {step: bool(np.array_equal(arrays.ok[step], chapter_arrays.ok[step])
+                           and np.array_equal(arrays.images[step], chapter_arrays.images[step])
+                           and np.array_equal(arrays.masks[step], chapter_arrays.masks[step])) for step in arrays.ok}
+        row["chain arrays"] = {"audit (uncached) equal to the chapter's (cache)": same,
+                               "rejected by the chain": int((~arrays.ok["after the chain"]).sum()),
+                               "read from the cache by the chapter": chapter_arrays.from_cache}
+        for step in ("raw", "after the chain"):
+            y, p, g = chapter_probe(chapter_arrays, step, features="image", seed=seed)
+            row[f"image statistics, {step} -> label"] = {
+                **_intervals(pix.loc[(f"image statistics, {step}", "label"), cols], y, p, g, seed=seed),
+                "compared with": "chapter 10's recipe: no chapter reports this number"}
+        if c["source"].nunique() > 1:
+            sp = sc.source_probe(chapter_arrays, n_boot=CHAPTER10["n_boot"], seed=seed, Cs=CHAPTER10["Cs"]).table
+            sp = sp.set_index("step")
+            for step in ("raw", "after the chain"):
+                b = sp.loc[step]
+                row[f"image statistics, {step} -> source"] = _compare(
+                    pix.loc[(f"image statistics, {step}", "source"), cols],
+                    [b["balanced_accuracy"], b["balanced_accuracy_low"], b["balanced_accuracy_high"]],
+                    note="chapter 10's source_probe (balanced accuracy; the audit's interval method)")
+        m = masks.loc[name]
+        y, p, g = chapter_probe(chapter_arrays, "after the chain", features="mask", seed=seed)
+        row["lung-mask shape -> label"] = {
+            **_intervals(pix.loc[("lung-mask shape", "label"), cols], y, p, g, seed=seed,
+                         chapter=[m["auc"], m["auc_low"], m["auc_high"]], method=m["interval"]),
+            "compared with": "chapter 10's mask_baseline"}
+        row["seconds"] = round(time.perf_counter() - t, 1)
+        out[name] = row
+    return out, {k: round(v, 1) for k, v in timing.items()}
+
+
+def kind(measure: str) -> str:
+    """The kind of a flagged-measure string (``"measure -> target"``), for false-alarm rates per kind."""
+    for prefix, name in (("model AUC, ", "model AUC gap"), ("model score within ", "model score by source within a class"),
+                         ("saliency in the lungs", "saliency lung shortfall")):
+        if measure.startswith(prefix):
+            return name
+    return measure
+
+
 def rates(perm: list[dict]) -> dict:
-    """False alarms of permuted audits (each ``{"measures": n, "flagged": [...]}``) with Wilson intervals."""
+    """False alarms of permuted audits (each ``{"measures": n, "flagged": [...]}``, and optionally
+    ``"measured": [...]``, the measures run) with Wilson intervals: per audit, per measure, and
+    per kind of measure (:func:`kind`) where the measures run are listed."""
     n_measures = sum(p["measures"] for p in perm)
     n_flags = sum(len(p["flagged"]) for p in perm)
     n_audits = sum(bool(p["flagged"]) for p in perm)
-    return {"runs": len(perm), "audits_with_a_false_alarm": n_audits,
-            "false_alarm_rate_per_audit": n_audits / max(len(perm), 1),
-            "false_alarm_rate_per_audit_interval": list(wilson_interval(n_audits, len(perm))),
-            "false_alarms": n_flags, "measures": n_measures,
-            "false_alarm_rate_per_measure": n_flags / max(n_measures, 1),
-            "false_alarm_rate_per_measure_interval": list(wilson_interval(n_flags, n_measures)),
-            "false_alarms_by_measure": pd.Series([f for p in perm for f in p["flagged"]], dtype=object)
-            .value_counts().to_dict()}
+    out = {"runs": len(perm), "audits_with_a_false_alarm": n_audits,
+           "false_alarm_rate_per_audit": n_audits / max(len(perm), 1),
+           "false_alarm_rate_per_audit_interval": list(wilson_interval(n_audits, len(perm))),
+           "false_alarms": n_flags, "measures": n_measures,
+           "false_alarm_rate_per_measure": n_flags / max(n_measures, 1),
+           "false_alarm_rate_per_measure_interval": list(wilson_interval(n_flags, n_measures)),
+           "false_alarms_by_measure": pd.Series([f for p in perm for f in p["flagged"]], dtype=object)
+           .value_counts().to_dict()}
+    if perm and all("measured" in p for p in perm):
+        measured = pd.Series([kind(m) for p in perm for m in p["measured"]], dtype=object).value_counts()
+        flags = pd.Series([kind(m) for p in perm for m in p["flagged"]], dtype=object).value_counts()
+        audits = pd.Series([k for p in perm for k in {kind(m) for m in p["flagged"]}], dtype=object).value_counts()
+        out["by_kind"] = {k: {"measured": int(n), "false_alarms": int(flags.get(k, 0)),
+                              "rate": int(flags.get(k, 0)) / int(n),
+                              "interval": list(wilson_interval(int(flags.get(k, 0)), int(n))),
+                              "audits_with_one": int(audits.get(k, 0))} for k, n in measured.items()}
+    return out
+
+
+def _record(k: int, findings: pd.DataFrame) -> dict:
+    return {"permutation": k, "measures": len(findings), "measured": [f"{m} -> {t}" for m, t in
+                                                                     zip(findings["measure"], findings["target"])],
+            "flagged": flagged(findings)}
+
+
+def _with_rows(manifest, rows: pd.DataFrame):
+    return type(manifest)(rows, manifest.classes, manifest.unreadable, manifest.given, manifest.path, manifest.notes)
+
+
+def random_sources(patients: pd.Series, seed: int, n_sources: int = 2) -> pd.Series:
+    """A source drawn at random (equal chances) for each patient: ``site A``, ``site B``, ...; the
+    values of ``patients`` mapped (each patient keeps one source)."""
+    ids = patients.drop_duplicates()
+    names = np.array([f"site {chr(65 + i)}" for i in range(n_sources)])
+    drawn = dict(zip(ids, names[np.random.default_rng(seed).integers(0, n_sources, len(ids))]))
+    return patients.map(drawn)
+
+
+def metadata_null(folder: Path, composition: str, permutations: int, *, settings: AuditSettings, seed: int,
+                  out_of_fold: bool = False) -> dict:
+    """Sections 1 and 2 (every metadata factor alone, the metadata baselines) on a book composition
+    whose labels are permuted between patients: the metadata stay, so the factors have their
+    real levels and imbalance, but no factor can predict the label. ``out_of_fold``: the split
+    column dropped (out-of-fold scoring, as a manifest without splits)."""
+    from covid_lib.audit.measures import factor_associations, metadata_baseline
+
+    manifest = load_manifest(composition_manifest(composition, folder, seed))
+    if out_of_fold:
+        manifest = _with_rows(manifest, manifest.rows.assign(split="all"))
+
+    def audit(m):
+        return rank_findings(pd.concat([factor_associations(m, settings=settings, seed=seed),
+                                        metadata_baseline(m, settings=settings, seed=seed)], ignore_index=True))
+
+    true = audit(manifest)
+    perm = [_record(k, audit(permuted(manifest, 4000 + k)))
+            for k in tqdm(range(permutations), desc=f"metadata null, {composition}")]
+    return {"composition": composition, "scoring": "out-of-fold (split dropped)" if out_of_fold else
+            "train+val -> test", "images": len(manifest.rows), "patients": int(manifest.rows["patient_id"].nunique()),
+            "true_labels_flagged": flagged(true), **rates(perm), "runs_detail": perm}
+
+
+def source_null(control, arrays, permutations: int, *, settings: AuditSettings, seed: int,
+                n_sources: int = 2) -> dict:
+    """The source measures on the control with a source drawn at random for each patient: the
+    source factor predicting the label (section 1) and the image statistics (raw, after the chain)
+    predicting the source (section 4), by the audit's own functions on the chain's images computed
+    once. No source can be told from the images, nor predict the label."""
+    from covid_lib.analysis.shortcuts import image_features
+    from covid_lib.audit.measures import _source_row, factor_associations
+
+    rows = probe_rows(control, settings.max_images, seed=seed)
+    feats = {step: image_features(arrays.images[step][arrays.ok[step]], side=settings.side, bins=settings.bins)
+             for step in PROBE_STEPS}
+    perm = []
+    for k in tqdm(range(permutations), desc=f"random-source null ({n_sources} sources)"):
+        drawn = dict(zip(control.rows["patient_id"], random_sources(control.rows["patient_id"], 5000 + k, n_sources)))
+        m = _with_rows(control, control.rows.assign(source=control.rows["patient_id"].map(drawn)))
+        f = factor_associations(m, settings=settings, seed=seed)
+        parts = [f[f["measure"] == "source"]]
+        src = rows["patient_id"].map(drawn)
+        for step in PROBE_STEPS:
+            used = rows.assign(source=src)[arrays.ok[step]].reset_index(drop=True)
+            parts.append(pd.DataFrame([_source_row(used, feats[step], f"image statistics, {step}", settings=settings,
+                                                   seed=seed)]))
+        perm.append(_record(k, rank_findings(pd.concat(parts, ignore_index=True))))
+    return {"images": len(control.rows), "patients": int(control.rows["patient_id"].nunique()),
+            "sources": n_sources, **rates(perm), "runs_detail": perm}
+
+
+def shifted_shares(maps: np.ndarray, masks: np.ndarray, seed: int) -> np.ndarray:
+    """In-lung share of each map moved by a circular shift drawn uniformly at random: each map
+    keeps its form (spread, peaks) but its place is random, so its expected in-lung share is
+    exactly its mask's lung-area share (the null of the lung shortfall)."""
+    from covid_lib.analysis.saliency import in_lung_share
+
+    rng = np.random.default_rng(seed)
+    h, w = maps.shape[1:]
+    moved = np.stack([np.roll(m, (int(rng.integers(h)), int(rng.integers(w))), axis=(0, 1)) for m in maps])
+    return in_lung_share(moved, masks)
+
+
+def model_null_sections(folder: Path, run: str, sets: dict, permutations: int, *, n_boot: int, seed: int) -> dict:
+    """The model's within-class source measures and saliency lung shortfall (section 6) under
+    nulls, on each manifest of ``sets`` (name -> :class:`~covid_lib.audit.AuditManifest`), the
+    model's scores and Grad-CAM maps computed once:
+
+    - *source within a class*: a source drawn at random for each patient (two sources, then
+      three): the model's score cannot follow it;
+    - *lung shortfall*: each map moved by a random circular shift (:func:`shifted_shares`): its
+      expected in-lung share is its lung-area share.
+    """
+    from covid_lib.analysis.saliency import map_status
+    from covid_lib.audit.model import (class_names, lung_shortfall, positive_labels, resolve_model, score_model,
+                                       source_separation)
+
+    am = resolve_model(run)
+    out = {"run": run}
+    for set_name, manifest in sets.items():
+        t0 = time.perf_counter()
+        rows = manifest.rows.assign(y=positive_labels(manifest))
+        res = score_model(am, rows, rows["y"].to_numpy(), saliency_images=len(rows), seed=seed, keep_maps=True)
+        table, names = res.table, class_names(manifest)
+        mapped = np.flatnonzero(table["mapped"].to_numpy())
+        measured = map_status(res.maps, table["has_mask"].to_numpy()[mapped]) == "measured"
+        scored_s = time.perf_counter() - t0
+        true = rank_findings(pd.concat([source_separation(table, names, n_boot=n_boot, seed=seed),
+                                        lung_shortfall(table, names, n_boot=n_boot, seed=seed)], ignore_index=True))
+        nulls = {}
+        for n_sources in (2, 3):
+            perm = []
+            for k in tqdm(range(permutations), desc=f"{set_name}: model source null ({n_sources})"):
+                t = table.assign(source=random_sources(table["patient_id"], 6000 + k, n_sources))
+                perm.append(_record(k, rank_findings(source_separation(t, names, n_boot=n_boot, seed=seed))))
+            nulls[f"source within a class, {n_sources} random sources"] = {**rates(perm), "runs_detail": perm}
+        perm = []
+        for k in tqdm(range(permutations), desc=f"{set_name}: saliency shift null"):
+            share = table["share"].to_numpy(float).copy()
+            share[mapped] = np.where(measured, shifted_shares(res.maps, res.masks, 7000 + k), np.nan)
+            perm.append(_record(k, rank_findings(lung_shortfall(table.assign(share=share), names, n_boot=n_boot,
+                                                                seed=seed))))
+        nulls["lung shortfall, maps shifted at random"] = {**rates(perm), "runs_detail": perm}
+        out[set_name] = {"images": len(table), "patients": int(table["patient_id"].nunique()),
+                         "maps": int(len(mapped)), "maps measured": int(measured.sum()), "layer": res.layer,
+                         "true_flagged": flagged(true),
+                         "true_measures": true[["measure", "target", "metric", "value", "low", "high", "flag"]]
+                         .to_dict("records"), "nulls": nulls, "seconds_scoring": round(scored_s, 1),
+                         "seconds": round(time.perf_counter() - t0, 1)}
+    return out
 
 
 def model_null(folder: Path, run: str, composition: str, permutations: int, *, n_boot: int, seed: int) -> dict:
@@ -179,67 +559,113 @@ def model_null(folder: Path, run: str, composition: str, permutations: int, *, n
             **rates(perm), "runs_detail": perm}
 
 
+SECTIONS = ("compositions", "control", "model-gaps", "metadata-null", "source-null", "model-nulls")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="what to measure (model-gaps and model-nulls need --model)")
     ap.add_argument("--per-class", type=int, default=120)
-    ap.add_argument("--permutations", type=int, default=10)
+    ap.add_argument("--permutations", type=int, default=10, help="label permutations of the control")
+    ap.add_argument("--null-permutations", type=int, default=200,
+                    help="draws of the metadata null (test split) and of the source null")
+    ap.add_argument("--oof-permutations", type=int, default=100,
+                    help="draws of the metadata null scored out-of-fold (slower: five fits per measure)")
+    ap.add_argument("--model-null-permutations", type=int, default=1000, help="draws of each model null")
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--n-boot", type=int, default=500)
     ap.add_argument("--marks", nargs="*", default=["corner", "gamma"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only-compositions", action="store_true", help="only the book's compositions check")
-    ap.add_argument("--skip-compositions", action="store_true", help="leave the book's compositions check out")
     ap.add_argument("--out", default=str(REPO_ROOT / "bench" / "audit_validation.json"))
-    ap.add_argument("--model", default=None, metavar="RUN", help="also the null check of the model's AUC gaps")
+    ap.add_argument("--model", default=None, metavar="RUN", help="the run whose section 6 the model nulls check")
     ap.add_argument("--model-composition", default="CORDA&ChestXRay")
-    ap.add_argument("--model-permutations", type=int, default=100)
-    ap.add_argument("--skip-control", action="store_true", help="leave the Kermany control and the planted marks out")
-    ap.add_argument("--max-seconds", type=float, default=0, help="stop drawing permutations after this long (0: never)")
+    ap.add_argument("--model-permutations", type=int, default=100, help="label permutations of the AUC-gap null")
+    ap.add_argument("--metadata-composition", default="CORDA&ChestXRay")
+    ap.add_argument("--max-seconds", type=float, default=0,
+                    help="stop drawing control permutations after this long (0: never)")
     ap.add_argument("--update", action="store_true", help="keep the sections of --out that this run does not measure")
     args = ap.parse_args()
+    sections = set(args.sections)
+    if sections & {"model-gaps", "model-nulls"} and not args.model:
+        ap.error("the sections model-gaps and model-nulls need --model RUN")
     settings = AuditSettings(image_size=args.image_size, side=32, bins=32, max_images=10 ** 6, n_boot=args.n_boot)
     summary: dict = {"settings": vars(args)}
+    seconds: dict = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="audit-validation-") as tmp:
         folder = Path(tmp)
-        if not args.skip_compositions:
-            summary["compositions"] = composition_checks(folder, n_boot=2000, seed=args.seed)
-        if args.only_compositions:
-            print(json.dumps(summary["compositions"], indent=1, default=float))
-            return
-        if args.model:
+        if "compositions" in sections:
+            t = time.perf_counter()
+            summary["compositions"], summary["compositions_timing"] = composition_checks(folder, n_boot=2000,
+                                                                                         seed=args.seed)
+            seconds["compositions"] = round(time.perf_counter() - t, 1)
+        if "model-gaps" in sections:
+            t = time.perf_counter()
             summary["model_permutations"] = model_null(folder, args.model, args.model_composition,
                                                        args.model_permutations, n_boot=args.n_boot, seed=args.seed)
-        if args.skip_control:
-            summary["seconds"] = round(time.perf_counter() - t0, 1)
-            _write(args, summary)
-            return
-        control = load_manifest(control_manifest(folder, args.per_class, args.seed))
-        rows = probe_rows(control, settings.max_images, seed=args.seed)
-        arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False)
-        f = rank_findings(run_audit(control, settings=settings, seed=args.seed, arrays=arrays)["measures"])
-        summary["control"] = {"images": len(control.rows), "patients": int(control.rows["patient_id"].nunique()),
-                              "flagged": flagged(f), "measures": f[["measure", "target", "metric", "value", "low",
-                                                                  "high", "flag"]].to_dict("records")}
-        perm = []
-        for k in tqdm(range(args.permutations), desc="permutations"):
-            if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
-                print(f"stopped after {k} permutations: --max-seconds {args.max_seconds} reached")
-                break
-            fk = rank_findings(run_audit(permuted(control, 1000 + k), settings=settings, seed=args.seed,
-                                         arrays=arrays)["measures"])
-            pred = fk[fk["metric"] != "share"]
-            perm.append({"permutation": k, "measures": len(pred), "flagged": flagged(pred)})
-        summary["permutations"] = {**rates(perm), "runs_detail": perm}
-        summary["planted"] = {}
-        for mark in args.marks:
-            null = permuted(control, PLANT_PERMUTATION)  # labels without signal: only the mark separates them
-            planted = load_manifest(planted_manifest(null, folder, mark))
-            fm = rank_findings(run_audit(planted, settings=settings, seed=args.seed)["measures"])
-            summary["planted"][mark] = {"flagged": flagged(fm), "measures": fm[
-                ["measure", "target", "metric", "value", "low", "high", "flag"]].to_dict("records")}
+            seconds["model-gaps"] = round(time.perf_counter() - t, 1)
+        if "metadata-null" in sections:
+            t = time.perf_counter()
+            summary["metadata_null"] = {
+                scoring: metadata_null(folder, args.metadata_composition,
+                                       args.oof_permutations if scoring == "out-of-fold" else args.null_permutations,
+                                       settings=settings, seed=args.seed, out_of_fold=scoring == "out-of-fold")
+                for scoring in ("test split", "out-of-fold")}
+            seconds["metadata-null"] = round(time.perf_counter() - t, 1)
+        control = arrays = None
+        if sections & {"control", "source-null", "model-nulls"}:
+            t = time.perf_counter()
+            control = load_manifest(control_manifest(folder, args.per_class, args.seed))
+            if sections & {"control", "source-null"}:
+                rows = probe_rows(control, settings.max_images, seed=args.seed)
+                arrays = chain_arrays(rows, PROBE_STEPS, image_size=settings.image_size, use_cache=False)
+            seconds["control images"] = round(time.perf_counter() - t, 1)
+        if "control" in sections:
+            t = time.perf_counter()
+            control_checks(summary, control, arrays, folder, args, settings, t0)
+            seconds["control"] = round(time.perf_counter() - t, 1)
+        if "source-null" in sections:
+            t = time.perf_counter()
+            summary["source_null"] = source_null(control, arrays, args.null_permutations, settings=settings,
+                                                 seed=args.seed)
+            seconds["source-null"] = round(time.perf_counter() - t, 1)
+        if "model-nulls" in sections:
+            t = time.perf_counter()
+            test = load_manifest(composition_manifest(args.model_composition, folder, args.seed))
+            test = _with_rows(test, test.rows[test.rows["split"] == "test"].reset_index(drop=True))
+            summary["model_nulls"] = model_null_sections(
+                folder, args.model, {f"{args.model_composition} test set": test, "Kermany control": control},
+                args.model_null_permutations, n_boot=args.n_boot, seed=args.seed)
+            seconds["model-nulls"] = round(time.perf_counter() - t, 1)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["seconds_by_section"] = seconds
     _write(args, summary)
+
+
+def control_checks(summary: dict, control, arrays, folder: Path, args, settings: AuditSettings, t0: float) -> None:
+    """The control on its true labels and ``args.permutations`` label permutations, and the planted marks."""
+    f = rank_findings(run_audit(control, settings=settings, seed=args.seed, arrays=arrays)["measures"])
+    summary["control"] = {"images": len(control.rows), "patients": int(control.rows["patient_id"].nunique()),
+                          "flagged": flagged(f), "measures": f[["measure", "target", "metric", "value", "low",
+                                                              "high", "flag"]].to_dict("records")}
+    perm = []
+    for k in tqdm(range(args.permutations), desc="permutations"):
+        if args.max_seconds and time.perf_counter() - t0 > args.max_seconds:
+            print(f"stopped after {k} permutations: --max-seconds {args.max_seconds} reached")
+            break
+        fk = rank_findings(run_audit(permuted(control, 1000 + k), settings=settings, seed=args.seed,
+                                     arrays=arrays)["measures"])
+        pred = fk[fk["metric"] != "share"]
+        perm.append({"permutation": k, "measures": len(pred), "flagged": flagged(pred)})
+    summary["permutations"] = {**rates(perm), "runs_detail": perm}
+    summary["planted"] = {}
+    for mark in args.marks:
+        null = permuted(control, PLANT_PERMUTATION)  # labels without signal: only the mark separates them
+        planted = load_manifest(planted_manifest(null, folder, mark))
+        fm = rank_findings(run_audit(planted, settings=settings, seed=args.seed)["measures"])
+        summary["planted"][mark] = {"flagged": flagged(fm), "measures": fm[
+            ["measure", "target", "metric", "value", "low", "high", "flag"]].to_dict("records")}
 
 
 def _write(args, summary: dict) -> None:
@@ -249,18 +675,38 @@ def _write(args, summary: dict) -> None:
         measured = {k: v for k, v in summary.items() if k not in ("settings", "seconds") and v}
         old.setdefault("updates", []).append({"settings": summary["settings"], "seconds": summary["seconds"],
                                              "sections": sorted(measured)})
+        if "seconds_by_section" in measured:  # the sections not measured now keep their times
+            measured["seconds_by_section"] = {**old.get("seconds_by_section", {}), **measured["seconds_by_section"]}
         summary = {**old, **measured}
-    Path(args.out).write_text(json.dumps(summary, indent=1, default=float))
-    short = {k: v for k, v in summary.items() if k not in ("settings", "updates")}
-    for key in ("control",):
-        if key in short:
-            short[key] = {k: v for k, v in short[key].items() if k != "measures"}
-    for key in ("permutations", "model_permutations"):
-        if key in short:
-            short[key] = {k: v for k, v in short[key].items() if k != "runs_detail"}
-    if "planted" in short:
-        short["planted"] = {m: v["flagged"] for m, v in short["planted"].items()}
-    print(json.dumps(short, indent=1, default=float))
+    Path(args.out).write_text(json.dumps(_slim(summary), indent=1, default=float))
+    print(json.dumps(_short({k: v for k, v in summary.items() if k not in ("settings", "updates")}), indent=1,
+                     default=float))
+
+
+def _slim(obj):
+    """The summary as written: of the permuted audits (``runs_detail``) only those with a false alarm
+    (``runs_with_a_false_alarm``), without the list of measures each ran (``by_kind`` counts them)."""
+    if isinstance(obj, dict):
+        out = {k: _slim(v) for k, v in obj.items() if k != "runs_detail"}
+        if "runs_detail" in obj:
+            out["runs_with_a_false_alarm"] = [{k: v for k, v in r.items() if k != "measured"}
+                                              for r in obj["runs_detail"] if r["flagged"]]
+        return out
+    if isinstance(obj, list):
+        return [_slim(v) for v in obj]
+    return obj
+
+
+def _short(obj):
+    """The summary without per-run details and per-measure tables (what is printed)."""
+    if isinstance(obj, dict):
+        out = {k: _short(v) for k, v in obj.items() if k not in ("runs_with_a_false_alarm", "true_measures", "unequal",
+                                                                    "by_kind")
+               and not (isinstance(v, list) and v and isinstance(v[0], dict))}
+        if "by_kind" in obj:
+            out["by_kind"] = {k: f"{v['false_alarms']}/{v['measured']}" for k, v in obj["by_kind"].items()}
+        return out
+    return obj
 
 
 if __name__ == "__main__":

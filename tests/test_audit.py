@@ -325,6 +325,16 @@ def test_model_audit_reproduces_the_records_scores(tmp_path, data_root):
     assert "model score within negative (0): cohen vs kermany" in set(measures["measure"])
     assert measures[["value", "low", "high"]].notna().all().all()
     assert r["groups"].iloc[0]["level"] == "all images" and r["groups"].iloc[0]["n_images"] == len(r["scores"])
+    # keep_maps: the maps and masks the shares were measured on (the validation's shift null moves them)
+    from covid_lib.analysis.saliency import in_lung_share
+
+    rows = m.rows.head(8).assign(y=audit_model.positive_labels(m)[:8])
+    kept = audit_model.score_model(am, rows, rows["y"].to_numpy(), saliency_images=4, keep_maps=True)
+    mapped = kept.table["mapped"].to_numpy()
+    side = int(am.meta["input_size"])
+    assert kept.maps.shape == kept.masks.shape == (int(mapped.sum()), side, side) and mapped.sum() >= 1
+    share = kept.table.loc[mapped, "share"].to_numpy(float)
+    np.testing.assert_allclose(in_lung_share(kept.maps, kept.masks)[np.isfinite(share)], share[np.isfinite(share)])
 
 def test_validation_note_with_intervals(tmp_path):
     import json
@@ -337,6 +347,31 @@ def test_validation_note_with_intervals(tmp_path):
     (tmp_path / "v.json").write_text(json.dumps(v))
     note = validation_note(tmp_path / "v.json")
     assert "(1.8% per measure, 95% interval 0.9%-3.4%; 8 of 100 audits with at least one, 95% interval 4.1%-15.0%)" in note
+
+
+def test_validation_note_compositions_and_nulls(tmp_path):
+    """The closing note counts the numbers equal to the chapters', names those that differ only by
+    the interval method, and gives each null's false alarms with Wilson intervals."""
+    import json
+
+    from covid_lib.audit import validation_note
+
+    same = {"audit": [0.9, 0.8, 1.0], "chapter": [0.9, 0.8, 1.0], "equal": True, "max_diff": 0.0}
+    delong = {"audit": [0.94, 0.78, 1.0], "chapter": [0.94, 0.67, 0.99], "equal": False, "max_diff": 0.11,
+              "same interval method": same}
+    null = {"runs": 10, "audits_with_a_false_alarm": 1, "false_alarms": 1, "measures": 30}
+    v = {"compositions": {"A": {"flagged factors": ["era"], "counts": same, "lung-mask shape -> label": delong},
+                          "B": {"flagged factors": [], "counts": {**same, "equal": False}}},
+         "metadata_null": {"test split": {**null, "composition": "A"}}, "source_null": null,
+         "model_nulls": {"run": "r", "set": {"nulls": {"source within a class, 2 random sources": null,
+                                                       "lung shortfall, maps shifted at random": null}}}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert "1 of the 3 numbers compared equal the chapters'" in note
+    assert "; 1 (A: lung-mask shape -> label) differ only in the interval" in note
+    assert "unequal: B: counts" in note and "Flagged factors: A: era; B: none." in note
+    assert "(test split): 1 in 30 (3.3%, 0.6%-16.7%; 1 of 10 audits, 1.8%-40.4%)" in note
+    assert "the model's saliency lung shortfall (maps shifted at random, 1 nulls pooled): 1 in 30" in note
 
 
 @pytest.mark.data

@@ -104,11 +104,7 @@ def validation_note(path=None) -> str:
     parts = []
     comps = v.get("compositions", {})
     if comps:
-        equal = sum(all(r[m]["equal"] for m in ("metadata baseline", "metadata baseline + label proxies"))
-                    for r in comps.values())
-        parts.append(f"On the book's {len(comps)} compositions its metadata baselines equal the chapter's "
-                     f"(AUC and interval) on {equal}; flagged factors: "
-                     + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}" for n, r in comps.items()) + ".")
+        parts.append(_compositions_sentence(comps))
     perm = v.get("permutations")
 
     def ci(key: str, source: dict | None = None) -> str:
@@ -130,4 +126,68 @@ def validation_note(path=None) -> str:
                      f"with at least one{ci('false_alarm_rate_per_audit_interval', mperm)}).")
     for mark, r in v.get("planted", {}).items():
         parts.append(f"With a planted {mark} mark on one class it flagged: {', '.join(r['flagged']) or 'nothing'}.")
+    nulls = _null_rates(v)
+    if nulls:
+        parts.append("False alarms of the other measures under nulls built for them (per measure, Wilson 95% "
+                     "interval; audits with at least one): " + "; ".join(nulls) + ".")
     return "**Validation** (`scripts/audit_validation.py`). " + " ".join(parts)
+
+
+def _compared(row: dict) -> dict[str, dict]:
+    """The compared numbers of one composition (entries with ``equal``), by name."""
+    return {k: r for k, r in row.items() if isinstance(r, dict) and "equal" in r}
+
+
+def _compositions_sentence(comps: dict) -> str:
+    """How many of the compared numbers equal the chapters' on the book's compositions, which do
+    not and why (``scripts/audit_validation.py``'s ``compositions`` section)."""
+    cells = [(name, k, r) for name, row in comps.items() for k, r in _compared(row).items()]
+    equal = sum(r["equal"] for _, _, r in cells)
+    text = (f"On the book's {len(comps)} compositions, {equal} of the {len(cells)} numbers compared equal the "
+            "chapters' (counts, metadata baselines, leakage and duplicates, image-statistics probes before and "
+            "after the chain, lung-mask baseline)")
+    other = [(n, k, r) for n, k, r in cells if not r["equal"]]
+    by_method = [f"{n}: {k}" for n, k, r in other if r.get("same interval method", {}).get("equal")]
+    if by_method:
+        text += (f"; {len(by_method)} ({'; '.join(by_method)}) differ only in the interval (the chapter's "
+                 "DeLong interval where each test patient has one image, the audit's patient bootstrap), and equal "
+                 "it with the audit's interval on the chapter's scores")
+    rest = [f"{n}: {k}" for n, k, r in other if not r.get("same interval method", {}).get("equal")]
+    if rest:
+        text += f"; unequal: {'; '.join(rest)}"
+    return text + ". Flagged factors: " + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}"
+                                                     for n, r in comps.items()) + "."
+
+
+def _rate(r: dict) -> str:
+    from covid_lib.stats import wilson_interval
+
+    lo, hi = wilson_interval(r["false_alarms"], r["measures"])
+    alo, ahi = wilson_interval(r["audits_with_a_false_alarm"], r["runs"])
+    return (f"{r['false_alarms']} in {r['measures']} ({r['false_alarms'] / max(r['measures'], 1):.1%}, "
+            f"{lo:.1%}-{hi:.1%}; {r['audits_with_a_false_alarm']} of {r['runs']} audits, {alo:.1%}-{ahi:.1%})")
+
+
+def _pooled(nulls: list[dict]) -> dict:
+    keys = ("false_alarms", "measures", "audits_with_a_false_alarm", "runs")
+    return {k: sum(n[k] for n in nulls) for k in keys}
+
+
+def _null_rates(v: dict) -> list[str]:
+    """One phrase per null of ``metadata_null`` and ``source_null``, and per measure of ``model_nulls``
+    (its nulls of that measure pooled over data sets and numbers of sources)."""
+    out = []
+    for scoring, r in v.get("metadata_null", {}).items():
+        out.append(f"the metadata factors and baselines on {r['composition']} with labels permuted between "
+                   f"patients ({scoring}): {_rate(r)}")
+    if v.get("source_null"):
+        out.append(f"the source factor and the image statistics' source, with a source drawn at random per patient "
+                   f"of the control: {_rate(v['source_null'])}")
+    model = [(name, n) for r in v.get("model_nulls", {}).values() if isinstance(r, dict)
+             for name, n in r.get("nulls", {}).items()]
+    for what, start, null in (("score by source within a class", "source", "sources drawn at random per patient"),
+                              ("saliency lung shortfall", "lung", "maps shifted at random")):
+        picked = [n for name, n in model if name.startswith(start)]
+        if picked:
+            out.append(f"the model's {what} ({null}, {len(picked)} nulls pooled): {_rate(_pooled(picked))}")
+    return out

@@ -205,15 +205,20 @@ class ModelOutputs:
     """Per image: ``table`` (the scored rows with ``y`` (1 = positive), ``score``, ``has_mask``,
     ``mapped`` (a saliency map was made), ``map_status``
     (:func:`covid_lib.analysis.saliency.map_status`), ``share``, ``baseline``; NaN where not
-    measured); ``rejections``; ``layer``: where the maps were taken."""
+    measured); ``rejections``; ``layer``: where the maps were taken; with ``keep_maps``, ``maps``
+    and ``masks`` (N, input, input) of the ``mapped`` rows, in table order (e.g. for a null that
+    moves the maps: ``scripts/audit_validation.py``)."""
 
     table: pd.DataFrame
     rejections: pd.DataFrame
     layer: str = ""
+    maps: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
 
 def score_model(am: AuditModel, rows: pd.DataFrame, y: np.ndarray, *, saliency_images: int, seed: int = 0,
-                device: str = "cpu", batch_size: int = 16, progress: bool = False) -> ModelOutputs:
+                device: str = "cpu", batch_size: int = 16, progress: bool = False,
+                keep_maps: bool = False) -> ModelOutputs:
     """The model's COVID+ probability on ``rows`` and its Grad-CAM in-lung share on at most
     ``saliency_images`` of them (whole patients), through the run's chain, crop and normalisation.
     The maps are taken at the deepest layer with at least 16x16 cells (as the book's saliency
@@ -255,6 +260,7 @@ def score_model(am: AuditModel, rows: pd.DataFrame, y: np.ndarray, *, saliency_i
     except ValueError:  # no layer with 16x16 cells at this input: the last feature map, coarser
         layer, cells = resolve_layer(am.model, crop, None)
     table["map_status"] = ""
+    maps = masks = None
     if len(sal):
         sub = make_dataset(table.iloc[sal], images[sal], input_size=crop, mean=am.meta["mean"], std=am.meta["std"])
         maps = []
@@ -272,7 +278,9 @@ def score_model(am: AuditModel, rows: pd.DataFrame, y: np.ndarray, *, saliency_i
         table.loc[sal, "share"] = np.where(status == "measured", in_lung_share(maps, masks), np.nan)
         table.loc[sal, "baseline"] = np.where(has, lung_area_share(masks), np.nan)
         table.loc[sal, "mapped"] = True
-    return ModelOutputs(table, rejected, f"{layer} ({cells}x{cells} cells)")
+    if not keep_maps:
+        maps = masks = None
+    return ModelOutputs(table, rejected, f"{layer} ({cells}x{cells} cells)", maps, masks)
 
 
 # ------------------------------------------------------------------------------------- measures
