@@ -94,6 +94,87 @@ def data_cards(manifest: pd.DataFrame, specs: dict | None = None,
     return pd.DataFrame(cards)
 
 
+#: The fields of a data card that :func:`data_card_overview` shows as numbers, one row per source;
+#: :func:`data_card_details` holds the rest (the text).
+CARD_NUMBERS = ("images", "patients", "images per patient (max)", "views", "lung masks", "excluded rows")
+
+
+def data_card_overview(cards: pd.DataFrame) -> pd.DataFrame:
+    """The data cards at a glance: one row per source, its role in the paper and its numbers.
+
+    Args:
+        cards: :func:`data_cards` (a column per source).
+    """
+    fields = ["role in the paper", *[f for f in CARD_NUMBERS if f in cards.index]]
+    return cards.loc[fields].T.rename_axis("source").reset_index()
+
+
+def data_card_details(cards: pd.DataFrame) -> pd.DataFrame:
+    """The text of the data cards, one row per source and field (title, origin, license, labels,
+    caveats): what :func:`data_card_overview` leaves out. The source is named on its first row only."""
+    fields = [f for f in cards.index if f not in CARD_NUMBERS and f != "role in the paper"]
+    rows = []
+    for source in cards.columns:
+        for k, field in enumerate(fields):
+            rows.append({"source": source if k == 0 else "", "field": field, "text": str(cards.loc[field, source])})
+    return pd.DataFrame(rows)
+
+
+def near_pairs_judged(across: pd.DataFrame, splits: pd.DataFrame, composed: pd.DataFrame) -> pd.DataFrame:
+    """Every near-duplicate pair across splits with what judges it: each image's patient and split,
+    the pHash distance, how alike the two images are (:func:`covid_lib.data.dedup.pair_similarity`,
+    rounded), what the manifests say of the patients (``age, sex, location a`` and ``b``) and the
+    compositions that train on one image and test on the other (``trained on one, tested on the
+    other in``, "" for none).
+
+    Args:
+        across: :attr:`covid_lib.data.SplitAudit.near_across`.
+        splits: the rows of :func:`covid_lib.data.global_splits` (image paths, age, sex, location).
+        composed: the rows of every composition (``composition, source, image_id, split``).
+    """
+    from covid_lib.data.dedup import pair_similarity, pairs_in_compositions
+
+    who = splits.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])
+    judged = across[["source_a", "patient_id_a", "split_a", "source_b", "patient_id_b", "split_b",
+                     "distance", "same_patient"]].copy()
+    judged = judged.join(pair_similarity(across, splits)[["correlation", "mean_abs_diff"]].round(3))
+    for side in "ab":
+        keys = list(zip(across[f"source_{side}"], across[f"image_id_{side}"]))
+        judged[f"age, sex, location {side}"] = [
+            " ".join(str(v) for v in who.loc[k, ["age", "sex", "location"]] if pd.notna(v) and str(v).strip())
+            or "-" for k in keys]
+    judged["trained on one, tested on the other in"] = pairs_in_compositions(across, composed)
+    return judged
+
+
+def _age(text: str) -> str:
+    """``"27.0 M Italy"`` as ``"27 M Italy"`` (the manifests' ages are floats)."""
+    head, _, rest = text.partition(" ")
+    try:
+        return f"{float(head):.0f} {rest}".strip()
+    except ValueError:
+        return text
+
+
+def near_pairs_table(judged: pd.DataFrame) -> pd.DataFrame:
+    """:func:`near_pairs_judged` for reading, in seven columns that fit the page: each image as
+    "patient (split) · age sex location", the pHash distance, whether the two patient ids are the
+    same, the two similarities and the compositions that train on one and test on the other."""
+    def image(r, side: str) -> str:
+        about = _age(r[f"age, sex, location {side}"])
+        return f"{r[f'patient_id_{side}']} ({r[f'split_{side}']})" + ("" if about == "-" else f" · {about}")
+
+    return pd.DataFrame({
+        "image a": [image(r, "a") for _, r in judged.iterrows()],
+        "image b": [image(r, "b") for _, r in judged.iterrows()],
+        "pHash bits apart": judged["distance"].to_numpy(),
+        "same patient id": ["yes" if s else "no" for s in judged["same_patient"]],
+        "correlation": judged["correlation"].to_numpy(),
+        "mean abs. grey diff.": judged["mean_abs_diff"].to_numpy(),
+        "trained on one, tested on the other in": [v or "–" for v in judged["trained on one, tested on the other in"]],
+    })
+
+
 def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
                label: str | tuple[str, ...] | None = ("covid", "tb"), read=None, size: float = 1.5) -> Figure:
     """A grid of example images: one row per source, ``per_source`` random images each.
@@ -210,7 +291,7 @@ def original_formats(manifest: pd.DataFrame) -> pd.DataFrame:
             "aspect h/w (median)": f"{(h / w).median():.2f}",
             "distinct sizes": int(rows[["orig_width", "orig_height"]].drop_duplicates().shape[0]),
         }
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.rename_axis("source")
 
 
 def plot_original_sizes(manifest: pd.DataFrame) -> Figure:
@@ -336,7 +417,7 @@ def demographics(manifest: pd.DataFrame) -> pd.DataFrame:
             "sex known": int(known.size),
             "women": f"{(known == 'F').mean():.0%}" if known.size else "-",
         }
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.rename_axis("source")
 
 
 def intensity_summary(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -418,7 +499,8 @@ def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
 
 
 def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
-           percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False):
+           percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False,
+           nowrap: Iterable[str] = ()):
     """A table for reading: no index column, floats to ``digits``, estimates with their interval.
 
     Args:
@@ -430,6 +512,8 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
         wrap: headers longer than this many characters wrap (tables fit the page's column).
         caption: a caption above the table.
         index: keep the index (as row labels) instead of hiding it.
+        nowrap: columns whose cells stay on one line (short labels such as ``"cohen (100%)"``, so
+            that a row does not take two lines for them; the other columns wrap instead).
 
     Returns:
         a :class:`pandas.io.formats.style.Styler`.
@@ -463,6 +547,13 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
         {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "anywhere")]},
         {"selector": "", "props": [("max-width", "100%"), ("font-size", "0.85em")]},
     ], overwrite=False)
+    # numbers never break inside ("100%", "0.93"); neither do the cells of ``nowrap``. A per-column
+    # selector ("td.col3") outranks the table's "td" rule, which lets long text break anywhere.
+    numeric = [c for c in table.columns if c in percent or pd.api.types.is_numeric_dtype(table[c])]
+    keep = list(dict.fromkeys([*numeric, *(c for c in nowrap if c in table.columns)]))
+    if keep:
+        styler = styler.set_table_styles({c: [{"selector": "td", "props": [("white-space", "nowrap")]}] for c in keep},
+                                         overwrite=False)
     if caption:
         styler = styler.set_caption(caption)
     return styler
