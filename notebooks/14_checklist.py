@@ -177,13 +177,16 @@ for key in ("saliency", "unseen_source"):
 # %% [markdown]
 # ## The checklist
 #
-# Each question, why it matters, where the book shows it, and what the book measured (or that it
-# has not yet):
+# Each question and what the book measured (or that it has not yet); why each question matters and
+# where the book shows it are behind the toggle below:
 
 # %%
-display(rc.checklist_table(measured).style.hide(axis="index"))
+display(report.styled(rc.checklist_summary(measured), nowrap=["#"]))
 n_missing = sum(not m.measured for m in measured.values())
 print(f"{len(measured) - n_missing} of {len(cl.ITEMS)} items measured here; {n_missing} not yet measured")
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show why each question matters and where the book shows it", "code_prompt_hide": "Hide the reasons"}
+display(report.styled(rc.checklist_reasons(), nowrap=["#"]))
 
 # %% [markdown]
 # ## The papers, item by item
@@ -198,16 +201,16 @@ matrix = rc.ratings_matrix(checklist)
 fig = rc.plot_ratings(matrix)
 display(fig)
 counts = rc.level_counts(checklist)
-display(counts)
+display(report.styled(counts.rename_axis("paper"), index=False))
 
 # %% [markdown]
 # Every rating with the section it rests on, a one-line justification and a short quote of the
-# rated text (this book's ratings rest on its chapters, so they carry no quote):
+# rated text (this book's ratings rest on its chapters, so they carry no quote), item by item:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every rating with its justification and quote", "code_prompt_hide": "Hide the ratings"}
 for n, it in enumerate(checklist.items, 1):
     display(Markdown(f"**{n}. {it.short}.** {it.question}"))
-    display(rc.justification_table(it.key, checklist).style.hide(axis="index"))
+    display(report.styled(rc.justification_table(it.key, checklist)))
 
 # %% [markdown]
 # Where this book falls short, across items:
@@ -227,7 +230,7 @@ display(Markdown("\n".join(f"- {s}" for s in cl.OUR_SHORTFALLS)))
 # that a reader can check. Where that number says "not yet measured", the question is still open
 # for this book too.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot, results=results,
                   images_per_source=images_per_source, probe_C=probe_C, saliency_csv=saliency_csv)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)
