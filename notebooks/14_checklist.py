@@ -91,13 +91,15 @@ measured: dict[str, rc.Measurement] = {}
 #
 # ## The numbers behind each question
 #
+# Each number is computed below, behind a toggle, and shown in the checklist's last column.
+#
 # ### From the data
 #
 # Splitting by image, as the paper's code does, against splitting by patient; the share of each
 # composition's images whose source holds one label only; the metadata-only baseline on each
 # composition's own test set; and the intervals of a perfect score on the paper's 15 images.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 splits = data.global_splits(data_root, seed=seed)
 cohen = data.load_source("cohen", data_root, views="all").manifest
 measured["patient_split"] = rc.patient_split_leakage(cohen, splits)
@@ -116,7 +118,7 @@ for key in ("patient_split", "one_source_per_class", "metadata_baseline", "test_
 # model that sees a 32×32 thumbnail and a grey-level histogram of each image after the paper's
 # chain and names its source. Chance is one in four.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 probe_table = None
 if images_per_source:
     from covid_lib.analysis import shortcuts as sc
@@ -136,7 +138,7 @@ print(measured["source_probe"].text)
 # {doc}`09_ablation`. A record still missing is counted as missing, and a model that did not learn
 # is named, never averaged in.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 version = data.data_version(data_root)
 table2 = rr.spec_records(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
 seed_runs = rr.spec_records(grid_specs("seeds", profile, data_root=data_root, data_version=version), results)
@@ -160,7 +162,7 @@ for key in ("cross_dataset", "seeds", "preprocessing_ablation"):
 # inside the lungs ({doc}`12_saliency`) is read from the table that chapter writes
 # (`saliency_csv`), since its maps take minutes to compute.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 from pathlib import Path
 
 from covid_lib.report import unseen as ru
