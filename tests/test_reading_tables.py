@@ -11,11 +11,14 @@ from covid_lib.report import common
 
 
 def test_styled_keeps_the_nowrap_columns_on_one_line():
-    df = pd.DataFrame({"main source": ["cohen (100%)"], "n": [3], "text": ["long words"]})
+    df = pd.DataFrame({"main source": ["cohen (100%)"], "n": [3], "text": ["long words"],
+                       "run": ["covid-CORDA-resnet18-" + "0123456789abcdef0123456789"]})
     html = common.styled(df, nowrap=["main source", "not a column"]).to_html()
     # a column rule ("td.col0") that outranks the table's "td" rule; numbers never break either
     assert html.count("white-space: nowrap") == 2
     assert "td.col0" in html and "td.col1" in html and "td.col2" not in html
+    # words stay whole, except in a column with a token too long to fit (a hash, a URL)
+    assert "overflow-wrap: break-word" in html and html.count("overflow-wrap: anywhere") == 1 and "td.col3" in html
 
 
 def test_data_cards_split_into_numbers_and_text():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import time
 from typing import Any, Iterable
 
@@ -498,6 +499,16 @@ def show_verdict_answer(question: str, verdict, *, answer: str = "") -> None:
     show_answer(question, text, sure, kind=verdict.verdict)
 
 
+#: A token (between spaces and after hyphens) longer than this many characters lets its column of a
+#: :func:`styled` table break anywhere (URLs, run ids); shorter ones keep their words whole.
+LONG_TOKEN = 24
+
+
+def _longest_token(values: pd.Series) -> int:
+    """The longest run of characters without a space or a hyphen (a line can break at either)."""
+    return max((len(t) for v in values.dropna().astype(str) for t in re.split(r"[\s\-/]+", v)), default=0)
+
+
 def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
            percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False,
            nowrap: Iterable[str] = ()):
@@ -544,15 +555,21 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
     styler = styler.set_table_styles([
         {"selector": "th", "props": [("white-space", "normal"), ("max-width", f"{wrap}ch"),
                                      ("vertical-align", "bottom"), ("text-align", "left")]},
-        {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "anywhere")]},
+        {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "break-word")]},
         {"selector": "", "props": [("max-width", "100%"), ("font-size", "0.85em")]},
     ], overwrite=False)
-    # numbers never break inside ("100%", "0.93"); neither do the cells of ``nowrap``. A per-column
-    # selector ("td.col3") outranks the table's "td" rule, which lets long text break anywhere.
-    numeric = [c for c in table.columns if c in percent or pd.api.types.is_numeric_dtype(table[c])]
-    keep = list(dict.fromkeys([*numeric, *(c for c in nowrap if c in table.columns)]))
-    if keep:
-        styler = styler.set_table_styles({c: [{"selector": "td", "props": [("white-space", "nowrap")]}] for c in keep},
+    # Words break between words and after hyphens, never inside ("montgomery", "resnet18"); a column
+    # holding a longer unbreakable token (a URL, a hash) may break anywhere, so that the table fits.
+    # Numbers ("100%", "0.93") and the cells of ``nowrap`` stay on one line. A per-column selector
+    # ("td.col3") outranks the table's "td" rule.
+    rules = {}
+    for column in table.columns:
+        if column in percent or pd.api.types.is_numeric_dtype(table[column]) or column in set(nowrap):
+            rules[column] = [("white-space", "nowrap")]
+        elif _longest_token(table[column]) > LONG_TOKEN:
+            rules[column] = [("overflow-wrap", "anywhere")]
+    if rules:
+        styler = styler.set_table_styles({c: [{"selector": "td", "props": props}] for c, props in rules.items()},
                                          overwrite=False)
     if caption:
         styler = styler.set_caption(caption)
