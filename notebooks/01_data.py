@@ -47,6 +47,7 @@ from IPython.display import Markdown, display
 
 from covid_lib import data
 from covid_lib.report import common as report
+from covid_lib.report.common import styled
 from covid_lib.profiles import get_profile
 
 started = time.time()
@@ -81,18 +82,22 @@ print(loaded)
 # ### Data cards
 #
 # One card per source: where it comes from, under which license, its role in the paper, how many
-# patients and images, which labels and views, and what to watch out for.
+# patients and images, which labels and views, and what to watch out for. The numbers first, one
+# row per source; the text of the cards (title, origin, license, labels, caveats) below them.
 
 # %%
-cards = report.data_cards(manifest, data.SOURCES)
-display(cards.unstack().to_frame("card"))
+cards = report.data_cards(manifest, data.SOURCES, exclusions=loaded.exclusions)
+display(styled(report.data_card_overview(cards)))
+
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the text of the six cards", "code_prompt_hide": "Hide the text of the cards"}
+display(styled(report.data_card_details(cards), wrap=10))
 
 # %% [markdown]
 # The loader validates every manifest and opens every image; rows it cannot use are excluded with a
 # reason, never dropped silently. Every excluded row, with its reason:
 
-# %%
-display(loaded.exclusions)
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the excluded rows", "code_prompt_hide": "Hide the excluded rows"}
+display(styled(loaded.exclusions))
 
 # %% [markdown]
 # Who the patients are differs as much as the images. Kermany's are children aged one to five
@@ -100,7 +105,7 @@ display(loaded.exclusions)
 # trained on COVID+ adults against COVID− children can score well by estimating age.
 
 # %%
-display(report.demographics(manifest))
+display(styled(report.demographics(manifest)))
 
 # %% [markdown]
 # ## The paper's Table I, rebuilt from public data
@@ -109,7 +114,7 @@ display(report.demographics(manifest))
 # public stand-in; the rule and the reason for each:
 
 # %%
-display(data.stand_in_table())
+display(styled(data.stand_in_table()))
 
 # %% [markdown]
 # ### Hannover stays unseen: Cohen images located at Hannover Medical School
@@ -139,8 +144,8 @@ print(f"of these {len(located)}, in any composition: {int(located['image_id'].is
 # calls every image COVID+ scores perfectly on it.
 
 # %%
-display(manifest[manifest["source"] == "hannover"].groupby("covid").size().rename("Hannover images")
-        .rename_axis("covid").to_frame())
+display(styled(manifest[manifest["source"] == "hannover"].groupby("covid").size().rename("Hannover images")
+               .rename_axis("covid").to_frame()))
 
 # %% [markdown]
 # Splits are drawn once per **patient group** (patients that share an image are joined), 70 % /
@@ -151,18 +156,18 @@ display(manifest[manifest["source"] == "hannover"].groupby("covid").size().renam
 
 # %% tags=["full-width"]
 table_one = data.table_one(data_root, seed=seed)
-display(data.table_one_wide(table_one))
+display(styled(data.table_one_wide(table_one)))
 
 # %% [markdown]
 # The paper's Table I lists a *train* row and a *test* row per composition; its validation images
 # (20 % of the training share) are inside the train row. Our train and validation counts added up,
-# beside the paper's train rows:
+# beside the paper's train rows (the sentence under the toggle sums them up):
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the training and validation counts beside the paper's", "code_prompt_hide": "Hide the counts"}
 from covid_lib.data.compose import train_val_vs_paper
 
 fit_counts = train_val_vs_paper(table_one)
-display(fit_counts)
+display(styled(fit_counts))
 
 # %% tags=["hide-input"]
 totals = fit_counts.xs("total", level="set")
@@ -207,7 +212,7 @@ report.image_grid(manifest, per_source=grid_images, seed=seed,
 # sharpness and noise.)
 
 # %%
-display(report.original_formats(manifest))
+display(styled(report.original_formats(manifest)))
 
 # %% tags=["hide-input"]
 report.plot_original_sizes(manifest)
@@ -226,7 +231,7 @@ print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images",
 report.plot_intensity(per_image, histograms)
 
 # %%
-display(report.intensity_summary(per_image))
+display(styled(report.intensity_summary(per_image), digits=1))
 
 # %% [markdown]
 # The paper's pre-processing (histogram equalisation, then a lung mask) is meant to remove exactly
@@ -249,12 +254,12 @@ audit = data.audit_splits(splits, raise_on_leak=False)
 print(audit.summary().replace("; ", ";\n"))
 per_split = splits.pivot_table(index="source", columns="split",
                                values="image_id", aggfunc="count")
-display(per_split[list(data.SPLITS)])
+display(styled(per_split[list(data.SPLITS)].rename_axis(columns=None)))
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the duplicate pairs per source and kind", "code_prompt_hide": "Hide the duplicate pairs"}
 dups = audit.duplicates
 pairs = dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size()
-display(pairs.rename("pairs").reset_index())
+display(styled(pairs.rename("pairs").reset_index()))
 
 # %% tags=["hide-input"]
 exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
@@ -268,26 +273,16 @@ report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
 # image's twin into training. All of them, with each image's patient and split, how alike the two
 # images are once both are shrunk to 64 × 64 pixels (Pearson correlation and mean absolute grey-level
 # difference: a re-encoded copy correlates near 1), what the manifests say of the patients, and the
-# compositions that train on one image of the pair and test on the other:
+# compositions that train on one image of the pair and test on the other (the sentence under the
+# two toggles sums them up):
 
-# %%
-from covid_lib.data.dedup import pair_similarity, pairs_in_compositions
-
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show every near pair across splits, judged", "code_prompt_hide": "Hide the pairs"}
 across = audit.near_across.sort_values(["source_a", "source_b", "distance"], kind="stable")
 composed_rows = pd.concat([data.compose(n, data_root, seed=seed) for n in data.COMPOSITIONS])
-who = splits.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])
-judged = across[["source_a", "patient_id_a", "split_a", "source_b", "patient_id_b", "split_b",
-                 "distance", "same_patient"]].copy()
-judged = judged.join(pair_similarity(across, splits)[["correlation", "mean_abs_diff"]].round(3))
-for side in "ab":
-    keys = list(zip(across[f"source_{side}"], across[f"image_id_{side}"]))
-    judged[f"age, sex, location {side}"] = [
-        " ".join(str(v) for v in who.loc[k, ["age", "sex", "location"]] if pd.notna(v) and str(v).strip())
-        or "-" for k in keys]
-judged["trained on one, tested on the other in"] = pairs_in_compositions(across, composed_rows)
-display(judged)
+judged = report.near_pairs_judged(across, splits, composed_rows)
+display(styled(report.near_pairs_table(judged), digits=3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images of every near pair across splits", "code_prompt_hide": "Hide the images"}
 report.duplicate_examples(across, splits, n=len(across), per_row=4, size=1.6)
 
 # %% tags=["hide-input"]
@@ -330,7 +325,7 @@ display(Markdown(
 cohen = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
 leak = report.image_level_split_leakage(cohen, label="covid", seeds=range(10))
 leak = leak.drop(columns="seed").describe().loc[["mean", "min", "max"]]
-display(leak.round(2))
+display(styled(leak.rename_axis("over 10 seeds"), percent=["share_leaked"], digits=1, index=False))
 
 # %% [markdown]
 # Such a test set partly measures whether the model recognises a patient it has already seen,
@@ -350,8 +345,8 @@ display(leak.round(2))
 
 # %%
 full = data.full_copy_splits(data_root)
-display(full.groupby(["split", "split_reason"]).agg(images=("image_id", "size"),
-                                                    patients=("patient_id", "nunique")).reset_index())
+display(styled(full.groupby(["split", "split_reason"]).agg(images=("image_id", "size"),
+                                                           patients=("patient_id", "nunique")).reset_index()))
 audit_pre = data.audit_pretraining(data.pretrain_rows("kermany_full", data_root), data.global_splits(data_root))
 print(audit_pre["summary"])
 
@@ -372,9 +367,8 @@ aspect = pairs.drop_duplicates("pair")["orig_aspect"]
 print(f"{pairs['pair'].nunique()} radiographs in both copies; original width / height: median "
       f"{aspect.median():.2f} (range {aspect.min():.2f}-{aspect.max():.2f}); in kermany_full: 1.00")
 copies = copy_probe(pairs, data_root=data_root, seed=seed, n_boot=2000 if settings.max_images is None else 100)
-display(copies.assign(**{"AUC [95% CI]": [f"{a:.2f} [{lo:.2f}, {hi:.2f}]" for a, lo, hi in
-                                          zip(copies["auc"], copies["auc_low"], copies["auc_high"])]})
-        [["step", "radiographs", "patients", "AUC [95% CI]"]])
+display(styled(copies[["step", "radiographs", "patients", "auc", "auc_low", "auc_high"]],
+               intervals={"AUC [95% CI]": ("auc", "auc_low", "auc_high")}))
 
 # %% [markdown]
 # The encoding is itself a feature: a model fed both copies could learn the copy instead of the
@@ -434,7 +428,7 @@ report.show_answer(
 # What produced this chapter (the runner also records it in the notebook's metadata, with the
 # source hash used to detect a stale chapter):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile,
                   seed=seed, grid_images=grid_images,
                   histogram_bins=histogram_bins, copy_pairs=copy_pairs)

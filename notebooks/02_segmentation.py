@@ -128,8 +128,10 @@ display(seg.departures_table(record, pipeline))
 # and its wall time. Every profile of this chapter uses these weights; `python -m covid_lib segment
 # train` retrains them.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the training run's record", "code_prompt_hide": "Hide the record"}
 display(seg.run_record_table(record))
+
+# %%
 seg.plot_training_curve(record)
 
 # %% [markdown]
@@ -299,7 +301,7 @@ display(chain.rejection_counts(diag))
 # Every image the paper's chain refuses, with the library's reason. Two images appear twice: the
 # COVID collection holds copies of Hannover images (see the duplicate audit of {doc}`01_data`).
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show every refused image", "code_prompt_hide": "Hide the refused images"}
 refused = diag[diag["chain_rejection"] != ""]
 display(refused[["source", "image_id", "view", "chain_rejection", "chain_reason"]].reset_index(drop=True))
 
@@ -319,7 +321,7 @@ display(chain.crop_shortfall(short))
 # each source. The probability column shows the U-Net's raw output, where the fragments of a
 # fragmented mask are visible; the mask column shows what the chain kept of it.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the refused images through the chain", "code_prompt_hide": "Hide the refused images"}
 half = -(-rejected_shown // 2)
 shown = pd.concat([refused.drop_duplicates("image_id").head(half),
                    short.sort_values("side").groupby("source", sort=False).head(1)]).head(rejected_shown)
@@ -458,7 +460,7 @@ print("judged by:", ", ".join(sorted(audit["auditor"].unique())))
 # The contact sheets the verdicts were given on (equalised image, predicted mask in yellow; the
 # caption gives the verdict and its reason, green ok, orange partial, red failed):
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the contact sheets of the audit", "code_prompt_hide": "Hide the contact sheets"}
 shown_audit = chain.rows_of(audit, pool)
 cases = masks.audit_cases(shown_audit, model, audit=audit, **run_unet)
 for source in dict.fromkeys(audit["source"]):
@@ -523,7 +525,7 @@ report.show_answer(
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, chain_size=chain_size,
                   equalization=equalization, worst_cases=worst_cases, examples_per_source=examples_per_source,
                   rejected_shown=rejected_shown, chain_example=chain_example,

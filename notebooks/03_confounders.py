@@ -52,6 +52,7 @@ from covid_lib import data
 from covid_lib.analysis import metadata_baseline as mb
 from covid_lib.report import common as report
 from covid_lib.report import confounders as rc
+from covid_lib.report.common import styled
 from covid_lib.data import confounders as cf
 
 started = time.time()
@@ -92,8 +93,8 @@ print(f"{len(composed)} compositions, {len(rows)} image rows (an image may be in
 
 # %%
 summary = cf.confounder_summary(rows)
-display(summary.style.format({c: "{:.0%}" for c in ["PA", "<=2018", "undated", "child", "JPEG"]}
-                             | {"median age": "{:.0f}"}))
+display(styled(summary, digits=0, percent=["PA", "<=2018", "undated", "child", "JPEG"],
+               nowrap=["part", "label", "main source"]))
 
 # %% tags=["hide-input"]
 def share(name: str, part: str, label: str, column: str) -> str:
@@ -122,30 +123,30 @@ display(Markdown(
 # %% [markdown]
 # ## Every factor, per composition and label
 #
-# The training images, then the test images, as stacked shares (grey: undated or unknown). Where
-# the two bars of a cell differ, the factor tells the labels apart.
+# The training images as stacked shares (grey: undated or unknown), then, behind a toggle, the test
+# images. Where the two bars of a cell differ, the factor tells the labels apart.
 
 # %% tags=["hide-input"]
 rc.plot_confounders(counts, part="train+val", compositions=list(data.COMPOSITIONS))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the same for the test images", "code_prompt_hide": "Hide the test images"}
 rc.plot_confounders(counts, part="test", compositions=list(data.COMPOSITIONS))
 
 # %% [markdown]
 # The counts behind the bars, one table per composition, **n (share of the label's images)**:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the counts behind the bars, per composition", "code_prompt_hide": "Hide the counts"}
 for name in data.COMPOSITIONS:
-    display(Markdown(f"### {name}"))
-    display(cf.confounder_table(counts, name))
+    display(Markdown(f"**{name}**"))
+    display(styled(cf.confounder_table(counts, name), index=True))
 
 # %% [markdown]
 # Median age (and quartiles) per label, over the images that state an age (Kermany's children
 # carry none and are left out, so the "&ChestXRay" COVID− medians are those of the few Cohen
 # COVID− images):
 
-# %%
-display(cf.median_ages(rows).round(1))
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the median ages", "code_prompt_hide": "Hide the median ages"}
+display(styled(cf.median_ages(rows), digits=1))
 
 # %% [markdown]
 # ## A classifier that never sees the lungs
@@ -165,10 +166,10 @@ display(cf.median_ages(rows).round(1))
 # image of the composition, while a network's record may lack the few images the pre-processing
 # chain refused ({doc}`02_segmentation`).
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix as a table (the heatmap below shows the same numbers)", "code_prompt_hide": "Hide the table"}
 scores = mb.baseline_scores(data_root, seed=seed, model="logistic", composed=composed)
 table = mb.table_from_scores(scores, n_boot=n_boot, seed=seed)
-display(rc.baseline_matrix(table))
+display(styled(rc.baseline_matrix(table)))
 
 # %% tags=["hide-input"]
 rc.plot_baseline_matrix(table, title="Metadata-only AUC (logistic regression), 95% patient-cluster bootstrap")
@@ -208,27 +209,31 @@ judge.show_claim("F2")
 # %%
 importances = mb.baseline_importances(data_root, seed=seed, model="logistic", composed=composed,
                                       n_repeats=permutation_repeats)
-display(rc.importance_table(importances))
-display(rc.top_coefficients(importances, n=4))
+display(styled(rc.importance_table(importances), digits=3))
+
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the four largest logistic weights per composition", "code_prompt_hide": "Hide the weights"}
+display(styled(rc.top_coefficients(importances, n=4)))
 
 # %% [markdown]
 # Each feature group alone, and all groups but one, scored on the composition's own test set
-# (AUC; "year without" is the baseline that cannot read the date):
+# (AUC, "alone / without"; the second number of the year row is the baseline that cannot read the
+# date):
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show each feature group alone and left out", "code_prompt_hide": "Hide the table"}
 ablation = mb.feature_ablation(data_root, seed=seed, model="logistic", composed=composed)
-display(rc.ablation_table(ablation))
+display(styled(rc.ablation_display(ablation)))
 
 # %% [markdown]
 # Without the year, the baseline is left with what a network can see more directly (view, age,
-# format, size). Its AUC per training composition and test set, with intervals:
+# format, size). Its AUC per training composition and test set, with intervals (the takeaway
+# below quotes its diagonal):
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix without the year", "code_prompt_hide": "Hide the matrix"}
 no_year = tuple(g for g in mb.FEATURE_GROUPS if g != "year")
 visible = mb.table_from_scores(
     mb.baseline_scores(data_root, seed=seed, model="logistic", groups=no_year, composed=composed),
     n_boot=n_boot, seed=seed)
-display(rc.baseline_matrix(visible))
+display(styled(rc.baseline_matrix(visible)))
 
 # %% [markdown]
 # ### A non-linear check
@@ -236,10 +241,10 @@ display(rc.baseline_matrix(visible))
 # Gradient boosting (depth 3, 200 trees) on the same features, to see whether the linear model
 # leaves signal on the table:
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix of the gradient boosting", "code_prompt_hide": "Hide the matrix"}
 boosted = mb.table_from_scores(mb.baseline_scores(data_root, seed=seed, model="boosting", composed=composed),
                                n_boot=n_boot, seed=seed)
-display(rc.baseline_matrix(boosted))
+display(styled(rc.baseline_matrix(boosted)))
 
 # %% tags=["hide-input"]
 def cell(t: pd.DataFrame, train: str, test: str) -> str:
@@ -288,7 +293,7 @@ report.show_verdict_answer(
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot,
                   permutation_repeats=permutation_repeats)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

@@ -82,7 +82,7 @@ print(f"profile {profile!r}: {' + '.join(grids)} grids, {len(status.drop_duplica
 # number in this book carries that).
 
 # %%
-display(rp.pretraining_sizes(index, profile).style.hide(axis="index"))
+display(report.styled(rp.pretraining_sizes(index, profile)))
 
 # %% [markdown]
 # ## Learning curves and test scores
@@ -90,10 +90,10 @@ display(rp.pretraining_sizes(index, profile).style.hide(axis="index"))
 # Each pre-training is trained with the `cpu` recipe (AdamW one-cycle, up to 30 epochs, early
 # stopping after 10 without a better validation AUC, focal loss, 128 px; `book/reproduce.md` gives
 # the reasons). The kept weights are those of the best validation epoch (dotted line). ChestXRay's
-# AUC is the macro one-vs-rest AUC over its three classes. Shown: ResNet-18, seed 0, the paper's
-# chain (every pre-training record is in the tables below).
+# AUC is the macro one-vs-rest AUC over its three classes. The curves of ResNet-18, seed 0, the
+# paper's chain, are behind the toggle (every pre-training record is in the tables below).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the learning curves", "code_prompt_hide": "Hide the learning curves"}
 pre = index[(index["task"] == "pretrain") & (index["profile"] == profile)]
 if pre.empty:
     print("no pre-training record yet for this profile: run `python -m covid_lib grid run table2`")
@@ -102,21 +102,24 @@ else:
 
 # %% [markdown]
 # Test scores on each pre-training set's own patient-level test split, with 95 % intervals from a
-# bootstrap over patients:
+# bootstrap over patients, one row per pre-training record:
 
-# %%
-display(rt.pretraining_table(index, profile))
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the test scores of every pre-training", "code_prompt_hide": "Hide the test scores"}
+display(report.styled(rt.pretraining_table(index, profile)))
 
 # %% [markdown]
 # ### The gate at the paper's scale
 #
 # Before spending the fine-tuning grid on the whole-set encoder, issue 17 fixed a gate: the
 # ResNet-18 three-class macro AUC on held-out patients must reach 0.93, with the normal-vs-pneumonia
-# AUC reported. Per class (one vs the rest; the records at 563 images predate per-class scores):
+# AUC reported. Per class (one vs the rest; the records at 563 images predate per-class scores), for
+# every ChestXRay pre-training, then the whole-set ResNet-18 in one line:
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the gate for every ChestXRay pre-training", "code_prompt_hide": "Hide the gate table"}
 gate = rp.pretraining_gate(index, profile)
-display(gate.style.hide(axis="index") if not gate.empty else "no ChestXRay pre-training record yet")
+display(report.styled(gate) if not gate.empty else "no ChestXRay pre-training record yet")
+
+# %% tags=["hide-input"]
 full_gate = gate[gate["pre-training set"] == "kermany full"] if not gate.empty else gate
 if len(full_gate):
     g0 = full_gate.iloc[0]
@@ -145,7 +148,7 @@ if len(full_gate):
 # is listed as *retrained here, differs from record*, and the comparison below is then that
 # retraining's, not the records'.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show both encoders on the same patients, with the checkpoint checks", "code_prompt_hide": "Hide the comparison"}
 pair = rp.scale_specs(profile, data_root) if shared_test else None
 if pair is None:
     print("both ResNet-18 ChestXRay pre-trainings (563 images and whole set) are needed: not both recorded "
@@ -166,8 +169,8 @@ else:
         print(f"the comparison below uses the {' and '.join(differ)} checkpoint as retrained here: "
               "its numbers are this machine's retraining's, not the record's")
     scales = rp.scales_on_shared_test(*pair, data_root=data_root, device=dev, n_boot=n_boot, loaded=loaded)
-    display(scales[["test images", "images", "patients", "whole set (large)", "563 images (small)",
-                    "large - small"]].style.hide(axis="index"))
+    display(report.styled(scales[["test images", "images", "patients", "whole set (large)", "563 images (small)",
+                                  "large - small"]]))
 
 # %% [markdown]
 # ### What the scale changes in the COVID fine-tunes
@@ -184,18 +187,18 @@ large = rr.spec_records(grid_specs("table2_full", profile, data_root=data_root))
 small_k, large_k = small[small["pretrain"] == "kermany"], large[large["pretrain"] == "kermany_full"]
 effect = rp.scale_effect(small_k, large_k, n_boot=n_boot)
 table = rp.scale_effect_table(effect)
-display(table.style.hide(axis="index") if not table.empty else "no pair of fine-tunes in which both models learned yet")
+display(report.styled(table) if not table.empty else "no pair of fine-tunes in which both models learned yet")
 
 # %% [markdown]
 # Per cell and seed, own-test AUC as mean ± SD over the seeds whose model learned; seeds that
 # collapsed, did not learn or are not recorded yet are counted, not averaged in:
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the own-test AUC per cell, both scales", "code_prompt_hide": "Hide the table"}
 own = pd.concat([rr.matrix_long(r[r["arch"] == "resnet18"]).assign(scale=scale)
                  for r, scale in ((small, "563 images"), (large, "whole set"))]).query("diagonal")
 spread = seed_summary_table(seed_summary(own, ["scale", "pretrain", "composition"], ["auc"]), ["auc"],
                             labels={"auc": "own-test AUC"}, digits=3)
-display(spread.style.hide(axis="index"))
+display(report.styled(spread))
 
 # %% [markdown]
 # ## Does pre-training raise specificity? (claim C2)
@@ -213,50 +216,31 @@ judge.show_claim("C2")
 
 # %% [markdown]
 # Beside the verdict, never deciding it: the paper's own reading, specificity at the threshold
-# 0.5, pre-trained minus scratch, per comparison (grey: a model of the pair did not learn), and the
-# per-cell AUC differences at seed 0.
+# 0.5, pre-trained minus scratch, per comparison (the figure below; grey: a model of the pair did
+# not learn; the numbers behind the toggle), and the per-cell AUC differences at seed 0.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the specificity gains at the threshold 0.5 as a table", "code_prompt_hide": "Hide the table"}
 gains = rp.specificity_gains(index, COMPOSITION_ORDER, seeds=settings.seeds, profile=profile, n_boot=n_boot)
-display(rp.specificity_gain_table(gains))
+display(report.styled(rp.specificity_gain_table(gains)))
 
 # %% [markdown]
 # The paper's claim is a gain "at very similar sensitivity". The same pairs, each model at its own
 # threshold reaching a sensitivity of 0.80 (one point of each ROC curve, re-chosen in every
 # bootstrap replicate), at both pre-training scales and every seed recorded:
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the specificity gains at a sensitivity of 0.80", "code_prompt_hide": "Hide the table"}
 matched = rp.specificity_gains(index, COMPOSITION_ORDER, seeds=range(5), pretrains=("kermany", "kermany_full", "nih"),
                                profile=profile, sensitivity=0.8, n_boot=n_boot)
 display(report.styled(rp.specificity_gain_table(matched)))
 
 # %% tags=["hide-input"]
-import matplotlib.pyplot as plt
-
 if not gains.empty:
-    g = gains.assign(label=gains["composition"] + " · " + gains["pretrain"] + " · s" + gains["seed"].astype(str))
-    g = g.sort_values(["composition", "pretrain", "seed"]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(g) + 1.2))
-    for i, r in g.iterrows():  # grey: a model of the pair did not learn
-        ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
-                    fmt="o", color="tab:grey" if r["did_not_learn"] else "tab:blue", mfc="white", capsize=2)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(g.index, g["label"], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("specificity: pre-trained minus scratch (95% CI over patients; grey: a model did not learn)")
-    fig.tight_layout()
+    display(rp.plot_specificity_gains(gains))
 
-# %%
-auc_rows = [{**g, "pretrain": p} for c in COMPOSITION_ORDER for p in ("kermany", "nih")
-            if (g := rt.pretraining_gain(index, composition=c, pretrain=p, profile=profile, seed=seed,
-                                         n_boot=n_boot)) is not None]
-auc_gain = pd.DataFrame(auc_rows)
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the AUC differences per cell at seed 0", "code_prompt_hide": "Hide the table"}
+auc_gain = rp.auc_gains(index, COMPOSITION_ORDER, profile=profile, seed=seed, n_boot=n_boot)
 if not auc_gain.empty:
-    auc_gain["difference [95% CI]"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, (lo, hi) in
-                                       zip(auc_gain["difference"], auc_gain["difference_cluster_ci"])]
-    display(auc_gain[["composition", "pretrain", "n_images", "n_patients", "auc_pretrained", "auc_scratch",
-                      "pretrained_did_not_learn", "scratch_did_not_learn", "difference [95% CI]", "delong_p"]]
-            .round(3).style.hide(axis="index"))
+    display(report.styled(rp.auc_gain_table(auc_gain), digits=3))
 else:
     print("no paired records yet")
 
@@ -279,7 +263,7 @@ show_verdict_answer("Does pre-training the encoder on pneumonia images raise spe
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot,
                   shared_test=shared_test)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

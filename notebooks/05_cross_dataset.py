@@ -70,6 +70,8 @@ version = data_version(data_root)
 records = rr.chapter_records(("table2", "seeds"), profile, data_root=data_root, results=results)
 table2, seed_runs = records["table2"], records["seeds"]
 print(f"threshold rule {threshold!r}")
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the pre-training sets behind the encoders", "code_prompt_hide": "Hide the pre-training sets"}
 display(styled(rr.pretraining_sizes(grid_specs("table2", profile, data_root=data_root, data_version=version), results)))
 
 # %% [markdown]
@@ -82,7 +84,7 @@ display(styled(rr.pretraining_sizes(grid_specs("table2", profile, data_root=data
 # *failed* (it has no record; its traceback is kept in the cache, `$COVID_LIB_CACHE/failures/`, not
 # among the results) or *missing* (not trained yet).
 
-# %% tags=["hide-output"]
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show every run of the grid", "code_prompt_hide": "Hide the runs"}
 display(styled(table2[["pretrain", "composition", "seed", "status", "run_id"]]))
 
 # %% [markdown]
@@ -93,7 +95,7 @@ display(styled(table2[["pretrain", "composition", "seed", "status", "run_id"]]))
 # fields, never a pixel, shows how far a model can get without looking at the lungs. Its AUC, with
 # a patient-cluster interval, stands beside each cell of the table below.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the metadata-only baseline", "code_prompt_hide": "Hide the baseline"}
 from covid_lib.analysis.metadata_baseline import baseline_table
 
 baseline = baseline_table(data_root, seed=seed, n_boot=n_boot)
@@ -113,9 +115,9 @@ display(styled(baseline))
 # Table IV. Table IV's model names no encoder; its CORDA cell equals Table II's ChestXRay row, so
 # it is shown there.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show Table II, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table II"}
 long = rp.with_baseline(rr.beside_paper(rr.matrix_long(table2, threshold=threshold)), baseline)
-display(styled(rp.matrix_table(long)))
+display(styled(rp.matrix_display(long)))
 
 # %% [markdown]
 # ## Heatmaps: ours beside the paper's
@@ -124,12 +126,17 @@ display(styled(rp.matrix_table(long)))
 # the diagonal (a model on its own composition's test set) is outlined. Blue is better than
 # chance, red worse, white is chance (BA and AUC 0.5, DOR 1). Hatched cells (†) did not learn, dotted
 # cells (‡) collapsed; grey
-# cells are missing records or cells the paper does not report.
+# cells are missing records or cells the paper does not report. BA and AUC first, the DOR behind
+# a toggle.
 
 # %%
-for metric in ("balanced_accuracy", "dor", "auc"):
+for metric in ("balanced_accuracy", "auc"):
     fig = rp.plot_heatmaps(long, metric, ours_label=f"ours ({profile} profile)")
     plt.show()
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the DOR heatmaps", "code_prompt_hide": "Hide the DOR heatmaps"}
+fig = rp.plot_heatmaps(long, "dor", ours_label=f"ours ({profile} profile)")
+plt.show()
 
 # %% [markdown]
 # ### The threshold
@@ -140,7 +147,7 @@ for metric in ("balanced_accuracy", "dor", "auc"):
 # data) separates "ranks the images but is badly calibrated" from "cannot tell them apart". The
 # paper's panels stay at 0.5.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the BA heatmaps at the validation threshold", "code_prompt_hide": "Hide the heatmaps"}
 long_val = rr.beside_paper(rr.matrix_long(table2, threshold="validation"))
 fig = rp.plot_heatmaps(long_val, "balanced_accuracy", ours_label="ours, validation threshold",
                        threshold_label="ours at the validation threshold, the paper's at 0.5")
@@ -168,7 +175,7 @@ display(styled(gaps[["pretrain", "composition", "status", "auc_own", "auc_off", 
 # set. Paired DeLong test {cite:p}`delong1988comparing` on the images both scored, and a
 # patient-cluster interval of the difference.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the paired tests, augmented against CORDA-only", "code_prompt_hide": "Hide the paired tests"}
 paired = rp.c1_paired(table2, n_boot=n_boot)
 display(styled(rr.paired_table(paired, "augmented", "CORDA only")))
 
@@ -195,7 +202,7 @@ c1 = judge.protocol_verdict("C1")
 # *training run* does. Seeds that did not learn or collapsed are counted and named beside, never
 # averaged in, and so are seeds not recorded yet.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the headline cells over seeds", "code_prompt_hide": "Hide the seeds table"}
 headline = pd.concat([table2[table2["composition"].isin(["CORDA", "CORDA&ChestXRay", "COVID-ChestXRay"])],
                       seed_runs], ignore_index=True).drop_duplicates("run_id")
 seed_long = rr.matrix_long(headline, threshold=threshold)
@@ -209,11 +216,14 @@ display(styled(rp.seed_table(seed_long)))
 # interval) beside that of always answering the test set's share of COVID+ images, the mean score
 # against that share, and the expected calibration error (ECE, 10 bins). The ResNet-18 models of
 # the grid at the paper's pre-training scale, seed 0; collapsed models are listed, not scored.
+# The numbers, then the reliability diagrams, each behind a toggle.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the calibration table", "code_prompt_hide": "Hide the calibration table"}
 full_seed0 = rr.spec_records([s for s in grid_specs("table2_full", profile, data_root=data_root)
                               if s.task == "covid" and s.seed == 0])
 display(styled(rp.calibration_table(full_seed0, n_boot=n_boot)))
+
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the reliability diagrams", "code_prompt_hide": "Hide the reliability diagrams"}
 if (full_seed0["status"] == "done").any():
     fig = rp.plot_reliability(full_seed0)
     plt.show()

@@ -69,10 +69,10 @@ records = rr.chapter_records(("table3", "conv8", "table2"), profile, data_root=d
 # The seven metrics at the paper's threshold (0.5), ours with patient-cluster intervals. Our test
 # sets include COVID-ChestXRay's 15 images, which the paper's Table III does not.
 
-# %% tags=["hide-output"]
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show Table III, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table III"}
 paper = rr.paper_long()
 long50 = rr.beside_paper(rr.matrix_long(records["table3"], threshold=threshold), paper)
-display(styled(rp.matrix_table(long50)))
+display(styled(rp.matrix_display(long50)))
 
 # %%
 fig = rp.plot_heatmaps(long50, "auc", arch="resnet50", pretrains=("kermany", "nih"),
@@ -83,9 +83,10 @@ plt.show()
 # ## ResNet-50 against ResNet-18, on the same images
 #
 # a = ResNet-50, b = ResNet-18 with the same pre-training and composition. Beside our ΔAUC, the
-# paper's own difference between its Table III and Table II (point values, no test).
+# paper's own difference between its Table III and Table II (point values, no test). Every cell in
+# the table behind the toggle, the differences in the figure below it.
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show ResNet-50 against ResNet-18, cell by cell", "code_prompt_hide": "Hide the table"}
 cells50 = rd.depth_cells(records["table3"], records["table2"], n_boot=n_boot)
 table50 = rr.paired_table(cells50, "resnet50", "resnet18")
 if len(table50):
@@ -112,11 +113,14 @@ long8 = rr.matrix_long(records["conv8"], threshold=threshold)
 long18 = rr.matrix_long(records["table2"], threshold=threshold)
 quoted = pd.concat([long8, long18[long18["pretrain"] == "nih"]])
 quoted = quoted[(quoted["composition"] == "CORDA") & (quoted["test_set"] == "CORDA")]
-display(styled(rp.matrix_table(quoted, metrics=("balanced_accuracy", "dor", "auc")).assign(arch=quoted["arch"].to_numpy())))
+display(styled(rp.matrix_display(quoted, metrics=("balanced_accuracy", "dor", "auc"))
+               .assign(arch=quoted["arch"].to_numpy())))
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show Conv8 against ResNet-18, cell by cell", "code_prompt_hide": "Hide the table"}
 cells8 = rd.depth_cells(records["conv8"], records["table2"], n_boot=n_boot)
 display(styled(rr.paired_table(cells8, "conv8", "resnet18")))
+
+# %%
 if cells8["diff"].notna().any():
     fig = rd.plot_paired(cells8, title="Conv8 minus ResNet-18, AUC")
     plt.show()

@@ -73,6 +73,8 @@ ids = {s.run_id for s in specs}
 extra = list({s.run_id: s for s in seed_specs + full_specs if s.run_id not in ids}.values())  # each run once
 cells = rst.load_cells(specs + extra)
 cells.sort(key=lambda c: (["none", "kermany", "kermany_full", "nih"].index(c.pretrain), c.seed))
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the runs this chapter reads", "code_prompt_hide": "Hide the runs"}
 display(styled(pd.DataFrame([{"pretrain": c.pretrain, "seed": c.seed, "run": c.run_id, "state": c.state} for c in cells])))
 
 # %% [markdown]
@@ -103,11 +105,14 @@ fig = rst.plot_chance_of_perfect()
 # patient has several images, else Wilson / DeLong / log-DOR with the Haldane-Anscombe correction).
 # The paper's ResNet-18 row names no pneumonia pre-training (its code starts from ImageNet); ours
 # are trained from scratch, after ChestXRay (`kermany`) or after RSNA (`nih`) pre-training. A
-# missing record or a run that did not learn is shown as such.
+# missing record or a run that did not learn is shown as such. The paper's rows and every run of
+# ours are behind the toggle; below it, ours as mean ± SD over the seeds that learned (the
+# intervals of the full table are per seed).
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show Table IV: the paper's rows and every run of ours, with intervals", "code_prompt_hide": "Hide Table IV"}
+display(styled(rst.table_four(cells)))
 
 # %% tags=["hide-input"]
-display(styled(rst.table_four(cells)))
-print("Seeds (mean ± SD over the seeds that learned; the intervals above are per seed):")
 display(styled(rst.seed_table(cells, seeds=sorted({c.seed for c in cells}))))
 
 # %% [markdown]

@@ -71,6 +71,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from covid_lib.report import common as report
+from covid_lib.report.common import styled
 from covid_lib.report import shortcuts as rs
 from covid_lib.report import training as rt
 from covid_lib.analysis import shortcuts as sc
@@ -110,18 +111,18 @@ print(f"profile {profile!r}: images at {image_size} px (the size the {profile} r
 # the probe is a multinomial logistic regression with a fixed L2 penalty (`probe_C`). It cannot
 # read text or markers at full resolution, so it gives a **lower bound** on what a CNN can read.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images per source and split", "code_prompt_hide": "Hide the images per source"}
 rows = sc.probe_rows(splits, per_source=images_per_source, seed=seed)
 arrays = sc.chain_arrays(rows, sc.PROBE_STEPS, image_size=image_size, data_root=data_root, device=device)
 kept = arrays.rows[arrays.all_ok]
 counts = kept.groupby(["source", kept["split"].replace("val", "train")]).size().unstack(fill_value=0)
 counts.columns = [f"{c} images" for c in counts.columns]
 counts["test patients"] = kept[kept["split"] == "test"].groupby("source")["group_id"].nunique()
-display(counts)
+display(styled(counts.rename_axis("source").reset_index()))
 print("read from the cache per step:", arrays.from_cache, f"of {len(rows)} images")
 if len(arrays.rejections):
     print(f"{(~arrays.all_ok).sum()} images rejected by at least one step (left out of every step):")
-    display(arrays.rejections.groupby(["step", "source"]).size().rename("rejected").reset_index())
+    display(styled(arrays.rejections.groupby(["step", "source"]).size().rename("rejected").reset_index()))
 
 # %% [markdown]
 # What the probe averages: the mean 32×32 image of each source (rows) at each step (columns).
@@ -131,20 +132,12 @@ if len(arrays.rejections):
 keep = arrays.all_ok
 fig = rs.plot_mean_images({k: v[keep] for k, v in arrays.images.items()}, arrays.rows["source"].to_numpy()[keep])
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the probe's scores per step as a table", "code_prompt_hide": "Hide the table"}
 probe = sc.source_probe(arrays, n_boot=n_boot, seed=seed, Cs=(probe_C,))
 t = probe.table
-shown = pd.DataFrame({
-    "step": t["step"], "pipeline": t["step"].map(sc.PROBE_STEPS), "train / test images": t["n train"].astype(str)
-    + " / " + t["n test"].astype(str), "test patients": t["test patients"],
-    "accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
-                          zip(t["accuracy"], t["accuracy_low"], t["accuracy_high"])],
-    "balanced accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
-                                   zip(t["balanced_accuracy"], t["balanced_accuracy_low"],
-                                       t["balanced_accuracy_high"])],
-    "chance (accuracy / balanced)": [f"{a:.2f} / {b:.2f}" for a, b in
-                                     zip(t["chance accuracy"], t["chance balanced accuracy"])]})
-display(shown.style.hide(axis="index"))
+display(styled(rs.probe_display(t)))
+
+# %% tags=["hide-input"]
 print(f"intervals: {t['interval'].iloc[0]} (patients resampled with all their images)")
 fig = rs.plot_intervals(t, "step", value="balanced_accuracy", chance=t["chance balanced accuracy"].iloc[0],
                         xlabel="balanced accuracy of source identification (95% CI; dashed: chance, 1/4)")
@@ -187,13 +180,12 @@ print(f"After the paper's chain, the probe names the source of a test image with
 # of the image's midline, their asymmetry, the bounding box and the centroid. No grey level of the
 # image enters.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the mask baseline per composition as a table", "code_prompt_hide": "Hide the table"}
 masks = sc.mask_baseline(COMPOSITION_ORDER, data_root=data_root, seed=seed, image_size=image_size,
                          n_boot=n_boot, Cs=(probe_C,))
-display(masks.assign(**{"AUC [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
-                                         zip(masks["auc"], masks["auc_low"], masks["auc_high"])]})
-        [["composition", "n train", "test COVID+/COVID-", "test sources", "rejected by the chain", "AUC [95% CI]",
-          "interval"]].style.hide(axis="index"))
+display(styled(rs.mask_display(masks)))
+
+# %% tags=["hide-input"]
 fig = rs.plot_intervals(masks, "composition", value="auc",
                         xlabel="COVID AUC from the lung mask alone (95% CI over patients; dashed: 0.5)")
 
@@ -220,14 +212,15 @@ display(Markdown(rs.mask_sentence(masks)))
 # for contrast. Records still missing are listed as missing, and a record that did not learn
 # keeps its rows, flagged.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show which records are there", "code_prompt_hide": "Hide the records"}
 index = rt.record_index()
 status = pd.concat([rs.age_status(index, COMPOSITION_ORDER, PRETRAININGS if arch == "resnet18" else (None, "kermany"),
                                   arch=arch, profile=profile, seed=seed) for arch in ("resnet18", "conv8")],
                    ignore_index=True)
 print("records:", status["state"].value_counts().to_dict())
-display(status.drop(columns=["path"]).pivot_table(index=["arch", "pretrain"], columns="composition", values="state",
-                                                  aggfunc="first")[list(COMPOSITION_ORDER)])
+display(styled(status.drop(columns=["path"]).pivot_table(index=["arch", "pretrain"], columns="composition",
+                                                         values="state", aggfunc="first")[list(COMPOSITION_ORDER)]
+               .rename_axis(columns=None)))
 
 # %% tags=["hide-input"]
 ages = rs.age_scores(status, splits)
@@ -236,15 +229,14 @@ if ages.empty:
 else:
     fig = rs.plot_age_scores(ages)
 
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every comparison for every model as a table", "code_prompt_hide": "Hide the table"}
+if not ages.empty:
+    age_auc = rs.with_model_label(rs.age_table(ages, n_boot=n_boot, seed=seed))
+    display(styled(rs.age_matrix(age_auc)))
+    display(styled(rs.age_group_sizes(age_auc)))
+
 # %% tags=["hide-input"]
 if not ages.empty:
-    age_auc = rs.age_table(ages, n_boot=n_boot, seed=seed)
-    age_auc["model"] = (age_auc["arch"] + " · " + age_auc["trained on"] + " · " + age_auc["pretrain"]
-                        + age_auc["learned"].map({"yes": "", "no: did not learn": " (did not learn)"}))
-    wide = age_auc.pivot_table(index="model", columns="comparison", values="AUC [95% CI]", aggfunc="first")
-    display(wide[[c[0] for c in rs.AGE_COMPARISONS]])
-    n = age_auc.drop_duplicates("comparison").set_index("comparison")[["n children", "n adults"]]
-    display(n.rename(columns={"n children": "n first group", "n adults": "n second group"}))
     main = age_auc[age_auc["comparison"] == rs.AGE_COMPARISONS[1][0]]
     fig = rs.plot_intervals(main, "model", value="auc",
                             xlabel="AUC, children vs adults, both with pneumonia (95% CI; dashed: 0.5)")
@@ -311,8 +303,10 @@ print(f"{len(planted_rows)} images of {planted_composition} ({per_class} per lab
 # %% tags=["hide-input"]
 fig = rp.plot_marks(planted_arrays, index=int(np.flatnonzero(next(iter(planted_arrays.values())).all_ok)[0]))
 
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the residues and the probe's accuracy as a table", "code_prompt_hide": "Hide the table"}
+display(styled(rp.residue_display(planted_table)))
+
 # %% tags=["hide-input"]
-display(rp.residue_display(planted_table).style.hide(axis="index"))
 print(f"intervals: {planted_table['interval'].iloc[0]}; the probe's chance is 0.5")
 fig = rs.plot_intervals(planted_table.assign(label=planted_table["mark"] + " · " + planted_table["step"]), "label",
                         value="accuracy",
@@ -339,12 +333,14 @@ fig = rs.plot_intervals(planted_table.assign(label=planted_table["mark"] + " · 
 # and the epoch from which it stays there to the end. Both are recorded by the run, not read off
 # a plot.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the planted runs", "code_prompt_hide": "Hide the planted runs"}
 planted_specs = grid_specs("planted", profile, data_root=data_root)
 planted_records = rp.planted_records(planted_specs, results)
 print("records:", planted_records["status"].value_counts().to_dict())
 planted_runs = rp.run_table(planted_records)
-display(planted_runs.style.hide(axis="index"))
+display(styled(planted_runs))
+
+# %% tags=["hide-input"]
 planted_long = rp.run_long(planted_records)
 if planted_long["auc"].notna().any():
     shown_long = planted_long.dropna(subset=["auc"])
@@ -432,7 +428,7 @@ report.show_verdict_answer(
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot,
                   images_per_source=images_per_source, probe_C=probe_C, planted_composition=planted_composition,
                   planted_per_class=planted_per_class, results=results)

@@ -76,12 +76,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from covid_lib.report import unseen as ru
-from covid_lib.data import MEASURES, SOURCE_SPLITS, data_version, source_split_counts
+from covid_lib.data import data_version, source_split_counts
 from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
 from covid_lib.report.records import has_record
 from covid_lib.runs import results_dir
-from covid_lib.report.common import start_chapter
+from covid_lib.report.common import start_chapter, styled
 
 started = start_chapter()
 
@@ -98,11 +98,11 @@ print(f"profile {profile!r}: {len(records)} runs in grid 'unseen':", records["st
 # AUC always compares one source's COVID+ images with another's COVID− images, except in
 # `U3-cohen-cohen`, whose seen test compares the two labels of one collection.
 
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what each part can measure", "code_prompt_hide": "Hide the parts"}
+display(styled(ru.measures_table()))
+
 # %% tags=["hide-input"]
-display(pd.DataFrame({"part": list(MEASURES), "what it can measure": list(MEASURES.values())}).style.hide(axis="index"))
-display(pd.DataFrame([{"split": s.name, "trained on (COVID+ / COVID−)": " / ".join(s.train),
-                       "unseen (COVID+ / COVID−)": " / ".join(s.unseen), "in the spirit of": s.spirit}
-                      for s in SOURCE_SPLITS.values()]).style.hide(axis="index"))
+display(styled(ru.splits_table()))
 
 # %% [markdown]
 # Images per split, role and part, with patient groups. `train` rows are after class balancing;
@@ -110,10 +110,10 @@ display(pd.DataFrame([{"split": s.name, "trained on (COVID+ / COVID−)": " / ".
 # the unseen sources, never their test patients). These are the full counts; the `smoke` profile
 # keeps at most 16 images per source and split.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images per split, role and part", "code_prompt_hide": "Hide the counts"}
 counts = source_split_counts(data_root)
 counts["label"] = counts["label"].map({1: "COVID+", 0: "COVID−"})
-display(counts.rename(columns={"source_split": "split", "set": "part"}).style.hide(axis="index"))
+display(styled(counts.rename(columns={"source_split": "split", "set": "part"})))
 
 # %% [markdown]
 # Two more things the splits cannot separate. The kermany encoder was pre-trained on Kermany's
@@ -132,7 +132,7 @@ display(counts.rename(columns={"source_split": "split", "set": "part"}).style.hi
 
 # %%
 table = ru.seen_unseen_table(records, n_boot=n_boot, seed=seed)
-display(ru.formatted(table).style.hide(axis="index"))
+display(styled(ru.formatted(table)))
 if table["seen_auc"].notna().any():
     fig = ru.plot_seen_unseen(table)
 else:
@@ -165,6 +165,7 @@ judge.show_claim("F1")
 # split. `seen` is the pair it was trained on, `unseen` the pair it never saw, and `mixed` pairs a
 # seen part with an unseen one. If the model had learned the sources, not COVID, a mixed pair with
 # the seen COVID+ part would score high and one with the seen COVID− part low, whatever the label.
+# Each cell: AUC [patient 95% CI] · the kind of pair.
 
 # %% tags=["hide-input"]
 fine = records[(records["pretrain"] == "kermany") & records["freeze"].isna() & records["adapt"].isna()]
@@ -173,12 +174,7 @@ for r in fine.to_dict("records"):
     if not has_record(r["path"]):
         continue
     pairs = ru.pair_aucs(r["path"], r["composition"], n_boot=min(n_boot, 1000), seed=seed)
-    pairs["AUC [95% CI]"] = [format_estimate(v, lo, hi) for v, lo, hi in zip(pairs["auc"], pairs["low"], pairs["high"])]
-    wide = pairs.pivot(index="COVID+ part", columns="COVID- part", values="AUC [95% CI]")
-    role = pairs.pivot(index="COVID+ part", columns="COVID- part", values="pair")
-    print(f"{r['composition']} ({r['status']}); cells: AUC [patient 95% CI]; pair kinds below")
-    display(wide)
-    display(role)
+    display(styled(ru.pair_table(pairs), caption=f"{r['composition']} ({r['status']})"))
     shown = True
 if not shown:
     print("no kermany fine-tuned record yet")
@@ -190,13 +186,10 @@ if not shown:
 # right side of the threshold: sensitivity for a COVID+ part, specificity for a COVID− part
 # (threshold: the parameter `threshold`; Wilson or patient-cluster intervals as recorded).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the rates of every part", "code_prompt_hide": "Hide the rates"}
 rates = ru.part_rates(records[records["adapt"].isna()], threshold=threshold)
 if len(rates):
-    rates["rate [95% CI]"] = [format_estimate(v, lo, hi) for v, lo, hi in zip(rates["value"], rates["low"], rates["high"])]
-    wide = rates[rates["role"] != "neither"].pivot_table(index=["split", "variant", "status"],
-                                                        columns=["role", "part"], values="rate [95% CI]", aggfunc="first")
-    display(wide.fillna(""))
+    display(styled(ru.part_rates_table(rates)))
 else:
     print("no record yet")
 
@@ -215,20 +208,15 @@ else:
 
 # %%
 adaptation = ru.adaptation_table(records, threshold=threshold)
-if len(adaptation) and adaptation.get("unseen_auc", pd.Series(dtype=float)).notna().any():
-    shown = adaptation[["split", "variant", "adapt", "status"]].copy()
-    for which in ("unseen", "seen"):
-        shown[f"{which} AUC [95% CI]"] = [format_estimate(v, lo, hi) for v, lo, hi in
-                                          zip(adaptation[f"{which}_auc"], adaptation[f"{which}_low"],
-                                              adaptation[f"{which}_high"])]
-    rate_cols = [c for c in adaptation.columns if c.endswith(("sensitivity", "specificity"))]
-    for c in rate_cols:
-        shown[c] = [format_estimate(v, lo, hi) for v, lo, hi in
-                    zip(adaptation[c], adaptation[f"{c}_low"], adaptation[f"{c}_high"])]
-    display(shown.fillna("–").style.hide(axis="index"))
+adapted = len(adaptation) and adaptation.get("unseen_auc", pd.Series(dtype=float)).notna().any()
+if adapted:
     fig = ru.plot_adaptation(adaptation)
 else:
     print("no adaptation record yet (grid 'unseen' at this profile)")
+
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the adaptation curve as a table, with the unseen parts' rates", "code_prompt_hide": "Hide the table"}
+if adapted:
+    display(styled(ru.adaptation_display(adaptation)))
 
 # %% [markdown]
 # ## What this can and cannot say
@@ -245,8 +233,8 @@ else:
 #
 # Paper numbers quoted above, as printed:
 
-# %% tags=["hide-input"]
-display(pd.DataFrame({"Ben Ahmed et al. 2021": list(ru.PAPER), "as printed": list(ru.PAPER.values())}).style.hide(axis="index"))
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the paper's numbers", "code_prompt_hide": "Hide the paper's numbers"}
+display(styled(ru.paper_table()))
 
 # %% [markdown]
 # ## Takeaway

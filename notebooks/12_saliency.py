@@ -178,9 +178,10 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # for comparison, with the mean change the mark makes to the input inside its box and outside. *Found*: the marked share's excess over the box area and the marked − unmarked difference
 # both have intervals above zero. Each model is measured with both candidate maps, and with
 # Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
-# resample patients.
+# resample patients. The check and the marked images are behind the toggle; the map it selects is
+# named below it.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the check: the mark's share per map, and marked test images", "code_prompt_hide": "Hide the check"}
 import numpy as np
 
 check = pd.DataFrame()
@@ -198,7 +199,7 @@ if check_planted:
     if check.empty or "layer" not in check:
         display(Markdown("No planted corner-mark model recorded at this profile: the maps are unchecked."))
     else:
-        display(rsal.check_display(check).style.hide(axis="index"))
+        display(report.styled(rsal.check_display(check)))
         for run_id, res in check_maps.items():  # a few COVID+ test images, marked, per map
             pick = np.flatnonzero(res.table["label"].to_numpy() == 1)[:2]
             items = [(res.images[i], res.marked_maps[key][i], res.boxes[key][i],
@@ -209,6 +210,7 @@ if check_planted:
                 fig.suptitle(f"{check.loc[check['run_id'] == run_id, 'pipeline'].iloc[0]} pipeline: marked copies, "
                              "the mark's box in white", fontsize=8, y=1.02)
 
+# %% tags=["hide-input"]
 # the map the lung shares use: the first candidate whose check passes (else the first candidate)
 verdicts = {}
 if not check.empty and "layer" in check:
@@ -237,7 +239,7 @@ display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
 # %%
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
                                                  storage=storage, method=map_method, layer=map_layer)
-display(status.drop(columns=["seed"]).style.hide(axis="index"))
+print("models:", status["state"].value_counts().to_dict())
 if per_image.empty:
     display(Markdown("**No model could be measured yet**: train the grids `ablation` and `table2` at this profile "
                      "(`python -m covid_lib grid run ablation --profile ...`). The rest of the chapter is empty."))
@@ -247,6 +249,9 @@ else:
     print(f"{per_image['run_id'].nunique()} models measured at {', '.join(grids)}; images without a lung mask "
           f"(rejected by the chain): {int((~kept['has_mask']).sum())} of {len(kept)}; maps that place nothing "
           f"(all models): {per_image['map_status'].value_counts().to_dict()}")
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every model with its state", "code_prompt_hide": "Hide the models"}
+display(report.styled(status.drop(columns=["seed"])))
 
 # %% [markdown]
 # ## In-lung share against the uniform baseline
@@ -417,7 +422,7 @@ report.show_verdict_answer(
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_images=n_images, n_boot=n_boot,
                   method=method, layer=layer, map_method=map_method, check_planted=check_planted, min_patients=min_patients,
                   gallery_k=gallery_k, results=results, storage=storage)

@@ -117,10 +117,11 @@ if (records["status"] == "did not learn").any():
 # So over all images the COVID label is largely confounded with source: COVID+ lives only in
 # cohen and hannover.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images drawn per source, label and age group", "code_prompt_hide": "Hide the images drawn"}
 splits = global_splits(data_root, seed=seed)
 rows = L.landscape_rows(splits, per_source=per_source, seed=seed)
-display(rows.groupby(["source", "label", "age_group"]).size().unstack("age_group", fill_value=0))
+display(report.styled(rows.groupby(["source", "label", "age_group"]).size().unstack("age_group", fill_value=0)
+                      .rename_axis(columns=None)))
 
 # %%
 t0 = time.time()
@@ -134,6 +135,11 @@ if not features:
 # %% [markdown]
 # ## Method
 #
+# The features are each encoder's penultimate activations; each encoder gets its own self-organising
+# map (SOM), read by its purity against a permutation chance, with patient-cluster intervals. How,
+# in detail:
+#
+# :::{dropdown} Features, SOM, purity, chance and intervals
 # **Features.** Each run's own chain and normalisation feed its encoder. The features are its
 # global-pooled penultimate activations (512 for a ResNet-18), standardised and projected on at
 # most `n_components` principal components (`embed.prepare_features`, shared with the features
@@ -161,12 +167,13 @@ if not features:
 # so the replicates are centred on the estimate before the percentiles are taken (bootstrap
 # bias correction). The change from the first encoder is paired: the same resamples are used
 # for every encoder.
+# :::
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the quality of each map", "code_prompt_hide": "Hide the map quality"}
 fits = {n: L.fit_som(x, seed=seed) for n, x in features.items()}
 table = L.purity_table(fits, kept, n_boot=n_boot, n_perm=n_perm, seed=seed) if fits else pd.DataFrame()
 if fits:
-    display(rl.map_quality(table).round(3).style.hide(axis="index"))
+    display(report.styled(rl.map_quality(table), digits=3))
 
 # %% [markdown]
 # ## The maps
@@ -199,9 +206,12 @@ if embeddings:
 # Each row gives one encoder and one target. The change column is the change in excess purity
 # from the first encoder listed (before fine-tuning), paired over patients.
 
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the purities as a table", "code_prompt_hide": "Hide the table"}
+if not table.empty:
+    display(report.styled(rl.format_purity(table)))
+
 # %% tags=["hide-input"]
 if not table.empty:
-    display(rl.format_purity(table).style.hide(axis="index"))
     print(f"intervals: {table['interval'].iloc[0]}, bias-centred; chance: {n_perm} permutations across images")
     fig = rl.plot_purity(table)
     plt.show()
@@ -280,7 +290,7 @@ report.show_verdict_answer(
 # %% [markdown]
 # ## Provenance
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, per_source=per_source,
                   composition=composition, pretrain=pretrain, n_components=n_components, perplexity=perplexity,
                   n_boot=n_boot, n_perm=n_perm)

@@ -91,13 +91,15 @@ measured: dict[str, rc.Measurement] = {}
 #
 # ## The numbers behind each question
 #
+# Each number is computed below, behind a toggle, and shown in the checklist's last column.
+#
 # ### From the data
 #
 # Splitting by image, as the paper's code does, against splitting by patient; the share of each
 # composition's images whose source holds one label only; the metadata-only baseline on each
 # composition's own test set; and the intervals of a perfect score on the paper's 15 images.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 splits = data.global_splits(data_root, seed=seed)
 cohen = data.load_source("cohen", data_root, views="all").manifest
 measured["patient_split"] = rc.patient_split_leakage(cohen, splits)
@@ -116,7 +118,7 @@ for key in ("patient_split", "one_source_per_class", "metadata_baseline", "test_
 # model that sees a 32×32 thumbnail and a grey-level histogram of each image after the paper's
 # chain and names its source. Chance is one in four.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 probe_table = None
 if images_per_source:
     from covid_lib.analysis import shortcuts as sc
@@ -136,7 +138,7 @@ print(measured["source_probe"].text)
 # {doc}`09_ablation`. A record still missing is counted as missing, and a model that did not learn
 # is named, never averaged in.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 version = data.data_version(data_root)
 table2 = rr.spec_records(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
 seed_runs = rr.spec_records(grid_specs("seeds", profile, data_root=data_root, data_version=version), results)
@@ -160,7 +162,7 @@ for key in ("cross_dataset", "seeds", "preprocessing_ablation"):
 # inside the lungs ({doc}`12_saliency`) is read from the table that chapter writes
 # (`saliency_csv`), since its maps take minutes to compute.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the code and the numbers it prints", "code_prompt_hide": "Hide the code and the numbers"}
 from pathlib import Path
 
 from covid_lib.report import unseen as ru
@@ -177,13 +179,16 @@ for key in ("saliency", "unseen_source"):
 # %% [markdown]
 # ## The checklist
 #
-# Each question, why it matters, where the book shows it, and what the book measured (or that it
-# has not yet):
+# Each question and what the book measured (or that it has not yet); why each question matters and
+# where the book shows it are behind the toggle below:
 
 # %%
-display(rc.checklist_table(measured).style.hide(axis="index"))
+display(report.styled(rc.checklist_summary(measured), nowrap=["#"]))
 n_missing = sum(not m.measured for m in measured.values())
 print(f"{len(measured) - n_missing} of {len(cl.ITEMS)} items measured here; {n_missing} not yet measured")
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show why each question matters and where the book shows it", "code_prompt_hide": "Hide the reasons"}
+display(report.styled(rc.checklist_reasons(), nowrap=["#"]))
 
 # %% [markdown]
 # ## The papers, item by item
@@ -198,16 +203,16 @@ matrix = rc.ratings_matrix(checklist)
 fig = rc.plot_ratings(matrix)
 display(fig)
 counts = rc.level_counts(checklist)
-display(counts)
+display(report.styled(counts.rename_axis("paper"), index=False))
 
 # %% [markdown]
 # Every rating with the section it rests on, a one-line justification and a short quote of the
-# rated text (this book's ratings rest on its chapters, so they carry no quote):
+# rated text (this book's ratings rest on its chapters, so they carry no quote), item by item:
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every rating with its justification and quote", "code_prompt_hide": "Hide the ratings"}
 for n, it in enumerate(checklist.items, 1):
     display(Markdown(f"**{n}. {it.short}.** {it.question}"))
-    display(rc.justification_table(it.key, checklist).style.hide(axis="index"))
+    display(report.styled(rc.justification_table(it.key, checklist)))
 
 # %% [markdown]
 # Where this book falls short, across items:
@@ -227,7 +232,7 @@ display(Markdown("\n".join(f"- {s}" for s in cl.OUR_SHORTFALLS)))
 # that a reader can check. Where that number says "not yet measured", the question is still open
 # for this book too.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile, seed=seed, n_boot=n_boot, results=results,
                   images_per_source=images_per_source, probe_C=probe_C, saliency_csv=saliency_csv)
 report.provenance(profile=profile, parameters=parameters, started=started, data_root=data_root)

@@ -901,3 +901,13 @@ def test_chapter_reads_as_a_book(chapter):
     assert _HIDING_TAGS & set(setup.metadata.get("tags", [])), "collapse the setup cell (tags=[\"hide-input\"])"
     hidden = sum(bool(_HIDING_TAGS & set(c.metadata.get("tags", []))) for c in code)
     assert hidden < len(code) - 1, "some code stays visible: the chapters show which library calls compute what"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda c: c.stem)
+def test_every_collapsed_output_says_what_it_holds(chapter):
+    """A cell whose output the page collapses (``hide-output``, ``hide-cell``: detail tables and figures,
+    issue 19) names what is behind its toggle (``mystnb.code_prompt_show``), not "Show code cell output"."""
+    code = [c for c in book.read_source(chapter.source).cells if c.cell_type == "code"]
+    unnamed = [c.source.splitlines()[0] for c in code if {"hide-output", "hide-cell"} & set(c.metadata.get("tags", []))
+               and not c.metadata.get("mystnb", {}).get("code_prompt_show", "").strip()]
+    assert not unnamed, f"name the toggle (mystnb={{\"code_prompt_show\": \"Show ...\"}}) of: {unnamed}"

@@ -287,6 +287,18 @@ def checklist_table(measurements: Mapping[str, Measurement] | None = None) -> pd
     return pd.DataFrame(rows)
 
 
+def checklist_summary(measurements: Mapping[str, Measurement] | None = None) -> pd.DataFrame:
+    """:func:`checklist_table` in four columns that fit the page: the number, the item, its question
+    and what this book measured; :func:`checklist_reasons` holds the rest."""
+    return checklist_table(measurements)[["#", "item", "question", "in this book"]]
+
+
+def checklist_reasons() -> pd.DataFrame:
+    """Per item, why it matters and where the book shows it: the columns of :func:`checklist_table`
+    that :func:`checklist_summary` leaves out."""
+    return checklist_table()[["#", "item", "why it matters", "evidence", "what to look at"]]
+
+
 def ratings_matrix(checklist: cl.Checklist | None = None) -> pd.DataFrame:
     """Rating levels, items (rows, in checklist order) x papers (columns)."""
     c = checklist or cl.Checklist()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import time
 from typing import Any, Iterable
 
@@ -92,6 +93,87 @@ def data_cards(manifest: pd.DataFrame, specs: dict | None = None,
             card["excluded rows"] = int((exclusions["source"] == source).sum())
         cards[source] = card
     return pd.DataFrame(cards)
+
+
+#: The fields of a data card that :func:`data_card_overview` shows as numbers, one row per source;
+#: :func:`data_card_details` holds the rest (the text).
+CARD_NUMBERS = ("images", "patients", "images per patient (max)", "views", "lung masks", "excluded rows")
+
+
+def data_card_overview(cards: pd.DataFrame) -> pd.DataFrame:
+    """The data cards at a glance: one row per source, its role in the paper and its numbers.
+
+    Args:
+        cards: :func:`data_cards` (a column per source).
+    """
+    fields = ["role in the paper", *[f for f in CARD_NUMBERS if f in cards.index]]
+    return cards.loc[fields].T.rename_axis("source").reset_index()
+
+
+def data_card_details(cards: pd.DataFrame) -> pd.DataFrame:
+    """The text of the data cards, one row per source and field (title, origin, license, labels,
+    caveats): what :func:`data_card_overview` leaves out. The source is named on its first row only."""
+    fields = [f for f in cards.index if f not in CARD_NUMBERS and f != "role in the paper"]
+    rows = []
+    for source in cards.columns:
+        for k, field in enumerate(fields):
+            rows.append({"source": source if k == 0 else "", "field": field, "text": str(cards.loc[field, source])})
+    return pd.DataFrame(rows)
+
+
+def near_pairs_judged(across: pd.DataFrame, splits: pd.DataFrame, composed: pd.DataFrame) -> pd.DataFrame:
+    """Every near-duplicate pair across splits with what judges it: each image's patient and split,
+    the pHash distance, how alike the two images are (:func:`covid_lib.data.dedup.pair_similarity`,
+    rounded), what the manifests say of the patients (``age, sex, location a`` and ``b``) and the
+    compositions that train on one image and test on the other (``trained on one, tested on the
+    other in``, "" for none).
+
+    Args:
+        across: :attr:`covid_lib.data.SplitAudit.near_across`.
+        splits: the rows of :func:`covid_lib.data.global_splits` (image paths, age, sex, location).
+        composed: the rows of every composition (``composition, source, image_id, split``).
+    """
+    from covid_lib.data.dedup import pair_similarity, pairs_in_compositions
+
+    who = splits.drop_duplicates(["source", "image_id"]).set_index(["source", "image_id"])
+    judged = across[["source_a", "patient_id_a", "split_a", "source_b", "patient_id_b", "split_b",
+                     "distance", "same_patient"]].copy()
+    judged = judged.join(pair_similarity(across, splits)[["correlation", "mean_abs_diff"]].round(3))
+    for side in "ab":
+        keys = list(zip(across[f"source_{side}"], across[f"image_id_{side}"]))
+        judged[f"age, sex, location {side}"] = [
+            " ".join(str(v) for v in who.loc[k, ["age", "sex", "location"]] if pd.notna(v) and str(v).strip())
+            or "-" for k in keys]
+    judged["trained on one, tested on the other in"] = pairs_in_compositions(across, composed)
+    return judged
+
+
+def _age(text: str) -> str:
+    """``"27.0 M Italy"`` as ``"27 M Italy"`` (the manifests' ages are floats)."""
+    head, _, rest = text.partition(" ")
+    try:
+        return f"{float(head):.0f} {rest}".strip()
+    except ValueError:
+        return text
+
+
+def near_pairs_table(judged: pd.DataFrame) -> pd.DataFrame:
+    """:func:`near_pairs_judged` for reading, in seven columns that fit the page: each image as
+    "patient (split) · age sex location", the pHash distance, whether the two patient ids are the
+    same, the two similarities and the compositions that train on one and test on the other."""
+    def image(r, side: str) -> str:
+        about = _age(r[f"age, sex, location {side}"])
+        return f"{r[f'patient_id_{side}']} ({r[f'split_{side}']})" + ("" if about == "-" else f" · {about}")
+
+    return pd.DataFrame({
+        "image a": [image(r, "a") for _, r in judged.iterrows()],
+        "image b": [image(r, "b") for _, r in judged.iterrows()],
+        "pHash bits apart": judged["distance"].to_numpy(),
+        "same patient id": ["yes" if s else "no" for s in judged["same_patient"]],
+        "correlation": judged["correlation"].to_numpy(),
+        "mean abs. grey diff.": judged["mean_abs_diff"].to_numpy(),
+        "trained on one, tested on the other in": [v or "–" for v in judged["trained on one, tested on the other in"]],
+    })
 
 
 def image_grid(manifest: pd.DataFrame, *, per_source: int = 6, seed: int = 0,
@@ -222,7 +304,7 @@ def original_formats(manifest: pd.DataFrame) -> pd.DataFrame:
             "aspect h/w (median)": f"{(h / w).median():.2f}",
             "distinct sizes": int(rows[["orig_width", "orig_height"]].drop_duplicates().shape[0]),
         }
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.rename_axis("source")
 
 
 def plot_original_sizes(manifest: pd.DataFrame) -> Figure:
@@ -348,7 +430,7 @@ def demographics(manifest: pd.DataFrame) -> pd.DataFrame:
             "sex known": int(known.size),
             "women": f"{(known == 'F').mean():.0%}" if known.size else "-",
         }
-    return pd.DataFrame(out).T
+    return pd.DataFrame(out).T.rename_axis("source")
 
 
 def intensity_summary(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -431,8 +513,19 @@ def show_verdict_answer(question: str, verdict, *, answer: str = "", how_sure: s
     show_answer(question, text, sure, kind=verdict.verdict)
 
 
+#: A token (between spaces and after hyphens) longer than this many characters lets its column of a
+#: :func:`styled` table break anywhere (URLs, run ids); shorter ones keep their words whole.
+LONG_TOKEN = 24
+
+
+def _longest_token(values: pd.Series) -> int:
+    """The longest run of characters without a space or a hyphen (a line can break at either)."""
+    return max((len(t) for v in values.dropna().astype(str) for t in re.split(r"[\s\-/]+", v)), default=0)
+
+
 def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str, str, str]] | None = None,
-           percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False):
+           percent: Iterable[str] = (), wrap: int = 14, caption: str | None = None, index: bool = False,
+           nowrap: Iterable[str] = ()):
     """A table for reading: no index column, floats to ``digits``, estimates with their interval.
 
     Args:
@@ -444,6 +537,8 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
         wrap: headers longer than this many characters wrap (tables fit the page's column).
         caption: a caption above the table.
         index: keep the index (as row labels) instead of hiding it.
+        nowrap: columns whose cells stay on one line (short labels such as ``"cohen (100%)"``, so
+            that a row does not take two lines for them; the other columns wrap instead).
 
     Returns:
         a :class:`pandas.io.formats.style.Styler`.
@@ -474,9 +569,22 @@ def styled(df: pd.DataFrame, *, digits: int = 2, intervals: dict[str, tuple[str,
     styler = styler.set_table_styles([
         {"selector": "th", "props": [("white-space", "normal"), ("max-width", f"{wrap}ch"),
                                      ("vertical-align", "bottom"), ("text-align", "left")]},
-        {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "anywhere")]},
+        {"selector": "td", "props": [("white-space", "normal"), ("overflow-wrap", "break-word")]},
         {"selector": "", "props": [("max-width", "100%"), ("font-size", "0.85em")]},
     ], overwrite=False)
+    # Words break between words and after hyphens, never inside ("montgomery", "resnet18"); a column
+    # holding a longer unbreakable token (a URL, a hash) may break anywhere, so that the table fits.
+    # Numbers ("100%", "0.93") and the cells of ``nowrap`` stay on one line. A per-column selector
+    # ("td.col3") outranks the table's "td" rule.
+    rules = {}
+    for column in table.columns:
+        if column in percent or pd.api.types.is_numeric_dtype(table[column]) or column in set(nowrap):
+            rules[column] = [("white-space", "nowrap")]
+        elif _longest_token(table[column]) > LONG_TOKEN:
+            rules[column] = [("overflow-wrap", "anywhere")]
+    if rules:
+        styler = styler.set_table_styles({c: [{"selector": "td", "props": props}] for c, props in rules.items()},
+                                         overwrite=False)
     if caption:
         styler = styler.set_caption(caption)
     return styler

@@ -129,7 +129,7 @@ def top_coefficients(importances: pd.DataFrame, *, n: int = 4) -> pd.DataFrame:
     for name, part in c.groupby("composition", sort=False):
         top = part.reindex(part["value"].abs().sort_values(ascending=False).index).head(n)
         rows[name] = [f"{f} ({v:+.2f})" for f, v in zip(top["feature"], top["value"])]
-    return pd.DataFrame(rows, index=[f"#{i + 1}" for i in range(n)]).T
+    return pd.DataFrame(rows, index=[f"#{i + 1}" for i in range(n)]).T.rename_axis("composition")
 
 
 def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
@@ -140,3 +140,18 @@ def ablation_table(ablation: pd.DataFrame) -> pd.DataFrame:
     groups = list(dict.fromkeys(a.loc[a["setting"] != "all", "group"]))
     columns = ["all"] + [f"{g} alone" for g in groups] + [f"{g} without" for g in groups]
     return wide[[c for c in columns if c in wide]].round(2)
+
+
+def ablation_display(ablation: pd.DataFrame, *, digits: int = 2) -> pd.DataFrame:
+    """:func:`ablation_table` in a layout that fits the page: a row per feature group, a column per
+    composition, cells ``"alone / without"`` (the own-test AUC of the group alone, and of all groups
+    but it), and a first row ``all groups`` with the AUC of the full baseline."""
+    wide = ablation_table(ablation)
+    groups = [c[: -len(" alone")] for c in wide.columns if c.endswith(" alone")]
+    fmt = lambda v: "–" if pd.isna(v) else f"{v:.{digits}f}"
+    rows = [{"feature group": "all groups", **{n: fmt(wide.loc[n, "all"]) for n in wide.index}}]
+    for g in groups:
+        rows.append({"feature group": f"{g}: alone / without",
+                     **{n: f"{fmt(wide.loc[n, f'{g} alone'])} / {fmt(wide.loc[n, f'{g} without'])}"
+                        for n in wide.index}})
+    return pd.DataFrame(rows)

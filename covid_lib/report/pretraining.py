@@ -169,6 +169,57 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- two pre-training scales, same images
+def plot_specificity_gains(gains: pd.DataFrame, *, row_height: float = 0.22) -> Figure:
+    """:func:`specificity_gains` as a forest plot: one row per composition, pre-training and seed,
+    the difference (pre-trained minus scratch) with its patient-cluster interval; grey where a model
+    of the pair did not learn."""
+    g = gains.assign(label=gains["composition"] + " · " + gains["pretrain"] + " · s" + gains["seed"].astype(str))
+    g = g.sort_values(["composition", "pretrain", "seed"]).reset_index(drop=True)
+    fig = Figure(figsize=(7, row_height * len(g) + 1.1), layout="constrained")
+    ax = fig.subplots()
+    for i, r in g.iterrows():
+        ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
+                    fmt="o", color="tab:grey" if r["did_not_learn"] else "tab:blue", mfc="white", capsize=2, ms=4)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(g.index, g["label"], fontsize=7.5)
+    ax.set_ylim(len(g) - 0.5, -0.5)
+    ax.set_xlabel("specificity: pre-trained minus scratch (95% CI over patients; grey: a model did not learn)",
+                  fontsize=8.5)
+    return fig
+
+
+def auc_gains(index: pd.DataFrame, compositions: Iterable[str], *, pretrains: Iterable[str] = ("kermany", "nih"),
+              profile: str = "cpu", seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+    """Per composition and pre-training, the own-test AUC of the pre-trained fine-tune against the
+    same model from scratch at one seed (:func:`covid_lib.report.training.pretraining_gain`), one row
+    per pair with records (empty when none)."""
+    from covid_lib.report.training import pretraining_gain
+
+    rows = [{**g, "pretrain": p} for c in compositions for p in pretrains
+            if (g := pretraining_gain(index, composition=c, pretrain=p, profile=profile, seed=seed,
+                                      n_boot=n_boot)) is not None]
+    return pd.DataFrame(rows)
+
+
+def auc_gain_table(gains: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`auc_gains` for reading, in seven columns: images / patients, both AUCs (with "did not
+    learn" marked), the difference with its patient-cluster interval and DeLong's p."""
+    if gains.empty:
+        return pd.DataFrame()
+    def auc(v: float, failed: bool) -> str:
+        return f"{v:.{digits}f}" + (" (did not learn)" if failed else "")
+
+    return pd.DataFrame({
+        "composition": gains["composition"], "pre-training": gains["pretrain"],
+        "images / patients": [f"{a} / {b}" for a, b in zip(gains["n_images"], gains["n_patients"])],
+        "AUC pre-trained": [auc(v, f) for v, f in zip(gains["auc_pretrained"], gains["pretrained_did_not_learn"])],
+        "AUC scratch": [auc(v, f) for v, f in zip(gains["auc_scratch"], gains["scratch_did_not_learn"])],
+        "difference [patient 95% CI]": [f"{d:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+                                        for d, (lo, hi) in zip(gains["difference"], gains["difference_cluster_ci"])],
+        "DeLong p": gains["delong_p"].to_numpy(),
+    })
+
+
 def paired_macro_auc(y, probs_a, probs_b, groups, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
     """Macro one-vs-rest AUC of two K-class models on the same images, and their difference
     ``a - b``, from one patient-cluster bootstrap (the same resamples for both)."""

@@ -76,6 +76,24 @@ def matrix_table(long: pd.DataFrame, *, metrics: Iterable[str] = METRICS, digits
     return out.reset_index(drop=True)
 
 
+def matrix_display(long: pd.DataFrame, *, metrics: Iterable[str] = METRICS, digits: int = 2) -> pd.DataFrame:
+    """:func:`matrix_table` in a layout that fits the page's column: the model in one column
+    (training composition and pre-training), the test set, the record's status with ``n
+    (rejected)``, and each metric in one column, ``ours [95% CI] · paper value`` (``· –``: not in
+    the paper), then the metadata-only AUC when there is one. Same rows, same numbers."""
+    t = matrix_table(long, metrics=metrics, digits=digits)
+    out = pd.DataFrame({"trained on (pre-training)": t["trained on"] + " (" + t["pre-training"].astype(str) + ")",
+                        "tested on": t["tested on"],
+                        "status, n (rejected)": t["status"].astype(str) + ", " + t["n (rejected)"]})
+    for m in metrics:
+        label = METRIC_LABELS[m]
+        ours, paper = t[f"{label} ours"], t.get(f"{label} paper")
+        out[f"{label}: ours · paper" if paper is not None else label] = ours if paper is None else ours + " · " + paper
+    if "metadata-only AUC" in t:
+        out["metadata-only AUC"] = t["metadata-only AUC"]
+    return out
+
+
 # -------------------------------------------------------------------------------------- heatmaps
 def heatmap_inputs(long: pd.DataFrame, metric: str, *, arch: str = "resnet18", pretrains: Iterable[str] = PRETRAINS,
                    compositions: Iterable[str] = COMPOSITION_ORDER, test_sets: Iterable[str] = TEST_SETS

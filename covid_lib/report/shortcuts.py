@@ -124,6 +124,58 @@ def age_table(scores: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.
     return pd.DataFrame(rows)
 
 
+def with_model_label(age_auc: pd.DataFrame) -> pd.DataFrame:
+    """:func:`age_table` with a ``model`` column: ``"resnet18 · CORDA · kermany"``, ``(did not learn)``
+    appended where the model did not learn."""
+    out = age_auc.copy()
+    out["model"] = (out["arch"] + " · " + out["trained on"] + " · " + out["pretrain"]
+                    + out["learned"].map({"yes": "", "no: did not learn": " (did not learn)"}))
+    return out
+
+
+def age_matrix(age_auc: pd.DataFrame) -> pd.DataFrame:
+    """:func:`with_model_label`'s table as a matrix for reading: a row per model, a column per
+    comparison of :data:`AGE_COMPARISONS` (in their order), cells ``"0.81 [0.70, 0.93]"``."""
+    wide = age_auc.pivot_table(index="model", columns="comparison", values="AUC [95% CI]", aggfunc="first", sort=False)
+    wide.columns.name = None
+    return wide[[c[0] for c in AGE_COMPARISONS if c[0] in wide]].reset_index()
+
+
+def age_group_sizes(age_auc: pd.DataFrame) -> pd.DataFrame:
+    """How many images each comparison of :data:`AGE_COMPARISONS` compares (the same for every model)."""
+    n = age_auc.drop_duplicates("comparison")[["comparison", "n children", "n adults"]]
+    return n.rename(columns={"n children": "n first group", "n adults": "n second group"}).reset_index(drop=True)
+
+
+def probe_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The source probe's table (:attr:`covid_lib.analysis.shortcuts.source_probe`'s ``table``) for
+    reading: per step, the pipeline, the images and test patients, accuracy and balanced accuracy
+    with their intervals, and chance."""
+    from covid_lib.analysis.shortcuts import PROBE_STEPS
+
+    t = table
+    return pd.DataFrame({
+        "step": t["step"], "pipeline": t["step"].map(PROBE_STEPS),
+        "train / test images": t["n train"].astype(str) + " / " + t["n test"].astype(str),
+        "test patients": t["test patients"],
+        "accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                              zip(t["accuracy"], t["accuracy_low"], t["accuracy_high"])],
+        "balanced accuracy [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                                       zip(t["balanced_accuracy"], t["balanced_accuracy_low"],
+                                           t["balanced_accuracy_high"])],
+        "chance (accuracy / balanced)": [f"{a:.2f} / {b:.2f}" for a, b in
+                                         zip(t["chance accuracy"], t["chance balanced accuracy"])]})
+
+
+def mask_display(masks: pd.DataFrame) -> pd.DataFrame:
+    """The mask baseline (:func:`covid_lib.analysis.shortcuts.mask_baseline`) for reading: per
+    composition, the images, the test sources, the rejections and the AUC with its interval."""
+    return masks.assign(**{"AUC [95% CI]": [format_estimate(v, lo, hi) for v, lo, hi in
+                                            zip(masks["auc"], masks["auc_low"], masks["auc_high"])]})[
+        ["composition", "n train", "test COVID+/COVID-", "test sources", "rejected by the chain", "AUC [95% CI]",
+         "interval"]].reset_index(drop=True)
+
+
 def plot_age_scores(scores: pd.DataFrame):
     """Strip plot of COVID scores per record: children / adults, with and without pneumonia."""
     import matplotlib.pyplot as plt

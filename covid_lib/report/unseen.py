@@ -256,6 +256,84 @@ def adaptation_table(records: pd.DataFrame, *, threshold: str = "paper") -> pd.D
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------ tables for reading
+def _cell(v, lo, hi, digits: int = 2) -> str:
+    return "–" if pd.isna(v) else format_estimate(v, lo, hi, digits)
+
+
+def measures_table() -> pd.DataFrame:
+    """What each part (a source, or a source with one label) can measure alone."""
+    from covid_lib.data.source_splits import MEASURES
+
+    return pd.DataFrame({"part": list(MEASURES), "what it can measure": list(MEASURES.values())})
+
+
+def splits_table() -> pd.DataFrame:
+    """The source splits: what each trains on, what stays unseen, and the paper's split it follows."""
+    return pd.DataFrame([{"split": s.name, "trained on (COVID+ / COVID−)": " / ".join(s.train),
+                          "unseen (COVID+ / COVID−)": " / ".join(s.unseen), "in the spirit of": s.spirit}
+                         for s in SOURCE_SPLITS.values()])
+
+
+def paper_table() -> pd.DataFrame:
+    """:data:`PAPER`, as printed."""
+    return pd.DataFrame({"Ben Ahmed et al. 2021": list(PAPER), "as printed": list(PAPER.values())})
+
+
+def pair_table(pairs: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`pair_aucs` as a matrix for reading: a row per COVID+ part, a column per COVID− part,
+    cells ``"0.67 [0.51, 0.78] · mixed"`` (the AUC, its interval and the kind of pair)."""
+    if pairs.empty:
+        return pd.DataFrame()
+    cells = pairs.assign(cell=[f"{_cell(v, lo, hi, digits)} · {kind}" for v, lo, hi, kind
+                               in zip(pairs["auc"], pairs["low"], pairs["high"], pairs["pair"])])
+    wide = cells.pivot(index="COVID+ part", columns="COVID- part", values="cell")
+    wide.columns.name = None
+    return wide.rename(columns=lambda c: c.replace("COVID-", "COVID−")).reset_index()
+
+
+def part_rates_table(rates: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`part_rates` for reading: a row per split and model, four columns (the seen and the
+    unseen COVID+ parts' sensitivity, the seen and unseen COVID− parts' specificity), cells
+    ``"hannover 0.99 [0.95, 1.00]"``; parts that are neither seen nor unseen are left out."""
+    kept = rates[rates["role"] != "neither"]
+    columns = {("seen", "sensitivity"): "seen COVID+: sensitivity", ("seen", "specificity"): "seen COVID−: specificity",
+               ("unseen", "sensitivity"): "unseen COVID+: sensitivity",
+               ("unseen", "specificity"): "unseen COVID−: specificity"}
+    rows = []
+    for (split, model, status), part in kept.groupby(["split", "variant", "status"], sort=False):
+        row = {"split": split, "model": model, "status": status}
+        for (role, metric), name in columns.items():
+            hits = part[(part["role"] == role) & (part["metric"] == metric)]
+            row[name] = "; ".join(f"{p.split()[0]} {_cell(v, lo, hi, digits)}"
+                                  for p, v, lo, hi in zip(hits["part"], hits["value"], hits["low"], hits["high"])) or "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def adaptation_display(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`adaptation_table` for reading: per split, model and ``adapt``, the unseen and seen AUC and
+    the rate of the unseen COVID+ and COVID− parts, cells with their interval (``"–"`` when missing)."""
+    rows = []
+    for r in table.to_dict("records"):
+        row = {"split": r["split"], "model": r["variant"], "adapt (images per class)": r["adapt"], "status": r["status"]}
+        for which in ("unseen", "seen"):
+            row[f"{which} AUC"] = _cell(r.get(f"{which}_auc"), r.get(f"{which}_low"), r.get(f"{which}_high"), digits)
+        for label, metric in (("COVID+", "sensitivity"), ("COVID−", "specificity")):
+            parts = [p for p in SOURCE_SPLITS[r["split"]].unseen if p.endswith(metric_label(metric))]
+            row[f"unseen {label}: {metric}"] = "; ".join(
+                f"{p.split()[0]} {_cell(r.get(f'{p} {metric}'), r.get(f'{p} {metric}_low'), r.get(f'{p} {metric}_high'), digits)}"
+                for p in parts) or "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_label(metric: str) -> str:
+    """The label suffix of the parts a rate is measured on: ``COVID+`` for sensitivity, ``COVID-``
+    for specificity (the part names of :data:`covid_lib.data.PARTS`)."""
+    return "COVID+" if metric == "sensitivity" else "COVID-"
+
+
 # ---------------------------------------------------------------------------------------- figures
 def plot_seen_unseen(table: pd.DataFrame):
     """Seen beside unseen AUC per split and model, with 95% interval bars; runs that did not
