@@ -194,7 +194,7 @@ display(Markdown(
 # flags) on CORDA&ChestXRay minus that on CORDA, with one patient bootstrap over both test sets.
 # It is judged by `python -m covid_lib book judge` and read here:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F2 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
 
 judge.show_claim("F2")

@@ -367,7 +367,7 @@ for mark in MARKS:
 # without the chain as its control. It is judged by `python -m covid_lib book judge` from these
 # records and read here:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F3 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
 
 judge.show_claim("F3")

@@ -139,7 +139,7 @@ else:
     print(f"no record of grid 'unseen' at profile {profile!r} yet: run `python -m covid_lib grid run unseen "
           f"--profile {profile}` (the integrator's step); the table lists what is missing")
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show each model's drop in words (the table above, read out)", "code_prompt_hide": "Hide the sentences"}
 statements = ru.drop_statements(table)
 display(Markdown("\n".join(f"- {s.text}" for s in statements)))
 
@@ -153,7 +153,7 @@ display(Markdown("\n".join(f"- {s.text}" for s in statements)))
 # U1 − U3 on Hannover+/NIH−), pooled over the three variants. It is judged by `python -m
 # covid_lib book judge` from these records and read here:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F1 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
 
 judge.show_claim("F1")

@@ -366,7 +366,7 @@ if not per_image.empty:
 # by `python -m covid_lib book judge` from an analysis record of these maps (computed where the
 # models' checkpoints are cached) and read here:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F4 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
 
 judge.show_claim("F4")

@@ -263,7 +263,7 @@ if scratch_name in fits:
 # patients. It is judged by `python -m covid_lib book judge` from an analysis record of these maps'
 # nodes and read here:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F5 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
 
 judge.show_claim("F5")
