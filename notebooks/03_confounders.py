@@ -208,7 +208,7 @@ judge.show_claim("F2")
 # (mean of `permutation_repeats` shuffles); the logistic weights show the direction (positive =
 # towards COVID+; numbers are standardised, so a weight is per standard deviation).
 
-# %%
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the permutation importances and the logistic weights (the baseline with every feature)", "code_prompt_hide": "Hide the importances"}
 importances = mb.baseline_importances(data_root, seed=seed, model="logistic", composed=composed,
                                       n_repeats=permutation_repeats)
 display(styled(rc.importance_table(importances), digits=3))

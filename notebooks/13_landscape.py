@@ -245,7 +245,7 @@ if not table.empty:
 # %% [markdown]
 # ## Conclusion
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the conclusion in words (the takeaway below quotes it) and the encoder from scratch", "code_prompt_hide": "Hide the conclusion"}
 roles = records.set_index("role")["encoder"]
 after_name, before_name, scratch_name = roles["after"], roles["before"], roles["scratch"]
 landscape_answer = rl.conclusion(table, after_name, before_name if before_name in fits else None)

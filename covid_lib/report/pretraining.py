@@ -169,7 +169,7 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- two pre-training scales, same images
-def plot_specificity_gains(gains: pd.DataFrame, *, row_height: float = 0.19) -> Figure:
+def plot_specificity_gains(gains: pd.DataFrame, *, row_height: float = 0.17) -> Figure:
     """:func:`specificity_gains` as a forest plot: one row per composition, pre-training and seed,
     the difference (pre-trained minus scratch) with its patient-cluster interval; grey where a model
     of the pair did not learn."""
