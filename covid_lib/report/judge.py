@@ -166,15 +166,14 @@ def _not_evaluated(claim: str, reason: str) -> dict:
 def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
     """The decision of every claim at ``scale`` (a key of :data:`SCALES`)."""
     s = SCALES[scale]
-    committed = rule_commit_time("C1")  # C1-C6 were fixed together (version 1)
-    assert all(P.PROTOCOL[c].since == P.PROTOCOL["C1"].since for c in P.PROTOCOL)
+    committed = {c: rule_commit_time(c) for c in P.PROTOCOL}  # each claim dated by its own rule's version
     k, t2s, seeds = s["kermany"], s["t2_seeds"], s["seeds"]
     t2 = _records(s["table2"], profile, data_root)
     out: dict[str, dict] = {}
     e1 = C.estimate_c1(t2, pretrains=("none", k, "nih"), seeds=t2s)
-    out["C1"] = _entry(e1.decision(), e1, t2, committed)
+    out["C1"] = _entry(e1.decision(), e1, t2, committed["C1"])
     e2 = C.estimate_c2(t2, pretrains=(k, "nih"), seeds=t2s)
-    out["C2"] = _entry(e2.decision(), e2, t2, committed)
+    out["C2"] = _entry(e2.decision(), e2, t2, committed["C2"])
     deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root)
     e50 = C.estimate_c3(deep, other="resnet50", pretrains=(k, "nih"), seeds=seeds)
     e8 = C.estimate_c3(deep, other="conv8", pretrains=("none", k), seeds=seeds)
@@ -182,7 +181,7 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     both = pd.concat([e50.left_out, e8.left_out], ignore_index=True)
     e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
                          pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
-    out["C3"] = _entry(d3, e3, deep, committed)
+    out["C3"] = _entry(d3, e3, deep, committed["C3"])
     c4 = c4_path(scale)
     if c4.is_file():
         pred = pd.read_csv(c4, dtype={"group_id": str, "target": str, "predicted": str})
@@ -192,15 +191,15 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
         e4 = C.estimate_c4(pred, seeds=t2s, unusable=unusable)
         runs = written["runs"]
         used = t2[t2["run_id"].isin(runs.values())]
-        out["C4"] = _entry(e4.decision(), e4, used, committed)
+        out["C4"] = _entry(e4.decision(), e4, used, committed["C4"])
     else:
         out["C4"] = _not_evaluated("C4", "not yet evaluated: no k-NN predictions recorded at this scale "
                                    f"(`python -m covid_lib book judge --c4 {scale}`); " + P.PROTOCOL["C4"].estimand)
     e5 = C.estimate_c5(t2, pretrain=k, seeds=t2s)
-    out["C5"] = _entry(e5.decision(), e5, t2, committed)
+    out["C5"] = _entry(e5.decision(), e5, t2, committed["C5"])
     ab = _records(s["ablation"], profile, data_root)
     e6 = C.estimate_c6(t2, ab, pretrains=("none", k), seeds=seeds)
-    out["C6"] = _entry(e6.decision(), e6, pd.concat([t2, ab]), committed)
+    out["C6"] = _entry(e6.decision(), e6, pd.concat([t2, ab]), committed["C6"])
     return out
 
 
