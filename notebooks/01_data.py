@@ -64,8 +64,9 @@ print(loaded)
 # ## The sources
 #
 # Six public sources, each reduced to one encoding (8-bit grayscale PNG, shorter side 256 px) with
-# its original size, mode and format kept in the manifest:
+# its original size, mode and format kept in the manifest.
 #
+# :::{dropdown} The six sources: where each comes from, its labels and its role
 # - **cohen**: the COVID-19 image data collection {cite:p}`cohen2020covid`, gathered from hospitals
 #   and from figures in papers; COVID+ and COVID− (other pneumonias); lung masks by V7 Labs
 #   {cite:p}`v7labs2020covid`. The paper's *COVID-ChestXRay*, and here also the stand-in for CORDA.
@@ -78,25 +79,20 @@ print(loaded)
 #   they exist {cite:p}`shih2019augmenting`; the paper's *RSNA*.
 # - **montgomery** and **shenzhen**: the NLM tuberculosis sets {cite:p}`jaeger2014two` with manual
 #   lung masks (Shenzhen's by {cite:t}`stirenko2018chest`), for training the lung segmentation.
+# :::
 #
-# ### Data cards
-#
-# One card per source: where it comes from, under which license, its role in the paper, how many
-# patients and images, which labels and views, and what to watch out for. The numbers first, one
-# row per source; the text of the cards (title, origin, license, labels, caveats) below them.
+# One **data card** per source (where it comes from, its license, its role in the paper, its
+# patients, images, labels and views, what to watch out for), and the rows the loader excluded
+# with their reason (never dropped silently), are behind the toggles.
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the data cards' numbers, one row per source", "code_prompt_hide": "Hide the numbers"}
 cards = report.data_cards(manifest, data.SOURCES, exclusions=loaded.exclusions)
 display(styled(report.data_card_overview(cards)))
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the text of the six cards", "code_prompt_hide": "Hide the text of the cards"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the text of the six cards", "code_prompt_hide": "Hide the text of the cards"}
 display(styled(report.data_card_details(cards), wrap=10))
 
-# %% [markdown]
-# The loader validates every manifest and opens every image; rows it cannot use are excluded with a
-# reason, never dropped silently. Every excluded row, with its reason:
-
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the excluded rows", "code_prompt_hide": "Hide the excluded rows"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the rows the loader excluded, with their reason", "code_prompt_hide": "Hide the excluded rows"}
 display(styled(loaded.exclusions))
 
 # %% [markdown]
@@ -104,28 +100,35 @@ display(styled(loaded.exclusions))
 # (the source states no age per image); the COVID collection's are mostly older adults. A classifier
 # trained on COVID+ adults against COVID− children can score well by estimating age.
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the patients' age and sex per source", "code_prompt_hide": "Hide the demographics"}
 display(styled(report.demographics(manifest)))
 
 # %% [markdown]
-# ## The paper's Table I, rebuilt from public data
+# ## Table I, rebuilt from public data
 #
 # The paper trains and tests on five compositions of four sets. CORDA is private, so each set has a
-# public stand-in; the rule and the reason for each:
+# public stand-in (the rule and the reason for each behind the toggle).
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the stand-in of each set, with its rule and its reason", "code_prompt_hide": "Hide the stand-ins"}
 display(styled(data.stand_in_table()))
 
 # %% [markdown]
-# ### Hannover stays unseen: Cohen images located at Hannover Medical School
+# ### Hannover: unseen, sensitivity only
 #
+# Every Cohen image located at Hannover Medical School counts as Hannover and leaves the CORDA
+# stand-in: no model is trained on the hospital it is later tested on as "unseen". Hannover is all
+# COVID+, so a test on it measures **sensitivity** only (no specificity, balanced accuracy, AUC or
+# DOR): a model that calls every image COVID+ scores perfectly on it.
+#
+# :::{dropdown} The Cohen images located at Hannover Medical School
 # The Cohen collection holds images whose `location` is Hannover Medical School. Most are copies
 # of images of the Hannover repository; some are not copies but were taken at the same hospital.
 # Since version 2 of the composition rules (`COMPOSE_VERSION`), every such image counts as
-# Hannover, *by location*, and leaves the CORDA stand-in, so that no model is trained on the
-# hospital it is later tested on as "unseen":
+# Hannover, *by location*, and leaves the CORDA stand-in. The counts, and the Hannover images by
+# label, are behind the two toggles below.
+# :::
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the Cohen images located at Hannover", "code_prompt_hide": "Hide the counts"}
 from covid_lib.data.compose import COMPOSE_VERSION, at_hannover
 
 cohen_rows = manifest[manifest["source"] == "cohen"]
@@ -138,12 +141,7 @@ print(f"composition rules version {COMPOSE_VERSION}: {len(located)} Cohen images
 composed_ids = set(pd.concat([data.compose(n, data_root, seed=seed) for n in data.COMPOSITIONS])["image_id"])
 print(f"of these {len(located)}, in any composition: {int(located['image_id'].isin(composed_ids).sum())}")
 
-# %% [markdown]
-# Hannover is all COVID+ (below), so a test on it can only measure **sensitivity**: with no
-# COVID− image there is no specificity, no balanced accuracy, no AUC and no DOR. A model that
-# calls every image COVID+ scores perfectly on it.
-
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the Hannover images by label", "code_prompt_hide": "Hide the Hannover images"}
 display(styled(manifest[manifest["source"] == "hannover"].groupby("covid").size().rename("Hannover images")
                .rename_axis("covid").to_frame()))
 
@@ -159,17 +157,16 @@ table_one = data.table_one(data_root, seed=seed)
 display(styled(data.table_one_wide(table_one)))
 
 # %% [markdown]
-# The paper's Table I lists a *train* row and a *test* row per composition; its validation images
-# (20 % of the training share) are inside the train row. Our train and validation counts added up,
-# beside the paper's train rows (the sentence under the toggle sums them up):
+# The paper's Table I puts its validation images (20 % of the training share) inside its *train*
+# row. Our train and validation counts added up, beside it, and how balanced each is:
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the training and validation counts beside the paper's", "code_prompt_hide": "Hide the counts"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the training and validation counts beside the paper's", "code_prompt_hide": "Hide the counts"}
 from covid_lib.data.compose import train_val_vs_paper
 
 fit_counts = train_val_vs_paper(table_one)
 display(styled(fit_counts))
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show how balanced the training sets are, ours against the paper's", "code_prompt_hide": "Hide the balance"}
 totals = fit_counts.xs("total", level="set")
 ours_exact = [n for n, r in totals.iterrows() if r["ours COVID+"] == r["ours COVID-"]]
 paper_off = [f"{n} ({r['paper COVID+']} COVID+ against {r['paper COVID-']} COVID−)"
@@ -184,20 +181,19 @@ display(Markdown(
     f"against the paper's {totals.loc['CORDA', 'paper COVID+']} + {totals.loc['CORDA', 'paper COVID-']}."))
 
 # %% [markdown]
-# Two things stand out. Our CORDA stand-in is much smaller than CORDA, so the compositions that
-# borrow COVID− images from ChestXRay or RSNA are dominated by the borrowed images even more than
-# in the paper: most COVID− training images come from another source, in other hospitals, on other
-# patients (children, for ChestXRay). And the COVID-ChestXRay test has 15 images, as in the paper and
-# the works it compares with: one COVID+ image more or less moves the balanced accuracy by 5 points,
-# one COVID− image by 10, so no number measured on it can be trusted without an interval.
+# Two things stand out. Our CORDA stand-in is much smaller than CORDA, so the borrowed COVID−
+# images dominate the compositions that borrow them even more than in the paper. And the
+# COVID-ChestXRay test has 15 images, as in the paper and the works it compares with: one COVID+
+# image more or less moves the balanced accuracy by 5 points, one COVID− image by 10, so no number
+# measured on it can be trusted without an interval.
 
 # %% [markdown]
 # ## What the images look like
 #
-# Random examples from each source (frame colour = source), with their view and their COVID label
-# (tuberculosis label for the two segmentation sets).
+# Frame colour = source; each image with its view and its COVID label (tuberculosis label for the
+# two segmentation sets).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show random examples from each source, with their view and label", "code_prompt_hide": "Hide the examples"}
 report.image_grid(manifest, per_source=grid_images, seed=seed,
                   label=("covid", "tb"))
 
@@ -211,10 +207,10 @@ report.image_grid(manifest, per_source=grid_images, seed=seed,
 # but a resampled 1024 px NIH image and an upsampled small figure from a paper still differ in
 # sharpness and noise.)
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the original formats and colour modes per source", "code_prompt_hide": "Hide the formats"}
 display(styled(report.original_formats(manifest)))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the original image sizes per source", "code_prompt_hide": "Hide the sizes"}
 report.plot_original_sizes(manifest)
 
 # %% [markdown]
@@ -222,7 +218,7 @@ report.plot_original_sizes(manifest)
 # collimation), the overall brightness and the contrast. The statistics are computed on the stored
 # 8-bit images, on at most `max_images` images per source under the chosen profile.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the intensity statistics per source", "code_prompt_hide": "Hide the intensity statistics"}
 cap = settings.max_images
 sample = report.limit_per_source(manifest, cap, seed=seed, stratify="covid")
 per_image, histograms = report.intensity_statistics(sample, bins=histogram_bins)
@@ -230,7 +226,7 @@ print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images",
       "(all)" if cap is None else f"(at most {cap} per source)")
 report.plot_intensity(per_image, histograms)
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the intensity statistics per source as a table", "code_prompt_hide": "Hide the table"}
 display(styled(report.intensity_summary(per_image), digits=1))
 
 # %% [markdown]
@@ -239,29 +235,36 @@ display(styled(report.intensity_summary(per_image), digits=1))
 #
 # ## Duplicates and the leakage audit
 #
+# The split joins patients that share an identical image into one group; the audit below checks
+# the result over all six sources: no patient and no identical image may be in two splits.
+#
+# :::{dropdown} Why duplicates, and what counts as one
 # Several images per patient are common in the COVID collection, a few files are listed twice
 # under two patient ids (excluded above), different files hold identical pixels, and images can
 # appear in two sources. The split joins patients that share an identical image into one group;
 # the audit below checks the result over all six sources: no patient and no identical image may be
 # in two splits. Near duplicates (perceptual hashes at most a few bits apart) are reported, not
-# joined: at that distance unrelated X-rays also match. The examples below show two exact
-# duplicates (identical pixels; first those filed under two patient ids) and the two closest near
-# matches, with each image's patient and split.
+# joined: at that distance unrelated X-rays also match. The examples behind the toggle show two
+# exact duplicates (identical pixels; first those filed under two patient ids) and the two closest
+# near matches, with each image's patient and split.
+# :::
 
 # %%
 splits = data.global_splits(data_root, seed=seed)
 audit = data.audit_splits(splits, raise_on_leak=False)
 print(audit.summary().replace("; ", ";\n"))
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images per source and split", "code_prompt_hide": "Hide the images per split"}
 per_split = splits.pivot_table(index="source", columns="split",
                                values="image_id", aggfunc="count")
 display(styled(per_split[list(data.SPLITS)].rename_axis(columns=None)))
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the duplicate pairs per source and kind", "code_prompt_hide": "Hide the duplicate pairs"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the duplicate pairs per source and kind", "code_prompt_hide": "Hide the duplicate pairs"}
 dups = audit.duplicates
 pairs = dups.groupby(["source_a", "source_b", "kind", "across_splits"]).size()
 display(styled(pairs.rename("pairs").reset_index()))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show two exact duplicates and the two closest near matches", "code_prompt_hide": "Hide the examples"}
 exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
 near = dups[dups["kind"] == "near"].sort_values("distance", kind="stable")
 report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
@@ -270,13 +273,10 @@ report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
 # ### Every near duplicate across splits, judged
 #
 # No exact duplicate crosses splits. The near duplicates that do are the ones that could put a test
-# image's twin into training. All of them, with each image's patient and split, how alike the two
-# images are once both are shrunk to 64 × 64 pixels (Pearson correlation and mean absolute grey-level
-# difference: a re-encoded copy correlates near 1), what the manifests say of the patients, and the
-# compositions that train on one image of the pair and test on the other (the sentence under the
-# two toggles sums them up):
+# image's twin into training: all of them, judged, are behind the two toggles, and the sentence
+# under them sums them up.
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show every near pair across splits, judged", "code_prompt_hide": "Hide the pairs"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every near pair across splits, judged", "code_prompt_hide": "Hide the pairs"}
 across = audit.near_across.sort_values(["source_a", "source_b", "distance"], kind="stable")
 composed_rows = pd.concat([data.compose(n, data_root, seed=seed) for n in data.COMPOSITIONS])
 judged = report.near_pairs_judged(across, splits, composed_rows)
@@ -295,6 +295,12 @@ display(Markdown(
                  or "none") + "."))
 
 # %% [markdown]
+# :::{dropdown} The near pairs across splits, judged by eye (seed 0)
+# The table gives, for every near pair across splits, each image's patient and split, how alike
+# the two images are once both are shrunk to 64 × 64 pixels (Pearson correlation and mean absolute
+# grey-level difference: a re-encoded copy correlates near 1), what the manifests say of the
+# patients, and the compositions that train on one image of the pair and test on the other.
+#
 # Judged by eye (seed 0; another seed draws other splits and so other pairs):
 #
 # - **Kermany, Shenzhen, Montgomery and NIH pairs, and the Cohen–NIH and Cohen–Shenzhen pairs, are
@@ -312,6 +318,7 @@ display(Markdown(
 #   of the composition rules the two ids are joined into one patient group by name
 #   (`covid_lib.data.splits.JUDGED_SAME_PATIENT`), so they share a split and the pair no longer
 #   appears among the pairs across splits. Every run was retrained on the new splits.
+# :::
 
 # %% [markdown]
 # ### What splitting by image would have done
@@ -321,7 +328,7 @@ display(Markdown(
 # this share of the test images next to another image of the same patient in training, seed after
 # seed:
 
-# %%
+# %% tags=["hide-input"]
 cohen = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
 leak = report.image_level_split_leakage(cohen, label="covid", seeds=range(10))
 leak = leak.drop(columns="seed").describe().loc[["mean", "min", "max"]]
@@ -332,18 +339,27 @@ display(styled(leak.rename_axis("over 10 seeds"), percent=["share_leaked"], digi
 # which is the "patient's lung shape" feature the paper warns about. Every split in this book is
 # by patient, and the audit above runs on it.
 #
-# ## The whole ChestXRay set: a second copy, for pre-training only
+# ## The whole ChestXRay set, to pre-train
 #
 # The paper pre-trains on the whole ChestXRay set (5,857 images). `kermany_full` holds 5,840 of
 # them, as a public redistribution squashed them to 224x224 JPEG; `kermany` holds 960 at their
 # original resolution and is the COVID- "ChestXRay" pool of the compositions. They are two copies of
-# one source, with the same patient ids. The rules that let them coexist
+# one source, with the same patient ids: **no patient of a composition's validation or test split
+# is pre-trained on**.
+#
+# :::{dropdown} The rules that let the two copies coexist, and their audit
+# The rules that let them coexist
 # (`covid_lib.data.full_copy`): one patient-level split across both copies (a `kermany` patient
 # keeps its split); **no patient of a composition's validation or test split is pre-trained on**
 # (held out entirely); patients only in the whole set are split by patient for the pre-training's
 # own validation and test. `kermany` stays in the compositions, `kermany_full` only pre-trains.
+#
+# The audit fails (raises) on any pre-training patient in a composition's validation or test
+# split; it counts the images present in both copies as the same radiograph of one patient, in
+# one split, not as a leak. Its result is behind the toggle below.
+# :::
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the splits across both copies and the pre-training audit", "code_prompt_hide": "Hide the splits"}
 full = data.full_copy_splits(data_root)
 display(styled(full.groupby(["split", "split_reason"]).agg(images=("image_id", "size"),
                                                            patients=("patient_id", "nunique")).reset_index()))
@@ -351,15 +367,13 @@ audit_pre = data.audit_pretraining(data.pretrain_rows("kermany_full", data_root)
 print(audit_pre["summary"])
 
 # %% [markdown]
-# The audit fails (raises) on any pre-training patient in a composition's validation or test
-# split; it counts the images present in both copies as the same radiograph of one patient, in
-# one split, not as a leak.
-#
 # **What the squashing does.** The redistribution changed every image's aspect ratio to 1. A
-# linear probe on a 32x32 thumbnail and a histogram (the source probe of {doc}`03_confounders`),
-# cross-validated by patient, tells which copy a radiograph comes from:
+# linear probe on a 32x32 thumbnail and a histogram (the source probe of {doc}`10_shortcuts`),
+# cross-validated by patient, tells which copy a radiograph comes from: a model fed both copies
+# could learn the copy instead of the disease, so the pre-training reads only `kermany_full`, the
+# compositions only `kermany`.
 
-# %%
+# %% tags=["hide-input"]
 from covid_lib.analysis.shortcuts import copy_probe, copy_rows
 
 pairs = copy_rows(data_root, limit=copy_pairs if settings.max_images is None else 12, seed=seed)
@@ -371,27 +385,14 @@ display(styled(copies[["step", "radiographs", "patients", "auc", "auc_low", "auc
                intervals={"AUC [95% CI]": ("auc", "auc_low", "auc_high")}))
 
 # %% [markdown]
-# The encoding is itself a feature: a model fed both copies could learn the copy instead of the
-# disease. That is why the two are never mixed in one experiment: the pre-training reads only
-# `kermany_full`, the compositions only `kermany`.
-#
 # ## Takeaway
 #
-# - **The compositions are small and lopsided.** Our CORDA stand-in trains on a fraction of the
-#   paper's CORDA images (table above), and in the "&ChestXRay" and "&RSNA" compositions most
-#   COVID− training images come from another source, other patients and other hospitals
-#   (children, for ChestXRay). Balancing is exact here; in the paper it was not.
-# - **Each label travels with its source.** Formats, sizes, intensities, ages and views differ by
-#   source; where both labels come from one source (the CORDA stand-in) they still differ in era,
-#   view and age ({doc}`03_confounders` measures how far a classifier gets on that metadata
-#   alone).
-# - **Hannover is an unseen hospital, and can only measure sensitivity.** The Cohen images taken
-#   there count as Hannover and are in no composition.
-# - **The whole ChestXRay set pre-trains, on its own patients**: no patient of a composition's
-#   validation or test split is in it, and its squashed encoding is readable by a probe, so the
-#   two copies never feed one model.
-#
-# The test sets and the leakage audit, in numbers:
+# - **The compositions are lopsided.** In the "&ChestXRay" and "&RSNA" compositions most COVID−
+#   training images come from another source, other patients and other hospitals (children, for
+#   ChestXRay); where both labels come from one source (the CORDA stand-in) they still differ in era,
+#   view and age ({doc}`03_confounders`). Balancing is exact here; in the paper it was not.
+# - **Hannover is an unseen hospital, and can only measure sensitivity.**
+# - **The whole ChestXRay set pre-trains, on its own patients**, and never beside its other copy.
 
 # %% tags=["hide-input"]
 test_sizes = {n: int((data.compose(n, data_root, seed=seed)["split"] == "test").sum()) for n in data.COMPOSITIONS}
@@ -424,9 +425,6 @@ report.show_answer(
 
 # %% [markdown]
 # ## Provenance
-#
-# What produced this chapter (the runner also records it in the notebook's metadata, with the
-# source hash used to detect a stale chapter):
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show what produced this chapter", "code_prompt_hide": "Hide the provenance"}
 parameters = dict(data_root=data_root, device=device, profile=profile,

@@ -68,8 +68,10 @@ print(f"{len(composed)} compositions, {len(rows)} image rows (an image may be in
 # %% [markdown]
 # ## The factors
 #
-# Each image is described by what its manifest says (`covid_lib.data.confounders`):
+# Each image is described by what its manifest says (`covid_lib.data.confounders`): source, view,
+# era, age group, sex, original format and original size.
 #
+# :::{dropdown} How each factor is read and binned
 # - **source** and **view** (PA, AP, AP supine);
 # - **era**: the year of the Cohen collection's `date` column (the study date as contributors
 #   wrote it, "2018", "January 22, 2020", "03/09/20"), binned as ≤2018, 2019, 2020, or *undated*
@@ -81,6 +83,7 @@ print(f"{len(composed)} compositions, {len(rows)} image rows (an image may be in
 #   images count as *child*;
 # - **sex**, the **original format** (file format and colour mode) and the **original size**
 #   (longer side, binned).
+# :::
 #
 # Training images are train + validation (what a model is fitted and selected on); test images are
 # the composition's test split, the images each Table II cell is measured on.
@@ -168,7 +171,7 @@ display(styled(cf.median_ages(rows), digits=1))
 # image of the composition, while a network's record may lack the few images the pre-processing
 # chain refused ({doc}`02_segmentation`).
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix as a table (the heatmap below shows the same numbers)", "code_prompt_hide": "Hide the table"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the matrix as a table (the heatmap below shows the same numbers)", "code_prompt_hide": "Hide the table"}
 scores = mb.baseline_scores(data_root, seed=seed, model="logistic", composed=composed)
 table = mb.table_from_scores(scores, n_boot=n_boot, seed=seed)
 display(styled(rc.baseline_matrix(table)))
@@ -208,7 +211,7 @@ judge.show_claim("F2")
 # (mean of `permutation_repeats` shuffles); the logistic weights show the direction (positive =
 # towards COVID+; numbers are standardised, so a weight is per standard deviation).
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the permutation importances and the logistic weights (the baseline with every feature)", "code_prompt_hide": "Hide the importances"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the permutation importances and the logistic weights (the baseline with every feature)", "code_prompt_hide": "Hide the importances"}
 importances = mb.baseline_importances(data_root, seed=seed, model="logistic", composed=composed,
                                       n_repeats=permutation_repeats)
 display(styled(rc.importance_table(importances), digits=3))
@@ -221,7 +224,7 @@ display(styled(rc.top_coefficients(importances, n=4)))
 # (AUC, "alone / without"; the second number of the year row is the baseline that cannot read the
 # date):
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show each feature group alone and left out", "code_prompt_hide": "Hide the table"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show each feature group alone and left out", "code_prompt_hide": "Hide the table"}
 ablation = mb.feature_ablation(data_root, seed=seed, model="logistic", composed=composed)
 display(styled(rc.ablation_display(ablation)))
 
@@ -230,7 +233,7 @@ display(styled(rc.ablation_display(ablation)))
 # what no hospital's own images would carry; its AUC per training composition and test set, with
 # intervals (the takeaway quotes its diagonal beside the headline's):
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix with the label proxies (year, missing-value flags)", "code_prompt_hide": "Hide the matrix"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the matrix with the label proxies (year, missing-value flags)", "code_prompt_hide": "Hide the matrix"}
 proxied = mb.table_from_scores(
     mb.baseline_scores(data_root, seed=seed, model="logistic", proxies=True, composed=composed),
     n_boot=n_boot, seed=seed)
@@ -242,7 +245,7 @@ display(styled(rc.baseline_matrix(proxied)))
 # Gradient boosting (depth 3, 200 trees) on the same features, to see whether the linear model
 # leaves signal on the table:
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the matrix of the gradient boosting", "code_prompt_hide": "Hide the matrix"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the matrix of the gradient boosting", "code_prompt_hide": "Hide the matrix"}
 boosted = mb.table_from_scores(mb.baseline_scores(data_root, seed=seed, model="boosting", composed=composed),
                                n_boot=n_boot, seed=seed)
 display(styled(rc.baseline_matrix(boosted)))
@@ -258,29 +261,18 @@ perm = importances[importances["kind"] == "permutation"].pivot_table(
 top = perm.idxmax(axis=1)
 display(Markdown(
     "## Takeaway\n\n"
-    f"- **The label is written in the metadata.** Without a pixel, and without the year or the missing-value "
-    f"flags, a logistic regression reaches "
-    f"an AUC of {cell(table, 'CORDA', 'CORDA')} on the CORDA stand-in's test set, "
-    f"{cell(table, 'CORDA&ChestXRay', 'CORDA&ChestXRay')} on CORDA&ChestXRay's and "
-    f"{cell(table, 'CORDA&RSNA', 'CORDA&RSNA')} on CORDA&RSNA's. A network's score on these "
-    "test sets has to be read against these numbers, not against 0.5.\n"
-    f"- **Given the year, the year does most of the work** (in the baseline with every feature, the largest permutation importance in "
-    f"{int((top == 'year').sum())} of {len(top)} compositions): COVID− images of the Cohen "
-    "collection are older teaching cases, COVID+ images are from 2020. CORDA, one hospital in one "
-    "fortnight, had no such gap; our stand-in does, and the April-2020 snapshot most of all.\n"
-    f"- **With the label proxies** (the year and the missing-value flags), the baseline reaches "
+    "The answer below gives the headline baseline's AUC on each composition's own test set. Beside it:\n\n"
+    f"- **With the label proxies** (the year and the missing-value flags) the baseline reaches "
     f"{cell(proxied, 'CORDA', 'CORDA')} (CORDA), {cell(proxied, 'CORDA&ChestXRay', 'CORDA&ChestXRay')} "
     f"(CORDA&ChestXRay) and {cell(proxied, 'CORDA&RSNA', 'CORDA&RSNA')} (CORDA&RSNA), numbers no hospital's "
-    "own images would give. Without them (the headline above), the borrowed COVID− sources still differ in "
-    "age (Kermany's children) and view, which show in the pixels, and in file format and size, which leave "
-    "traces in them (compression, resampling, sharpness).\n"
-    f"- **Metadata shortcuts do not transfer either**: trained on CORDA, the baseline scores "
-    f"{cell(table, 'CORDA', 'CORDA&ChestXRay')} on CORDA&ChestXRay's test set, whose undated, "
-    "ageless Kermany negatives look like the stand-in's undated positives. A collapse off the "
-    "diagonal of Table II is what a shortcut does, so the paper's C1 pattern alone cannot tell "
-    "disease features from source features.\n"
-    "- **Every Table II cell** should be shown beside this baseline's cell; where a network does no "
-    "better than the metadata, its score says nothing about the lungs."))
+    "own images would give: the Cohen collection's COVID− images are older teaching cases, its COVID+ images "
+    "are from 2020 (CORDA, one hospital in one fortnight, had no such gap). Without them, the borrowed COVID− "
+    "sources still differ in age (Kermany's children) and view, which show in the pixels, and in file format and "
+    "size, which leave traces in them (compression, resampling, sharpness).\n"
+    f"- **Metadata shortcuts do not transfer**: trained on CORDA, the baseline scores "
+    f"{cell(table, 'CORDA', 'CORDA&ChestXRay')} on CORDA&ChestXRay's test set. A collapse off the diagonal "
+    "of Table II is what a shortcut does, so the paper's C1 pattern alone cannot tell disease features from "
+    "source features: every Table II cell should be read beside this baseline's."))
 own = table[table["composition"] == table["test_set"]]
 above = int((own["auc_low"] > 0.5).sum())
 report.show_verdict_answer(

@@ -115,7 +115,7 @@ display(styled(baseline))
 # Table IV. Table IV's model names no encoder; its CORDA cell equals Table II's ChestXRay row, so
 # it is shown there.
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show Table II, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table II"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show Table II, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table II"}
 long = rp.with_baseline(rr.beside_paper(rr.matrix_long(table2, threshold=threshold)), baseline)
 display(styled(rp.matrix_display(long)))
 
@@ -126,13 +126,16 @@ display(styled(rp.matrix_display(long)))
 # the diagonal (a model on its own composition's test set) is outlined. Blue is better than
 # chance, red worse, white is chance (BA and AUC 0.5, DOR 1). Hatched cells (†) did not learn, dotted
 # cells (‡) collapsed; grey
-# cells are missing records or cells the paper does not report. BA and AUC first, the DOR behind
-# a toggle.
+# cells are missing records or cells the paper does not report. The AUC first (the metric C1 is
+# decided on), then the BA and the DOR behind toggles.
 
 # %%
-for metric in ("balanced_accuracy", "auc"):
-    fig = rp.plot_heatmaps(long, metric, ours_label=f"ours ({profile} profile)")
-    plt.show()
+fig = rp.plot_heatmaps(long, "auc", ours_label=f"ours ({profile} profile)")
+plt.show()
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the BA heatmaps (threshold 0.5)", "code_prompt_hide": "Hide the BA heatmaps"}
+fig = rp.plot_heatmaps(long, "balanced_accuracy", ours_label=f"ours ({profile} profile)")
+plt.show()
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the DOR heatmaps", "code_prompt_hide": "Hide the DOR heatmaps"}
 fig = rp.plot_heatmaps(long, "dor", ours_label=f"ours ({profile} profile)")
@@ -147,7 +150,7 @@ plt.show()
 # data) separates "ranks the images but is badly calibrated" from "cannot tell them apart". The
 # paper's panels stay at 0.5.
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the BA heatmaps at the validation threshold", "code_prompt_hide": "Hide the heatmaps"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the BA heatmaps at the validation threshold", "code_prompt_hide": "Hide the heatmaps"}
 long_val = rr.beside_paper(rr.matrix_long(table2, threshold="validation"))
 fig = rp.plot_heatmaps(long_val, "balanced_accuracy", ours_label="ours, validation threshold",
                        threshold_label="ours at the validation threshold, the paper's at 0.5")
@@ -163,7 +166,7 @@ plt.show()
 # draws patients once for all test sets of a model. A positive gap whose interval excludes 0 is
 # what the paper describes; the CORDA-only model is the reference, since it borrowed nothing.
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the gap of every model, with its interval", "code_prompt_hide": "Hide the gaps"}
 gaps = rp.c1_table(table2, n_boot=n_boot)
 display(styled(gaps[["pretrain", "composition", "status", "auc_own", "auc_off", "gap", "gap_low", "gap_high",
                       "n_images_own", "n_patients"]], intervals={"gap [95% CI]": ("gap", "gap_low", "gap_high")}))
@@ -185,12 +188,11 @@ display(styled(rr.paired_table(paired, "augmented", "CORDA only")))
 # The gaps above are also positive for the CORDA-only models, which borrowed nothing: test sets
 # differ in difficulty. The {doc}`../protocol` therefore decides C1 on the *difference* of gaps,
 # augmented model minus the CORDA-only model of the same pre-training and seed, pooled over
-# compositions, pre-trainings and seeds. The rule first, then the outcome at both pre-training
-# scales:
+# compositions, pre-trainings and seeds. The answer box above gives the outcome; the rule and the
+# outcome at both pre-training scales:
 
-# %% tags=["hide-input"]
+# %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for claim C1 and its outcome at both pre-training scales", "code_prompt_hide": "Hide the rule"}
 judge.show_claim("C1")
-c1 = judge.protocol_verdict("C1")
 
 # %% [markdown]
 # ## Seeds
@@ -202,7 +204,7 @@ c1 = judge.protocol_verdict("C1")
 # *training run* does. Seeds that did not learn or collapsed are counted and named beside, never
 # averaged in, and so are seeds not recorded yet.
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the headline cells over seeds", "code_prompt_hide": "Hide the seeds table"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the headline cells over seeds", "code_prompt_hide": "Hide the seeds table"}
 headline = pd.concat([table2[table2["composition"].isin(["CORDA", "CORDA&ChestXRay", "COVID-ChestXRay"])],
                       seed_runs], ignore_index=True).drop_duplicates("run_id")
 seed_long = rr.matrix_long(headline, threshold=threshold)
@@ -218,7 +220,7 @@ display(styled(rp.seed_table(seed_long)))
 # the grid at the paper's pre-training scale, seed 0; collapsed models are listed, not scored.
 # The numbers, then the reliability diagrams, each behind a toggle.
 
-# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the calibration table", "code_prompt_hide": "Hide the calibration table"}
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the calibration table", "code_prompt_hide": "Hide the calibration table"}
 full_seed0 = rr.spec_records([s for s in grid_specs("table2_full", profile, data_root=data_root)
                               if s.task == "covid" and s.seed == 0])
 display(styled(rp.calibration_table(full_seed0, n_boot=n_boot)))
@@ -240,7 +242,7 @@ if (full_seed0["status"] == "done").any():
 # - Where the metadata-only AUC is close to a model's AUC, the model needs no lung to reach its
 #   score.
 
-# %%
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the interval widths per test set and the paper's off-diagonal range", "code_prompt_hide": "Hide the widths"}
 done = long[long["auc"].notna()]
 widths = done.assign(width=done["auc_high"] - done["auc_low"]).groupby("test_set")["width"].median()
 print("median width of our AUC intervals per test set:", widths.round(2).to_dict())
@@ -255,6 +257,7 @@ print(f"the paper's AUC range across the off-diagonal cells of a Table II row: m
 # %% tags=["hide-input"]
 from covid_lib.report.common import show_verdict_answer
 
+c1 = judge.protocol_verdict("C1")
 show_verdict_answer(
     "Does a model trained on CORDA plus COVID- images borrowed from another dataset learn the dataset "
     "instead of COVID-19 (high on its own test set, low on the others)?", c1,

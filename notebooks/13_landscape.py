@@ -226,6 +226,9 @@ if not table.empty:
 #
 # ## Departures from the KTH report
 #
+# Each bears on how far these maps can stand for the report's:
+#
+# :::{dropdown} Departures: pre-training, architecture, sources and colours, SOM schedule, numbers
 # - **No ImageNet or ChestX-ray14 pre-training.** The "before" encoder is our ResNet-18
 #   pre-trained from random weights on the Kermany (ChestXRay) subset at the profile's size,
 #   with no ImageNet or ChestX-ray14 weights. The report's "before" map (Fig. 7a) is the input
@@ -241,6 +244,7 @@ if not table.empty:
 #   t-SNE perplexity. Ours are stated above and in the parameters.
 # - **Numbers, not only pictures:** purity, permutation chance, intervals, and the two errors
 #   of the map. The report has none of these.
+# :::
 
 # %% [markdown]
 # ## Conclusion
