@@ -270,9 +270,11 @@ display(Markdown(
     "sources still differ in age (Kermany's children) and view, which show in the pixels, and in file format and "
     "size, which leave traces in them (compression, resampling, sharpness).\n"
     f"- **Metadata shortcuts do not transfer**: trained on CORDA, the baseline scores "
-    f"{cell(table, 'CORDA', 'CORDA&ChestXRay')} on CORDA&ChestXRay's test set. A collapse off the diagonal "
-    "of Table II is what a shortcut does, so the paper's C1 pattern alone cannot tell disease features from "
-    "source features: every Table II cell should be read beside this baseline's."))
+    f"{cell(table, 'CORDA', 'CORDA&ChestXRay')} on CORDA&ChestXRay's test set, whose undated, ageless Kermany "
+    "negatives look like the stand-in's undated positives. A collapse off the diagonal of Table II is what a "
+    "shortcut does, so the paper's C1 pattern alone cannot tell disease features from source features: every "
+    "Table II cell should be read beside this baseline's, and where a network does no better than the metadata, "
+    "its score says nothing about the lungs."))
 own = table[table["composition"] == table["test_set"]]
 above = int((own["auc_low"] > 0.5).sum())
 report.show_verdict_answer(
