@@ -1,6 +1,6 @@
 """Every page of the built book renders in headless Chromium at 1400x1000: no console errors, every
 image loaded, no horizontal overflow of the main column, and no page longer than eight screens
-(except the few of :data:`HEIGHT_ALLOWANCES`, each with its measured height).
+(:data:`HEIGHT_ALLOWANCES`, empty, would list an exception with its measured height).
 
 The book is built from the committed chapters (``jupyter-book build . -W``), served from a local
 ``http.server`` on 127.0.0.1 and opened with selenium driving Debian's ``chromium`` and
@@ -43,32 +43,14 @@ CHROMIUM_FLAGS = (
 WINDOW = (1400, 1000)
 #: No page may be longer than this many screens of :data:`WINDOW` (document.documentElement.scrollHeight).
 MAX_SCREENS = 8
-#: The pages allowed to be longer, with their height in px as measured at :data:`WINDOW` (built from the
-#: committed chapters, 2026-12). Their detail tables and figures are already in collapsed toggles; what
-#: is left is prose and the figures the chapter's argument rests on, which no toggle should hide:
-#:
-#: - 01_data: six sources described one by one, Table I, the acquisition differences and the leakage
-#:   audit, with the prose that judges them (about 6,000 px of text alone);
-#: - 02_segmentation: the paper's four-line chain made explicit step by step, its scores on two kinds
-#:   of reference masks, its refusals and the visual audit (over 8,000 px of text alone);
-#: - 05_cross_dataset: Table II as heatmaps (BA and AUC, ours beside the paper's), the C1 gaps and the
-#:   protocol's decision, with the departures that bear on every number (about 4,800 px of text);
-#: - 10_shortcuts: four experiments (source probe, mask baseline, age, planted mark), each with its
-#:   method, its figure and its limits (over 5,000 px of text).
-#:
-#: A listed page may grow by :data:`ALLOWANCE_SLACK` over its figure; one that fits in
-#: :data:`MAX_SCREENS` again must leave the list (the test says so), and a longer one needs its detail
-#: moved into toggles (``hide-output`` / ``hide-cell`` cell tags, a MyST dropdown), not a new figure here.
-HEIGHT_ALLOWANCES: dict[str, int] = {
-    "book/chapters/01_data.html": 15194,  # was 22153 before issue 19's toggles
-    "book/chapters/02_segmentation.html": 21521,  # was 27895
-    "book/chapters/05_cross_dataset.html": 9925,  # was 18083
-    "book/chapters/10_shortcuts.html": 13597,  # was 19674
-    # over since finding F2 and the with-proxies matrix were added; its longest block is the
-    # takeaway (1132 px), which repeats the answer box: shorten it next
-    "book/chapters/03_confounders.html": 8528,  # was 16405, then 7789 before protocol v2's finding
-    "book/chapters/13_landscape.html": 8019,  # was 9502, then 7469 before protocol v2's finding
-}
+#: The pages allowed to be longer, with their height in px as measured at :data:`WINDOW`. Empty since
+#: issue 19 moved the detail of the last six long chapters (01_data 15194 px, 02_segmentation 21521,
+#: 10_shortcuts 13597, 05_cross_dataset 9925, 03_confounders 8528, 13_landscape 8019) into named
+#: toggles (``hide-output`` / ``hide-cell`` cell tags, MyST dropdowns): every page is checked against
+#: :data:`MAX_SCREENS`. A page that grows past it needs its detail moved into toggles, not an entry
+#: here; a listed page may grow by :data:`ALLOWANCE_SLACK` over its figure and must leave the list
+#: once it fits (the test says so).
+HEIGHT_ALLOWANCES: dict[str, int] = {}
 #: How much a page of :data:`HEIGHT_ALLOWANCES` may exceed its recorded height (fonts, a changed number).
 ALLOWANCE_SLACK = 0.05
 #: The pages whose first screen ``BOOK_SCREENSHOTS`` saves, by file name: the verdicts page and three
