@@ -100,7 +100,11 @@
 # There, a map says where the COVID+ evidence comes from, not whether the answer is right.
 #
 # **Departures.** Our models are the `cpu`-profile ResNet-18s trained from scratch or from our
-# own ChestXRay pre-training at 128 px (not ImageNet-initialised models at 224 px). DeGrave et al.
+# own ChestXRay pre-training at 128 px (not ImageNet-initialised models at 224 px), and the
+# pre-trained ones are those of the **whole ChestXRay set** (`kermany_full`, 3,990 training
+# images; grids `ablation_full` and `table2_full`), not the 563-image pre-training: the
+# 563-image models' checkpoints are not cached on this machine, and a retraining here does not
+# reproduce their records (see *The models* below). DeGrave et al.
 # used expected gradients and GAN-based counterfactuals on other models and data. Ben Ahmed et al.
 # used a frozen ResNet-50 on lung crops. The KTH report used DenseNet-121. None of them published
 # a per-image number that could be compared with ours.
@@ -109,12 +113,14 @@
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
 device = "auto"  # where the maps (and the U-Net, for images the cache lacks) are computed
 profile = "cpu"  # the profile whose records and checkpoints are read: smoke | cpu | paper
+pretrain = "kermany_full"  # ChestXRay pre-training of the models mapped: kermany_full (the whole set; grids ablation_full, table2_full) or kermany (563 images; grids ablation, table2)
 seed = 0  # image sampling and bootstrap seed
 n_images = 40  # test images per source (stratified by label); None: every test image
 n_boot = 2000  # patient-cluster bootstrap resamples
 method = "auto"  # auto: the first of gradcam (at layer), gradinput that finds the planted mark; or gradcam | hirescam | gradinput | cam
 layer = "auto"  # auto: the deepest layer with at least 16x16 cells (layer2 of resnet18 at 128 px); else a layer name
 check_planted = True  # check the maps first on the planted corner-mark models (their checkpoints, or retrain them)
+planted_trained_here = True  # the check may use planted models trained here that differ from their records (said in its table)
 min_patients = 10  # fewer measurable patients in a row: "too few to conclude"
 gallery_k = 4  # images per gallery row group
 results = None  # None: $COVID_LIB_RESULTS, else the repository's results/
@@ -137,7 +143,7 @@ from covid_lib.report import common as report
 from covid_lib.report import records as rr
 from covid_lib.report import saliency as rsal
 from covid_lib.data import data_version
-from covid_lib.grid import grid_specs
+from covid_lib.grid import ablation_grid, grid_specs, table2_grid
 from covid_lib.metrics import format_estimate
 
 started = time.time()
@@ -150,15 +156,12 @@ if device == "auto":
     device = "cuda" if torch.cuda.is_available() else "cpu"
 
 version = data_version(data_root)
-ablation_specs = grid_specs("ablation", profile, data_root=data_root, data_version=version)
-table2_specs = grid_specs("table2", profile, data_root=data_root, data_version=version)
-specs = ablation_specs + table2_specs
-without = rr.spec_records(ablation_specs, results)
-twins = rr.spec_records(table2_specs, results).merge(without[["arch", "pretrain", "composition", "seed"]], how="inner")
-records = pd.concat([without, twins], ignore_index=True)
+grid_names = ablation_grid(pretrain), table2_grid(pretrain)
+specs = rsal.mapped_specs(profile, pretrain, data_root=data_root, data_version=version)
+records = rr.spec_records(specs, results)
 rows = rsal.saliency_rows(data_root, n_images=n_images, seed=seed)
-print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid ablation; their paper-pipeline "
-      f"twins: grid table2); {len(rows)} test images:", rows["source"].value_counts().to_dict())
+print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid {grid_names[0]}; their "
+      f"paper-pipeline twins: grid {grid_names[1]}); {len(rows)} test images:", rows["source"].value_counts().to_dict())
 
 # %% [markdown]
 # ## Do the maps find a mark the model uses?
@@ -175,11 +178,20 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # corner*: the run's pipeline keeps the image outside the lungs. Under the paper's chain the
 # corner is blanked, and what is left of the mark acts through the whole image (the global
 # histogram equalisation, the mask's shape), so that model cannot validate a map; it is shown
-# for comparison, with the mean change the mark makes to the input inside its box and outside. *Found*: the marked share's excess over the box area and the marked − unmarked difference
+# for comparison, with the mean change the mark makes to the input inside its box and outside.
+# *Found*: the marked share's excess over the box area and the marked − unmarked difference
 # both have intervals above zero. Each model is measured with both candidate maps, and with
 # Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
 # resample patients. The check and the marked images are behind the toggle; the map it selects is
 # named below it.
+#
+# **Which planted models.** The cached planted checkpoints are first re-scored on their records'
+# test images. Where they do not reproduce the record (a retraining on this machine), the check
+# still uses them, as *models trained here, not the recorded ones* (parameter
+# `planted_trained_here`; the table's *model* column says which): the check asks whether a map
+# finds a mark that the very model it maps uses, and that use is measured on the same
+# checkpoint. None of the check's numbers enters a verdict, and the recorded planted models'
+# own numbers are in {doc}`10_shortcuts`.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the check: the mark's share per map, and marked test images", "code_prompt_hide": "Hide the check"}
 import numpy as np
@@ -192,10 +204,15 @@ if check_planted:
 
     planted_specs = [s for s in grid_specs("planted", profile, data_root=data_root, data_version=version)
                      if s.plant == "corner"]
-    # checkpoints not cached are retrained; one that differs from its record is listed, not used
+    # a checkpoint cached before the guard is re-scored on its record's test images; one not cached is
+    # retrained; one that differs from its record is used only with planted_trained_here, and said so
+    planted_checked = rsal.verify_checkpoints(planted_specs, data_root=data_root, device=device, storage=storage)
     restore_checkpoints(planted_specs, data_root=data_root, device=device, storage=storage)
     check, check_maps = rsal.planted_check(planted_specs, results=results, data_root=data_root, device=device,
-                                           storage=storage, views=views, n_boot=n_boot, seed=seed)
+                                           storage=storage, views=views, n_boot=n_boot, seed=seed,
+                                           trained_here=planted_trained_here)
+    for r in check.drop_duplicates("run_id").itertuples():
+        print(f"{r.mark} · {r.pipeline}: {r.run_id}, {r.state}; checkpoint {r.checkpoint}")
     if check.empty or "layer" not in check:
         display(Markdown("No planted corner-mark model recorded at this profile: the maps are unchecked."))
     else:
@@ -221,8 +238,10 @@ use = passed[0] if passed else 0
 map_method, map_layer = candidates[use]
 chosen = list(verdicts)[use] if verdicts else None
 validated = verdicts.get(chosen) if chosen else None
+here = check.empty or "state" not in check or not (check["state"] == rsal.DIFFERS).any()
 display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
-    True: "They find the planted mark in every planted model that uses it.",
+    True: "They find the planted mark in every planted model that uses it" + (
+        "." if here else " (planted models trained here, not the recorded ones: the check validates the map)."),
     False: "They do **not** find the planted mark in a model that uses it, and no candidate does; the lung "
            "shares below cannot be read as where the model looks.",
     None: "No planted model that uses its mark could be measured; the maps are unchecked."}[validated]))
@@ -230,19 +249,36 @@ display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
 # %% [markdown]
 # ## The models
 #
-# Every expected model, with its state. *no checkpoint* means a record whose weights are not in
-# this machine's cache, *retrained here, differs from record* weights retrained on this machine
-# that do not reproduce the record's test scores, and *missing* a run not trained yet. None of them
-# is measured. A model that
-# did not learn (best validation AUC under 0.6) is measured and flagged in every table.
+# **Which models, and why (a departure).** The models mapped here are those of the **whole
+# ChestXRay set** pre-training (`pretrain = "kermany_full"`, 3,990 training images): the
+# pipeline-`none` runs of grid `ablation_full` and their paper-pipeline twins of grid
+# `table2_full`, from scratch or from that pre-training, not the 563-image models of grids
+# `ablation` and `table2`. A map needs the model's weights, and the 563-image
+# models' checkpoints are not cached on this machine; retraining them here does not reproduce
+# their records (bf16 kernels differ between CPU kinds), so they cannot be mapped as the recorded
+# models. The whole-set pre-training and its fine-tunes were trained on this machine's kind:
+# each cached checkpoint is re-scored on its record's test images and mapped only if it
+# reproduces them (the *checkpoint* column). Chapters 08 and 13 read the same models for the
+# same reason. The from-scratch models of these grids were recorded on another machine and are
+# not cached here (*no checkpoint*): a retraining here of the pipeline-`none` one left its
+# record's learning curve from the first epoch, so it would not be the recorded model either.
+#
+# Every expected model is listed with its state. *no checkpoint* means a record whose weights are
+# not in this machine's cache, *retrained here, differs from record* weights that do not
+# reproduce the record's test scores, and *not yet recorded* a run the whole-set grids have not
+# trained yet. None of them is measured. A model that did not learn (best validation AUC under
+# 0.6) is measured and flagged in every table.
 
 # %%
+checked = rsal.verify_checkpoints(specs, data_root=data_root, device=device, storage=storage)  # nothing is trained
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
                                                  storage=storage, method=map_method, layer=map_layer)
-print("models:", status["state"].value_counts().to_dict())
+print("models:", status["state"].value_counts().to_dict(), f"({pretrain} pre-training; cached checkpoints "
+      f"re-scored on their records' test images: {int(checked['matches'].sum())} of {len(checked)} reproduce them)")
 if per_image.empty:
-    display(Markdown("**No model could be measured yet**: train the grids `ablation` and `table2` at this profile "
-                     "(`python -m covid_lib grid run ablation --profile ...`). The rest of the chapter is empty."))
+    display(Markdown(f"**No model could be measured yet**: train the grids `{grid_names[0]}` and `{grid_names[1]}` "
+                     f"at this profile (`python -m covid_lib grid run {grid_names[0]} --profile ...`). The rest of the "
+                     "chapter is empty."))
 else:
     kept = per_image.drop_duplicates(["source", "image_id"])
     grids = sorted({f"{lay} ({c}x{c})" for lay, c in zip(per_image["layer"], per_image["cells"])})
