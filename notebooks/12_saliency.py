@@ -157,7 +157,7 @@ if device == "auto":
 
 version = data_version(data_root)
 grid_names = ablation_grid(pretrain), table2_grid(pretrain)
-specs = rsal.mapped_specs(profile, pretrain, data_root=data_root, data_version=version)
+specs = rsal.mapped_specs(profile, pretrain, data_root=data_root)  # each run's own data version (its sources)
 records = rr.spec_records(specs, results)
 rows = rsal.saliency_rows(data_root, n_images=n_images, seed=seed)
 print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid {grid_names[0]}; their "
