@@ -441,9 +441,10 @@ else:
 # ## Takeaway
 
 # %% tags=["hide-input"]
-def _excess(pipeline, group):
+def _excess(pipeline, group):  # worded as in the conclusion: at the maps' resolution, after their check
     rows = by_seen[(by_seen["pipeline"] == pipeline) & (by_seen["group"] == group)]
-    return rsal.excess_statements(rows) or "- none measured"
+    return rsal.excess_statements(rows, input_size=specs[0].input_size, validated=validated,
+                                  min_patients=min_patients) or "- none measured"
 
 
 measured_pipelines = set(per_image["pipeline"]) if not per_image.empty else set()
