@@ -44,6 +44,14 @@
 #
 # ## Method
 #
+# Two candidate maps of the COVID+ evidence, Grad-CAM at the deepest layer with at least 16×16
+# cells and gradient × input at the input's 128×128 pixels; the lung shares use the first that
+# finds a planted mark (below). The lung mask is the paper chain's U-Net mask; the images are
+# test patients of four sources; intervals resample patients. Under the paper's chain the image
+# outside the mask is blank, so a share there says less than it seems: the comparison with
+# pipeline `none` on the same images is the informative one. In detail:
+#
+# :::{dropdown} Maps, resolution, masks, images and intervals
 # - **Maps.** Two maps of the COVID+ log-odds (the COVID+ logit minus the COVID− logit; a
 #   single logit of a two-class softmax is defined only up to a shift shared by both). *Grad-CAM*
 #   {cite:p}`selvaraju2017gradcam` from the `grad-cam` package (`pytorch_grad_cam`), at a feature
@@ -86,8 +94,10 @@
 #   bootstrap (`covid_lib.stats`). Share, baseline and excess come from the same resamples. The
 #   effect of pre-processing is paired (the same images, both models). Seen against unseen is
 #   unpaired (different patients).
+# :::
 #
-# **What the number can and cannot say.** With the `paper` pipeline the image outside the
+# :::{dropdown} What the number can and cannot say
+# With the `paper` pipeline the image outside the
 # (blurred) lung mask is already black. Saliency outside the mask there is not a look at text
 # or markers, which are gone. It is a look at the **edge of the mask and the blank around it**:
 # the shape and size of the segmented lungs. {doc}`10_shortcuts` shows that this shape alone
@@ -98,6 +108,7 @@
 # *what* inside the lungs is used: opacities, or the source's contrast, which the lungs carry as
 # well. Every source with one label (Kermany, NIH, Hannover) is scored for the same class map.
 # There, a map says where the COVID+ evidence comes from, not whether the answer is right.
+# :::
 #
 # **Departures.** Our models are the `cpu`-profile ResNet-18s trained from scratch or from our
 # own ChestXRay pre-training at 128 px (not ImageNet-initialised models at 224 px), and the
@@ -168,7 +179,12 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 #
 # The planted-mark models of {doc}`10_shortcuts` were trained on CORDA with a white "L" burnt into
 # the top-left corner of every COVID+ training image. Where a model ranks by that mark, its
-# COVID+ map must put its mass there. On every test image of the model, marked and unmarked (the
+# COVID+ map must put its mass there: a map *finds* the mark when it puts more of its mass in the
+# mark's box on marked test images than an even spread would, and more than on the same images
+# unmarked. How it is measured:
+#
+# :::{dropdown} Uses the mark, mark in the corner, found
+# On every test image of the model, marked and unmarked (the
 # same images, both copies through the model's own chain), we measure the share of the map's mass
 # inside the mark's box, padded by one cell of the map, against the box's share of the image
 # (what an even map scores), and against the same share on the unmarked copy (paired). *Uses the
@@ -182,16 +198,16 @@ print(f"profile {profile!r}; {len(records)} models expected (pipeline none: grid
 # *Found*: the marked share's excess over the box area and the marked − unmarked difference
 # both have intervals above zero. Each model is measured with both candidate maps, and with
 # Grad-CAM at `layer3` (8×8) and at the last feature map (4×4) for comparison. Intervals
-# resample patients. The check and the marked images are behind the toggle; the map it selects is
-# named below it.
+# resample patients.
+# :::
 #
-# **Which planted models.** The cached planted checkpoints are first re-scored on their records'
-# test images. Where they do not reproduce the record (a retraining on this machine), the check
-# still uses them, as *models trained here, not the recorded ones* (parameter
-# `planted_trained_here`; the table's *model* column says which): the check asks whether a map
-# finds a mark that the very model it maps uses, and that use is measured on the same
-# checkpoint. None of the check's numbers enters a verdict, and the recorded planted models'
-# own numbers are in {doc}`10_shortcuts`.
+# **Which planted models.** The cached planted checkpoints are re-scored on their records' test
+# images first. Where they do not reproduce the record (a retraining on this machine), the check
+# still uses them, as *models trained here, not the recorded ones* (the table's *model* column):
+# it asks whether a map finds a mark that the very model it maps uses, measured on the same
+# checkpoint, and none of its numbers enters a verdict (the recorded planted models' numbers are
+# in {doc}`10_shortcuts`). The check and the marked images are behind the toggle; the map it
+# selects is named below it.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the check: the mark's share per map, and marked test images", "code_prompt_hide": "Hide the check"}
 import numpy as np
@@ -263,11 +279,10 @@ display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
 # not cached here (*no checkpoint*): a retraining here of the pipeline-`none` one left its
 # record's learning curve from the first epoch, so it would not be the recorded model either.
 #
-# Every expected model is listed with its state. *no checkpoint* means a record whose weights are
-# not in this machine's cache, *retrained here, differs from record* weights that do not
-# reproduce the record's test scores, and *not yet recorded* a run the whole-set grids have not
-# trained yet. None of them is measured. A model that did not learn (best validation AUC under
-# 0.6) is measured and flagged in every table.
+# The toggle lists every expected model with its state: *no checkpoint* (weights not cached
+# here), *retrained here, differs from record*, *not yet recorded* (not trained yet by the
+# whole-set grids) are not measured; a model that did not learn (best validation AUC under 0.6)
+# is measured and flagged.
 
 # %%
 checked = rsal.verify_checkpoints(specs, data_root=data_root, device=device, storage=storage)  # nothing is trained
@@ -305,13 +320,16 @@ if not per_image.empty:
         by_seen.to_csv(summary_csv, index=False)
     display(rsal.format_summary(by_seen).style.hide(axis="index"))
     print("intervals:", by_seen["interval"].iloc[0], "- patients resampled")
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the shares against the baseline as a figure", "code_prompt_hide": "Hide the figure"}
+if not per_image.empty:
     fig = rsal.plot_shares(by_seen)
 
 # %% [markdown]
-# The same per source. The Cohen images hold both labels. The other three sources each hold one
-# label (Kermany, NIH: COVID−; Hannover: COVID+).
+# The same per source, behind the toggle. The Cohen images hold both labels. The other three
+# sources each hold one label (Kermany, NIH: COVID−; Hannover: COVID+).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the shares per source", "code_prompt_hide": "Hide the shares per source"}
 if not per_image.empty:
     by_source = rsal.summary_table(per_image, by="source", n_boot=n_boot, seed=seed)
     display(rsal.format_summary(by_source).style.hide(axis="index"))
@@ -357,9 +375,10 @@ if not per_image.empty:
 # per image), with the lung mask as a white contour. The caption gives the source, the label,
 # the model's COVID+ probability, the in-lung share and the lung area share. Shown first are the
 # highest and lowest shares of the first measured model without the chain and of its twin with
-# the chain, then random images of every source, seen and unseen, for the same two models.
+# the chain, then random images of every source, seen and unseen, for the same two models. They
+# are behind the toggle.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the galleries", "code_prompt_hide": "Hide the galleries"}
 def show_gallery(run_id: str) -> None:
     r = status.set_index("run_id").loc[run_id]
     display(Markdown(f"**{rsal.model_label(r)}** ({r['state']})"))
@@ -391,9 +410,9 @@ if not per_image.empty:
 # The number that decides the question is the **excess of the models without pre-processing on
 # the sources they were trained on**: how much more of the COVID+ saliency falls on the lungs
 # than an even spread would put there, when the model can see the whole image. The same excess
-# on unseen sources, and the change from the chain, qualify it. Each sentence below is written
-# from the row's numbers: the side of zero its interval lies on, the map's grid, how many maps
-# were measurable, and whether the same maps found the planted mark above.
+# on unseen sources, and the change from the chain, qualify it. Each row's conclusion, behind the
+# toggle, is written from its numbers: the side of zero its interval lies on, the map's grid, how
+# many maps were measurable, and whether the same maps found the planted mark above.
 
 # %% [markdown]
 # The book's finding F4 is decided by the rule below (protocol version 2): the mean excess over
@@ -407,7 +426,7 @@ from covid_lib.report import judge
 
 judge.show_claim("F4")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show each model's conclusion, worded from its numbers", "code_prompt_hide": "Hide the conclusions"}
 if per_image.empty:
     display(Markdown("Nothing measured yet: no conclusion."))
 else:
@@ -424,7 +443,8 @@ else:
                      "sources trained on:**\n\n" + (rsal.excess_statements(chain, **kw) or "- none measured")))
 
 # %% [markdown]
-# How to read it: an excess whose interval lies above zero means the model's COVID+ evidence
+# :::{dropdown} How to read it
+# An excess whose interval lies above zero means the model's COVID+ evidence
 # concentrates on the lungs more than an even spread would put it. That is necessary for a model
 # that reads pathology, but not sufficient (the lungs also carry the source's contrast and
 # texture). Only an interval wholly below zero under pipeline `none` agrees with DeGrave et al.'s
@@ -437,26 +457,25 @@ else:
 # paper's chain the share is bounded by the chain itself, and a model that still puts its
 # saliency outside the mask is reading the mask's outline, the shortcut measured in
 # {doc}`10_shortcuts`.
+# :::
 #
 # ## Takeaway
 
 # %% tags=["hide-input"]
-def _excess(pipeline, group):  # worded as in the conclusion: at the maps' resolution, after their check
-    rows = by_seen[(by_seen["pipeline"] == pipeline) & (by_seen["group"] == group)]
-    return rsal.excess_statements(rows, input_size=specs[0].input_size, validated=validated,
-                                  min_patients=min_patients) or "- none measured"
+def _excess(pipeline, groups):  # one short line per row; the conclusion above words each in full
+    rows = by_seen[(by_seen["pipeline"] == pipeline) & by_seen["group"].isin(groups)]
+    return rsal.excess_brief(rows)
 
 
-measured_pipelines = set(per_image["pipeline"]) if not per_image.empty else set()
 report.show_verdict_answer(
     "Does a COVID model's evidence (its saliency) fall on the lungs?",
     judge.protocol_verdict("F4"),
     answer="Nothing measured yet." if per_image.empty else
-    ("Excess of the COVID+ saliency on the lungs over an even spread, without pre-processing, on the sources "
-     f"trained on:\n\n{_excess('none', 'trained on')}\n\nand on unseen sources:\n\n{_excess('none', 'unseen')}"
-     + ("" if "none" in measured_pipelines else
-        "\n\nNo model without the chain could be measured here, so only the paper chain's models speak, where "
-        f"the blank outside the mask is all there is to see, on the sources trained on:\n\n{_excess('paper', 'trained on')}")),
+    (f"Excess of the COVID+ saliency on the lungs over an even spread ({chosen or map_method} maps), without "
+     "pre-processing:\n\n" + (_excess("none", ("trained on", "unseen")) or
+                                "- no model measured here (not yet recorded, or no checkpoint here)")
+     + "\n\nwith the paper's chain, where the blank outside the mask is all there is to see, on the sources trained "
+     "on:\n\n" + (_excess("paper", ("trained on",)) or "- none measured")),
     how_sure="An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
     f"patients over {n_images} images per source, and where they straddle zero this sample cannot tell.")
 

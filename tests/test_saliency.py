@@ -226,6 +226,10 @@ def test_excess_statements_are_worded_from_the_numbers():
     assert "not distinguishable" in lines[1] and "inconclusive" in lines[1] and "2 of 40 maps not measurable" in lines[1]
     assert "not measurable" in lines[2] and "distinguishable" not in lines[2]
     assert not any("reproduc" in line for line in lines)
+    brief = rsal.excess_brief(table.assign(pretrain="kermany_full")).splitlines()
+    assert brief[0] == "- resnet18 · kermany_full · none · CORDA, trained on: excess 0.20 [0.10, 0.30] (40 maps, 16x16 cells)"
+    assert brief[1].endswith("excess 0.00 [-0.10, 0.10] (38 maps, 16x16 cells)") and "n/a" in brief[2]
+    assert rsal.excess_brief(table.iloc[:0]) == ""
 
 
 @pytest.mark.parametrize("excess, low, high, expect, absent", [

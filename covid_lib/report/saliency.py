@@ -296,6 +296,20 @@ def excess_statements(table: pd.DataFrame, *, input_size: int | None = None, val
     return "\n".join(lines)
 
 
+def excess_brief(table: pd.DataFrame, digits: int = 2) -> str:
+    """One short markdown line per row of :func:`summary_table` (for an answer box): the model, the
+    test group and its excess with the interval, the maps measured and the maps' grid; the full
+    wording is :func:`excess_statements`."""
+    lines = []
+    for _, r in table.iterrows():
+        flag = " (did not learn)" if r["did_not_learn"] else ""
+        cells = f", {int(r['cells'])}x{int(r['cells'])} cells" if "cells" in r and pd.notna(r["cells"]) else ""
+        lines.append(f"- {model_label(r)}{flag}, {r['group']}: excess "
+                     f"{format_estimate(r['excess'], r['excess_low'], r['excess_high'], digits=digits)} "
+                     f"({int(r['n'])} maps{cells})")
+    return "\n".join(lines)
+
+
 def format_summary(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`summary_table` for reading: model, group, n, share / baseline / excess with intervals."""
     def est(prefix: str) -> list[str]:
