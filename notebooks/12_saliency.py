@@ -265,26 +265,23 @@ display(Markdown(f"**Maps used below: {chosen or map_method}.** " + {
 # %% [markdown]
 # ## The models
 #
-# **Which models, and why (a departure).** The models mapped here are those of the **whole
-# ChestXRay set** pre-training (`pretrain = "kermany_full"`, 3,990 training images): the
-# pipeline-`none` runs of grid `ablation_full` and their paper-pipeline twins of grid
-# `table2_full`, from scratch or from that pre-training, not the 563-image models of grids
-# `ablation` and `table2`. A map needs the model's weights, and the 563-image
-# models' checkpoints are not cached on this machine; retraining them here does not reproduce
-# their records (bf16 kernels differ between CPU kinds), so they cannot be mapped as the recorded
-# models. The whole-set pre-training and its fine-tunes were trained on this machine's kind:
-# each cached checkpoint is re-scored on its record's test images and mapped only if it
-# reproduces them (the *checkpoint* column). Chapters 08 and 13 read the same models for the
-# same reason. The from-scratch models of these grids were recorded on another machine and are
-# not cached here (*no checkpoint*): a retraining here of the pipeline-`none` one left its
-# record's learning curve from the first epoch, so it would not be the recorded model either.
+# **Which models, and why (a departure).** These are the models of the **whole ChestXRay set**
+# pre-training (`pretrain = "kermany_full"`, 3,990 training images): the pipeline-`none` runs of
+# grid `ablation_full` and their paper-pipeline twins of `table2_full`, from scratch or from that
+# pre-training, not the 563-image models of grids `ablation` and `table2`. A map needs the
+# weights; the 563-image models' checkpoints are not cached on this machine, and a retraining
+# here does not reproduce their records (bf16 kernels differ between CPU kinds). The whole-set
+# fine-tunes were trained on this machine's kind: each cached checkpoint is re-scored on its
+# record's test images and mapped only if it reproduces them (as in chapters 08 and 13). The
+# from-scratch models were recorded on another machine (*no checkpoint*: a retraining here
+# left the record's learning curve from the first epoch).
 #
 # The toggle lists every expected model with its state: *no checkpoint* (weights not cached
 # here), *retrained here, differs from record*, *not yet recorded* (not trained yet by the
 # whole-set grids) are not measured; a model that did not learn (best validation AUC under 0.6)
 # is measured and flagged.
 
-# %%
+# %% tags=["hide-input"]
 checked = rsal.verify_checkpoints(specs, data_root=data_root, device=device, storage=storage)  # nothing is trained
 per_image, results_by_run, status = rsal.collect(records, specs, rows, data_root=data_root, device=device,
                                                  storage=storage, method=map_method, layer=map_layer)
@@ -313,7 +310,7 @@ display(report.styled(status.drop(columns=["seed"])))
 # a lung mask. The excess is the mean of each measured image's share minus its own lung area
 # share. Zero means the map is no more concentrated on the lungs than an even spread.
 
-# %%
+# %% tags=["hide-input"]
 if not per_image.empty:
     by_seen = rsal.summary_table(per_image, by="seen", n_boot=n_boot, seed=seed)
     if profile != "smoke" and summary_csv:  # the checklist (14) reads it; smoke numbers mean nothing
@@ -408,18 +405,12 @@ if not per_image.empty:
 # ## Conclusion
 #
 # The number that decides the question is the **excess of the models without pre-processing on
-# the sources they were trained on**: how much more of the COVID+ saliency falls on the lungs
-# than an even spread would put there, when the model can see the whole image. The same excess
-# on unseen sources, and the change from the chain, qualify it. Each row's conclusion, behind the
-# toggle, is written from its numbers: the side of zero its interval lies on, the map's grid, how
-# many maps were measurable, and whether the same maps found the planted mark above.
-
-# %% [markdown]
-# The book's finding F4 is decided by the rule below (protocol version 2): the mean excess over
-# the models and their COVID+ test images of the sources they were trained on, with the first map
-# that passes the planted-mark check; with no map that passes, it is not evaluated. It is judged
-# by `python -m covid_lib book judge` from an analysis record of these maps (computed where the
-# models' checkpoints are cached) and read here:
+# the sources they were trained on**, when the model can see the whole image; unseen sources and
+# the change from the chain qualify it. The book's finding F4 pools the excess over every mapped
+# model's COVID+ test images of its trained-on sources, with the first map that passes the
+# planted-mark check (protocol version 2; judged by `python -m covid_lib book judge` from an
+# analysis record of these maps). Its rule and verdict, and each model's conclusion worded from
+# its numbers, are behind the toggles:
 
 # %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the protocol's rule for finding F4 and its verdict", "code_prompt_hide": "Hide the rule"}
 from covid_lib.report import judge
@@ -476,8 +467,7 @@ report.show_verdict_answer(
                                 "- no model measured here (not yet recorded, or no checkpoint here)")
      + "\n\nwith the paper's chain, where the blank outside the mask is all there is to see, on the sources trained "
      "on:\n\n" + (_excess("paper", ("trained on",)) or "- none measured")),
-    how_sure="An excess above zero is necessary for a model that reads pathology, not sufficient; intervals resample "
-    f"patients over {n_images} images per source, and where they straddle zero this sample cannot tell.")
+    how_sure="An excess above zero is necessary for a model that reads pathology, not sufficient.")
 
 # %% [markdown]
 # ## Provenance
