@@ -229,7 +229,7 @@ def test_tables_list_a_differing_model_instead_of_measuring_it(fake_training):
     run(pre, device="cpu", storage=fake_training.storage, progress=False)
     assert checkpoint_state("done", pre.run_id, fake_training.storage) == "done"
     assert checkpoint_state("done", pre.run_id, fake_training.clone) == "no checkpoint"
-    assert checkpoint_state("missing", pre.run_id, fake_training.clone) == "missing"
+    assert checkpoint_state("missing", pre.run_id, fake_training.clone) == "not yet recorded"
     fake_training.shift[0] = 0.25
     differ = runs.restore_checkpoints([pre], device="cpu", storage=fake_training.clone)
     assert list(differ) == [pre.run_id] and isinstance(differ[pre.run_id], runs.CheckpointMismatch)
@@ -284,6 +284,61 @@ def test_rescore_record_scores_the_records_own_test_images(fake_training, monkey
     assert compare_scores(out, runs.Record.of(pre).scores())["matches"] is True
 
 
+def test_rescore_record_hands_a_planted_run_to_its_own_rescorer(tmp_path, monkeypatch):
+    """A kind of run registered in RESCORE_KINDS (a planted run) is re-scored by its own function
+    from the loaded checkpoint; a kind without one is refused."""
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    spec = RunSpec("CORDA", profile="cpu", pipeline="none", plant="corner")
+    got = {}
+
+    def rescore(s, model, meta, data_root, device):
+        got.update(run_id=s.run_id, model=model, meta=meta, device=device)
+        return pd.DataFrame({"test_set": ["CORDA · marked"], "source": ["cohen"], "image_id": ["1"], "score": [0.5]})
+
+    assert any(claims(spec) for claims, _ in execution.RESCORE_KINDS)  # registered by covid_lib.runs.planted
+    monkeypatch.setattr(execution, "RESCORE_KINDS", [(lambda s: s.plant is not None, rescore)])
+    out = runs.rescore_record(spec, loaded=("model", {"mean": 0.5, "std": 0.2}))
+    assert out["score"].tolist() == [0.5] and got == {"run_id": spec.run_id, "model": "model",
+                                                      "meta": {"mean": 0.5, "std": 0.2}, "device": "cpu"}
+    monkeypatch.setattr(execution, "RESCORE_KINDS", [])
+    with pytest.raises(ValueError, match="re-scoring a record is implemented"):
+        runs.rescore_record(spec, loaded=("model", {"mean": 0.5, "std": 0.2}))
+
+
+def test_planted_test_scores_rebuild_each_variant_as_the_run_scored_it(monkeypatch):
+    """Both copies of each test image through the chain, the marked copy where the variant marks
+    the image, rows either copy lost left out of every variant, the checkpoint's normalisation."""
+    from covid_lib.preprocess.plant import MarkedImages
+    from covid_lib.runs import planted
+
+    spec = RunSpec("CORDA", profile="cpu", pipeline="none", plant="corner")
+    rows = pd.DataFrame({"source": "cohen", "image_id": [str(i) for i in range(5)], "label": [0, 1, 0, 1, 1],
+                         "split": ["test", "test", "test", "test", "train"]})
+    ok = np.array([True, True, False, True])  # the chain lost image 2
+
+    def copy(flag):
+        images = np.full((4, 2, 2), 200 if flag else 10, np.uint8)
+        return MarkedImages(images, ok, np.full(4, flag), np.zeros((4, 2, 2), bool), pd.DataFrame(), 0.0)
+
+    monkeypatch.setattr(planted, "compose", lambda name, data_root=None, seed=0: rows)
+    monkeypatch.setattr(planted, "limit_rows", lambda r, n, seed=0: r)
+    monkeypatch.setattr(planted, "_versions", lambda s, part, unet, device: {False: copy(False), True: copy(True)})
+    made = []
+
+    def make_dataset(kept, images, *, input_size, mean, std):
+        made.append((kept["image_id"].tolist(), images[:, 0, 0].tolist(), mean, std))
+        return images
+
+    monkeypatch.setattr(planted, "make_dataset", make_dataset)
+    monkeypatch.setattr(planted, "score_images", lambda model, data, kept, test_set, device: kept[
+        ["source", "image_id", "label"]].assign(test_set=test_set, score=data[:, 0, 0] / 255))
+    out = planted.planted_test_scores(spec, "model", {"mean": 0.4, "std": 0.2})
+    assert made == [(["0", "1", "3"], [10, 10, 10], 0.4, 0.2), (["0", "1", "3"], [10, 200, 200], 0.4, 0.2),
+                    (["0", "1", "3"], [200, 10, 10], 0.4, 0.2)]
+    assert out["test_set"].unique().tolist() == ["CORDA · unmarked", "CORDA · marked", "CORDA · flipped"]
+    assert len(out) == 9
+
+
 # ------------------------------------------------------------------------------------- the callers
 def test_c4_counts_a_differing_encoder_as_left_out_with_its_reason():
     from covid_lib.analysis import claims as C
@@ -326,3 +381,25 @@ def test_finding_f4_counts_a_differing_model_as_left_out_with_its_reason(tmp_pat
     est, measured, why = rf.f4_estimate()
     assert why is None and measured == ["a"]
     assert dict(zip(est.left_out["run_id"], est.left_out["status_a"])) == {"b": runs.DIFFERS, "c": "no checkpoint"}
+
+
+def test_finding_f4_says_when_its_check_used_planted_models_trained_here(tmp_path, monkeypatch):
+    from covid_lib.report import findings as rf
+    from covid_lib.report import judge
+    from covid_lib.report.saliency import mapped_specs
+
+    assert rf.f4_specs("cpu") == mapped_specs("cpu", "kermany_full")  # the whole-set models chapter 12 maps
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    rows = [{"run_id": "a", "pipeline": "paper", "group_id": f"p{i // 2}", "label": 1, "seen": "trained on",
+             "share": 0.5 + 0.01 * i, "baseline": 0.4, "map_status": "measured"} for i in range(8)]
+    rf.finding_path("F4").parent.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(rf.finding_path("F4"), index=False)
+    for planted, says in (({"p-none": 0.26, "p-paper": 0.089}, True), ({}, False)):
+        rf._write_meta("F4", {"runs": {"a": "done"}, "map": "gradinput · input",
+                              **({"planted_differs_from_record": planted} if planted else {})})
+        est, measured, why = rf.f4_estimate()
+        assert why is None and measured == ["a"]
+        assert est.extra.get("planted_differs_from_record") == (planted or None)
+        line = judge.finding_details("F4", {"details": est.extra})[0]
+        assert line.startswith("maps: gradinput · input, the first candidate that found the planted mark")
+        assert ("on 2 planted models trained here, not the recorded ones" in line) is says

@@ -197,7 +197,8 @@ def test_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     other = runs.RunSpec("CORDA", profile="smoke", seed=5).resolved(data_root)  # never trained
     records = spec_records([spec, other])
     per_image, results, status = rsal.collect(records, [spec, other], rows, data_root=data_root)
-    assert status.set_index("run_id").loc[other.run_id, "state"] == "missing"
+    assert status.set_index("run_id").loc[other.run_id, "state"] == "not yet recorded"
+    assert status.set_index("run_id").loc[other.run_id, "checkpoint"] == "not cached here"
     assert set(per_image["seen"]) == {"trained on", "unseen"} and list(results) == [spec.run_id]
     assert set(per_image.loc[per_image["seen"] == "trained on", "source"]) == {"cohen"}
     table = rsal.summary_table(per_image, n_boot=100)
@@ -225,6 +226,10 @@ def test_excess_statements_are_worded_from_the_numbers():
     assert "not distinguishable" in lines[1] and "inconclusive" in lines[1] and "2 of 40 maps not measurable" in lines[1]
     assert "not measurable" in lines[2] and "distinguishable" not in lines[2]
     assert not any("reproduc" in line for line in lines)
+    brief = rsal.excess_brief(table.assign(pretrain="kermany_full")).splitlines()
+    assert brief[0] == "- resnet18 · kermany_full · none · CORDA, trained on: excess 0.20 [0.10, 0.30] (40 maps, 16x16 cells)"
+    assert brief[1].endswith("excess 0.00 [-0.10, 0.10] (38 maps, 16x16 cells)") and "n/a" in brief[2]
+    assert rsal.excess_brief(table.iloc[:0]) == ""
 
 
 @pytest.mark.parametrize("excess, low, high, expect, absent", [
@@ -394,3 +399,136 @@ def test_planted_saliency_of_a_smoke_run(data_root, tmp_path, monkeypatch):
     assert check["marked_n_measured"] + check["marked_n_not_measurable"] == n
     assert 0 < check["marked_baseline"] < 0.25
     assert (res.table["change_in_box"] > res.table["change_outside"]).all()  # pipeline none keeps the glyph
+    # the record's test scores, every variant, rebuilt from the checkpoint (the guard's re-scoring)
+    again = runs.rescore_record(spec, data_root=data_root)
+    same = runs.compare_scores(again, runs.Record.of(spec).scores())
+    assert same["matches"] and same["images"] == 3 * n
+
+
+# ------------------------------------------------------------------------- the models the chapter maps
+def test_mapped_specs_pair_pipeline_none_with_their_paper_twins():
+    from covid_lib.grid import ablation_grid, table2_grid
+
+    assert (ablation_grid("kermany_full"), table2_grid("kermany_full")) == ("ablation_full", "table2_full")
+    assert (ablation_grid("kermany"), ablation_grid(None)) == ("ablation", "ablation")
+    specs = rsal.mapped_specs("cpu", "kermany_full", data_version="test")
+    none = [s for s in specs if s.pipeline == "none"]
+    twins = [s for s in specs if s.pipeline == "paper"]
+    assert len(none) == len(twins) == 12 and specs == none + twins  # 2 pre-trainings x 2 compositions x 3 seeds
+    key = lambda s: (s.arch, s.pretrain, s.composition, s.seed)  # noqa: E731
+    assert sorted(map(key, none), key=str) == sorted(map(key, twins), key=str)
+    assert {s.pretrain for s in specs} == {None, "kermany_full"} and {s.arch for s in specs} == {"resnet18"}
+    assert all(s.task == "covid" for s in specs)
+    small = rsal.mapped_specs("cpu", "kermany", data_version="test")
+    assert {s.pretrain for s in small} == {None, "kermany"} and len(small) == 8
+
+
+def test_the_whole_chestxray_set_counts_kermany_as_pre_trained_on(monkeypatch):
+    import covid_lib.data as data
+    from covid_lib.runs import RunSpec
+
+    rows = pd.DataFrame({"source": ["cohen", "cohen", "nih"], "split": ["train", "val", "test"]})
+    monkeypatch.setattr(data, "compose", lambda name, data_root=None, seed=0: rows)
+    for pretrain in ("kermany_full", "kermany"):
+        trained, pretrained = rsal.trained_sources(RunSpec("CORDA", pretrain=pretrain, profile="cpu"))
+        assert trained == {"cohen"} and pretrained == {"kermany"}
+        assert rsal.seen_status("kermany", trained=trained, pretrained=pretrained) == "pre-trained on"
+    assert rsal.trained_sources(RunSpec("CORDA", profile="cpu"))[1] == set()
+
+
+def _record(spec, results, *, note: dict | None = None, storage=None):
+    """A complete record of ``spec`` under ``results`` and, with ``storage``, a cached checkpoint
+    with ``note``."""
+    import json
+
+    from covid_lib import runs
+
+    path = results / spec.run_id
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps({"best_value": 0.9, "did_not_learn": False}))
+    if storage is not None:
+        runs.write_checkpoint(runs.RunArtifacts(spec, {}, b"weights"), storage, note=note)
+
+
+def test_checkpoint_state_and_text_say_what_the_cache_holds(tmp_path, monkeypatch):
+    from covid_lib import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    storage = tmp_path / "ckpt"
+    specs = [runs.RunSpec("CORDA", profile="cpu", seed=s) for s in range(4)]
+    _record(specs[0], tmp_path / "results", storage=storage, note={
+        "origin": runs.fidelity.CHECKED, "matches_record": True, "max_abs_diff": 0.0, "images": 454})
+    _record(specs[1], tmp_path / "results", storage=storage, note={
+        "origin": runs.fidelity.CHECKED, "matches_record": False, "max_abs_diff": 0.26, "images": 258})
+    _record(specs[2], tmp_path / "results")
+    ids = [s.run_id for s in specs]
+    assert rsal.checkpoint_state("done", ids[0], storage) == "done"
+    assert rsal.checkpoint_state("done", ids[1], storage) == runs.DIFFERS
+    assert rsal.checkpoint_state("done", ids[2], storage) == "no checkpoint"
+    assert rsal.checkpoint_state("missing", ids[3], storage) == rsal.NOT_YET == "not yet recorded"
+    assert rsal.checkpoint_state("collapsed", ids[0], storage) == "collapsed"
+    assert rsal.checkpoint_text(ids[0], storage) == "matches its record (max |Δ score| 0 on 454 recorded test images)"
+    assert rsal.checkpoint_text(ids[1], storage).startswith("differs from its record (max |Δ score| 0.26 on 258")
+    assert rsal.checkpoint_text(ids[2], storage) == "not cached here"
+    runs.write_checkpoint(runs.RunArtifacts(specs[2], {}, b"old"), storage)  # cached before the guard
+    assert rsal.checkpoint_text(ids[2], storage) == "not checked against its record"
+
+
+def test_verify_checkpoints_rescores_only_cached_recorded_runs(tmp_path, monkeypatch):
+    from covid_lib import runs
+
+    monkeypatch.setenv(runs.RESULTS_ENV_VAR, str(tmp_path / "results"))
+    storage = tmp_path / "ckpt"
+    specs = [runs.RunSpec("CORDA", profile="cpu", seed=s) for s in range(3)]
+    _record(specs[0], tmp_path / "results", storage=storage)  # recorded and cached
+    _record(specs[1], tmp_path / "results")  # recorded, not cached: never retrained here
+    runs.write_checkpoint(runs.RunArtifacts(specs[2], {}, b"w"), storage)  # cached, no record
+    asked = []
+
+    def matches(spec, **kw):
+        asked.append(spec.run_id)
+        return {"images": 5, "max_abs_diff": 0.1, "matches": False}
+
+    monkeypatch.setattr(runs, "checkpoint_matches_record", matches)
+    out = rsal.verify_checkpoints([specs[0], *specs, specs[0]], storage=storage)
+    assert asked == [specs[0].run_id]
+    assert out.to_dict("records") == [{"run_id": specs[0].run_id, "images": 5, "max_abs_diff": 0.1, "matches": False}]
+    assert rsal.verify_checkpoints([], storage=storage).columns.tolist() == ["run_id", "images", "max_abs_diff",
+                                                                              "matches"]
+
+
+def test_the_planted_check_uses_a_model_trained_here_only_when_asked(tmp_path, monkeypatch):
+    """A planted checkpoint that differs from its record is measured with ``trained_here`` (its
+    state says so, and the display's model column), and keeps an unmeasured row without it."""
+    from covid_lib.report import planted as rp
+    from covid_lib.runs import DIFFERS, RunSpec
+
+    spec = RunSpec("CORDA", profile="cpu", pipeline="none", plant="corner")
+    monkeypatch.setattr(rp, "planted_records", lambda specs, results=None: pd.DataFrame(
+        [{"mark": "corner", "pipeline": "none", "run_id": spec.run_id, "status": "done"}]))
+    monkeypatch.setattr(rsal, "checkpoint_state", lambda status, run_id, storage=None: DIFFERS)
+    monkeypatch.setattr(rsal, "checkpoint_text", lambda run_id, storage=None: "differs from its record (0.26)")
+    rng = np.random.default_rng(1)
+    marked, plain, boxes = _check_maps(40, 4.0, rng)
+    y = np.r_[np.zeros(20, int), np.ones(20, int)]
+    table = pd.DataFrame({"label": y, "group_id": [f"p{i // 2}" for i in range(40)],
+                          "score_unmarked": rng.uniform(0, 0.5, 40), "change_in_box": 0.2, "change_outside": 0.01})
+    table["score_marked"] = table["score_unmarked"] + 0.5
+    allowed = []
+
+    def planted_saliency(s, **kw):
+        allowed.append(kw["allow_mismatch"])
+        return sal.PlantedSaliency(table, np.zeros((40, 32, 32), np.uint8), {"gradinput · input": marked},
+                                   {"gradinput · input": plain}, {"gradinput · input": boxes}, {"gradinput · input": 32})
+
+    monkeypatch.setattr(rsal, "planted_saliency", planted_saliency)
+    refused, _ = rsal.planted_check([spec], n_boot=100)
+    assert allowed == [] and refused["state"].tolist() == [DIFFERS] and "layer" not in refused
+    assert rsal.layer_validated(refused, "gradinput · input") is None
+    check, res = rsal.planted_check([spec], n_boot=100, trained_here=True)
+    assert allowed == [True] and list(res) == [spec.run_id]
+    assert check["state"].tolist() == [DIFFERS] and bool(check["uses_mark"].iloc[0]) and bool(check["found"].iloc[0])
+    assert rsal.layer_validated(check, "gradinput · input") is True
+    shown = rsal.check_display(check)
+    assert shown["model"].tolist() == ["trained here, not the recorded model"]
+    assert rsal.check_display(check.assign(state="done"))["model"].tolist() == ["the recorded model"]

@@ -505,12 +505,14 @@ def _layer_of(method: str, layer: str | None) -> str | None:
 def planted_saliency(spec, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
                      storage: str | os.PathLike | None = None,
                      views: tuple[tuple[str, str | None], ...] = (("gradcam", "auto"), ("gradcam", None)),
-                     min_cells: int = MIN_CELLS, batch_size: int = 16) -> PlantedSaliency:
+                     min_cells: int = MIN_CELLS, batch_size: int = 16, allow_mismatch: bool = False) -> PlantedSaliency:
     """Maps of a planted run (``spec.plant``, :mod:`covid_lib.runs.planted`) on its composition's
     test images (the profile's cap, as the run drew them), each with the mark planted on the raw
     image and without it, through the run's chain and normalisation; one map per ``(method, layer)``
     of ``views`` (:func:`resolve_layer`), keyed ``"method · layer"``. The box is the mark's carried region (:class:`~covid_lib.preprocess.plant.
-    MarkedImages`' ``regions``) centre-cropped to the input, padded by one cell of that layer."""
+    MarkedImages`' ``regions``) centre-cropped to the input, padded by one cell of that layer.
+    ``allow_mismatch``: map a cached checkpoint that does not reproduce its record (a model trained
+    here; the caller says so) instead of refusing it (:class:`covid_lib.runs.CheckpointMismatch`)."""
     from covid_lib.data import compose, limit_rows
     from covid_lib.preprocess import get_pipeline, load_model as load_unet
     from covid_lib.preprocess.plant import preprocess_marked
@@ -519,7 +521,7 @@ def planted_saliency(spec, *, data_root: str | os.PathLike | None = None, device
 
     if spec.plant is None:
         raise ValueError(f"run {spec.run_id} has no planted mark")
-    model, meta = load_model(spec, device, storage)
+    model, meta = load_model(spec, device, storage, allow_mismatch=allow_mismatch)
     rows = limit_rows(compose(spec.composition, data_root, seed=spec.split_seed), spec.profile_settings.max_images,
                       seed=spec.split_seed)
     rows = rows[rows["split"] == "test"].reset_index(drop=True)

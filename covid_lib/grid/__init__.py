@@ -369,6 +369,12 @@ def table2_grid(pretrain: str | None) -> str:
     return "table2_full" if pretrain == "kermany_full" else "table2"
 
 
+def ablation_grid(pretrain: str | None) -> str:
+    """The pre-processing ablation (pipeline ``none``) that goes with :func:`table2_grid`:
+    ``ablation_full`` for the whole-set ChestXRay pre-training (``kermany_full``), else ``ablation``."""
+    return "ablation_full" if pretrain == "kermany_full" else "ablation"
+
+
 def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None
                  ) -> pd.DataFrame:
     """Compute spent on ``grids``, read from each recorded run's ``timings.json``: per grid its runs,

@@ -33,8 +33,13 @@ FINDINGS_DIR = "claims"
 #: fine-tuning composition and seed (protocol F5), and the chapter's image sample and map settings.
 F5_SETTINGS = {"pretrain": "kermany_full", "composition": "CORDA&ChestXRay", "seed": 0, "per_source": 80,
                "n_components": 50, "n_perm": 200}
-#: F4's maps: the chapter's image sample per source and candidate maps, in the order it tries them.
-F4_SETTINGS = {"n_images": 40, "seed": 0, "candidates": (("gradcam", "auto"), ("gradinput", None))}
+#: F4's models and maps: the ChestXRay pre-training of the chapter's default (the whole set:
+#: grids ``ablation_full`` and ``table2_full``, whose checkpoints this machine kind trained; the
+#: 563-image models cannot be restored here), its image sample per source and candidate maps, in
+#: the order it tries them, and whether the planted-mark check may use planted models trained here
+#: that differ from their records (it validates a map; none of its numbers is F4's).
+F4_SETTINGS = {"pretrain": "kermany_full", "n_images": 40, "seed": 0,
+               "candidates": (("gradcam", "auto"), ("gradinput", None)), "planted_trained_here": True}
 
 
 def finding_path(finding: str) -> Path:
@@ -103,42 +108,53 @@ def f3_estimate(profile: str = "cpu", data_root: str | os.PathLike | None = None
 
 # --------------------------------------------------------------------------------------------- F4
 def f4_specs(profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
-    """The ResNet-18 models chapter 12 maps: grid ``ablation`` (pipeline ``none``) and their
-    ``paper`` twins of grid ``table2`` (same arch, pre-training, composition and seed)."""
-    without = [s for s in grid_specs("ablation", profile, data_root=data_root) if s.task == "covid"]
-    keys = {(s.arch, s.pretrain, s.composition, s.seed) for s in without}
-    twins = [s for s in grid_specs("table2", profile, data_root=data_root)
-             if s.task == "covid" and (s.arch, s.pretrain, s.composition, s.seed) in keys]
-    return [s for s in without + twins if s.arch == "resnet18"]
+    """The ResNet-18 models chapter 12 maps (:func:`covid_lib.report.saliency.mapped_specs` at
+    :data:`F4_SETTINGS`' pre-training): pipeline ``none`` of grid ``ablation_full`` and their
+    ``paper`` twins of grid ``table2_full`` (same arch, pre-training, composition and seed)."""
+    from covid_lib.report.saliency import mapped_specs
+
+    return mapped_specs(profile, F4_SETTINGS["pretrain"], data_root=data_root)
 
 
 def write_f4(profile: str = "cpu", data_root: str | os.PathLike | None = None, *, device: str = "cpu",
              storage: str | os.PathLike | None = None) -> Path:
     """F4's analysis record: the planted-mark check of chapter 12's candidate maps on the cached
     corner-mark checkpoints, then the per-image shares of the first map that passes it on every
-    cached model of :func:`f4_specs`. Nothing is retrained: without the checkpoints the record's
-    ``.json`` says why F4 is not evaluated. A cached checkpoint retrained here that differs from its
-    record is not used (``differs_from_record`` in the ``.json``)."""
+    cached model of :func:`f4_specs` that is its record's model. Nothing is retrained: a cached
+    checkpoint not yet compared with its record is re-scored on the record's test images first
+    (:func:`covid_lib.report.saliency.verify_checkpoints`); one that differs is not mapped
+    (``differs_from_record`` in the ``.json``). Planted checkpoints that differ from their records
+    are used for the check when :data:`F4_SETTINGS` says so, and the ``.json`` says which
+    (``planted_differs_from_record``, with their largest score differences). Without the checkpoints the
+    ``.json`` says why F4 is not evaluated."""
     from covid_lib.report import saliency as rsal
     from covid_lib.runs import Record
 
-    def usable_here(run_id: str) -> bool:
-        record = Record.of(run_id, storage=storage)
-        return record.checkpoint is not None and not record.checkpoint_differs
-
     specs = f4_specs(profile, data_root)
+    planted = [s for s in grid_specs("planted", profile, data_root=data_root) if s.plant == "corner"]
+    checked = rsal.verify_checkpoints([*specs, *planted], data_root=data_root, device=device, storage=storage)
+    diffs = dict(zip(checked["run_id"], checked["max_abs_diff"]))
+
+    def cached(run_id: str) -> bool:
+        return Record.of(run_id, storage=storage).checkpoint is not None
+
+    def usable_here(run_id: str) -> bool:
+        return cached(run_id) and not Record.of(run_id, storage=storage).checkpoint_differs
+
     records = spec_records(specs)
     usable = records[records["status"] == "done"]  # the protocol leaves out models that did not learn or collapsed
-    cached = [r for r in usable["run_id"] if usable_here(r)]
-    planted = [s for s in grid_specs("planted", profile, data_root=data_root) if s.plant == "corner"]
-    planted_cached = [s.run_id for s in planted if usable_here(s.run_id)]
-    differ = [r for r in [*usable["run_id"], *(s.run_id for s in planted)]
-              if Record.of(r, storage=storage).checkpoint_differs]
-    meta = {"profile": profile, "runs": dict(zip(records["run_id"], records["status"])), "cached": cached,
+    mapped = [r for r in usable["run_id"] if usable_here(r)]
+    trained_here = bool(F4_SETTINGS["planted_trained_here"])
+    planted_cached = [s.run_id for s in planted if (cached if trained_here else usable_here)(s.run_id)]
+    differ = [r for r in usable["run_id"] if Record.of(r, storage=storage).checkpoint_differs]
+    planted_differ = {s.run_id: diffs.get(s.run_id) for s in planted
+                      if cached(s.run_id) and Record.of(s.run_id, storage=storage).checkpoint_differs}
+    meta = {"profile": profile, "runs": dict(zip(records["run_id"], records["status"])), "cached": mapped,
             "planted_runs": [s.run_id for s in planted], "planted_cached": planted_cached, **F4_SETTINGS,
-            **({"differs_from_record": differ} if differ else {})}
+            **({"differs_from_record": differ} if differ else {}),
+            **({"planted_differs_from_record": planted_differ} if trained_here and planted_differ else {})}
     finding_path("F4").unlink(missing_ok=True)
-    if not cached:
+    if not mapped:
         meta["not_evaluated"] = (f"checkpoints not cached here: none of the {len(usable)} recorded models chapter 12 "
                                  f"maps has its weights in this machine's cache ({len(records)} expected)")
         return _write_meta("F4", meta)
@@ -147,7 +163,8 @@ def write_f4(profile: str = "cpu", data_root: str | os.PathLike | None = None, *
         return _write_meta("F4", meta)
     views = tuple(dict.fromkeys(F4_SETTINGS["candidates"]))
     check, _ = rsal.planted_check([s for s in planted if s.run_id in planted_cached], data_root=data_root,
-                                  device=device, storage=storage, views=views, n_boot=P.N_BOOT, seed=P.BOOT_SEED)
+                                  device=device, storage=storage, views=views, n_boot=P.N_BOOT, seed=P.BOOT_SEED,
+                                  trained_here=trained_here)
     keys = list(dict.fromkeys(check["layer"].dropna())) if "layer" in check else []
     verdicts = {k: rsal.layer_validated(check, k) for k in keys}
     meta["check"] = verdicts
@@ -158,7 +175,7 @@ def write_f4(profile: str = "cpu", data_root: str | os.PathLike | None = None, *
         return _write_meta("F4", meta)
     method, layer = F4_SETTINGS["candidates"][passed[0]]
     rows = rsal.saliency_rows(data_root, n_images=F4_SETTINGS["n_images"], seed=F4_SETTINGS["seed"])
-    per_image, _, status = rsal.collect(usable[usable["run_id"].isin(cached)], specs, rows, data_root=data_root,
+    per_image, _, status = rsal.collect(usable[usable["run_id"].isin(mapped)], specs, rows, data_root=data_root,
                                         device=device, storage=storage, method=method, layer=layer)
     keep = ["run_id", "arch", "pretrain", "pipeline", "composition", "seed", "did_not_learn", "seen", "source",
             "image_id", "group_id", "label", "share", "baseline", "map_status", "layer", "cells"]
@@ -184,6 +201,8 @@ def f4_estimate() -> tuple[ClaimEstimate | None, list[str], str | None]:
              "status_b": "usable"} for r, s in meta["runs"].items() if r not in measured]
     est = AF.estimate_f4(per_image, left_out=left)
     est.extra["map"] = meta.get("map")
+    if meta.get("planted_differs_from_record"):  # the check's models: trained here, not the recorded ones
+        est.extra["planted_differs_from_record"] = meta["planted_differs_from_record"]
     return est, sorted(measured), None
 
 

@@ -364,8 +364,9 @@ FINDING_DEPARTURES = {
           "not their lung crop; the `cpu` recipe; seed 0 only",
     "F2": "a logistic regression reads the metadata, where a network has to infer them from the pixels",
     "F3": "DeGrave et al. plant nothing: the mark, where it is planted and the composition (CORDA) are ours",
-    "F4": "Grad-CAM or gradient x input on our `cpu`-profile ResNet-18s at 128 px, not expected gradients (DeGrave "
-          "et al.) or CAM on DenseNet-121 (the KTH report); a U-Net lung mask",
+    "F4": "Grad-CAM or gradient x input on our `cpu`-profile ResNet-18s at 128 px (from scratch or pre-trained on "
+          "the whole ChestXRay set), not expected gradients (DeGrave et al.) or CAM on DenseNet-121 (the KTH report); "
+          "a U-Net lung mask",
     "F5": "ResNet-18 pre-trained from random weights on ChestXRay, not DenseNet-121 / ResNet-50 on ChestX-ray14 "
           "with ImageNet weights; our six sources, not ChestX-ray14's pathologies; MiniSom's schedule, not the "
           "report's",
@@ -431,7 +432,10 @@ def finding_details(claim: str, d: dict) -> list[str]:
             if x.get(key):
                 out.append(f"{text}: {_signed(x[key])}")
     if claim == "F4" and x.get("map"):
-        out.append(f"maps: {x['map']}, the first candidate that found the planted mark")
+        here = x.get("planted_differs_from_record") or {}
+        out.append(f"maps: {x['map']}, the first candidate that found the planted mark"
+                   + (f" (checked on {len(here)} planted models trained here, not the recorded ones: the check "
+                      "validates the map, none of its numbers is F4's)" if here else ""))
     if claim == "F5":
         for t, e in (x.get("change") or {}).items():
             out.append(f"change with fine-tuning of the excess purity by {t}: {_signed(e)}")

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from covid_lib.metrics import format_estimate
+from covid_lib.runs.fidelity import DIFFERS
 from covid_lib.analysis.saliency import (SaliencyResult, excess_difference, mark_check, model_saliency,
                                          planted_saliency, share_summary, status_counts)
 
@@ -31,6 +32,53 @@ SEEN_ORDER = ("trained on", "pre-trained on", "unseen")
 
 
 # --------------------------------------------------------------------------------------- inputs
+#: The ChestXRay pre-training whose models the chapter maps by default: the whole set (grids
+#: ``ablation_full`` and ``table2_full``), whose checkpoints were trained on this machine kind; the
+#: 563-image models (``kermany``: grids ``ablation``, ``table2``) cannot be restored here.
+DEFAULT_PRETRAIN = "kermany_full"
+#: The state of a model whose run has no record yet (its grid is still running).
+NOT_YET = "not yet recorded"
+
+
+def mapped_specs(profile: str = "cpu", pretrain: str | None = DEFAULT_PRETRAIN, *,
+                 data_root: str | os.PathLike | None = None, data_version: str | None = None) -> list:
+    """The ResNet-18 COVID models the chapter maps: the pipeline-``none`` runs of the ablation grid
+    of ``pretrain`` (:func:`covid_lib.grid.ablation_grid`), then their ``paper``-pipeline twins of
+    its Table II grid (:func:`covid_lib.grid.table2_grid`: the same arch, pre-training, composition
+    and seed), whether recorded yet or not."""
+    from covid_lib.grid import ablation_grid, grid_specs, table2_grid
+
+    kw = dict(data_root=data_root, data_version=data_version)
+    without = [s for s in grid_specs(ablation_grid(pretrain), profile, **kw) if s.task == "covid"]
+    keys = {(s.arch, s.pretrain, s.composition, s.seed) for s in without}
+    twins = [s for s in grid_specs(table2_grid(pretrain), profile, **kw)
+             if s.task == "covid" and (s.arch, s.pretrain, s.composition, s.seed) in keys]
+    return [s for s in without + twins if s.arch == "resnet18"]
+
+
+def verify_checkpoints(specs, *, data_root: str | os.PathLike | None = None, device: str = "cpu",
+                       storage: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Whether each cached checkpoint of a recorded run of ``specs`` is its record's model: one
+    cached without a comparison (before the checkpoint guard) is re-scored on its record's test
+    images and the outcome noted beside it (:func:`covid_lib.runs.checkpoint_matches_record`), so a
+    retraining that differs is refused from then on; nothing is trained.
+
+    Returns:
+        one row per cached checkpoint: ``run_id``, ``images``, ``max_abs_diff``, ``matches``.
+    """
+    from covid_lib.runs import Record, checkpoint_matches_record
+
+    rows, seen = [], set()
+    for spec in specs:
+        record = Record.of(spec, storage=storage)
+        if spec.run_id in seen or not record.recorded or record.checkpoint is None:
+            continue
+        seen.add(spec.run_id)
+        rows.append({"run_id": spec.run_id, **checkpoint_matches_record(spec, data_root=data_root, device=device,
+                                                                        storage=storage)})
+    return pd.DataFrame(rows, columns=["run_id", "images", "max_abs_diff", "matches"])
+
+
 def saliency_rows(data_root: str | os.PathLike | None = None, *, n_images: int | None = 40, seed: int = 0,
                   split_seed: int = 0) -> pd.DataFrame:
     """Test images of every source (:func:`covid_lib.analysis.embed.feature_rows`: the sets of Fig. 3 and
@@ -46,9 +94,13 @@ def trained_sources(spec, data_root: str | os.PathLike | None = None) -> tuple[s
     """The sources of a run's training and validation images, and of its pre-training (if any)."""
     from covid_lib.data import compose
 
+    from covid_lib.data.full_copy import BASE_COPY, FULL_COPY
+
     rows = compose(spec.composition, data_root, seed=spec.split_seed)
     trained = set(rows.loc[rows["split"].isin(["train", "val"]), "source"])
-    return trained, ({spec.pretrain} if spec.pretrain else set())
+    # the whole ChestXRay set is the source kermany's images come from (its test patients left out)
+    pretrained = {BASE_COPY if spec.pretrain == FULL_COPY else spec.pretrain} if spec.pretrain else set()
+    return trained, pretrained
 
 
 def seen_status(source: str, *, trained: set[str], pretrained: set[str]) -> str:
@@ -63,18 +115,37 @@ def model_label(r) -> str:
 
 # ------------------------------------------------------------------------------------ the models
 def checkpoint_state(status: str, run_id: str, storage: str | os.PathLike | None = None) -> str:
-    """A recorded model's state for the saliency tables: its record's ``status``, or ``no
-    checkpoint`` when it learned but its weights are not cached here, or ``retrained here, differs
-    from record`` when the cached weights are a retraining that does not reproduce the record
-    (never measured as the recorded model)."""
-    from covid_lib.runs import DIFFERS, Record
+    """A model's state for the saliency tables: its record's ``status`` (``not yet recorded`` for
+    a run without a record), or ``no checkpoint`` when it learned but its weights are not cached
+    here, or ``retrained here, differs from record`` when the cached weights do not reproduce the
+    record (never measured as the recorded model)."""
+    from covid_lib.runs import Record
+    from covid_lib.runs.records import MISSING
 
+    if status == MISSING:
+        return NOT_YET
     if status not in ("done", "did not learn"):
         return status
     record = Record.of(run_id, storage=storage)
     if record.checkpoint is None:
         return "no checkpoint"
     return DIFFERS if record.checkpoint_differs else status
+
+
+def checkpoint_text(run_id: str, storage: str | os.PathLike | None = None) -> str:
+    """What the note beside a cached checkpoint says of it against its record: ``matches its
+    record (max |Δ score| 0 on 454 test images)``, ``differs from its record (...)``, ``not
+    checked against its record`` or ``not cached here``."""
+    from covid_lib.runs import Record
+
+    record = Record.of(run_id, storage=storage)
+    if record.checkpoint is None:
+        return "not cached here"
+    note = record.checkpoint_note
+    if note.get("max_abs_diff") is None:
+        return "not checked against its record"
+    how = f"max |Δ score| {float(note['max_abs_diff']):.2g} on {int(note.get('images') or 0)} recorded test images"
+    return f"{'matches' if note.get('matches_record') else 'differs from'} its record ({how})"
 
 
 def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str | os.PathLike | None = None,
@@ -87,14 +158,16 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
         ``(per_image, results, status)``: one row per model and image (the model's keys,
         ``did_not_learn``, ``seen`` and :class:`covid_lib.analysis.saliency.SaliencyResult`'s table), the
         results by run id, and one row per model with ``state`` (``done``, ``did not learn``,
-        ``missing``, ``failed``, ``no checkpoint`` or ``retrained here, differs from record``).
+        ``not yet recorded``, ``failed``, ``no checkpoint`` or ``retrained here, differs from
+        record``) and ``checkpoint`` (:func:`checkpoint_text`).
     """
     by_id = {s.run_id: s for s in specs}
     parts, results, status = [], {}, []
     for r in records.to_dict("records"):
         spec = by_id[r["run_id"]]
         state = checkpoint_state(r["status"], spec.run_id, storage)
-        status.append({**{k: r[k] for k in MODEL_KEYS}, "state": state})
+        status.append({**{k: r[k] for k in MODEL_KEYS}, "state": state,
+                       "checkpoint": checkpoint_text(spec.run_id, storage)})
         if state not in ("done", "did not learn"):
             continue
         res = model_saliency(spec, rows, data_root=data_root, device=device, storage=storage, method=method,
@@ -108,7 +181,7 @@ def collect(records: pd.DataFrame, specs, rows: pd.DataFrame, *, data_root: str 
     per_image = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*MODEL_KEYS, "did_not_learn", "seen", "source", "image_id", "group_id", "label", "score", "share",
                  "baseline", "has_mask", "map_status", "layer", "cells"])
-    return per_image, results, pd.DataFrame(status, columns=[*MODEL_KEYS, "state"])
+    return per_image, results, pd.DataFrame(status, columns=[*MODEL_KEYS, "state", "checkpoint"])
 
 
 # ---------------------------------------------------------------------------------------- tables
@@ -220,6 +293,20 @@ def excess_statements(table: pd.DataFrame, *, input_size: int | None = None, val
         flag = " (this model did not learn)" if r["did_not_learn"] else ""
         lines.append(f"- {model_label(r)}{flag}, {r['group']}: "
                      + row_verdict(r, input_size=input_size, validated=validated, min_patients=min_patients) + ".")
+    return "\n".join(lines)
+
+
+def excess_brief(table: pd.DataFrame, digits: int = 2) -> str:
+    """One short markdown line per row of :func:`summary_table` (for an answer box): the model, the
+    test group and its excess with the interval, the maps measured and the maps' grid; the full
+    wording is :func:`excess_statements`."""
+    lines = []
+    for _, r in table.iterrows():
+        flag = " (did not learn)" if r["did_not_learn"] else ""
+        cells = f", {int(r['cells'])}x{int(r['cells'])} cells" if "cells" in r and pd.notna(r["cells"]) else ""
+        lines.append(f"- {model_label(r)}{flag}, {r['group']}: excess "
+                     f"{format_estimate(r['excess'], r['excess_low'], r['excess_high'], digits=digits)} "
+                     f"({int(r['n'])} maps{cells})")
     return "\n".join(lines)
 
 
@@ -363,7 +450,7 @@ def per_source_picks(per_image: pd.DataFrame, run_id: str, k: int = 2, seed: int
 
 
 # ---------------------------------------------------------------------- the check on planted marks
-CHECK_COLUMNS = ["mark", "pipeline", "run_id", "state", "auc_marked", "auc_marked_low", "auc_marked_high",
+CHECK_COLUMNS = ["mark", "pipeline", "run_id", "state", "checkpoint", "auc_marked", "auc_marked_low", "auc_marked_high",
                  "auc_flipped", "auc_flipped_low", "auc_flipped_high", "auc_diff", "auc_diff_low", "auc_diff_high",
                  "uses_mark", "mark_in_box", "layer", "cells", "n_images"]
 
@@ -415,12 +502,18 @@ def variant_aucs(table: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0, alph
 def planted_check(specs, *, results=None, data_root: str | os.PathLike | None = None, device: str = "cpu",
                   storage: str | os.PathLike | None = None,
                   views: tuple[tuple[str, str | None], ...] = (("gradcam", "auto"), ("gradcam", None)),
-                  n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+                  n_boot: int = 2000, seed: int = 0, trained_here: bool = False) -> tuple[pd.DataFrame, dict]:
     """The saliency check on planted-mark runs (``specs``: e.g. the ``corner`` runs of the grid
     ``planted``): for each recorded run with a checkpoint and each ``(method, layer)`` of ``views``,
     :func:`covid_lib.analysis.saliency.mark_check` of its maps on its test images, marked and not,
     beside the model's test AUC marked and flipped (:func:`variant_aucs`; ``uses_mark``:
     :func:`uses_mark`).
+
+    The check validates a map on a model whose use of the mark is measured on the spot, on the
+    same checkpoint; none of its numbers is a verdict's. With ``trained_here``, a cached planted
+    checkpoint that does not reproduce its record (a model trained on this machine) is measured
+    too, its ``state`` saying so (:data:`covid_lib.runs.DIFFERS`) and ``checkpoint`` by how much
+    (:func:`checkpoint_text`); without it such a run keeps a row, not measured.
 
     Returns:
         ``(table, results)``: one row per run and map (``layer``: ``"method · layer"``;
@@ -436,11 +529,13 @@ def planted_check(specs, *, results=None, data_root: str | os.PathLike | None = 
     rows, out = [], {}
     for r in records.to_dict("records"):
         state = checkpoint_state(r["status"], r["run_id"], storage)
-        head = {"mark": r["mark"], "pipeline": r["pipeline"], "run_id": r["run_id"], "state": state}
-        if state not in ("done", "did not learn"):
+        head = {"mark": r["mark"], "pipeline": r["pipeline"], "run_id": r["run_id"], "state": state,
+                "checkpoint": checkpoint_text(r["run_id"], storage)}
+        if state not in ("done", "did not learn", *((DIFFERS,) if trained_here else ())):
             rows.append(head)
             continue
-        res = planted_saliency(by_id[r["run_id"]], data_root=data_root, device=device, storage=storage, views=views)
+        res = planted_saliency(by_id[r["run_id"]], data_root=data_root, device=device, storage=storage, views=views,
+                               allow_mismatch=trained_here)
         out[r["run_id"]] = res
         head.update(variant_aucs(res.table, n_boot=n_boot, seed=seed))
         head["uses_mark"] = uses_mark(head["auc_diff_low"])
@@ -467,6 +562,8 @@ def check_display(table: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "mark · pipeline": t["mark"] + " · " + t["pipeline"],
+        "model": [("trained here, not the recorded model" if st == DIFFERS else "the recorded model")
+                  for st in t.get("state", pd.Series("", index=t.index))],
         "test AUC marked / flipped": [f"{a} / {b}" for a, b in zip(est("auc_marked"), est("auc_flipped"))],
         "AUC marked − flipped [95% CI]": est("auc_diff"),
         "uses the mark": t["uses_mark"].map({True: "yes", False: "not shown"}),

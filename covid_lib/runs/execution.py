@@ -51,6 +51,10 @@ REJECTION_COLUMNS = ["set", "split", "source", "image_id", "step", "reason"]
 #: progress, parent_checkpoint) -> RunArtifacts)``, registered by their own modules (imported with
 #: :mod:`covid_lib.runs`); :func:`compute` hands a spec to the first kind that claims it.
 RUN_KINDS: list[tuple[Callable[[RunSpec], bool], Callable[..., RunArtifacts]]] = []
+#: How to re-score such a kind's record from a loaded checkpoint, as ``(claims(spec) -> bool,
+#: rescore(spec, model, meta, data_root, device) -> scores)`` (:func:`rescore_record`); a kind
+#: without one cannot be checked against its record by re-scoring.
+RESCORE_KINDS: list[tuple[Callable[[RunSpec], bool], Callable[..., pd.DataFrame]]] = []
 
 
 def run_threads(spec: RunSpec) -> int:
@@ -518,13 +522,17 @@ def rescore_record(spec: RunSpec, *, data_root: str | os.PathLike | None = None,
                    storage: str | os.PathLike | None = None, loaded: tuple | None = None) -> pd.DataFrame:
     """The cached checkpoint's scores (or those of its ``loaded`` ``(model, meta)``) on its record's
     own test images, through the run's chain, in the record's columns (a pre-training's ``prob_*``,
-    a fine-tune's ``score`` per test set), whether or not the checkpoint reproduces the record (what
+    a fine-tune's ``score`` per test set, a kind of :data:`RESCORE_KINDS` its own), whether or not the checkpoint reproduces the record (what
     :func:`checkpoint_matches_record` checks)."""
     recorded = Record.of(spec).scores()
-    if spec.task != "pretrain" and any(claims(spec) for claims, _ in RUN_KINDS):
-        raise ValueError(f"run {spec.run_id}: re-scoring a record is implemented for pre-trainings and "
-                         "fine-tunes on the compositions; restore this kind of run with restore_checkpoint")
+    rescore = next((f for claims, f in RESCORE_KINDS if claims(spec)), None) if spec.task != "pretrain" else None
+    if spec.task != "pretrain" and rescore is None and any(claims(spec) for claims, _ in RUN_KINDS):
+        raise ValueError(f"run {spec.run_id}: re-scoring a record is implemented for pre-trainings, fine-tunes on "
+                         "the compositions and the kinds of RESCORE_KINDS; restore this kind of run with "
+                         "restore_checkpoint")
     model, meta = loaded if loaded is not None else load_model(spec, device, storage, allow_mismatch=True)
+    if rescore is not None:  # e.g. a planted run: its test set in each variant
+        return rescore(spec, model, meta, data_root, device)
     ids = set(zip(recorded.get("source", []), recorded.get("image_id", [])))
 
     def recorded_rows(rows: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ from covid_lib.data import compose, limit_rows
 from covid_lib.evaluate import metrics_table, score_images
 from covid_lib.preprocess import load_model
 from covid_lib.preprocess.plant import preprocess_marked
-from covid_lib.runs.execution import (REJECTION_COLUMNS, RUN_KINDS, _fit_summary, _initial_model, _pipeline,
+from covid_lib.runs.execution import (REJECTION_COLUMNS, RESCORE_KINDS, RUN_KINDS, _fit_summary, _initial_model, _pipeline,
                                       _spec_record, _timings, _train_config)
 from covid_lib.runs.records import RunArtifacts, checkpoint_bytes
 from covid_lib.runs.spec import RunSpec
@@ -188,3 +188,27 @@ def planted_finetune(spec: RunSpec, data_root, device: str, threads: int, progre
 
 
 RUN_KINDS.append((lambda spec: spec.plant is not None, planted_finetune))
+
+
+def planted_test_scores(spec: RunSpec, model, meta: dict, data_root=None, device: str = "cpu") -> pd.DataFrame:
+    """A planted run's test scores from a loaded ``model`` and its checkpoint's ``meta`` (``mean``,
+    ``std``: the training set's statistics), every variant of :data:`VARIANTS`, computed as the run
+    scored them (both copies of each test image through the run's chain, the rows either copy lost
+    left out of every variant): the record's ``scores.csv`` columns, for
+    :func:`covid_lib.runs.rescore_record` (is a cached checkpoint the recorded model?)."""
+    pipe = _pipeline(spec)
+    unet = load_model(pipe, device) if pipe.uses_model else None
+    rows = limit_rows(compose(spec.composition, data_root, seed=spec.split_seed), spec.profile_settings.max_images,
+                      seed=spec.split_seed)
+    part = rows[rows["split"] == "test"].reset_index(drop=True)
+    versions = _versions(spec, part, unet, device)
+    parts = []
+    for variant in VARIANTS:
+        images, keep = _assemble(versions, part, variant_flags(part["label"], variant))
+        data = make_dataset(part[keep], images, input_size=spec.input_size, mean=meta["mean"], std=meta["std"])
+        parts.append(score_images(model, data, part[keep], test_set=variant_set(spec.composition, variant),
+                                  device=device))
+    return pd.concat(parts, ignore_index=True)
+
+
+RESCORE_KINDS.append((lambda spec: spec.plant is not None, planted_test_scores))
