@@ -139,20 +139,14 @@ def _compared(row: dict) -> dict[str, dict]:
 
 
 def _compositions_sentence(comps: dict) -> str:
-    """How many of the compared numbers equal the chapters' on the book's compositions, which do
-    not and why (``scripts/audit_validation.py``'s ``compositions`` section)."""
+    """How many of the compared numbers equal the chapters' on the book's compositions and which do
+    not (``scripts/audit_validation.py``'s ``compositions`` section)."""
     cells = [(name, k, r) for name, row in comps.items() for k, r in _compared(row).items()]
     equal = sum(r["equal"] for _, _, r in cells)
     text = (f"On the book's {len(comps)} compositions, {equal} of the {len(cells)} numbers compared equal the "
             "chapters' (counts, metadata baselines, leakage and duplicates, image-statistics probes before and "
             "after the chain, lung-mask baseline)")
-    other = [(n, k, r) for n, k, r in cells if not r["equal"]]
-    by_method = [f"{n}: {k}" for n, k, r in other if r.get("same interval method", {}).get("equal")]
-    if by_method:
-        text += (f"; {len(by_method)} ({'; '.join(by_method)}) differ only in the interval (the chapter's "
-                 "DeLong interval where each test patient has one image, the audit's patient bootstrap), and equal "
-                 "it with the audit's interval on the chapter's scores")
-    rest = [f"{n}: {k}" for n, k, r in other if not r.get("same interval method", {}).get("equal")]
+    rest = [f"{n}: {k}" for n, k, r in cells if not r["equal"]]
     if rest:
         text += f"; unequal: {'; '.join(rest)}"
     return text + ". Flagged factors: " + "; ".join(f"{n}: {', '.join(r['flagged factors']) or 'none'}"
