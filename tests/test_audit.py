@@ -167,10 +167,31 @@ def test_smoke_audit_of_a_small_composition(tmp_path, data_root):
     assert {"image statistics, raw", "lung-mask shape"} <= set(findings["measure"])
     html = (out / "audit.html").read_text()
     assert "Findings, worst first" in html and "data:image/png" in html
+    assert html.count("<summary>parameters</summary>") == 1 and "# Parameters" not in html  # injected cell hidden
     import nbformat
 
     record = nbformat.read(out / "audit.ipynb", as_version=4).metadata["hurdles"]
     assert record["chapter"] == "audit" and record["profile"] == "smoke" and len(record["data_version"]) == 16
+
+
+def test_report_html_shows_the_parameters_once():
+    """Papermill's injected-parameters cell is left out of the page as the book leaves it out; the
+    parameters cell is shown once, folded, with the values the run used."""
+    import nbformat
+
+    from covid_lib.audit.html import notebook_html
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Shortcut audit"),
+                nbformat.v4.new_code_cell('manifest = ""\nseed = 0', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\nmanifest = "/data/m.csv"\n',
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["hide-input"]})]
+    nb.metadata["papermill"] = {"parameters": {"manifest": "/data/m.csv", "seed": 0}}
+    page = notebook_html(nb)
+    assert page.count("<summary>parameters</summary>") == 1 and page.count("<details>") == 1
+    assert "# Parameters" not in page and "manifest = &#x27;/data/m.csv&#x27;" in page
+    assert "x = 1" not in page and "remove-cell" not in nb.cells[2].metadata["tags"]  # the notebook is left as is
 
 
 def test_validation_note(tmp_path):
