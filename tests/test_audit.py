@@ -125,6 +125,55 @@ def test_patient_and_duplicate_leakage(tmp_path):
     assert list(is_flagged(table)) == [True, True, False, True]  # no near duplicate: not flagged
 
 
+def test_leakage_silent_when_split_by_patient_and_flags_planted_leaks(tmp_path):
+    """Section 3 on smooth synthetic images split by patient: nothing flagged, with the hashes
+    computed once and reused (``hashes=``) as fresh hashing gives; then a patient moved into two
+    splits, an exact copy under the other label and a near copy are each flagged, by their own
+    measure only (``scripts/audit_validation.py --sections leakage-null`` measures both on Kermany)."""
+    from covid_lib.data.dedup import image_hashes
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(24):
+        coarse = rng.integers(0, 255, (6, 6)).astype(np.uint8)  # smooth: a stable, distinct pHash per image
+        Image.fromarray(coarse).resize((48, 48), Image.BILINEAR).save(tmp_path / "img" / f"{i}.png")
+        rows.append({"path": f"img/{i}.png", "label": (i // 2) % 2, "patient_id": f"p{i // 2}",
+                     "split": ["train", "train", "val", "test"][(i // 2) % 4]})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    m = load_manifest(tmp_path / "m.csv")
+    hashes = image_hashes(list(m.rows["image_path"]), progress=False)
+    table, pairs = leakage(m, hashes=hashes)
+    fresh, _ = leakage(m)
+    pd.testing.assert_frame_equal(table, fresh)
+    assert len(pairs) == 0 and not is_flagged(table).any()
+
+    def flags(frame: pd.DataFrame) -> dict:
+        frame.to_csv(tmp_path / "m.csv", index=False)
+        t = leakage(load_manifest(tmp_path / "m.csv"))[0]
+        return dict(zip(t["measure"], is_flagged(t)))
+
+    frame = pd.DataFrame(rows)
+    frame.loc[0, "split"] = "test"  # patient p0's first image moved to test, its second stays in train
+    assert flags(frame) == {"test images whose patient is also in train/val": True,
+                            "test images with an exact duplicate in train/val": False,
+                            "test images with a near duplicate in train/val": False,
+                            "images with a duplicate of another label": False}
+    frame = pd.DataFrame(rows + [{"path": "img/0.png", "label": 1, "patient_id": "new", "split": "test"}])
+    assert flags(frame) == {"test images whose patient is also in train/val": False,
+                            "test images with an exact duplicate in train/val": True,
+                            "test images with a near duplicate in train/val": False,
+                            "images with a duplicate of another label": True}
+    near = np.asarray(Image.open(tmp_path / "img" / "1.png")).copy()
+    near[24, 24] = 255 - near[24, 24]  # one pixel changed: not identical, the same pHash
+    Image.fromarray(near).save(tmp_path / "img" / "copy.png")
+    frame = pd.DataFrame(rows + [{"path": "img/copy.png", "label": 0, "patient_id": "new", "split": "test"}])
+    assert flags(frame) == {"test images whose patient is also in train/val": False,
+                            "test images with an exact duplicate in train/val": False,
+                            "test images with a near duplicate in train/val": True,
+                            "images with a duplicate of another label": False}
+
+
 def test_flag_rule_and_ranking():
     m = pd.DataFrame({
         "section": ["1", "1", "3", "4"], "measure": ["size", "sex", "leak", "source"],
@@ -391,6 +440,40 @@ def test_validation_note_compositions_and_nulls(tmp_path):
     assert "unequal: A: lung-mask shape -> label; B: counts" in note and "Flagged factors: A: era; B: none." in note
     assert "(test split): 1 in 30 (3.3%, 0.6%-16.7%; 1 of 10 audits, 1.8%-40.4%)" in note
     assert "the model's saliency lung shortfall (maps shifted at random, 1 nulls pooled): 1 in 30" in note
+
+
+def test_validation_note_leakage_and_shortfall_checks(tmp_path):
+    """The closing note reports the leakage measures under random patient splits (audits flagged,
+    the hash's pairs of two patients), the planted leaks found, and the lung shortfall's positive
+    check with the audit's maps and input-gradient maps."""
+    import json
+
+    from covid_lib.audit import validation_note
+    from covid_lib.audit.findings import GRADCAM
+
+    def shortfall(value, low, high, flag):
+        return {"measures": [{"measure": "saliency in the lungs, all images", "value": 0, "low": 0, "high": 0,
+                              "flag": False},
+                             {"measure": "saliency in the lungs, positive (1)", "value": value, "low": low,
+                              "high": high, "flag": flag}]}
+
+    v = {"leakage_null": {"K": {"images": 100, "patients": 40, "null": {
+            "runs": 20, "audits_with_a_false_alarm": 3,
+            "false_alarms_by_measure": {"test images with a near duplicate in train/val -> split": 3}},
+            "pairs": {"exact, two patients": 0, "near, two patients": 2},
+            "pairs of two patients": [{"correlation": 0.7}, {"correlation": 0.9}],
+            "planted": {"patient overlap": {"detected": 5, "planted": 5}}}},
+         "shortfall_positive": {"mark detector": {"marked": {"model AUC": {"value": 0.99},
+                                                             GRADCAM: shortfall(0.05, 0.03, 0.08, False),
+                                                             "input gradient": shortfall(0.15, 0.14, 0.16, True)}}}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert ("split by patient at random 20 times (labels permuted between patients): 3 of 20 audits flagged (test "
+            "images with a near duplicate in train/val 3)") in note
+    assert "links 0 exact and 2 near pair(s) of two patients (pixel correlation 0.70-0.90)" in note
+    assert "Planted leaks flagged: patient overlap 5/5." in note
+    assert ("the same network fine-tuned to detect the mark (AUC 0.99): Grad-CAM 0.05 [0.03, 0.08] not flagged, "
+            "input gradient 0.15 [0.14, 0.16] flagged") in note
 
 
 @pytest.mark.data
