@@ -53,7 +53,7 @@ from covid_lib.stats import DeLongTest, delong_test  # the one paired DeLong tes
 
 __all__ = [
     "METRICS", "METRIC_LABELS", "Estimate", "ConfusionCounts", "BinaryMetrics", "DeLongTest",
-    "binary_metrics", "confusion_counts", "choose_threshold", "delong_test", "format_estimate",
+    "auc_estimate", "binary_metrics", "confusion_counts", "choose_threshold", "delong_test", "format_estimate",
     "collapse_status",
 ]
 
@@ -459,41 +459,74 @@ def _image_bootstrap_estimates(y: np.ndarray, pred: np.ndarray, n_boot: int, see
     return out
 
 
-def _cluster_bootstrap_estimates(y: np.ndarray, s: np.ndarray, pred: np.ndarray, codes: np.ndarray,
+def _clustered(codes: np.ndarray | None, n: int) -> bool:
+    """The interval rule of :func:`binary_metrics`: True when some group holds several images."""
+    return codes is not None and int(codes.max()) + 1 < n
+
+
+def _cluster_method(codes: np.ndarray, n_boot: int) -> str:
+    return f"cluster bootstrap (n_boot={n_boot}, {int(codes.max()) + 1} groups)" if n_boot else "none"
+
+
+def _from_replicates(e: Estimate, reps: np.ndarray | None, method: str, n_boot: int, alpha: float,
+                     keep_note: bool) -> Estimate:
+    """``e``'s point value with the percentile interval of its cluster-bootstrap replicates ``reps``."""
+    keep = e.note if (math.isnan(e.value) or keep_note) else ""
+    if math.isnan(e.value):
+        return Estimate(_NAN, _NAN, _NAN, method, keep)
+    if not n_boot:
+        return Estimate(e.value, _NAN, _NAN, method,
+                        "; ".join(filter(None, [keep, "images cluster in groups: intervals need n_boot > 0"])))
+    low, high, n_ok = stats.percentile_interval(reps, alpha)
+    return Estimate(e.value, low, high, method, "; ".join(filter(None, [keep, _dropped_note(n_ok, n_boot)])))
+
+
+def _cluster_bootstrap_estimates(y: np.ndarray, pred: np.ndarray, codes: np.ndarray,
                                  point: dict[str, Estimate], n_boot: int, seed: int,
                                  alpha: float) -> dict[str, Estimate]:
-    """Every metric's interval from one cluster bootstrap (whole groups resampled).
+    """Every count metric's interval from one cluster bootstrap (whole groups resampled).
 
     ``point`` holds the point values (and their notes: undefined, Haldane-Anscombe); the
     interval of each metric is the percentile interval of its replicates, computed from the
-    same resamples (confusion counts and weighted AUC of each).
+    same resamples (the confusion counts of each). The AUC's is :func:`auc_estimate`'s, from the
+    same resamples (:func:`covid_lib.stats.bootstrap_replicates` draws them from ``seed`` and the
+    groups alone).
     """
-    n_groups = int(codes.max()) + 1
-    method = f"cluster bootstrap (n_boot={n_boot}, {n_groups} groups)" if n_boot else "none"
+    method = _cluster_method(codes, n_boot)
     cells = stats.cell_indicators(y, pred)
+    keys = [m for m in METRICS if m != "auc"]
 
     def statistic(w: np.ndarray) -> np.ndarray:
         by_count = _count_metrics(w @ cells)
-        return np.column_stack([by_count[m] if m != "auc" else stats.weighted_auc(y, s, w)
-                                for m in METRICS])
+        return np.column_stack([by_count[m] for m in keys])
 
     reps = stats.bootstrap_replicates(statistic, y.size, groups=codes, n_boot=n_boot,
                                       seed=seed) if n_boot else None
-    out = {}
-    for j, m in enumerate(METRICS):
-        e = point[m]
-        keep = e.note if (math.isnan(e.value) or m == "dor") else ""
-        if math.isnan(e.value):
-            out[m] = Estimate(_NAN, _NAN, _NAN, method, keep)
-        elif not n_boot:
-            out[m] = Estimate(e.value, _NAN, _NAN, method,
-                              "; ".join(filter(None, [keep, "images cluster in groups: "
-                                                      "intervals need n_boot > 0"])))
-        else:
-            low, high, n_ok = stats.percentile_interval(reps[:, j], alpha)
-            out[m] = Estimate(e.value, low, high, method,
-                              "; ".join(filter(None, [keep, _dropped_note(n_ok, n_boot)])))
-    return out
+    return {m: _from_replicates(point[m], None if reps is None else reps[:, j], method, n_boot, alpha,
+                                keep_note=m == "dor") for j, m in enumerate(keys)}
+
+
+def auc_estimate(y_true, y_score, *, groups=None, n_boot: int = 2000, seed: int = 0,
+                 alpha: float = 0.05) -> Estimate:
+    """The AUC (ties count half) with :func:`binary_metrics`' interval, by its rule: a cluster
+    bootstrap that resamples whole patients when some patient (``groups``) has several images,
+    else DeLong's interval on the logit scale (independent images). The one home of that rule:
+    :func:`binary_metrics` takes its AUC from here, and so does the audit's image-statistics and
+    lung-mask probes (:mod:`covid_lib.audit.measures`), which report the number chapter 10 reports.
+
+    Example:
+        >>> auc_estimate([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]).format()
+        '0.75 [0.07, 0.99]'
+    """
+    y, s = _validate(y_true, y_score)
+    _check_bootstrap_args(n_boot, alpha)
+    codes = None if groups is None else stats.group_codes(groups, y.size)
+    point = _auc_estimate(y, s, alpha)
+    if not _clustered(codes, y.size):
+        return point
+    reps = stats.bootstrap_replicates(lambda w: stats.weighted_auc(y, s, w), y.size, groups=codes,
+                                      n_boot=n_boot, seed=seed) if n_boot else None
+    return _from_replicates(point, reps, _cluster_method(codes, n_boot), n_boot, alpha, keep_note=False)
 
 
 def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_boot: int = 2000,
@@ -539,19 +572,19 @@ def binary_metrics(y_true, y_score, *, threshold: float = 0.5, groups=None, n_bo
     y, s = _validate(y_true, y_score, threshold)
     _check_bootstrap_args(n_boot, alpha)
     codes = None if groups is None else stats.group_codes(groups, y.size)
-    clustered = codes is not None and int(codes.max()) + 1 < y.size
+    clustered = _clustered(codes, y.size)
     pred = s >= threshold
     c = _counts(y, pred)
     est = {
         "sensitivity": _wilson_estimate(c.tp, c.n_pos, alpha, "undefined: no COVID+ images"),
         "specificity": _wilson_estimate(c.tn, c.n_neg, alpha, "undefined: no COVID- images"),
         "accuracy": _wilson_estimate(c.tp + c.tn, c.n, alpha, ""),
-        "auc": _auc_estimate(y, s, alpha),
         "dor": _dor_estimate(c, alpha),
         **_image_bootstrap_estimates(y, pred, 0 if clustered else n_boot, seed, alpha),
     }
     if clustered:
-        est = _cluster_bootstrap_estimates(y, s, pred, codes, est, n_boot, seed, alpha)
+        est = _cluster_bootstrap_estimates(y, pred, codes, est, n_boot, seed, alpha)
+    est["auc"] = auc_estimate(y, s, groups=codes, n_boot=n_boot, seed=seed, alpha=alpha)
     return BinaryMetrics(threshold=float(threshold), counts=c, alpha=alpha, n_boot=int(n_boot),
                          seed=seed, bootstrap_unit="image" if groups is None else "patient",
                          **est)

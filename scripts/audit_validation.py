@@ -27,6 +27,16 @@ Sections (``--sections``, all by default; the model's need ``--model RUN``):
   patient, two then three sources) and its saliency's lung shortfall (each Grad-CAM map moved by
   a random circular shift, so its expected in-lung share is its lung-area share), on its
   composition's test set and on the control (``--model-null-permutations``).
+- ``leakage-null``: the leakage and duplicate measures (section 3) on Kermany bacterial vs viral
+  pneumonia (the control, and the whole ChestXRay set) split by patient at random with labels
+  permuted between patients (``--leakage-draws``): no patient crosses the splits, so a flag comes
+  from the duplicate hash alone (the pairs of two patients it finds are listed with how alike
+  the images are); and planted leaks (a patient in two splits, an exact copy under another label,
+  near copies: JPEG, rescaled, brighter, cropped), each ``--leakage-plants`` times: each must be
+  flagged.
+- ``shortfall-positive``: the saliency lung shortfall (section 6) of a model that learnt a corner
+  mark outside the lungs (``--planted-model``, grid ``planted``) on its composition's test images
+  with the mark planted on the COVID+ images (and, for contrast, without): it must be flagged.
 
 Writes a JSON summary (``--out``, default ``bench/audit_validation.json``) and prints it; with
 ``--update`` the sections measured replace those of the existing file and the others are kept.
@@ -37,6 +47,7 @@ per kind of measure (``by_kind``).
     python scripts/audit_validation.py --sections compositions control --permutations 100
     python scripts/audit_validation.py --sections compositions metadata-null source-null model-nulls \\
         --model covid-CORDA+ChestXRay-resnet18-kermany_full-cpu-s0-9b18846ae0 --null-permutations 300 --update
+    python scripts/audit_validation.py --sections leakage-null shortfall-positive --update
 """
 
 from __future__ import annotations
@@ -245,18 +256,15 @@ def chapter_probe(arrays, step: str, *, features: str, seed: int) -> tuple[np.nd
 
 def _intervals(audit, y, p, groups, *, seed: int, chapter=None, method: str = "") -> dict:
     """The audit's AUC row against the chapter's (``chapter``: ``[value, low, high]`` and its interval
-    ``method``; default :func:`covid_lib.metrics.binary_metrics` of the scores, chapter 10's) and, as
-    ``same interval method``, against the chapter's scores with the audit's interval
-    (:func:`covid_lib.analysis.metadata_baseline.cluster_auc`)."""
-    from covid_lib.analysis.metadata_baseline import cluster_auc
+    ``method``; default :func:`covid_lib.metrics.binary_metrics` of the scores, as chapter 10 calls
+    it). Both take the interval from :func:`covid_lib.metrics.auc_estimate` (the patient bootstrap,
+    or DeLong when each test patient has one image), so they must be equal."""
     from covid_lib.metrics import binary_metrics
 
     if chapter is None:
         auc = binary_metrics(y, p, groups=groups, n_boot=CHAPTER10["n_boot"], seed=seed).auc
         chapter, method = [auc.value, auc.low, auc.high], auc.method
-    out = _compare(audit, chapter, note=f"chapter interval: {method}")
-    out["same interval method"] = _compare(audit, cluster_auc(y, p, groups, n_boot=CHAPTER10["n_boot"], seed=seed))
-    return out
+    return _compare(audit, chapter, note=f"chapter interval: {method}")
 
 
 def subset_arrays(arrays, rows: pd.DataFrame):
@@ -559,7 +567,386 @@ def model_null(folder: Path, run: str, composition: str, permutations: int, *, n
             **rates(perm), "runs_detail": perm}
 
 
-SECTIONS = ("compositions", "control", "model-gaps", "metadata-null", "source-null", "model-nulls")
+# ------------------------------------------------------------------ leakage and duplicates (section 3)
+#: Patient shares of a random split (train, val, test).
+SPLIT_SHARES = (0.7, 0.1, 0.2)
+
+
+def kermany_manifest(folder: Path) -> Path:
+    """Kermany bacterial (0) vs viral (1) pneumonia, the whole ChestXRay set (``kermany_full``: one
+    hospital, children aged 1-5), as an audit manifest without splits."""
+    root = resolve_data_root()
+    m = pd.read_csv(root / "kermany_full" / "manifest.csv", dtype=str, keep_default_na=False)
+    m = m[m["kermany_class"].isin(["bacteria", "virus"])]
+    out = pd.DataFrame({"path": [str(root / "kermany_full" / p) for p in m["path"]],
+                        "label": (m["kermany_class"] == "virus").astype(int).to_numpy(),
+                        "patient_id": m["patient_id"].to_numpy(), "view": m["view"].to_numpy()})
+    path = folder / "kermany_bacterial_viral.csv"
+    out.to_csv(path, index=False)
+    return path
+
+
+def patient_splits(patients: pd.Series, seed: int, shares=SPLIT_SHARES) -> pd.Series:
+    """A split drawn at random for each patient (train, val, test in ``shares`` of the patients),
+    mapped onto ``patients``: no patient is in two splits."""
+    ids = patients.drop_duplicates().sample(frac=1.0, random_state=seed).to_numpy()
+    cut = np.cumsum(np.round(np.asarray(shares[:-1]) * len(ids)).astype(int))
+    split = np.select([np.arange(len(ids)) < cut[0], np.arange(len(ids)) < cut[1]], ["train", "val"], "test")
+    return patients.map(dict(zip(ids, split)))
+
+
+def _planted_row(rows: pd.DataFrame, base: pd.Series, path: str, k: int, *, label: int, classes) -> pd.DataFrame:
+    """``rows`` and one more image (``path``) of a new patient in the test split with ``label``."""
+    new = base.copy()
+    new["image_path"], new["image_id"] = path, f"planted-{k}"
+    new["patient_id"] = new["group_id"] = f"planted patient {k}"
+    new["split"], new["label"], new["label_name"] = "test", label, classes[label]
+    return pd.concat([rows, new.to_frame().T.astype(rows.dtypes.to_dict())], ignore_index=True)
+
+
+def near_copy(img: np.ndarray, variant: str) -> np.ndarray:
+    """A copy of an image as another export would give it: ``jpeg`` (re-encoded at quality 75),
+    ``scaled`` (down to 75% and back), ``brighter`` (grey levels x 1.1, clipped), ``cropped`` (5%
+    cut from each side, resized back)."""
+    import io
+
+    if variant == "jpeg":
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=75)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"))
+    if variant == "scaled":
+        h, w = img.shape
+        small = Image.fromarray(img).resize((max(1, int(w * 0.75)), max(1, int(h * 0.75))), Image.BILINEAR)
+        return np.asarray(small.resize((w, h), Image.BILINEAR))
+    if variant == "brighter":
+        return np.clip(img.astype(float) * 1.1, 0, 255).astype(np.uint8)
+    if variant == "cropped":
+        h, w = img.shape
+        dy, dx = max(1, round(0.05 * h)), max(1, round(0.05 * w))
+        return np.asarray(Image.fromarray(img[dy:h - dy, dx:w - dx]).resize((w, h), Image.BILINEAR))
+    raise ValueError(variant)
+
+
+#: The planted leaks: what is planted and which measure must flag it (a copy: the duplicate
+#: measure of the kind it is found as; a JPEG re-encoding can give the same pixels back: exact).
+PLANTS = {"patient overlap": "test images whose patient is also in train/val",
+          "exact duplicate, other label": "test images with an exact duplicate in train/val",
+          **{f"near duplicate ({v})": "test images with an exact or a near duplicate in train/val"
+             for v in ("jpeg", "scaled", "brighter", "cropped")}}
+
+
+def leakage_null(folder: Path, sets: dict, draws: int, plants: int, *, seed: int) -> dict:
+    """Section 3 (:func:`covid_lib.audit.measures.leakage`) on data split by patient, where no
+    patient crosses the splits: each of ``draws`` audits draws a split per patient at random
+    (:func:`patient_splits`) and permutes the labels between patients; every flag is a flag on
+    data without patient leakage. The images are hashed once per set (``sets``: name ->
+    ``(manifest, hashes)``). The duplicate pairs the hash finds between different patients are
+    listed with how alike the two images are (:func:`covid_lib.data.dedup.pair_similarity`): a
+    flag they raise is a false alarm when they are two different X-rays.
+
+    Then ``plants`` audits per planted leak (:data:`PLANTS`) on a random patient split with the
+    true labels: a train/val image moved to test (its patient then in both), a train/val image
+    copied into test under a new patient and the other label, or a near copy of one
+    (:func:`near_copy`) under a new patient. A moved patient is detected when the patient measure
+    is flagged; a copy when the duplicate measure of the kind it is found as (exact or near)
+    counts it across the splits and is flagged. Each copy's pHash distance to its original and
+    their pixel correlation (:func:`~covid_lib.data.dedup.pair_similarity`) are kept, to set
+    against the pairs of two patients.
+    """
+    from covid_lib.audit.measures import leakage
+    from covid_lib.data.dedup import duplicate_pairs, image_hashes, pair_similarity
+
+    out = {}
+    for name, (manifest, hashes) in sets.items():
+        t0 = time.perf_counter()
+        rows = manifest.rows
+        pairs = duplicate_pairs(hashes)
+        pid = rows["patient_id"].to_numpy()
+        pairs = pairs.assign(same_patient=pid[pairs["i"]] == pid[pairs["j"]])
+        other = pairs[~pairs["same_patient"]].reset_index(drop=True)
+        sim = pair_similarity(pd.DataFrame({"source_a": rows["source"].to_numpy()[other["i"]],
+                                            "image_id_a": rows["image_id"].to_numpy()[other["i"]],
+                                            "source_b": rows["source"].to_numpy()[other["j"]],
+                                            "image_id_b": rows["image_id"].to_numpy()[other["j"]]}), rows)
+        other = other.join(sim.reindex(columns=["correlation", "mean_abs_diff"]))
+        perm = []
+        for k in tqdm(range(draws), desc=f"{name}: leakage null"):
+            m = permuted(manifest, 9000 + k)
+            m = _with_rows(m, m.rows.assign(split=patient_splits(m.rows["patient_id"], 8000 + k)))
+            perm.append(_record(k, rank_findings(leakage(m, hashes=hashes)[0])))
+        planted = {}
+        for plant, measure in PLANTS.items():
+            hits, detail = 0, []
+            for k in range(plants):
+                rng = np.random.default_rng(10000 + k)
+                r = rows.assign(split=patient_splits(rows["patient_id"], 11000 + k))
+                fit = r[r["split"] != "test"]
+                h = hashes
+                if plant == "patient overlap":
+                    many = fit.groupby("patient_id").filter(lambda g: len(g) > 1)
+                    i = int(rng.choice(many.index))
+                    r.loc[i, "split"] = "test"
+                    target = r.loc[i, "image_id"]
+                else:
+                    i = int(rng.choice(fit.index))
+                    img = read_image(r.loc[i, "image_path"])
+                    kind_ = plant.split("(")[-1].rstrip(")") if plant.startswith("near") else "exact"
+                    copy = img if kind_ == "exact" else near_copy(img, kind_)
+                    dest = folder / f"leak-{name.replace(' ', '_')}-{kind_}-{k}.png"
+                    Image.fromarray(copy).save(dest)
+                    label = 1 - int(r.loc[i, "label"]) if kind_ == "exact" else int(r.loc[i, "label"])
+                    r = _planted_row(r, r.loc[i], str(dest), k, label=label, classes=manifest.classes)
+                    h = pd.concat([hashes, image_hashes([str(dest)], progress=False)], ignore_index=True)
+                    target = f"planted-{k}"
+                table, dups = leakage(_with_rows(manifest, r), hashes=h)
+                f = rank_findings(table).set_index("measure")
+                if plant == "patient overlap":  # the moved image's patient is in train/val by construction
+                    ok = bool(f.loc[measure, "flag"])
+                    detail.append({"draw": k, "detected": ok})
+                else:  # counted as a duplicate across the splits, by the measure of its kind, and flagged
+                    mine = dups[((dups["image_id_a"] == target) | (dups["image_id_b"] == target)) & dups["across_splits"]]
+                    kinds = set(mine["kind"])
+                    ok = any(bool(f.loc[f"test images with an {k_} duplicate in train/val".replace("an near", "a near"),
+                                        "flag"]) for k_ in kinds)
+                    src, cp = h["phash"].iloc[i], h["phash"].iloc[-1]
+                    sim = pair_similarity(pd.DataFrame({"source_a": [r.loc[i, "source"]], "image_id_a": [r.loc[i, "image_id"]],
+                                                        "source_b": [r["source"].iloc[-1]], "image_id_b": [target]}), r)
+                    detail.append({"draw": k, "detected": ok, "found as": "/".join(sorted(kinds)) or "no pair",
+                                   "pHash distance": (int(src, 16) ^ int(cp, 16)).bit_count(),
+                                   "correlation": round(float(sim["correlation"].iloc[0]), 4),
+                                   **({"other label flagged": bool(f.loc["images with a duplicate of another label",
+                                                                         "flag"])} if kind_ == "exact" else {})})
+                hits += ok
+            planted[plant] = {"measure": measure, "detected": hits, "planted": plants,
+                              "detection_rate_interval": list(wilson_interval(hits, plants)),
+                              "missed": [d for d in detail if not d["detected"]]}
+            if plant != "patient overlap":
+                planted[plant].update({
+                    "found as": pd.Series([d["found as"] for d in detail]).value_counts().to_dict(),
+                    "pHash distance of the copy": pd.Series([d["pHash distance"] for d in detail])
+                    .value_counts().sort_index().to_dict(),
+                    "correlation of the copy (min, median)": [min(d["correlation"] for d in detail),
+                                                              float(np.median([d["correlation"] for d in detail]))]})
+            if plant.startswith("exact"):
+                planted[plant]["also flagged: images with a duplicate of another label"] = sum(
+                    d["other label flagged"] for d in detail)
+        out[name] = {"images": len(rows), "patients": int(rows["patient_id"].nunique()),
+                     "pairs": {"exact, same patient": int(((pairs["kind"] == "exact") & pairs["same_patient"]).sum()),
+                               "near, same patient": int(((pairs["kind"] == "near") & pairs["same_patient"]).sum()),
+                               "exact, two patients": int((other["kind"] == "exact").sum()),
+                               "near, two patients": int((other["kind"] == "near").sum())},
+                     "pairs of two patients": other.assign(
+                         patient_a=pid[other["i"]], patient_b=pid[other["j"]],
+                         label_a=rows["label"].to_numpy()[other["i"]], label_b=rows["label"].to_numpy()[other["j"]])
+                     .drop(columns=["i", "j", "same_patient"]).round(3).to_dict("records"),
+                     "null": {**rates(perm), "runs_detail": perm}, "planted": planted,
+                     "seconds": round(time.perf_counter() - t0, 1)}
+    return out
+
+
+# ------------------------------------------------------------------ the lung shortfall's positive check
+#: A model that learnt the planted corner mark (grid ``planted``: CORDA, COVID+ training images
+#: marked, chain ``none``, so the mark reaches the network).
+PLANTED_MODEL = "covid-CORDA-resnet18-scratch-plantcorner-cpu-s0-600959f9b8"
+
+
+def local_corner(img: np.ndarray) -> np.ndarray:
+    """The corner "L" (:data:`covid_lib.preprocess.plant.MARKS` ``corner``'s place and size) at the
+    image's own maximum grey level instead of 255: the chain's contrast stretch is then left as it
+    was, so the mark changes only its own pixels (the grid's white mark also moves every grey level
+    of the chain's output by a few levels)."""
+    from covid_lib.preprocess.plant import Mark
+
+    return apply_mark(img, Mark("corner", "corner", value=int(img.max())))
+
+
+MARKINGS = {"grid mark": lambda img: apply_mark(img, "corner"), "local mark": local_corner}
+
+
+def _chain_images(am, rows: pd.DataFrame):
+    """The run's chain output of ``rows`` (uncached) and the kept rows, as :func:`score_model` takes them."""
+    from covid_lib.preprocess import get_pipeline
+    from covid_lib.train import load_images
+
+    chain = get_pipeline(am.pipeline, image_size=int(am.meta["resize_size"])).resolved()
+    return load_images(rows, chain, whole_sources=False)
+
+
+def _inputs(am, rows: pd.DataFrame, images: np.ndarray):
+    import torch
+
+    from covid_lib.train import make_dataset
+
+    data = make_dataset(rows, images, input_size=int(am.meta["input_size"]), mean=am.meta["mean"], std=am.meta["std"])
+    return torch.cat([x for x, _, _ in data.batches(64)])
+
+
+def _p_positive(model, x) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return torch.softmax(model.eval()(x), 1)[:, 1].numpy()
+
+
+def mark_detector(am, composition: str, folder: Path, *, epochs: int, lr: float, seed: int):
+    """``am`` (an :class:`~covid_lib.audit.model.AuditModel`) fine-tuned to tell an image with the
+    :func:`local_corner` mark from its unmarked copy: every train/val image of ``composition``
+    twice (label 1 = marked; PNG copies in ``folder``), through the run's chain, ``epochs``
+    epochs of Adam (``lr``, batches of 16, no augmentation). Its only evidence is the mark, outside
+    the lungs. Returns the fine-tuned :class:`~covid_lib.audit.model.AuditModel` (same chain, crop
+    and normalisation) and its training accuracy."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from covid_lib.audit.model import AuditModel
+    from covid_lib.data import compose
+    from covid_lib.train import make_dataset
+
+    c = compose(composition, seed=seed)
+    rows = []
+    for i, p in enumerate(c.loc[c["split"] != "test", "image_path"]):
+        img = read_image(p)
+        for marked in (0, 1):
+            dest = folder / f"detector-{i}-{marked}.png"
+            Image.fromarray(local_corner(img) if marked else img).save(dest)
+            rows.append({"image_path": str(dest), "image_id": f"{i}-{marked}", "source": "planted", "label": marked,
+                         "patient_id": str(i), "group_id": str(i)})
+    images, kept = _chain_images(am, pd.DataFrame(rows))
+    data = make_dataset(kept, images, input_size=int(am.meta["input_size"]), mean=am.meta["mean"], std=am.meta["std"])
+    torch.manual_seed(seed)
+    model = copy.deepcopy(am.model).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="fine-tuning a mark detector"):
+        model.train()
+        for x, y, _ in data.batches(16, shuffle=True, generator=gen, drop_single=True):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    model.eval()
+    p = _p_positive(model, _inputs(am, kept, images))
+    accuracy = float(((p >= 0.5) == kept["label"].to_numpy().astype(bool)).mean())
+    note = (f"{am.run_id} fine-tuned for {epochs} epochs (Adam, lr {lr:g}) to detect the local corner mark on "
+            f"{len(kept) // 2} {composition} train/val images and their marked copies (training accuracy {accuracy:.2f})")
+    return AuditModel(model, am.meta, am.pipeline, am.checkpoint, [note]), accuracy
+
+
+def _shortfall(table: pd.DataFrame, share: np.ndarray, names, *, n_boot: int, seed: int, layer: str) -> dict:
+    """:func:`covid_lib.audit.model.lung_shortfall` with each mapped image's in-lung share ``share``."""
+    from covid_lib.audit.model import lung_shortfall
+
+    t = table.copy()
+    t.loc[t["mapped"], "share"] = share
+    f = rank_findings(lung_shortfall(t, names, n_boot=n_boot, seed=seed, layer=layer))
+    return {"flagged": flagged(f), "measures": f[["measure", "value", "low", "high", "flag", "note"]].to_dict("records")}
+
+
+def lung_shortfall_positive(folder: Path, run: str, composition: str, *, n_boot: int, seed: int,
+                            epochs: int = 4, lr: float = 1e-3) -> dict:
+    """Section 6's saliency lung shortfall (:func:`covid_lib.audit.model.lung_shortfall`) on models
+    whose evidence lies outside the lungs, on ``composition``'s test images with a corner mark
+    planted on the COVID+ images (PNG copies in ``folder``) and, for contrast, without it; every
+    image mapped:
+
+    - ``run``, trained with the grid's corner mark on its COVID+ training images (grid ``planted``,
+      chain ``none``), on test images with that mark: how much it leans on the mark is its AUC
+      with the mark against without;
+    - :func:`mark_detector`, the same network fine-tuned to detect the :func:`local_corner` mark, on
+      test images with that mark; that its evidence is the mark's own pixels is checked by
+      scoring the chain's output with the mark's pixels alone pasted in (``mark only``) and with
+      them put back (``mark removed``).
+
+    Each with the audit's maps (Grad-CAM at its layer) and, not the audit's, input-gradient maps
+    (:func:`covid_lib.analysis.saliency.saliency_maps` ``gradinput``): the lung shortfall, the share
+    of the COVID+ maps' mass on the mark's pixels (against their share of the image) and the paired
+    change of each COVID+ map's in-lung share when the mark is planted (patient-bootstrap mean)."""
+    from covid_lib.analysis.saliency import in_lung_share, input_masks, map_status, saliency_maps
+    from covid_lib.audit.model import class_names, positive_labels, resolve_model, score_model
+    from covid_lib.data import compose
+    from covid_lib.metrics import auc_estimate, mean_estimate
+
+    am = resolve_model(run)
+    detector, accuracy = mark_detector(am, composition, folder, epochs=epochs, lr=lr, seed=seed)
+    c = compose(composition, seed=seed)
+    c = c[c["split"] == "test"].reset_index(drop=True)
+    out = {"composition": composition, "test images": len(c), "marked": "the COVID+ test images"}
+    for name, model, marking in (("planted run", am, "grid mark"), ("mark detector", detector, "local mark")):
+        res = {"run": run, "checkpoint": str(am.checkpoint), "notes": model.notes, "mark": marking}
+        if name == "mark detector":
+            res["training accuracy"] = accuracy
+        runs, chained = {}, {}
+        for variant in ("marked", "unmarked"):
+            t0 = time.perf_counter()
+            paths = []
+            for i, (p, label) in enumerate(zip(c["image_path"], c["label"].astype(int))):
+                img = read_image(p)
+                if variant == "marked" and label == 1:
+                    img = MARKINGS[marking](img)
+                dest = folder / f"shortfall-{name.replace(' ', '_')}-{variant}-{i}.png"
+                Image.fromarray(img).save(dest)
+                paths.append(str(dest))
+            csv = folder / f"shortfall_{variant}.csv"
+            pd.DataFrame({"path": paths, "label": c["label"].astype(int), "patient_id": c["group_id"],
+                          "source": c["source"]}).to_csv(csv, index=False)
+            manifest = load_manifest(csv)
+            rows = manifest.rows.assign(y=positive_labels(manifest))
+            sal = score_model(model, rows, rows["y"].to_numpy(), saliency_images=len(rows), seed=seed, keep_maps=True)
+            t = sal.table
+            assert t["mapped"].all(), "every image is mapped"
+            images, kept = _chain_images(am, rows)
+            assert list(kept["image_id"]) == list(t["image_id"])
+            x = _inputs(am, kept, images)
+            grads = np.concatenate([saliency_maps(model.model, x[i:i + 32], "gradinput") for i in range(0, len(x), 32)])
+            shares = {"Grad-CAM (the audit's)": t["share"].to_numpy(float),
+                      "input gradient": np.where(map_status(grads, t["has_mask"].to_numpy()) == "measured",
+                                                 in_lung_share(grads, sal.masks), np.nan)}
+            runs[variant] = {"table": t, "maps": {"Grad-CAM (the audit's)": sal.maps, "input gradient": grads},
+                             "shares": shares}
+            chained[variant] = images
+            names = class_names(manifest)
+            res[variant] = {"model AUC": auc_estimate(t["y"], t["score"], groups=t["group_id"].astype(str),
+                                                      n_boot=n_boot, seed=seed).to_dict(),
+                            "maps measured": {k: int(np.isfinite(v).sum()) for k, v in shares.items()},
+                            **{k: _shortfall(t, v, names, n_boot=n_boot, seed=seed, layer=sal.layer)
+                               for k, v in shares.items()},
+                            "seconds": round(time.perf_counter() - t0, 1)}
+            res["layer"] = sal.layer
+        # the mark's pixels at the network's input: where the marked and unmarked outputs differ by
+        # more than 25 grey levels in the top-left quarter (the chain's contrast stretch moves the
+        # rest by a few levels at most)
+        assert list(runs["marked"]["table"].index) == list(runs["unmarked"]["table"].index)  # the same images kept
+        pos = (runs["marked"]["table"]["y"] == 1).to_numpy()
+        side = chained["marked"].shape[1]
+        region = np.abs(chained["marked"][pos].astype(int) - chained["unmarked"][pos].astype(int)) > 25
+        region[:, side // 2:, :] = False
+        region[:, :, side // 2:] = False
+        crop_region = input_masks(region, int(am.meta["input_size"]))
+        res["mark's pixels, share of the input"] = float(crop_region.mean())
+        res["COVID+ maps' mass on the mark's pixels (median)"] = {
+            k: float(np.nanmedian(in_lung_share(m[pos], crop_region))) for k, m in runs["marked"]["maps"].items()}
+        if name == "mark detector":
+            only = np.where(region, chained["marked"][pos], chained["unmarked"][pos]).astype(np.uint8)
+            removed = np.where(region, chained["unmarked"][pos], chained["marked"][pos]).astype(np.uint8)
+            kept_rows = runs["marked"]["table"][pos]
+            res["P(marked) of the COVID+ test images (median)"] = {
+                what: float(np.median(_p_positive(model.model, _inputs(am, kept_rows, arr))))
+                for what, arr in (("marked", chained["marked"][pos]), ("unmarked", chained["unmarked"][pos]),
+                                  ("mark only", only), ("mark removed", removed))}
+        shift = {}
+        for k in runs["marked"]["shares"]:
+            d = (runs["marked"]["shares"][k] - runs["unmarked"]["shares"][k])[pos]
+            ok = np.isfinite(d)
+            groups = runs["marked"]["table"]["group_id"].astype(str).to_numpy()[pos][ok]
+            shift[k] = {**mean_estimate(d[ok], groups=groups, n_boot=n_boot, seed=seed).to_dict(), "images": int(ok.sum())}
+        res["COVID+ maps' in-lung share, marked minus unmarked"] = shift
+        out[name] = res
+    return out
+
+
+SECTIONS = ("compositions", "control", "model-gaps", "metadata-null", "source-null", "model-nulls",
+            "leakage-null", "shortfall-positive")
 
 
 def main() -> None:
@@ -584,6 +971,14 @@ def main() -> None:
     ap.add_argument("--metadata-composition", default="CORDA&ChestXRay")
     ap.add_argument("--max-seconds", type=float, default=0,
                     help="stop drawing control permutations after this long (0: never)")
+    ap.add_argument("--planted-model", default=PLANTED_MODEL,
+                    help="shortfall-positive: a model that learnt the corner mark (run id or checkpoint)")
+    ap.add_argument("--planted-composition", default="CORDA")
+    ap.add_argument("--detector-epochs", type=int, default=4, help="shortfall-positive: epochs of the mark detector")
+    ap.add_argument("--detector-lr", type=float, default=1e-3, help="shortfall-positive: the mark detector's learning rate")
+    ap.add_argument("--leakage-draws", type=int, default=200,
+                    help="random patient-level splits (labels permuted between patients) of the leakage null")
+    ap.add_argument("--leakage-plants", type=int, default=50, help="audits per planted leak (leakage-null)")
     ap.add_argument("--update", action="store_true", help="keep the sections of --out that this run does not measure")
     args = ap.parse_args()
     sections = set(args.sections)
@@ -614,7 +1009,7 @@ def main() -> None:
                 for scoring in ("test split", "out-of-fold")}
             seconds["metadata-null"] = round(time.perf_counter() - t, 1)
         control = arrays = None
-        if sections & {"control", "source-null", "model-nulls"}:
+        if sections & {"control", "source-null", "model-nulls", "leakage-null"}:
             t = time.perf_counter()
             control = load_manifest(control_manifest(folder, args.per_class, args.seed))
             if sections & {"control", "source-null"}:
@@ -638,6 +1033,23 @@ def main() -> None:
                 folder, args.model, {f"{args.model_composition} test set": test, "Kermany control": control},
                 args.model_null_permutations, n_boot=args.n_boot, seed=args.seed)
             seconds["model-nulls"] = round(time.perf_counter() - t, 1)
+        if "leakage-null" in sections:
+            from covid_lib.data.dedup import image_hashes
+
+            t = time.perf_counter()
+            whole = load_manifest(kermany_manifest(folder))
+            sets = {name: (m, image_hashes(list(m.rows["image_path"]), progress=True))
+                    for name, m in (("Kermany control", control), ("Kermany bacterial vs viral, whole set", whole))}
+            summary["leakage_null"] = leakage_null(folder, sets, args.leakage_draws, args.leakage_plants,
+                                                   seed=args.seed)
+            seconds["leakage-null"] = round(time.perf_counter() - t, 1)
+        if "shortfall-positive" in sections:
+            t = time.perf_counter()
+            summary["shortfall_positive"] = lung_shortfall_positive(folder, args.planted_model,
+                                                                    args.planted_composition, n_boot=args.n_boot,
+                                                                    seed=args.seed, epochs=args.detector_epochs,
+                                                                    lr=args.detector_lr)
+            seconds["shortfall-positive"] = round(time.perf_counter() - t, 1)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["seconds_by_section"] = seconds
     _write(args, summary)

@@ -125,6 +125,55 @@ def test_patient_and_duplicate_leakage(tmp_path):
     assert list(is_flagged(table)) == [True, True, False, True]  # no near duplicate: not flagged
 
 
+def test_leakage_silent_when_split_by_patient_and_flags_planted_leaks(tmp_path):
+    """Section 3 on smooth synthetic images split by patient: nothing flagged, with the hashes
+    computed once and reused (``hashes=``) as fresh hashing gives; then a patient moved into two
+    splits, an exact copy under the other label and a near copy are each flagged, by their own
+    measure only (``scripts/audit_validation.py --sections leakage-null`` measures both on Kermany)."""
+    from covid_lib.data.dedup import image_hashes
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(24):
+        coarse = rng.integers(0, 255, (6, 6)).astype(np.uint8)  # smooth: a stable, distinct pHash per image
+        Image.fromarray(coarse).resize((48, 48), Image.BILINEAR).save(tmp_path / "img" / f"{i}.png")
+        rows.append({"path": f"img/{i}.png", "label": (i // 2) % 2, "patient_id": f"p{i // 2}",
+                     "split": ["train", "train", "val", "test"][(i // 2) % 4]})
+    pd.DataFrame(rows).to_csv(tmp_path / "m.csv", index=False)
+    m = load_manifest(tmp_path / "m.csv")
+    hashes = image_hashes(list(m.rows["image_path"]), progress=False)
+    table, pairs = leakage(m, hashes=hashes)
+    fresh, _ = leakage(m)
+    pd.testing.assert_frame_equal(table, fresh)
+    assert len(pairs) == 0 and not is_flagged(table).any()
+
+    def flags(frame: pd.DataFrame) -> dict:
+        frame.to_csv(tmp_path / "m.csv", index=False)
+        t = leakage(load_manifest(tmp_path / "m.csv"))[0]
+        return dict(zip(t["measure"], is_flagged(t)))
+
+    frame = pd.DataFrame(rows)
+    frame.loc[0, "split"] = "test"  # patient p0's first image moved to test, its second stays in train
+    assert flags(frame) == {"test images whose patient is also in train/val": True,
+                            "test images with an exact duplicate in train/val": False,
+                            "test images with a near duplicate in train/val": False,
+                            "images with a duplicate of another label": False}
+    frame = pd.DataFrame(rows + [{"path": "img/0.png", "label": 1, "patient_id": "new", "split": "test"}])
+    assert flags(frame) == {"test images whose patient is also in train/val": False,
+                            "test images with an exact duplicate in train/val": True,
+                            "test images with a near duplicate in train/val": False,
+                            "images with a duplicate of another label": True}
+    near = np.asarray(Image.open(tmp_path / "img" / "1.png")).copy()
+    near[24, 24] = 255 - near[24, 24]  # one pixel changed: not identical, the same pHash
+    Image.fromarray(near).save(tmp_path / "img" / "copy.png")
+    frame = pd.DataFrame(rows + [{"path": "img/copy.png", "label": 0, "patient_id": "new", "split": "test"}])
+    assert flags(frame) == {"test images whose patient is also in train/val": False,
+                            "test images with an exact duplicate in train/val": False,
+                            "test images with a near duplicate in train/val": True,
+                            "images with a duplicate of another label": False}
+
+
 def test_flag_rule_and_ranking():
     m = pd.DataFrame({
         "section": ["1", "1", "3", "4"], "measure": ["size", "sex", "leak", "source"],
@@ -167,10 +216,31 @@ def test_smoke_audit_of_a_small_composition(tmp_path, data_root):
     assert {"image statistics, raw", "lung-mask shape"} <= set(findings["measure"])
     html = (out / "audit.html").read_text()
     assert "Findings, worst first" in html and "data:image/png" in html
+    assert html.count("<summary>parameters</summary>") == 1 and "# Parameters" not in html  # injected cell hidden
     import nbformat
 
     record = nbformat.read(out / "audit.ipynb", as_version=4).metadata["hurdles"]
     assert record["chapter"] == "audit" and record["profile"] == "smoke" and len(record["data_version"]) == 16
+
+
+def test_report_html_shows_the_parameters_once():
+    """Papermill's injected-parameters cell is left out of the page as the book leaves it out; the
+    parameters cell is shown once, folded, with the values the run used."""
+    import nbformat
+
+    from covid_lib.audit.html import notebook_html
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Shortcut audit"),
+                nbformat.v4.new_code_cell('manifest = ""\nseed = 0', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell('# Parameters\nmanifest = "/data/m.csv"\n',
+                                          metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["hide-input"]})]
+    nb.metadata["papermill"] = {"parameters": {"manifest": "/data/m.csv", "seed": 0}}
+    page = notebook_html(nb)
+    assert page.count("<summary>parameters</summary>") == 1 and page.count("<details>") == 1
+    assert "# Parameters" not in page and "manifest = &#x27;/data/m.csv&#x27;" in page
+    assert "x = 1" not in page and "remove-cell" not in nb.cells[2].metadata["tags"]  # the notebook is left as is
 
 
 def test_validation_note(tmp_path):
@@ -350,15 +420,14 @@ def test_validation_note_with_intervals(tmp_path):
 
 
 def test_validation_note_compositions_and_nulls(tmp_path):
-    """The closing note counts the numbers equal to the chapters', names those that differ only by
-    the interval method, and gives each null's false alarms with Wilson intervals."""
+    """The closing note counts the numbers equal to the chapters', names those that differ, and
+    gives each null's false alarms with Wilson intervals."""
     import json
 
     from covid_lib.audit import validation_note
 
     same = {"audit": [0.9, 0.8, 1.0], "chapter": [0.9, 0.8, 1.0], "equal": True, "max_diff": 0.0}
-    delong = {"audit": [0.94, 0.78, 1.0], "chapter": [0.94, 0.67, 0.99], "equal": False, "max_diff": 0.11,
-              "same interval method": same}
+    delong = {"audit": [0.94, 0.78, 1.0], "chapter": [0.94, 0.67, 0.99], "equal": False, "max_diff": 0.11}
     null = {"runs": 10, "audits_with_a_false_alarm": 1, "false_alarms": 1, "measures": 30}
     v = {"compositions": {"A": {"flagged factors": ["era"], "counts": same, "lung-mask shape -> label": delong},
                           "B": {"flagged factors": [], "counts": {**same, "equal": False}}},
@@ -368,10 +437,43 @@ def test_validation_note_compositions_and_nulls(tmp_path):
     (tmp_path / "v.json").write_text(json.dumps(v))
     note = validation_note(tmp_path / "v.json")
     assert "1 of the 3 numbers compared equal the chapters'" in note
-    assert "; 1 (A: lung-mask shape -> label) differ only in the interval" in note
-    assert "unequal: B: counts" in note and "Flagged factors: A: era; B: none." in note
+    assert "unequal: A: lung-mask shape -> label; B: counts" in note and "Flagged factors: A: era; B: none." in note
     assert "(test split): 1 in 30 (3.3%, 0.6%-16.7%; 1 of 10 audits, 1.8%-40.4%)" in note
     assert "the model's saliency lung shortfall (maps shifted at random, 1 nulls pooled): 1 in 30" in note
+
+
+def test_validation_note_leakage_and_shortfall_checks(tmp_path):
+    """The closing note reports the leakage measures under random patient splits (audits flagged,
+    the hash's pairs of two patients), the planted leaks found, and the lung shortfall's positive
+    check with the audit's maps and input-gradient maps."""
+    import json
+
+    from covid_lib.audit import validation_note
+    from covid_lib.audit.findings import GRADCAM
+
+    def shortfall(value, low, high, flag):
+        return {"measures": [{"measure": "saliency in the lungs, all images", "value": 0, "low": 0, "high": 0,
+                              "flag": False},
+                             {"measure": "saliency in the lungs, positive (1)", "value": value, "low": low,
+                              "high": high, "flag": flag}]}
+
+    v = {"leakage_null": {"K": {"images": 100, "patients": 40, "null": {
+            "runs": 20, "audits_with_a_false_alarm": 3,
+            "false_alarms_by_measure": {"test images with a near duplicate in train/val -> split": 3}},
+            "pairs": {"exact, two patients": 0, "near, two patients": 2},
+            "pairs of two patients": [{"correlation": 0.7}, {"correlation": 0.9}],
+            "planted": {"patient overlap": {"detected": 5, "planted": 5}}}},
+         "shortfall_positive": {"mark detector": {"marked": {"model AUC": {"value": 0.99},
+                                                             GRADCAM: shortfall(0.05, 0.03, 0.08, False),
+                                                             "input gradient": shortfall(0.15, 0.14, 0.16, True)}}}}
+    (tmp_path / "v.json").write_text(json.dumps(v))
+    note = validation_note(tmp_path / "v.json")
+    assert ("split by patient at random 20 times (labels permuted between patients): 3 of 20 audits flagged (test "
+            "images with a near duplicate in train/val 3)") in note
+    assert "links 0 exact and 2 near pair(s) of two patients (pixel correlation 0.70-0.90)" in note
+    assert "Planted leaks flagged: patient overlap 5/5." in note
+    assert ("the same network fine-tuned to detect the mark (AUC 0.99): Grad-CAM 0.05 [0.03, 0.08] not flagged, "
+            "input gradient 0.15 [0.14, 0.16] flagged") in note
 
 
 @pytest.mark.data

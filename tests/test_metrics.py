@@ -612,3 +612,22 @@ def test_collapse_status_spread_is_the_5_95_range():
         "score spread 1.8e-01 < 2e-01 (5-95% range)"
     with pytest.raises(ValueError, match="NaN"):
         collapse_status([0.2, np.nan, 0.7])
+
+
+def test_auc_estimate_is_binary_metrics_auc_by_its_rule():
+    """:func:`auc_estimate` is where binary_metrics' AUC comes from: DeLong (logit) without
+    groups or with one image per group, the patient-cluster bootstrap otherwise (then equal to
+    :func:`covid_lib.analysis.metadata_baseline.cluster_auc`, the same resamples)."""
+    from covid_lib.analysis.metadata_baseline import cluster_auc
+    from covid_lib.metrics import auc_estimate, binary_metrics
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)
+    s = np.clip(0.3 * y + rng.uniform(0, 0.7, 80), 0, 1)
+    for groups, method in ((None, "DeLong, logit"), (np.arange(80), "DeLong, logit"),
+                           (np.repeat(np.arange(40), 2), "cluster bootstrap (n_boot=300, 40 groups)")):
+        est = auc_estimate(y, s, groups=groups, n_boot=300, seed=1)
+        assert est == binary_metrics(y, s, groups=groups, n_boot=300, seed=1).auc and est.method == method
+    est = auc_estimate(y, s, groups=np.repeat(np.arange(40), 2), n_boot=300, seed=1)
+    value, low, high = cluster_auc(y, s, np.repeat(np.arange(40), 2), n_boot=300, seed=1)
+    assert (est.low, est.high) == (low, high) and est.value == pytest.approx(value, abs=1e-12)

@@ -2,16 +2,20 @@
 
 Markdown cells through ``markdown-it`` (a dependency of the book's toolchain); outputs as the
 notebook holds them: HTML tables, PNG figures (inline, base64), plain text and streams. Code
-cells tagged ``hide-input`` show their output only.
+cells tagged ``hide-input`` show their output only; cells tagged ``remove-cell`` (papermill's
+injected parameters, as in the book) are left out.
 """
 
 from __future__ import annotations
 
+import copy
 import html
 import os
 from pathlib import Path
 
 from markdown_it import MarkdownIt
+
+from covid_lib.book.sphinx_ext import REMOVE_TAG, hide_injected_parameters
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .45rem}
@@ -38,17 +42,30 @@ def _output(out: dict) -> str:
     return ""
 
 
+def _parameters(cell, used: dict) -> str:
+    """The notebook's ``parameters`` cell, folded, with the values this run used (papermill's)."""
+    run = "".join(f"\n{k} = {v!r}" for k, v in used.items())
+    return (f"<details><summary>parameters</summary><pre>{html.escape(cell.source)}</pre>"
+            + (f"<p>This run:</p><pre>{html.escape(run.strip())}</pre>" if run else "") + "</details>")
+
+
 def notebook_html(nb, *, title: str = "Shortcut audit") -> str:
-    """The page's HTML for an ``nbformat`` notebook."""
+    """The page's HTML for an ``nbformat`` notebook. Papermill's ``injected-parameters`` cell is
+    left out as the book leaves it out (:func:`covid_lib.book.sphinx_ext.hide_injected_parameters`
+    tags it ``remove-cell``); the values it set are shown once, under the ``parameters`` cell."""
     md = MarkdownIt("commonmark").enable("table")
+    nb = hide_injected_parameters(copy.deepcopy(nb))
+    used = nb.metadata.get("papermill", {}).get("parameters", {}) or {}
     parts = []
     for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if REMOVE_TAG in tags:
+            continue
         if cell.cell_type == "markdown":
             parts.append(md.render(cell.source))
         elif cell.cell_type == "code":
-            tags = cell.metadata.get("tags", [])
-            if "injected-parameters" in tags or "parameters" in tags:
-                parts.append(f"<details><summary>parameters</summary><pre>{html.escape(cell.source)}</pre></details>")
+            if "parameters" in tags:
+                parts.append(_parameters(cell, used))
                 continue
             if "hide-input" not in tags:
                 parts.append(f"<pre>{html.escape(cell.source)}</pre>")

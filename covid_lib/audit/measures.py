@@ -6,8 +6,11 @@ own tools: the confounder factors of :mod:`covid_lib.data.confounders`, the meta
 image-statistics and mask probes of :mod:`covid_lib.analysis.shortcuts`. Each row of a measure
 table has ``section, measure, target, metric, value, low, high, chance, n_images, n_patients``:
 the score (AUC for a binary label, one-vs-rest macro AUC for several classes, balanced accuracy
-for the source), its 95% percentile bootstrap interval over patients, and the score of a
-predictor that knows nothing.
+for the source), its 95% interval over patients, and the score of a predictor that knows nothing.
+The interval is the percentile bootstrap that resamples whole patients, computed by the function
+the chapter reporting the same number calls (:data:`AUC_INTERVALS`): for the AUC of the image
+and lung-mask probes that is :func:`covid_lib.metrics.auc_estimate`, which gives DeLong's
+interval instead when every scored patient has one image (chapter 10's rule).
 
 How a score is obtained: when the manifest has a ``split`` with test rows, the predictor is fitted
 on train + val and scored on test (the book's layout); otherwise out-of-fold over
@@ -28,7 +31,7 @@ from covid_lib.analysis.shortcuts import chain_arrays, fit_probe, image_features
 from covid_lib.audit.manifest import AuditManifest
 from covid_lib.data.confounders import metadata_features
 from covid_lib.data.splits import audit_splits
-from covid_lib.metrics import macro_auc
+from covid_lib.metrics import auc_estimate, macro_auc
 from covid_lib.stats import wilson_interval
 
 FOLDS = 5
@@ -107,14 +110,38 @@ def cross_scores(rows: pd.DataFrame, y: np.ndarray, fit, predict, *, seed: int =
     return np.nan_to_num(probs[scored]), scored
 
 
-def label_score(y, probs, groups, *, n_boot: int, seed: int = 0) -> tuple[str, float, float, float]:
-    """``(metric, value, low, high)``: AUC (binary) or macro AUC with its patient-cluster interval."""
+#: How a binary AUC gets its interval, per kind of predictor, as the chapter that reports the same
+#: number computes it: ``"metadata"`` (sections 1, 2; chapter 03's baselines): the percentile
+#: patient bootstrap of :func:`covid_lib.analysis.metadata_baseline.cluster_auc`, always;
+#: ``"pixels"`` (sections 4, 5; chapter 10's probes): :func:`covid_lib.metrics.auc_estimate`, the
+#: rule of :func:`covid_lib.metrics.binary_metrics` (the patient bootstrap when some patient has
+#: several scored images, DeLong on the logit scale when each has one).
+AUC_INTERVALS = ("metadata", "pixels")
+
+
+def label_score(y, probs, groups, *, n_boot: int, seed: int = 0, interval: str = "metadata"
+                ) -> tuple[str, float, float, float]:
+    """``(metric, value, low, high)``: AUC (binary), its interval as ``interval`` says
+    (:data:`AUC_INTERVALS`), or macro AUC with its patient-cluster interval."""
     y = np.asarray(y, int)
     if probs.shape[1] == 2:
-        value, low, high = mb.cluster_auc(y, probs[:, 1], groups, n_boot=n_boot, seed=seed)
+        if interval == "metadata":
+            value, low, high = mb.cluster_auc(y, probs[:, 1], groups, n_boot=n_boot, seed=seed)
+        elif interval == "pixels":
+            est = auc_estimate(y, probs[:, 1], groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
+            value, low, high = est.value, est.low, est.high
+        else:
+            raise ValueError(f"interval must be one of {AUC_INTERVALS}, got {interval!r}")
         return "AUC", value, low, high
     est = macro_auc(y, probs, groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
     return "macro AUC", est.value, est.low, est.high
+
+
+def interval_note(groups, n_classes: int, interval: str) -> str:
+    """Which interval a label row carries where it is not the patient bootstrap (DeLong: each
+    scored patient has one image, :data:`AUC_INTERVALS`)."""
+    one_each = len(set(np.asarray(groups).astype(str))) == len(groups)
+    return "DeLong interval (one image per patient)" if interval == "pixels" and n_classes == 2 and one_each else ""
 
 
 def _row(section: str, measure: str, target: str, metric: str, value, low, high, chance, rows: pd.DataFrame,
@@ -124,12 +151,15 @@ def _row(section: str, measure: str, target: str, metric: str, value, low, high,
             "n_patients": int(rows["patient_id"].nunique()), "note": note}
 
 
-def _probe_label(rows: pd.DataFrame, X: np.ndarray, *, settings: AuditSettings, seed: int) -> tuple:
-    """Label from features ``X`` with the book's probe (:func:`fit_probe`); returns label_score's tuple + scored rows."""
+def _probe_label(rows: pd.DataFrame, X: np.ndarray, *, settings: AuditSettings, seed: int,
+                 interval: str = "metadata") -> tuple:
+    """Label from features ``X`` with the book's probe (:func:`fit_probe`); returns label_score's
+    tuple + scored rows (``interval``: :data:`AUC_INTERVALS`)."""
     y, groups = rows["label"].to_numpy(int), rows["group_id"].astype(str).to_numpy()
     probs, scored = cross_scores(rows, y, lambda tr: fit_probe(X[tr], y[tr], groups[tr], seed=seed),
                                  lambda m, te: m.predict_proba(X[te]), seed=seed)
-    return (*label_score(y[scored], probs, groups[scored], n_boot=settings.n_boot, seed=seed), rows[scored])
+    return (*label_score(y[scored], probs, groups[scored], n_boot=settings.n_boot, seed=seed, interval=interval),
+            rows[scored])
 
 
 # ------------------------------------------------------------------------------ 1. metadata factors
@@ -195,16 +225,19 @@ def metadata_baseline(manifest: AuditManifest, *, settings: AuditSettings, seed:
 
 
 # -------------------------------------------------------------------------- 3. leakage, duplicates
-def leakage(manifest: AuditManifest, *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def leakage(manifest: AuditManifest, *, progress: bool = False, hashes: pd.DataFrame | None = None
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Section 3: patients in two splits, exact and near-duplicate images (the book's
-    :func:`covid_lib.data.splits.audit_splits`, hashing afresh: nothing is cached).
+    :func:`covid_lib.data.splits.audit_splits`, hashing afresh: nothing is cached; ``hashes``:
+    the rows' hashes computed before, as :func:`covid_lib.data.dedup.image_hashes` gives them, e.g.
+    for the same images under other splits in ``scripts/audit_validation.py``).
 
     Returns the measure rows (shares of test images with a duplicate, or patient, in train/val,
     Wilson intervals; without splits, the share of images with a duplicate of another label) and
     every duplicate pair.
     """
     rows = manifest.rows.assign(source=manifest.rows["source"].astype(str))
-    audit = audit_splits(rows, raise_on_leak=False, progress=progress, cache=False)
+    audit = audit_splits(rows, raise_on_leak=False, progress=progress, cache=False, hashes=hashes)
     d = audit.duplicates.copy()
     label = dict(zip(zip(rows["source"], rows["image_id"]), rows["label_name"]))
     d["label_a"] = [label[k] for k in zip(d["source_a"], d["image_id_a"])]
@@ -285,8 +318,9 @@ def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int 
             X = image_features(arrays.images[step][ok], side=settings.side, bins=settings.bins)
             name, section = f"image statistics, {step}", "4 image statistics"
         if target == "label":
-            metric, value, low, high, scored = _probe_label(used, X, settings=settings, seed=seed)
-            out.append(_row(section, name, "label", metric, value, low, high, 0.5, scored))
+            metric, value, low, high, scored = _probe_label(used, X, settings=settings, seed=seed, interval="pixels")
+            out.append(_row(section, name, "label", metric, value, low, high, 0.5, scored,
+                            interval_note(scored["group_id"], used["label"].nunique(), "pixels")))
         else:
             out.append(_source_row(used, X, name, settings=settings, seed=seed))
     return pd.DataFrame(out, columns=MEASURE_COLUMNS), arrays.rejections

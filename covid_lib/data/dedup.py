@@ -74,11 +74,11 @@ def duplicate_pairs(hashes: pd.DataFrame, *, max_distance: int = NEAR_DUPLICATE_
         DataFrame with ``i``, ``j`` (positional indices into ``hashes``), ``distance`` and ``kind``
         (``"exact"`` when pixels are identical, else ``"near"``).
     """
-    bits = _phash_bits(hashes["phash"]).astype(np.int16)
+    bits = _phash_bits(hashes["phash"]).astype(np.float32)  # BLAS; sums of 0/1 up to 64 are exact
     if len(bits) == 0:
         return pd.DataFrame(columns=["i", "j", "distance", "kind"])
-    distance = bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)  # Hamming distance
-    pixel = hashes["pixel_hash"].to_numpy()
+    distance = (bits.shape[1] - (bits @ bits.T + (1 - bits) @ (1 - bits).T)).astype(np.int16)  # Hamming distance
+    pixel = pd.factorize(hashes["pixel_hash"].to_numpy())[0]  # equal codes: equal pixel hashes
     i, j = np.nonzero(np.triu(distance <= max_distance, k=1) | np.triu(pixel[:, None] == pixel[None, :], k=1))
     kind = np.where(pixel[i] == pixel[j], "exact", "near")
     return pd.DataFrame({"i": i, "j": j, "distance": distance[i, j], "kind": kind})

@@ -181,6 +181,7 @@ def audit_splits(
     raise_on_leak: bool = True,
     progress: bool = False,
     cache: bool = True,
+    hashes: pd.DataFrame | None = None,
 ) -> SplitAudit:
     """Check that no patient and no identical image crosses splits; report near duplicates.
 
@@ -192,6 +193,9 @@ def audit_splits(
             they may be two acquisitions of one patient under two ids, or two similar patients.
         cache: reuse and extend the hash cache (:func:`cached_image_hashes`); False hashes every
             image afresh and writes nothing (a user's dataset in :mod:`covid_lib.audit`).
+        hashes: the images' hashes computed before (:func:`~covid_lib.data.dedup.image_hashes`,
+            one row per row of ``df``, in its order; e.g. the same images under other splits):
+            nothing is hashed then.
 
     Returns:
         :class:`SplitAudit` with the leaking patients and every duplicate pair.
@@ -199,8 +203,11 @@ def audit_splits(
     df = df.reset_index(drop=True)
     per_patient = df.groupby("patient_id")["split"].agg(lambda s: sorted(set(s)))
     leaks = per_patient[per_patient.map(len) > 1].rename("splits").reset_index()
-    hasher = cached_image_hashes if cache else image_hashes
-    hashes = hasher(list(df["image_path"]), progress=progress)
+    if hashes is None:
+        hasher = cached_image_hashes if cache else image_hashes
+        hashes = hasher(list(df["image_path"]), progress=progress)
+    elif list(hashes["image_path"]) != [str(p) for p in df["image_path"]]:
+        raise ValueError("hashes must have one row per image of df, in df's order")
     pairs = duplicate_pairs(hashes, max_distance=max_distance)
     cols = ["source", "image_id", "patient_id", "split"]
     left = df.loc[pairs["i"], cols].reset_index(drop=True).add_suffix("_a")

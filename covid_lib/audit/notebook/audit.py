@@ -111,6 +111,8 @@ display(findings[findings["section"] == "2 metadata baseline"][["measure", "metr
 # ## 3. Patients and duplicates across splits
 #
 # Exact duplicates have identical pixels; near duplicates differ by at most 4 of 64 pHash bits.
+# In thousands of similar images the pHash also links different X-rays of the same framing (the
+# closing note's validation): look at the pairs below before reading a near-duplicate flag as leakage.
 
 # %% tags=["hide-input"]
 display(findings[findings["section"] == "3 leakage"][["measure", "value", "low", "high", "flag", "note"]])
