@@ -315,10 +315,10 @@ if not per_image.empty:
     by_seen = rsal.summary_table(per_image, by="seen", n_boot=n_boot, seed=seed)
     if profile != "smoke" and summary_csv:  # the checklist (14) reads it; smoke numbers mean nothing
         by_seen.to_csv(summary_csv, index=False)
-    display(rsal.format_summary(by_seen).style.hide(axis="index"))
+    display(report.styled(rsal.format_summary(by_seen)))
     print("intervals:", by_seen["interval"].iloc[0], "- patients resampled")
 
-# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the shares against the baseline as a figure", "code_prompt_hide": "Hide the figure"}
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the shares against the baseline as a figure", "code_prompt_hide": "Hide the figure"}
 if not per_image.empty:
     fig = rsal.plot_shares(by_seen)
 
@@ -329,7 +329,7 @@ if not per_image.empty:
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the shares per source", "code_prompt_hide": "Hide the shares per source"}
 if not per_image.empty:
     by_source = rsal.summary_table(per_image, by="source", n_boot=n_boot, seed=seed)
-    display(rsal.format_summary(by_source).style.hide(axis="index"))
+    display(report.styled(rsal.format_summary(by_source)))
 
 # %% [markdown]
 # ## With and without pre-processing, on the same images
