@@ -296,6 +296,81 @@ def test_staleness_detector_flags_changed_parameters(chapter_copy):
     assert any("papermill injected" in r or "parameters" in r for r in status.reasons)
 
 
+def _judged(c1=0.4, c2=-0.05, finding=0.2) -> dict:
+    """A small ``verdicts.json``: C1 and C2 at two scales and one finding."""
+    claim = lambda est: {"outcome": "inconclusive", "estimate": est, "low": est - 0.1, "high": est + 0.1}
+    return {"protocol_hash": "abc", "scales": {s: {"label": s, "claims": {"C1": claim(c1), "C2": claim(c2)}}
+                                               for s in ("563", "full")},
+            "findings": {"F1": claim(finding)}}
+
+
+def test_claim_digest_changes_with_the_claims_own_entry_only():
+    from covid_lib.report.judge import claim_digest
+
+    base = claim_digest("C1", _judged())
+    assert base == claim_digest("C1", _judged(c2=0.3, finding=0.0))  # others re-judged: C1 unchanged
+    assert base != claim_digest("C1", _judged(c1=0.41))
+    assert claim_digest("F1", _judged()) != claim_digest("F1", _judged(finding=0.3))
+    assert claim_digest("C1", {**_judged(), "protocol_hash": "def"}) != base  # another protocol
+    assert claim_digest("C1", None) is None
+
+
+def test_note_read_appends_to_the_log_the_runner_names(tmp_path, monkeypatch):
+    from covid_lib.report import judge
+
+    assert book.runner.READ_LOG_ENV == judge.READ_LOG_ENV
+    monkeypatch.delenv(judge.READ_LOG_ENV, raising=False)
+    judge.note_read("C1")  # no log named: nothing written, no error
+    log = tmp_path / "read.txt"
+    monkeypatch.setenv(judge.READ_LOG_ENV, str(log))
+    judge.note_read("C1")
+    judge.note_read("F4")
+    assert log.read_text().split() == ["C1", "F4"]
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps(_judged()))
+    assert book.runner.verdicts_shown(["F1", "C1", "C1"], path) == {
+        "C1": judge.claim_digest("C1", _judged()), "F1": judge.claim_digest("F1", _judged())}
+    assert book.runner.verdicts_shown([], path) == {}
+
+
+def test_staleness_detector_flags_a_verdict_rejudged_since_execution(chapter_copy, tmp_path):
+    from covid_lib.report.judge import claim_digest
+
+    src, out = chapter_copy
+    verdicts = tmp_path / "verdicts.json"
+    verdicts.write_text(json.dumps(_judged()))
+    _edit_notebook(out, lambda nb: nb.metadata["hurdles"].update(verdicts_read={"C1": claim_digest("C1", _judged())}))
+    assert book.check_executed(src, out, check_data=False, verdicts_path=verdicts).fresh
+    verdicts.write_text(json.dumps(_judged(c2=0.9, finding=0.9)))  # claims it does not show
+    assert book.check_executed(src, out, check_data=False, verdicts_path=verdicts).fresh
+    verdicts.write_text(json.dumps(_judged(c1=0.35)))
+    status = book.check_executed(src, out, check_data=False, verdicts_path=verdicts)
+    assert status.state == "stale"
+    assert any("verdict C1 re-judged since the chapter was executed" in r for r in status.reasons), status.reasons
+
+
+def test_staleness_detector_compares_an_older_records_shown_claims_at_its_commit(chapter_copy, tmp_path,
+                                                                                 monkeypatch):
+    """A record from before ``verdicts_read``: the claims its source shows, against verdicts.json at
+    the recorded commit; a commit that is not here decides nothing."""
+    src, out = chapter_copy
+    src.write_text(src.read_text() + '\n# %%\njudge.show_claim("C2")\n')
+    _edit_notebook(out, lambda nb: nb.metadata["hurdles"].update(source_sha256=book.source_hash(src)))
+    verdicts = tmp_path / "verdicts.json"
+    verdicts.write_text(json.dumps(_judged()))
+    monkeypatch.setattr(book.staleness, "_verdicts_at", lambda commit: _judged(c1=0.0))  # C1 differs: not shown
+    assert book.check_executed(src, out, check_data=False, verdicts_path=verdicts).fresh
+    monkeypatch.setattr(book.staleness, "_verdicts_at", lambda commit: _judged(c2=0.0))
+    status = book.check_executed(src, out, check_data=False, verdicts_path=verdicts)
+    assert status.state == "stale" and any("verdict C2 re-judged" in r for r in status.reasons), status.reasons
+
+    def unknown(commit):
+        raise LookupError(commit)
+
+    monkeypatch.setattr(book.staleness, "_verdicts_at", unknown)
+    assert book.check_executed(src, out, check_data=False, verdicts_path=verdicts).fresh
+
+
 def test_staleness_detector_flags_a_new_parameter_in_the_source(chapter_copy):
     src, out = chapter_copy
     text = src.read_text().replace('seed = 0', 'seed = 0\nnew_knob = 3', 1)
@@ -746,9 +821,23 @@ def test_run_chapter_writes_to_scratch_by_default_and_silences_the_kernel_log(ti
     record = book.read_record(out)
     assert record["parameters"]["seed"] == 0 and record["profile"] == "cpu" and record["data_version"] is None
     assert book.check_executed(chapter.source, out).fresh
+    assert record["verdicts_read"] == {}  # it shows no verdict
     captured = capfd.readouterr()
     assert "without encryption" not in captured.out + captured.err
     assert "IPKernelApp" not in captured.out + captured.err
+
+
+@pytest.mark.notebook
+def test_run_chapter_records_the_verdicts_the_chapter_read(tiny_chapter, tmp_path, monkeypatch):
+    """The kernel inherits the runner's log: a claim read there lands in the provenance record."""
+    from covid_lib.report import judge
+
+    chapter, params = tiny_chapter
+    chapter.source.write_text(_TINY_CHAPTER + '\n# %%\nfrom covid_lib.report import judge\njudge.note_read("C1")\n')
+    monkeypatch.setattr(book.runner, "SCRATCH_DIR", tmp_path / "scratch")
+    record = book.read_record(book.run_chapter(chapter, parameters=params, execution_timeout=120))
+    assert record["verdicts_read"] == {"C1": judge.claim_digest("C1", judge.read_verdicts())}
+    assert judge.READ_LOG_ENV not in os.environ  # the runner's log is not left behind
 
 
 #: Run in a kernel: its next replies go out, then the kernel stays 3 s inside the message handler

@@ -30,6 +30,9 @@ from covid_lib.profiles import get_profile
 from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment
 from covid_lib.provenance import git_state as _git_state
 
+#: :data:`covid_lib.report.judge.READ_LOG_ENV` (not imported: the judge's imports are heavy).
+READ_LOG_ENV = "COVID_LIB_VERDICTS_READ_LOG"
+
 #: What the runner itself writes: a chapter executed earlier in the same run does not make the
 #: tree "dirty" for the next one.
 RUNNER_OUTPUTS = BOOK_OUTPUTS
@@ -64,6 +67,19 @@ def quiet_shutdown_kernel_manager() -> type:
             await super()._async_interrupt_kernel()
 
     return QuietShutdownKernelManager
+
+
+def verdicts_shown(claims: list[str], path: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """For each claim a chapter read from ``book/verdicts.json`` (or ``path``), the digest of what
+    the file says of it (:func:`covid_lib.report.judge.claim_digest`): recorded with the executed
+    chapter, so that ``book check`` finds it stale once ``book judge`` changes one of them."""
+    # lazy: the judge reads records (pandas, the grids); only a chapter that shows verdicts needs it
+    from covid_lib.report.judge import claim_digest, read_verdicts
+
+    if not claims:
+        return {}
+    data = read_verdicts(path)
+    return {claim: claim_digest(claim, data) for claim in sorted(set(claims))}
 
 
 class ChapterFailed(RuntimeError):
@@ -215,6 +231,10 @@ def run_chapter(
         nbformat.write(read_source(chapter.source), paired)
         started = _dt.datetime.now(_dt.timezone.utc)
         t0 = time.perf_counter()
+        read_log = Path(tmp) / "verdicts-read.txt"
+        read_log.touch()
+        before = os.environ.get(READ_LOG_ENV)
+        os.environ[READ_LOG_ENV] = str(read_log)  # the kernel inherits it: the claims it reads land there
         try:
             papermill.execute_notebook(
                 str(paired), str(executed), parameters=injected, kernel_name=kernel_name,
@@ -228,11 +248,17 @@ def run_chapter(
                 partial = Path(failed_dir or cache_dir("book")) / f"{chapter.stem}.failed.ipynb"
                 shutil.copyfile(executed, partial)
             raise ChapterFailed(failure_message(chapter.stem, err, partial)) from err
+        finally:
+            if before is None:
+                os.environ.pop(READ_LOG_ENV, None)
+            else:
+                os.environ[READ_LOG_ENV] = before
         wall = time.perf_counter() - t0
         nb = nbformat.read(executed, as_version=4)
+        shown = verdicts_shown(read_log.read_text().split())
 
     return _finish(nb, chapter, out, effective, git=git, version=version, env=env,
-                   started=started.isoformat(timespec="seconds"), wall=wall)
+                   started=started.isoformat(timespec="seconds"), wall=wall, verdicts_read=shown)
 
 
 def register_executed(

@@ -2,7 +2,8 @@
 
 :func:`check_executed` compares the record that :mod:`covid_lib.book.runner` wrote into an executed
 notebook with the chapter's current source, parameters, profile definitions and data (``fresh`` or
-``stale``), and reads the git state it recorded (:func:`provenance_problems`): a chapter executed
+``stale``; also stale once ``book judge`` has changed a verdict the chapter shows), and reads the
+git state it recorded (:func:`provenance_problems`): a chapter executed
 from a dirty work tree or an uncommitted source may be fresh, but it is not publishable, since no
 commit holds the code that produced it. ``book check`` refuses both.
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from covid_lib.book.chapters import METADATA_KEY, Chapter, parameter_defaults, resolve_chapter, source_hash
+from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import PROFILES
 from covid_lib.provenance import data_version
 
@@ -60,6 +64,65 @@ def provenance_problems(record: dict) -> list[str]:
     return problems
 
 
+#: A chapter source's calls that show a claim's verdict (for chapters executed before their
+#: provenance record listed the verdicts they read).
+_SHOWN_CLAIM_RE = re.compile(r"""(?:protocol_verdict|show_claim)\(\s*["']([CF]\d+)["']""")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _verdicts_at(commit: str) -> dict | None:
+    """``book/verdicts.json`` as committed at ``commit`` (None: it was not there yet).
+
+    Raises:
+        LookupError: no such commit here (no git, a shallow clone, a record from elsewhere).
+    """
+    text = _git("show", f"{commit}:book/verdicts.json")
+    if text is not None:
+        return json.loads(text)
+    if _git("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}") is None:
+        raise LookupError(commit)
+    return None
+
+
+def rejudged_verdicts(source: Path, rec: dict, verdicts_path: str | os.PathLike | None = None) -> list[str]:
+    """Why the verdicts an executed chapter shows are no longer those of ``book/verdicts.json``.
+
+    The record lists each claim the chapter read with the digest of its entry then
+    (``verdicts_read``, written by :func:`covid_lib.book.runner.run_chapter`); a chapter executed
+    before records listed them is compared on the claims its source shows, against the file as
+    committed at the recorded commit (a clean work tree read exactly that file).
+    """
+    # lazy: the judge's imports are heavy, and only chapters that show verdicts need them
+    from covid_lib.report.judge import claim_digest, read_verdicts
+
+    now = read_verdicts(verdicts_path)
+    if "verdicts_read" in rec:
+        then = {claim: digest for claim, digest in (rec["verdicts_read"] or {}).items()}
+        when = "since the chapter was executed"
+    else:
+        claims = sorted(set(_SHOWN_CLAIM_RE.findall(source.read_text())))
+        commit = str((rec.get("git") or {}).get("commit") or "")
+        if not claims or not commit:
+            return []
+        try:
+            old = _verdicts_at(commit)
+        except LookupError:  # the commit is not here: nothing to compare with
+            return []
+        then = {claim: claim_digest(claim, old) for claim in claims}
+        when = f"since the chapter was executed (at {commit[:7]})"
+    changed = [claim for claim, digest in then.items() if claim_digest(claim, now) != digest]
+    if not changed:
+        return []
+    return [f"verdict{'s' if len(changed) > 1 else ''} {', '.join(changed)} re-judged {when} "
+            "(`book judge` changed book/verdicts.json); re-execute it"]
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -70,6 +133,7 @@ def check_executed(
     *,
     data_root: str | os.PathLike | None = None,
     check_data: bool = True,
+    verdicts_path: str | os.PathLike | None = None,
 ) -> ChapterStatus:
     """Compare an executed notebook with the chapter source it claims to come from.
 
@@ -77,7 +141,8 @@ def check_executed(
     not those the ``parameters`` cell defines (names), or their values are not the cell's defaults
     overridden by what papermill injected; the recorded profile's settings differ from the current
     profile definition; the notebook holds an error output; or (``check_data`` and data present)
-    the data version changed. Whatever the state, ``unpublishable`` lists what the recorded git
+    the data version changed; or a verdict it shows was re-judged since (:func:`rejudged_verdicts`,
+    against ``verdicts_path``, default ``book/verdicts.json``). Whatever the state, ``unpublishable`` lists what the recorded git
     state refuses (:func:`provenance_problems`).
     """
     import nbformat
@@ -123,6 +188,7 @@ def check_executed(
         now = data_version(data_root if data_root is not None else recorded.get("data_root"))
         if now is not None and rec.get("data_version") != now:
             reasons.append(f"data version changed: {now}, executed on {rec.get('data_version')}")
+    reasons += rejudged_verdicts(source, rec, verdicts_path)
     return ChapterStatus(name, "stale" if reasons else "fresh", reasons, rec, provenance_problems(rec))
 
 

@@ -32,6 +32,9 @@ from covid_lib.report.records import spec_records
 from covid_lib.runs import DIFFERS
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
+#: When set (the book runner sets it while a chapter executes), the file to which every claim a
+#: chapter reads from ``book/verdicts.json`` is appended, one id a line (:func:`note_read`).
+READ_LOG_ENV = "COVID_LIB_VERDICTS_READ_LOG"
 #: C4's k-NN predictions per scale (an analysis record: the encoders' features are computed from
 #: checkpoints, which are not committed): ``results/claims/c4-<scale>.csv`` and ``.json``.
 C4_DIR = "claims"
@@ -307,6 +310,30 @@ def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu
     return data
 
 
+def note_read(claim: str) -> None:
+    """Note that ``claim``'s verdict was read from ``book/verdicts.json``: appended to the file
+    :data:`READ_LOG_ENV` names, if set, so that the executed chapter's provenance record lists the
+    verdicts it shows and ``book check`` can tell when one of them was re-judged."""
+    log = os.environ.get(READ_LOG_ENV)
+    if log:
+        with open(log, "a") as f:
+            f.write(claim + "\n")
+
+
+def claim_digest(claim: str, data: dict | None) -> str | None:
+    """A short SHA-256 of what ``book/verdicts.json`` (``data``) says of ``claim``: the protocol
+    hash and its entry at every scale (a claim C1-C6) or its one entry (a finding F1-F5); None when
+    ``data`` is None. Equal digests: a chapter showing ``claim`` shows what the file says now."""
+    import hashlib
+
+    if data is None:
+        return None
+    entry = {"protocol_hash": data.get("protocol_hash"),
+             "scales": {name: s.get("claims", {}).get(claim) for name, s in sorted(data.get("scales", {}).items())},
+             "finding": data.get("findings", {}).get(claim)}
+    return hashlib.sha256(json.dumps(entry, sort_keys=True, default=float).encode()).hexdigest()[:16]
+
+
 def read_verdicts(path: str | os.PathLike | None = None) -> dict | None:
     """``book/verdicts.json`` (or ``path``), None when it does not exist."""
     p = Path(path) if path is not None else VERDICTS_JSON
@@ -553,7 +580,9 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
     paper (``F1``-``F5``) shows its one judgement, with when its rule was fixed against the
     records it judges (:func:`exploratory_text`)."""
     rule = P.rule(claim)
-    data = read_verdicts() if data is None else data
+    if data is None:
+        data = read_verdicts()
+        note_read(claim)
     if claim in P.FINDINGS:
         return _finding_markdown(claim, data)
     lines = [f"**The rule** (protocol `{P.protocol_hash()}`, fixed before the runs at scale were read; "
@@ -600,7 +629,9 @@ def protocol_verdict(claim: str, data: dict | None = None, *, scale: str = "full
     with the reason."""
     from covid_lib.analysis.verdicts import CLAIMS, FINDING_CLAIMS
 
-    data = read_verdicts() if data is None else data
+    if data is None:
+        data = read_verdicts()
+        note_read(claim)
     chapter = CLAIM_CHAPTERS.get(claim, FINDING_CHAPTERS.get(claim, ""))
     differs = _departures(claim)
     statement = CLAIMS.get(claim) or FINDING_CLAIMS[claim]
