@@ -349,6 +349,22 @@ def test_staleness_detector_flags_a_verdict_rejudged_since_execution(chapter_cop
     assert any("verdict C1 re-judged since the chapter was executed" in r for r in status.reasons), status.reasons
 
 
+def test_rejudged_chapters_names_those_showing_a_changed_verdict(tmp_path):
+    """What ``book judge`` tells to re-execute: the chapters whose recorded verdicts differ now."""
+    from covid_lib.report.judge import claim_digest
+
+    folder = _synthetic_book(tmp_path / "book")
+    shows = {CHAPTERS[0].stem: "C1", CHAPTERS[1].stem: "C2"}
+    for chapter in CHAPTERS:
+        read = {shows[chapter.stem]: claim_digest(shows[chapter.stem], _judged())} if chapter.stem in shows else {}
+        _edit_notebook(chapter.output(folder), lambda nb: nb.metadata["hurdles"].update(verdicts_read=read))
+    verdicts = tmp_path / "verdicts.json"
+    verdicts.write_text(json.dumps(_judged()))
+    assert book.staleness.rejudged_chapters(folder, verdicts) == []
+    verdicts.write_text(json.dumps(_judged(c2=0.5)))
+    assert book.staleness.rejudged_chapters(folder, verdicts) == [CHAPTERS[1].stem]
+
+
 def test_staleness_detector_compares_an_older_records_shown_claims_at_its_commit(chapter_copy, tmp_path,
                                                                                  monkeypatch):
     """A record from before ``verdicts_read``: the claims its source shows, against verdicts.json at

@@ -123,6 +123,20 @@ def rejudged_verdicts(source: Path, rec: dict, verdicts_path: str | os.PathLike 
             "(`book judge` changed book/verdicts.json); re-execute it"]
 
 
+def rejudged_chapters(output_dir: str | os.PathLike | None = None,
+                      verdicts_path: str | os.PathLike | None = None) -> list[str]:
+    """The executed chapters (in ``output_dir``, default ``book/chapters``) that show a verdict
+    re-judged since they were executed (:func:`rejudged_verdicts`): what ``book judge`` says to re-run."""
+    from covid_lib.book.chapters import list_chapters, read_record
+
+    behind = []
+    for chapter in list_chapters():
+        out = chapter.output(output_dir)
+        if out.is_file() and rejudged_verdicts(chapter.source, read_record(out), verdicts_path):
+            behind.append(chapter.stem)
+    return behind
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 

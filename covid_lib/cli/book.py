@@ -167,6 +167,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _cmd_judge(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import sync_pages
+    from covid_lib.book.staleness import rejudged_chapters
     from covid_lib.report.judge import VERDICTS_JSON, write_c4, write_findings_inputs, write_verdicts
 
     for scale in args.c4:
@@ -182,6 +183,10 @@ def _cmd_judge(args: argparse.Namespace) -> int:
                                                      for f, v in data["findings"].items()))
     sync_pages()
     print(f"wrote {VERDICTS_JSON} (protocol {data['protocol_hash']}) and synced the verdicts page")
+    behind = rejudged_chapters()
+    if behind:
+        print(f"chapters showing a re-judged verdict (stale until re-executed): {', '.join(behind)}; "
+              f"`python -m covid_lib book run {' '.join(c[:2] for c in behind)} --into book/chapters`")
     return 0
 
 
