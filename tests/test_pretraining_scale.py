@@ -96,6 +96,20 @@ def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_re
     assert table.loc["all (each run once)", "compute (h)"] == 2.0
 
 
+def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys):
+    import covid_lib.grid as grid
+    from covid_lib.cli import main
+
+    a = _spec("kermany_full", 0)
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: [a])
+    y = np.tile([0, 1], 10)
+    write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 5400.0, "train_images_per_s": 40.0})
+    assert main(["grid", "compute", "table2_full", "conv8_full", "--profile", "smoke"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["grid", "runs", "recorded"] and len(out) == 4
+    assert out[-1].split()[:5] == ["all", "(each", "run", "once)", "1"] and "1.5" in out[-1]
+
+
 def test_checkpoint_matches_record_compares_recorded_probabilities(write_record, monkeypatch):
     """The chapter's check is the runs layer's (:func:`covid_lib.runs.checkpoint_matches_record`): a
     checkpoint cached without a note is re-scored on its record's test images."""

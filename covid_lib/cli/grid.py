@@ -1,4 +1,5 @@
-"""``python -m covid_lib grid run|status NAME ...``, ``grid list``: named grids of runs (:mod:`covid_lib.grid`)."""
+"""``python -m covid_lib grid run|status NAME ...``, ``grid compute NAME [NAME ...]``, ``grid list``:
+named grids of runs (:mod:`covid_lib.grid`)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(status.to_string(index=False))
     counts = status_counts(status)
     print(f"grid {args.name} ({args.profile}): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+def _cmd_compute(args: argparse.Namespace) -> int:
+    """Compute spent on grids, from each recorded run's timings.json: per grid its runs, recorded and
+    missing, hours and median training speed; the last row counts each run once (grids share runs)."""
+    # lazy: imported when the command runs, so that --help stays light
+    import pandas as pd
+
+    from covid_lib.grid import grid_compute
+
+    table = grid_compute(args.names, args.profile, data_root=args.data_root)
+    with pd.option_context("display.width", 200):
+        print(table.astype(object).where(table.notna(), "").to_string(index=False))
     return 0
 
 
@@ -83,6 +98,12 @@ def register_cli(subparsers) -> None:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES
 
+    c = sub.add_parser("compute", help="hours and training speed of the recorded runs of grids (timings.json)",
+                       description=_cmd_compute.__doc__)
+    c.add_argument("names", nargs="+", choices=GRID_NAMES, metavar="NAME", help="grid names (see `grid list`)")
+    c.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")
+    c.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA or ../shared/data)")
+    c.set_defaults(func=_cmd_compute)
     ls = sub.add_parser("list", help="the named grids, their sizes and what they rebuild", description=_cmd_list.__doc__)
     ls.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile (sizes of the seeds grid)")
     ls.set_defaults(func=_cmd_list)

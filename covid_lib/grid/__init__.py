@@ -400,4 +400,4 @@ def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str |
     total = sum(t.get("total_s", 0.0) for t in seen.values()) / 3600
     rows.append({"grid": "all (each run once)", "runs": None, "recorded": len(seen), "missing": None,
                  "compute (h)": round(total, 2), "median train images/s": None})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"runs": "Int64", "recorded": "Int64", "missing": "Int64"})
