@@ -510,9 +510,11 @@ def auc_estimate(y_true, y_score, *, groups=None, n_boot: int = 2000, seed: int 
                  alpha: float = 0.05) -> Estimate:
     """The AUC (ties count half) with :func:`binary_metrics`' interval, by its rule: a cluster
     bootstrap that resamples whole patients when some patient (``groups``) has several images,
-    else DeLong's interval on the logit scale (independent images). The one home of that rule:
-    :func:`binary_metrics` takes its AUC from here, and so does the audit's image-statistics and
-    lung-mask probes (:mod:`covid_lib.audit.measures`), which report the number chapter 10 reports.
+    else DeLong's interval on the logit scale (independent images). The one home of the AUC and
+    its interval: :func:`binary_metrics` takes its AUC from here, and so do the metadata-only
+    baseline (:mod:`covid_lib.analysis.metadata_baseline`, chapter 03) and every AUC of the audit
+    (:mod:`covid_lib.audit.measures`, :mod:`covid_lib.audit.model`), which report the numbers the
+    chapters report. With one class present the AUC and its interval are NaN (``note`` says why).
 
     Example:
         >>> auc_estimate([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]).format()

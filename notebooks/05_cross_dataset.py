@@ -93,7 +93,8 @@ display(styled(table2[["pretrain", "composition", "seed", "status", "run_id"]]))
 # Each composition mixes sources that differ in more than disease: view, acquisition year, age,
 # sex, original image size and file format (see {doc}`01_data`). A classifier that sees only these
 # fields, never a pixel, shows how far a model can get without looking at the lungs. Its AUC, with
-# a patient-cluster interval, stands beside each cell of the table below.
+# the interval of every AUC below (the patient bootstrap, DeLong's where each test patient has one
+# image; column `interval`), stands beside each cell of the table below.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the metadata-only baseline", "code_prompt_hide": "Hide the baseline"}
 from covid_lib.analysis.metadata_baseline import baseline_table

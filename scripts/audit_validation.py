@@ -258,7 +258,8 @@ def _intervals(audit, y, p, groups, *, seed: int, chapter=None, method: str = ""
     """The audit's AUC row against the chapter's (``chapter``: ``[value, low, high]`` and its interval
     ``method``; default :func:`covid_lib.metrics.binary_metrics` of the scores, as chapter 10 calls
     it). Both take the interval from :func:`covid_lib.metrics.auc_estimate` (the patient bootstrap,
-    or DeLong when each test patient has one image), so they must be equal."""
+    or DeLong when each test patient has one image; the book's one AUC rule, which chapter 03's
+    metadata baselines follow too), so they must be equal."""
     from covid_lib.metrics import binary_metrics
 
     if chapter is None:

@@ -69,13 +69,32 @@ def test_deterministic_and_boosting_works(composed):
         mb.baseline_scores(composed=composed, model="svm")
 
 
-def test_cluster_auc_resamples_patients_and_handles_one_class():
-    y = np.array([0, 0, 1, 1, 0, 1])
-    s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
-    auc, low, high = mb.cluster_auc(y, s, list("aabbcc"), n_boot=500)
-    assert auc == pytest.approx(roc_auc_score(y, s))
-    assert 0 <= low <= auc <= high <= 1
-    assert np.isnan(mb.cluster_auc(np.ones(4), s[:4], list("abcd"))[0])
+def test_table_takes_auc_and_interval_from_auc_estimate_and_handles_one_class():
+    """Each cell is :func:`covid_lib.metrics.auc_estimate` of its scores (the book's one AUC rule):
+    DeLong where each test patient has one image, the patient bootstrap where one has several; a
+    test set with one class gives NaN, no error."""
+    from covid_lib.metrics import auc_estimate
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    s = np.clip(0.3 * y + rng.uniform(0, 0.7, 60), 0, 1)
+    one_each = [f"p{i}" for i in range(60)]
+    clustered = [f"p{i // 3}" for i in range(60)]
+    parts = [pd.DataFrame({"composition": "A", "test_set": name, "model": "logistic", "source": "x",
+                           "image_id": range(60), "patient_id": groups, "group_id": groups, "label": labels,
+                           "score": s})
+             for name, groups, labels in (("one each", one_each, y), ("clustered", clustered, y),
+                                          ("one class", one_each, np.ones(60, int)))]
+    table = mb.table_from_scores(pd.concat(parts, ignore_index=True), n_boot=300, seed=2).set_index("test_set")
+    for name, groups in (("one each", one_each), ("clustered", clustered)):
+        est = auc_estimate(y, s, groups=groups, n_boot=300, seed=2)
+        row = table.loc[name]
+        assert (row["auc"], row["auc_low"], row["auc_high"], row["interval"]) == (est.value, est.low, est.high,
+                                                                                  est.method)
+        assert row["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert table.loc["one each", "interval"] == "DeLong, logit"
+    assert table.loc["clustered", "interval"] == "cluster bootstrap (n_boot=300, 20 groups)"
+    assert table.loc["one class", ["auc", "auc_low", "auc_high"]].isna().all()
 
 
 def test_importances_name_what_the_model_uses(composed):
@@ -108,6 +127,8 @@ def test_baseline_table_on_the_real_compositions(data_root):
     own = table[table["composition"] == table["test_set"]]
     assert (own["n_images"] > 0).all() and (own["n_patients"] <= own["n_images"]).all()
     assert own.set_index("test_set").loc["COVID-ChestXRay", "n_images"] == 15
+    # its 15 patients have one image each: DeLong's interval (auc_estimate's rule), not the bootstrap
+    assert own.set_index("test_set").loc["COVID-ChestXRay", "interval"] == "DeLong, logit"
 
 
 def test_headline_baseline_leaves_out_the_label_proxies(composed):

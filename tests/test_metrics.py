@@ -616,9 +616,9 @@ def test_collapse_status_spread_is_the_5_95_range():
 
 def test_auc_estimate_is_binary_metrics_auc_by_its_rule():
     """:func:`auc_estimate` is where binary_metrics' AUC comes from: DeLong (logit) without
-    groups or with one image per group, the patient-cluster bootstrap otherwise (then equal to
-    :func:`covid_lib.analysis.metadata_baseline.cluster_auc`, the same resamples)."""
-    from covid_lib.analysis.metadata_baseline import cluster_auc
+    groups or with one image per group, the patient-cluster bootstrap otherwise (then the
+    percentile interval of :func:`covid_lib.stats.weighted_auc` over whole patients resampled)."""
+    from covid_lib import stats
     from covid_lib.metrics import auc_estimate, binary_metrics
 
     rng = np.random.default_rng(3)
@@ -629,5 +629,9 @@ def test_auc_estimate_is_binary_metrics_auc_by_its_rule():
         est = auc_estimate(y, s, groups=groups, n_boot=300, seed=1)
         assert est == binary_metrics(y, s, groups=groups, n_boot=300, seed=1).auc and est.method == method
     est = auc_estimate(y, s, groups=np.repeat(np.arange(40), 2), n_boot=300, seed=1)
-    value, low, high = cluster_auc(y, s, np.repeat(np.arange(40), 2), n_boot=300, seed=1)
-    assert (est.low, est.high) == (low, high) and est.value == pytest.approx(value, abs=1e-12)
+    reps = stats.bootstrap_replicates(lambda w: stats.weighted_auc(y, s, w), y.size,
+                                      groups=np.repeat(np.arange(40), 2), n_boot=300, seed=1)
+    low, high, _ = stats.percentile_interval(reps, 0.05)
+    assert (est.low, est.high) == (low, high) and est.value == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    one_class = auc_estimate(np.ones(80, int), s, groups=np.repeat(np.arange(40), 2), n_boot=300, seed=1)
+    assert np.isnan([one_class.value, one_class.low, one_class.high]).all()  # NaN, no error

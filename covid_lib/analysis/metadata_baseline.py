@@ -13,8 +13,10 @@ Missing values are features too: a missing age or date is imputed (median) and f
 indicator, a missing sex or view is its own category. Where the absence of a value marks a source
 (no date on any Kermany or NIH image, no age on Kermany's), the baseline can use it, as a network
 can use the look of a source. Fixed hyper-parameters, no tuning; results are a pure function of the
-data, the seed and the model name. The AUC interval is a percentile cluster bootstrap over patient
-groups (:func:`covid_lib.stats.bootstrap_replicates` with :func:`covid_lib.stats.weighted_auc`).
+data, the seed and the model name. The AUC and its interval are those of every AUC in the book
+(:func:`covid_lib.metrics.auc_estimate`, the rule of :func:`covid_lib.metrics.binary_metrics`): the
+percentile patient-cluster bootstrap when some test patient has several images, DeLong's interval
+on the logit scale when each has one; the table's ``interval`` column says which.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from covid_lib import stats
 from covid_lib.data import COMPOSITIONS, compose
 from covid_lib.data.confounders import metadata_features
+from covid_lib.metrics import auc_estimate
 
 #: The metadata the baseline sees, grouped as a reader names them; never pixels.
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -51,7 +53,8 @@ HEADLINE_GROUPS: tuple[str, ...] = tuple(g for g in FEATURE_GROUPS if g != "year
 NUMERIC = ("year", "age", "width", "height")
 CATEGORICAL = ("view", "sex", "format")
 MODELS = ("logistic", "boosting")
-TABLE_COLUMNS = ["composition", "test_set", "model", "auc", "auc_low", "auc_high", "n_images", "n_patients"]
+TABLE_COLUMNS = ["composition", "test_set", "model", "auc", "auc_low", "auc_high", "n_images", "n_patients",
+                 "interval"]
 SCORE_COLUMNS = ["composition", "test_set", "model", "source", "image_id", "patient_id", "group_id", "label", "score"]
 
 
@@ -126,25 +129,6 @@ def predict_baseline(fitted: Pipeline, rows: pd.DataFrame) -> np.ndarray:
     return predict_baseline_proba(fitted, rows)[:, 1]
 
 
-def cluster_auc(labels, scores, groups, *, n_boot: int = 2000, seed: int = 0,
-                alpha: float = 0.05) -> tuple[float, float, float]:
-    """AUC (ties count half) and its percentile patient-cluster bootstrap interval.
-
-    NaN when a class is missing; resamples lacking a class are dropped.
-    """
-    y = np.asarray(labels, dtype=int)
-    s = np.asarray(scores, dtype=float)
-    if y.size == 0 or y.all() or not y.any():
-        return float("nan"), float("nan"), float("nan")
-    auc = float(stats.weighted_auc(y, s, np.ones((1, y.size)))[0])
-    if not n_boot:
-        return auc, float("nan"), float("nan")
-    reps = stats.bootstrap_replicates(lambda w: stats.weighted_auc(y, s, w), y.size,
-                                      groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
-    low, high, _ = stats.percentile_interval(reps, alpha)
-    return auc, low, high
-
-
 def _composed(data_root, seed: int) -> dict[str, pd.DataFrame]:
     return {name: compose(name, data_root, seed=seed) for name in COMPOSITIONS}
 
@@ -179,13 +163,14 @@ def baseline_scores(data_root: str | os.PathLike | None = None, *, seed: int = 0
 
 
 def table_from_scores(scores: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """AUC with its patient-cluster interval per training composition and test set."""
+    """AUC with its interval (:func:`covid_lib.metrics.auc_estimate`, patients by ``group_id``; its
+    ``method`` in ``interval``) per training composition and test set."""
     rows = []
     for (train_name, test_name, model), part in scores.groupby(["composition", "test_set", "model"], sort=False):
-        auc, low, high = cluster_auc(part["label"], part["score"], part["group_id"], n_boot=n_boot, seed=seed)
-        rows.append({"composition": train_name, "test_set": test_name, "model": model, "auc": auc,
-                     "auc_low": low, "auc_high": high, "n_images": len(part),
-                     "n_patients": int(part["patient_id"].nunique())})
+        est = auc_estimate(part["label"], part["score"], groups=part["group_id"], n_boot=n_boot, seed=seed)
+        rows.append({"composition": train_name, "test_set": test_name, "model": model, "auc": est.value,
+                     "auc_low": est.low, "auc_high": est.high, "n_images": len(part),
+                     "n_patients": int(part["patient_id"].nunique()), "interval": est.method})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -196,13 +181,15 @@ def baseline_table(data_root: str | os.PathLike | None = None, *, seed: int = 0,
     Args:
         data_root: the data root (default ``$COVID_LIB_DATA``, else ``../shared/data``).
         seed: split seed of :func:`covid_lib.data.compose` and bootstrap seed.
-        n_boot: patient-cluster bootstrap resamples (0: no interval).
+        n_boot: patient-cluster bootstrap resamples (0: no bootstrap interval; a test set whose
+            patients have one image each keeps DeLong's).
         model: ``"logistic"`` or ``"boosting"``.
         proxies: include the :data:`LABEL_PROXIES` (year, missing-value flags), which separate the
             labels by construction; default False, the headline baseline.
 
     Returns:
-        ``composition, test_set, model, auc, auc_low, auc_high, n_images, n_patients``, one row per
+        :data:`TABLE_COLUMNS`: ``composition, test_set, model, auc, auc_low, auc_high, n_images,
+        n_patients, interval`` (the interval's method, :func:`covid_lib.metrics.auc_estimate`), one row per
         training composition and test set (all test images of the composition, chain rejections
         included: a run may score a few fewer).
     """
@@ -261,7 +248,9 @@ def _group_of(name: str) -> str:
 
 def feature_ablation(data_root: str | os.PathLike | None = None, *, seed: int = 0, model: str = "logistic",
                      n_boot: int = 0, composed: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
-    """AUC on each composition's own test set with each feature group alone and with all but it.
+    """AUC on each composition's own test set with each feature group alone and with all but it
+    (interval: :func:`covid_lib.metrics.auc_estimate`; ``n_boot=0``, the default, leaves a bootstrap
+    interval NaN).
 
     Returns:
         ``composition, group, setting ("alone" | "without" | "all"), auc, auc_low, auc_high``.
@@ -275,8 +264,8 @@ def feature_ablation(data_root: str | os.PathLike | None = None, *, seed: int = 
         settings += [(g, "without", tuple(h for h in FEATURE_GROUPS if h != g)) for g in FEATURE_GROUPS]
         for group, setting, groups in settings:
             fitted = fit_baseline(train, model=model, seed=seed, groups=groups)
-            auc, low, high = cluster_auc(test["label"], predict_baseline(fitted, test), test["group_id"],
-                                         n_boot=n_boot, seed=seed)
-            rows.append({"composition": name, "group": group, "setting": setting, "auc": auc,
-                         "auc_low": low, "auc_high": high})
+            est = auc_estimate(test["label"], predict_baseline(fitted, test), groups=test["group_id"],
+                               n_boot=n_boot, seed=seed)
+            rows.append({"composition": name, "group": group, "setting": setting, "auc": est.value,
+                         "auc_low": est.low, "auc_high": est.high})
     return pd.DataFrame(rows)

@@ -7,10 +7,11 @@ image-statistics and mask probes of :mod:`covid_lib.analysis.shortcuts`. Each ro
 table has ``section, measure, target, metric, value, low, high, chance, n_images, n_patients``:
 the score (AUC for a binary label, one-vs-rest macro AUC for several classes, balanced accuracy
 for the source), its 95% interval over patients, and the score of a predictor that knows nothing.
-The interval is the percentile bootstrap that resamples whole patients, computed by the function
-the chapter reporting the same number calls (:data:`AUC_INTERVALS`): for the AUC of the image
-and lung-mask probes that is :func:`covid_lib.metrics.auc_estimate`, which gives DeLong's
-interval instead when every scored patient has one image (chapter 10's rule).
+The interval is the percentile bootstrap that resamples whole patients, except for a binary AUC
+whose scored patients have one image each: every AUC, here as in the chapters reporting the same
+numbers (chapter 03's metadata baselines, chapter 10's probes), comes from
+:func:`covid_lib.metrics.auc_estimate`, the rule of :func:`covid_lib.metrics.binary_metrics`,
+which gives DeLong's interval (logit scale) then (the row's note says so, :func:`interval_note`).
 
 How a score is obtained: when the manifest has a ``split`` with test rows, the predictor is fitted
 on train + val and scored on test (the book's layout); otherwise out-of-fold over
@@ -110,38 +111,29 @@ def cross_scores(rows: pd.DataFrame, y: np.ndarray, fit, predict, *, seed: int =
     return np.nan_to_num(probs[scored]), scored
 
 
-#: How a binary AUC gets its interval, per kind of predictor, as the chapter that reports the same
-#: number computes it: ``"metadata"`` (sections 1, 2; chapter 03's baselines): the percentile
-#: patient bootstrap of :func:`covid_lib.analysis.metadata_baseline.cluster_auc`, always;
-#: ``"pixels"`` (sections 4, 5; chapter 10's probes): :func:`covid_lib.metrics.auc_estimate`, the
-#: rule of :func:`covid_lib.metrics.binary_metrics` (the patient bootstrap when some patient has
-#: several scored images, DeLong on the logit scale when each has one).
-AUC_INTERVALS = ("metadata", "pixels")
-
-
-def label_score(y, probs, groups, *, n_boot: int, seed: int = 0, interval: str = "metadata"
-                ) -> tuple[str, float, float, float]:
-    """``(metric, value, low, high)``: AUC (binary), its interval as ``interval`` says
-    (:data:`AUC_INTERVALS`), or macro AUC with its patient-cluster interval."""
+def label_score(y, probs, groups, *, n_boot: int, seed: int = 0) -> tuple[str, float, float, float]:
+    """``(metric, value, low, high)``: AUC (binary) with its interval by the book's one rule
+    (:func:`covid_lib.metrics.auc_estimate`: the patient bootstrap, DeLong when each patient has one
+    image; NaN when a class, or every row, is missing), or macro AUC with its patient-cluster interval."""
     y = np.asarray(y, int)
     if probs.shape[1] == 2:
-        if interval == "metadata":
-            value, low, high = mb.cluster_auc(y, probs[:, 1], groups, n_boot=n_boot, seed=seed)
-        elif interval == "pixels":
-            est = auc_estimate(y, probs[:, 1], groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
-            value, low, high = est.value, est.low, est.high
-        else:
-            raise ValueError(f"interval must be one of {AUC_INTERVALS}, got {interval!r}")
-        return "AUC", value, low, high
+        if not y.size:
+            return "AUC", np.nan, np.nan, np.nan
+        est = auc_estimate(y, probs[:, 1], groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
+        return "AUC", est.value, est.low, est.high
     est = macro_auc(y, probs, groups=np.asarray(groups).astype(str), n_boot=n_boot, seed=seed)
     return "macro AUC", est.value, est.low, est.high
 
 
-def interval_note(groups, n_classes: int, interval: str) -> str:
-    """Which interval a label row carries where it is not the patient bootstrap (DeLong: each
-    scored patient has one image, :data:`AUC_INTERVALS`)."""
+def interval_note(groups, n_classes: int) -> str:
+    """Which interval a label row carries where it is not the patient bootstrap: DeLong's, for a
+    binary AUC whose scored patients have one image each (:func:`label_score`)."""
     one_each = len(set(np.asarray(groups).astype(str))) == len(groups)
-    return "DeLong interval (one image per patient)" if interval == "pixels" and n_classes == 2 and one_each else ""
+    return "DeLong interval (one image per patient)" if n_classes == 2 and one_each and len(groups) else ""
+
+
+def _notes(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
 
 
 def _row(section: str, measure: str, target: str, metric: str, value, low, high, chance, rows: pd.DataFrame,
@@ -151,14 +143,13 @@ def _row(section: str, measure: str, target: str, metric: str, value, low, high,
             "n_patients": int(rows["patient_id"].nunique()), "note": note}
 
 
-def _probe_label(rows: pd.DataFrame, X: np.ndarray, *, settings: AuditSettings, seed: int,
-                 interval: str = "metadata") -> tuple:
+def _probe_label(rows: pd.DataFrame, X: np.ndarray, *, settings: AuditSettings, seed: int) -> tuple:
     """Label from features ``X`` with the book's probe (:func:`fit_probe`); returns label_score's
-    tuple + scored rows (``interval``: :data:`AUC_INTERVALS`)."""
+    tuple + scored rows."""
     y, groups = rows["label"].to_numpy(int), rows["group_id"].astype(str).to_numpy()
     probs, scored = cross_scores(rows, y, lambda tr: fit_probe(X[tr], y[tr], groups[tr], seed=seed),
                                  lambda m, te: m.predict_proba(X[te]), seed=seed)
-    return (*label_score(y[scored], probs, groups[scored], n_boot=settings.n_boot, seed=seed, interval=interval),
+    return (*label_score(y[scored], probs, groups[scored], n_boot=settings.n_boot, seed=seed),
             rows[scored])
 
 
@@ -199,7 +190,8 @@ def factor_associations(manifest: AuditManifest, *, settings: AuditSettings, see
         X = pd.get_dummies(levels[factor]).to_numpy(float)
         metric, value, low, high, used = _probe_label(rows, X, settings=settings, seed=seed)
         out.append(_row("1 metadata", factor, "label", metric, value, low, high, 0.5, used,
-                        f"{levels[factor].nunique()} levels"))
+                        _notes(f"{levels[factor].nunique()} levels",
+                               interval_note(used["group_id"], rows["label"].nunique()))))
     return pd.DataFrame(out, columns=MEASURE_COLUMNS)
 
 
@@ -220,7 +212,8 @@ def metadata_baseline(manifest: AuditManifest, *, settings: AuditSettings, seed:
         probs, scored = cross_scores(rows, y, fit, lambda m, te: mb.predict_baseline_proba(m, rows.iloc[te]),
                                      seed=seed)
         metric, value, low, high = label_score(y[scored], probs, groups[scored], n_boot=settings.n_boot, seed=seed)
-        out.append(_row("2 metadata baseline", name, "label", metric, value, low, high, 0.5, rows[scored], note))
+        out.append(_row("2 metadata baseline", name, "label", metric, value, low, high, 0.5, rows[scored],
+                        _notes(note, interval_note(groups[scored], rows["label"].nunique()))))
     return pd.DataFrame(out, columns=MEASURE_COLUMNS)
 
 
@@ -318,9 +311,9 @@ def pixel_probes(manifest: AuditManifest, *, settings: AuditSettings, seed: int 
             X = image_features(arrays.images[step][ok], side=settings.side, bins=settings.bins)
             name, section = f"image statistics, {step}", "4 image statistics"
         if target == "label":
-            metric, value, low, high, scored = _probe_label(used, X, settings=settings, seed=seed, interval="pixels")
+            metric, value, low, high, scored = _probe_label(used, X, settings=settings, seed=seed)
             out.append(_row(section, name, "label", metric, value, low, high, 0.5, scored,
-                            interval_note(scored["group_id"], used["label"].nunique(), "pixels")))
+                            interval_note(scored["group_id"], used["label"].nunique())))
         else:
             out.append(_source_row(used, X, name, settings=settings, seed=seed))
     return pd.DataFrame(out, columns=MEASURE_COLUMNS), arrays.rejections

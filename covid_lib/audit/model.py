@@ -35,7 +35,9 @@ and the saliency maps on at most ``settings.saliency_images`` of them.
   :func:`covid_lib.stats.weighted_auc`). Null 0: flagged, the model is clearly worse on that group.
 - *Source within a class*: for each class and source, the AUC with which the model's score
   tells the images of the COVID-richer side (this source, or the other sources together, by
-  their share of positives in the scored images) from the rest, within that class. Null 0.5:
+  their share of positives in the scored images) from the rest, within that class, with its
+  interval by the book's one AUC rule (:func:`covid_lib.metrics.auc_estimate`: the patient
+  bootstrap, DeLong when each patient of that class has one image). Null 0.5:
   flagged, the scores follow the source beyond the label (a source shortcut, or a real
   difference between the sources' patients).
 - *Lung shortfall* of the saliency: the lung's share of the image (what a uniform map puts in the
@@ -59,11 +61,11 @@ import pandas as pd
 from tqdm.std import tqdm
 
 from covid_lib import stats
-from covid_lib.analysis.metadata_baseline import cluster_auc
 from covid_lib.analysis.saliency import (COVID_CLASS, MIN_CELLS, in_lung_share, input_masks, lung_area_share,
                                          map_status, resolve_layer, saliency_maps, share_summary, status_counts)
 from covid_lib.audit.manifest import AuditManifest
 from covid_lib.audit.measures import MEASURE_COLUMNS, AuditSettings, cap_patients, factor_levels
+from covid_lib.metrics import auc_estimate
 from covid_lib.preprocess import get_pipeline, preprocess_rows
 from covid_lib.runs import Record, checkpoint_path, model_from_checkpoint
 from covid_lib.runs.fidelity import CHECKPOINT_NOTE, differs, mismatch_message
@@ -317,7 +319,8 @@ def auc_gap(y, score, in_group, groups, *, n_boot: int, seed: int = 0, against: 
 
 def group_table(table: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFrame:
     """The model's scores per level of each factor: images, patients, per class, AUC with its
-    patient interval (both classes present), mean score per class; an ``all images`` row first."""
+    interval (both classes present; :func:`covid_lib.metrics.auc_estimate`: the patient bootstrap,
+    DeLong when each patient has one image), mean score per class; an ``all images`` row first."""
     levels = factor_levels(table)
     levels.insert(0, "all", "all images")
     out = []
@@ -325,10 +328,10 @@ def group_table(table: pd.DataFrame, *, n_boot: int, seed: int = 0) -> pd.DataFr
         for level, idx in levels.groupby(factor).groups.items():
             t = table.loc[idx]
             y, s = t["y"].to_numpy(int), t["score"].to_numpy(float)
-            auc = cluster_auc(y, s, t["group_id"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
+            auc = auc_estimate(y, s, groups=t["group_id"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
             out.append({"factor": factor, "level": level, "n_images": len(t), "n_patients": t["patient_id"].nunique(),
                         "n_negative": int((y == 0).sum()), "n_positive": int((y == 1).sum()),
-                        "auc": auc[0], "auc_low": auc[1], "auc_high": auc[2],
+                        "auc": auc.value, "auc_low": auc.low, "auc_high": auc.high,
                         "mean_score_negative": float(s[y == 0].mean()) if (y == 0).any() else np.nan,
                         "mean_score_positive": float(s[y == 1].mean()) if (y == 1).any() else np.nan})
     return pd.DataFrame(out, columns=GROUP_COLUMNS)
@@ -380,8 +383,9 @@ def source_separation(table: pd.DataFrame, class_names: tuple[str, str], *, n_bo
             if min(a.sum(), b.sum()) < MIN_SOURCE_IMAGES:
                 continue
             t = table[in_c]
-            value, low, high = cluster_auc(richer[in_c].astype(int), t["score"].to_numpy(float),
-                                           t["group_id"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
+            est = auc_estimate(richer[in_c].astype(int), t["score"].to_numpy(float),
+                               groups=t["group_id"].astype(str).to_numpy(), n_boot=n_boot, seed=seed)
+            value, low, high = est.value, est.low, est.high
             names = (source, "the other sources") if len(sources) > 2 else tuple(sources)
             rich_name, poor_name = (names[0], names[1]) if share[source] > rest_share else (names[1], names[0])
             hi_share = max(share[source], rest_share)

@@ -114,8 +114,9 @@ def source_label_confounding(composed: Mapping[str, pd.DataFrame] | None) -> Mea
 
 
 def metadata_baseline_auc(table: pd.DataFrame | None) -> Measurement:
-    """The metadata-only AUC on each composition's own test set, with its patient-cluster interval
-    (:func:`covid_lib.analysis.metadata_baseline.table_from_scores` / ``baseline_table``); headline: the median."""
+    """The metadata-only AUC on each composition's own test set, with its interval
+    (:func:`covid_lib.analysis.metadata_baseline.table_from_scores` / ``baseline_table``: the patient
+    bootstrap, DeLong's where each test patient has one image); headline: the median."""
     if table is None or table.empty:
         return not_yet("metadata_baseline", "no baseline table given")
     own = table[(table["composition"] == table["test_set"]) & table["auc"].notna()]
