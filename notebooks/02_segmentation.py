@@ -464,6 +464,7 @@ print(f"audit sample: {len(drawn)} images drawn (seed {audit_seed}) from {len(po
       f"without reference masks; " + ("the CSV judges exactly these images" if same else
                                       "WARNING: the CSV does not match this sample (different data or seed)"))
 print("judged by:", ", ".join(sorted(audit["auditor"].unique())))
+report.glue_value("audit-per-source", report.rounded_range(audit.groupby("source").size(), step=1))
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the contact sheets of the audit", "code_prompt_hide": "Hide the contact sheets"}
 shown_audit = chain.rows_of(audit, pool)
@@ -486,14 +487,14 @@ display(masks.audit_against_checks(audit, diag))
 # out.
 #
 # :::{dropdown} The audit's outcome, read in detail
-# Outright failures are rare in this sample, a few in a hundred, though with 25 images per source
-# the upper end of each interval is well above that. Partial masks are common, about one in four:
-# an opaque lung zone left out (Hannover's intensive-care films, Kermany children with a
-# consolidated left lung, NIH bases with effusion), or a mask that runs into the neck, across the
-# mediastinum or into the bowel gas under the diaphragm, as in the NIH image above. The paper's
-# chain accepts every audited mask, failed ones included; the ROI crop refuses none of the failed
-# or partial ones, only correct masks of short lungs; the one-lung measure finds half of the
-# failures and none of the partial masks.
+# Outright failures are rare in this sample, a few in a hundred, though with
+# {glue:text}`audit-per-source` images per source the upper end of each interval is well above that.
+# Partial masks are common, about one in four: an opaque lung zone left out (Hannover's
+# intensive-care films, Kermany children with a consolidated left lung, NIH bases with effusion), or
+# a mask that runs into the neck, across the mediastinum or into the bowel gas under the diaphragm,
+# as in the NIH image above. The paper's chain accepts every audited mask, failed ones included; the
+# ROI crop refuses none of the failed or partial ones, only correct masks of short lungs; the
+# one-lung measure finds half of the failures and none of the partial masks.
 # :::
 #
 # ## Takeaway

@@ -16,14 +16,14 @@
 # ```
 #
 # Tartaglione et al. pre-train the ResNet encoder on a pneumonia task before fine-tuning it on the
-# few COVID-19 images (Sec. III-C, IV-A): on **ChestXRay** (Kermany's pediatric pneumonia set,
-# three classes: normal, bacterial, viral) or on **RSNA** (pneumonia yes/no), both starting from
-# ImageNet weights. They read Table II as "pre-training the encoder helps in improving the
-# specificity" (claim **C2**). This chapter shows our pre-trainings at **two scales** (563
-# ChestXRay images, and the whole ChestXRay set: 3,990 training images, the paper's scale without
-# ImageNet), their learning curves and per-class test scores, what the scale changes on the same
-# held-out patients and in the COVID fine-tunes built on them, and then C2 as the
-# {doc}`../protocol` decides it.
+# few COVID-19 images (Sec. III-C, IV-A): on **ChestXRay** (Kermany's pediatric pneumonia set, three
+# classes: normal, bacterial, viral) or on **RSNA** (pneumonia yes/no), both starting from ImageNet
+# weights. They read Table II as "pre-training the encoder helps in improving the specificity"
+# (claim **C2**). This chapter shows our pre-trainings at **two scales**
+# ({glue:text}`pretrain-small` ChestXRay images, and the whole ChestXRay set:
+# {glue:text}`pretrain-full` training images, the paper's scale without ImageNet), their learning
+# curves and per-class test scores, what the scale changes on the same held-out patients and in the
+# COVID fine-tunes built on them, and then C2 as the {doc}`../protocol` decides it.
 #
 # Every number below is read from a run record under `results/` (written by the `table2`,
 # `seeds` and `table2_full` grids); this chapter trains nothing, except that comparing the two
@@ -50,6 +50,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import display
 
+from covid_lib import data
 from covid_lib.analysis.seeds import seed_summary, seed_summary_table
 from covid_lib.grid import COMPOSITION_ORDER, grid_specs, grid_status, status_counts
 from covid_lib.report import common as report
@@ -69,17 +70,22 @@ grids = ("table2", "seeds", "table2_full")
 status = pd.concat([grid_status(g, profile, data_root=data_root).assign(grid=g) for g in grids])
 counts = status_counts(status.drop_duplicates("run_id"))
 print(f"profile {profile!r}: {' + '.join(grids)} grids, {len(status.drop_duplicates('run_id'))} runs: {counts}")
+sizes = rp.pretraining_split_sizes(index, profile)  # the images the prose counts
+report.glue_value("pretrain-small", sizes["kermany"].get("train"))
+report.glue_value("pretrain-full", sizes["kermany_full"].get("train"))
+report.glue_value("full-copy-images", len(data.load_source("kermany_full", data_root).manifest))
+report.glue_value("nih-images", len(data.load_source("nih", data_root).manifest))
 
 # %% [markdown]
 # ## How large our pre-training sets are
 #
-# The paper pre-trains on the whole of ChestXRay (5,857 images) and of RSNA (26,684), each on top
-# of an ImageNet encoder. Our first encoders saw a 563-image patient-level subset of ChestXRay; the
-# `kermany_full` copy (all 5,840 images, squashed to 224 × 224 JPEG by a public redistribution, see
-# {doc}`01_data`) now gives the paper's scale, split by patient so that no patient of any
-# composition's validation or test split is in it. **No ImageNet weights can be downloaded: every
-# encoder here starts from random weights**, and RSNA stays a 1,000-image NIH subset (every RSNA
-# number in this book carries that).
+# The paper pre-trains on the whole of ChestXRay (5,857 images) and of RSNA (26,684), each on top of
+# an ImageNet encoder. Our first encoders saw a {glue:text}`pretrain-small`-image patient-level
+# subset of ChestXRay; the `kermany_full` copy (all {glue:text}`full-copy-images` images, squashed
+# to 224 × 224 JPEG by a public redistribution, see {doc}`01_data`) now gives the paper's scale,
+# split by patient so that no patient of any composition's validation or test split is in it. **No
+# ImageNet weights can be downloaded: every encoder here starts from random weights**, and RSNA
+# stays a {glue:text}`nih-images`-image NIH subset (every RSNA number in this book carries that).
 
 # %%
 display(report.styled(rp.pretraining_sizes(index, profile)))
@@ -112,8 +118,9 @@ display(report.styled(rt.pretraining_table(index, profile)))
 #
 # Before spending the fine-tuning grid on the whole-set encoder, issue 17 fixed a gate: the
 # ResNet-18 three-class macro AUC on held-out patients must reach 0.93, with the normal-vs-pneumonia
-# AUC reported. Per class (one vs the rest; the records at 563 images predate per-class scores), for
-# every ChestXRay pre-training, then the whole-set ResNet-18 in one line:
+# AUC reported. Per class (one vs the rest; the records at {glue:text}`pretrain-small` images
+# predate per-class scores), for every ChestXRay pre-training, then the whole-set ResNet-18 in one
+# line:
 
 # %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the gate for every ChestXRay pre-training", "code_prompt_hide": "Hide the gate table"}
 gate = rp.pretraining_gate(index, profile)
@@ -139,14 +146,14 @@ if len(full_gate):
 # ### Both scales on the same held-out patients
 #
 # The two encoders' own test sets differ, so their AUCs above are not comparable. Here both score
-# the same images: the ChestXRay test patients of the 563-image split, which neither pre-training
-# saw, in each copy (the original radiographs; the squashed 224-px JPEGs), paired, with a patient
-# bootstrap of the difference in macro AUC. The two checkpoints come from the cache; one that was
-# restored by retraining on another machine need not be the recorded model (bf16 kernels differ
-# between CPUs), so each is first checked against its own record: its class probabilities on its
-# record's test images, re-computed here, must equal the recorded ones. A checkpoint that does not
-# is listed as *retrained here, differs from record*, and the comparison below is then that
-# retraining's, not the records'.
+# the same images: the ChestXRay test patients of the {glue:text}`pretrain-small`-image split, which
+# neither pre-training saw, in each copy (the original radiographs; the squashed 224-px JPEGs),
+# paired, with a patient bootstrap of the difference in macro AUC. The two checkpoints come from the
+# cache; one that was restored by retraining on another machine need not be the recorded model (bf16
+# kernels differ between CPUs), so each is first checked against its own record: its class
+# probabilities on its record's test images, re-computed here, must equal the recorded ones. A
+# checkpoint that does not is listed as *retrained here, differs from record*, and the comparison
+# below is then that retraining's, not the records'.
 
 # %% tags=["hide-output"] mystnb={"code_prompt_show": "Show both encoders on the same patients, with the checkpoint checks", "code_prompt_hide": "Hide the comparison"}
 pair = rp.scale_specs(profile, data_root) if shared_test else None
@@ -177,9 +184,10 @@ else:
 #
 # The question that matters for the paper's tables: does a ResNet-18 fine-tuned from the whole-set
 # encoder score better on its COVID test than the same fine-tune (composition, seed, recipe) from
-# the 563-image encoder? AUC on each composition's own test set, paired by composition and seed,
-# patients resampled jointly over every cell and seed; a pair in which either model did not learn
-# or collapsed is left out and counted. The seeds at the whole-set scale fill in as the grid runs.
+# the {glue:text}`pretrain-small`-image encoder? AUC on each composition's own test set, paired by
+# composition and seed, patients resampled jointly over every cell and seed; a pair in which either
+# model did not learn or collapsed is left out and counted. The seeds at the whole-set scale fill in
+# as the grid runs.
 
 # %%
 small = rr.spec_records([s for g in ("table2", "seeds") for s in grid_specs(g, profile, data_root=data_root)])
@@ -246,11 +254,12 @@ else:
 
 # %% [markdown]
 # Whatever the verdict, it is a verdict on *this* pre-training: from random weights, at 128 px, on
-# 563 or 3,990 ChestXRay images (and 1,000 NIH images for RSNA). It does not say that the paper's
-# ImageNet + 5,857 / 26,684-image pre-training fails to raise specificity on CORDA; it says that
-# the gain is not something a reader should expect to carry over to a small public reconstruction,
-# and that a specificity difference between two single runs, read off a table without an interval,
-# is not evidence.
+# {glue:text}`pretrain-small` or {glue:text}`pretrain-full` ChestXRay images (and
+# {glue:text}`nih-images` NIH images for RSNA). It does not say that the paper's ImageNet + 5,857 /
+# 26,684-image pre-training fails to raise specificity on CORDA; it says that the gain is not
+# something a reader should expect to carry over to a small public reconstruction, and that a
+# specificity difference between two single runs, read off a table without an interval, is not
+# evidence.
 #
 # ## Takeaway
 

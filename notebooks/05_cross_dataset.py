@@ -33,12 +33,12 @@
 # **Departures from the paper**, which bear on every number below (the `cpu` profile, see
 # {doc}`../reproduce`): 128 px inputs (paper: 224), AdamW with a one-cycle schedule for at most 30
 # epochs with early stopping (paper: SGD, 100 epochs), encoders trained **from scratch** without
-# ImageNet, and pre-training sets of about 560 images (paper: 5,857 ChestXRay and 26,684 RSNA
-# images, on top of ImageNet). Our **CORDA is a public stand-in** (the part of the Cohen
-# collection outside the April-2020 snapshot: many hospitals, where CORDA was one hospital in one
-# fortnight; see {doc}`01_data`). Classes are balanced **exactly** (the paper: "where possible"),
-# and every split is **by patient**. The pre-training runs behind the encoders, with the images
-# they used (the paper pre-trained on all of ChestXRay and of RSNA's pneumonia set):
+# ImageNet, and pre-training sets of about {glue:text}`pretrain-images` images (paper: 5,857
+# ChestXRay and 26,684 RSNA images, on top of ImageNet). Our **CORDA is a public stand-in** (the
+# part of the Cohen collection outside the April-2020 snapshot: many hospitals, where CORDA was one
+# hospital in one fortnight; see {doc}`01_data`). Classes are balanced **exactly** (the paper:
+# "where possible"), and every split is **by patient**. The pre-training runs behind the encoders,
+# with the images they used (the paper pre-trained on all of ChestXRay and of RSNA's pneumonia set):
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -60,10 +60,10 @@ from IPython.display import display
 
 from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
-from covid_lib.data import data_version
+from covid_lib.data import counts_in_test, data_version
 from covid_lib.grid import grid_specs
 from covid_lib.report import judge
-from covid_lib.report.common import start_chapter, styled
+from covid_lib.report.common import glue_value, rounded_range, start_chapter, styled
 
 started = start_chapter()
 version = data_version(data_root)
@@ -72,7 +72,10 @@ table2, seed_runs = records["table2"], records["seeds"]
 print(f"threshold rule {threshold!r}")
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the pre-training sets behind the encoders", "code_prompt_hide": "Hide the pre-training sets"}
-display(styled(rr.pretraining_sizes(grid_specs("table2", profile, data_root=data_root, data_version=version), results)))
+pretraining = rr.pretraining_sizes(grid_specs("table2", profile, data_root=data_root, data_version=version), results)
+glue_value("pretrain-images", rounded_range(pretraining["n train"].dropna()))
+glue_value("covidchestxray-test", sum(counts_in_test("COVID-ChestXRay", data_root).values()))
+display(styled(pretraining))
 
 # %% [markdown]
 # ## Which runs are there
@@ -110,11 +113,11 @@ display(styled(baseline))
 # unless `threshold` says otherwise), the paper's point value beside it. `n (rejected)` counts the
 # test images scored and those the pre-processing chain refused.
 #
-# **Our test sets include COVID-ChestXRay** (its 15 April-2020 images; Table IV of the paper, not
-# Table II). The paper tests Table II's models on four test sets only, so those cells have no
-# paper value, except the COVID-ChestXRay model on its own 15 images, which the paper reports in
-# Table IV. Table IV's model names no encoder; its CORDA cell equals Table II's ChestXRay row, so
-# it is shown there.
+# **Our test sets include COVID-ChestXRay** (its {glue:text}`covidchestxray-test` April-2020 images;
+# Table IV of the paper, not Table II). The paper tests Table II's models on four test sets only, so
+# those cells have no paper value, except the COVID-ChestXRay model on its own
+# {glue:text}`covidchestxray-test` images, which the paper reports in Table IV. Table IV's model
+# names no encoder; its CORDA cell equals Table II's ChestXRay row, so it is shown there.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show Table II, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table II"}
 long = rp.with_baseline(rr.beside_paper(rr.matrix_long(table2, threshold=threshold)), baseline)

@@ -31,10 +31,10 @@
 #
 # **Departures from the paper** (the `cpu` profile, see {doc}`../reproduce`): 128 px inputs, AdamW
 # one-cycle for at most 30 epochs, every encoder trained from scratch without ImageNet, pre-training
-# sets of about 560 images (paper: 5,857 and 26,684, on top of ImageNet), the same recipe for the
-# three networks; our CORDA is a public stand-in; exact class balance; splits by patient. Conv8's
-# layer widths are ours: the paper gives none. Our Conv8 is pre-trained on ChestXRay (kermany),
-# not on RSNA.
+# sets of about {glue:text}`pretrain-images` images (paper: 5,857 and 26,684, on top of ImageNet),
+# the same recipe for the three networks; our CORDA is a public stand-in; exact class balance;
+# splits by patient. Conv8's layer widths are ours: the paper gives none. Our Conv8 is pre-trained
+# on ChestXRay (kermany), not on RSNA.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -58,16 +58,22 @@ from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
 from covid_lib.report import reproduction as rp
 from covid_lib.report import judge
-from covid_lib.report.common import start_chapter, styled
+from covid_lib.data import counts_in_test
+from covid_lib.report.common import glue_value, rounded_range, start_chapter, styled
 
 started = start_chapter()
-records = rr.chapter_records(("table3", "conv8", "table2"), profile, data_root=data_root, results=results)
+grids = ("table3", "conv8", "table2")
+records = rr.chapter_records(grids, profile, data_root=data_root, results=results)
+pretrained_on = rr.pretraining_images(grids, profile, data_root=data_root, results=results)
+glue_value("pretrain-images", rounded_range(pretrained_on))
+glue_value("covidchestxray-test", sum(counts_in_test("COVID-ChestXRay", data_root).values()))
 
 # %% [markdown]
 # ## Table III: ResNet-50, ours beside the paper's
 #
 # The seven metrics at the paper's threshold (0.5), ours with patient-cluster intervals. Our test
-# sets include COVID-ChestXRay's 15 images, which the paper's Table III does not.
+# sets include COVID-ChestXRay's {glue:text}`covidchestxray-test` images, which the paper's Table
+# III does not.
 
 # %% tags=["hide-output"] mystnb={"code_prompt_show": "Show Table III, every cell with its interval beside the paper's", "code_prompt_hide": "Hide Table III"}
 paper = rr.paper_long()
@@ -129,17 +135,18 @@ print(rr.summary_sentence(rr.paired_summary(cells8), "Conv8", "ResNet-18"))
 # %% [markdown]
 # ## C3: the verdict
 #
-# C3 is a claim of *no* improvement, so the {doc}`../protocol` decides it against a margin fixed
-# in advance: each network's pooled AUC difference to ResNet-18 (same compositions, pre-trainings,
+# C3 is a claim of *no* improvement, so the {doc}`../protocol` decides it against a margin fixed in
+# advance: each network's pooled AUC difference to ResNet-18 (same compositions, pre-trainings,
 # seeds and test images; patients resampled jointly) must stay below +0.05 for ResNet-50 *and* for
 # Conv8. Models that did not learn or collapsed are left out and counted, not scored as "not
-# better". The per-cell table above is descriptive: 25 cells per pre-training tested at 0.05
-# without correction would give about one "significant" cell in twenty by chance alone. The rule
-# first, then the outcome at both pre-training scales:
+# better". The per-cell table above is descriptive: {glue:text}`cells-per-pretraining` cells per
+# pre-training tested at 0.05 without correction would give about one "significant" cell in twenty
+# by chance alone. The rule first, then the outcome at both pre-training scales:
 
 # %% tags=["hide-input"]
 judge.show_claim("C3")
 c3 = judge.protocol_verdict("C3")
+glue_value("cells-per-pretraining", int(cells50.groupby("pretrain").size().max()))
 
 # %% [markdown]
 # ## Takeaway

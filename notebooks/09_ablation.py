@@ -32,8 +32,8 @@
 #
 # **Departures from the paper** (the `cpu` profile, see {doc}`../reproduce`): 128 px inputs, AdamW
 # one-cycle for at most 30 epochs, encoders from scratch without ImageNet, pre-training on about
-# 560 ChestXRay images (paper: 5,857, on top of ImageNet); our CORDA is a public stand-in; exact
-# class balance; splits by patient.
+# {glue:text}`pretrain-images` ChestXRay images (paper: 5,857, on top of ImageNet); our CORDA is a
+# public stand-in; exact class balance; splits by patient.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -56,10 +56,13 @@ from IPython.display import Markdown, display
 from covid_lib.report import depth as rd
 from covid_lib.report import records as rr
 from covid_lib.report import judge
-from covid_lib.report.common import start_chapter, styled
+from covid_lib.report.common import glue_value, rounded_range, start_chapter, styled
 
 started = start_chapter()
-records = rr.chapter_records(("ablation", "table2"), profile, data_root=data_root, results=results, quiet=True)
+grids = ("ablation", "table2")
+records = rr.chapter_records(grids, profile, data_root=data_root, results=results, quiet=True)
+chestxray = rr.pretraining_images(grids, profile, sources=("kermany",), data_root=data_root, results=results)
+glue_value("pretrain-images", rounded_range(chestxray))
 without, table2 = records["ablation"], records["table2"]
 with_chain = table2.merge(without[["arch", "pretrain", "composition", "seed"]], how="inner")
 print("without the chain:", without["status"].value_counts().to_dict())

@@ -62,6 +62,7 @@ from covid_lib.report.common import styled
 from covid_lib.report import shortcuts as rs
 from covid_lib.report import training as rt
 from covid_lib.analysis import shortcuts as sc
+from covid_lib import data
 from covid_lib.data import global_splits
 from covid_lib.grid import COMPOSITION_ORDER, PRETRAININGS, grid_specs
 from covid_lib.metrics import format_estimate
@@ -193,15 +194,16 @@ fig = rs.plot_intervals(masks, "composition", value="auc",
 # why, are behind the toggle and the dropdown.
 #
 # :::{dropdown} What can make the mask carry the label
-# Supine ICU films, projection and opacities that the U-Net leaves out can all make the shape of
-# the segmented lungs differ between COVID+ and COVID− images. The compositions that borrow COVID−
-# images from another source (&ChestXRay, &RSNA) add that source's mask shape, and children's
-# lungs fill the film differently from adults'. COVID-ChestXRay's test set holds 15 images
-# (Table IV's set), so its interval is the widest.
+# Supine ICU films, projection and opacities that the U-Net leaves out can all make the shape of the
+# segmented lungs differ between COVID+ and COVID− images. The compositions that borrow COVID−
+# images from another source (&ChestXRay, &RSNA) add that source's mask shape, and children's lungs
+# fill the film differently from adults'. COVID-ChestXRay's test set holds
+# {glue:text}`covidchestxray-test` images (Table IV's set), so its interval is the widest.
 # :::
 
 # %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show what the masks say, composition by composition", "code_prompt_hide": "Hide the reading"}
 display(Markdown(rs.mask_sentence(masks)))
+report.glue_value("covidchestxray-test", sum(data.counts_in_test("COVID-ChestXRay", data_root, seed=seed).values()))
 
 # %% [markdown]
 # ## 3. Age as a shortcut
@@ -391,6 +393,9 @@ for mark in MARKS:
 from covid_lib.report import judge
 
 judge.show_claim("F3")
+planted_splits = data.compose(planted_composition, data_root, seed=planted_specs[0].split_seed)["split"].value_counts()
+report.glue_value("planted-train", planted_splits.get("train", 0))
+report.glue_value("planted-test", planted_splits.get("test", 0))
 
 # %% [markdown]
 # **The number that decides it** is the test AUC with the mark on the COVID+ images minus the
@@ -400,16 +405,16 @@ judge.show_claim("F3")
 #
 # :::{dropdown} How to read it, its limits, and the departure from the paper
 # Unpaired intervals of the flipped and unmarked AUCs can overlap while the paired difference is
-# clearly above 0: the pairing removes the images' own variation. An interval above 0 means that
-# the model's ranking moves with the mark, so the chain let some of it through; a flipped AUC whose
+# clearly above 0: the pairing removes the images' own variation. An interval above 0 means that the
+# model's ranking moves with the mark, so the chain let some of it through; a flipped AUC whose
 # interval lies under 0.5 means that the model ranks by the mark. An interval that holds 0 shows no
 # use of the mark on these images. The `none` runs are the control, with nothing removed.
-# Did-not-learn runs are labelled and decide nothing. **Limits:** one seed, one
-# small composition (CORDA's training split has 58 images, and its test split 86 from fewer
-# patients), `cpu`-profile models at 128 px, and two marks chosen by us. A mark that fails to be
-# learned here may be learned by a larger model or a longer training. **Departure from the
-# paper:** the paper plants nothing. It names markers as a bias its chain removes but does not
-# test the claim.
+# Did-not-learn runs are labelled and decide nothing. **Limits:** one seed, one small composition
+# (CORDA's training split has {glue:text}`planted-train` images, and its test split
+# {glue:text}`planted-test` from fewer patients), `cpu`-profile models at 128 px, and two marks
+# chosen by us. A mark that fails to be learned here may be learned by a larger model or a longer
+# training. **Departure from the paper:** the paper plants nothing. It names markers as a bias its
+# chain removes but does not test the claim.
 # :::
 #
 # ## Takeaway

@@ -41,9 +41,9 @@
 #   idea of Data Split 2;
 # - per split, ResNet-18 **from scratch**, **fine-tuned** from the kermany (ChestXRay) encoder, and
 #   **frozen**: the kermany encoder frozen except batch norm, with their small head (Finetune1);
-# - the **adaptation curve**: the fine-tuned model of U1 and U2 trained further on 4 to 32 images
-#   per class of the unseen sources (their train patients), then tested on the unseen test
-#   patients.
+# - the **adaptation curve**: the fine-tuned model of U1 and U2 trained further on
+#   {glue:text}`adapt-min` to {glue:text}`adapt-max` images per class of the unseen sources (their
+#   train patients), then tested on the unseen test patients.
 #
 # Every image keeps the one patient-level split of the project (`global_splits`). Training uses the
 # train and validation patients of the training sources, balanced by subsampling the larger class.
@@ -51,12 +51,12 @@
 # Records: grid `unseen`, read by `covid_lib.report.unseen`. Nothing is trained here.
 #
 # **Departures.** No ImageNet weights exist here: the encoders are from scratch or pre-trained on
-# about 560 Kermany images. ResNet-18, not ResNet-50. Our heads have **two softmax outputs**, not
-# one sigmoid. The `cpu` profile: 128 px, AdamW one-cycle, at most 30 epochs, early stopping on
-# validation AUC. Their sources (BIMCV, PadChest, CheXpert, COVID-19-AR) are not here, and the
-# COVID− class is every image of a COVID− source (normal and pneumonia), not pneumonia only. We use
-# the project's chain (equalise, lung mask), not their lung crop. They fine-tuned on 80 images per
-# class; we adapt on at most 32.
+# about {glue:text}`pretrain-images` Kermany images. ResNet-18, not ResNet-50. Our heads have **two
+# softmax outputs**, not one sigmoid. The `cpu` profile: 128 px, AdamW one-cycle, at most 30 epochs,
+# early stopping on validation AUC. Their sources (BIMCV, PadChest, CheXpert, COVID-19-AR) are not
+# here, and the COVID− class is every image of a COVID− source (normal and pneumonia), not pneumonia
+# only. We use the project's chain (equalise, lung mask), not their lung crop. They fine-tuned on 80
+# images per class; we adapt on at most {glue:text}`adapt-max`.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -79,9 +79,10 @@ from covid_lib.report import unseen as ru
 from covid_lib.data import data_version, source_split_counts
 from covid_lib.grid import grid_specs
 from covid_lib.metrics import format_estimate
-from covid_lib.report.records import has_record
+from covid_lib.profiles import get_profile
+from covid_lib.report.records import has_record, pretraining_images
 from covid_lib.runs import results_dir
-from covid_lib.report.common import start_chapter, styled
+from covid_lib.report.common import glue_value, rounded_range, start_chapter, styled
 
 started = start_chapter()
 
@@ -89,6 +90,12 @@ version = data_version(data_root)
 specs = grid_specs("unseen", profile, data_root=data_root, data_version=version)
 records = ru.unseen_records(specs, results)
 print(f"profile {profile!r}: {len(records)} runs in grid 'unseen':", records["status"].value_counts().to_dict())
+adapt_sizes = records["adapt"].dropna().astype(int)  # images per class of the adaptation runs
+glue_value("adapt-min", adapt_sizes.min())
+glue_value("adapt-max", adapt_sizes.max())
+glue_value("smoke-cap", get_profile("smoke").max_images)
+kermany = pretraining_images(("unseen",), profile, sources=("kermany",), data_root=data_root, results=results)
+glue_value("pretrain-images", rounded_range(kermany))
 
 # %% [markdown]
 # ## The splits and what each source can measure
@@ -108,7 +115,7 @@ display(styled(ru.splits_table()))
 # Images per split, role and part, with patient groups. `train` rows are after class balancing;
 # `adapt pool` is where the adaptation runs draw their images (train and validation patients of
 # the unseen sources, never their test patients). These are the full counts; the `smoke` profile
-# keeps at most 16 images per source and split.
+# keeps at most {glue:text}`smoke-cap` images per source and split.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images per split, role and part", "code_prompt_hide": "Hide the counts"}
 counts = source_split_counts(data_root)
@@ -198,13 +205,13 @@ else:
 #
 # Ben Ahmed et al. fine-tuned a model on 80 images per class of two unseen sources (their Table 4
 # reports accuracy per class before and after). That model was built on several sources, so their
-# numbers compare with ours only in direction. Here the kermany fine-tuned model of
-# `U1` and `U2` is trained further on `adapt` images per class from the unseen sources' **train**
-# patients, with `adapt` per class of their **validation** patients for model selection. It keeps
-# its normalisation and tests on the unseen sources' **test** patients, which it never saw.
-# `adapt = 0` is the model before adaptation. The seen test shows what adaptation costs on the
-# original sources. With 4 to 32 validation images per class, a "did not learn" flag is itself
-# noisy.
+# numbers compare with ours only in direction. Here the kermany fine-tuned model of `U1` and `U2` is
+# trained further on `adapt` images per class from the unseen sources' **train** patients, with
+# `adapt` per class of their **validation** patients for model selection. It keeps its normalisation
+# and tests on the unseen sources' **test** patients, which it never saw. `adapt = 0` is the model
+# before adaptation. The seen test shows what adaptation costs on the original sources. With
+# {glue:text}`adapt-min` to {glue:text}`adapt-max` validation images per class, a "did not learn"
+# flag is itself noisy.
 
 # %%
 adaptation = ru.adaptation_table(records, threshold=threshold)

@@ -33,19 +33,19 @@
 # COVID-19, and 0.89 for COVID-19 in the 15-class task. Among its proposals is to "exploit
 # further features provided by many of the medical data sets (e.g. age and gender)".
 #
-# **What this chapter asks.** Is a fine-tuned encoder's latent space organised by *disease*
-# (the COVID label), or still by *where the image came from* (its source), or by the patient's
-# *age*? Pictures cannot settle this, so each map gets a number. We use one SOM (MiniSom,
-# seeded) and one t-SNE (openTSNE {cite:p}`policar2024opentsne`, seeded) of the encoder
-# features of the test images of all six of our sources, coloured three ways. For each SOM node
-# we take the share of its majority class, and average it over nodes weighted by their hits.
-# This **purity** is computed for source, for COVID label and for age group. Each purity gets a
-# patient-cluster bootstrap interval and is set against a chance level from permutations. There
-# are three encoders: the ChestXRay-pre-trained ResNet-18 before fine-tuning, the same encoder
-# after fine-tuning on CORDA&ChestXRay, and a ResNet-18 trained on CORDA&ChestXRay from
-# scratch. Nothing is trained here. The features come from the checkpoints of the Table II grid
-# of the chosen pre-training (`table2_full` for the whole ChestXRay set, `table2` for 563 images);
-# an encoder whose checkpoint is not cached here is listed and left out.
+# **What this chapter asks.** Is a fine-tuned encoder's latent space organised by *disease* (the
+# COVID label), or still by *where the image came from* (its source), or by the patient's *age*?
+# Pictures cannot settle this, so each map gets a number. We use one SOM (MiniSom, seeded) and one
+# t-SNE (openTSNE {cite:p}`policar2024opentsne`, seeded) of the encoder features of the test images
+# of all six of our sources, coloured three ways. For each SOM node we take the share of its
+# majority class, and average it over nodes weighted by their hits. This **purity** is computed for
+# source, for COVID label and for age group. Each purity gets a patient-cluster bootstrap interval
+# and is set against a chance level from permutations. There are three encoders: the
+# ChestXRay-pre-trained ResNet-18 before fine-tuning, the same encoder after fine-tuning on
+# CORDA&ChestXRay, and a ResNet-18 trained on CORDA&ChestXRay from scratch. Nothing is trained here.
+# The features come from the checkpoints of the Table II grid of the chosen pre-training
+# (`table2_full` for the whole ChestXRay set, `table2` for {glue:text}`pretrain-small` images); an
+# encoder whose checkpoint is not cached here is listed and left out.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -77,6 +77,7 @@ from covid_lib.report import common as report
 from covid_lib.analysis import landscape as L
 from covid_lib.report import landscape as rl
 from covid_lib.data import global_splits
+from covid_lib.report.records import pretraining_images
 from covid_lib.profiles import resolve_device
 
 plt.rcParams["figure.dpi"] = 72
@@ -85,6 +86,8 @@ dev = resolve_device(device)
 pd.set_option("display.max_colwidth", None)
 pd.set_option("display.width", 200)
 records = rl.encoder_records(profile, composition=composition, pretrain=pretrain, seed=seed, data_root=data_root)
+small = pretraining_images(("table2",), profile, sources=("kermany",), data_root=data_root)
+report.glue_value("pretrain-small", report.rounded_range(small, step=1))
 display(records.drop(columns="spec").style.hide(axis="index"))
 missing = records[~records["status"].isin(["done", "did not learn"])]
 if len(missing):
@@ -145,14 +148,14 @@ if not features:
 # most `n_components` principal components (`embed.prepare_features`, shared with the features
 # chapter).
 #
-# **SOM.** MiniSom is used with a rectangular grid of about 5√N nodes (Vesanto's rule; 10 × 11
-# for 480 images). It has a Gaussian neighbourhood of initial radius a quarter of the longer
-# side, learning rate 0.5 and MiniSom's asymptotic decay of both, PCA-initialised weights and
-# 20 passes over the images in random order, seeded. Each encoder gets its own map, with the
-# same settings and seed. The **quantisation error** is the mean distance of an image to its
-# node's weights. The **topographic error** is the share of images whose two closest nodes are
-# not neighbours. The **U-matrix** is the mean distance between neighbouring nodes' weights
-# (dark: a ridge between regions).
+# **SOM.** MiniSom is used with a rectangular grid of about 5√N nodes (Vesanto's rule;
+# {glue:text}`som-grid` for {glue:text}`som-images` images). It has a Gaussian neighbourhood of
+# initial radius a quarter of the longer side, learning rate 0.5 and MiniSom's asymptotic decay of
+# both, PCA-initialised weights and 20 passes over the images in random order, seeded. Each encoder
+# gets its own map, with the same settings and seed. The **quantisation error** is the mean distance
+# of an image to its node's weights. The **topographic error** is the share of images whose two
+# closest nodes are not neighbours. The **U-matrix** is the mean distance between neighbouring
+# nodes' weights (dark: a ridge between regions).
 #
 # **Purity** is the share of images that belong to their node's majority class, which is the
 # same as node purity averaged with weights equal to the hits. **Chance:** the target column
@@ -251,6 +254,9 @@ if not table.empty:
 
 # %% tags=["remove-input", "hide-output"] mystnb={"code_prompt_show": "Show the conclusion in words (the takeaway below quotes it) and the encoder from scratch", "code_prompt_hide": "Hide the conclusion"}
 roles = records.set_index("role")["encoder"]
+som_rows, som_cols = L.som_shape(len(kept))  # the grid of the maps above (Vesanto's rule)
+report.glue_value("som-grid", f"{som_rows} × {som_cols}")
+report.glue_value("som-images", len(kept))
 after_name, before_name, scratch_name = roles["after"], roles["before"], roles["scratch"]
 landscape_answer = rl.conclusion(table, after_name, before_name if before_name in fits else None)
 print(landscape_answer)

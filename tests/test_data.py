@@ -20,7 +20,8 @@ from covid_lib.data import (
     load_source,
     read_image,
 )
-from covid_lib.data.compose import COMPOSITIONS, SNAPSHOT_TEST, compose, global_splits, table_one, table_one_wide
+from covid_lib.data.compose import (COMPOSITIONS, SNAPSHOT_TEST, compose, counts_in_test, global_splits, table_one,
+                                     table_one_wide)
 from covid_lib.paths import DataRootError, resolve_data_root
 
 HEADER = ("image_id,path,mask_path,patient_id,source,covid,finding,view,sex,age,date,location,first_seen,"
@@ -254,6 +255,7 @@ def test_compositions_pass_the_audit(data_root, name):
     if "COVID-ChestXRay" in name:
         snap = test[test["set"] == "COVID-ChestXRay"]["label"].value_counts().to_dict()
         assert snap == SNAPSHOT_TEST and snap == {1: 10, 0: 5}
+    assert counts_in_test(name, data_root) == {1: int((test["label"] == 1).sum()), 0: int((test["label"] == 0).sum())}
 
 
 @pytest.mark.data

@@ -1,4 +1,4 @@
-"""The reader's helpers of covid_lib.report.common: the answer box and the table styler."""
+"""The reader's helpers of covid_lib.report.common: the answer box, the table styler and the glued numbers."""
 
 import numpy as np
 import pandas as pd
@@ -90,3 +90,33 @@ def test_label_panels_titles_the_first_row_and_labels_the_first_column():
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["row 1", "row 2"] and axes[0, 1].get_ylabel() == ""
     assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes.ravel())
     assert axes[0, 0].title.get_fontsize() == 7
+
+
+def test_glue_value_glues_the_formatted_text_without_showing_it(monkeypatch):
+    glued = {}
+    import myst_nb
+
+    monkeypatch.setattr(myst_nb, "glue", lambda key, value, display=True: glued.update({key: (value, display)}))
+    assert common.glue_value("n-train", np.int64(3990)) is None  # nothing for a cell to show
+    common.glue_value("gate", 0.93, "{:.2f}")
+    common.glue_value("missing", None)
+    assert glued == {"n-train": ("3,990", False), "gate": ("0.93", False), "missing": ("–", False)}
+    # a string glued as text/plain reads without its quotes in the book ({glue:text} evaluates the repr)
+    from myst_nb.core.variables import format_plain_text
+
+    assert format_plain_text(repr(glued["n-train"][0]), "") == "3,990"
+
+
+def test_glue_value_without_myst_nb_glues_nothing_and_raises_nothing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ImportError
+    assert common.glue_value("n", 15) is None
+
+
+def test_glue_text_and_rounded_range():
+    assert common.glue_text(15) == "15" and common.glue_text(5840) == "5,840" and common.glue_text(True) == "True"
+    assert common.glue_text(float("nan")) == "–" and common.glue_text(0.05, "{:.0%}") == "5%"
+    assert common.rounded_range([563, 564]) == "560" and common.rounded_range([563, 583]) == "560 to 580"
+    assert common.rounded_range(pd.Series([25, 25, np.nan]), step=1) == "25" and common.rounded_range([]) == "–"
+    assert common.rounded_range([3990], step=1) == "3,990"

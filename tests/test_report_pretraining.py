@@ -59,6 +59,7 @@ def test_sizes_show_missing_records(tmp_path):
     sizes = rp.pretraining_sizes(rt.record_index(tmp_path))
     assert sizes["paper: images"].tolist() == ["5,857", "5,857", "26,684"]  # kermany, kermany_full, nih
     assert (sizes["ours: train / val / test"] == "– / – / –").all()
+    assert rp.pretraining_split_sizes(rt.record_index(tmp_path)) == {"kermany": {}, "kermany_full": {}, "nih": {}}
 
 
 def test_paired_macro_auc_of_two_models_on_the_same_images():

@@ -332,3 +332,14 @@ def test_pretraining_sizes_read_the_records(results):
     sizes = rr.pretraining_sizes(specs)
     assert len(sizes) == 1 and sizes.iloc[0]["n train"] == 564 and sizes.iloc[0]["paper's images"] == 5857
     assert rr.pretraining_sizes([spec("CORDA", pretrain="nih")]).iloc[0]["status"] == "missing"
+
+
+def test_pretraining_images_are_the_recorded_training_sizes_behind_the_grids(results, monkeypatch):
+    specs = [spec("CORDA", pretrain="kermany"), spec("CORDA", pretrain="nih")]
+    pre = specs[0].pretrain_spec()
+    (results / pre.run_id).mkdir()
+    (results / pre.run_id / "metrics.json").write_text(json.dumps(
+        {"splits": {"train": {"n_used": 563}, "val": {"n_used": 134}, "test": {"n_used": 262}}}))
+    monkeypatch.setattr(rr, "grid_specs", lambda grid, profile, data_root=None: specs)
+    assert rr.pretraining_images(("table2", "seeds"), "cpu") == [563]  # nih not recorded: left out
+    assert rr.pretraining_images(("table2",), "cpu", sources=("nih",)) == []

@@ -112,7 +112,7 @@ def perfect_score_table(n_pos: int = N_POS, n_neg: int = N_NEG, *, alpha: float 
     rows += [("balanced_accuracy", "1.00", "bootstrap (images)", *stats.percentile_interval(ba_reps, alpha)[:2],
               "every resample is perfect too"),
              ("balanced_accuracy", "1.00", f"smallest true BA, P(perfect) >= {alpha:g}",
-              perfect_ba_bound(n_pos, n_neg, alpha), 1.0, "independent images, se**10 sp**5 = alpha"),
+              perfect_ba_bound(n_pos, n_neg, alpha), 1.0, f"independent images, se**{n_pos} sp**{n_neg} = alpha"),
              ("auc", "1.00", "DeLong", dl.low, dl.high, "variance 0 at AUC 1: a degenerate interval"),
              ("auc", "1.00", "bootstrap (images)", *stats.percentile_interval(auc_reps, alpha)[:2],
               "every resample with both classes is perfect"),

@@ -9,6 +9,7 @@ from covid_lib.data.compose import (
     COMPOSITIONS,
     STAND_INS,
     compose,
+    counts_in_test,
     global_splits,
     stand_in_table,
     table_one,
@@ -45,7 +46,7 @@ from covid_lib.data.splits import SPLITS, SplitAudit, SplitLeakError, assign_spl
 
 __all__ = [
     "COMPOSITIONS", "STAND_INS", "compose", "global_splits", "stand_in_table", "summary_table",
-    "table_one", "table_one_wide", "load_cohen", "load_hannover", "load_kermany", "load_kermany_full", "load_montgomery",
+    "table_one", "table_one_wide", "counts_in_test", "load_cohen", "load_hannover", "load_kermany", "load_kermany_full", "load_montgomery",
     "load_nih", "load_shenzhen",
     "FRONTAL_VIEWS", "PRETRAIN_ONLY_SOURCES", "SOURCES", "STUDY_SOURCES", "audit_pretraining", "full_copy_splits", "SPLITS", "DataError", "ImageReadError", "SourceData", "SplitAudit",
     "SplitLeakError", "assign_splits", "audit_splits", "cached_image_hashes", "data_version",

@@ -244,6 +244,13 @@ def compose(
     return out
 
 
+
+def counts_in_test(name: str, data_root: str | os.PathLike | None = None, *, seed: int = 0) -> dict[int, int]:
+    """Images per label (1: COVID+, 0: COVID-) in the test split of composition ``name``
+    (:func:`compose`; COVID-ChestXRay: the fixed test of :data:`SNAPSHOT_TEST`)."""
+    labels = compose(name, data_root, seed=seed).query("split == 'test'")["label"]
+    return {label: int((labels == label).sum()) for label in (1, 0)}
+
 def _paper_table_one() -> pd.DataFrame:
     path = resources.files("covid_lib.paper") / "tartaglione2020_table1.csv"
     with resources.as_file(path) as p:

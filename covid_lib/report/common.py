@@ -513,6 +513,60 @@ def show_verdict_answer(question: str, verdict, *, answer: str = "", how_sure: s
     show_answer(question, text, sure, kind=verdict.verdict)
 
 
+
+# ------------------------------------------------------------------------ numbers in the prose
+def glue_text(value: Any, fmt: str | None = None) -> str:
+    """``value`` as the prose shows it: ``fmt`` (a :meth:`str.format` pattern) when given, else an
+    integer with a thousands separator and anything else as ``str``; None or NaN as "–".
+
+    Example:
+        >>> glue_text(3990), glue_text(0.5, "{:.2f}"), glue_text(None)
+        ('3,990', '0.50', '–')
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if fmt is not None:
+        return fmt.format(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    return str(value)
+
+
+def glue_value(name: str, value: Any, fmt: str | None = None) -> None:
+    """Glue ``value`` (as :func:`glue_text` writes it) under ``name``, for the chapter's Markdown to
+    paste with ``{glue:text}`name```: a number in the prose is then computed by the chapter, never
+    typed (a typed number goes stale silently when the data or a record changes).
+
+    Nothing is shown (myst-nb's ``display=False``), so the call fits in any hidden cell; the book
+    renders the pasted text in place of the role. Without myst-nb (plain Jupyter) nothing is glued.
+    Returns nothing, so that a cell ending with it shows no output.
+
+    Example:
+        In a code cell, ``glue_value("pretrain-images", 3990)``; in the Markdown, "pre-trained on
+        {glue:text}`pretrain-images` images" reads "pre-trained on 3,990 images".
+    """
+    text = glue_text(value, fmt)
+    try:
+        from myst_nb import glue
+    except ImportError:  # plain Jupyter without myst-nb: nothing to paste into
+        return
+    glue(name, text, display=False)
+
+
+def rounded_range(values: Iterable[float], step: int = 10) -> str:
+    """An "about N" of the prose, computed: ``values`` rounded to ``step``, as one number when they
+    round alike, else as a range; "–" when there are none.
+
+    Example:
+        >>> rounded_range([563, 564]), rounded_range([563, 583]), rounded_range([])
+        ('560', '560 to 580', '–')
+    """
+    rounded = sorted({int(round(float(v) / step) * step) for v in values if pd.notna(v)})
+    if not rounded:
+        return "–"
+    low, high = rounded[0], rounded[-1]
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
+
 #: A token (between spaces and after hyphens) longer than this many characters lets its column of a
 #: :func:`styled` table break anywhere (URLs, run ids); shorter ones keep their words whole.
 LONG_TOKEN = 24

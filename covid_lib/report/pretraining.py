@@ -32,14 +32,24 @@ PAPER_NAMES = {"kermany": "ChestXRay", "kermany_full": "ChestXRay, whole set", "
 PAPER_THRESHOLD = 0.5
 
 
-def pretraining_sizes(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame:
-    """Our pre-training sets (train/val/test images of the seed-0 ResNet-18 records) beside the paper's."""
-    rows = []
-    for source, paper_n in PAPER_PRETRAINING_IMAGES.items():
+def pretraining_split_sizes(index: pd.DataFrame, profile: str = "cpu") -> dict[str, dict[str, int]]:
+    """Images used per split (``train``, ``val``, ``test``) by the seed-0 ResNet-18 pre-training record
+    of each source of :data:`PAPER_PRETRAINING_IMAGES` (an empty dict for a source not recorded)."""
+    out = {}
+    for source in PAPER_PRETRAINING_IMAGES:
         r = run_row(index, task="pretrain", composition=source, arch="resnet18", profile=profile, seed=0,
                     pipeline="paper")
         splits = json.loads((r["path"] / "metrics.json").read_text())["splits"] if r is not None else None
-        n = {s: splits[s]["n_used"] for s in ("train", "val", "test")} if splits else {}
+        out[source] = {s: int(splits[s]["n_used"]) for s in ("train", "val", "test")} if splits else {}
+    return out
+
+
+def pretraining_sizes(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame:
+    """Our pre-training sets (train/val/test images of the seed-0 ResNet-18 records) beside the paper's."""
+    rows = []
+    sizes = pretraining_split_sizes(index, profile)
+    for source, paper_n in PAPER_PRETRAINING_IMAGES.items():
+        n = sizes[source]
         rows.append({"set (paper name)": f"{source} ({PAPER_NAMES[source]})",
                      "ours: train / val / test": " / ".join(str(n.get(s, "–")) for s in ("train", "val", "test")),
                      "paper: images": f"{paper_n:,}", "paper starts from": "ImageNet",

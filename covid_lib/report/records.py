@@ -87,6 +87,19 @@ def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | Non
                                        "paper's images"])
 
 
+
+def pretraining_images(grids: Iterable[str], profile: str, *, sources: Iterable[str] | None = None,
+                       data_root: str | os.PathLike | None = None,
+                       results: str | os.PathLike | None = None) -> list[int]:
+    """The training images of each recorded pre-training behind the runs of ``grids`` (only those on
+    ``sources``, e.g. ``("kermany",)``, when given; distinct, sorted; from :func:`pretraining_sizes`):
+    the size a chapter's prose gives of its encoders' pre-training sets."""
+    specs = [s for g in grids for s in grid_specs(g, profile, data_root=data_root)]
+    sizes = pretraining_sizes(specs, results)
+    if sources is not None:
+        sizes = sizes[sizes["source"].isin(list(sources))]
+    return sorted({int(n) for n in sizes["n train"].dropna()})
+
 def has_record(path: object) -> bool:
     """Whether a ``path`` cell of :func:`spec_records` points at a finished record (not None or NaN)."""
     return isinstance(path, (str, os.PathLike))
