@@ -177,3 +177,19 @@ def test_single_comparison_findings_decide_on_one_model():
     assert "Findings beyond the paper" in P.protocol_markdown() and "## F5" in P.protocol_markdown()
     with pytest.raises(KeyError, match="no rule"):
         P.rule("C9")
+
+
+def test_coverage_projection_pairs_the_comparisons_the_judge_counts():
+    """``scripts/project_coverage.py`` pairs C1's and C2's comparisons as the judge does: as many
+    as ``book/verdicts.json`` counts used plus left out at the whole-set scale."""
+    import importlib.util
+    import json
+
+    from covid_lib.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("project_coverage", REPO_ROOT / "scripts" / "project_coverage.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    judged = json.loads((REPO_ROOT / "book" / "verdicts.json").read_text())["scales"]["full"]["claims"]
+    for claim, pairs in module.comparisons().items():
+        assert len(pairs) == len(set(pairs)) == judged[claim]["n_used"] + judged[claim]["n_left_out"], claim
