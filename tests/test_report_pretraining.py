@@ -76,3 +76,24 @@ def test_paired_macro_auc_of_two_models_on_the_same_images():
     assert out["diff"] == pytest.approx(out["auc_a"] - out["auc_b"]) and out["diff_low"] > 0
     same = paired_macro_auc(y, good, good, groups, n_boot=100)
     assert same["diff"] == same["diff_low"] == same["diff_high"] == 0
+
+
+def test_specificity_gain_plot_keeps_one_row_per_cell_whatever_the_seeds():
+    """Chapter 04's forest plot: seeds sit side by side in their cell's row, so more seeds do not
+    make the page taller; a pair whose model did not learn is grey."""
+    from covid_lib.report.pretraining import plot_specificity_gains
+
+    def gains(n_seeds):
+        return pd.DataFrame([{"composition": c, "pretrain": p, "seed": s, "difference": 0.1, "low": 0.0,
+                              "high": 0.2, "did_not_learn": s == 1}
+                             for c in ("CORDA", "CORDA&RSNA") for p in ("kermany", "nih") for s in range(n_seeds)])
+
+    one, five = plot_specificity_gains(gains(1)), plot_specificity_gains(gains(5))
+    assert one.get_size_inches()[1] == five.get_size_inches()[1]
+    ax = five.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["CORDA · kermany", "CORDA · nih",
+                                                          "CORDA&RSNA · kermany", "CORDA&RSNA · nih"]
+    assert len(ax.get_legend().get_texts()) == 5
+    colours = [line.get_color() for line in ax.lines  # the points: not the error bars' caps, not the legend's
+               if line.get_marker() not in ("|", "_") and len(line.get_xdata())]
+    assert colours.count("tab:grey") == 4 and colours.count("tab:blue") == 16

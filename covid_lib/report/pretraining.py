@@ -179,20 +179,29 @@ def specificity_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------- two pre-training scales, same images
-def plot_specificity_gains(gains: pd.DataFrame, *, row_height: float = 0.17) -> Figure:
-    """:func:`specificity_gains` as a forest plot: one row per composition, pre-training and seed,
-    the difference (pre-trained minus scratch) with its patient-cluster interval; grey where a model
-    of the pair did not learn."""
-    g = gains.assign(label=gains["composition"] + " · " + gains["pretrain"] + " · s" + gains["seed"].astype(str))
-    g = g.sort_values(["composition", "pretrain", "seed"]).reset_index(drop=True)
-    fig = Figure(figsize=(7, row_height * len(g) + 1.1), layout="constrained")
+def plot_specificity_gains(gains: pd.DataFrame, *, row_height: float = 0.3) -> Figure:
+    """:func:`specificity_gains` as a forest plot: one row per composition and pre-training, its
+    seeds side by side within the row (one marker each), the difference (pre-trained minus scratch)
+    with its patient-cluster interval; grey where a model of the pair did not learn. The height
+    does not grow with the seeds."""
+    g = gains.assign(label=gains["composition"] + " · " + gains["pretrain"])
+    rows = list(dict.fromkeys(g.sort_values(["composition", "pretrain"])["label"]))
+    seeds = sorted(g["seed"].unique())
+    step = 0.7 / max(len(seeds), 1)
+    markers = dict(zip(seeds, "osD^vP*X"))
+    fig = Figure(figsize=(7, row_height * len(rows) + 1.3), layout="constrained")
     ax = fig.subplots()
-    for i, r in g.iterrows():
-        ax.errorbar(r["difference"], i, xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
-                    fmt="o", color="tab:grey" if r["did_not_learn"] else "tab:blue", mfc="white", capsize=2, ms=4)
+    for r in g.itertuples():
+        y = rows.index(r.label) + (seeds.index(r.seed) - (len(seeds) - 1) / 2) * step
+        ax.errorbar(r.difference, y, xerr=[[r.difference - r.low], [r.high - r.difference]],
+                    fmt=markers[r.seed], color="tab:grey" if r.did_not_learn else "tab:blue", mfc="white",
+                    capsize=1.5, ms=3.5, lw=0.9)
+    for s in seeds:  # the legend: one marker per seed
+        ax.plot([], [], markers[s], color="tab:blue", mfc="white", ms=3.5, label=f"seed {s}")
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(g.index, g["label"], fontsize=7.5)
-    ax.set_ylim(len(g) - 0.5, -0.5)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(seeds), fontsize=7.5, frameon=False)
     ax.set_xlabel("specificity: pre-trained minus scratch (95% CI over patients; grey: a model did not learn)",
                   fontsize=8.5)
     return fig
