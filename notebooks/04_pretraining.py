@@ -51,7 +51,6 @@ import pandas as pd
 from IPython.display import display
 
 from covid_lib import data
-from covid_lib.analysis.seeds import seed_summary, seed_summary_table
 from covid_lib.grid import COMPOSITION_ORDER, grid_specs, grid_status, status_counts
 from covid_lib.report import common as report
 from covid_lib.report import judge
@@ -202,10 +201,8 @@ display(report.styled(table) if not table.empty else "no pair of fine-tunes in w
 # collapsed, did not learn or are not recorded yet are counted, not averaged in:
 
 # %% tags=["hide-output"] mystnb={"code_prompt_show": "Show the own-test AUC per cell, both scales", "code_prompt_hide": "Hide the table"}
-own = pd.concat([rr.matrix_long(r[r["arch"] == "resnet18"]).assign(scale=scale)
-                 for r, scale in ((small, "563 images"), (large, "whole set"))]).query("diagonal")
-spread = seed_summary_table(seed_summary(own, ["scale", "pretrain", "composition"], ["auc"]), ["auc"],
-                            labels={"auc": "own-test AUC"}, digits=3)
+spread = rr.own_test_seed_table({"563 images": small[small["arch"] == "resnet18"],
+                                 "whole set": large[large["arch"] == "resnet18"]}, by=("pretrain", "composition"))
 display(report.styled(spread))
 
 # %% [markdown]

@@ -72,6 +72,22 @@ def test_own_test_seed_spread_counts_instead_of_averaging(two_scales):
     assert (row["seeds_learned"], row["seeds_collapsed"], row["seeds_missing"]) == ([0, 1], [2], [3])
 
 
+def test_own_test_seed_table_per_scale_counts_instead_of_averaging(two_scales):
+    """Chapters 04, 06 and 09's seed tables (:func:`covid_lib.report.records.own_test_seed_table`):
+    one row per scale and cell, the mean ± SD of the learned seeds, the others named."""
+    from covid_lib.report.records import own_test_seed_table
+
+    small, large, y, good, _ = two_scales
+    table = own_test_seed_table({"563 images": small, "whole set": large}, by=("pretrain", "composition"))
+    assert table["scale"].tolist() == ["563 images", "whole set"]
+    row = table.set_index("scale").loc["whole set"].to_dict()
+    aucs = [roc_auc_score(y, 1 / (1 + np.exp(-(good + s * 0.01)))) for s in (0, 1)]
+    assert row["own-test AUC mean ± SD"].startswith(f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f}")
+    assert row["collapsed"].endswith("(seed 2)") and row["missing"].endswith("(seed 3)"), row  # not averaged in
+    assert row["seeds in the mean"] == "2 (seeds 0, 1)"
+    assert own_test_seed_table({"563 images": small.iloc[:0]}).empty
+
+
 def test_claim_markdown_puts_the_rule_before_the_numbers():
     data = {"protocol_hash": judge.P.protocol_hash(), "scales": {"x": {"label": "scale x", "claims": {"C2": {
         "outcome": "reproduced", "estimate": 0.1, "low": 0.05, "high": 0.15, "mde": 0.07, "n_used": 4,

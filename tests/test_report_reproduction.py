@@ -343,3 +343,4 @@ def test_pretraining_images_are_the_recorded_training_sizes_behind_the_grids(res
     monkeypatch.setattr(rr, "grid_specs", lambda grid, profile, data_root=None: specs)
     assert rr.pretraining_images(("table2", "seeds"), "cpu") == [563]  # nih not recorded: left out
     assert rr.pretraining_images(("table2",), "cpu", sources=("nih",)) == []
+

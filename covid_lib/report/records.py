@@ -273,6 +273,22 @@ def summary_sentence(s: dict, a: str, b: str) -> str:
             f"{s['n_without_pair']} have no pair yet")
 
 
+def own_test_seed_table(frames: dict[str, pd.DataFrame], *, by: Iterable[str] = ("arch", "pretrain", "composition"),
+                        metric: str = "auc", label: str = "own-test AUC", digits: int = 3) -> pd.DataFrame:
+    """Each cell's own-test ``metric`` as mean ± SD over the seeds whose model learned, per scale
+    (the keys of ``frames``, each a grid's records), with the seeds that did not learn, collapsed or
+    are not recorded yet counted and named, never averaged in (issue 17: seeds beside the pooled
+    intervals). Empty when no frame has a row."""
+    from covid_lib.analysis.seeds import seed_summary, seed_summary_table
+
+    parts = [matrix_long(r).assign(scale=scale) for scale, r in frames.items() if len(r)]
+    if not parts:
+        return pd.DataFrame()
+    own = pd.concat(parts, ignore_index=True).query("diagonal")
+    summary = seed_summary(own, ["scale", *by], [metric])
+    return seed_summary_table(summary, [metric], labels={metric: label}, digits=digits)
+
+
 def chapter_records(grids: Iterable[str], profile: str, *, data_root: str | os.PathLike | None = None,
                     results: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, pd.DataFrame]:
     """The records of each grid of ``grids`` at ``profile`` (:func:`spec_records` of
