@@ -215,6 +215,38 @@ seed_long = rr.matrix_long(headline, threshold=threshold)
 display(styled(rp.seed_table(seed_long)))
 
 # %% [markdown]
+# ## Does the input size change the verdicts?
+#
+# Our networks see 128 px; the paper's see 224 px. The `resolution` grid retrains at 224 px the
+# cells this check needs: ResNet-18 on CORDA and on CORDA&ChestXRay, from scratch and fine-tuned
+# from a whole-set ChestXRay pre-training that is itself run at 224 px, seeds 0-2; their 128-px
+# twins are cells of `table2_full`. The check adds no rule. It applies C1's and C2's rules of the
+# {doc}`../protocol`, unchanged, to the same cells at each size (6 comparisons a claim and size),
+# and a verdict *changes with the input size* when the two outcomes differ. These are verdicts on a
+# subset of each claim's cells; the claims' own verdicts are in the answer boxes. Beside them, AUC
+# at 224 px minus AUC at 128 px for each model on its own test set, paired on the same patients
+# (descriptive, no rule). The check was written (`covid_lib/report/resolution.py`) before any
+# 224-px run was recorded; the cell below counts how many of the 224-px records came after it.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the verdicts on the resolution cells at 128 and 224 px", "code_prompt_hide": "Hide the resolution check"}
+from covid_lib.report import resolution as rs
+
+res = rs.resolution_records(profile, data_root=data_root, results=results)
+res_verdicts, res_effect = rs.cell_verdicts(res), rs.size_effect(res)
+res_after, res_n = rs.records_after(res, rs.fixed_at())
+print(f"check fixed at {rs.fixed_at() or 'an uncommitted file'}; {res_n} of {len(res) // 2} 224-px records here, "
+      f"{res_after} of them made after the check was fixed")
+print(rs.summary(res_verdicts, res_effect))
+display(styled(rs.verdict_table(res_verdicts)))
+
+# %% tags=["hide-output"] mystnb={"code_prompt_show": "Show each model's AUC at both sizes", "code_prompt_hide": "Hide the plot"}
+if res_effect.n_used:
+    fig = rs.plot_size_effect(res_effect)
+    plt.show()
+else:
+    print("no cell has a usable model at both sizes yet")
+
+# %% [markdown]
 # ## Are the scores probabilities? (calibration)
 #
 # The paper reads every metric at the threshold 0.5, which treats a score as a probability. On

@@ -36,6 +36,8 @@ def write_record(tmp_path, monkeypatch):
     ``write_record(spec, scores, *, did_not_learn=False, history=None, timings=None, **metrics)``
     returns the record's folder; ``metrics`` are extra ``metrics.json`` entries (``table``, ...).
     """
+    import time
+
     import pandas as pd
 
     from covid_lib.runs import RESULTS_ENV_VAR, RunArtifacts, write_artifacts
@@ -47,7 +49,8 @@ def write_record(tmp_path, monkeypatch):
         best = metrics.setdefault("best_value", 0.5 if did_not_learn else 0.8)
         metrics.setdefault("monitor", "val_auc")
         files = {
-            "spec.json": {"run_id": spec.run_id, **spec.identity(), "did_not_learn": did_not_learn},
+            "spec.json": {"run_id": spec.run_id, **spec.identity(), "did_not_learn": did_not_learn,
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.gmtime())},
             "history.csv": history if history is not None else pd.DataFrame({"epoch": [1], "val_auc": [best]}),
             "scores.csv": scores,
             "timings.json": timings if timings is not None else {"total_s": 1.0},

@@ -87,3 +87,37 @@ def test_record_index_reads_covid_lib_results_by_default(records, monkeypatch):
     assert rt.run_row(index, task="covid", pretrain="kermany")["run_id"] == ids["pre"]
     monkeypatch.setenv(RESULTS_ENV_VAR, str(root / "none"))
     assert rt.record_index().empty
+
+
+def test_run_row_takes_the_profiles_input_size_unless_asked(records):
+    """The resolution grid's 224-px run shares every other field with its 128-px twin: a lookup by
+    profile gets the profile's size, and the tables say which size each record has."""
+    root, good, weak, ids = records
+    spec = dict(task="covid", composition="CORDA", arch="resnet18", profile="cpu", seed=0, pipeline="paper",
+                precision=None, pretrain="kermany")
+    big = write_record(root, {**spec, "input_size": 224}, weak)
+    index = rt.record_index(root)
+    assert sorted(index["input_size"].unique()) == [128, 224]
+    assert rt.run_row(index, **spec)["run_id"] == ids["pre"]
+    assert rt.run_row(index, **spec, input_size=224)["run_id"] == big
+    assert rt.pretraining_gain(index, n_boot=50)["pretrained"] == ids["pre"]
+
+
+def test_pretraining_table_names_arch_pipeline_and_input_size(tmp_path):
+    y = np.tile([0, 1], 10)
+    scores = pd.DataFrame({"test_set": "kermany", "source": "kermany", "image_id": [f"i{i}" for i in range(20)],
+                           "group_id": [f"p{i}" for i in range(20)], "label": y, "score": y * 0.5 + 0.2})
+    for size in (None, 224):
+        run = run_spec(dict(task="pretrain", composition="kermany_full", arch="resnet18", profile="cpu",
+                            input_size=size))
+        files = {"spec.json": {"run_id": run.run_id, **run.identity(), "did_not_learn": False},
+                 "scores.csv": scores, "history.csv": pd.DataFrame({"epoch": [1, 2], "val_auc": [0.7, 0.8]}),
+                 "timings.json": {"train_images_per_s": 50.0, "total_s": 120.0},
+                 "metrics.json": {"did_not_learn": False, "best_value": 0.8, "best_epoch": 2, "num_classes": 3,
+                                  "splits": {s: {"n_used": 10} for s in ("train", "val", "test")}}}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(RESULTS_ENV_VAR, str(tmp_path))
+            write_artifacts(RunArtifacts(run, files, checkpoint=b""))
+    table = rt.pretraining_table(rt.record_index(tmp_path))
+    assert {"arch", "pipeline", "input px"} <= set(table.columns)
+    assert sorted(table["input px"]) == [128, 224] and set(table["arch"]) == {"resnet18"}

@@ -202,15 +202,16 @@ def _pair_or_leave(a: dict | None, b: dict | None, label: dict, left: list[dict]
 
 
 def estimate_c1(records: pd.DataFrame, *, pretrains: Iterable[str] = ("none", "kermany_full", "nih"),
-                seeds: Iterable[int] = range(5)) -> ClaimEstimate:
+                seeds: Iterable[int] = range(5), augmented: Iterable[str] = AUGMENTED) -> ClaimEstimate:
     """C1: per (augmented composition, pre-training, seed), the augmented model's gap minus the
-    CORDA-only model's gap, on the same four test sets and resamples."""
+    CORDA-only model's gap, on the same four test sets and resamples (``augmented``: the
+    compositions compared with CORDA; all three for the claim, fewer for a check on a subset)."""
     recs, scores = _usable_scores(records)
     rows, reps, left = [], [], []
     for p in pretrains:
         for s in seeds:
             c = _lookup(recs, arch="resnet18", pretrain=p, composition="CORDA", seed=s)
-            for x in AUGMENTED:
+            for x in augmented:
                 a = _lookup(recs, arch="resnet18", pretrain=p, composition=x, seed=s)
                 label = {"composition": x, "pretrain": p, "seed": s}
                 if not _pair_or_leave(a, c, label, left):

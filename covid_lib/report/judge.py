@@ -28,7 +28,7 @@ from covid_lib.analysis import protocol as P
 from covid_lib.analysis.verdicts import Verdict
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
-from covid_lib.report.records import spec_records
+from covid_lib.report.records import created_times, spec_records
 from covid_lib.runs import DIFFERS
 
 VERDICTS_JSON = REPO_ROOT / "book" / "verdicts.json"
@@ -98,7 +98,7 @@ def write_c4(scale: str, *, profile: str = "cpu", data_root=None, device: str = 
     path = c4_path(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(path, index=False)
-    created = _created(pd.DataFrame({"path": [str(Path(path).parent.parent / sp.run_id) for sp in specs.values()]}))
+    created = created_times(pd.DataFrame({"path": [str(Path(path).parent.parent / sp.run_id) for sp in specs.values()]}))
     left = {str(sd): {"run_id": n["run_id"], "max_abs_diff": n.get("max_abs_diff")} for sd, n in differ.items()}
     path.with_suffix(".json").write_text(json.dumps({"runs": {str(sd): sp.run_id for sd, sp in specs.items()}, "k": k,
                                                      "records_created": created,
@@ -133,17 +133,9 @@ def rule_commit_time(claim: str) -> str | None:
     return protocol_commit_time(P.rule_version_hash(P.rule(claim)))
 
 
-def _created(records: pd.DataFrame) -> list[str]:
-    out = []
-    for path in records["path"]:
-        if isinstance(path, (str, os.PathLike)) and (Path(path) / "spec.json").is_file():
-            out.append(json.loads((Path(path) / "spec.json").read_text()).get("created", ""))
-    return sorted(t for t in out if t)
-
-
 def _entry(decision: P.Decision, estimate: C.ClaimEstimate | None, records: pd.DataFrame, committed: str | None,
            ) -> dict:
-    created = _created(records)
+    created = created_times(records)
     after = sum(t[:19] >= committed[:19] for t in created) if committed else None  # both UTC, ISO
     left = estimate.left_out if estimate is not None else pd.DataFrame()
     reasons: dict[str, int] = {}  # one reason per comparison left out: missing > did not learn > collapsed

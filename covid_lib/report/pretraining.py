@@ -60,13 +60,19 @@ def pretraining_sizes(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
 
 def plot_learning_curves(index: pd.DataFrame, profile: str = "cpu", *, task: str = "pretrain",
                          archs: Iterable[str] | None = None, seeds: Iterable[int] | None = None,
-                         pipelines: Iterable[str] | None = ("paper",)) -> Figure:
+                         pipelines: Iterable[str] | None = ("paper",),
+                         input_sizes: Iterable[int] | None = None) -> Figure:
     """Loss (train, validation) and validation AUC per epoch, one column per record of ``task``
-    (only ``archs``, ``seeds`` and ``pipelines`` when given)."""
+    (only ``archs``, ``seeds``, ``pipelines`` and ``input_sizes`` when given; ``input_sizes``
+    defaults to the profile's input size, so the ``resolution`` grid's 224-px runs are asked for)."""
     import matplotlib.pyplot as plt
 
+    from covid_lib.profiles import get_profile
+
+    default_size = get_profile(profile).input_size
+    input_sizes = (default_size,) if input_sizes is None else tuple(input_sizes)
     sel = index[(index["task"] == task) & (index["profile"] == profile)]
-    for column, keep in (("arch", archs), ("seed", seeds), ("pipeline", pipelines)):
+    for column, keep in (("arch", archs), ("seed", seeds), ("pipeline", pipelines), ("input_size", input_sizes)):
         if keep is not None:
             sel = sel[sel[column].isin(list(keep))]
     sel = sel.sort_values(["composition", "arch", "pipeline", "seed"])
@@ -85,7 +91,8 @@ def plot_learning_curves(index: pd.DataFrame, profile: str = "cpu", *, task: str
                 ax.axvline(best, color="grey", ls=":", lw=1)
             ax.grid(alpha=0.3)
         flag = " (did not learn)" if r["did_not_learn"] else ""
-        top.set_title(f"{r['composition']} {r['arch']}\npipeline {r['pipeline']}, seed {r['seed']}{flag}", fontsize=9)
+        px = f", {r['input_size']} px" if r["input_size"] != default_size else ""
+        top.set_title(f"{r['composition']} {r['arch']}\npipeline {r['pipeline']}, seed {r['seed']}{px}{flag}", fontsize=9)
         bottom.set_xlabel("epoch")
         bottom.set_ylim(0.4, 1.0)
     axes[0, 0].set_ylabel("focal loss")
@@ -380,12 +387,12 @@ def pretraining_gate(index: pd.DataFrame, profile: str = "cpu", *, gate: float =
     rows = []
     pre = index[(index["task"] == "pretrain") & (index["profile"] == profile)
                 & index["composition"].isin(["kermany", "kermany_full"])]
-    for _, r in pre.sort_values(["composition", "arch", "seed"]).iterrows():
+    for _, r in pre.sort_values(["composition", "arch", "input_size", "pipeline", "seed"]).iterrows():
         m = index_record(r).metrics
         per_class = m.get("test_class_auc") or {}
         macro = m.get("test_auc_interval")
         rows.append({"pre-training set": r["composition"].replace("_", " "), "arch": r["arch"],
-                     "pipeline": r["pipeline"], "seed": r["seed"],
+                     "pipeline": r["pipeline"], "input px": r["input_size"], "seed": r["seed"],
                      "train images": m["splits"]["train"]["n_used"],
                      **{f"AUC {name}": (format_estimate(per_class[k]["value"], per_class[k]["low"], per_class[k]["high"])
                                         if k in per_class else "–") for k, name in _CLASS_NAMES.items()},

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -65,6 +66,16 @@ def spec_records(specs: Iterable[RunSpec], results: str | os.PathLike | None = N
                      "seed": s.seed, "pipeline": s.pipeline, "precision": s.precision, "run_id": s.run_id,
                      "status": status, "path": record.path if status in LEARNED else None})
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def created_times(records: pd.DataFrame) -> list[str]:
+    """The ``created`` times (ISO, UTC) of the complete records among ``records`` (a frame with a
+    ``path`` column, as :func:`spec_records` gives), sorted: when each run was recorded."""
+    out = []
+    for path in records["path"]:
+        if isinstance(path, (str, os.PathLike)) and (Path(path) / "spec.json").is_file():
+            out.append(json.loads((Path(path) / "spec.json").read_text()).get("created", ""))
+    return sorted(t for t in out if t)
 
 
 def pretraining_sizes(specs: Iterable[RunSpec], results: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -18,10 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from covid_lib.metrics import delong_test, format_estimate
+from covid_lib.profiles import get_profile
 from covid_lib.runs import Record, results_dir
 from covid_lib.stats import paired_cluster_bootstrap
 
-SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline", "plant"]
+SPEC_COLUMNS = ["task", "composition", "arch", "pretrain", "profile", "seed", "precision", "pipeline", "plant",
+                "input_size"]
 INDEX_COLUMNS = [*SPEC_COLUMNS, "run_id", "path", "status", "did_not_learn", "best_value", "best_epoch"]
 
 
@@ -52,10 +54,14 @@ def run_row(index: pd.DataFrame, **where) -> pd.Series | None:
     """The record of :func:`record_index` whose spec fields equal ``where`` (None: unset), or None.
 
     ``precision`` defaults to None (the profile's precision): the ``precision`` grid's records,
-    which set it explicitly, are other runs; so are planted runs (``plant`` defaults to None).
+    which set it explicitly, are other runs; so are planted runs (``plant`` defaults to None). With
+    a ``profile``, ``input_size`` defaults to that profile's: the ``resolution`` grid's 224-px runs
+    share every other field with a Table II cell.
     """
     where.setdefault("precision", None)
     where.setdefault("plant", None)
+    if "profile" in where and "input_size" not in where:
+        where["input_size"] = get_profile(where["profile"]).input_size
     sel = index
     for key, value in where.items():
         sel = sel[sel[key].isna()] if value is None else sel[sel[key] == value]
@@ -74,7 +80,8 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
         record = index_record(r)
         m, t, h = record.metrics, record.timings, record.history
         task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
-        out.append({"source": r["composition"].replace("_", " "), "task": task,  # a space lets the column wrap "arch": r["arch"], "pipeline": r["pipeline"],
+        out.append({"source": r["composition"].replace("_", " "),  # a space lets the column wrap
+                    "task": task, "arch": r["arch"], "pipeline": r["pipeline"], "input px": r["input_size"],
                     "seed": r["seed"],
                     "n train/val/test": " / ".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
                     "test AUC [95% CI]": _fmt(m.get("test_auc_interval")),
