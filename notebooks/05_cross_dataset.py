@@ -217,16 +217,13 @@ display(styled(rp.seed_table(seed_long)))
 # %% [markdown]
 # ## Does the input size change the verdicts?
 #
-# Our networks see 128 px; the paper's see 224 px. The `resolution` grid retrains at 224 px the
-# cells this check needs: ResNet-18 on CORDA and on CORDA&ChestXRay, from scratch and fine-tuned
-# from a whole-set ChestXRay pre-training that is itself run at 224 px, seeds 0-2; their 128-px
-# twins are cells of `table2_full`. The check adds no rule. It applies C1's and C2's rules of the
-# {doc}`../protocol`, unchanged, to the same cells at each size (6 comparisons a claim and size),
-# and a verdict *changes with the input size* when the two outcomes differ. These are verdicts on a
-# subset of each claim's cells; the claims' own verdicts are in the answer boxes. Beside them, AUC
-# at 224 px minus AUC at 128 px for each model on its own test set, paired on the same patients
-# (descriptive, no rule). The check was written (`covid_lib/report/resolution.py`) before any
-# 224-px run was recorded; the cell below counts how many of the 224-px records came after it.
+# Ours see 128 px, the paper's 224 px. The `resolution` grid retrains at 224 px ResNet-18 on CORDA
+# and CORDA&ChestXRay, from scratch and from a whole-set ChestXRay pre-training also run at 224 px,
+# seeds 0-2, beside their 128-px twins in `table2_full`. No new rule: C1's and C2's rules of the
+# {doc}`../protocol` are applied unchanged to these cells at each size, and a verdict *changes*
+# when the two outcomes differ (a subset of each claim's cells; the claims' own verdicts are in the
+# answer boxes). Beside them, each model's own-test AUC at 224 minus 128 px (paired, descriptive).
+# The check was committed before any 224-px run was recorded; the cell counts the records made after.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the verdicts on the resolution cells at 128 and 224 px", "code_prompt_hide": "Hide the resolution check"}
 from covid_lib.report import resolution as rs
