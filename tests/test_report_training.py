@@ -119,5 +119,5 @@ def test_pretraining_table_names_arch_pipeline_and_input_size(tmp_path):
             mp.setenv(RESULTS_ENV_VAR, str(tmp_path))
             write_artifacts(RunArtifacts(run, files, checkpoint=b""))
     table = rt.pretraining_table(rt.record_index(tmp_path))
-    assert {"arch", "pipeline", "input px"} <= set(table.columns)
-    assert sorted(table["input px"]) == [128, 224] and set(table["arch"]) == {"resnet18"}
+    assert sorted(table["model"]) == ["resnet18, pipeline paper, 128 px", "resnet18, pipeline paper, 224 px"]
+    assert set(table["source (task)"]) == {"kermany full (3 classes, macro AUC)"}

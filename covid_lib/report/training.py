@@ -80,9 +80,8 @@ def pretraining_table(index: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame
         record = index_record(r)
         m, t, h = record.metrics, record.timings, record.history
         task = "3 classes, macro AUC" if m.get("num_classes", 2) > 2 else "pneumonia yes/no"
-        out.append({"source": r["composition"].replace("_", " "),  # a space lets the column wrap
-                    "task": task, "arch": r["arch"], "pipeline": r["pipeline"], "input px": r["input_size"],
-                    "seed": r["seed"],
+        out.append({"source (task)": f"{r['composition'].replace('_', ' ')} ({task})",  # spaces let columns wrap
+                    "model": f"{r['arch']}, pipeline {r['pipeline']}, {r['input_size']} px", "seed": r["seed"],
                     "n train/val/test": " / ".join(str(m["splits"][s]["n_used"]) for s in ("train", "val", "test")),
                     "test AUC [95% CI]": _fmt(m.get("test_auc_interval")),
                     "test accuracy [95% CI]": _fmt(m.get("test_accuracy_interval")),
