@@ -97,3 +97,38 @@ def test_specificity_gain_plot_keeps_one_row_per_cell_whatever_the_seeds():
     colours = [line.get_color() for line in ax.lines  # the points: not the error bars' caps, not the legend's
                if line.get_marker() not in ("|", "_") and len(line.get_xdata())]
     assert colours.count("tab:grey") == 4 and colours.count("tab:blue") == 16
+
+
+def test_gate_summary_is_per_pipeline_and_size_and_names_resnet18_not_conv8(tmp_path):
+    """Chapter 04's gate line: the whole-set ResNet-18 over its seeds, one line per pipeline and
+    input size (paper pipeline at the profile's size first); a Conv8 record sorts before ResNet-18
+    alphabetically and must not be read as it (the line once printed Conv8's numbers)."""
+    from covid_lib.runs import RESULTS_ENV_VAR, RunArtifacts, write_artifacts
+
+    def record(arch, seed, macro, viral, pipeline="paper", input_size=None):
+        run = run_spec(dict(task="pretrain", composition="kermany_full", arch=arch, profile="cpu", seed=seed,
+                            pipeline=pipeline, input_size=input_size))
+        classes = {"0": {"value": 0.99}, "1": {"value": 0.88}, "2": {"value": viral}}
+        files = {"spec.json": {"run_id": run.run_id, **run.identity(), "did_not_learn": False},
+                 "scores.csv": _scores(np.tile([0, 1], 5), np.linspace(0, 1, 10)),
+                 "history.csv": pd.DataFrame({"epoch": [1], "val_auc": [macro]}),
+                 "timings.json": {"total_s": 1.0},
+                 "metrics.json": {"did_not_learn": False, "best_value": macro, "num_classes": 3,
+                                  "test_auc_interval": {"value": macro, "low": macro - 0.02, "high": macro + 0.02},
+                                  "test_class_auc": classes}}
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(RESULTS_ENV_VAR, str(tmp_path))
+            write_artifacts(RunArtifacts(run, files, checkpoint=b""))
+
+    record("conv8", 0, 0.95, 0.90)
+    record("resnet18", 1, 0.89, 0.80)
+    record("resnet18", 0, 0.88, 0.79)
+    record("resnet18", 0, 0.94, 0.85, input_size=224)
+    record("resnet18", 0, 0.91, 0.83, pipeline="none")
+    lines = rp.gate_summary(rt.record_index(tmp_path))
+    assert lines[0] == ("resnet18, pipeline paper, 128 px, seeds 0, 1: macro AUC 0.880 to 0.890 (gate 0.93 met at "
+                        "0 of 2); normal vs pneumonia 0.990; viral vs rest 0.790 to 0.800")
+    assert lines[1].startswith("resnet18, pipeline paper, 224 px, seed 0: macro AUC 0.940 (gate 0.93 met at 1 of 1)")
+    assert lines[2].startswith("resnet18, pipeline none, 128 px, seed 0: macro AUC 0.910")
+    assert len(lines) == 3 and not any("conv8" in x for x in lines)
+    assert rp.gate_summary(rt.record_index(tmp_path / "none")) == []

@@ -401,6 +401,45 @@ def pretraining_gate(index: pd.DataFrame, profile: str = "cpu", *, gate: float =
     return pd.DataFrame(rows)
 
 
+def gate_summary(index: pd.DataFrame, profile: str = "cpu", *, arch: str = "resnet18",
+                 gate: float = PRETRAINING_GATE) -> list[str]:
+    """One line per (pipeline, input size) of the whole-set ChestXRay pre-trainings of ``arch``: the
+    seeds, the range of the three-class macro AUC over them, at how many seeds the gate is met, and
+    the ranges of normal-vs-pneumonia and viral-vs-rest AUC (the pair that holds the macro down).
+    The paper's pipeline at the profile's input size comes first."""
+    from covid_lib.profiles import get_profile
+
+    pre = index[(index["task"] == "pretrain") & (index["profile"] == profile) & (index["composition"] == "kermany_full")
+                & (index["arch"] == arch)]
+    size = get_profile(profile).input_size
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.3f}" if len(values) == 1 or min(values) == max(values) else \
+            f"{min(values):.3f} to {max(values):.3f}"
+
+    lines = []
+    groups = pre.groupby(["pipeline", "input_size"], sort=False)
+    keys = sorted(groups.groups, key=lambda k: (k[0] != "paper", k[1] != size, k))
+    for pipeline, px in keys:
+        part = groups.get_group((pipeline, px)).sort_values("seed")
+        metrics = [index_record(r).metrics for _, r in part.iterrows()]
+        macro = [m["test_auc_interval"]["value"] for m in metrics if m.get("test_auc_interval")]
+        if not macro:
+            continue
+        per_class = [m.get("test_class_auc") or {} for m in metrics]
+        normal = [c["0"]["value"] for c in per_class if "0" in c]
+        viral = [c["2"]["value"] for c in per_class if "2" in c]
+        seeds = ", ".join(str(int(x)) for x in part["seed"])
+        line = (f"{arch}, pipeline {pipeline}, {int(px)} px, seed{'s' if len(part) > 1 else ''} {seeds}: macro AUC "
+                f"{span(macro)} (gate {gate} met at {sum(v >= gate for v in macro)} of {len(macro)})")
+        if normal:
+            line += f"; normal vs pneumonia {span(normal)}"
+        if viral:
+            line += f"; viral vs rest {span(viral)}"
+        lines.append(line)
+    return lines
+
+
 def scale_specs(profile: str = "cpu", data_root=None, *, seed: int = 0) -> tuple | None:
     """The ResNet-18 ChestXRay pre-trainings of Table II at both scales (563 images: the parent in
     ``table2``; the whole set: the parent in ``table2_full``) for ``seed``, when both are recorded."""
