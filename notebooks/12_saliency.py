@@ -310,7 +310,7 @@ display(report.styled(status.drop(columns=["seed"])))
 # a lung mask. The excess is the mean of each measured image's share minus its own lung area
 # share. Zero means the map is no more concentrated on the lungs than an even spread.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the in-lung share per model and test group", "code_prompt_hide": "Hide the table"}
 if not per_image.empty:
     by_seen = rsal.summary_table(per_image, by="seen", n_boot=n_boot, seed=seed)
     if profile != "smoke" and summary_csv:  # the checklist (14) reads it; smoke numbers mean nothing
@@ -453,9 +453,9 @@ else:
 # ## Takeaway
 
 # %% tags=["hide-input"]
-def _excess(pipeline, groups):  # one short line per row; the conclusion above words each in full
+def _excess(pipeline, groups):  # one short line per test group; the table above has each model
     rows = by_seen[(by_seen["pipeline"] == pipeline) & by_seen["group"].isin(groups)]
-    return rsal.excess_brief(rows)
+    return rsal.excess_tally(rows)
 
 
 report.show_verdict_answer(

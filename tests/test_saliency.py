@@ -230,6 +230,9 @@ def test_excess_statements_are_worded_from_the_numbers():
     assert brief[0] == "- resnet18 · kermany_full · none · CORDA, trained on: excess 0.20 [0.10, 0.30] (40 maps, 16x16 cells)"
     assert brief[1].endswith("excess 0.00 [-0.10, 0.10] (38 maps, 16x16 cells)") and "n/a" in brief[2]
     assert rsal.excess_brief(table.iloc[:0]) == ""
+    tally = rsal.excess_tally(table.assign(did_not_learn=[False, False, False])).splitlines()
+    assert tally == ["- trained on: 2 models, interval above 0 for 1, below 0 for 0, including 0 for 1; excess "
+                     "+0.00 to +0.20 (1 with no measurable map not counted)"]
 
 
 @pytest.mark.parametrize("excess, low, high, expect, absent", [

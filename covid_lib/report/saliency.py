@@ -310,6 +310,31 @@ def excess_brief(table: pd.DataFrame, digits: int = 2) -> str:
     return "\n".join(lines)
 
 
+def excess_tally(table: pd.DataFrame, digits: int = 2) -> str:
+    """One markdown line per test group of :func:`summary_table` rows (for an answer box that must
+    stay short however many models are mapped): how many models' excess intervals lie above 0,
+    include it, or lie below it, and the range of their excesses; models that did not learn are
+    counted apart. :func:`excess_brief` gives the line per model."""
+    lines = []
+    for group, part in table.groupby("group", sort=False):
+        learned = part[~part["did_not_learn"].astype(bool)]
+        unmeasured = int(learned["excess"].isna().sum())
+        learned = learned[learned["excess"].notna()]
+        above = int((learned["excess_low"] > 0).sum())
+        below = int((learned["excess_high"] < 0).sum())
+        line = (f"- {group}: {len(learned)} model{'s' if len(learned) != 1 else ''}, interval above 0 for {above}, "
+                f"below 0 for {below}, including 0 for {len(learned) - above - below}")
+        if len(learned):
+            line += (f"; excess {learned['excess'].min():+.{digits}f} to {learned['excess'].max():+.{digits}f}"
+                     if len(learned) > 1 else f"; excess {learned['excess'].iloc[0]:+.{digits}f}")
+        if unmeasured:
+            line += f" ({unmeasured} with no measurable map not counted)"
+        if len(part) > len(learned) + unmeasured:
+            line += f" ({len(part) - len(learned) - unmeasured} that did not learn not counted)"
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def format_summary(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """:func:`summary_table` for reading: model, group, n, share / baseline / excess with intervals."""
     def est(prefix: str) -> list[str]:
