@@ -339,7 +339,7 @@ if not per_image.empty:
 # were measured on. A negative difference means the model without the chain puts less of its
 # saliency on the lungs than the model that can see nothing else.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the chain's effect per model", "code_prompt_hide": "Hide the table"}
 if not per_image.empty:
     effect = rsal.preprocessing_effect(per_image, n_boot=n_boot, seed=seed)
     if effect.empty:
@@ -356,7 +356,7 @@ if not per_image.empty:
 # trained on. Ben Ahmed et al. found accuracy collapsing on unseen sources. If the model's
 # attention also leaves the lungs there, the difference is negative.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show unseen minus trained-on per model", "code_prompt_hide": "Hide the table"}
 if not per_image.empty:
     su = rsal.seen_unseen_difference(per_image, n_boot=n_boot, seed=seed)
     su["model"] = [rsal.model_label(r) + (" (did not learn)" if r["did_not_learn"] else "") for _, r in su.iterrows()]
