@@ -230,8 +230,9 @@ from covid_lib.report import resolution as rs
 
 res = rs.resolution_records(profile, data_root=data_root, results=results)
 res_verdicts, res_effect = rs.cell_verdicts(res), rs.size_effect(res)
-res_after, res_n = rs.records_after(res, rs.fixed_at())
-print(f"check fixed at {rs.fixed_at() or 'an uncommitted file'}; {res_n} of {len(res) // 2} 224-px records here, "
+res_fixed = rs.fixed_at()
+res_after, res_n = rs.records_after(res, res_fixed)
+print(f"check fixed at {res_fixed or 'an uncommitted file'}; {res_n} of {len(res) // 2} 224-px records here, "
       f"{res_after} of them made after the check was fixed")
 print(rs.summary(res_verdicts, res_effect))
 display(styled(rs.verdict_table(res_verdicts)))
