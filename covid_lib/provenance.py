@@ -60,6 +60,15 @@ def git_state(source: str | os.PathLike | None = None, *, exclude: Sequence[str]
     return state
 
 
+def changed_paths(*, exclude: Sequence[str] = ()) -> set[str] | None:
+    """Tracked repository paths that differ from the commit (``exclude`` aside); None without git."""
+    porcelain = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                     *(f":(exclude){path}" for path in exclude))
+    if porcelain is None:
+        return None
+    return {line.split(None, 1)[1].split(" -> ")[-1] for line in porcelain.splitlines() if line.strip()}
+
+
 def data_version(data_root: str | os.PathLike | None = None) -> str | None:
     """:func:`covid_lib.data.data_version` of the data root, or None when there is no data root."""
     try:

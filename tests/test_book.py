@@ -803,6 +803,33 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     assert book.git_state(source)["source_committed"] is False
 
 
+def test_files_an_earlier_chapter_of_the_run_wrote_are_not_dirty_and_are_named(tmp_path, monkeypatch):
+    """`book run 12 14`: 12 rewrites its tracked audit CSV, which 14 reads; 14's record is clean and
+    names the file, while a file changed outside the run still makes it dirty."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    for rel in ("book/audit/by_seen.csv", "covid_lib/a.py", "notebooks/14_x.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("v1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    source = tmp_path / "notebooks" / "14_x.py"
+    before = provenance.changed_paths(exclude=book.RUNNER_OUTPUTS)
+    assert before == set()
+    (tmp_path / "book/audit/by_seen.csv").write_text("v2\n")  # what chapter 12 writes
+    wrote = book.run_outputs(before)
+    assert wrote == {"book/audit/by_seen.csv"}
+    assert book.git_state(source)["dirty"] is True
+    state = book.git_state(source, written_in_run=sorted(wrote))
+    assert state["dirty"] is False and state["written_in_run"] == ["book/audit/by_seen.csv"]
+    (tmp_path / "covid_lib/a.py").write_text("v2\n")  # an edit outside the run
+    assert book.git_state(source, written_in_run=sorted(wrote))["dirty"] is True
+    assert book.run_outputs(provenance.changed_paths(exclude=book.RUNNER_OUTPUTS)) == set()
+
+
 # --------------------------------------------------------------------------- runner: scratch, failures, register
 
 _TINY_CHAPTER = '''# %% tags=["parameters"]

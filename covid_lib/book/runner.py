@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from covid_lib.book.chapters import (
     KERNEL_NAME, METADATA_KEY, SCRATCH_DIR, Chapter, check_parameter_type, parameter_defaults, read_source,
@@ -27,7 +27,7 @@ from covid_lib.book.chapters import (
 )
 from covid_lib.paths import REPO_ROOT, cache_dir
 from covid_lib.profiles import get_profile
-from covid_lib.provenance import BOOK_OUTPUTS, data_version, environment
+from covid_lib.provenance import BOOK_OUTPUTS, changed_paths, data_version, environment
 from covid_lib.provenance import git_state as _git_state
 
 #: :data:`covid_lib.report.judge.READ_LOG_ENV` (not imported: the judge's imports are heavy).
@@ -86,9 +86,27 @@ class ChapterFailed(RuntimeError):
     """A chapter raised in one of its cells; the message names the cell and the error in a few lines."""
 
 
-def git_state(source: str | os.PathLike | None = None) -> dict[str, Any]:
-    """:func:`covid_lib.provenance.git_state` with the runner's own outputs not counted as dirty."""
-    return _git_state(source, exclude=RUNNER_OUTPUTS)
+def git_state(source: str | os.PathLike | None = None, *, written_in_run: Sequence[str] = ()) -> dict[str, Any]:
+    """:func:`covid_lib.provenance.git_state` with the runner's own outputs not counted as dirty.
+
+    ``written_in_run``: tracked files that chapters executed earlier in the same ``book run`` wrote
+    (e.g. chapter 12's ``book/audit/saliency_by_seen.csv``, which chapter 14 reads); they do not
+    count as dirty either, and the record lists them (``written_in_run``) so a reader sees that the
+    chapter read them as written by that run, not as committed."""
+    written = sorted(set(written_in_run))
+    state = _git_state(source, exclude=(*RUNNER_OUTPUTS, *written))
+    if written:
+        state["written_in_run"] = written
+    return state
+
+
+def run_outputs(before: set[str] | None) -> set[str]:
+    """Tracked files changed since ``before`` (:func:`covid_lib.provenance.changed_paths` taken
+    before a chapter ran), the runner's own outputs aside: what that chapter wrote."""
+    after = changed_paths(exclude=RUNNER_OUTPUTS)
+    if before is None or after is None:
+        return set()
+    return after - before
 
 
 def _effective_parameters(chapter: Chapter, profile: str | None, parameters: dict | None) -> tuple[dict, dict]:
@@ -187,6 +205,7 @@ def run_chapter(
     start_timeout: int = 600,
     version: str | None = None,
     failed_dir: str | os.PathLike | None = None,
+    written_in_run: Sequence[str] = (),
 ) -> Path:
     """Execute one chapter with papermill and write it, with its provenance, into ``output_dir``.
 
@@ -213,6 +232,8 @@ def run_chapter(
     Raises:
         ChapterFailed: a cell raised. Nothing in ``output_dir`` is replaced; the partial notebook is
             kept under the cache (``book/<stem>.failed.ipynb``).
+        written_in_run: tracked files that chapters executed before it in the same run wrote
+            (see :func:`git_state`).
     """
     import nbformat
     import papermill
@@ -221,7 +242,7 @@ def run_chapter(
     chapter = resolve_chapter(chapter)
     injected, effective = _effective_parameters(chapter, profile, parameters)
     out = chapter.output(output_dir or SCRATCH_DIR)
-    git = git_state(chapter.source)
+    git = git_state(chapter.source, written_in_run=written_in_run)
     version = version if version is not None else data_version(effective.get("data_root"))
     env = environment(str(effective.get("device", "auto")))
 

@@ -110,7 +110,11 @@ class _StoreProfile(argparse.Action):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
-    from covid_lib.book import ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter
+    from covid_lib.book import (
+        RUNNER_OUTPUTS, ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter,
+        run_outputs,
+    )
+    from covid_lib.provenance import changed_paths
 
     chapters = [resolve_chapter(c) for c in args.chapters] or list_chapters()
     if not chapters:
@@ -127,15 +131,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from covid_lib.profiles import check_device
 
         check_device(str(parameters["device"]))  # -p device too, before any chapter runs
+    written: set[str] = set()  # tracked files the chapters of this run wrote (e.g. 12's audit CSV, read by 14)
     for chapter in chapters:
         print(f"running {chapter.stem} with profile {profile} ...", flush=True)
+        before = changed_paths(exclude=RUNNER_OUTPUTS)
         try:
             out = run_chapter(chapter, profile=profile, parameters=per_chapter[chapter.stem], output_dir=args.into,
-                              kernel_name=args.kernel, log_output=args.log_output, progress_bar=not args.quiet)
+                              kernel_name=args.kernel, log_output=args.log_output, progress_bar=not args.quiet,
+                              written_in_run=sorted(written))
         except ChapterFailed as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        print(f"wrote {out} in {read_record(out)['wall_time_s']} s")
+        wrote = run_outputs(before)
+        written |= wrote
+        print(f"wrote {out} in {read_record(out)['wall_time_s']} s"
+              + (f" (and {', '.join(sorted(wrote))}: commit it with the chapter)" if wrote else ""))
     if not _publishing(args.into):
         print(f"(scratch copy; publish with --into {_CHAPTERS_DIR})")
     _sync_if_published(args.into)
