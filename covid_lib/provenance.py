@@ -8,6 +8,7 @@ asks for it, returning None where there is no data.
 
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import platform
 import subprocess
@@ -58,6 +59,15 @@ def git_state(source: str | os.PathLike | None = None, *, exclude: Sequence[str]
         mine = _git("status", "--porcelain", "--", rel)
         state["source_committed"] = None if mine is None else not mine
     return state
+
+
+def commit_times(*log_args: str) -> list[str]:
+    """UTC ISO times (``YYYY-MM-DDTHH:MM:SS+00:00``) of the commits ``git log <log_args>`` lists,
+    newest first; [] outside git. UTC whatever the committer's zone, so that they compare as
+    strings with the records' ``created`` times (UTC ISO)."""
+    out = _git("log", "--format=%ct", *log_args)
+    stamps = [int(t) for t in (out or "").split() if t.isdigit()]
+    return [_dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="seconds") for t in stamps]
 
 
 def changed_paths(*, exclude: Sequence[str] = ()) -> set[str] | None:

@@ -803,6 +803,19 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     assert book.git_state(source)["source_committed"] is False
 
 
+def test_commit_times_are_utc_whatever_the_committers_zone(tmp_path, monkeypatch):
+    """Rules and checks are dated by commit and compared, as strings, with records' UTC `created`
+    times: a commit made at 03:00+02:00 must read 01:00 UTC."""
+    (tmp_path / "a.txt").write_text("v1\n")
+    when = "2026-12-04T03:00:00+02:00"
+    env = {**os.environ, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when}
+    for args in (("init", "-q"), ("add", "."), ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, env=env)
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert provenance.commit_times("--", "a.txt") == ["2026-12-04T01:00:00+00:00"]
+    assert provenance.commit_times("--", "missing.txt") == []
+
+
 def test_files_an_earlier_chapter_of_the_run_wrote_are_not_dirty_and_are_named(tmp_path, monkeypatch):
     """`book run 12 14`: 12 rewrites its tracked audit CSV, which 14 reads; 14's record is clean and
     names the file, while a file changed outside the run still makes it dirty."""

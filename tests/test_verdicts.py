@@ -28,16 +28,12 @@ def test_verdicts_page_is_in_sync():
 
 def test_protocol_commit_time_asks_git_once_per_hash(monkeypatch):
     """judge() wants the time once per scale and once more for the file: git answers once."""
-    import subprocess
-
     from covid_lib.report import judge
 
     calls = []
-
-    class Done:
-        stdout = "2024-05-02T10:00:00+00:00\n2024-05-01T09:00:00+00:00\n"
-
-    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a) or Done())
+    # what `git log --format=%ct` prints: 2024-05-02T10:00Z, then the first commit, 2024-05-01T09:00Z
+    monkeypatch.setattr(judge, "commit_times", lambda *a: calls.append(a) or
+                        ["2024-05-02T10:00:00+00:00", "2024-05-01T09:00:00+00:00"])
     judge._commit_time.cache_clear()
     try:
         times = [judge.protocol_commit_time() for _ in range(3)] + [judge.protocol_commit_time("other")]

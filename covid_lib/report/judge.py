@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from covid_lib.analysis import protocol as P
 from covid_lib.analysis.verdicts import Verdict
 from covid_lib.grid import grid_specs
 from covid_lib.paths import REPO_ROOT
+from covid_lib.provenance import commit_times
 from covid_lib.report.records import created_times, spec_records
 from covid_lib.runs import DIFFERS
 
@@ -117,13 +117,8 @@ def protocol_commit_time(protocol_hash: str | None = None) -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _commit_time(protocol_hash: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "log", "--format=%cI", f"-S{protocol_hash}", "--", "book/protocol.md"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=20)
-        times = out.stdout.split()
-        return times[-1] if times else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    times = commit_times(f"-S{protocol_hash}", "--", "book/protocol.md")
+    return times[-1] if times else None
 
 
 def rule_commit_time(claim: str) -> str | None:

@@ -23,7 +23,6 @@ by git, :func:`records_after` counts the records made after it), and it adds no 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from covid_lib.analysis import protocol as P
 from covid_lib.grid import COMPOSITION_ORDER, OTHER_SEEDS, RESOLUTION_SIZE, grid_specs
 from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import get_profile
+from covid_lib.provenance import commit_times
 from covid_lib.report.records import created_times, spec_records
 
 #: The cells of the check (grid ``resolution``): compositions, pre-trainings and seeds.
@@ -108,12 +108,10 @@ def size_effect(records: pd.DataFrame) -> C.ClaimEstimate:
 def fixed_at() -> str | None:
     """ISO time of the commit that added this file (when the check was fixed); None outside git."""
     try:
-        out = subprocess.run(["git", "log", "--diff-filter=A", "--follow", "--format=%cI", "--",
-                              str(Path(__file__).relative_to(REPO_ROOT))], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=20)
-    except (OSError, ValueError, subprocess.SubprocessError):
+        rel = str(Path(__file__).relative_to(REPO_ROOT))
+    except ValueError:  # installed outside the repository
         return None
-    times = out.stdout.split()
+    times = commit_times("--diff-filter=A", "--follow", "--", rel)
     return times[-1] if times else None
 
 
