@@ -6,7 +6,6 @@ the committed executed chapters. The report helpers the chapters call are tested
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -779,18 +778,20 @@ def test_intensity_statistics_on_synthetic_images():
     assert len(fig.axes) == 3
 
 
+def _committed_repo(root: Path, files: tuple[str, ...], monkeypatch, **env: str) -> None:
+    """A git repository at ``root`` with ``files`` ("v1") committed, made the library's repository."""
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("v1\n")
+    for args in (("init", "-q"), ("add", "."), ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, env={**os.environ, **env})
+    monkeypatch.setattr(provenance, "REPO_ROOT", root)
+
+
 def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
     """A chapter executed earlier in the same `book run` must not mark the next one dirty."""
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    for rel in ("book/chapters/01_x.ipynb", "book/reproduce.md", "covid_lib/a.py", "notebooks/01_x.py"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("v1\n")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    _committed_repo(tmp_path, ("book/chapters/01_x.ipynb", "book/reproduce.md", "covid_lib/a.py", "notebooks/01_x.py"),
+                    monkeypatch)
     source = tmp_path / "notebooks" / "01_x.py"
     assert book.git_state(source) == {"commit": provenance._git("rev-parse", "HEAD"), "dirty": False,
                                       "source_committed": True}
@@ -806,12 +807,8 @@ def test_git_state_ignores_the_runners_own_outputs(tmp_path, monkeypatch):
 def test_commit_times_are_utc_whatever_the_committers_zone(tmp_path, monkeypatch):
     """Rules and checks are dated by commit and compared, as strings, with records' UTC `created`
     times: a commit made at 03:00+02:00 must read 01:00 UTC."""
-    (tmp_path / "a.txt").write_text("v1\n")
     when = "2026-12-04T03:00:00+02:00"
-    env = {**os.environ, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when}
-    for args in (("init", "-q"), ("add", "."), ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, env=env)
-    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    _committed_repo(tmp_path, ("a.txt",), monkeypatch, GIT_COMMITTER_DATE=when, GIT_AUTHOR_DATE=when)
     assert provenance.commit_times("--", "a.txt") == ["2026-12-04T01:00:00+00:00"]
     assert provenance.commit_times("--", "missing.txt") == []
 
@@ -819,16 +816,7 @@ def test_commit_times_are_utc_whatever_the_committers_zone(tmp_path, monkeypatch
 def test_files_an_earlier_chapter_of_the_run_wrote_are_not_dirty_and_are_named(tmp_path, monkeypatch):
     """`book run 12 14`: 12 rewrites its tracked audit CSV, which 14 reads; 14's record is clean and
     names the file, while a file changed outside the run still makes it dirty."""
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
-
-    for rel in ("book/audit/by_seen.csv", "covid_lib/a.py", "notebooks/14_x.py"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("v1\n")
-    git("init", "-q")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    _committed_repo(tmp_path, ("book/audit/by_seen.csv", "covid_lib/a.py", "notebooks/14_x.py"), monkeypatch)
     source = tmp_path / "notebooks" / "14_x.py"
     before = provenance.changed_paths(exclude=book.RUNNER_OUTPUTS)
     assert before == set()
