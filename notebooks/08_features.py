@@ -168,6 +168,21 @@ judge.show_claim("C4")
 verdict = judge.protocol_verdict("C4")
 
 # %% [markdown]
+# Seed by seed, at this chapter's pre-training: each seed's margins and their change, with its
+# interval over patients, then the change's mean ± SD over the seeds and, last, the pooled estimate
+# that the rule reads (the seeds' spread is shown, it decides nothing):
+
+# %% tags=["hide-input"]
+from covid_lib.report.features import c4_scale, c4_seed_table
+
+read = judge.c4_estimate(c4_scale(pretrain))
+seed_table = c4_seed_table(read[0] if read else None)
+if seed_table.empty:
+    print(f"no C4 analysis record at this pre-training (python -m covid_lib book judge --c4 {c4_scale(pretrain)})")
+else:
+    display(styled(seed_table))
+
+# %% [markdown]
 # ## Takeaway
 #
 # Whether features "cluster by source" is a question a k-NN answers with an interval, once the

@@ -122,3 +122,29 @@ def test_c4_margin_change_against_the_random_encoder():
     assert cell["estimate"] == pytest.approx(cell["margin_fine_tuned"] - cell["margin_random"])
     assert 0.05 < est.estimate < 0.35 and est.low < est.estimate < est.high
     assert "raw_pixels_margin" in est.extra
+
+
+def test_c4_seed_table_puts_each_seed_and_their_spread_beside_the_pooled_estimate():
+    """Chapter 08's seeds (issue 17): one row a seed, the left-out seed with its reason, mean ± SD
+    of the per-seed changes (ddof 1), and last the protocol's pooled row, unchanged."""
+    from covid_lib.report.features import c4_seed_table
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for seed, src_ft in ((0, 0.95), (1, 0.85), (2, 0.9)):
+        for enc, src_acc in ((f"fine-tuned/s{seed}", src_ft), (f"random/s{seed}", 0.75)):
+            for reading in (C.C4_SOURCE, C.C4_LABEL):
+                acc = src_acc if reading == C.C4_SOURCE else 0.55
+                for i in range(80):
+                    target = str(i % 2)
+                    rows.append({"encoder": enc, "reading": reading, "group_id": f"p{i // 2}", "target": target,
+                                 "predicted": target if rng.random() < acc else str(1 - i % 2)})
+    est = C.estimate_c4(pd.DataFrame(rows), seeds=(0, 1, 2, 3), unusable={3: "retrained here, differs from record"})
+    table = c4_seed_table(est).set_index("seed")
+    assert list(table.index) == ["0", "1", "2", "3", "mean ± SD", "pooled (decides)"]
+    changes = est.cells["estimate"].to_numpy()
+    assert table.loc["mean ± SD", "change [95% CI]"] == f"{changes.mean():.3f} ± {changes.std(ddof=1):.3f}"
+    assert table.loc["pooled (decides)", "change [95% CI]"].startswith(f"{est.estimate:.3f} [{est.low:.3f}, ")
+    assert table.loc["3", "role"] == "left out: retrained here, differs from record; missing"  # neither encoder here
+    assert table.loc["1", "change [95% CI]"].startswith(f"{changes[1]:.3f} [")
+    assert c4_seed_table(None).empty

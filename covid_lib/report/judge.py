@@ -61,6 +61,20 @@ def c4_path(scale: str) -> Path:
     return results_dir() / C4_DIR / f"c4-{scale}.csv"
 
 
+def c4_estimate(scale: str) -> tuple[C.ClaimEstimate, dict[str, str]] | None:
+    """C4 at ``scale`` from its analysis record (:func:`c4_path`, written by :func:`write_c4`): the
+    estimate over the scale's Table II seeds and the fine-tuned run id of each seed; None when
+    there is no record."""
+    c4 = c4_path(scale)
+    if not c4.is_file():
+        return None
+    pred = pd.read_csv(c4, dtype={"group_id": str, "target": str, "predicted": str})
+    written = json.loads(c4.with_suffix(".json").read_text())
+    unusable = {int(sd): f"{DIFFERS}: max |Δ score| {d['max_abs_diff']:.2g}"
+                for sd, d in written.get("differs_from_record", {}).items()}
+    return C.estimate_c4(pred, seeds=SCALES[scale]["t2_seeds"], unusable=unusable), written["runs"]
+
+
 def c4_specs(scale: str, profile: str = "cpu", data_root=None) -> dict:
     """C4's fine-tuned runs at ``scale``: ResNet-18 pre-trained on ChestXRay, trained on
     CORDA&ChestXRay, per seed, that have a record whose model learned and did not collapse."""
@@ -172,14 +186,9 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
                          pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
     out["C3"] = _entry(d3, e3, deep, committed["C3"])
-    c4 = c4_path(scale)
-    if c4.is_file():
-        pred = pd.read_csv(c4, dtype={"group_id": str, "target": str, "predicted": str})
-        written = json.loads(c4.with_suffix(".json").read_text())
-        unusable = {int(sd): f"{DIFFERS}: max |Δ score| {d['max_abs_diff']:.2g}"
-                    for sd, d in written.get("differs_from_record", {}).items()}
-        e4 = C.estimate_c4(pred, seeds=t2s, unusable=unusable)
-        runs = written["runs"]
+    read = c4_estimate(scale)
+    if read is not None:
+        e4, runs = read
         used = t2[t2["run_id"].isin(runs.values())]
         out["C4"] = _entry(e4.decision(), e4, used, committed["C4"])
     else:
