@@ -272,3 +272,32 @@ def test_grid_list_names_every_grid(capsys):
     assert main(["grid", "list", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in grid.GRIDS) and "17 runs" in out  # table2: 15 + 2 pre-trainings
+
+
+def test_remaining_hours_are_work_over_speed_from_the_records():
+    """`grid compute`'s estimate of the missing runs: work (total_s x images/s) per task and
+    composition over speed per arch and input size; a size never recorded scales the nearest
+    size's speed by the pixel count and is counted as extrapolated; no basis, no estimate."""
+    from types import SimpleNamespace as Spec
+
+    from covid_lib.grid.remaining import CostModel
+
+    def spec(run_id, arch="resnet18", composition="CORDA", size=128, task="covid"):
+        return Spec(run_id=run_id, task=task, arch=arch, composition=composition, input_size=size)
+
+    model = CostModel([
+        (spec("a"), {"total_s": 100.0, "train_images_per_s": 50.0}),   # work 5000
+        (spec("b"), {"total_s": 300.0, "train_images_per_s": 50.0}),   # work 15000
+        (spec("c", arch="resnet50", composition="CORDA&RSNA"), {"total_s": 200.0, "train_images_per_s": 20.0}),
+        (spec("d", arch="conv8"), {"total_s": 10.0}),                  # no speed: ignored
+    ])
+    assert model.work == {("covid", "CORDA"): 10000.0, ("covid", "CORDA&RSNA"): 4000.0}
+    assert model.seconds(spec("x", arch="resnet50")) == (10000.0 / 20.0, False)
+    seconds, extrapolated = model.seconds(spec("y", size=256))
+    assert extrapolated and seconds == pytest.approx(10000.0 / (50.0 / 4))
+    assert model.seconds(spec("z", composition="COVID-ChestXRay")) is None
+    assert model.seconds(spec("w", arch="conv8")) is None
+    rem = model.remaining([spec("x", arch="resnet50"), spec("x", arch="resnet50"), spec("y", size=256),
+                           spec("z", composition="COVID-ChestXRay")])
+    assert (rem.n_missing, rem.n_estimated, rem.extrapolated) == (3, 2, 1)
+    assert rem.hours == pytest.approx((500.0 + 800.0) / 3600)

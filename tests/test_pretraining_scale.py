@@ -103,13 +103,16 @@ def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_re
     import covid_lib.grid as grid
 
     a, b = _spec("kermany_full", 0), _spec("kermany_full", 1)
-    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: {"g1": [a, b], "g2": [a]}[name])
+    grids = {"g1": [a, b], "g2": [a]}  # the named grids (the estimate's reference) are empty here
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: grids.get(name, []))
     y = np.tile([0, 1], 10)
     write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 7200.0, "train_images_per_s": 50.0})
     table = grid.grid_compute(["g1", "g2"], "smoke").set_index("grid")
     assert table.loc["g1", ["recorded", "missing", "compute (h)"]].tolist() == [1, 1, 2.0]
     assert table.loc["g2", "compute (h)"] == 2.0
     assert table.loc["all (each run once)", "compute (h)"] == 2.0
+    # b, missing, is a's kind of run: 2 h of work at a's speed
+    assert table.loc["g1", "left (h, est.)"] == table.loc["all (each run once)", "left (h, est.)"] == "2.0"
 
 
 def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys):

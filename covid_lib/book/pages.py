@@ -158,15 +158,18 @@ COMPUTE_GRIDS = ("table2", "seeds", "table3", "conv8", "ablation", "pretrain_ful
 
 def compute_table() -> str:
     """Per grid: runs, recorded, missing, hours of compute and median training speed, from the
-    records' ``timings.json`` (:func:`covid_lib.grid.grid_compute`)."""
+    records' ``timings.json``, and the estimated hours of the missing runs
+    (:func:`covid_lib.grid.grid_compute`)."""
     from covid_lib.grid import grid_compute
 
     frame = grid_compute(COMPUTE_GRIDS, "cpu")
-    lines = ["| grid | runs | recorded | missing | compute (h) | median train images/s |", "|---|---|---|---|---|---|"]
+    lines = ["| grid | runs | recorded | missing | compute (h) | median train images/s | left (h, est.) |",
+             "|---|---|---|---|---|---|---|"]
     for r in frame.to_dict("records"):
         cells = ["" if v is None or v != v else (f"{v:g}" if isinstance(v, float) else str(v))
                  for v in (r["runs"], r["recorded"], r["missing"], r["compute (h)"], r["median train images/s"])]
-        lines.append(f"| `{r['grid']}` | " + " | ".join(cells) + " |")
+        left = r["left (h, est.)"] + (f" ({r['extrapolated']} extrapolated)" if r["extrapolated"] else "")
+        lines.append(f"| `{r['grid']}` | " + " | ".join([*cells, left]) + " |")
     return "\n".join(lines)
 
 

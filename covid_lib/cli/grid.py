@@ -43,7 +43,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_compute(args: argparse.Namespace) -> int:
     """Compute spent on grids, from each recorded run's timings.json: per grid its runs, recorded and
-    missing, hours and median training speed; the last row counts each run once (grids share runs)."""
+    missing, hours and median training speed, and the estimated hours of the missing runs (work of
+    recorded runs of the same composition over the speed of the same arch and input size; a size
+    never recorded is extrapolated by pixel count); the last row counts each run once (grids share runs)."""
     # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
@@ -98,7 +100,7 @@ def register_cli(subparsers) -> None:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES
 
-    c = sub.add_parser("compute", help="hours and training speed of the recorded runs of grids (timings.json)",
+    c = sub.add_parser("compute", help="hours and speed of the recorded runs of grids, hours left (estimated)",
                        description=_cmd_compute.__doc__)
     c.add_argument("names", nargs="+", choices=GRID_NAMES, metavar="NAME", help="grid names (see `grid list`)")
     c.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")

@@ -378,15 +378,23 @@ def ablation_grid(pretrain: str | None) -> str:
 def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None
                  ) -> pd.DataFrame:
     """Compute spent on ``grids``, read from each recorded run's ``timings.json``: per grid its runs,
-    how many are recorded and missing, the hours of the recorded ones and the median training speed;
-    a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
-    rows, seen = [], {}
-    for name in grids:
-        hours, speeds, recorded = 0.0, [], 0
-        specs = grid_specs(name, profile, data_root=data_root)
+    how many are recorded and missing, the hours of the recorded ones, the median training speed and
+    the estimated hours of the missing ones (:mod:`covid_lib.grid.remaining`, from the records of
+    every named grid; ``extrapolated``: how many of those estimates scale a speed from another input
+    size); a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
+    from covid_lib.grid.remaining import CostModel
+
+    rows, seen, missing = [], {}, {}
+    every = {name: grid_specs(name, profile, data_root=data_root) for name in dict.fromkeys([*grids, *GRIDS])}
+    model = CostModel.from_specs(s for specs in every.values() for s in specs)
+    for name in dict.fromkeys(grids):
+        hours, speeds, recorded, left = 0.0, [], 0, []
+        specs = every[name]
         for spec in specs:
             record = Record.of(spec, need_checkpoint=False)
             if record.status in ("missing", "failed"):
+                left.append(spec)
+                missing[spec.run_id] = spec
                 continue
             recorded += 1
             t = record.timings
@@ -396,8 +404,21 @@ def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str |
                 speeds.append(t["train_images_per_s"])
         rows.append({"grid": name, "runs": len(specs), "recorded": recorded, "missing": len(specs) - recorded,
                      "compute (h)": round(hours, 2),
-                     "median train images/s": round(float(pd.Series(speeds).median()), 1) if speeds else None})
+                     "median train images/s": round(float(pd.Series(speeds).median()), 1) if speeds else None,
+                     **_left_columns(model.remaining(left))})
     total = sum(t.get("total_s", 0.0) for t in seen.values()) / 3600
-    rows.append({"grid": "all (each run once)", "runs": None, "recorded": len(seen), "missing": None,
-                 "compute (h)": round(total, 2), "median train images/s": None})
-    return pd.DataFrame(rows).astype({"runs": "Int64", "recorded": "Int64", "missing": "Int64"})
+    rows.append({"grid": "all (each run once)", "runs": None, "recorded": len(seen), "missing": len(missing),
+                 "compute (h)": round(total, 2), "median train images/s": None,
+                 **_left_columns(model.remaining(missing.values()))})
+    return pd.DataFrame(rows).astype({"runs": "Int64", "recorded": "Int64", "missing": "Int64",
+                                      "extrapolated": "Int64"})
+
+
+def _left_columns(rem) -> dict:
+    """The ``left (h, est.)`` and ``extrapolated`` cells of :func:`grid_compute` for a
+    :class:`covid_lib.grid.remaining.Remaining` (hours of the runs with a basis; ``+`` when some have none)."""
+    if not rem.n_missing:
+        return {"left (h, est.)": "0.0", "extrapolated": 0}
+    hours = f"{rem.hours:.1f}" + ("" if rem.n_estimated == rem.n_missing
+                                  else f" + {rem.n_missing - rem.n_estimated} runs without a basis")
+    return {"left (h, est.)": hours, "extrapolated": rem.extrapolated}
