@@ -51,9 +51,8 @@ def git_state(source: str | os.PathLike | None = None, *, exclude: Sequence[str]
         exclude: repository paths whose changes do not count as "dirty" (e.g. a runner's outputs).
     """
     state: dict[str, Any] = {"commit": _git("rev-parse", "HEAD")}
-    porcelain = _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                     *(f":(exclude){path}" for path in exclude))
-    state["dirty"] = None if porcelain is None else bool(porcelain)
+    changed = changed_paths(exclude=exclude)
+    state["dirty"] = None if changed is None else bool(changed)
     if source is not None:
         rel = os.path.relpath(Path(source).resolve(), REPO_ROOT)
         mine = _git("status", "--porcelain", "--", rel)

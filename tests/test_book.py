@@ -818,7 +818,7 @@ def test_files_an_earlier_chapter_of_the_run_wrote_are_not_dirty_and_are_named(t
     names the file, while a file changed outside the run still makes it dirty."""
     _committed_repo(tmp_path, ("book/audit/by_seen.csv", "covid_lib/a.py", "notebooks/14_x.py"), monkeypatch)
     source = tmp_path / "notebooks" / "14_x.py"
-    before = provenance.changed_paths(exclude=book.RUNNER_OUTPUTS)
+    before = book.tracked_changes()
     assert before == set()
     (tmp_path / "book/audit/by_seen.csv").write_text("v2\n")  # what chapter 12 writes
     wrote = book.run_outputs(before)
@@ -828,7 +828,7 @@ def test_files_an_earlier_chapter_of_the_run_wrote_are_not_dirty_and_are_named(t
     assert state["dirty"] is False and state["written_in_run"] == ["book/audit/by_seen.csv"]
     (tmp_path / "covid_lib/a.py").write_text("v2\n")  # an edit outside the run
     assert book.git_state(source, written_in_run=sorted(wrote))["dirty"] is True
-    assert book.run_outputs(provenance.changed_paths(exclude=book.RUNNER_OUTPUTS)) == set()
+    assert book.run_outputs(book.tracked_changes()) == set()
 
 
 # --------------------------------------------------------------------------- runner: scratch, failures, register

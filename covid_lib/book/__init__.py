@@ -23,7 +23,8 @@ from covid_lib.book.pages import (
     GENERATED_BLOCKS, REPRODUCE_PAGE, parameters_table, profiles_table, render_page, runtimes_table, sync_pages,
 )
 from covid_lib.book.runner import (
-    RUNNER_OUTPUTS, ChapterFailed, git_state, register_executed, run_chapter, run_outputs, write_notebook_atomic,
+    RUNNER_OUTPUTS, ChapterFailed, git_state, register_executed, run_chapter, run_outputs, tracked_changes,
+    write_notebook_atomic,
 )
 from covid_lib.book.staleness import ChapterStatus, chapter_status, check_executed, provenance_problems
 
@@ -34,6 +35,6 @@ __all__ = [
     "GENERATED_BLOCKS", "REPRODUCE_PAGE", "parameters_table", "profiles_table", "render_page",
     "runtimes_table", "sync_pages",
     "RUNNER_OUTPUTS", "ChapterFailed", "git_state", "register_executed", "run_chapter", "run_outputs",
-    "write_notebook_atomic",
+    "tracked_changes", "write_notebook_atomic",
     "ChapterStatus", "chapter_status", "check_executed", "provenance_problems",
 ]

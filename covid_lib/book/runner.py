@@ -100,10 +100,15 @@ def git_state(source: str | os.PathLike | None = None, *, written_in_run: Sequen
     return state
 
 
+def tracked_changes() -> set[str] | None:
+    """Tracked files that differ from the commit, the runner's own outputs aside (None without git)."""
+    return changed_paths(exclude=RUNNER_OUTPUTS)
+
+
 def run_outputs(before: set[str] | None) -> set[str]:
-    """Tracked files changed since ``before`` (:func:`covid_lib.provenance.changed_paths` taken
-    before a chapter ran), the runner's own outputs aside: what that chapter wrote."""
-    after = changed_paths(exclude=RUNNER_OUTPUTS)
+    """Tracked files changed since ``before`` (:func:`tracked_changes` taken before a chapter ran):
+    what that chapter wrote."""
+    after = tracked_changes()
     if before is None or after is None:
         return set()
     return after - before
@@ -225,6 +230,8 @@ def run_chapter(
         version: the data version to record (default: that of the ``data_root`` parameter); the
             audit passes its manifest's.
         failed_dir: where a failed run's partial notebook goes (default: the cache's ``book/``).
+        written_in_run: tracked files that chapters executed before it in the same run wrote
+            (see :func:`git_state`).
 
     Returns:
         The path of the executed notebook.
@@ -232,8 +239,6 @@ def run_chapter(
     Raises:
         ChapterFailed: a cell raised. Nothing in ``output_dir`` is replaced; the partial notebook is
             kept under the cache (``book/<stem>.failed.ipynb``).
-        written_in_run: tracked files that chapters executed before it in the same run wrote
-            (see :func:`git_state`).
     """
     import nbformat
     import papermill

@@ -111,10 +111,9 @@ class _StoreProfile(argparse.Action):
 def _cmd_run(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.book import (
-        RUNNER_OUTPUTS, ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter,
-        run_outputs,
+        ChapterFailed, list_chapters, parse_parameters, read_record, resolve_chapter, run_chapter, run_outputs,
+        tracked_changes,
     )
-    from covid_lib.provenance import changed_paths
 
     chapters = [resolve_chapter(c) for c in args.chapters] or list_chapters()
     if not chapters:
@@ -134,7 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     written: set[str] = set()  # tracked files the chapters of this run wrote (e.g. 12's audit CSV, read by 14)
     for chapter in chapters:
         print(f"running {chapter.stem} with profile {profile} ...", flush=True)
-        before = changed_paths(exclude=RUNNER_OUTPUTS)
+        before = tracked_changes()
         try:
             out = run_chapter(chapter, profile=profile, parameters=per_chapter[chapter.stem], output_dir=args.into,
                               kernel_name=args.kernel, log_output=args.log_output, progress_bar=not args.quiet,
