@@ -57,6 +57,7 @@ import pandas as pd
 
 from covid_lib.data import SOURCE_SPLITS
 from covid_lib.data import data_version as _version
+from covid_lib.grid.remaining import CostModel, Remaining
 from covid_lib.preprocess.plant import MARKS
 from covid_lib.profiles import check_device, get_profile, resolve_device
 from covid_lib.runs import (STATUSES, Record, RunArtifacts, RunSpec, checkpoint_dir, compute, machine_precision, read_checkpoint,
@@ -382,16 +383,17 @@ def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str |
     the estimated hours of the missing ones (:mod:`covid_lib.grid.remaining`, from the records of
     every named grid; ``extrapolated``: how many of those estimates scale a speed from another input
     size); a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
-    from covid_lib.grid.remaining import CostModel
-
     rows, seen, missing = [], {}, {}
     every = {name: grid_specs(name, profile, data_root=data_root) for name in dict.fromkeys([*grids, *GRIDS])}
-    model = CostModel.from_specs(s for specs in every.values() for s in specs)
+    specs_by_id = {s.run_id: s for specs in every.values() for s in specs}
+    records = {run_id: Record.of(s, need_checkpoint=False) for run_id, s in specs_by_id.items()}  # read once
+    model = CostModel((specs_by_id[r], rec.timings) for r, rec in records.items()
+                      if rec.status not in ("missing", "failed"))
     for name in dict.fromkeys(grids):
         hours, speeds, recorded, left = 0.0, [], 0, []
         specs = every[name]
         for spec in specs:
-            record = Record.of(spec, need_checkpoint=False)
+            record = records[spec.run_id]
             if record.status in ("missing", "failed"):
                 left.append(spec)
                 missing[spec.run_id] = spec
@@ -414,7 +416,7 @@ def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str |
                                       "extrapolated": "Int64"})
 
 
-def _left_columns(rem) -> dict:
+def _left_columns(rem: Remaining) -> dict:
     """The ``left (h, est.)`` and ``extrapolated`` cells of :func:`grid_compute` for a
     :class:`covid_lib.grid.remaining.Remaining` (hours of the runs with a basis; ``+`` when some have none)."""
     if not rem.n_missing:

@@ -20,7 +20,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable
 
-from covid_lib.runs import Record, RunSpec
+from covid_lib.runs import RunSpec
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,6 @@ class CostModel:
             speed.setdefault((spec.arch, spec.input_size), []).append(ips)
         self.work = {k: statistics.median(v) for k, v in work.items()}
         self.speed = {k: statistics.median(v) for k, v in speed.items()}
-
-    @classmethod
-    def from_specs(cls, specs: Iterable[RunSpec]) -> "CostModel":
-        """From the recorded runs among ``specs`` (each run id once)."""
-        seen: dict[str, tuple[RunSpec, dict]] = {}
-        for spec in specs:
-            if spec.run_id in seen:
-                continue
-            record = Record.of(spec, need_checkpoint=False)
-            if record.status not in ("missing", "failed"):
-                seen[spec.run_id] = (spec, record.timings)
-        return cls(seen.values())
 
     def seconds(self, spec: RunSpec) -> tuple[float, bool] | None:
         """Estimated seconds of ``spec`` and whether its speed was extrapolated; None without a basis."""
