@@ -2,8 +2,10 @@
 
 Every chapter takes a ``profile`` parameter; the book states which profile produced each chapter.
 
-- ``smoke``: tiny images, one epoch, a handful of images per source. For tests and CI; its
-  numbers mean nothing.
+- ``smoke``: tiny images, one epoch, a handful of images per source, fp32. For tests and CI; its
+  numbers mean nothing. fp32 so that a smoke run has the same id and weights on CPUs with and
+  without native bf16 (a bf16 run becomes an fp32 twin with another id where the CPU lacks it): the
+  suite behaves alike on every machine; the bf16 path has tests of its own.
 - ``cpu``: what a 2-core machine finishes in reasonable time, and a recipe that learns from random
   initialisation (no ImageNet weights exist here): 128 px, AdamW (lr 1e-3, weight decay 0.05)
   with a one-cycle schedule, up to 30 epochs with early stopping on the validation AUC, focal
@@ -116,9 +118,10 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="smoke",
-            description="tests and CI: tiny images, one epoch, 16 images per source; numbers mean nothing",
+            description="tests and CI: tiny images, one epoch, 16 images per source, fp32; numbers mean nothing",
             input_size=64, resize_size=72, epochs=1, batch_size=8, optimizer="adamw", lr=1e-3,
             weight_decay=0.05, schedule="onecycle", early_stopping=None, seeds=(0, 1), max_images=16,
+            precision="fp32",
         ),
         Profile(
             name="cpu",

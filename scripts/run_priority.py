@@ -53,4 +53,8 @@ if __name__ == "__main__":
     profile = sys.argv[1] if len(sys.argv) > 1 else "cpu"
     specs = ordered_specs(profile)
     print(f"{len(specs)} runs in order", flush=True)
-    print(run_grid(specs, profile).summary(), flush=True)
+    try:
+        report = run_grid(specs, profile)
+    except ValueError as err:  # e.g. a bf16 grid on a CPU without bf16: say why, no traceback
+        raise SystemExit(f"run_priority: {err}") from None
+    print(report.summary(), flush=True)

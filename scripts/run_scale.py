@@ -45,7 +45,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="cpu")
     parser.add_argument("--pretrain-only", action="store_true", help="only the pre-trainings")
+    parser.add_argument("--fp32-twins", action="store_true",
+                        help="on a CPU without native bf16, train the fp32 twins of runs recorded in bf16")
     args = parser.parse_args()
     specs = ordered_specs(args.profile, pretrain_only=args.pretrain_only)
     print(f"{len(specs)} runs in order", flush=True)
-    print(run_grid(specs, args.profile).summary(), flush=True)
+    try:
+        report = run_grid(specs, args.profile, fp32_twins=args.fp32_twins)
+    except ValueError as err:  # e.g. a bf16 grid on a CPU without bf16: say why, no traceback
+        raise SystemExit(f"run_scale: {err}") from None
+    print(report.summary(), flush=True)

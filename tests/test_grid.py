@@ -4,6 +4,7 @@ the same records as the local one (smoke runs on real data)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +98,42 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
     assert calls == [nih_pre, nih_ft] and len(report.skipped) == 3 and not report.failed
     assert runs.read_failure(nih_pre) is None and not log.exists()  # removed by the success
     assert grid.status_counts(grid.grid_status(specs, storage=storage))["failed"] == 0
+
+
+def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys):
+    """Where the CPU lacks bf16 every bf16 run becomes an fp32 run with another id: a grid with bf16
+    records is refused (nothing computed, the message counts them), unless the twins are asked for;
+    a grid with no bf16 record runs as twins without asking."""
+    from covid_lib.cli import main
+    from covid_lib.runs import execution
+
+    specs = [replace(s, precision="bf16") for s in _specs("table4")]  # parents inherit the precision
+    new = [replace(next(s for s in _specs("table2") if (s.composition, s.pretrain) == ("CORDA", None)),
+                   precision="bf16")]  # a bf16 grid with nothing recorded: runs as twins (below)
+    calls: list[str] = []
+    monkeypatch.setattr(grid, "compute", lambda spec, **kw: calls.append(spec.run_id) or _fake_artifacts(spec))
+    storage = tmp_path / "ckpt"
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: True)
+    grid.run_grid(specs[:3], "smoke", storage=storage, progress=False, device="cpu")  # 3 of 5 recorded in bf16
+    assert calls == [s.run_id for s in specs[:3]]
+
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)
+    calls.clear()
+    with pytest.raises(ValueError, match="3 of the grid's 5 bf16 runs are already recorded in bf16 \\(2 missing\\)"):
+        grid.run_grid(specs, "smoke", storage=storage, progress=False, device="cpu")
+    assert calls == []
+    monkeypatch.setattr(grid, "grid_specs", lambda *a, **k: specs)  # the CLI says why, without a traceback
+    assert main(["grid", "run", "table4", "--profile", "smoke", "--device", "cpu", "--storage", str(storage)]) == 2
+    assert "--fp32-twins" in capsys.readouterr().err and calls == []
+
+    report = grid.run_grid(specs, "smoke", storage=storage, progress=False, device="cpu", fp32_twins=True)
+    twins = [runs.machine_precision(s, "cpu") for s in specs]
+    assert calls == [t.run_id for t in twins] and len(report.trained) == 5
+    assert all(t.precision == "fp32" and t.run_id != s.run_id for s, t in zip(specs, twins))
+    grid.check_fp32_twins(twins, "cpu", storage)  # fp32 runs have no twin: nothing to refuse
+    calls.clear()
+    grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")
+    assert calls == [runs.machine_precision(new[0], "cpu").run_id]
 
 
 def _tree() -> dict:

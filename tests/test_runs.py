@@ -24,7 +24,7 @@ def spec(**kw) -> RunSpec:
 
 
 def test_run_id_is_stable_and_readable():
-    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-6bbaf2950e"
+    assert spec().run_id == "covid-CORDA-resnet18-kermany-smoke-s0-b7a13b2762"
     assert spec(composition="CORDA&RSNA").run_id.startswith("covid-CORDA+RSNA-resnet18-")
     assert spec() == spec() and hash(spec()) == hash(spec())
 
@@ -37,9 +37,11 @@ def test_run_id_changes_with_every_setting(change):
 
 
 def test_precision_is_hashed_only_when_set():
-    assert "precision" not in spec().identity()["spec"]
-    assert spec(precision="fp32").run_id != spec().run_id != spec(precision="bf16").run_id
-    assert spec(precision="fp32").effective_precision == "fp32" and spec().effective_precision == "bf16"
+    cpu = dict(profile="cpu")  # asks for bf16 (smoke asks for fp32)
+    assert "precision" not in spec(**cpu).identity()["spec"]
+    assert spec(precision="fp32", **cpu).run_id != spec(**cpu).run_id != spec(precision="bf16", **cpu).run_id
+    assert spec(precision="fp32", **cpu).effective_precision == "fp32" and spec(**cpu).effective_precision == "bf16"
+    assert spec().effective_precision == "fp32" and "precision" not in spec().identity()["spec"]
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         spec(precision="fp16")
 
@@ -49,12 +51,13 @@ def test_bf16_on_a_cpu_without_it_becomes_an_fp32_run(monkeypatch):
     from covid_lib.runs import execution
 
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)  # where machine_precision looks it up
-    s = spec().resolved()
+    s = spec(profile="cpu").resolved()
     fp32 = runs.machine_precision(s, "cpu")
     assert fp32.precision == "fp32" and fp32.run_id != s.run_id
     assert runs.machine_precision(fp32, "cpu") is fp32
     with pytest.raises(ValueError, match="asks for bf16, which this CPU lacks"):
         execution._check_precision(s, "cpu")
+    assert runs.machine_precision(spec().resolved(), "cpu").precision is None  # smoke: fp32, no twin
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: True)
     assert runs.machine_precision(s, "cpu") is s
 

@@ -15,7 +15,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from covid_lib.grid import run_grid
 
     report = run_grid(args.name, args.profile, executor=args.executor, address=args.address, device=args.device,
-                      data_root=args.data_root, storage=args.storage)
+                      data_root=args.data_root, storage=args.storage, fp32_twins=args.fp32_twins)
     print(f"grid {args.name} ({args.profile}): {report.summary()}")
     if report.failed:  # each failed run printed its one line (and where its traceback is) as it failed
         # lazy: imported when the command runs, so that --help stays light
@@ -92,6 +92,9 @@ def register_cli(subparsers) -> None:
     r.add_argument("--address", default=None,
                    help="Ray cluster address (auto: a running cluster; default: start a local instance)")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    r.add_argument("--fp32-twins", action="store_true",
+                   help="on a CPU without native bf16, train the fp32 twins (other run ids) of a grid already "
+                   "recorded in bf16; without it such a grid is refused")
     r.set_defaults(func=_cmd_run)
     s = sub.add_parser("status", help="done, missing, failed and did-not-learn runs of a grid",
                        description=_cmd_status.__doc__)

@@ -281,7 +281,7 @@ def _run_local(todo: list[RunSpec], tracker: GridProgress, *, data_root, device:
 
 def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str = "local", address: str | None = None,
              device: str = "auto", data_root: str | os.PathLike | None = None,
-             storage: str | os.PathLike | None = None, progress: bool = True) -> GridReport:
+             storage: str | os.PathLike | None = None, progress: bool = True, fp32_twins: bool = False) -> GridReport:
     """Run every missing run of a grid (a name of :data:`GRIDS`, or resolved specs) and write its records.
 
     Args:
@@ -290,6 +290,8 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, on whichever machine computes the run;
             checked before anything runs (and, unless the runs go to a Ray cluster, present here).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
+        fp32_twins: on a CPU without native bf16, train the fp32 twins (other run ids) of bf16 runs
+            even when some of those bf16 runs are already recorded (:func:`check_fp32_twins`).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -298,6 +300,8 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
         resolve_device(device)
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
     if executor == "local":  # a CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves
+        if not fp32_twins:
+            check_fp32_twins(specs, device, storage)
         specs = [machine_precision(s, device) for s in specs]
     todo, restore = plan(specs, storage)
     tracker = GridProgress(specs, progress, storage, restore)
@@ -316,6 +320,31 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
         run_ray(todo, tracker, lambda s: failed_pretraining(s, tracker.report.failed), address=address,
                 data_root=data_root, device=device, storage=storage)
     return tracker.close()
+
+
+def check_fp32_twins(specs: list[RunSpec], device: str = "auto", storage: str | os.PathLike | None = None) -> None:
+    """Refuse to continue a grid recorded in bf16 on a CPU without native bf16.
+
+    There every bf16 run becomes an fp32 run with its own id (:func:`covid_lib.runs.machine_precision`):
+    the grid would start again from nothing, about 8 times slower, instead of adding its missing runs,
+    and a cell would mix precisions across seeds. A grid none of whose bf16 runs is recorded yet runs
+    as fp32 twins without asking.
+
+    Raises:
+        ValueError: some of the runs this machine would turn into fp32 twins are recorded in bf16;
+            the message counts them and says how to go on.
+    """
+    twins = [s for s in specs if machine_precision(s, device) is not s]
+    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
+    if not recorded:
+        return
+    raise ValueError(
+        f"this CPU has no native bf16 (AVX-512 BF16 or AMX), and {recorded} of the grid's {len(twins)} bf16 runs "
+        f"are already recorded in bf16 ({len(twins) - recorded} missing). Here every one of the {len(twins)} "
+        "would be trained again as an fp32 run with another run id (about 8 times slower, and cells would mix "
+        "precisions across seeds), instead of adding the missing ones. Continue this grid on a CPU with native "
+        "bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, pass --fp32-twins "
+        "(run_grid(..., fp32_twins=True)).")
 
 
 def plan(specs: list[RunSpec], storage: str | os.PathLike | None = None) -> tuple[list[RunSpec], set[str]]:

@@ -3,7 +3,7 @@
 Example:
     >>> spec = RunSpec("CORDA", arch="resnet18", pretrain="kermany", profile="smoke", data_version="x")
     >>> spec.run_id
-    'covid-CORDA-resnet18-kermany-smoke-s0-a3827e5281'
+    'covid-CORDA-resnet18-kermany-smoke-s0-d9f7465a78'
     >>> spec.pretrain_spec().run_id.startswith("pretrain-kermany-resnet18-scratch-smoke-s0-")
     True
 """
