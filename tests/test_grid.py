@@ -125,6 +125,14 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     monkeypatch.setattr(grid, "grid_specs", lambda *a, **k: specs)  # the CLI says why, without a traceback
     assert main(["grid", "run", "table4", "--profile", "smoke", "--device", "cpu", "--storage", str(storage)]) == 2
     assert "--fp32-twins" in capsys.readouterr().err and calls == []
+    assert main(["grid", "status", "table4", "--profile", "smoke", "--storage", str(storage)]) == 0
+    assert "note: `grid run table4` stops on this machine: this CPU has no native bf16" in capsys.readouterr().out
+    assert "nothing is missing" in grid.fp32_twin_problem(specs[:3], "cpu", storage)
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: True)
+    assert grid.fp32_twin_problem(specs, "cpu", storage) is None  # a CPU with bf16 continues the grid
+    main(["grid", "status", "table4", "--profile", "smoke", "--storage", str(storage)])
+    assert "note:" not in capsys.readouterr().out
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)
 
     report = grid.run_grid(specs, "smoke", storage=storage, progress=False, device="cpu", fp32_twins=True)
     twins = [runs.machine_precision(s, "cpu") for s in specs]

@@ -31,13 +31,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
-    from covid_lib.grid import grid_status, status_counts
+    from covid_lib.grid import fp32_twin_problem, grid_specs, grid_status, status_counts
 
-    status = grid_status(args.name, args.profile, data_root=args.data_root, storage=args.storage)
+    specs = grid_specs(args.name, args.profile, data_root=args.data_root)
+    status = grid_status(specs, args.profile, storage=args.storage)
     with pd.option_context("display.width", 250, "display.max_colwidth", 80, "display.max_rows", 500):
         print(status.to_string(index=False))
     counts = status_counts(status)
     print(f"grid {args.name} ({args.profile}): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    problem = fp32_twin_problem(specs, "auto", args.storage) if counts["missing"] else None
+    if problem:  # `grid run` (device auto) would refuse on this machine: say so now
+        print(f"note: `grid run {args.name}` stops on this machine: {problem}")
     return 0
 
 

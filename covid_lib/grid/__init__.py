@@ -322,29 +322,40 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     return tracker.close()
 
 
-def check_fp32_twins(specs: list[RunSpec], device: str = "auto", storage: str | os.PathLike | None = None) -> None:
-    """Refuse to continue a grid recorded in bf16 on a CPU without native bf16.
+def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
+                      storage: str | os.PathLike | None = None) -> str | None:
+    """Why this machine must not continue ``specs`` (None: it may): a grid recorded in bf16, on a CPU
+    without native bf16.
 
     There every bf16 run becomes an fp32 run with its own id (:func:`covid_lib.runs.machine_precision`):
     the grid would start again from nothing, about 8 times slower, instead of adding its missing runs,
-    and a cell would mix precisions across seeds. A grid none of whose bf16 runs is recorded yet runs
-    as fp32 twins without asking.
+    and a cell would mix precisions across seeds. A grid none of whose bf16 runs is recorded yet may
+    run as fp32 twins.
+    """
+    twins = [s for s in specs if machine_precision(s, device) is not s]
+    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
+    if not recorded:
+        return None
+    missing = len(twins) - recorded
+    what = (f"{recorded} of the grid's {len(twins)} bf16 runs are already recorded in bf16 ({missing} missing)"
+            if missing else f"all {recorded} of the grid's bf16 runs are recorded in bf16 (nothing is missing)")
+    return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX), and {what}. Here every one of the {len(twins)} "
+            "would be trained again as an fp32 run with another run id (about 8 times slower, and cells would mix "
+            "precisions across seeds)" + (", instead of adding the missing ones" if missing else "") + ". Continue "
+            "this grid on a CPU with native bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, "
+            "pass --fp32-twins (run_grid(..., fp32_twins=True)).")
+
+
+def check_fp32_twins(specs: list[RunSpec], device: str = "auto", storage: str | os.PathLike | None = None) -> None:
+    """Refuse to continue a grid recorded in bf16 on a CPU without native bf16 (:func:`fp32_twin_problem`).
 
     Raises:
         ValueError: some of the runs this machine would turn into fp32 twins are recorded in bf16;
             the message counts them and says how to go on.
     """
-    twins = [s for s in specs if machine_precision(s, device) is not s]
-    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
-    if not recorded:
-        return
-    raise ValueError(
-        f"this CPU has no native bf16 (AVX-512 BF16 or AMX), and {recorded} of the grid's {len(twins)} bf16 runs "
-        f"are already recorded in bf16 ({len(twins) - recorded} missing). Here every one of the {len(twins)} "
-        "would be trained again as an fp32 run with another run id (about 8 times slower, and cells would mix "
-        "precisions across seeds), instead of adding the missing ones. Continue this grid on a CPU with native "
-        "bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, pass --fp32-twins "
-        "(run_grid(..., fp32_twins=True)).")
+    problem = fp32_twin_problem(specs, device, storage)
+    if problem:
+        raise ValueError(problem)
 
 
 def plan(specs: list[RunSpec], storage: str | os.PathLike | None = None) -> tuple[list[RunSpec], set[str]]:
