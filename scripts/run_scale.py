@@ -46,7 +46,7 @@ if __name__ == "__main__":
     parser.add_argument("profile", nargs="?", default="cpu")
     parser.add_argument("--pretrain-only", action="store_true", help="only the pre-trainings")
     parser.add_argument("--fp32-twins", action="store_true",
-                        help="on a CPU without native bf16, train the fp32 twins of runs recorded in bf16")
+                        help="on a CPU without native bf16, train the fp32 twins (other run ids) of the bf16 runs")
     args = parser.parse_args()
     specs = ordered_specs(args.profile, pretrain_only=args.pretrain_only)
     print(f"{len(specs)} runs in order", flush=True)

@@ -101,15 +101,15 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
 
 
 def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys):
-    """Where the CPU lacks bf16 every bf16 run becomes an fp32 run with another id: a grid with bf16
-    records is refused (nothing computed, the message counts them), unless the twins are asked for;
-    a grid with no bf16 record runs as twins without asking."""
+    """Where the CPU lacks bf16 every bf16 run becomes an fp32 run with another id: a grid of bf16
+    runs is refused (nothing computed; the message counts them and those recorded in bf16) unless
+    the twins are asked for; fp32 runs and CPUs with bf16 run as before."""
     from covid_lib.cli import main
     from covid_lib.runs import execution
 
     specs = [replace(s, precision="bf16") for s in _specs("table4")]  # parents inherit the precision
     new = [replace(next(s for s in _specs("table2") if (s.composition, s.pretrain) == ("CORDA", None)),
-                   precision="bf16")]  # a bf16 grid with nothing recorded: runs as twins (below)
+                   precision="bf16")]  # a bf16 grid with nothing recorded (below)
     calls: list[str] = []
     monkeypatch.setattr(grid, "compute", lambda spec, **kw: calls.append(spec.run_id) or _fake_artifacts(spec))
     storage = tmp_path / "ckpt"
@@ -119,7 +119,8 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
 
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)
     calls.clear()
-    with pytest.raises(ValueError, match="3 of the grid's 5 bf16 runs are already recorded in bf16 \\(2 missing\\)"):
+    with pytest.raises(ValueError, match="5 bf16 runs would be trained as fp32 runs with other run ids .*; "
+                       "3 of them are already recorded in bf16 \\(2 missing\\)"):
         grid.run_grid(specs, "smoke", storage=storage, progress=False, device="cpu")
     assert calls == []
     monkeypatch.setattr(grid, "grid_specs", lambda *a, **k: specs)  # the CLI says why, without a traceback
@@ -127,7 +128,7 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     assert "--fp32-twins" in capsys.readouterr().err and calls == []
     assert main(["grid", "status", "table4", "--profile", "smoke", "--storage", str(storage)]) == 0
     assert "note: `grid run table4` stops on this machine: this CPU has no native bf16" in capsys.readouterr().out
-    assert "nothing is missing" in grid.fp32_twin_problem(specs[:3], "cpu", storage)
+    assert "would start again instead of adding nothing" in grid.fp32_twin_problem(specs[:3], "cpu", storage)
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: True)
     assert grid.fp32_twin_problem(specs, "cpu", storage) is None  # a CPU with bf16 continues the grid
     main(["grid", "status", "table4", "--profile", "smoke", "--storage", str(storage)])
@@ -140,7 +141,9 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     assert all(t.precision == "fp32" and t.run_id != s.run_id for s, t in zip(specs, twins))
     grid.check_fp32_twins(twins, "cpu", storage)  # fp32 runs have no twin: nothing to refuse
     calls.clear()
-    grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="1 bf16 runs would be trained as fp32 runs with other run ids .*\\. Run it"):
+        grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")
+    grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu", fp32_twins=True)
     assert calls == [runs.machine_precision(new[0], "cpu").run_id]
 
 

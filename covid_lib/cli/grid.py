@@ -53,11 +53,16 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     import pandas as pd
 
-    from covid_lib.grid import grid_compute
+    from covid_lib.grid import fp32_twin_problem, grid_compute, grid_specs
 
     table = grid_compute(args.names, args.profile, data_root=args.data_root)
     with pd.option_context("display.width", 200):
         print(table.astype(object).where(table.notna(), "").to_string(index=False))
+    print("hours left are at the recorded runs' speeds, on the kinds of machine that recorded them")
+    stops = [n for n in args.names if fp32_twin_problem(grid_specs(n, args.profile, data_root=args.data_root))]
+    if stops:
+        print(f"note: `grid run` stops on this machine for {', '.join(stops)}: this CPU has no native bf16, which "
+              "their runs ask for (`grid status NAME` says more)")
     return 0
 
 
@@ -97,8 +102,8 @@ def register_cli(subparsers) -> None:
                    help="Ray cluster address (auto: a running cluster; default: start a local instance)")
     r.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
     r.add_argument("--fp32-twins", action="store_true",
-                   help="on a CPU without native bf16, train the fp32 twins (other run ids) of a grid already "
-                   "recorded in bf16; without it such a grid is refused")
+                   help="on a CPU without native bf16, train the fp32 twins (other run ids) of a grid's bf16 runs; "
+                   "without it such a grid is refused")
     r.set_defaults(func=_cmd_run)
     s = sub.add_parser("status", help="done, missing, failed and did-not-learn runs of a grid",
                        description=_cmd_status.__doc__)

@@ -290,8 +290,8 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, on whichever machine computes the run;
             checked before anything runs (and, unless the runs go to a Ray cluster, present here).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
-        fp32_twins: on a CPU without native bf16, train the fp32 twins (other run ids) of bf16 runs
-            even when some of those bf16 runs are already recorded (:func:`check_fp32_twins`).
+        fp32_twins: on a CPU without native bf16, train the fp32 twins (other run ids) of bf16 runs;
+            without it such a grid is refused (:func:`check_fp32_twins`).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -324,34 +324,34 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
 
 def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
                       storage: str | os.PathLike | None = None) -> str | None:
-    """Why this machine must not continue ``specs`` (None: it may): a grid recorded in bf16, on a CPU
-    without native bf16.
+    """Why this machine must not run ``specs`` without ``fp32_twins`` (None: it may): runs that ask
+    for bf16, on a CPU without native bf16.
 
-    There every bf16 run becomes an fp32 run with its own id (:func:`covid_lib.runs.machine_precision`):
-    the grid would start again from nothing, about 8 times slower, instead of adding its missing runs,
-    and a cell would mix precisions across seeds. A grid none of whose bf16 runs is recorded yet may
-    run as fp32 twins.
+    There every bf16 run becomes an fp32 run with its own id (:func:`covid_lib.runs.machine_precision`),
+    about 8 times slower (emulated bf16: 11-21 times slower than fp32, ``bench/bench_bf16_emulation.py``), which ``grid status`` does
+    not count; when some of the bf16 runs are recorded, the grid would start again from nothing
+    instead of adding its missing runs, and a cell would mix precisions across seeds.
     """
     twins = [s for s in specs if machine_precision(s, device) is not s]
-    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
-    if not recorded:
+    if not twins:
         return None
+    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
     missing = len(twins) - recorded
-    what = (f"{recorded} of the grid's {len(twins)} bf16 runs are already recorded in bf16 ({missing} missing)"
-            if missing else f"all {recorded} of the grid's bf16 runs are recorded in bf16 (nothing is missing)")
-    return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX), and {what}. Here every one of the {len(twins)} "
-            "would be trained again as an fp32 run with another run id (about 8 times slower, and cells would mix "
-            "precisions across seeds)" + (", instead of adding the missing ones" if missing else "") + ". Continue "
-            "this grid on a CPU with native bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, "
+    done = ("" if not recorded else f"; {recorded} of them are already recorded in bf16 ({missing} missing), "
+            "so the grid would start again instead of adding " + ("the missing ones" if missing else "nothing")
+            + ", and cells would mix precisions across seeds")
+    return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX): the grid's {len(twins)} bf16 runs would be trained "
+            f"as fp32 runs with other run ids (about 8 times slower; `grid status` does not count them){done}. "
+            "Run it on a CPU with native bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, "
             "pass --fp32-twins (run_grid(..., fp32_twins=True)).")
 
 
 def check_fp32_twins(specs: list[RunSpec], device: str = "auto", storage: str | os.PathLike | None = None) -> None:
-    """Refuse to continue a grid recorded in bf16 on a CPU without native bf16 (:func:`fp32_twin_problem`).
+    """Refuse bf16 runs on a CPU without native bf16 (:func:`fp32_twin_problem`).
 
     Raises:
-        ValueError: some of the runs this machine would turn into fp32 twins are recorded in bf16;
-            the message counts them and says how to go on.
+        ValueError: this machine would turn some of ``specs`` into fp32 twins; the message counts
+            them, and those already recorded in bf16, and says how to go on.
     """
     problem = fp32_twin_problem(specs, device, storage)
     if problem:
