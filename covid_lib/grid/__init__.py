@@ -328,9 +328,10 @@ def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
     for bf16, on a CPU without native bf16.
 
     There every bf16 run becomes an fp32 run with its own id (:func:`covid_lib.runs.machine_precision`),
-    about 8 times slower (emulated bf16: 11-21 times slower than fp32, ``bench/bench_bf16_emulation.py``), which ``grid status`` does
-    not count; when some of the bf16 runs are recorded, the grid would start again from nothing
-    instead of adding its missing runs, and a cell would mix precisions across seeds.
+    about 8 times slower, which ``grid status`` does not count (emulated bf16 is 11-21 times slower
+    still: ``bench/bench_bf16_emulation.py``); when some of the bf16 runs are recorded, the grid
+    would start again from nothing instead of adding its missing runs, and a cell would mix
+    precisions across seeds.
     """
     twins = [s for s in specs if machine_precision(s, device) is not s]
     if not twins:
