@@ -118,6 +118,7 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     assert calls == [s.run_id for s in specs[:3]]
 
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(execution, "resolve_device", lambda device: "cpu")  # `grid status` asks for auto
     calls.clear()
     with pytest.raises(ValueError, match="5 bf16 runs would be trained as fp32 runs with other run ids .*; "
                        "3 of them are already recorded in bf16 \\(2 missing\\)"):

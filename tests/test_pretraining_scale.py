@@ -125,8 +125,18 @@ def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys
     write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 5400.0, "train_images_per_s": 40.0})
     assert main(["grid", "compute", "table2_full", "conv8_full", "--profile", "smoke"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:3] == ["grid", "runs", "recorded"] and len(out) == 4
-    assert out[-1].split()[:5] == ["all", "(each", "run", "once)", "1"] and "1.5" in out[-1]
+    assert out[0].split()[:3] == ["grid", "runs", "recorded"] and len(out) == 5
+    assert out[-2].split()[:5] == ["all", "(each", "run", "once)", "1"] and "1.5" in out[-2]
+    assert out[-1].startswith("hours left are at the recorded runs' speeds")  # smoke runs are fp32: no note
+    from dataclasses import replace
+
+    from covid_lib.runs import execution
+
+    monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)  # bf16 runs on a CPU without it: named
+    monkeypatch.setattr(execution, "resolve_device", lambda device: "cpu")  # even on a CUDA box
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: [replace(a, precision="bf16")])
+    assert main(["grid", "compute", "table2_full", "--profile", "smoke"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("note: `grid run` stops on this machine for table2_full:")
 
 
 def test_checkpoint_matches_record_compares_recorded_probabilities(write_record, monkeypatch):
