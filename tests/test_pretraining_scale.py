@@ -104,7 +104,7 @@ def test_grid_compute_sums_recorded_timings_and_counts_shared_runs_once(write_re
 
     a, b = _spec("kermany_full", 0), _spec("kermany_full", 1)
     grids = {"g1": [a, b], "g2": [a]}  # the named grids (the estimate's reference) are empty here
-    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: grids.get(name, []))
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None, **kw: grids.get(name, []))
     y = np.tile([0, 1], 10)
     write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 7200.0, "train_images_per_s": 50.0})
     table = grid.grid_compute(["g1", "g2"], "smoke").set_index("grid")
@@ -120,7 +120,7 @@ def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys
     from covid_lib.cli import main
 
     a = _spec("kermany_full", 0)
-    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: [a])
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None, **kw: [a])
     y = np.tile([0, 1], 10)
     write_record(a, _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 5400.0, "train_images_per_s": 40.0})
     assert main(["grid", "compute", "table2_full", "conv8_full", "--profile", "smoke"]) == 0
@@ -134,7 +134,7 @@ def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys
 
     monkeypatch.setattr(execution, "cpu_has_bf16", lambda: False)  # bf16 runs on a CPU without it: named
     monkeypatch.setattr(execution, "resolve_device", lambda device: "cpu")  # even on a CUDA box
-    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None: [replace(a, precision="bf16")])
+    monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None, **kw: [replace(a, precision="bf16")])
     assert main(["grid", "compute", "table2_full", "--profile", "smoke"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("note: `grid run` stops on this machine for table2_full:")
 

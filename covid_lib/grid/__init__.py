@@ -174,11 +174,15 @@ def with_pretrainings(specs: Iterable[RunSpec]) -> list[RunSpec]:
 
 
 def grid_specs(name: str, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
-               data_version: str | None = None) -> list[RunSpec]:
-    """The resolved runs of grid ``name`` under ``profile``, pre-trainings first."""
+               data_version: str | None = None, versions: dict[tuple[str, ...], str] | None = None
+               ) -> list[RunSpec]:
+    """The resolved runs of grid ``name`` under ``profile``, pre-trainings first.
+
+    ``versions`` (sources -> data version of ``data_root``), filled here, lets a caller that resolves
+    several grids at once check each set of sources' files once (about 0.4 s a grid otherwise)."""
     if name not in GRIDS:
         raise ValueError(f"unknown grid {name!r}; choose from {', '.join(GRIDS)}")
-    versions: dict[tuple[str, ...], str] = {}
+    versions = {} if versions is None else versions
 
     def version(spec: RunSpec) -> str:  # one data version per set of sources (RunSpec.data_sources)
         if data_version is not None:
@@ -425,7 +429,9 @@ def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str |
     every named grid; ``extrapolated``: how many of those estimates scale a speed from another input
     size); a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
     rows, seen, missing = [], {}, {}
-    every = {name: grid_specs(name, profile, data_root=data_root) for name in dict.fromkeys([*grids, *GRIDS])}
+    versions: dict[tuple[str, ...], str] = {}  # each set of sources' data version computed once
+    every = {name: grid_specs(name, profile, data_root=data_root, versions=versions)
+             for name in dict.fromkeys([*grids, *GRIDS])}
     specs_by_id = {s.run_id: s for specs in every.values() for s in specs}
     records = {run_id: Record.of(s, need_checkpoint=False) for run_id, s in specs_by_id.items()}  # read once
     model = CostModel((specs_by_id[r], rec.timings) for r, rec in records.items()
