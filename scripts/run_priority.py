@@ -9,6 +9,7 @@ the precision grid). Every run is the same RunSpec as in its named grid, so `gri
 counts it.
 
     nohup python scripts/run_priority.py > grid.log 2>&1 &
+    python scripts/run_priority.py cpu --fp32-twins   # on a CPU without native bf16: the fp32 twins
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ def ordered_specs(profile: str = "cpu") -> list:
 
 
 if __name__ == "__main__":
-    profile = sys.argv[1] if len(sys.argv) > 1 else "cpu"
+    args = [a for a in sys.argv[1:] if a != "--fp32-twins"]
+    profile = args[0] if args else "cpu"
     specs = ordered_specs(profile)
     print(f"{len(specs)} runs in order", flush=True)
     try:
-        report = run_grid(specs, profile)
+        report = run_grid(specs, profile, fp32_twins="--fp32-twins" in sys.argv[1:])
     except ValueError as err:  # e.g. a bf16 grid on a CPU without bf16: say why, no traceback
         raise SystemExit(f"run_priority: {err}") from None
     print(report.summary(), flush=True)

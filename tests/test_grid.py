@@ -142,7 +142,7 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     assert all(t.precision == "fp32" and t.run_id != s.run_id for s, t in zip(specs, twins))
     grid.check_fp32_twins(twins, "cpu", storage)  # fp32 runs have no twin: nothing to refuse
     calls.clear()
-    with pytest.raises(ValueError, match="1 bf16 runs would be trained as fp32 runs with other run ids .*\\. Run it"):
+    with pytest.raises(ValueError, match="1 bf16 run would be trained as fp32 runs with other run ids .*\\. Run it"):
         grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")
     grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu", fp32_twins=True)
     assert calls == [runs.machine_precision(new[0], "cpu").run_id]

@@ -345,7 +345,8 @@ def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
     done = ("" if not recorded else f"; {recorded} of them are already recorded in bf16 ({missing} missing), "
             "so the grid would start again instead of adding " + ("the missing ones" if missing else "nothing")
             + ", and cells would mix precisions across seeds")
-    return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX): the grid's {len(twins)} bf16 runs would be trained "
+    runs = f"{len(twins)} bf16 run" + ("s" if len(twins) != 1 else "")
+    return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX): the grid's {runs} would be trained "
             f"as fp32 runs with other run ids (about 8 times slower; `grid status` does not count them){done}. "
             "Run it on a CPU with native bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, "
             "pass --fp32-twins (run_grid(..., fp32_twins=True)).")
