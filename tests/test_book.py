@@ -1049,3 +1049,39 @@ def test_every_collapsed_output_says_what_it_holds(chapter):
     unnamed = [c.source.splitlines()[0] for c in code if {"hide-output", "hide-cell"} & set(c.metadata.get("tags", []))
                and not c.metadata.get("mystnb", {}).get("code_prompt_show", "").strip()]
     assert not unnamed, f"name the toggle (mystnb={{\"code_prompt_show\": \"Show ...\"}}) of: {unnamed}"
+
+
+def test_chapters_reading_checkpoints_are_not_published_from_a_machine_without_any(tmp_path, monkeypatch, capsys):
+    """A fresh machine caches no checkpoint: publishing 08 (which reads the encoders' weights and
+    retrains none) is refused before anything runs; the scratch folder, a chapter that reads no
+    checkpoint, a cached checkpoint of the profile or --allow-missing-checkpoints let it run."""
+    from covid_lib.book import checkpoints
+    from covid_lib.cli import main
+
+    calls = []
+
+    def fake_run(chapter, **kwargs):  # "writes" the committed chapter, which it leaves as it is
+        calls.append((chapter.stem, kwargs["output_dir"]))
+        return chapter.output()
+
+    monkeypatch.setattr(book, "run_chapter", fake_run)
+    monkeypatch.setattr(book, "sync_pages", lambda *a: False)
+    storage = tmp_path / "runs"
+    monkeypatch.setattr(checkpoints, "checkpoint_dir", lambda storage_=None: storage)
+    assert set(checkpoints.READS_CHECKPOINTS) <= {c.stem for c in CHAPTERS}
+    publish = ["--into", "book/chapters", "--quiet"]
+    assert main(["book", "run", "01", "08", *publish]) == 2 and calls == []  # nothing ran, not even 01
+    err = capsys.readouterr().err
+    assert "08_features read model checkpoints" in err and "holds none of profile 'cpu'" in err
+    assert "--allow-missing-checkpoints" in err and "01_data" not in err
+    assert main(["book", "run", "08", "--quiet"]) == 0  # into the scratch folder: allowed
+    assert main(["book", "run", "01", *publish]) == 0  # reads no checkpoint
+    assert main(["book", "run", "08", *publish, "--allow-missing-checkpoints"]) == 0
+    (storage / "covid-CORDA-resnet18-scratch-smoke-s0-0000000000").mkdir(parents=True)
+    (storage / "covid-CORDA-resnet18-scratch-smoke-s0-0000000000" / "model.pt").write_bytes(b"x")
+    assert checkpoints.missing_checkpoints_problem(["08_features"], "cpu") is not None  # another profile's
+    (storage / "covid-CORDA-resnet18-scratch-cpu-s0-0000000000").mkdir()
+    (storage / "covid-CORDA-resnet18-scratch-cpu-s0-0000000000" / "model.pt").write_bytes(b"x")
+    assert main(["book", "run", "08", *publish]) == 0
+    assert calls == [("08_features", None), ("01_data", "book/chapters"), ("08_features", "book/chapters"),
+                     ("08_features", "book/chapters")]

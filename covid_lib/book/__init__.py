@@ -7,6 +7,8 @@
 - :mod:`~covid_lib.book.staleness`: :func:`chapter_status`, ``fresh``, ``stale`` (and why) or
   ``not executed``, and whether its recorded git state lets it be published (no dirty work tree).
 - :mod:`~covid_lib.book.pages`: the generated tables of ``book/reproduce.md``.
+- :mod:`~covid_lib.book.checkpoints`: the chapters that read model checkpoints, refused for publishing
+  from a machine that caches none.
 - :mod:`~covid_lib.book.sphinx_ext`: the small Sphinx extension the build loads.
 
 The command line (``python -m covid_lib book ...``) lives in :mod:`covid_lib.cli.book`. The Jupyter

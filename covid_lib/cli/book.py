@@ -130,6 +130,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from covid_lib.profiles import check_device
 
         check_device(str(parameters["device"]))  # -p device too, before any chapter runs
+    if _publishing(args.into) and not args.allow_missing_checkpoints:
+        # lazy: imported when the command runs, so that --help stays light
+        from covid_lib.book.checkpoints import missing_checkpoints_problem
+
+        problem = missing_checkpoints_problem([c.stem for c in chapters], profile)
+        if problem:
+            raise ValueError(problem)
     written: set[str] = set()  # tracked files the chapters of this run wrote (e.g. 12's audit CSV, read by 14)
     for chapter in chapters:
         print(f"running {chapter.stem} with profile {profile} ...", flush=True)
@@ -241,6 +248,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default python3)")
     p.add_argument("--log-output", action="store_true", help="print the cells' output as they run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--allow-missing-checkpoints", action="store_true",
+                   help="publish chapters that read model checkpoints even when this machine caches none "
+                   "of the profile (they would list every model as 'no checkpoint')")
     p.set_defaults(func=_cmd_run)
 
     p = cmds.add_parser("register", help="add the provenance record to a chapter executed with plain papermill",
