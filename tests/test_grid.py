@@ -140,7 +140,7 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     twins = [runs.machine_precision(s, "cpu") for s in specs]
     assert calls == [t.run_id for t in twins] and len(report.trained) == 5
     assert all(t.precision == "fp32" and t.run_id != s.run_id for s, t in zip(specs, twins))
-    grid.check_fp32_twins(twins, "cpu", storage)  # fp32 runs have no twin: nothing to refuse
+    assert grid.fp32_twin_problem(twins, "cpu", storage) is None  # fp32 runs have no twin: nothing to refuse
     calls.clear()
     with pytest.raises(ValueError, match="1 bf16 run would be trained as fp32 runs with other run ids .*\\. Run it"):
         grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")

@@ -10,7 +10,6 @@ profile (:func:`missing_checkpoints_problem`), unless ``--allow-missing-checkpoi
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from covid_lib.runs import checkpoint_dir
 
@@ -23,10 +22,10 @@ READS_CHECKPOINTS: dict[str, str] = {
 }
 
 
-def cached_checkpoints(profile: str, storage: str | os.PathLike | None = None) -> list[Path]:
-    """The checkpoints of ``profile``'s runs cached here (``<storage>/<run_id>/model.pt``)."""
+def has_cached_checkpoints(profile: str, storage: str | os.PathLike | None = None) -> bool:
+    """Whether a checkpoint of one of ``profile``'s runs is cached here (``<storage>/<run_id>/model.pt``)."""
     root = checkpoint_dir(storage)
-    return sorted(p for p in root.glob(f"*-{profile}-s*/model.pt") if p.is_file()) if root.is_dir() else []
+    return root.is_dir() and any(p.is_file() for p in root.glob(f"*-{profile}-s*/model.pt"))
 
 
 def missing_checkpoints_problem(stems: list[str], profile: str,
@@ -34,7 +33,7 @@ def missing_checkpoints_problem(stems: list[str], profile: str,
     """Why the chapters ``stems`` must not be published from this machine (None: they may): some
     read checkpoints, and none of ``profile`` is cached here."""
     readers = [s for s in stems if s in READS_CHECKPOINTS]
-    if not readers or cached_checkpoints(profile, storage):
+    if not readers or has_cached_checkpoints(profile, storage):
         return None
     what = "; ".join(f"{s}: {READS_CHECKPOINTS[s]}" for s in readers)
     return (f"{', '.join(readers)} read model checkpoints ({what}), and this machine's checkpoint folder "

@@ -55,11 +55,13 @@ def _cmd_compute(args: argparse.Namespace) -> int:
 
     from covid_lib.grid import fp32_twin_problem, grid_compute, grid_specs
 
-    table = grid_compute(args.names, args.profile, data_root=args.data_root)
+    versions: dict = {}  # the data versions grid_compute computed, reused for the note below
+    table = grid_compute(args.names, args.profile, data_root=args.data_root, versions=versions)
     with pd.option_context("display.width", 200):
         print(table.astype(object).where(table.notna(), "").to_string(index=False))
     print("hours left are at the recorded runs' speeds, on the kinds of machine that recorded them")
-    stops = [n for n in args.names if fp32_twin_problem(grid_specs(n, args.profile, data_root=args.data_root))]
+    stops = [n for n in args.names
+             if fp32_twin_problem(grid_specs(n, args.profile, data_root=args.data_root, versions=versions))]
     if stops:
         print(f"note: `grid run` stops on this machine for {', '.join(stops)}: this CPU has no native bf16, which "
               "their runs ask for (`grid status NAME` says more)")

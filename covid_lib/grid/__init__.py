@@ -295,7 +295,7 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
             checked before anything runs (and, unless the runs go to a Ray cluster, present here).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
         fp32_twins: on a CPU without native bf16, train the fp32 twins (other run ids) of bf16 runs;
-            without it such a grid is refused (:func:`check_fp32_twins`).
+            without it such a grid is refused with a ValueError (:func:`fp32_twin_problem`).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -304,8 +304,9 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
         resolve_device(device)
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
     if executor == "local":  # a CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves
-        if not fp32_twins:
-            check_fp32_twins(specs, device, storage)
+        problem = None if fp32_twins else fp32_twin_problem(specs, device, storage)
+        if problem:
+            raise ValueError(problem)
         specs = [machine_precision(s, device) for s in specs]
     todo, restore = plan(specs, storage)
     tracker = GridProgress(specs, progress, storage, restore)
@@ -350,18 +351,6 @@ def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
             f"as fp32 runs with other run ids (about 8 times slower; `grid status` does not count them){done}. "
             "Run it on a CPU with native bf16 or on CUDA (--device cuda); to train the fp32 twins on purpose, "
             "pass --fp32-twins (run_grid(..., fp32_twins=True)).")
-
-
-def check_fp32_twins(specs: list[RunSpec], device: str = "auto", storage: str | os.PathLike | None = None) -> None:
-    """Refuse bf16 runs on a CPU without native bf16 (:func:`fp32_twin_problem`).
-
-    Raises:
-        ValueError: this machine would turn some of ``specs`` into fp32 twins; the message counts
-            them, and those already recorded in bf16, and says how to go on.
-    """
-    problem = fp32_twin_problem(specs, device, storage)
-    if problem:
-        raise ValueError(problem)
 
 
 def plan(specs: list[RunSpec], storage: str | os.PathLike | None = None) -> tuple[list[RunSpec], set[str]]:
@@ -422,15 +411,16 @@ def ablation_grid(pretrain: str | None) -> str:
     return "ablation_full" if pretrain == "kermany_full" else "ablation"
 
 
-def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None
-                 ) -> pd.DataFrame:
+def grid_compute(grids: Iterable[str], profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
+                 versions: dict[tuple[str, ...], str] | None = None) -> pd.DataFrame:
     """Compute spent on ``grids``, read from each recorded run's ``timings.json``: per grid its runs,
     how many are recorded and missing, the hours of the recorded ones, the median training speed and
     the estimated hours of the missing ones (:mod:`covid_lib.grid.remaining`, from the records of
     every named grid; ``extrapolated``: how many of those estimates scale a speed from another input
-    size); a last row ``all`` counts every run once (grids share pre-trainings and cells)."""
+    size); a last row ``all`` counts every run once (grids share pre-trainings and cells).
+    ``versions``: as :func:`grid_specs`, shared by every grid resolved here (and with the caller)."""
     rows, seen, missing = [], {}, {}
-    versions: dict[tuple[str, ...], str] = {}  # each set of sources' data version computed once
+    versions = {} if versions is None else versions  # each set of sources' data version computed once
     every = {name: grid_specs(name, profile, data_root=data_root, versions=versions)
              for name in dict.fromkeys([*grids, *GRIDS])}
     specs_by_id = {s.run_id: s for specs in every.values() for s in specs}
