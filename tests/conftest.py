@@ -10,6 +10,30 @@ import pytest
 from covid_lib.paths import DataRootError, resolve_data_root
 
 
+def worker_cores(worker: str, count: int, cores: list[int]) -> list[int] | None:
+    """The cores pytest-xdist worker ``worker`` ("gw0", "gw1", ...) of ``count`` gets: every
+    ``count``-th of ``cores`` from its own index on; None (keep all) outside xdist, with one worker,
+    or with fewer cores than workers."""
+    if not worker.startswith("gw") or count < 2 or len(cores) < count:
+        return None
+    return sorted(cores)[int(worker[2:]) % count::count]
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``pytest.ini``: ``-n 2``), pin each worker to its own share of the cores.
+
+    Torch, and every subprocess a test starts, sizes its thread pool from the cores this process may
+    use (:func:`covid_lib.train.runtime.available_cores`). Unpinned, two workers on two cores each
+    start two threads, and the training tests run several times slower than alone.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cores = worker_cores(os.environ.get("PYTEST_XDIST_WORKER", ""),
+                         int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), list(os.sched_getaffinity(0)))
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data root (``COVID_LIB_DATA`` or ``../shared/data``); skips the test when absent."""
