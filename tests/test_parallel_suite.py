@@ -41,7 +41,7 @@ def test_this_worker_is_pinned_when_the_suite_runs_in_parallel():
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker is None or count < 2:
-        pytest.skip("the suite is not running on several xdist workers (-n 0 or -p no:xdist)")
+        pytest.skip("the suite is not running on several xdist workers (-n 0)")
     cores = os.cpu_count() or 1
     if cores < count:
         pytest.skip(f"{cores} cores for {count} workers: workers are not pinned")
