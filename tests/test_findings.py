@@ -158,6 +158,26 @@ def test_f3_marked_minus_flipped_on_the_same_images_with_its_control():
     assert gone.n_used == 0 and gone.n_left_out == 1 and gone.decision().outcome == "inconclusive"
 
 
+def test_f3_leaves_out_a_collapsed_planted_model_and_names_a_collapsed_control():
+    """The record's own collapse check reads a test set named after the composition, which planted
+    runs only score as "CORDA · marked"/"flipped"/"unmarked": F3 applies the rule to the marked scores."""
+    rng = np.random.default_rng(5)
+    ok = _planted_frame(rng, 0.3)
+    low = ok.assign(**{c: 0.38 + 0.05 * ok[c] for c in ("score", "score_flipped", "score_unmarked")})  # all < 0.5
+    assert F.planted_model_status("done", low).startswith("collapsed: all scores below the threshold 0.5")
+    assert F.planted_model_status("done", ok) == "usable"
+    assert F.planted_model_status("did not learn", ok) == "did not learn"
+    assert F.planted_model_status("done", None) == "missing"
+    est = F.estimate_f3({"paper": low, "none": ok}, {"paper": "done", "none": "done"}, n_boot=N_BOOT)
+    d = est.decision()
+    assert est.n_used == 0 and est.n_left_out == 1 and d.outcome == "inconclusive"
+    assert est.left_out["status_a"].iloc[0].startswith("collapsed")
+    assert "control_pipeline_none" in est.extra  # the control is measured all the same
+    swapped = F.estimate_f3({"paper": ok, "none": low}, {"paper": "done", "none": "done"}, n_boot=N_BOOT)
+    assert swapped.n_used == 1 and "control_pipeline_none" not in swapped.extra
+    assert swapped.extra["control_status"]["none"].startswith("collapsed")
+
+
 def test_f4_mean_over_models_of_the_mean_excess_of_measured_maps():
     rng = np.random.default_rng(4)
     rows = []

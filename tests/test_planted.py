@@ -294,6 +294,15 @@ def test_mark_effect_pairs_marked_and_flipped_and_the_verdict_reads_the_paired_i
     assert "no sign" in rp.verdict(long) or "overlap" in rp.verdict(long)  # unpaired: undecided
     text = rp.verdict(long, effect=effect)
     assert "paired interval lies above 0" in text and "uses the mark" in text and "residue" in text
+    # scores that all lie below 0.5 are a collapsed model: labelled, and deciding nothing (F3's rule)
+    assert rp.planted_status(records.iloc[0].to_dict()) == "done"
+    for f in frames:
+        f["score"] = 0.4 + 0.01 * f["score"] / (1 + np.abs(f["score"]))
+    pd.concat(frames).to_csv(tmp_path / "run" / "scores.csv", index=False)
+    assert rp.planted_status(records.iloc[0].to_dict()) == "collapsed"
+    assert rp.planted_status({**records.iloc[0].to_dict(), "status": "did not learn"}) == "did not learn"
+    text = rp.verdict(long.assign(status="collapsed"), effect=effect)
+    assert "collapsed" in text and "decides nothing" in text and "residue" not in text
 
 
 def test_plot_marks_labels_steps_and_rows():

@@ -171,13 +171,30 @@ def estimate_f2(scores: pd.DataFrame, *, with_year: pd.DataFrame | None = None, 
 
 
 # --------------------------------------------------------------------------------------------- F3
+def planted_model_status(status: str, frame: pd.DataFrame | None) -> str:
+    """The protocol's exclusion rule for a planted-mark model: its record's status, or ``collapsed:
+    ...`` when its scores on its own test set, the test images marked as in training (``score`` of
+    :func:`covid_lib.report.planted.variant_scores`), collapse (:func:`covid_lib.metrics.collapse_status`;
+    the record's own check reads a test set named after the composition, which planted runs score
+    only as ``"<composition> · <variant>"``), or ``missing`` without scores of both classes."""
+    if status != DONE:
+        return status
+    if frame is None or not len(frame) or frame["label"].nunique() < 2:
+        return "missing"
+    why = collapse_status(frame["score"].to_numpy(), threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
+    return "usable" if why is None else f"collapsed: {why}"
+
+
 def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str], *, deciding: str = "paper",
                 control: str = "none", n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED) -> ClaimEstimate:
     """F3: AUC with the mark on the COVID+ test images minus AUC with it on the COVID- ones
     (``score`` against ``score_flipped`` of :func:`covid_lib.report.planted.variant_scores`, the same
     images) for the ``deciding`` pipeline's model; the same for the ``control`` pipeline, and marked
-    minus unmarked, in ``extra``. ``frames``/``statuses``: by pipeline."""
-    usable = {p: f for p, f in frames.items() if statuses.get(p) == DONE and f is not None and f["label"].nunique() == 2}
+    minus unmarked, in ``extra``. ``frames``/``statuses``: by pipeline. A model that did not learn or
+    collapsed (:func:`planted_model_status`) is left out; a control that is, is named in ``extra``
+    (``control_status``) instead of measured."""
+    status = {p: planted_model_status(statuses.get(p, "missing"), frames.get(p)) for p in (deciding, control)}
+    usable = {p: frames[p] for p, st in status.items() if st == "usable"}
     draws = JointDraws([g for f in usable.values() for g in f["group_id"].astype(str)], n_boot, seed)
 
     def contrast(f: pd.DataFrame, other: str) -> tuple[float, np.ndarray]:
@@ -193,11 +210,12 @@ def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str]
         pu, ru = contrast(usable[deciding], "score_unmarked")
         extra["marked_minus_unmarked"] = {"estimate": pu, **dict(zip(("low", "high"), _interval(ru)))}
     else:
-        left.append({"pipeline": deciding, "status_a": statuses.get(deciding, "missing"),
-                     "status_b": statuses.get(deciding, "missing")})
+        left.append({"pipeline": deciding, "status_a": status[deciding], "status_b": status[deciding]})
     if control in usable:
         pc, rc = contrast(usable[control], "score_flipped")
         extra.update(_control(f"control_pipeline_{control}", [pc], [rc]))
+    else:
+        extra["control_status"] = {control: status[control]}
     return _pool("F3", rows, reps, left, draws.n_patients, extra)
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 from covid_lib.metrics import format_estimate
 from covid_lib.report.common import label_panels
 from covid_lib.report.records import has_record, spec_records
+from covid_lib.runs import DONE
 from covid_lib.runs.planted import VARIANTS, variant_set
 from covid_lib.stats import paired_cluster_bootstrap
 
@@ -84,6 +85,19 @@ def _metrics(path) -> dict:
     return json.loads((Path(path) / "metrics.json").read_text())
 
 
+def planted_status(record: dict) -> str:
+    """A planted record's status as F3's exclusion rule reads it: the record's, except that a
+    finished run whose marked test scores collapse is ``collapsed``
+    (:func:`covid_lib.analysis.findings.planted_model_status`; the record's own check looks for a
+    test set named after the composition, which planted runs score only per variant)."""
+    from covid_lib.analysis.findings import planted_model_status
+
+    if record["status"] != DONE:
+        return record["status"]
+    st = planted_model_status(DONE, variant_scores(record["path"]))
+    return DONE if st == "usable" else st.split(":")[0]
+
+
 def run_long(records: pd.DataFrame) -> pd.DataFrame:
     """One row per planted record (:func:`~covid_lib.report.records.spec_records` plus a ``mark``
     column, or records whose spec has one) and test variant: AUC with its patient-cluster interval
@@ -93,8 +107,9 @@ def run_long(records: pd.DataFrame) -> pd.DataFrame:
         m = _metrics(r["path"]) if has_record(r["path"]) else {}
         mark = r.get("mark") or m.get("plant", {}).get("mark")
         table = pd.DataFrame(m.get("table", []))
+        status = planted_status(r)
         for variant in VARIANTS:
-            row = {"mark": mark, "pipeline": r["pipeline"], "status": r["status"], "variant": variant,
+            row = {"mark": mark, "pipeline": r["pipeline"], "status": status, "variant": variant,
                    "run_id": r["run_id"], "n": np.nan, "auc": np.nan, "auc_low": np.nan, "auc_high": np.nan}
             if len(table):
                 name = variant_set(table["test_set"].iloc[0].split(" · ")[0], variant)
@@ -116,8 +131,9 @@ def run_table(records: pd.DataFrame) -> pd.DataFrame:
         m = _metrics(r["path"]) if has_record(r["path"]) else {}
         p = m.get("plant", {})
         sub = long[long["run_id"] == r["run_id"]].set_index("variant")
-        flag = " (did not learn)" if r["status"] == "did not learn" else ""
-        row = {"mark": r.get("mark") or p.get("mark"), "pipeline": r["pipeline"], "status": r["status"]}
+        status = sub["status"].iloc[0]
+        flag = f" ({status})" if status in ("did not learn", "collapsed") else ""
+        row = {"mark": r.get("mark") or p.get("mark"), "pipeline": r["pipeline"], "status": status}
         for v in VARIANTS:
             x = sub.loc[v]
             row[f"AUC {v}"] = "–" if pd.isna(x["auc"]) else _fmt(x, "auc") + flag
@@ -234,6 +250,9 @@ def verdict(long: pd.DataFrame, mark: str = "corner", pipeline: str = "paper",
     paired = ("" if e is None else
               f"; paired on the same images, marked minus flipped {_signed(e['diff'], e['low'], e['high'])}, "
               f"marked minus unmarked {_signed(e['unmarked_diff'], e['unmarked_low'], e['unmarked_high'])}")
+    if status == "collapsed":
+        return head + paired + (": but the model collapsed (its marked test scores all lie on one side of 0.5, "
+                                "or barely spread), so by the protocol it decides nothing.")
     if f["auc_high"] < 0.5:
         return head + paired + ": the flipped interval lies under 0.5, so the model ranks by the mark rather than the disease."
     if e is not None and e["low"] > 0:
