@@ -60,7 +60,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from shared import (
+    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, variant_reason,
+    whole_set_start)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
 AUGMENTED = ["CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
@@ -73,38 +76,6 @@ SCALES = {
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_SPREAD = 0.001
-Z = float(norm.ppf(0.975) + norm.ppf(0.8))
-
-
-def variant_reason(s):
-    """None for a default-variant grid record, else why it is a variant."""
-    if s.get("profile") != "cpu":
-        return f"profile {s.get('profile')}"
-    if s.get("pipeline") != "paper":
-        return f"pipeline {s.get('pipeline')}"
-    if s.get("input_size") != 128:
-        return f"input_size {s.get('input_size')}"
-    for k in ("freeze", "adapt", "plant"):
-        if s.get(k) not in (None, False):
-            return f"{k} {s.get(k)}"
-    if s.get("precision") is not None:
-        return f"precision override {s.get('precision')}"
-    if s.get("task") != "covid":
-        return f"task {s.get('task')}"
-    return None
-
-
-def whole_set_start(results):
-    """Earliest creation time of any record of the whole-set scale (kermany_full), or None."""
-    times = []
-    for p in glob.glob(os.path.join(results, "*", "spec.json")):
-        with open(p) as f:
-            j = json.load(f)
-        s = j.get("spec", {})
-        if "kermany_full" in (s.get("pretrain"), s.get("composition")) and j.get("created"):
-            times.append(pd.Timestamp(j["created"]))
-    return min(times) if times else None
 
 
 def index_records(results, pretrains, seeds, before=None):
@@ -140,19 +111,6 @@ def choose(cands, notes, key):
     return ok[-1] if ok else None
 
 
-def pair_matrix(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C, wpos, wneg):
-    """C (npos, nneg); wpos (B, npos); wneg (B, nneg) -> (B,), NaN where undefined."""
-    num = np.einsum("bi,bi->b", wpos @ C, wneg)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
 def fmt_pre(p):
     return "scratch" if p is None else p
 
@@ -166,7 +124,7 @@ def main(argv=None):
                     help="scale 563 only: also use the scratch/nih records made after the whole-set scale began")
     args = ap.parse_args(argv)
     cfg = SCALES[args.scale]
-    before = whole_set_start(args.results) if args.scale == "563" and not args.include_newer else None
+    before = whole_set_start(read_specs(args.results)) if args.scale == "563" and not args.include_newer else None
     cells, excluded = index_records(args.results, cfg["pretrains"], cfg["seeds"], before)
 
     cache = {}
@@ -204,10 +162,8 @@ def main(argv=None):
                     s = own.loc[own.test_set == comp, "score"].to_numpy(float)
                     if len(s) == 0 or not np.isfinite(s).all():
                         reason = "no (finite) own-test scores"
-                    elif (s >= 0.5).all() or (s < 0.5).all():
-                        reason = "collapsed (own-test scores all on one side of 0.5)"
-                    elif np.percentile(s, 95) - np.percentile(s, 5) < MIN_SPREAD:
-                        reason = "collapsed (own-test 5-95% range < 0.001)"
+                    else:
+                        reason = collapse_reason(s)
                 models[key] = dict(dir=d, run=os.path.basename(d), best_value=bv, reason=reason)
 
     # ---- planned comparisons ----
@@ -228,40 +184,12 @@ def main(argv=None):
     dirs = sorted({m["dir"] for c in comps for m in (c["aug"], c["base"]) if m["dir"]})
     if not dirs:
         raise SystemExit("no records found")
-    ref = load(dirs[0])
-    ref = ref[ref.test_set.isin(TABLE2_TEST_SETS)]
-    groups = sorted(ref.group_id.unique())
-    gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
-
-    # per test set: reference image order, labels, bootstrap weights
-    tsinfo = {}
-    for ts in TABLE2_TEST_SETS:
-        t = ref[ref.test_set == ts].sort_values("image_id").reset_index(drop=True)
-        lab = t.label.to_numpy(int)
-        w = counts[:, [gidx[g] for g in t.group_id]]
-        tsinfo[ts] = dict(ids=t.image_id.to_numpy(), groups=t.group_id.to_numpy(), lab=lab,
-                          wpos=w[:, lab == 1], wneg=w[:, lab == 0])
-
-    auc_cache = {}
+    table = TestSetAUCs(load(dirs[0]), TABLE2_TEST_SETS, N_BOOT, BOOT_SEED)
+    groups = table.groups
 
     def aucs(d):
         """{test set: (point AUC, (B,) bootstrap AUCs)} for one record, checked against the reference."""
-        if d in auc_cache:
-            return auc_cache[d]
-        df = load(d)
-        out = {}
-        for ts, info in tsinfo.items():
-            t = df[df.test_set == ts].sort_values("image_id").reset_index(drop=True)
-            if len(t) != len(info["ids"]) or (t.image_id.to_numpy() != info["ids"]).any():
-                raise SystemExit(f"{os.path.basename(d)}: test set {ts} differs from the reference images")
-            if (t.label.to_numpy(int) != info["lab"]).any() or (t.group_id.to_numpy() != info["groups"]).any():
-                raise SystemExit(f"{os.path.basename(d)}: labels or patients of {ts} differ from the reference")
-            C = pair_matrix(t.score.to_numpy(float), info["lab"])
-            out[ts] = (float(C.mean()), weighted_auc(C, info["wpos"], info["wneg"]))
-        auc_cache[d] = out
-        return out
+        return table(os.path.basename(d), load(d))
 
     def gap(d, comp):
         a = aucs(d)
@@ -298,28 +226,9 @@ def main(argv=None):
                      if key in kinds)
             by_comparison[k] = by_comparison.get(k, 0) + 1
 
-    if used:
-        est = float(np.mean([c["diff"] for c in used]))
-        Bt = np.vstack(boot_rows)  # (usable comparisons, B)
-        valid = ~np.isnan(Bt).any(0)
-        n_nan = int((~valid).sum())
-        pooled = Bt[:, valid].mean(0)
-        lo, hi = (float(x) for x in np.percentile(pooled, [2.5, 97.5]))
-        se = float(np.std(pooled, ddof=1))
-    else:
-        est = lo = hi = se = float("nan")
-        n_nan = 0
-    mde = Z * se
-    if n_used < 3 or n_out > 0.5 * n_plan:
-        outcome, why = "inconclusive", "fewer than 3 usable comparisons or more than 50% left out"
-    elif lo > 0:
-        outcome, why = "reproduced", "interval above 0"
-    elif hi < 0:
-        outcome, why = "not reproduced", "interval below 0"
-    elif hi < mde:
-        outcome, why = "no detectable effect", "interval includes 0 and its upper end is below the MDE"
-    else:
-        outcome, why = "inconclusive", "interval includes 0 and reaches the MDE"
+    r = pool_defined(boot_rows, [c["diff"] for c in used])
+    est, lo, hi, se, mde, n_nan = (r[k] for k in ("estimate", "low", "high", "se", "mde", "n_nan"))
+    outcome, why = decide(lo, hi, mde, n_used, n_plan)
 
     # ---- report ----
     print(f"C1 recheck, scale {args.scale}: pre-trainings {[fmt_pre(p) for p in cfg['pretrains']]}, "

@@ -53,39 +53,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from shared import Z, collapse_reason as _collapse, decide, pair_matrix, patient_draws, variant_reason, weighted_auc
 
 COMPOSITIONS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"]
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_RANGE = 0.001
-Z = norm.ppf(0.975) + norm.ppf(0.8)
 SCALES = {"full": ["kermany_full", "nih"], "563": ["kermany", "nih"]}
 
 
 # ---------------------------------------------------------------- records
-def variant_reason(s: dict) -> str | None:
-    """None for a default-variant Table II ResNet-18 grid run, else why it is not one."""
-    if s.get("task") != "covid":
-        return "task " + str(s.get("task"))
-    if s.get("profile") != "cpu":
-        return "profile " + str(s.get("profile"))
-    if s.get("arch") != "resnet18":
-        return "arch " + str(s.get("arch"))
-    if s.get("composition") not in COMPOSITIONS:
-        return "composition " + str(s.get("composition"))
-    if s.get("pipeline") != "paper":
-        return f"pipeline {s.get('pipeline')}"
-    if s.get("input_size") != 128:
-        return f"input_size {s.get('input_size')}"
-    for k in ("freeze", "adapt", "plant"):
-        if s.get(k) not in (None, False):
-            return f"{k} {s.get(k)}"
-    if s.get("precision") is not None:
-        return f"precision override {s.get('precision')}"
-    return None
-
 
 def index_records(results: Path):
     cells: dict[tuple, list[dict]] = {}
@@ -116,26 +94,6 @@ def pick(cands: list[dict], notes: list[str], label: str):
 
 
 # ---------------------------------------------------------------- statistics
-def pair_matrix(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C: np.ndarray, wpos: np.ndarray, wneg: np.ndarray) -> np.ndarray:
-    num = np.einsum("bi,ij,bj->b", wpos, C, wneg)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def collapse_reason(scores: np.ndarray) -> str | None:
-    if len(scores) == 0:
-        return "no own-test scores"
-    if (scores >= 0.5).all() or (scores < 0.5).all():
-        return "collapsed (own-test scores all on one side of 0.5)"
-    if np.percentile(scores, 95) - np.percentile(scores, 5) < MIN_RANGE:
-        return "collapsed (own-test 5-95% range < 0.001)"
-    return None
 
 
 def specificity_at(scores, labels, thr):
@@ -214,7 +172,8 @@ def main(argv=None) -> int:
         if bv is None or bv < MIN_VAL_AUC:
             reasons.append(f"{name} did not learn (best val AUC {bv if bv is None else round(bv, 3)})")
         df = scores(rec)
-        c = collapse_reason(df.loc[df.test_set == comp, "score"].to_numpy(float))
+        own = df.loc[df.test_set == comp, "score"].to_numpy(float)
+        c = _collapse(own) if len(own) else "no own-test scores"
         if c:
             reasons.append(f"{name} {c}")
         return reasons
@@ -233,8 +192,7 @@ def main(argv=None) -> int:
               for c in comps for r in (c["pre"], c["scr"]) if r is not None]
     groups = sorted(set(pd.concat(frames).group_id.astype(str)))
     gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
+    counts = patient_draws(groups, N_BOOT, BOOT_SEED)
 
     for c in comps:
         if c["pre"] is None or c["scr"] is None:
@@ -270,21 +228,9 @@ def main(argv=None) -> int:
         return dict(estimate=est, low=float(lo), high=float(hi), se=se, mde=float(Z * se), n_used=len(used),
                     n_nan=int(bad.sum()), low_drop=float(lod), high_drop=float(hid))
 
-    def decide(r, n_total):
-        n_out = n_total - r["n_used"]
-        if r["n_used"] < 3 or n_out > 0.5 * n_total:
-            return "inconclusive"
-        if r["low"] > 0:
-            return "reproduced"
-        if r["high"] < 0:
-            return "not reproduced"
-        if r["high"] < r["mde"]:
-            return "no detectable effect"
-        return "inconclusive"
-
     res = pooled(comps)
     n_total = len(comps)
-    outcome = decide(res, n_total)
+    outcome = decide(res["low"], res["high"], res["mde"], res["n_used"], n_total)[0]
 
     # ---- report
     print(f"C2 recheck, scale {args.scale}: pre-trained ResNet-18 minus scratch, AUC on own test set")
@@ -314,7 +260,7 @@ def main(argv=None) -> int:
         sub = [c for c in comps if c["pretrain"] == pre]
         r = pooled(sub)
         r["n_left_out"] = len(sub) - r["n_used"]
-        r["outcome_if_decided_alone"] = decide(r, len(sub))
+        r["outcome_if_decided_alone"] = decide(r["low"], r["high"], r["mde"], r["n_used"], len(sub))[0]
         used = [c for c in sub if c["used"]]
         r["dspec05"] = float(np.mean([c["dspec05"] for c in used])) if used else float("nan")
         r["dspec90"] = float(np.mean([c["dspec90"] for c in used])) if used else float("nan")

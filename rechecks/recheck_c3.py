@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared import collapse_reason, pair_matrix, weighted_auc
+
 _ARGS = argparse.ArgumentParser(description="Independent recomputation of claim C3 from the run records")
 _ARGS.add_argument("--results", default=str(Path(__file__).resolve().parents[1] / "results"))
 _ARGS.add_argument("--json", default=None, help="write the pooled numbers of both parts here")
@@ -101,29 +103,6 @@ def choose(cands):
     return ok[-1]
 
 
-def collapsed(scores):
-    s = np.asarray(scores, float)
-    if (s >= 0.5).all() or (s < 0.5).all():
-        return "collapsed (own-test scores all on one side of 0.5)"
-    if np.percentile(s, 95) - np.percentile(s, 5) < 0.001:
-        return "collapsed (own-test 5-95% range < 0.001)"
-    return None
-
-
-def pair_matrix(scores, labels):
-    pos = scores[labels == 1]
-    neg = scores[labels == 0]
-    return (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C, wpos, wneg):
-    """C: (npos, nneg); wpos: (B, npos); wneg: (B, nneg) -> (B,) AUC, NaN if undefined."""
-    num = np.einsum("bi,ij,bj->b", wpos, C, wneg)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
 def main():
     cells = index_runs()
     scores_cache = {}
@@ -167,7 +146,7 @@ def main():
                             reasons.append(f"{name} did not learn (best val AUC {j.get('best_value'):.3f})")
                         df = load(d)
                         own = df[df.test_set == comp]
-                        c = collapsed(own.score.values) if len(own) else "no own-test scores"
+                        c = collapse_reason(own.score.values) if len(own) else "no own-test scores"
                         if c:
                             reasons.append(f"{name} {c}")
                     row["reason"] = "; ".join(reasons)

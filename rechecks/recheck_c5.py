@@ -77,6 +77,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from shared import (
+    collapse_reason, decide, pair_matrix, patient_draws, pool_defined, read_specs, variant_reason,
+    weighted_auc, whole_set_start)
+
 CLAIM = "C5"
 ARCH = "resnet18"
 COMPOSITION = "COVID-ChestXRay"
@@ -88,58 +92,13 @@ SCALES = {"full": {"pretrain": "kermany_full", "seeds": [0, 1, 2, 3, 4]},
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_SPREAD = 0.001
-Z = float(norm.ppf(0.975) + norm.ppf(0.8))
 
 
-def variant_reason(s):
-    if s.get("task") != "covid":
-        return f"task {s.get('task')}"
-    if s.get("profile") != "cpu":
-        return f"profile {s.get('profile')}"
-    if s.get("pipeline") != "paper":
-        return f"pipeline {s.get('pipeline')}"
-    if s.get("input_size") != 128:
-        return f"input_size {s.get('input_size')}"
-    for k in ("freeze", "adapt", "plant"):
-        if s.get(k) not in (None, False):
-            return f"{k} {s.get(k)}"
-    if s.get("precision") is not None:
-        return f"precision override {s.get('precision')}"
-    return None
-
-
-def whole_set_start(results):
-    times = []
-    for p in glob.glob(os.path.join(results, "*", "spec.json")):
-        with open(p) as f:
-            j = json.load(f)
-        s = j.get("spec", {})
-        if "kermany_full" in (s.get("pretrain"), s.get("composition")) and j.get("created"):
-            times.append(pd.Timestamp(j["created"]))
-    return min(times) if times else None
-
-
-def pair_matrix(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C, wpos, wneg):
-    num = np.einsum("bi,bi->b", wpos @ C, wneg)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def collapse_reason(s, what="own-test"):
+def own_collapse(s, what="own-test"):
+    """This recheck's reading: empty or non-finite scores are a reason of their own."""
     if len(s) == 0 or not np.isfinite(s).all():
         return f"no (finite) {what} scores"
-    if (s >= 0.5).all() or (s < 0.5).all():
-        return f"collapsed ({what} scores all on one side of 0.5)"
-    if np.percentile(s, 95) - np.percentile(s, 5) < MIN_SPREAD:
-        return f"collapsed ({what} 5-95% range < 0.001)"
-    return None
+    return collapse_reason(s, what)
 
 
 def wilson(k, n, z=float(norm.ppf(0.975))):
@@ -147,32 +106,6 @@ def wilson(k, n, z=float(norm.ppf(0.975))):
     c = (p + z * z / (2 * n)) / (1 + z * z / n)
     h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, c - h), min(1.0, c + h)
-
-
-def decide(n_used, n_plan, lo, hi, mde):
-    if n_used < 3 or (n_plan - n_used) > 0.5 * n_plan:
-        return "inconclusive", "fewer than 3 usable comparisons or more than 50% left out"
-    if lo > 0:
-        return "reproduced", "interval above 0"
-    if hi < 0:
-        return "not reproduced", "interval below 0"
-    if hi < mde:
-        return "no detectable effect", "interval includes 0 and its upper end is below the MDE"
-    return "inconclusive", "interval includes 0 and reaches the MDE"
-
-
-def pooled(rows, points):
-    """rows: list of (B,) bootstrap arrays; points: point estimates -> dict."""
-    if not rows:
-        nan = float("nan")
-        return dict(estimate=nan, low=nan, high=nan, se=nan, mde=nan, n_nan=0)
-    Bt = np.vstack(rows)
-    valid = ~np.isnan(Bt).any(0)
-    pb = Bt[:, valid].mean(0)
-    lo, hi = (float(x) for x in np.percentile(pb, [2.5, 97.5]))
-    se = float(np.std(pb, ddof=1))
-    return dict(estimate=float(np.mean(points)), low=lo, high=hi, se=se, mde=Z * se,
-                n_nan=int((~valid).sum()))
 
 
 def main(argv=None):
@@ -187,7 +120,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = SCALES[args.scale]
     pretrain = cfg["pretrain"]
-    before = whole_set_start(args.results) if args.scale == "563" else None
+    before = whole_set_start(read_specs(args.results)) if args.scale == "563" else None
 
     # ---- records ----
     cells, excluded, profile_seeds = {}, [], set()
@@ -249,12 +182,12 @@ def main(argv=None):
         df = load(d)
         own = df.loc[df.test_set == OWN, "score"].to_numpy(float)
         allsc = df.drop_duplicates("image_id").score.to_numpy(float)
-        cr = collapse_reason(own)
+        cr = own_collapse(own)
         if c["reason"] is None and cr:
             c["reason"] = cr
         c["own_min"], c["own_max"] = float(own.min()), float(own.max())
         c["own_range_5_95"] = float(np.percentile(own, 95) - np.percentile(own, 5))
-        c["collapsed_on_all_test_images"] = collapse_reason(allsc, "all-test-image")
+        c["collapsed_on_all_test_images"] = own_collapse(allsc, "all-test-image")
         comps.append(c)
 
     dirs = [c["dir"] for c in comps if c["dir"]]
@@ -281,8 +214,7 @@ def main(argv=None):
     else:
         groups = sorted(ref[ref.test_set.isin([OWN, OTHER])].group_id.unique())
     gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
+    counts = patient_draws(groups, N_BOOT, BOOT_SEED)
 
     def subset(df, name):
         if name == "ALL":
@@ -355,14 +287,14 @@ def main(argv=None):
                      if c["reason"].startswith(name))
             reasons[k] = reasons.get(k, 0) + 1
 
-    res = pooled([c["boot"] for c in used], [c["diff"] for c in used])
-    outcome, why = decide(n_used, n_plan, res["low"], res["high"], res["mde"])
+    res = pool_defined([c["boot"] for c in used], [c["diff"] for c in used])
+    outcome, why = decide(res["low"], res["high"], res["mde"], n_used, n_plan)
     scored = [c for c in comps if c.get("dir")]
-    res_all = pooled([c["boot"] for c in scored], [c["diff"] for c in scored])
-    out_all, _ = decide(len(scored), len(scored), res_all["low"], res_all["high"], res_all["mde"])
-    ctrl = pooled([c["boot_ctrl"] for c in used if c["boot_ctrl"] is not None], [c["ctrl"] for c in used])
+    res_all = pool_defined([c["boot"] for c in scored], [c["diff"] for c in scored])
+    out_all, _ = decide(res_all["low"], res_all["high"], res_all["mde"], len(scored), len(scored))
+    ctrl = pool_defined([c["boot_ctrl"] for c in used if c["boot_ctrl"] is not None], [c["ctrl"] for c in used])
     # the same control written as AUC(15 images) - AUC(all its test images) (= diff - ctrl)
-    ctrl15 = pooled([c["boot"] - c["boot_ctrl"] for c in used if c["boot_ctrl"] is not None],
+    ctrl15 = pool_defined([c["boot"] - c["boot_ctrl"] for c in used if c["boot_ctrl"] is not None],
                     [c["diff"] - c["ctrl"] for c in used])
 
     # ---- report ----

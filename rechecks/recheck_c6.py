@@ -68,7 +68,6 @@ Usage:
                                   [--plan-563 records|profile] [--include-newer] [--with-covidcx]
 """
 import argparse
-import glob
 import json
 import os
 import sys
@@ -77,7 +76,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from shared import (
+    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, variant_reason,
+    whole_set_start)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
 EXTRA_TEST_SET = "COVID-ChestXRay"  # Table IV's 15 images; only with --with-covidcx
@@ -88,45 +90,10 @@ FULL_SEEDS = [0, 1, 2]
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_SPREAD = 0.001
-Z = float(norm.ppf(0.975) + norm.ppf(0.8))
 
 
 def pre_name(p):
     return "scratch" if p is None else p
-
-
-def variant_reason(s):
-    """None for a default-variant ResNet-18 covid record of either arm, else why it is a variant."""
-    if s.get("task") != "covid":
-        return f"task {s.get('task')}"
-    if s.get("profile") != "cpu":
-        return f"profile {s.get('profile')}"
-    if s.get("pipeline") not in ARMS:
-        return f"pipeline {s.get('pipeline')}"
-    if s.get("input_size") != 128:
-        return f"input_size {s.get('input_size')}"
-    for k in ("freeze", "adapt", "plant"):
-        if s.get(k) not in (None, False):
-            return f"{k} {s.get(k)}"
-    if s.get("precision") is not None:
-        return f"precision override {s.get('precision')}"
-    return None
-
-
-def read_specs(results):
-    out = []
-    for p in sorted(glob.glob(os.path.join(results, "*", "spec.json"))):
-        with open(p) as f:
-            out.append((os.path.dirname(p), json.load(f)))
-    return out
-
-
-def whole_set_start(specs):
-    t = [pd.Timestamp(j["created"]) for _, j in specs
-         if "kermany_full" in (j.get("spec", {}).get("pretrain"), j.get("spec", {}).get("composition"))
-         and j.get("created")]
-    return min(t) if t else None
 
 
 def index_records(specs, pretrains, before=None):
@@ -140,7 +107,7 @@ def index_records(specs, pretrains, before=None):
             continue
         if s.get("pretrain") not in pretrains:
             continue
-        why = variant_reason(s)
+        why = variant_reason(s, tuple(ARMS))
         if not why and before is not None and pd.Timestamp(j["created"]) >= before:
             why = f"not an older record (created {j['created']}, whole-set scale began {before})"
         if why:
@@ -156,45 +123,6 @@ def choose(cands, notes, label):
         ok.sort(key=lambda c: c[1].get("created", ""))
         notes.append(f"{label}: {len(ok)} default records {[os.path.basename(c[0]) for c in ok]}; took the latest created")
     return ok[-1] if ok else None
-
-
-def pair_matrix(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]).astype(float) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C, wpos, wneg):
-    """C (npos, nneg); wpos (B, npos); wneg (B, nneg) -> (B,), NaN where undefined."""
-    num = np.einsum("bi,bi->b", wpos @ C, wneg)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def summarise(point_rows, boot_rows):
-    """Mean of the point differences and percentile interval / SE of the mean of the replicate rows."""
-    if not point_rows:
-        return dict(estimate=float("nan"), low=float("nan"), high=float("nan"), se=float("nan"),
-                    mde=float("nan"), n_nan=0)
-    Bt = np.vstack(boot_rows)
-    valid = ~np.isnan(Bt).any(0)
-    pooled = Bt[:, valid].mean(0)
-    lo, hi = (float(x) for x in np.percentile(pooled, [2.5, 97.5]))
-    se = float(np.std(pooled, ddof=1))
-    return dict(estimate=float(np.mean(point_rows)), low=lo, high=hi, se=se, mde=Z * se,
-                n_nan=int((~valid).sum()))
-
-
-def decide(r, n_used, n_plan):
-    if n_used < 3 or (n_plan - n_used) > 0.5 * n_plan:
-        return "inconclusive", "fewer than 3 usable comparisons or more than 50% left out"
-    if r["low"] > 0:
-        return "reproduced", "interval above 0"
-    if r["high"] < 0:
-        return "not reproduced", "interval below 0"
-    if r["high"] < r["mde"]:
-        return "no detectable effect", "interval includes 0 and its upper end is below the MDE"
-    return "inconclusive", "interval includes 0 and reaches the MDE"
 
 
 def main(argv=None):
@@ -262,10 +190,8 @@ def main(argv=None):
                         s = df.loc[df.test_set == comp, "score"].to_numpy(float)
                         if len(s) == 0 or not np.isfinite(s).all():
                             reason = "collapsed (no finite own-test scores)"
-                        elif (s >= 0.5).all() or (s < 0.5).all():
-                            reason = "collapsed (own-test scores all on one side of 0.5)"
-                        elif np.percentile(s, 95) - np.percentile(s, 5) < MIN_SPREAD:
-                            reason = "collapsed (own-test 5-95% range < 0.001)"
+                        else:
+                            reason = collapse_reason(s)
                     models[key] = dict(dir=d, run=os.path.basename(d), best_value=bv, reason=reason,
                                        created=j.get("created"))
 
@@ -283,37 +209,12 @@ def main(argv=None):
         raise SystemExit("no records found")
 
     # ---- the claim's patients and the one set of draws ----
-    ref = load(dirs[0])
-    ref = ref[ref.test_set.isin(test_sets)]
-    groups = sorted(ref.group_id.unique())
-    gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
-    tsinfo = {}
-    for ts in test_sets:
-        t = ref[ref.test_set == ts].sort_values("image_id").reset_index(drop=True)
-        lab = t.label.to_numpy(int)
-        w = counts[:, [gidx[g] for g in t.group_id]]
-        tsinfo[ts] = dict(ids=t.image_id.to_numpy(), groups=t.group_id.to_numpy(), lab=lab,
-                          wpos=w[:, lab == 1], wneg=w[:, lab == 0])
-
-    auc_cache = {}
+    table = TestSetAUCs(load(dirs[0]), test_sets, N_BOOT, BOOT_SEED)
+    groups = table.groups
 
     def aucs(d):
-        if d in auc_cache:
-            return auc_cache[d]
-        df = load(d)
-        out = {}
-        for ts, info in tsinfo.items():
-            t = df[df.test_set == ts].sort_values("image_id").reset_index(drop=True)
-            if len(t) != len(info["ids"]) or (t.image_id.to_numpy() != info["ids"]).any():
-                raise SystemExit(f"{os.path.basename(d)}: test set {ts} differs from the reference images")
-            if (t.label.to_numpy(int) != info["lab"]).any() or (t.group_id.to_numpy() != info["groups"]).any():
-                raise SystemExit(f"{os.path.basename(d)}: labels or patients of {ts} differ from the reference")
-            C = pair_matrix(t.score.to_numpy(float), info["lab"])
-            out[ts] = (float(C.mean()), weighted_auc(C, info["wpos"], info["wneg"]))
-        auc_cache[d] = out
-        return out
+        """{test set: (point AUC, (B,) bootstrap AUCs)} for one record, checked against the reference."""
+        return table(os.path.basename(d), load(d))
 
     off_pt, off_bt, own_pt, own_bt, spec_pt, spec_bt, cell_rows = [], [], [], [], [], [], []
     for c in comps:
@@ -347,10 +248,10 @@ def main(argv=None):
             k = next(name for name in ("missing", "did not learn", "collapsed") if name in c["reason"])
             by_comparison[k] = by_comparison.get(k, 0) + 1
 
-    res = summarise(off_pt, off_bt)
-    outcome, why = decide(res, n_used, n_plan)
-    ctrl = summarise(own_pt, own_bt)
-    spec = summarise(spec_pt, spec_bt)
+    res = pool_defined(off_bt, off_pt)
+    outcome, why = decide(res["low"], res["high"], res["mde"], n_used, n_plan)
+    ctrl = pool_defined(own_bt, own_pt)
+    spec = pool_defined(spec_bt, spec_pt)
 
     # ---- report ----
     print(f"C6 recheck, scale {args.scale}: ResNet-18 with the paper's chain minus without (pipeline none), "

@@ -77,13 +77,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc
 
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_RANGE = 0.001
-Z = norm.ppf(0.975) + norm.ppf(0.8)
 SPLITS = {"U1": "U1-hannover-nih", "U2": "U2-cohen-kermany", "U3": "U3-cohen-cohen"}
 SEEN = {"U1": ("hannover COVID+", "nih COVID-"), "U2": ("cohen COVID+", "kermany COVID-"),
         "U3": ("cohen COVID+", "cohen COVID-")}
@@ -149,26 +148,6 @@ def pick(cands, notes, label):
 
 
 # ---------------------------------------------------------------- statistics
-def pair_matrix(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
-
-
-def weighted_auc(C, wpos, wneg):
-    num = np.einsum("bi,ij,bj->b", wpos, C, wneg, optimize=True)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def collapse_reason(scores):
-    if len(scores) == 0:
-        return "no own-test scores"
-    if (scores >= 0.5).all() or (scores < 0.5).all():
-        return "collapsed (own-test scores all on one side of 0.5)"
-    if np.percentile(scores, 95) - np.percentile(scores, 5) < MIN_RANGE:
-        return "collapsed (own-test 5-95% range < 0.001)"
-    return None
 
 
 def summarise(boot_rows, point):
@@ -184,18 +163,6 @@ def summarise(boot_rows, point):
     se = float(np.std(pb[ok], ddof=1))
     return dict(estimate=float(point), low=float(lo), high=float(hi), se=se, mde=float(Z * se),
                 n_nan=int(np.isnan(Bt).any(0).sum()))
-
-
-def decide(r, n_used, n_total):
-    if n_used < 3 or (n_total - n_used) > 0.5 * n_total:
-        return "inconclusive"
-    if r["low"] > 0:
-        return "reproduced"
-    if r["high"] < 0:
-        return "not reproduced"
-    if r["high"] < r["mde"]:
-        return "no detectable effect"
-    return "inconclusive"
 
 
 # ---------------------------------------------------------------- main
@@ -239,7 +206,8 @@ def main(argv=None) -> int:
                 if bv is None or bv < MIN_VAL_AUC:
                     m["reasons"].append(f"{sp} {var} did not learn (best val AUC {bv})")
                 df = scores(rec)
-                c = collapse_reason(df.loc[df.test_set.isin(SEEN[sp]), "score"].to_numpy(float))
+                own = df.loc[df.test_set.isin(SEEN[sp]), "score"].to_numpy(float)
+                c = collapse_reason(own) if len(own) else "no own-test scores"
                 if c:
                     m["reasons"].append(f"{sp} {var} {c}")
             models[(sp, var)] = m
@@ -263,8 +231,7 @@ def main(argv=None) -> int:
         uni = ref[ref.test_set.isin(PAIR_CK + PAIR_HN)]
     groups = sorted(set(uni.group_id.astype(str)))
     gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
+    counts = patient_draws(groups, N_BOOT, BOOT_SEED)
 
     auc_cache: dict[tuple, tuple[float, np.ndarray]] = {}
 
@@ -302,7 +269,7 @@ def main(argv=None) -> int:
     used = [c for c in comps if c["used"]]
     n_total = len(comps)
     res = summarise([c["boot"] for c in used], np.mean([c["diff"] for c in used]) if used else float("nan"))
-    outcome = decide(res, len(used), n_total)
+    outcome = decide(res["low"], res["high"], res["mde"], len(used), n_total)[0]
     reasons_count: dict[str, int] = {}
     for c in comps:
         if not c["used"]:

@@ -77,13 +77,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc
 
 N_BOOT = 2000
 BOOT_SEED = 0
 MIN_VAL_AUC = 0.6
-MIN_RANGE = 0.001
-Z = norm.ppf(0.975) + norm.ppf(0.8)
 MARKED, FLIPPED, UNMARKED = "CORDA · marked", "CORDA · flipped", "CORDA · unmarked"
 TEST_SETS = [MARKED, FLIPPED, UNMARKED]
 MODELS = [("corner", "paper"), ("corner", "none"), ("gamma", "paper"), ("gamma", "none")]
@@ -136,27 +135,17 @@ def pick(cands, notes, label):
 
 
 # ---------------------------------------------------------------- statistics
-def pair_matrix(scores, labels):
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
 
 
-def weighted_auc(C, wpos, wneg):
-    num = np.einsum("bi,ij,bj->b", wpos, C, wneg, optimize=True)
-    den = wpos.sum(1) * wneg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def collapse_reason(scores):
+def own_collapse(scores):
+    """The shared collapse rule, with the scores' range in the reason when they sit on one side."""
     if len(scores) == 0:
         return "no own-test scores"
-    if (scores >= 0.5).all() or (scores < 0.5).all():
+    why = collapse_reason(scores)
+    if why is not None and "one side" in why:
         side = ">= 0.5" if (scores >= 0.5).all() else "< 0.5"
         return f"collapsed (own-test scores all {side}: {scores.min():.3f}-{scores.max():.3f})"
-    if np.percentile(scores, 95) - np.percentile(scores, 5) < MIN_RANGE:
-        return "collapsed (own-test 5-95% range < 0.001)"
-    return None
+    return why
 
 
 def summarise(boot, point):
@@ -168,18 +157,6 @@ def summarise(boot, point):
     se = float(np.std(boot[ok], ddof=1))
     return dict(estimate=float(point), low=float(lo), high=float(hi), se=se, mde=float(Z * se),
                 n_nan=int((~ok).sum()))
-
-
-def decide(r, n_used, n_total):
-    if n_used == 0 or (n_total - n_used) > 0.5 * n_total:
-        return "inconclusive"
-    if r["low"] > 0:
-        return "reproduced"
-    if r["high"] < 0:
-        return "not reproduced"
-    if r["high"] < r["mde"]:
-        return "no detectable effect"
-    return "inconclusive"
 
 
 # ---------------------------------------------------------------- main
@@ -215,7 +192,7 @@ def main(argv=None) -> int:
             df = pd.read_csv(rec["dir"] / "scores.csv")
             m["sets"] = {t: df[df.test_set == t].sort_values("image_id").reset_index(drop=True) for t in TEST_SETS}
             for t in TEST_SETS:
-                m["collapse_by_set"][t] = collapse_reason(m["sets"][t].score.to_numpy(float))
+                m["collapse_by_set"][t] = own_collapse(m["sets"][t].score.to_numpy(float))
             c = m["collapse_by_set"][MARKED]
             if c:
                 m["reasons"].append(f"{label} {c}")
@@ -238,8 +215,7 @@ def main(argv=None) -> int:
     units = ref[args.unit].astype(str)
     groups = sorted(set(units))
     gidx = {g: i for i, g in enumerate(groups)}
-    rng = np.random.default_rng(BOOT_SEED)
-    counts = rng.multinomial(len(groups), np.full(len(groups), 1.0 / len(groups)), size=N_BOOT).astype(float)
+    counts = patient_draws(groups, N_BOOT, BOOT_SEED)
     w = counts[:, units.map(gidx).to_numpy(int)]
     wpos, wneg = w[:, lab == 1], w[:, lab == 0]
 
@@ -268,7 +244,7 @@ def main(argv=None) -> int:
         res, estimate_from = dec, "usable comparisons"
     else:
         res, estimate_from = dec, "left-out comparison (not deciding)"
-    outcome = decide(res, n_used, n_total) if res is not None else "inconclusive"
+    outcome = decide(res["low"], res["high"], res["mde"], n_used, n_total, min_used=1)[0] if res is not None else "inconclusive"
     reasons_count: dict[str, int] = {}
     for c in planned:
         if c["model"]["reasons"]:
