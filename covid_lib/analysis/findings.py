@@ -59,6 +59,13 @@ def f1_pairs() -> list[tuple[str, str, tuple[str, str]]]:
     return out
 
 
+def _usable_unless_collapsed(own_scores: np.ndarray) -> str:
+    """``usable``, or ``collapsed: <why>`` (:func:`covid_lib.metrics.collapse_status` at the
+    protocol's threshold and spread) for a model's scores on its own test set."""
+    why = collapse_status(own_scores, threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
+    return "usable" if why is None else f"collapsed: {why}"
+
+
 def f1_model_status(status: str, scores: pd.DataFrame | None, seen_parts: Iterable[str]) -> str:
     """The protocol's exclusion rule for a source-split model: its record's status, or
     ``collapsed: ...`` when its scores on its own (seen) test parts collapse
@@ -69,8 +76,7 @@ def f1_model_status(status: str, scores: pd.DataFrame | None, seen_parts: Iterab
     own = scores.loc[scores["test_set"].isin(list(seen_parts)), "score"].to_numpy()
     if not len(own):
         return "collapsed: no scores on its own test parts"
-    why = collapse_status(own, threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
-    return "usable" if why is None else f"collapsed: {why}"
+    return _usable_unless_collapsed(own)
 
 
 def estimate_f1(records: pd.DataFrame, *, variants: Iterable[tuple[str, str | None]] | None = None,
@@ -181,8 +187,7 @@ def planted_model_status(status: str, frame: pd.DataFrame | None) -> str:
         return status
     if frame is None or not len(frame) or frame["label"].nunique() < 2:
         return "missing"
-    why = collapse_status(frame["score"].to_numpy(), threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
-    return "usable" if why is None else f"collapsed: {why}"
+    return _usable_unless_collapsed(frame["score"].to_numpy())
 
 
 def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str], *, deciding: str = "paper",
