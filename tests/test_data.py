@@ -283,3 +283,25 @@ def test_one_named_loader_per_source(data_root):
         loaded = getattr(data, f"load_{name}")(data_root, verify=False)
         assert loaded.name == name and (loaded.manifest["source"] == name).all()
         assert name in getattr(data, f"load_{name}").__doc__
+
+
+@pytest.mark.data
+def test_compose_csv_lists_each_image_split_as_compose_assigns_it(data_root, tmp_path, capsys):
+    """``data compose all --csv``: one row per image and composition, the split and label that
+    :func:`compose` gives it, no absolute path (the file is meant to be shared and diffed)."""
+    from covid_lib.cli import main
+
+    out = tmp_path / "sub" / "membership.csv"
+    assert main(["data", "compose", "all", "--data-root", str(data_root), "--csv", str(out)]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    written = pd.read_csv(out, dtype=str)
+    assert list(written.columns) == ["composition", "source", "image_id", "patient_id", "group_id", "set",
+                                     "split", "label"]
+    assert not written.apply(lambda col: col.str.contains(str(data_root), regex=False)).any().any()
+    for name in COMPOSITIONS:
+        composed = compose(name, data_root, seed=0)
+        mine = written[written["composition"] == name].set_index(["source", "image_id"])
+        theirs = composed.set_index(["source", "image_id"])
+        assert len(mine) == len(theirs) and mine.index.is_unique
+        assert (mine.loc[theirs.index, "split"] == theirs["split"].to_numpy()).all()
+        assert (mine.loc[theirs.index, "label"].astype(int) == theirs["label"].astype(int).to_numpy()).all()

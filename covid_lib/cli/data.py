@@ -140,16 +140,35 @@ def _splits_with_status(data_root: str | None, seed: int):
     return global_splits(data_root, seed=seed, progress=True)
 
 
+#: The columns ``data compose --csv`` writes: who is in which split, nothing machine-specific
+#: (no absolute paths); a row's metadata are in its source's ``manifest.csv`` under ``image_id``.
+MEMBERSHIP_COLUMNS = ("composition", "source", "image_id", "patient_id", "group_id", "set", "split", "label")
+
+
+def write_membership(composed, path: str | Path) -> int:
+    """Write composed rows (frames of :func:`covid_lib.data.compose`) as one CSV of
+    :data:`MEMBERSHIP_COLUMNS`, sorted; returns the number of rows written."""
+    import pandas as pd
+
+    rows = pd.concat([c.loc[:, list(MEMBERSHIP_COLUMNS)] for c in composed], ignore_index=True)
+    rows = rows.sort_values(["composition", "split", "source", "image_id"], kind="stable")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(path, index=False)
+    return len(rows)
+
+
 def _cmd_compose(args: argparse.Namespace) -> int:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.data.compose import compose, stand_in_table, table_one, table_one_wide
 
     names = list(COMPOSITION_NAMES) if args.name == "all" else [args.name]
     _splits_with_status(args.data_root, args.seed)
-    for name in names:
-        composed = compose(name, args.data_root, seed=args.seed)
-        print(f"{name} (seed {args.seed}): {len(composed)} images, "
-              f"{composed['patient_id'].nunique()} patients")
+    composed = {name: compose(name, args.data_root, seed=args.seed) for name in names}
+    for name, rows in composed.items():
+        print(f"{name} (seed {args.seed}): {len(rows)} images, {rows['patient_id'].nunique()} patients")
+    if args.csv is not None:
+        written = write_membership(composed.values(), args.csv)
+        print(f"wrote {written} rows (which image is in which split) to {args.csv}")
     _status("counting Table I")
     long = table_one(args.data_root, seed=args.seed)
     print("\nTable I analog, ours (paper); + and - are COVID+ and COVID-:")
@@ -230,6 +249,9 @@ def register_cli(subparsers) -> None:
                    help=f"one of {', '.join(COMPOSITION_NAMES)}, or all")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level split and the balancing (default 0)")
     p.add_argument("--stand-ins", action="store_true", help="also print which public rows stand in for each set")
+    p.add_argument("--csv", type=Path, default=None, metavar="PATH",
+                   help="also write which image is in which split (composition, source, image_id, patient, "
+                   "set, split, label; one row per image and composition) to this CSV")
     p = add("audit", _cmd_audit, "leakage and duplicate audit of the splits and every composition")
     p.add_argument("--seed", type=int, default=0, help="seed of the patient-level split (default 0)")
     p.add_argument("--show-near", action="store_true", help="list near duplicates across splits")
