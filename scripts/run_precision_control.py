@@ -46,7 +46,7 @@ def twin_specs(grid: str = GRID, profile: str = "cpu") -> list:
     """The fp32 twins of ``grid``'s runs, fine-tunes from scratch first (they need no pre-training),
     then each pre-training before its fine-tunes."""
     twins = [replace(s, precision="fp32") for s in grid_specs(grid, profile)]
-    return sorted(twins, key=lambda s: (s.pretrain is not None, s.seed, s.task != "pretrain"))
+    return sorted(twins, key=lambda s: (s.task == "pretrain" or s.pretrain is not None, s.seed, s.task != "pretrain"))
 
 
 if __name__ == "__main__":
