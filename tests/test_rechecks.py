@@ -92,10 +92,11 @@ def test_claims_agree_with_independent_recomputations(claim, scale, args, tmp_pa
     _agree(mine, _verdict(scale, claim), f"{claim} at the {scale} scale")
 
 
-@pytest.mark.parametrize("finding", ["F1", "F3"])
+@pytest.mark.parametrize("finding", ["F1", "F3", "F4"])
 def test_findings_agree_with_independent_recomputations(finding, tmp_path):
-    """F1 (seen and unseen sources) and F3 (a planted mark through the chain) have one scale each;
-    their verdicts sit under ``findings``. F3's recheck found the collapsed planted model that the
+    """F1 (seen and unseen sources), F3 (a planted mark through the chain) and F4 (saliency inside
+    the lung, from its analysis record ``results/claims/f4.csv``) have one scale each; their
+    verdicts sit under ``findings``. F3's recheck found the collapsed planted model that the
     library had counted as usable (fixed: :func:`covid_lib.analysis.findings.planted_model_status`)."""
     mine = _recheck(f"recheck_{finding.lower()}.py", tmp_path)
     _agree(mine, json.loads(VERDICTS.read_text())["findings"][finding], finding)
@@ -108,6 +109,25 @@ def test_f2_agrees_with_an_independent_recomputation(data_root, tmp_path):
     (``data compose all --csv``), as the split cannot be redrawn without it."""
     mine = _recheck("recheck_f2.py", tmp_path, "--data", str(data_root))
     _agree(mine, json.loads(VERDICTS.read_text())["findings"]["F2"], "F2")
+
+
+@pytest.mark.data
+def test_f4_maps_no_image_its_model_trained_or_validated_on(data_root):
+    """F4's recheck asked whether the images it maps could be training images: 9 of each model's 30
+    COVID+ images are not in its own test set. None is in its composition's training or validation
+    split (they are other cohen images: the 15-image test of COVID-ChestXRay, or none of the sets)."""
+    import pandas as pd
+
+    from covid_lib.data.compose import compose
+
+    f4 = pd.read_csv(REPO_ROOT / "results" / "claims" / "f4.csv", dtype=str)
+    mapped = f4[f4["seen"] == "trained on"]
+    assert len(mapped)
+    for name, rows in mapped.groupby("composition"):
+        composed = compose(name, data_root, seed=0)
+        fitted = composed[composed["split"] != "test"]
+        overlap = set(zip(rows["source"], rows["image_id"])) & set(zip(fitted["source"], fitted["image_id"]))
+        assert not overlap, f"{name}: F4 maps images the models trained or validated on: {sorted(overlap)[:5]}"
 
 
 def test_c3_agrees_with_an_independent_recomputation(tmp_path):
