@@ -29,30 +29,69 @@ The control, fixed on 2026-12-04 before any of its twins was trained (this file'
   session on 2 cores, which leaves the deeper models' precision sensitivity unmeasured.
 
     nohup python scripts/run_precision_control.py > precision.log 2>&1 &
+    python scripts/run_precision_control.py --report   # the decision, into bench/results/
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+import json
+from pathlib import Path
 
-from covid_lib.grid import grid_specs, run_grid
+from covid_lib.grid import run_grid
 
 #: The grid whose bf16 runs are twinned.
 GRID = "conv8_full"
+#: Where ``--report`` writes the control (markdown and JSON).
+REPORT = Path(__file__).resolve().parents[1] / "bench" / "results" / "precision_control"
 
 
-def twin_specs(grid: str = GRID, profile: str = "cpu") -> list:
-    """The fp32 twins of ``grid``'s runs, fine-tunes from scratch first (they need no pre-training),
-    then each pre-training before its fine-tunes."""
-    twins = [replace(s, precision="fp32") for s in grid_specs(grid, profile)]
-    return sorted(twins, key=lambda s: (s.task == "pretrain" or s.pretrain is not None, s.seed, s.task != "pretrain"))
+def ordered_twins(grid: str = GRID, profile: str = "cpu") -> list:
+    """The fp32 twins of ``grid``'s runs (:func:`covid_lib.report.precision.twin_specs`), fine-tunes
+    from scratch first (they need no pre-training), then each pre-training before its fine-tunes."""
+    from covid_lib.report.precision import twin_specs
+
+    return sorted(twin_specs(grid, profile),
+                  key=lambda s: (s.task == "pretrain" or s.pretrain is not None, s.seed, s.task != "pretrain"))
+
+
+def twin_machines(records) -> str:
+    """The CPUs the twins were trained on, from their records' ``timings.json``."""
+    seen = set()
+    for path in records.loc[records["precision"] == "fp32", "path"].dropna():
+        machine = json.loads((Path(path) / "timings.json").read_text()).get("runtime", {}).get("machine", {})
+        flags = [f for f in ("avx512_bf16", "amx_bf16") if machine.get(f)]
+        seen.add(f"{machine.get('cpu', '?')} ({machine.get('cpu_id', '?')}; native bf16: "
+                 f"{', '.join(flags) if flags else 'none'})")
+    return "; ".join(sorted(seen)) or "no twin recorded yet"
+
+
+def report(profile: str = "cpu") -> str:
+    """Decide the control on the records there are, write :data:`REPORT` ``.md`` and ``.json``."""
+    from covid_lib.analysis.precision import estimate_precision
+    from covid_lib.report.precision import precision_markdown, precision_records
+
+    records = precision_records(GRID, profile)
+    control = estimate_precision(records)
+    REPORT.with_suffix(".md").write_text(precision_markdown(control, grid=GRID, machine=twin_machines(records)))
+    e = control.estimate
+    REPORT.with_suffix(".json").write_text(json.dumps({
+        "grid": GRID, "outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,
+        "high": e.high, "mde": control.mde, "n_used": e.n_used, "n_left_out": e.n_left_out,
+        "n_patients": e.n_patients, "noise": control.noise.to_dict("records"),
+        "pairs": e.cells.to_dict("records"), "left_out": e.left_out.to_dict("records")}, indent=1, default=float))
+    return control.summary()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="cpu")
+    parser.add_argument("--report", action="store_true",
+                        help="decide the control on the records there are and write bench/results/precision_control.*")
     args = parser.parse_args()
-    specs = twin_specs(GRID, args.profile)
-    print(f"{len(specs)} fp32 twins of {GRID}", flush=True)
-    print(run_grid(specs, args.profile).summary(), flush=True)
+    if args.report:
+        print(report(args.profile))
+    else:
+        specs = ordered_twins(GRID, args.profile)
+        print(f"{len(specs)} fp32 twins of {GRID}", flush=True)
+        print(run_grid(specs, args.profile).summary(), flush=True)
