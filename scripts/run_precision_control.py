@@ -28,8 +28,14 @@ The control, fixed on 2026-12-04 before any of its twins was trained (this file'
   letting fp32 twins fill missing bf16 cells; Conv8 is chosen because its 33 twins fit in one
   session on 2 cores, which leaves the deeper models' precision sensitivity unmeasured.
 
-    nohup python scripts/run_precision_control.py > precision.log 2>&1 &
-    python scripts/run_precision_control.py --report   # the decision, into bench/results/
+Second arm, fixed on 2026-12-04 at 21:27 UTC (the commit that added ``--arm resnet18``), before any
+of its twins was trained, under the same estimand, test and rule: ResNet-18 from scratch in
+``table2_full`` (the model of C1, C2, C5 and C6), five compositions x seeds 0-2 (15 runs, no
+pre-training needed). The arms are decided separately (``covid_lib.report.precision.ARMS``).
+
+    nohup python scripts/run_precision_control.py > precision.log 2>&1 &            # Conv8
+    nohup python scripts/run_precision_control.py --arm resnet18 > precision.log 2>&1 &
+    python scripts/run_precision_control.py --report [--arm resnet18]   # the decision, into bench/results/
 """
 
 from __future__ import annotations
@@ -40,19 +46,18 @@ from pathlib import Path
 
 from covid_lib.grid import run_grid
 
-#: The grid whose bf16 runs are twinned.
-GRID = "conv8_full"
-#: Where ``--report`` writes the control (markdown and JSON).
-REPORT = Path(__file__).resolve().parents[1] / "bench" / "results" / "precision_control"
+#: Where ``--report`` writes an arm's control: ``<REPORTS>/precision_control_<arm>.{md,json}``.
+REPORTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 
 
-def ordered_twins(grid: str = GRID, profile: str = "cpu") -> list:
-    """The fp32 twins of ``grid``'s runs (:func:`covid_lib.report.precision.twin_specs`), fine-tunes
-    from scratch first (they need no pre-training), then each pre-training before its fine-tunes."""
+def ordered_twins(arm: str = "conv8", profile: str = "cpu") -> list:
+    """The fp32 twins of an arm's runs (:func:`covid_lib.report.precision.twin_specs`), seed by seed
+    (a stopped run leaves whole seeds), fine-tunes from scratch first in each, then each pre-training
+    right before its fine-tunes."""
     from covid_lib.report.precision import twin_specs
 
-    return sorted(twin_specs(grid, profile),
-                  key=lambda s: (s.task == "pretrain" or s.pretrain is not None, s.seed, s.task != "pretrain"))
+    return sorted(twin_specs(arm, profile),
+                  key=lambda s: (s.seed, s.task == "pretrain" or s.pretrain is not None, s.task != "pretrain"))
 
 
 def twin_machines(records) -> str:
@@ -66,32 +71,37 @@ def twin_machines(records) -> str:
     return "; ".join(sorted(seen)) or "no twin recorded yet"
 
 
-def report(profile: str = "cpu") -> str:
-    """Decide the control on the records there are, write :data:`REPORT` ``.md`` and ``.json``."""
+def report(arm: str = "conv8", profile: str = "cpu") -> str:
+    """Decide an arm on the records there are; write its markdown and JSON under :data:`REPORTS`."""
     from covid_lib.analysis.precision import estimate_precision
     from covid_lib.report.precision import precision_markdown, precision_records
 
-    records = precision_records(GRID, profile)
+    records = precision_records(arm, profile)
     control = estimate_precision(records)
-    REPORT.with_suffix(".md").write_text(precision_markdown(control, grid=GRID, machine=twin_machines(records)))
+    out = REPORTS / f"precision_control_{arm}"
+    out.with_suffix(".md").write_text(precision_markdown(control, arm=arm, machine=twin_machines(records)))
     e = control.estimate
-    REPORT.with_suffix(".json").write_text(json.dumps({
-        "grid": GRID, "outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,
+    out.with_suffix(".json").write_text(json.dumps({
+        "arm": arm, "outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,
         "high": e.high, "mde": control.mde, "n_used": e.n_used, "n_left_out": e.n_left_out,
         "n_patients": e.n_patients, "noise": control.noise.to_dict("records"),
-        "pairs": e.cells.to_dict("records"), "left_out": e.left_out.to_dict("records")}, indent=1, default=float))
+        "statuses": control.statuses.to_dict(), "pairs": e.cells.to_dict("records"),
+        "left_out": e.left_out.to_dict("records")}, indent=1, default=float))
     return control.summary()
 
 
 if __name__ == "__main__":
+    from covid_lib.report.precision import ARMS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="cpu")
+    parser.add_argument("--arm", choices=sorted(ARMS), default="conv8", help="which arm (default conv8)")
     parser.add_argument("--report", action="store_true",
-                        help="decide the control on the records there are and write bench/results/precision_control.*")
+                        help="decide the arm on the records there are and write bench/results/precision_control_ARM.*")
     args = parser.parse_args()
     if args.report:
-        print(report(args.profile))
+        print(report(args.arm, args.profile))
     else:
-        specs = ordered_twins(GRID, args.profile)
-        print(f"{len(specs)} fp32 twins of {GRID}", flush=True)
+        specs = ordered_twins(args.arm, args.profile)
+        print(f"{len(specs)} fp32 twins ({args.arm}: {ARMS[args.arm].description})", flush=True)
         print(run_grid(specs, args.profile).summary(), flush=True)

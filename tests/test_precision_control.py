@@ -90,7 +90,7 @@ def test_collapsed_or_untrained_twins_are_left_out_counted_and_crossed(twins):
     statuses = control.statuses
     assert statuses.loc["done", "done"] == 1 and statuses.loc["done", "collapsed"] == 1
     assert statuses.loc["did not learn", "done"] == 1 and statuses.to_numpy().sum() == 3
-    page = precision_markdown(control, grid="conv8_full", machine="test CPU")
+    page = precision_markdown(control, arm="conv8", machine="test CPU")
     assert "**inconclusive**" in page and "## Pairs left out" in page and "test CPU" in page
 
 
@@ -107,18 +107,20 @@ def test_a_cell_without_its_twin_is_left_out_as_missing(twins, write_record):
 
 
 @pytest.mark.data
-def test_the_records_pair_each_conv8_run_with_its_fp32_twin(data_root):
-    """On the committed records: every COVID run of ``conv8_full`` once in bf16 (recorded) and once as
-    its twin, the twin's run id another one and its spec the same but for the precision."""
+@pytest.mark.parametrize("arm, n", [("conv8", 30), ("resnet18", 15)])
+def test_the_records_pair_each_run_of_an_arm_with_its_fp32_twin(data_root, arm, n):
+    """On the committed records: every COVID run of the arm once in bf16 (recorded) and once as its
+    twin, the twin's run id another one and its spec the same but for the precision."""
     from dataclasses import replace
 
-    from covid_lib.grid import grid_specs
-    from covid_lib.report.precision import precision_records
+    from covid_lib.report.precision import ARMS, precision_records
 
-    records = precision_records("conv8_full", data_root=data_root)
+    records = precision_records(arm, data_root=data_root)
     bf16, fp32 = records[records["precision"] == "bf16"], records[records["precision"] == "fp32"]
-    assert len(bf16) == len(fp32) == 30
+    assert len(bf16) == len(fp32) == n
     assert (bf16["status"] != "missing").all()
     assert set(bf16["run_id"]).isdisjoint(fp32["run_id"])
-    covid = [s for s in grid_specs("conv8_full", data_root=data_root) if s.task == "covid"]
+    covid = [s for s in ARMS[arm].specs(data_root=data_root) if s.task == "covid"]
     assert set(fp32["run_id"]) == {replace(s, precision="fp32").run_id for s in covid}
+    if arm == "resnet18":
+        assert set(bf16["pretrain"]) == {"none"} and set(bf16["seed"]) == {0, 1, 2}

@@ -4,7 +4,7 @@ runs beside their fp32 twins, and the markdown ``scripts/run_precision_control.p
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -13,16 +13,46 @@ from covid_lib.grid import grid_specs
 from covid_lib.report.records import spec_records
 
 
-def twin_specs(grid: str, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
-    """The fp32 twins (``precision="fp32"``, other run ids) of ``grid``'s runs, pre-trainings included."""
-    return [replace(s, precision="fp32") for s in grid_specs(grid, profile, data_root=data_root)]
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the control: the runs of ``grid`` that are twinned (all, or those with a
+    pre-training in ``pretrains`` and a seed in ``seeds``), each fixed before its twins were trained."""
+
+    grid: str
+    description: str
+    fixed: str
+    pretrains: tuple[str | None, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+
+    def specs(self, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
+        """The arm's bf16 runs (pre-trainings among them when the arm holds pre-trained fine-tunes)."""
+        return [s for s in grid_specs(self.grid, profile, data_root=data_root)
+                if (self.pretrains is None or (s.task == "pretrain" and s.composition in self.pretrains)
+                    or (s.task == "covid" and s.pretrain in self.pretrains))
+                and (self.seeds is None or s.seed in self.seeds) and s.effective_precision == "bf16"]
 
 
-def precision_records(grid: str, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
+#: The control's arms, by name (``scripts/run_precision_control.py --arm NAME``).
+ARMS = {
+    "conv8": Arm("conv8_full", "every Conv8 run of `conv8_full`: 3 pre-trainings on the whole ChestXRay set and "
+                 "30 fine-tunes (5 compositions x from scratch and pre-trained x seeds 0-2)", "2026-12-04, 21:12 UTC"),
+    "resnet18": Arm("table2_full", "ResNet-18 from scratch in `table2_full`: 5 compositions x seeds 0-2 (15 runs)",
+                    "2026-12-04, 21:27 UTC", pretrains=(None,), seeds=(0, 1, 2)),
+}
+
+
+def twin_specs(arm: str | Arm, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
+    """The fp32 twins (``precision="fp32"``, other run ids) of an arm's runs, pre-trainings included."""
+    arm = ARMS[arm] if isinstance(arm, str) else arm
+    return [replace(s, precision="fp32") for s in arm.specs(profile, data_root)]
+
+
+def precision_records(arm: str | Arm, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
                       results: str | os.PathLike | None = None) -> pd.DataFrame:
-    """:func:`spec_records` of ``grid``'s bf16 COVID runs and of their fp32 twins, with ``precision``
+    """:func:`spec_records` of an arm's bf16 COVID runs and of their fp32 twins, with ``precision``
     the precision each run computed in (``bf16`` or ``fp32``)."""
-    bf16 = [s for s in grid_specs(grid, profile, data_root=data_root) if s.effective_precision == "bf16"]
+    arm = ARMS[arm] if isinstance(arm, str) else arm
+    bf16 = arm.specs(profile, data_root)
     twins = [replace(s, precision="fp32") for s in bf16]
     frames = []
     for precision, specs in (("bf16", bf16), ("fp32", twins)):
@@ -34,16 +64,18 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_markdown(index=False, floatfmt=f".{digits}f")
 
 
-def precision_markdown(control: PrecisionControl, *, grid: str, machine: str) -> str:
+def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: str) -> str:
     """The control as a page: the rule, the decision with its numbers, the pairs, the noise floor
     and the statuses' agreement."""
+    arm = ARMS[arm] if isinstance(arm, str) else arm
     e = control.estimate
     cells = e.cells.copy()
     lines = [
-        f"# Precision control: fp32 twins of `{grid}` against their bf16 records",
+        f"# Precision control: fp32 twins of `{arm.grid}` against their bf16 records",
         "",
-        "Fixed before the twins were trained (`scripts/run_precision_control.py`, first commit 2026-12-04); "
-        "the rule is in `covid_lib/analysis/precision.py`. It decides no claim.",
+        f"The runs: {arm.description}. Fixed {arm.fixed}, before their twins were trained "
+        "(`scripts/run_precision_control.py`); the rule is in `covid_lib/analysis/precision.py`. "
+        "It decides no claim.",
         "",
         "- **Estimand:** mean over pairs of AUC(fp32 twin) - AUC(bf16 record) on the composition's own test set; "
         "paired patient-cluster bootstrap (2000 replicates, seed 0).",
