@@ -28,7 +28,7 @@ The control, fixed on 2026-12-04 before any of its twins was trained (this file'
   letting fp32 twins fill missing bf16 cells; Conv8 is chosen because its 33 twins fit in one
   session on 2 cores, which leaves the deeper models' precision sensitivity unmeasured.
 
-Second arm, fixed on 2026-12-04 at 21:27 UTC (the commit that added ``--arm resnet18``), before any
+Second arm, fixed on 2026-12-04 at 21:26 UTC (the commit that added ``--arm resnet18``), before any
 of its twins was trained, under the same estimand, test and rule: ResNet-18 from scratch in
 ``table2_full`` (the model of C1, C2, C5 and C6), five compositions x seeds 0-2 (15 runs, no
 pre-training needed). The arms are decided separately (``covid_lib.report.precision.ARMS``).

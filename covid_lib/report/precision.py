@@ -37,7 +37,7 @@ ARMS = {
     "conv8": Arm("conv8_full", "every Conv8 run of `conv8_full`: 3 pre-trainings on the whole ChestXRay set and "
                  "30 fine-tunes (5 compositions x from scratch and pre-trained x seeds 0-2)", "2026-12-04, 21:12 UTC"),
     "resnet18": Arm("table2_full", "ResNet-18 from scratch in `table2_full`: 5 compositions x seeds 0-2 (15 runs)",
-                    "2026-12-04, 21:27 UTC", pretrains=(None,), seeds=(0, 1, 2)),
+                    "2026-12-04, 21:26 UTC", pretrains=(None,), seeds=(0, 1, 2)),
 }
 
 
