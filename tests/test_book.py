@@ -1082,6 +1082,40 @@ def test_chapters_reading_checkpoints_are_not_published_from_a_machine_without_a
     assert checkpoints.missing_checkpoints_problem(["08_features"], "cpu") is not None  # another profile's
     (storage / "covid-CORDA-resnet18-scratch-cpu-s0-0000000000").mkdir()
     (storage / "covid-CORDA-resnet18-scratch-cpu-s0-0000000000" / "model.pt").write_bytes(b"x")
+    assert checkpoints.missing_checkpoints_problem(["08_features"], "cpu") is not None  # no record of it here
+    record = tmp_path / "results" / "covid-CORDA-resnet18-scratch-cpu-s0-0000000000"
+    record.mkdir(parents=True)
+    (record / "spec.json").write_text('{"spec": {"precision": null}}')
+    monkeypatch.setenv("COVID_LIB_RESULTS", str(tmp_path / "results"))
     assert main(["book", "run", "08", *publish]) == 0
     assert calls == [("08_features", None), ("01_data", "book/chapters"), ("08_features", "book/chapters"),
                      ("08_features", "book/chapters")]
+
+
+def test_an_fp32_twins_checkpoint_does_not_let_a_chapter_publish(tmp_path, monkeypatch):
+    """The precision control caches fp32 twins of the cpu profile's bf16 runs on a CPU without bf16;
+    no chapter reads them (nor a checkpoint whose run has no record here), so they must not lift the
+    guard that a fresh machine's empty cache sets."""
+    import json
+
+    from covid_lib.book import checkpoints
+    from covid_lib.runs import RESULTS_ENV_VAR
+
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    monkeypatch.setattr(checkpoints, "checkpoint_dir", lambda storage_=None: storage)
+    monkeypatch.setenv(RESULTS_ENV_VAR, str(results))
+
+    def cached(run_id: str, precision: str | None) -> None:
+        (storage / run_id).mkdir(parents=True)
+        (storage / run_id / "model.pt").write_bytes(b"x")
+        (results / run_id).mkdir(parents=True)
+        (results / run_id / "spec.json").write_text(json.dumps({"spec": {"precision": precision}}))
+
+    (storage / "covid-CORDA-conv8-scratch-cpu-s0-2222222222").mkdir(parents=True)
+    (storage / "covid-CORDA-conv8-scratch-cpu-s0-2222222222" / "model.pt").write_bytes(b"x")  # no record here
+    cached("covid-CORDA-conv8-scratch-cpu-s0-0000000000", "fp32")
+    assert not checkpoints.has_cached_checkpoints("cpu")
+    assert checkpoints.missing_checkpoints_problem(["07_small_test"], "cpu") is not None
+    cached("covid-CORDA-conv8-scratch-cpu-s0-1111111111", None)  # a run at the profile's own precision
+    assert checkpoints.has_cached_checkpoints("cpu")
+    assert checkpoints.missing_checkpoints_problem(["07_small_test"], "cpu") is None
