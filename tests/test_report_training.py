@@ -68,7 +68,10 @@ def test_pretraining_gain_is_paired_and_clustered(records):
 
 
 def test_precision_table_and_missing_records(records):
-    root, *_ = records
+    root, _, weak, _ = records
+    spec = dict(task="covid", composition="CORDA", arch="conv8", profile="cpu", seed=0, pipeline="paper",
+                pretrain=None, precision="fp32")  # an fp32 twin of another architecture: not the grid's
+    write_record(root, spec, weak, auc=0.9)
     table = rt.precision_table(rt.record_index(root))
     assert table["precision"].tolist() == ["bf16", "bf16", "fp32", "fp32"]
     assert table["test AUC"].tolist() == pytest.approx([0.6, 0.61, 0.6, 0.61])

@@ -126,12 +126,15 @@ def pretraining_gain(index: pd.DataFrame, *, composition: str = "CORDA", test_se
 
 
 def precision_table(index: pd.DataFrame, *, composition: str = "CORDA", test_set: str | None = None,
-                    profile: str = "cpu") -> pd.DataFrame:
-    """Test AUC per seed in fp32 and bf16 (the ``precision`` grid), with mean and SD per precision."""
+                    profile: str = "cpu", arch: str = "resnet18") -> pd.DataFrame:
+    """Test AUC per seed in fp32 and bf16 (the ``precision`` grid: ``arch`` from scratch with the
+    paper's chain and an explicit precision; other architectures' fp32 twins, e.g. the precision
+    control's Conv8, are not its runs), with mean and SD per precision."""
     test_set = test_set or composition
     rows = []
     for _, r in index[(index["task"] == "covid") & (index["composition"] == composition) & (index["profile"] == profile)
-                      & index["precision"].notna() & (index["pretrain"].isna())].iterrows():
+                      & index["precision"].notna() & (index["pretrain"].isna()) & (index["arch"] == arch)
+                      & (index["pipeline"] == "paper")].iterrows():
         record = index_record(r)
         m = record.table
         m = m[(m["test_set"] == test_set)].iloc[0]
