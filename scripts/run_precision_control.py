@@ -32,6 +32,10 @@ Second arm, fixed on 2026-12-04 at 21:26 UTC (the commit that added ``--arm resn
 of its twins was trained, under the same estimand, test and rule: ResNet-18 from scratch in
 ``table2_full`` (the model of C1, C2, C5 and C6), five compositions x seeds 0-2 (15 runs, no
 pre-training needed). The arms are decided separately (``covid_lib.report.precision.ARMS``).
+Found after it was fixed, before its new twins ran: three of its twins (CORDA&ChestXRay, seeds
+0-2) are the ``precision`` grid's fp32 runs, the same specs, recorded on 2026-12-02, before records
+named their machine; they count as the arm's, and the report names each twin's machine where
+recorded.
 
     nohup python scripts/run_precision_control.py > precision.log 2>&1 &            # Conv8
     nohup python scripts/run_precision_control.py --arm resnet18 > precision.log 2>&1 &
@@ -65,6 +69,9 @@ def twin_machines(records) -> str:
     seen = set()
     for path in records.loc[records["precision"] == "fp32", "path"].dropna():
         machine = json.loads((Path(path) / "timings.json").read_text()).get("runtime", {}).get("machine", {})
+        if not machine.get("cpu_id"):
+            seen.add("a machine not recorded (records before 2026-12-03)")
+            continue
         flags = [f for f in ("avx512_bf16", "amx_bf16") if machine.get(f)]
         seen.add(f"{machine.get('cpu', '?')} ({machine.get('cpu_id', '?')}; native bf16: "
                  f"{', '.join(flags) if flags else 'none'})")
@@ -79,7 +86,8 @@ def report(arm: str = "conv8", profile: str = "cpu") -> str:
     records = precision_records(arm, profile)
     control = estimate_precision(records)
     out = REPORTS / f"precision_control_{arm}"
-    out.with_suffix(".md").write_text(precision_markdown(control, arm=arm, machine=twin_machines(records)))
+    out.with_suffix(".md").write_text(precision_markdown(control, arm=arm, machine=twin_machines(records),
+                                                          records=records))
     e = control.estimate
     out.with_suffix(".json").write_text(json.dumps({
         "arm": arm, "outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,

@@ -148,6 +148,28 @@ def test_f5_agrees_on_the_librarys_reading_and_neither_reading_shows_an_effect(t
     assert {mine["outcome"], mine["sensitivity"]["normalised-excess"]["outcome"], theirs["outcome"]} <= undecided
 
 
+@pytest.mark.data
+@pytest.mark.parametrize("arm", ["conv8", "resnet18"])
+def test_the_precision_control_agrees_with_an_independent_recomputation(arm, data_root, tmp_path):
+    """The precision control (fp32 twins against their bf16 records, ``scripts/run_precision_control.py``)
+    is no verdict: the recheck is held to the library's decision on the records there are."""
+    from covid_lib.analysis.precision import estimate_precision
+    from covid_lib.report.precision import precision_records
+
+    control = estimate_precision(precision_records(arm, data_root=data_root))
+    e = control.estimate
+    order = ("missing", "did not learn", "collapsed")
+    reasons: dict[str, int] = {}
+    for row in e.left_out.to_dict("records"):
+        statuses = [str(row["status_a"]), str(row["status_b"])]
+        why = next(k for k in order if any(st.startswith(k) for st in statuses))
+        reasons[why] = reasons.get(why, 0) + 1
+    theirs = {"estimate": e.estimate, "low": e.low, "high": e.high, "mde": control.mde, "n_used": e.n_used,
+              "n_left_out": e.n_left_out, "left_out_reasons": reasons, "outcome": control.outcome}
+    mine = _recheck("recheck_precision.py", tmp_path, "--arm", arm)[arm]
+    _agree(mine, theirs, f"precision control, {arm}")
+
+
 def test_c3_agrees_with_an_independent_recomputation(tmp_path):
     """Both parts of C3 at the whole-set scale: ResNet-50 and Conv8 against ResNet-18."""
     mine = _recheck("recheck_c3.py", tmp_path)

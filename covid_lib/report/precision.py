@@ -3,8 +3,10 @@ runs beside their fp32 twins, and the markdown ``scripts/run_precision_control.p
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -36,7 +38,10 @@ class Arm:
 ARMS = {
     "conv8": Arm("conv8_full", "every Conv8 run of `conv8_full`: 3 pre-trainings on the whole ChestXRay set and "
                  "30 fine-tunes (5 compositions x from scratch and pre-trained x seeds 0-2)", "2026-12-04, 21:12 UTC"),
-    "resnet18": Arm("table2_full", "ResNet-18 from scratch in `table2_full`: 5 compositions x seeds 0-2 (15 runs)",
+    "resnet18": Arm("table2_full", "ResNet-18 from scratch in `table2_full`: 5 compositions x seeds 0-2 (15 runs). "
+                    "Three of its twins, CORDA&ChestXRay seeds 0-2, are the `precision` grid's fp32 runs (the same "
+                    "specs), recorded on 2026-12-02 (before records named their machine) and before the arm was fixed; "
+                    "they count as the arm's, and the pairs table names each twin's machine where recorded",
                     "2026-12-04, 21:26 UTC", pretrains=(None,), seeds=(0, 1, 2)),
 }
 
@@ -60,16 +65,32 @@ def precision_records(arm: str | Arm, profile: str = "cpu", *, data_root: str | 
     return pd.concat(frames, ignore_index=True)
 
 
+def with_twin_machines(cells: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
+    """``cells`` (:attr:`ClaimEstimate.cells` of the control) with each fp32 twin's machine (CPU id
+    and native bf16, from ``timings.json``) and the day it was recorded (``spec.json``)."""
+    twins = records[records["precision"] == "fp32"].set_index(["arch", "pretrain", "composition", "seed"])
+    machines, days = [], []
+    for row in cells.to_dict("records"):
+        path = twins.loc[(row["arch"], row["pretrain"], row["composition"], row["seed"]), "path"]
+        runtime = json.loads((Path(path) / "timings.json").read_text()).get("runtime", {}).get("machine", {})
+        bf16 = [f for f in ("avx512_bf16", "amx_bf16") if runtime.get(f)]
+        machines.append(f"{runtime['cpu_id']} ({', '.join(bf16) if bf16 else 'no native bf16'})"
+                        if runtime.get("cpu_id") else "not recorded")
+        days.append(json.loads((Path(path) / "spec.json").read_text()).get("created", "")[:10])
+    return cells.assign(**{"twin machine": machines, "twin recorded": days})
+
+
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_markdown(index=False, floatfmt=f".{digits}f")
 
 
-def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: str) -> str:
-    """The control as a page: the rule, the decision with its numbers, the pairs, the noise floor
-    and the statuses' agreement."""
+def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: str,
+                       records: pd.DataFrame | None = None) -> str:
+    """The control as a page: the rule, the decision with its numbers, the pairs (each twin's machine
+    when ``records``, :func:`precision_records`, are given), the noise floor and the statuses."""
     arm = ARMS[arm] if isinstance(arm, str) else arm
     e = control.estimate
-    cells = e.cells.copy()
+    cells = with_twin_machines(e.cells, records) if records is not None and len(e.cells) else e.cells.copy()
     lines = [
         f"# Precision control: fp32 twins of `{arm.grid}` against their bf16 records",
         "",
@@ -98,7 +119,7 @@ def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: st
     ]
     if len(cells):
         cols = [c for c in ("arch", "pretrain", "composition", "seed", "auc_bf16", "auc_fp32", "estimate", "low",
-                            "high") if c in cells]
+                            "high", "twin machine", "twin recorded") if c in cells]
         lines += ["## Pairs used", "", _table(cells[cols]), ""]
     if len(e.left_out):
         lines += ["## Pairs left out", "", e.left_out.rename(columns={"status_a": "fp32 twin",
