@@ -62,7 +62,7 @@ Readings chosen (each one a choice the brief left open):
      records (seeds 0-2) of those cells. A crosstab of statuses (bf16 record x twin: ok, missing,
      did not learn, collapsed by first reason) over the planned pairs.
 
-Usage: python rechecks/recheck_precision.py [--arm conv8|resnet18|both] [--results DIR]
+Usage: python rechecks/recheck_precision.py [--arm conv8|resnet18|resnet50|both] [--results DIR]
                                             [--twins-created-after ISO-DATE] [--json OUT.json]
 """
 from __future__ import annotations
@@ -90,6 +90,9 @@ BASE = dict(task="covid", profile="cpu", input_size=128, pipeline="paper",
 ARMS = {
     "conv8": dict(arch="conv8", pretrains=[None, "kermany_full"]),
     "resnet18": dict(arch="resnet18", pretrains=[None]),
+    # added by the project (not the recheck's author) when the third arm was fixed: ResNet-50
+    # pre-trained on nih (RSNA), seed 0 (the script docstring of run_precision_control.py)
+    "resnet50": dict(arch="resnet50", pretrains=["nih"], seeds=[0]),
 }
 STATUS_ORDER = ["ok", "missing", "did not learn", "collapsed"]
 
@@ -188,7 +191,7 @@ def run_arm(arm: str, records: list[dict], L: Loader, twins_after: str | None) -
     pairs = []
     for pre in cfg["pretrains"]:
         for comp in COMPOSITIONS:
-            for seed in SEEDS:
+            for seed in cfg.get("seeds", SEEDS):
                 label = f"{comp} {pre or 'scratch'} s{seed}"
                 cands = [r for r in records if planned_match(r["spec"], cfg["arch"], pre, comp, seed)]
                 bf = [r for r in cands if r["spec"].get("precision") is None]
@@ -366,7 +369,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parents[1] / "results")
-    ap.add_argument("--arm", choices=["conv8", "resnet18", "both"], default="both")
+    ap.add_argument("--arm", choices=[*ARMS, "both"], default="both", help="an arm, or both of the first two")
     ap.add_argument("--twins-created-after", default=None,
                     help="count only fp32 twins created at or after this ISO date (sensitivity reading)")
     ap.add_argument("--json", type=Path, default=None)

@@ -43,6 +43,10 @@ ARMS = {
                     "specs), recorded on 2026-12-02 (before records named their machine) and before the arm was fixed; "
                     "they count as the arm's, and the pairs table names each twin's machine where recorded",
                     "2026-12-04, 21:26 UTC", pretrains=(None,), seeds=(0, 1, 2)),
+    "resnet50": Arm("table3_full", "ResNet-50 pre-trained on RSNA (nih) in `table3_full`, seed 0: the pre-training "
+                    "and its 5 fine-tunes (the architecture of the runs `table3_full` misses; its other cells need "
+                    "a whole-set pre-training of 1-2 hours in bf16)", "2026-12-04, 21:38 UTC", pretrains=("nih",),
+                    seeds=(0,)),
 }
 
 
