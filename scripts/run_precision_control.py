@@ -37,7 +37,7 @@ Found after it was fixed, before its new twins ran: three of its twins (CORDA&Ch
 named their machine; they count as the arm's, and the report names each twin's machine where
 recorded.
 
-Third arm, fixed on 2026-12-04 at 21:38 UTC before any of its twins was trained, same estimand,
+Third arm, fixed on 2026-12-04 at 21:33 UTC before any of its twins was trained, same estimand,
 test and rule: ResNet-50 pre-trained on RSNA (nih) in ``table3_full``, seed 0 (the pre-training on
 the 1,000 NIH images and its 5 fine-tunes: 5 pairs). ResNet-50 is the architecture of the 18 runs
 ``table3_full`` misses; its whole-set pre-trainings take 1-2 hours each in bf16, too long to twin here.

@@ -45,7 +45,7 @@ ARMS = {
                     "2026-12-04, 21:26 UTC", pretrains=(None,), seeds=(0, 1, 2)),
     "resnet50": Arm("table3_full", "ResNet-50 pre-trained on RSNA (nih) in `table3_full`, seed 0: the pre-training "
                     "and its 5 fine-tunes (the architecture of the runs `table3_full` misses; its other cells need "
-                    "a whole-set pre-training of 1-2 hours in bf16)", "2026-12-04, 21:38 UTC", pretrains=("nih",),
+                    "a whole-set pre-training of 1-2 hours in bf16)", "2026-12-04, 21:33 UTC", pretrains=("nih",),
                     seeds=(0,)),
 }
 
