@@ -84,7 +84,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import collapse_reason, decide, patient_draws, pool_defined, read_specs, variant_reason
+from shared import collapse_reason, decide, patient_draws, pool_defined, read_specs, variant_reason, write_json
 
 CLAIM = "C4"
 SOURCE_READING = "ChestXRay vs CORDA, COVID- only"
@@ -170,9 +170,7 @@ def not_evaluated(args, t0, why):
                "se": nan, "n_used": 0, "n_left_out": len(SEEDS), "n_planned": len(SEEDS),
                "left_out_reasons": {"missing": len(SEEDS)}, "outcome": "inconclusive",
                "reason": f"not evaluated: {why}"}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     print(f"runtime {time.time() - t0:.1f} s")
     return 0
 
@@ -341,9 +339,7 @@ def main(argv=None):
                                 "margin": enc[e]["margin"]} for e in encoders},
                "comparisons": [{k: v for k, v in c.items() if k != "diff_bt"} for c in comps],
                "notes": notes}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

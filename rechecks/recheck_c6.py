@@ -79,7 +79,7 @@ import pandas as pd
 
 from shared import (
     TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, variant_reason,
-    whole_set_start)
+    whole_set_start, write_json)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
 EXTRA_TEST_SET = "COVID-ChestXRay"  # Table IV's 15 images; only with --with-covidcx
@@ -314,9 +314,7 @@ def main(argv=None):
                                 "diff_own": c.get("diff_own"), "diff_by_test_set": c.get("diff_by_test_set")}
                                for c in comps],
                "excluded_records": [{"run": r, "why": w} for r, w in ex]}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

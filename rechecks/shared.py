@@ -175,3 +175,12 @@ def decide(low: float, high: float, mde: float, n_used: int, n_plan: int, min_us
     if high < mde:
         return "no detectable effect", "interval includes 0 and its upper end is below the MDE"
     return "inconclusive", "interval includes 0 and reaches the MDE"
+
+
+def write_json(path: str | os.PathLike, out: dict) -> None:
+    """Write a recheck's numbers (``--json PATH``), creating the folder."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)

@@ -12,6 +12,7 @@ from covid_lib.analysis import precision as PC
 from covid_lib.report.precision import precision_markdown
 from covid_lib.report.records import spec_records
 from covid_lib.runs import RunSpec
+from test_claims import _scores as claim_scores
 
 
 @pytest.mark.parametrize("low, high, used, left, outcome", [
@@ -27,15 +28,10 @@ def test_the_equivalence_rule(low, high, used, left, outcome):
     assert PC.decide_equivalence(low, high, n_used=used, n_left_out=left)[0] == outcome
 
 
-def _scores(rng, composition, *, shift=1.0, collapse=False, n_patients=40):
-    rows = []
-    for i in range(n_patients):
-        label = i % 2
-        for k in range(1 + i % 2):
-            score = 1 / (1 + np.exp(-(shift * (2 * label - 1) + rng.normal())))
-            rows.append({"test_set": composition, "source": "cohen", "image_id": f"{i}-{k}", "patient_id": f"p{i:03d}",
-                         "group_id": f"p{i:03d}", "label": label, "score": 0.3 if collapse else score})
-    return pd.DataFrame(rows)
+def _scores(rng, composition, *, shift=1.0, collapse=False):
+    """Synthetic scores on ``composition``'s test set (:func:`test_claims._scores`, that set only)."""
+    scores = claim_scores(rng, shift=shift, collapse=collapse)
+    return scores[scores["test_set"] == composition].reset_index(drop=True)
 
 
 @pytest.fixture
