@@ -143,6 +143,13 @@ def precision_records_table() -> str:
     return "\n".join(lines)
 
 
+def precision_control_table() -> str:
+    """The precision control's arms (fp32 twins against their bf16 records), decided on the records."""
+    from covid_lib.report.precision import summary_markdown
+
+    return summary_markdown("cpu")
+
+
 def claims_list() -> str:
     """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.analysis.verdicts.CLAIMS`."""
     from covid_lib.analysis.verdicts import CLAIMS
@@ -175,7 +182,8 @@ def compute_table() -> str:
 
 GENERATED_BLOCKS = {"compute": compute_table, "profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
                     "bench": bench_table, "pretraining": pretraining_records_table,
-                    "pretraining-gain": pretraining_gain_table, "precision": precision_records_table}
+                    "pretraining-gain": pretraining_gain_table, "precision": precision_records_table,
+                    "precision-control": precision_control_table}
 
 
 def protocol_block() -> str:

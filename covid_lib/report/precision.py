@@ -129,3 +129,27 @@ def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: st
         lines += ["## Pairs left out", "", e.left_out.rename(columns={"status_a": "fp32 twin",
                                                                       "status_b": "bf16 record"}).to_markdown(index=False), ""]
     return "\n".join(lines)
+
+
+def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | None = None) -> str:
+    """One row per arm of :data:`ARMS`, decided on the records there are: pairs used and left out,
+    the paired AUC difference with its interval and MDE, the outcome, and the noise floor beside
+    (``book/reproduce.md``, ``book sync``)."""
+    from covid_lib.analysis.precision import estimate_precision
+
+    rows = []
+    for name, arm in ARMS.items():
+        control = estimate_precision(precision_records(arm, profile, data_root=data_root))
+        e, noise = control.estimate, control.noise.set_index("difference")["mean_abs_auc_diff"]
+        reasons = e.left_out[["status_a", "status_b"]].apply(
+            lambda r: next((k for k in ("missing", "did not learn", "collapsed") if any(str(x).startswith(k) for x in r)),
+                           "other"), axis=1).value_counts().to_dict() if len(e.left_out) else {}
+        left = f"{e.n_left_out}" + (f" ({', '.join(f'{n} {k}' for k, n in reasons.items())})" if reasons else "")
+        diff = "–" if not e.n_used else f"{e.estimate:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+        rows.append({"arm": f"`{name}`", "grid": f"`{arm.grid}`", "pairs used": e.n_used, "left out": left,
+                     "AUC(fp32) - AUC(bf16) [95% CI]": diff,
+                     "MDE": "–" if control.mde != control.mde else f"{control.mde:.3f}",
+                     "outcome": f"**{control.outcome}**",
+                     "mean abs. diff: twins / two bf16 seeds": " / ".join(
+                         "–" if v != v else f"{v:.3f}" for v in (noise.iloc[0], noise.iloc[1]))})
+    return pd.DataFrame(rows).to_markdown(index=False)
