@@ -115,7 +115,7 @@ def read_records(results: Path) -> list[dict]:
     for p in sorted(results.glob("*/spec.json")):
         j = json.loads(p.read_text())
         s = norm_spec(j.get("spec", {}))
-        if s.get("task") != "covid" or s.get("arch") not in ("conv8", "resnet18"):
+        if s.get("task") != "covid" or s.get("arch") not in {a["arch"] for a in ARMS.values()}:
             continue
         out.append(dict(dir=p.parent, run_id=j.get("run_id", p.parent.name), created=j.get("created", ""),
                         spec=s, pretrain_run=j.get("pretrain_run"), git=j.get("git", {})))
