@@ -59,10 +59,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from shared import (
-    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, variant_reason,
+    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
     whole_set_start)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
@@ -92,9 +91,7 @@ def index_records(results, pretrains, seeds, before=None):
             continue
         if s.get("pretrain") not in pretrains or s.get("seed") not in seeds:
             continue
-        why = variant_reason(s)
-        if not why and before is not None and pd.Timestamp(j["created"]) >= before:
-            why = f"not an older record (created {j['created']}, whole-set scale began {before})"
+        why = record_reason(j, before)
         if why:
             excluded.append((os.path.basename(d), why))
             continue
@@ -127,14 +124,6 @@ def main(argv=None):
     before = whole_set_start(read_specs(args.results)) if args.scale == "563" and not args.include_newer else None
     cells, excluded = index_records(args.results, cfg["pretrains"], cfg["seeds"], before)
 
-    cache = {}
-
-    def load(d):
-        if d not in cache:
-            df = pd.read_csv(os.path.join(d, "scores.csv"))
-            df["group_id"] = df["group_id"].astype(str)
-            cache[d] = df
-        return cache[d]
 
     # ---- one record per model (pretrain, composition, seed) and its exclusion status ----
     notes, models = [], {}
@@ -158,7 +147,7 @@ def main(argv=None):
                     notes.append(f"{fmt_pre(pre)} {comp} s{seed}: did_not_learn flag {flag} "
                                  f"disagrees with best_value {bv}")
                 if reason is None:
-                    own = load(d)
+                    own = record_scores(d)
                     s = own.loc[own.test_set == comp, "score"].to_numpy(float)
                     if len(s) == 0 or not np.isfinite(s).all():
                         reason = "no (finite) own-test scores"
@@ -184,12 +173,12 @@ def main(argv=None):
     dirs = sorted({m["dir"] for c in comps for m in (c["aug"], c["base"]) if m["dir"]})
     if not dirs:
         raise SystemExit("no records found")
-    table = TestSetAUCs(load(dirs[0]), TABLE2_TEST_SETS, N_BOOT, BOOT_SEED)
+    table = TestSetAUCs(record_scores(dirs[0]), TABLE2_TEST_SETS, N_BOOT, BOOT_SEED)
     groups = table.groups
 
     def aucs(d):
         """{test set: (point AUC, (B,) bootstrap AUCs)} for one record, checked against the reference."""
-        return table(os.path.basename(d), load(d))
+        return table(os.path.basename(d), record_scores(d))
 
     def gap(d, comp):
         a = aucs(d)

@@ -74,11 +74,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.stats import norm
 
 from shared import (
-    collapse_reason, decide, pair_matrix, patient_draws, pool_defined, read_specs, variant_reason,
+    collapse_reason, decide, pair_matrix, patient_draws, pool_defined, read_specs, record_reason, record_scores,
     weighted_auc, whole_set_start)
 
 CLAIM = "C5"
@@ -133,9 +132,7 @@ def main(argv=None):
         s = j.get("spec", {})
         if s.get("arch") != ARCH or s.get("composition") != COMPOSITION or s.get("pretrain") != pretrain:
             continue
-        why = variant_reason(s)
-        if not why and before is not None and pd.Timestamp(j["created"]) >= before:
-            why = f"not an older record (created {j['created']}, whole-set scale began {before})"
+        why = record_reason(j, before)
         if why:
             excluded.append((os.path.basename(d), why))
             continue
@@ -146,15 +143,7 @@ def main(argv=None):
         for d, _ in cells[sd]:
             excluded.append((os.path.basename(d), f"seed {sd} outside the planned seeds {seeds}"))
 
-    notes, cache = [], {}
-
-    def load(d):
-        if d not in cache:
-            df = pd.read_csv(os.path.join(d, "scores.csv"))
-            df["group_id"] = df["group_id"].astype(str)
-            df["image_id"] = df["image_id"].astype(str)
-            cache[d] = df
-        return cache[d]
+    notes = []
 
     comps = []
     for seed in seeds:
@@ -179,7 +168,7 @@ def main(argv=None):
             c["reason"] = f"did not learn (best val AUC {bv})"
         if bool(flag) != (c["reason"] is not None):
             notes.append(f"seed {seed}: did_not_learn flag {flag} disagrees with best_value {bv}")
-        df = load(d)
+        df = record_scores(d)
         own = df.loc[df.test_set == OWN, "score"].to_numpy(float)
         allsc = df.drop_duplicates("image_id").score.to_numpy(float)
         cr = own_collapse(own)
@@ -195,13 +184,13 @@ def main(argv=None):
         raise SystemExit("no records found")
 
     # ---- the reference image lists (checked identical across records) ----
-    ref = load(dirs[0])
+    ref = record_scores(dirs[0])
     sets_needed = sorted(ref.test_set.unique())
     for s_ in (OWN, OTHER):
         if s_ not in sets_needed:
             raise SystemExit(f"test set {s_} not in {dirs[0]}")
     for d in dirs:
-        dup = load(d).groupby("image_id").agg(sd=("score", lambda x: x.max() - x.min()),
+        dup = record_scores(d).groupby("image_id").agg(sd=("score", lambda x: x.max() - x.min()),
                                               nl=("label", "nunique"), ng=("group_id", "nunique"))
         if (dup[["nl", "ng"]] > 1).any().any() or dup.sd.max() > 1e-5:
             raise SystemExit(f"{os.path.basename(d)}: an image has several labels / patients / scores "
@@ -237,7 +226,7 @@ def main(argv=None):
         info[name] = entry
 
     def aucs(d):
-        df = load(d)
+        df = record_scores(d)
         out = {}
         for name, inf in info.items():
             t = subset(df, name)

@@ -78,7 +78,7 @@ import numpy as np
 import pandas as pd
 
 from shared import (
-    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, variant_reason,
+    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
     whole_set_start, write_json)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
@@ -107,9 +107,7 @@ def index_records(specs, pretrains, before=None):
             continue
         if s.get("pretrain") not in pretrains:
             continue
-        why = variant_reason(s, tuple(ARMS))
-        if not why and before is not None and pd.Timestamp(j["created"]) >= before:
-            why = f"not an older record (created {j['created']}, whole-set scale began {before})"
+        why = record_reason(j, before, tuple(ARMS))
         if why:
             excluded.append((os.path.basename(d), f"{why} [pipeline {s.get('pipeline')}, seed {s.get('seed')}]"))
             continue
@@ -155,14 +153,6 @@ def main(argv=None):
     # records of seeds outside the plan (e.g. table2_full seeds 3-4) are not candidates: drop quietly
     cells = {k: v for k, v in cells.items() if k[3] in seeds}
 
-    cache = {}
-
-    def load(d):
-        if d not in cache:
-            df = pd.read_csv(os.path.join(d, "scores.csv"))
-            df["group_id"] = df["group_id"].astype(str)
-            cache[d] = df
-        return cache[d]
 
     # ---- one record per model and its status ----
     notes, models = [], {}
@@ -186,7 +176,7 @@ def main(argv=None):
                     if bool(flag) != (reason is not None):
                         notes.append(f"{os.path.basename(d)}: did_not_learn flag {flag} disagrees with best_value {bv}")
                     if reason is None:
-                        df = load(d)
+                        df = record_scores(d)
                         s = df.loc[df.test_set == comp, "score"].to_numpy(float)
                         if len(s) == 0 or not np.isfinite(s).all():
                             reason = "collapsed (no finite own-test scores)"
@@ -209,12 +199,12 @@ def main(argv=None):
         raise SystemExit("no records found")
 
     # ---- the claim's patients and the one set of draws ----
-    table = TestSetAUCs(load(dirs[0]), test_sets, N_BOOT, BOOT_SEED)
+    table = TestSetAUCs(record_scores(dirs[0]), test_sets, N_BOOT, BOOT_SEED)
     groups = table.groups
 
     def aucs(d):
         """{test set: (point AUC, (B,) bootstrap AUCs)} for one record, checked against the reference."""
-        return table(os.path.basename(d), load(d))
+        return table(os.path.basename(d), record_scores(d))
 
     off_pt, off_bt, own_pt, own_bt, spec_pt, spec_bt, cell_rows = [], [], [], [], [], [], []
     for c in comps:

@@ -10,6 +10,8 @@ imports nothing from ``covid_lib`` and was written without reading it: the proto
   in which every comparison is defined;
 - :func:`variant_reason`: whether a record is a default-variant grid run (cpu profile, 128 px,
   nothing frozen, adapted or planted, no precision override);
+- :func:`record_reason`: whether a record is a candidate (default variant, and older than the
+  whole-set scale at the 563-image scale); :func:`record_scores`: a record's scores, read once;
 - :func:`collapse_reason`: the protocol's collapse rule on a model's own-test scores;
 - :func:`read_specs` and :func:`whole_set_start`: the run records' specs, and when the whole-set
   (``kermany_full``) scale began, which separates the older 563-image records;
@@ -22,6 +24,7 @@ and ``from shared import ...`` finds this file.
 
 from __future__ import annotations
 
+import functools
 import glob
 import json
 import os
@@ -130,6 +133,25 @@ def variant_reason(s: dict, pipelines: tuple[str, ...] = ("paper",)) -> str | No
     if s.get("precision") is not None:
         return f"precision override {s.get('precision')}"
     return None
+
+
+def record_reason(j: dict, before: pd.Timestamp | None, pipelines: tuple[str, ...] = ("paper",)) -> str | None:
+    """Why the record ``j`` (a ``spec.json``) is not a candidate: :func:`variant_reason` of its
+    spec, else, when ``before`` is given (the 563-image scale), that it was made after the
+    whole-set scale began; None when it is a candidate."""
+    why = variant_reason(j.get("spec", {}), pipelines)
+    if not why and before is not None and pd.Timestamp(j["created"]) >= before:
+        why = f"not an older record (created {j['created']}, whole-set scale began {before})"
+    return why
+
+
+@functools.lru_cache(maxsize=None)
+def record_scores(d: str | os.PathLike) -> pd.DataFrame:
+    """The record folder ``d``'s ``scores.csv``, patient and image ids as text, read once."""
+    df = pd.read_csv(os.path.join(d, "scores.csv"))
+    df["group_id"] = df["group_id"].astype(str)
+    df["image_id"] = df["image_id"].astype(str)
+    return df
 
 
 def collapse_reason(scores: np.ndarray, what: str = "own-test") -> str | None:
