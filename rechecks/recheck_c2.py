@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason as _collapse, decide, pair_matrix, patient_draws, variant_reason, weighted_auc
+from shared import Z, collapse_reason as _collapse, decide, pair_matrix, patient_draws, variant_reason, weighted_auc, write_json
 
 COMPOSITIONS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"]
 N_BOOT = 2000
@@ -283,8 +283,7 @@ def main(argv=None) -> int:
                    comparisons=[{k: (v["dir"].name if isinstance(v, dict) else v) for k, v in c.items()
                                  if k not in ("boot",)} for c in comps],
                    excluded_variants=dict(excluded))
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
+        write_json(args.json, out, indent=2, default=float)
     return 0
 
 

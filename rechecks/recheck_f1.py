@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc
+from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc, write_json
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -369,8 +369,7 @@ def main(argv=None) -> int:
                    within_model_drop=[{k: v for k, v in d.items() if k != "boot"} for d in drops],
                    within_model_drop_mean=drop_all, within_model_drop_mean_u1u2=drop_12,
                    excluded_variants=dict(excluded))
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
+        write_json(args.json, out, indent=2, default=float)
     return 0
 
 

@@ -94,7 +94,6 @@ Usage: python rechecks/recheck_f2.py [--json OUT.json] [--membership PATH] [--da
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -107,7 +106,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from shared import collapse_reason, decide, pair_matrix, patient_draws, pool_defined, weighted_auc
+from shared import collapse_reason, decide, pair_matrix, patient_draws, pool_defined, weighted_auc, write_json
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -385,8 +384,7 @@ def main(argv=None) -> int:
                                         if k in r["contrasts"][c]} for c in [MAIN] + BESIDE}
                                 for e, r in runs.items()},
                    membership=mem_from, runtime_s=runtime)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
+        write_json(args.json, out, indent=2, default=float)
     return 0
 
 

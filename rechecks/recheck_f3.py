@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc
+from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc, write_json
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -332,8 +332,7 @@ def main(argv=None) -> int:
                                             collapse_by_set=m["collapse_by_set"],
                                             status="; ".join(m["reasons"]) or "usable") for m in models.values()},
                    excluded_variants=dict(excluded))
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float, ensure_ascii=False))
+        write_json(args.json, out, indent=2, default=float, ensure_ascii=False)
     return 0
 
 

@@ -120,7 +120,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, decide, patient_draws, pool_defined
+from shared import Z, collapse_reason, decide, patient_draws, pool_defined, write_json
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -477,8 +477,7 @@ def main(argv=None) -> int:
                                       planted_runs={p["run"]: "; ".join(p["reasons"]) or "usable" for p in planted},
                                       planted_differs_from_record=rec.get("planted_differs_from_record")),
                    per_model=per_model, beside=groups_beside, unseen=unseen, notes=notes)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float, ensure_ascii=False))
+        write_json(args.json, out, indent=2, default=float, ensure_ascii=False)
     return 0
 
 

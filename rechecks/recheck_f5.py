@@ -107,7 +107,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, decide, patient_draws
+from shared import Z, collapse_reason, decide, patient_draws, write_json
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -472,8 +472,7 @@ def main(argv=None) -> int:
                "n_boot": B, "boot_seed": BOOT_SEED, "encoders": facts, "scratch": scratch,
                "estimate_exact_null": float(est_exact),
                "beside": beside, "sensitivity": sens, "notes": notes}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1, default=float))
+        write_json(args.json, out, indent=1, default=float)
     return 0
 
 

@@ -76,7 +76,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, pair_matrix, patient_draws, pool_defined, weighted_auc
+from shared import Z, collapse_reason, pair_matrix, patient_draws, pool_defined, weighted_auc, write_json
 
 COMPOSITIONS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"]
 SEEDS = [0, 1, 2]
@@ -386,8 +386,7 @@ def main(argv=None) -> int:
         out[arm] = r
     print(f"\nruntime {time.time() - t0:.1f} s")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=float))
+        write_json(args.json, out, indent=2, default=float)
     return 0
 
 

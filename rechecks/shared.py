@@ -199,10 +199,10 @@ def decide(low: float, high: float, mde: float, n_used: int, n_plan: int, min_us
     return "inconclusive", "interval includes 0 and reaches the MDE"
 
 
-def write_json(path: str | os.PathLike, out: dict) -> None:
-    """Write a recheck's numbers (``--json PATH``), creating the folder."""
+def write_json(path: str | os.PathLike, out: dict, **dumps) -> None:
+    """Write a recheck's numbers (``--json PATH``), creating the folder; ``dumps``: options of
+    :func:`json.dumps` (default ``indent=1``)."""
     from pathlib import Path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    Path(path).write_text(json.dumps(out, **{"indent": 1, **dumps}))
