@@ -62,7 +62,7 @@ Readings chosen (each one a choice the brief left open):
      records (seeds 0-2) of those cells. A crosstab of statuses (bf16 record x twin: ok, missing,
      did not learn, collapsed by first reason) over the planned pairs.
 
-Usage: python rechecks/recheck_precision.py [--arm conv8|resnet18|resnet50|both] [--results DIR]
+Usage: python rechecks/recheck_precision.py [--arm conv8|resnet18|resnet50|resnet50_563|both] [--results DIR]
                                             [--twins-created-after ISO-DATE] [--json OUT.json]
 """
 from __future__ import annotations
@@ -93,6 +93,9 @@ ARMS = {
     # added by the project (not the recheck's author) when the third arm was fixed: ResNet-50
     # pre-trained on nih (RSNA), seed 0 (the script docstring of run_precision_control.py)
     "resnet50": dict(arch="resnet50", pretrains=["nih"], seeds=[0]),
+    # added by the project when the fourth arm was fixed (2026-12-05): ResNet-50 pre-trained on the
+    # 563 ChestXRay images (kermany), seed 0
+    "resnet50_563": dict(arch="resnet50", pretrains=["kermany"], seeds=[0]),
 }
 STATUS_ORDER = ["ok", "missing", "did not learn", "collapsed"]
 

@@ -42,9 +42,18 @@ test and rule: ResNet-50 pre-trained on RSNA (nih) in ``table3_full``, seed 0 (t
 the 1,000 NIH images and its 5 fine-tunes: 5 pairs). ResNet-50 is the architecture of the 18 runs
 ``table3_full`` misses; its whole-set pre-trainings take 1-2 hours each in bf16, too long to twin here.
 
+Fourth arm, fixed on 2026-12-05 at 00:07 UTC before any of its twins was trained, same estimand,
+test and rule: ResNet-50 pre-trained on the 563 ChestXRay images (``kermany``) in ``table3``, seed 0
+(the pre-training and its 5 fine-tunes). The third arm left 3 of its 5 pairs out because the twins
+collapsed; this arm asks the same of a second ResNet-50 pre-training, the only other one whose twin
+fits in a session here (about 20 minutes of pre-training in fp32, against 2.5 hours for the whole
+set). Its bf16 records predate records naming their machine, and its CORDA record collapsed, so at
+most 4 of its pairs can be used. It is decided on its own; the two ResNet-50 arms are not pooled.
+
     nohup python scripts/run_precision_control.py > precision.log 2>&1 &            # Conv8
     nohup python scripts/run_precision_control.py --arm resnet18 > precision.log 2>&1 &
     nohup python scripts/run_precision_control.py --arm resnet50 > precision.log 2>&1 &
+    nohup python scripts/run_precision_control.py --arm resnet50_563 > precision.log 2>&1 &
     python scripts/run_precision_control.py --report [--arm resnet18]   # the decision, into bench/results/
 """
 

@@ -47,6 +47,11 @@ ARMS = {
                     "and its 5 fine-tunes (the architecture of the runs `table3_full` misses; its other cells need "
                     "a whole-set pre-training of 1-2 hours in bf16)", "2026-12-04, 21:33 UTC", pretrains=("nih",),
                     seeds=(0,)),
+    "resnet50_563": Arm("table3", "ResNet-50 pre-trained on the 563 ChestXRay images (kermany) in `table3`, seed 0: "
+                        "the pre-training and its 5 fine-tunes (the only other ResNet-50 pre-training whose twin fits "
+                        "in a session on 2 cores; its bf16 records predate records naming their machine, and its "
+                        "CORDA record collapsed, so at most 4 pairs can be used)", "2026-12-05, 00:07 UTC",
+                        pretrains=("kermany",), seeds=(0,)),
 }
 
 
