@@ -103,7 +103,7 @@ def test_a_cell_without_its_twin_is_left_out_as_missing(twins, write_record):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("arm, n", [("conv8", 30), ("resnet18", 15), ("resnet50", 5)])
+@pytest.mark.parametrize("arm, n", [("conv8", 30), ("resnet18", 15), ("resnet50", 5), ("resnet50_563", 5)])
 def test_the_records_pair_each_run_of_an_arm_with_its_fp32_twin(data_root, arm, n):
     """On the committed records: every COVID run of the arm once in bf16 (recorded) and once as its
     twin, the twin's run id another one and its spec the same but for the precision."""
@@ -120,6 +120,6 @@ def test_the_records_pair_each_run_of_an_arm_with_its_fp32_twin(data_root, arm, 
     assert set(fp32["run_id"]) == {replace(s, precision="fp32").run_id for s in covid}
     if arm == "resnet18":
         assert set(bf16["pretrain"]) == {"none"} and set(bf16["seed"]) == {0, 1, 2}
-    if arm == "resnet50":
-        assert set(bf16["pretrain"]) == {"nih"} and set(bf16["seed"]) == {0}
+    if arm.startswith("resnet50"):
+        assert set(bf16["pretrain"]) == {"nih" if arm == "resnet50" else "kermany"} and set(bf16["seed"]) == {0}
         assert any(s.task == "pretrain" for s in ARMS[arm].specs(data_root=data_root))  # its twin pre-trains too
