@@ -156,7 +156,11 @@ def test_summary_follows_the_intro_and_its_claims_are_generated():
         "run: python -m covid_lib book sync"
     block = re.search(r"<!-- BEGIN generated:claims .*?-->\n(.*?)<!-- END generated:claims -->", text, re.S)[1]
     assert re.findall(r"^- \*\*(C\d)\.\*\*", block, re.M) == list(CLAIMS)
-    typed = text.replace(block, "")
+    plain = re.search(r"<!-- BEGIN generated:plain-verdicts .*?-->\n(.*?)<!-- END generated:plain-verdicts -->",
+                      text, re.S)[1]
+    assert re.findall(r"^\| \*\*(C\d)\.\*\*", plain, re.M) == list(CLAIMS), "one plain-words row per claim"
+    assert text.index("generated:plain-verdicts") < text.index("## What to ask"), "the answers come first"
+    typed = text.replace(block, "").replace(plain, "")
     assert "{doc}`verdicts`" in typed and "{doc}`chapters/14_checklist`" in typed
     assert not re.search(r"\d\.\d|\d\s*%", typed), "no number typed by hand: verdicts.md holds them"
     for verdict in ("**reproduced**", "**not reproduced**", "**inconclusive**"):

@@ -1,6 +1,7 @@
 """The generated tables of ``book/reproduce.md`` (profiles, chapter parameters, recorded runtimes,
 training records), of ``book/verdicts.md`` (the verdict each published chapter displayed) and of
-``book/summary.md`` (the paper's claims, from :data:`covid_lib.analysis.verdicts.CLAIMS`).
+``book/summary.md`` (the paper's claims, from :data:`covid_lib.analysis.verdicts.CLAIMS`, and the
+verdicts in plain words, :mod:`covid_lib.report.plain`).
 
 A page holds blocks ``<!-- BEGIN generated:NAME ... -->`` ... ``<!-- END generated:NAME -->``;
 :func:`render_page` regenerates them from :data:`covid_lib.profiles.PROFILES`, the chapters'
@@ -207,13 +208,20 @@ def power_block() -> str:
     return power_markdown()
 
 
+def plain_verdicts_block() -> str:
+    """The verdicts in plain words for the clinicians' summary (``book/verdicts.json``)."""
+    from covid_lib.report.plain import plain_verdicts_markdown
+
+    return plain_verdicts_markdown()
+
+
 def _block_re(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN generated:{name} .*?-->\n)(.*?)(<!-- END generated:{name} -->)", re.S)
 
 
 #: The generated blocks of each page.
 PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"judged": judged_verdicts_block, "power": power_block},
-               SUMMARY_PAGE: {"claims": claims_list}, PROTOCOL_PAGE: {"protocol": protocol_block}}
+               SUMMARY_PAGE: {"claims": claims_list, "plain-verdicts": plain_verdicts_block}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 
 def render_page(text: str, blocks: dict | None = None) -> str:
