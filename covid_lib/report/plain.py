@@ -55,8 +55,6 @@ def why(d: dict) -> str:
     detectable effect*, the smallest effect the test could have found."""
     if d.get("not_evaluated"):
         return "not evaluated yet"
-    left = d.get("left_out_reasons", {})
-    missing, failed = left.get("missing", 0), sum(n for k, n in left.items() if k != "missing")
     if d["outcome"] == "no detectable effect":
         return f"an effect of {d['mde']:.2f} or more would have been seen"
     if d["outcome"] != "inconclusive":
