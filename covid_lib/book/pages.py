@@ -208,6 +208,15 @@ def power_block() -> str:
     return power_markdown()
 
 
+def collapse_sensitivity_block() -> str:
+    """What the verdicts would be with the models collapsed at the threshold only kept
+    (``book/verdicts.json``, :mod:`covid_lib.report.sensitivity`)."""
+    from covid_lib.report.judge import read_verdicts
+    from covid_lib.report.sensitivity import sensitivity_markdown
+
+    return sensitivity_markdown(read_verdicts())
+
+
 def plain_verdicts_block() -> str:
     """The verdicts in plain words for the clinicians' summary (``book/verdicts.json``)."""
     from covid_lib.report.plain import plain_verdicts_markdown
@@ -220,7 +229,8 @@ def _block_re(name: str) -> re.Pattern:
 
 
 #: The generated blocks of each page.
-PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"judged": judged_verdicts_block, "power": power_block},
+PAGE_BLOCKS = {REPRODUCE_PAGE: GENERATED_BLOCKS, VERDICTS_PAGE: {"judged": judged_verdicts_block, "power": power_block,
+                                                  "collapse-sensitivity": collapse_sensitivity_block},
                SUMMARY_PAGE: {"claims": claims_list, "plain-verdicts": plain_verdicts_block}, PROTOCOL_PAGE: {"protocol": protocol_block}}
 
 

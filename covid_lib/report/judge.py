@@ -50,9 +50,10 @@ SCALES: dict[str, dict] = {
 }
 
 
-def _records(grids: tuple[str, ...], profile: str, data_root) -> pd.DataFrame:
+def _records(grids: tuple[str, ...], profile: str, data_root, relabel=None) -> pd.DataFrame:
     frames = [spec_records(grid_specs(g, profile, data_root=data_root)) for g in grids]
-    return pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
+    records = pd.concat(frames, ignore_index=True).drop_duplicates("run_id")
+    return records if relabel is None else relabel(records)
 
 
 def c4_path(scale: str) -> Path:
@@ -167,18 +168,21 @@ def _not_evaluated(claim: str, reason: str) -> dict:
             "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
 
 
-def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict[str, dict]:
-    """The decision of every claim at ``scale`` (a key of :data:`SCALES`)."""
+def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None,
+          relabel=None) -> dict[str, dict]:
+    """The decision of every claim at ``scale`` (a key of :data:`SCALES`). ``relabel``: a function
+    of a records frame returning it with other statuses, for a sensitivity reading only
+    (:mod:`covid_lib.report.sensitivity`); the verdicts use the records' own statuses."""
     s = SCALES[scale]
     committed = {c: rule_commit_time(c) for c in P.PROTOCOL}  # each claim dated by its own rule's version
     k, t2s, seeds = s["kermany"], s["t2_seeds"], s["seeds"]
-    t2 = _records(s["table2"], profile, data_root)
+    t2 = _records(s["table2"], profile, data_root, relabel)
     out: dict[str, dict] = {}
     e1 = C.estimate_c1(t2, pretrains=("none", k, "nih"), seeds=t2s)
     out["C1"] = _entry(e1.decision(), e1, t2, committed["C1"])
     e2 = C.estimate_c2(t2, pretrains=(k, "nih"), seeds=t2s)
     out["C2"] = _entry(e2.decision(), e2, t2, committed["C2"])
-    deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root)
+    deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root, relabel)
     e50 = C.estimate_c3(deep, other="resnet50", pretrains=(k, "nih"), seeds=seeds)
     e8 = C.estimate_c3(deep, other="conv8", pretrains=("none", k), seeds=seeds)
     d3 = P.combine("C3", {"ResNet-50": e50.decision(), "Conv8": e8.decision()})
@@ -196,7 +200,7 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
                                    f"(`python -m covid_lib book judge --c4 {scale}`); " + P.PROTOCOL["C4"].estimand)
     e5 = C.estimate_c5(t2, pretrain=k, seeds=t2s)
     out["C5"] = _entry(e5.decision(), e5, t2, committed["C5"])
-    ab = _records(s["ablation"], profile, data_root)
+    ab = _records(s["ablation"], profile, data_root, relabel)
     e6 = C.estimate_c6(t2, ab, pretrains=("none", k), seeds=seeds)
     out["C6"] = _entry(e6.decision(), e6, pd.concat([t2, ab]), committed["C6"])
     return out
@@ -302,6 +306,9 @@ def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu
             "findings": judge_findings(profile=profile, data_root=data_root),
             "power_assumptions": POWER_ASSUMPTIONS,
             "power": power_table(_records(SCALES["563"]["table2"], profile, data_root))}
+    from covid_lib.report.sensitivity import collapse_sensitivity  # beside the verdicts; no digest reads it
+
+    data["collapse_sensitivity"] = collapse_sensitivity(profile=profile, data_root=data_root)
     Path(path if path is not None else VERDICTS_JSON).write_text(json.dumps(data, indent=1, sort_keys=True, default=float) + "\n")
     return data
 

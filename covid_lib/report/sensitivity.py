@@ -1,0 +1,112 @@
+"""How much the verdicts rest on the collapse rule: a sensitivity reading that decides nothing.
+
+The protocol (:mod:`covid_lib.analysis.protocol`) leaves out a model whose own-test scores all fall
+on one side of the threshold 0.5, or whose 5-95% score range is under 0.001
+(:func:`covid_lib.metrics.collapse_status`). The second reason means the scores carry no ranking.
+The first does not: a model that scores every test image between 0.73 and 0.99 answers "COVID+"
+for all of them at 0.5 (its balanced accuracy is 0.5), yet its scores may still rank the images,
+and every claim's estimand is an AUC, which reads ranks only. Leaving such models out is the
+protocol's rule; whether a verdict depends on it is a question a reader will ask.
+
+This reading keeps the models that collapsed *only* at the threshold (scores spread, all on one
+side of 0.5) and judges every claim again with the same estimators, draws and rules
+(:func:`covid_lib.report.judge.judge` with :func:`keep_threshold_collapsed`). A claim's verdict
+*rests on the collapse rule* when the outcome differs. Models that did not learn (validation AUC
+under 0.6) and models without spread stay out. C4 reads its encoders' k-NN predictions, which no
+collapse status enters, so its entry is the protocol's.
+
+Written on 2026-12-05, after the verdicts of protocol ``6276063b22f8`` were known and before this
+reading was computed; it is a post-hoc sensitivity analysis, shown beside the verdicts, never in
+their place.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+
+from covid_lib.analysis.claims import read_scores
+from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
+from covid_lib.runs.records import COLLAPSED, DONE
+
+#: What the reading keeps that the protocol leaves out, in words.
+RULE = (f"keep the models whose own-test scores all fall on one side of {COLLAPSE_THRESHOLD} but spread over at "
+        f"least {COLLAPSE_MIN_SPREAD:g} (5-95% range); the rest of the protocol unchanged")
+
+
+def threshold_only(path: str | os.PathLike, composition: str) -> bool:
+    """Whether a record's collapse is at the threshold only: its own-test scores spread (5-95% range
+    at least :data:`COLLAPSE_MIN_SPREAD`) but all fall on one side of :data:`COLLAPSE_THRESHOLD`."""
+    scores = read_scores(path)
+    own = scores.loc[scores["test_set"] == composition, "score"].to_numpy()
+    if not len(own):
+        return False
+    reason = collapse_status(own)
+    return reason is not None and "spread" not in reason
+
+
+def keep_threshold_collapsed(records: pd.DataFrame) -> pd.DataFrame:
+    """``records`` (:func:`covid_lib.report.records.spec_records`) with the status of every model
+    collapsed at the threshold only (:func:`threshold_only`) set to ``done``."""
+    out = records.copy()
+    for i, row in out[out["status"] == COLLAPSED].iterrows():
+        if isinstance(row["path"], (str, os.PathLike)) and threshold_only(row["path"], row["composition"]):
+            out.at[i, "status"] = DONE
+    return out
+
+
+def collapsed_models(records: pd.DataFrame) -> dict[str, int]:
+    """Of the collapsed COVID models in ``records``: how many, and how many at the threshold only."""
+    collapsed = records[records["status"] == COLLAPSED]
+    kept = sum(threshold_only(r["path"], r["composition"]) for r in collapsed.to_dict("records")
+               if isinstance(r["path"], (str, os.PathLike)))
+    return {"collapsed": int(len(collapsed)), "threshold_only": int(kept)}
+
+
+def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict:
+    """Per scale of :data:`covid_lib.report.judge.SCALES`: the collapsed models of the judged grids
+    (how many collapsed at the threshold only) and every claim judged with those kept."""
+    from covid_lib.report.judge import SCALES, _records, judge
+
+    out: dict = {"rule": RULE, "scales": {}}
+    for name, s in SCALES.items():
+        grids = tuple(dict.fromkeys(s["table2"] + s["table3"] + s["conv8"] + s["ablation"]))
+        records = _records(grids, profile, data_root)
+        out["scales"][name] = {"models": collapsed_models(records),  # only COVID runs can collapse
+                               "claims": judge(name, profile=profile, data_root=data_root,
+                                               relabel=keep_threshold_collapsed)}
+    return out
+
+
+def _cell(d: dict) -> str:
+    if d.get("not_evaluated"):
+        return "not evaluated"
+    est = d["estimate"]
+    numbers = "" if est != est else f" {est:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}],"
+    return f"**{d['outcome']}**:{numbers} {d['n_used']} used, {d['n_left_out']} left out"
+
+
+def sensitivity_markdown(data: dict | None) -> str:
+    """The reading beside the verdicts (``book/verdicts.json``'s ``collapse_sensitivity``): per
+    scale and claim, the protocol's verdict, the verdict with the threshold-collapsed models kept,
+    and whether it rests on the rule."""
+    sens = (data or {}).get("collapse_sensitivity")
+    if not sens:
+        return "*No sensitivity reading yet: run `python -m covid_lib book judge`.*"
+    from covid_lib.analysis.verdicts import SHORT_CLAIMS
+
+    labels = {s: data["scales"][s]["label"].split(" (")[0].split(",")[0] for s in sens["scales"]}
+    lines = [f"Post hoc, deciding nothing: {sens['rule']}.", ""]
+    for s, part in sens["scales"].items():
+        m = part["models"]
+        lines.append(f"- *{labels[s]}:* {m['collapsed']} collapsed models in the judged grids, "
+                     f"{m['threshold_only']} of them at the threshold only.")
+    lines += ["", "| claim | scale | protocol's verdict | with those models kept | rests on the rule? |",
+              "|---|---|---|---|---|"]
+    for s, part in sens["scales"].items():
+        for claim, d in part["claims"].items():
+            ref = data["scales"][s]["claims"][claim]
+            rests = "**yes**" if d["outcome"] != ref["outcome"] else "no"
+            lines.append(f"| {claim} {SHORT_CLAIMS.get(claim, '')} | {labels[s]} | {_cell(ref)} | {_cell(d)} | {rests} |")
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""The collapse-rule sensitivity reading (:mod:`covid_lib.report.sensitivity`), on synthetic records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from covid_lib.report.sensitivity import (collapsed_models, keep_threshold_collapsed, sensitivity_markdown,
+                                          threshold_only)
+
+
+def _record(tmp_path, name: str, own: np.ndarray, composition: str = "CORDA") -> str:
+    folder = tmp_path / name
+    folder.mkdir()
+    n = len(own)
+    pd.DataFrame({"test_set": [composition] * n + ["CORDA&RSNA"] * 2, "source": "x",
+                  "image_id": [f"i{k}" for k in range(n + 2)], "patient_id": [f"p{k}" for k in range(n + 2)],
+                  "group_id": [f"p{k}" for k in range(n + 2)], "label": [k % 2 for k in range(n)] + [0, 1],
+                  "score": [*own, 0.1, 0.9]}).to_csv(folder / "scores.csv", index=False)
+    return str(folder)
+
+
+def test_only_a_spread_model_on_one_side_of_the_threshold_is_kept(tmp_path):
+    above = _record(tmp_path, "above", np.linspace(0.6, 0.95, 20))      # all >= 0.5, spread: threshold only
+    flat = _record(tmp_path, "flat", np.full(20, 0.457))                 # below 0.5 and no spread
+    fine = _record(tmp_path, "fine", np.linspace(0.1, 0.9, 20))          # not collapsed at all
+    assert threshold_only(above, "CORDA") and not threshold_only(flat, "CORDA") and not threshold_only(fine, "CORDA")
+    records = pd.DataFrame({"composition": "CORDA", "path": [above, flat, fine, None],
+                            "status": ["collapsed", "collapsed", "done", "missing"]})
+    kept = keep_threshold_collapsed(records)
+    assert kept["status"].tolist() == ["done", "collapsed", "done", "missing"]
+    assert records["status"].tolist()[0] == "collapsed", "the records frame is not changed in place"
+    assert collapsed_models(records) == {"collapsed": 2, "threshold_only": 1}
+
+
+def test_the_page_says_which_verdicts_rest_on_the_rule():
+    def entry(outcome, used):
+        return {"outcome": outcome, "estimate": 0.05, "low": -0.01, "high": 0.11, "n_used": used, "n_left_out": 10 - used}
+
+    data = {"scales": {"full": {"label": "whole ChestXRay set (kermany_full), 5 seeds",
+                                "claims": {"C1": entry("reproduced", 6), "C2": entry("inconclusive", 4)}}},
+            "collapse_sensitivity": {"rule": "keep them", "scales": {"full": {
+                "models": {"collapsed": 5, "threshold_only": 3},
+                "claims": {"C1": entry("reproduced", 8), "C2": entry("not reproduced", 7)}}}}}
+    page = sensitivity_markdown(data)
+    rows = {line.split(" ")[1]: line for line in page.splitlines() if line.startswith("| C")}
+    assert rows["C1"].endswith("| no |") and rows["C2"].endswith("| **yes** |")
+    assert "5 collapsed models in the judged grids, 3 of them at the threshold only" in page
+    assert "8 used, 2 left out" in rows["C1"]
+    assert "book judge" in sensitivity_markdown({})
