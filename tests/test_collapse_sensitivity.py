@@ -48,3 +48,34 @@ def test_the_page_says_which_verdicts_rest_on_the_rule():
     assert "5 collapsed models in the judged grids, 3 of them at the threshold only" in page
     assert "8 used, 2 left out" in rows["C1"]
     assert "book judge" in sensitivity_markdown({})
+
+
+def _entry(outcome: str) -> dict:
+    return {"outcome": outcome, "estimate": 0.05, "low": 0.01, "high": 0.09, "mde": 0.06, "n_used": 6,
+            "n_left_out": 2, "left_out_reasons": {"collapsed": 2}, "reason": "", "details": {}}
+
+
+def _verdicts(sensitive: dict[str, str]) -> dict:
+    from covid_lib.analysis.verdicts import CLAIMS
+
+    claims = {c: _entry("reproduced") for c in CLAIMS}
+    return {"protocol_hash": "abc", "protocol_version": 2, "protocol_committed": "2026-12-03",
+            "scales": {"full": {"label": "whole ChestXRay set (kermany_full), 5 seeds", "claims": claims}},
+            "collapse_sensitivity": {"rule": "keep them", "scales": {"full": {
+                "models": {"collapsed": 2, "threshold_only": 2},
+                "claims": {c: _entry(sensitive.get(c, "reproduced")) for c in CLAIMS}}}}}
+
+
+def test_the_glance_tables_mark_the_verdicts_that_rest_on_the_collapse_rule():
+    from covid_lib.report.judge import verdicts_markdown
+    from covid_lib.report.plain import plain_verdicts_markdown
+
+    data = _verdicts({"C2": "no detectable effect"})
+    rows = {line.split("**")[1]: line for line in verdicts_markdown(data).splitlines() if line.startswith("| **C")}
+    assert "`reproduced` †" in rows["C2"] and "†" not in rows["C1"]
+    plain = {line.split("**")[1]: line for line in plain_verdicts_markdown(data).splitlines()
+             if line.startswith("| **C")}
+    assert '*Fragile:*' in plain["C2."] and 'makes the answer "no effect found"' in plain["C2."]
+    assert "Fragile" not in plain["C1."]
+    unmarked = verdicts_markdown(_verdicts({}))
+    assert "†" not in unmarked and "Fragile" not in plain_verdicts_markdown(_verdicts({}))

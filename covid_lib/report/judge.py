@@ -507,16 +507,24 @@ def verdicts_markdown(data: dict | None = None) -> str:
              "| claim | " + " | ".join(f"verdict, {labels[s].split(' (')[0].split(',')[0]}" for s in scales)
              + " | deciding estimate [95% CI] | evidence |",
              "|---|" + "---|" * len(scales) + "---|---|"]
+    from covid_lib.report.sensitivity import rests_on_collapse_rule
+
+    fragile = False
     for claim in CLAIMS:
         ds = [data["scales"][s]["claims"][claim] for s in scales]
         deciding = next((d for d in reversed(ds) if d["estimate"] == d["estimate"] and not d.get("not_evaluated")),
                         ds[-1])
         chapter = CLAIM_CHAPTERS.get(claim)
         link = f"[{chapter[:2]}](chapters/{chapter}.ipynb)" if chapter else ""
-        lines.append(f"| **{claim}** {SHORT_CLAIMS[claim]} | " + " | ".join(_badge(d["outcome"]) for d in ds)
+        marks = [" †" if rests_on_collapse_rule(data, s, claim) else "" for s in scales]
+        fragile = fragile or any(marks)
+        lines.append(f"| **{claim}** {SHORT_CLAIMS[claim]} | "
+                     + " | ".join(_badge(d["outcome"]) + m for d, m in zip(ds, marks))
                      + f" | {_short_estimate(deciding)} | {link} |")
     lines += ["", "The estimate shown is the last scale with a usable estimate (the whole set when it has one). "
-              "Each claim in detail:", ""]
+              + ("† The outcome changes when the models that collapsed at the threshold only (scores spread, all "
+                 "on one side of 0.5) are kept: see *Do the verdicts rest on the collapse rule?* below. "
+                 if fragile else "") + "Each claim in detail:", ""]
     for claim in CLAIMS:
         rule = P.PROTOCOL[claim]
         lines += [f":::{{dropdown}} {claim}: {SHORT_CLAIMS[claim]}", f"**The claim** ({rule.section}): {CLAIMS[claim]}",

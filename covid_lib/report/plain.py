@@ -85,6 +85,7 @@ def plain_verdicts_markdown(data: dict | None = None) -> str:
     """The clinicians' table: question, answer (with why), deciding estimate and interval, how much
     of the evidence is usable, and the chapter; then how many comparisons still wait for runs."""
     from covid_lib.report.judge import CLAIM_CHAPTERS, read_verdicts
+    from covid_lib.report.sensitivity import rests_on_collapse_rule
 
     data = read_verdicts() if data is None else data
     if not data:
@@ -100,6 +101,10 @@ def plain_verdicts_markdown(data: dict | None = None) -> str:
         answer = ANSWERS.get(d["outcome"], d["outcome"]) + (f" ({reason})" if reason else "")
         if scale != last:
             answer += f"; at {SCALE_WORDS.get(scale, scale)} of pre-training, the only scale judged so far"
+        other = rests_on_collapse_rule(data, scale, claim)
+        if other:
+            answer += (f". *Fragile:* keeping the models that gave every test image the same answer at 0.5 but "
+                       f"still ranked the images makes the answer \"{SHORT_ANSWERS.get(other, other)}\"")
         number = "–" if not _usable(d) else f"{d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
         chapter = CLAIM_CHAPTERS.get(claim, "")
         waiting += data["scales"][last]["claims"][claim].get("left_out_reasons", {}).get("missing", 0)

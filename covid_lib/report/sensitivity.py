@@ -79,6 +79,16 @@ def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike |
     return out
 
 
+def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | None:
+    """The outcome ``claim`` gets at ``scale`` with the threshold-collapsed models kept, when it
+    differs from the protocol's verdict in ``data`` (``book/verdicts.json``); else None."""
+    sens = ((data or {}).get("collapse_sensitivity") or {}).get("scales", {}).get(scale, {}).get("claims", {})
+    if claim not in sens:
+        return None
+    other = sens[claim]["outcome"]
+    return other if other != data["scales"][scale]["claims"][claim]["outcome"] else None
+
+
 def _cell(d: dict) -> str:
     if d.get("not_evaluated"):
         return "not evaluated"
