@@ -296,6 +296,21 @@ def power_markdown(data: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict:
+    """The sensitivity reading of :mod:`covid_lib.report.sensitivity`, per scale of :data:`SCALES`:
+    the collapsed models of the judged grids (how many collapsed at the threshold only) and every
+    claim judged with those kept. Beside the verdicts, never in their place."""
+    from covid_lib.report.sensitivity import RULE, collapsed_models, keep_threshold_collapsed
+
+    out: dict = {"rule": RULE, "scales": {}}
+    for name, s in SCALES.items():
+        grids = tuple(dict.fromkeys(s["table2"] + s["table3"] + s["conv8"] + s["ablation"]))
+        out["scales"][name] = {"models": collapsed_models(_records(grids, profile, data_root)),  # only COVID runs collapse
+                               "claims": judge(name, profile=profile, data_root=data_root,
+                                               relabel=keep_threshold_collapsed)}
+    return out
+
+
 def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu",
                    data_root: str | os.PathLike | None = None) -> dict:
     """Judge both scales and write them, with the protocol's hash and commit time, to ``path``."""
@@ -306,9 +321,7 @@ def write_verdicts(path: str | os.PathLike | None = None, *, profile: str = "cpu
             "findings": judge_findings(profile=profile, data_root=data_root),
             "power_assumptions": POWER_ASSUMPTIONS,
             "power": power_table(_records(SCALES["563"]["table2"], profile, data_root))}
-    from covid_lib.report.sensitivity import collapse_sensitivity  # beside the verdicts; no digest reads it
-
-    data["collapse_sensitivity"] = collapse_sensitivity(profile=profile, data_root=data_root)
+    data["collapse_sensitivity"] = collapse_sensitivity(profile=profile, data_root=data_root)  # no digest reads it
     Path(path if path is not None else VERDICTS_JSON).write_text(json.dumps(data, indent=1, sort_keys=True, default=float) + "\n")
     return data
 

@@ -10,7 +10,8 @@ protocol's rule; whether a verdict depends on it is a question a reader will ask
 
 This reading keeps the models that collapsed *only* at the threshold (scores spread, all on one
 side of 0.5) and judges every claim again with the same estimators, draws and rules
-(:func:`covid_lib.report.judge.judge` with :func:`keep_threshold_collapsed`). A claim's verdict
+(:func:`covid_lib.report.judge.collapse_sensitivity`: :func:`covid_lib.report.judge.judge` with
+:func:`keep_threshold_collapsed`). A claim's verdict
 *rests on the collapse rule* when the outcome differs. Models that did not learn (validation AUC
 under 0.6) and models without spread stay out. C4 reads its encoders' k-NN predictions, which no
 collapse status enters, so its entry is the protocol's.
@@ -62,21 +63,6 @@ def collapsed_models(records: pd.DataFrame) -> dict[str, int]:
     kept = sum(threshold_only(r["path"], r["composition"]) for r in collapsed.to_dict("records")
                if isinstance(r["path"], (str, os.PathLike)))
     return {"collapsed": int(len(collapsed)), "threshold_only": int(kept)}
-
-
-def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict:
-    """Per scale of :data:`covid_lib.report.judge.SCALES`: the collapsed models of the judged grids
-    (how many collapsed at the threshold only) and every claim judged with those kept."""
-    from covid_lib.report.judge import SCALES, _records, judge
-
-    out: dict = {"rule": RULE, "scales": {}}
-    for name, s in SCALES.items():
-        grids = tuple(dict.fromkeys(s["table2"] + s["table3"] + s["conv8"] + s["ablation"]))
-        records = _records(grids, profile, data_root)
-        out["scales"][name] = {"models": collapsed_models(records),  # only COVID runs can collapse
-                               "claims": judge(name, profile=profile, data_root=data_root,
-                                               relabel=keep_threshold_collapsed)}
-    return out
 
 
 def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | None:
