@@ -50,6 +50,11 @@ with fewer than 3 usable comparisons or more than 50% of the planned comparisons
 
 Usage:
     python rechecks/recheck_c1.py [--results DIR] [--scale full|563] [--json PATH] [--include-newer]
+                                  [--keep-threshold-collapsed]
+
+--keep-threshold-collapsed: the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity): a model counts as collapsed only when its own-test 5-95% score range is under
+0.001; one whose scores all fall on one side of 0.5 but spread is kept. Did-not-learn is unchanged.
 """
 import argparse
 import glob
@@ -61,7 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import (
-    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
+    TestSetAUCs, add_collapse_option, apply_collapse_option, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
     whole_set_start)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
@@ -119,7 +124,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--include-newer", action="store_true",
                     help="scale 563 only: also use the scratch/nih records made after the whole-set scale began")
+    add_collapse_option(ap)
     args = ap.parse_args(argv)
+    rule = apply_collapse_option(args)
     cfg = SCALES[args.scale]
     before = whole_set_start(read_specs(args.results)) if args.scale == "563" and not args.include_newer else None
     cells, excluded = index_records(args.results, cfg["pretrains"], cfg["seeds"], before)
@@ -268,7 +275,7 @@ def main(argv=None):
                                | {"aug_run": c["aug"].get("run"), "base_run": c["base"].get("run")}
                                for c in comps],
                "excluded_records": [{"run": r, "why": w} for r, w in excluded],
-               "records_before": str(before) if before is not None else None}
+               "records_before": str(before) if before is not None else None, **rule}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -42,6 +42,11 @@ high < 0, no detectable effect when the interval includes 0 and its upper end is
 inconclusive otherwise.
 
 Usage: python rechecks/recheck_c2.py [--results DIR] [--scale full|563] [--json PATH]
+                                     [--cells-563 old|all|profile] [--keep-threshold-collapsed]
+
+--keep-threshold-collapsed: the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity): a model counts as collapsed only when its own-test 5-95% score range is under
+0.001; one whose scores all fall on one side of 0.5 but spread is kept. Did-not-learn is unchanged.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason as _collapse, decide, pair_matrix, patient_draws, variant_reason, weighted_auc, write_json
+from shared import Z, add_collapse_option, apply_collapse_option, collapse_reason as _collapse, decide, pair_matrix, patient_draws, variant_reason, weighted_auc, write_json
 
 COMPOSITIONS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"]
 N_BOOT = 2000
@@ -146,7 +151,9 @@ def main(argv=None) -> int:
                     help="563 scale: nih on the old grid's cells (default); nih at seeds 0-4 everywhere "
                          "(all); or every composition x the old grid's seeds (0-2) for both pre-trainings, "
                          "counting only records made before the whole-set grid began (profile)")
+    add_collapse_option(ap)
     args = ap.parse_args(argv)
+    rule = apply_collapse_option(args)
 
     cells, excluded = index_records(args.results)
     if args.scale == "563" and args.cells_563 == "profile":
@@ -282,7 +289,7 @@ def main(argv=None) -> int:
                    per_pretrain=per_pre,
                    comparisons=[{k: (v["dir"].name if isinstance(v, dict) else v) for k, v in c.items()
                                  if k not in ("boot",)} for c in comps],
-                   excluded_variants=dict(excluded))
+                   excluded_variants=dict(excluded), **rule)
         write_json(args.json, out, indent=2, default=float)
     return 0
 

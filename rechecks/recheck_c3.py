@@ -20,14 +20,22 @@ A replicate where a test set has no positive or no negative weight gives NaN for
 cell; the pooled value of that replicate is the mean over its defined cells (counted
 and reported).
 
-Whole-set pre-training scale (kermany_full) only: the scale whose records issue 17 adds.
+Scales (--scale): "full" (default), the whole-set pre-training scale (kermany_full), the scale whose
+records issue 17 adds; "563", the older records: kermany (the 563-image ChestXRay set) in place of
+kermany_full, only records created before the first record of the whole-set scale (the earliest
+`created` of any record pre-trained on, or pre-training on, kermany_full), at the seeds of the older
+ResNet-50 and Conv8 records of the two parts' pre-trainings (seed 0 only).
 
 Usage:
-    python rechecks/recheck_c3.py [--results DIR] [--json PATH] [--out DIR] [--per-testset]
+    python rechecks/recheck_c3.py [--results DIR] [--scale full|563] [--json PATH] [--out DIR] [--per-testset]
+                                  [--keep-threshold-collapsed]
 
 --results defaults to the repository's results/; --out writes the per-comparison and per-test-set
 tables as CSV; --json writes the two parts' numbers (tests/test_rechecks.py compares them with
-book/verdicts.json); --per-testset is a sensitivity run with independent draws per test set.
+book/verdicts.json); --per-testset is a sensitivity run with independent draws per test set;
+--keep-threshold-collapsed is the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity): a model counts as collapsed only when its own-test 5-95% score range is under
+0.001; one whose scores all fall on one side of 0.5 but spread is kept. Did-not-learn is unchanged.
 """
 import argparse
 import glob
@@ -39,18 +47,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import collapse_reason, pair_matrix, weighted_auc
+from shared import (
+    add_collapse_option, apply_collapse_option, collapse_reason, pair_matrix, read_specs, weighted_auc,
+    whole_set_start)
 
 _ARGS = argparse.ArgumentParser(description="Independent recomputation of claim C3 from the run records")
 _ARGS.add_argument("--results", default=str(Path(__file__).resolve().parents[1] / "results"))
 _ARGS.add_argument("--json", default=None, help="write the pooled numbers of both parts here")
 _ARGS.add_argument("--out", default=None, help="write c3_*.csv tables into this folder")
 _ARGS.add_argument("--per-testset", action="store_true", help="independent draws per test set")
+_ARGS.add_argument("--scale", choices=["full", "563"], default="full",
+                   help="whole-set pre-training (default) or the older 563-image records")
+add_collapse_option(_ARGS)
 ARGS = _ARGS.parse_args()
+RULE = apply_collapse_option(ARGS)
 RESULTS = ARGS.results
 OUT = ARGS.out
 COMPOSITIONS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay", "COVID-ChestXRay"]
-SEEDS = [0, 1, 2]
+SEEDS = [0, 1, 2]  # the whole-set scale's; at 563 the older records' (set in main)
+KERMANY = {"full": "kermany_full", "563": "kermany"}[ARGS.scale]
 N_BOOT = 2000
 BOOT_SEED = 0
 MARGIN = 0.05
@@ -58,8 +73,8 @@ PER_TESTSET = ARGS.per_testset
 Z = 1.959964 + 0.841621
 
 PARTS = {
-    "resnet50": {"other": "resnet50", "pretrains": ["kermany_full", "nih"]},
-    "conv8": {"other": "conv8", "pretrains": [None, "kermany_full"]},
+    "resnet50": {"other": "resnet50", "pretrains": [KERMANY, "nih"]},
+    "conv8": {"other": "conv8", "pretrains": [None, KERMANY]},
 }
 
 
@@ -79,7 +94,9 @@ def is_default_variant(s):
     return True
 
 
-def index_runs():
+def index_runs(before=None):
+    """(arch, pretrain, composition, seed) -> [(dir, spec.json)] of the default-variant records;
+    with ``before`` (scale 563) only those created before it."""
     cells = {}
     for d in sorted(glob.glob(os.path.join(RESULTS, "covid-*"))):
         p = os.path.join(d, "spec.json")
@@ -88,6 +105,8 @@ def index_runs():
         j = json.load(open(p))
         s = j.get("spec", {})
         if not is_default_variant(s):
+            continue
+        if before is not None and pd.Timestamp(j["created"]) >= before:
             continue
         key = (s.get("arch"), s.get("pretrain"), s.get("composition"), s.get("seed"))
         cells.setdefault(key, []).append((d, j))
@@ -104,7 +123,13 @@ def choose(cands):
 
 
 def main():
-    cells = index_runs()
+    global SEEDS
+    before = whole_set_start(read_specs(RESULTS)) if ARGS.scale == "563" else None
+    cells = index_runs(before)
+    if ARGS.scale == "563":
+        SEEDS = sorted({k[3] for k in cells
+                        if any(k[0] == cfg["other"] and k[1] in cfg["pretrains"] for cfg in PARTS.values())})
+        print(f"scale 563: older records only (created before {before}); seeds {SEEDS}")
     scores_cache = {}
 
     def load(d):
@@ -284,7 +309,7 @@ def main():
         parts = {names[r["part"]]: {"estimate": r["estimate"], "low": r["lo"], "high": r["hi"], "mde": r["mde"],
                                     "n_used": r["n_used"], "n_left_out": r["n_left_out"],
                                     "outcome": outcome.get(r["decision"], "inconclusive")} for r in summary}
-        Path(ARGS.json).write_text(json.dumps({"claim": "C3", "scale": "full", "parts": parts}, indent=1))
+        Path(ARGS.json).write_text(json.dumps({"claim": "C3", "scale": ARGS.scale, "parts": parts, **RULE}, indent=1))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,11 @@ Reported beside: per seed, balanced accuracy on the 15 images at the paper's thr
 
 Usage:
     python rechecks/recheck_c5.py [--results DIR] [--scale full|563] [--json PATH]
-                                  [--universe claim|estimand]
+                                  [--universe claim|estimand] [--keep-threshold-collapsed]
+
+--keep-threshold-collapsed: the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity): a model counts as collapsed only when its own-test 5-95% score range is under
+0.001; one whose scores all fall on one side of 0.5 but spread is kept. Did-not-learn is unchanged.
 """
 import argparse
 import glob
@@ -77,7 +81,7 @@ import numpy as np
 from scipy.stats import norm
 
 from shared import (
-    collapse_reason, decide, pair_matrix, patient_draws, pool_defined, read_specs, record_reason, record_scores,
+    add_collapse_option, apply_collapse_option, collapse_reason, decide, pair_matrix, patient_draws, pool_defined, read_specs, record_reason, record_scores,
     weighted_auc, whole_set_start)
 
 CLAIM = "C5"
@@ -116,7 +120,9 @@ def main(argv=None):
     ap.add_argument("--universe", choices=["claim", "estimand"], default="claim",
                     help="patients drawn: every test patient of the claim's models (default) or only "
                          "those of the 15 images and CORDA's test (sensitivity)")
+    add_collapse_option(ap)
     args = ap.parse_args(argv)
+    rule = apply_collapse_option(args)
     cfg = SCALES[args.scale]
     pretrain = cfg["pretrain"]
     before = whole_set_start(read_specs(args.results)) if args.scale == "563" else None
@@ -352,7 +358,7 @@ def main(argv=None):
                "comparisons": [{k: v for k, v in c.items() if k not in ("boot", "boot_ctrl", "dir")}
                                for c in comps],
                "excluded_records": [{"run": r, "why": w} for r, w in excluded],
-               "records_before": str(before) if before is not None else None}
+               "records_before": str(before) if before is not None else None, **rule}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=float)

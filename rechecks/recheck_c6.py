@@ -66,6 +66,11 @@ no detectable effect when the interval includes 0 and high < MDE, inconclusive o
 Usage:
     python rechecks/recheck_c6.py [--results DIR] [--scale full|563] [--json PATH]
                                   [--plan-563 records|profile] [--include-newer] [--with-covidcx]
+                                  [--keep-threshold-collapsed]
+
+--keep-threshold-collapsed: the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity): a model counts as collapsed only when its own-test 5-95% score range is under
+0.001; one whose scores all fall on one side of 0.5 but spread is kept. Did-not-learn is unchanged.
 """
 import argparse
 import json
@@ -78,7 +83,7 @@ import numpy as np
 import pandas as pd
 
 from shared import (
-    TestSetAUCs, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
+    TestSetAUCs, add_collapse_option, apply_collapse_option, collapse_reason, decide, pool_defined, read_specs, record_reason, record_scores,
     whole_set_start, write_json)
 
 TABLE2_TEST_SETS = ["CORDA", "CORDA&ChestXRay", "CORDA&RSNA", "CORDA&COVID-ChestXRay"]
@@ -135,7 +140,9 @@ def main(argv=None):
                     help="563 scale: also use records made after the whole-set scale began")
     ap.add_argument("--with-covidcx", action="store_true",
                     help="sensitivity: count the 15-image COVID-ChestXRay test set as an off-diagonal test set")
+    add_collapse_option(ap)
     args = ap.parse_args(argv)
+    rule = apply_collapse_option(args)
 
     test_sets = TABLE2_TEST_SETS + ([EXTRA_TEST_SET] if args.with_covidcx else [])
     pretrains = SCALES[args.scale]
@@ -303,7 +310,7 @@ def main(argv=None):
                                 "nochain_run": c["nochain"]["run"], "diff_off": c.get("diff_off"),
                                 "diff_own": c.get("diff_own"), "diff_by_test_set": c.get("diff_by_test_set")}
                                for c in comps],
-               "excluded_records": [{"run": r, "why": w} for r, w in ex]}
+               "excluded_records": [{"run": r, "why": w} for r, w in ex], **rule}
         write_json(args.json, out)
     return 0
 

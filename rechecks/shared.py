@@ -12,7 +12,9 @@ imports nothing from ``covid_lib`` and was written without reading it: the proto
   nothing frozen, adapted or planted, no precision override);
 - :func:`record_reason`: whether a record is a candidate (default variant, and older than the
   whole-set scale at the 563-image scale); :func:`record_scores`: a record's scores, read once;
-- :func:`collapse_reason`: the protocol's collapse rule on a model's own-test scores;
+- :func:`collapse_reason`: the protocol's collapse rule on a model's own-test scores, or, with
+  ``--keep-threshold-collapsed`` (:func:`add_collapse_option`, :func:`apply_collapse_option`), the
+  collapse-rule sensitivity reading's (spread only);
 - :func:`read_specs` and :func:`whole_set_start`: the run records' specs, and when the whole-set
   (``kermany_full``) scale began, which separates the older 563-image records;
 - :func:`decide`: the directional rule (reproduced, not reproduced, no detectable effect,
@@ -154,11 +156,42 @@ def record_scores(d: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def collapse_reason(scores: np.ndarray, what: str = "own-test") -> str | None:
+#: The collapse-rule sensitivity reading (``--keep-threshold-collapsed``, set by
+#: :func:`apply_collapse_option`): when True, :func:`collapse_reason` reads the spread condition
+#: only, so a model whose scores all fall on one side of 0.5 but spread over at least 0.001 is kept.
+#: Models that did not learn are each script's own reading and stay out either way.
+KEEP_THRESHOLD_COLLAPSED = False
+#: How ``--keep-threshold-collapsed`` is described, in the scripts' help and their ``--json``.
+SPREAD_ONLY_RULE = (f"keep the models whose own-test scores all fall on one side of {THRESHOLD} but spread over at "
+                    f"least {MIN_SPREAD:g} (5-95% range): collapsed only when the spread is under {MIN_SPREAD:g}; "
+                    "did-not-learn unchanged")
+
+
+def add_collapse_option(ap) -> None:
+    """Add ``--keep-threshold-collapsed`` to the argument parser ``ap``."""
+    ap.add_argument("--keep-threshold-collapsed", action="store_true",
+                    help="sensitivity reading: " + SPREAD_ONLY_RULE.replace("%", "%%"))
+
+
+def apply_collapse_option(args) -> dict:
+    """Set :data:`KEEP_THRESHOLD_COLLAPSED` from parsed ``args``; returns what a script adds to its
+    ``--json`` (nothing under the protocol's rule, so the default output is unchanged)."""
+    global KEEP_THRESHOLD_COLLAPSED
+    KEEP_THRESHOLD_COLLAPSED = bool(getattr(args, "keep_threshold_collapsed", False))
+    if KEEP_THRESHOLD_COLLAPSED:
+        print(f"COLLAPSE RULE (--keep-threshold-collapsed, sensitivity reading): {SPREAD_ONLY_RULE}")
+        return {"collapse_rule": SPREAD_ONLY_RULE}
+    return {}
+
+
+def collapse_reason(scores: np.ndarray, what: str = "own-test", spread_only: bool | None = None) -> str | None:
     """Why finite, non-empty scores are a collapsed model's (all on one side of 0.5, or a 5-95%
-    range under 0.001), else None. Empty or non-finite scores are each script's own reading."""
+    range under 0.001), else None. Empty or non-finite scores are each script's own reading.
+    ``spread_only`` (default :data:`KEEP_THRESHOLD_COLLAPSED`): read the spread condition only."""
     s = np.asarray(scores, float)
-    if (s >= THRESHOLD).all() or (s < THRESHOLD).all():
+    if spread_only is None:
+        spread_only = KEEP_THRESHOLD_COLLAPSED
+    if not spread_only and ((s >= THRESHOLD).all() or (s < THRESHOLD).all()):
         return f"collapsed ({what} scores all on one side of 0.5)"
     if np.percentile(s, 95) - np.percentile(s, 5) < MIN_SPREAD:
         return f"collapsed ({what} 5-95% range < 0.001)"

@@ -92,6 +92,34 @@ def test_claims_agree_with_independent_recomputations(claim, scale, args, tmp_pa
     _agree(mine, _verdict(scale, claim), f"{claim} at the {scale} scale")
 
 
+@pytest.mark.parametrize("claim, scale, args", [
+    ("C1", "full", ()),
+    ("C1", "563", ()),
+    ("C2", "full", ()),
+    ("C2", "563", ("--cells-563", "profile")),  # the library's reading of the 563-image cells, as above
+    ("C3", "full", ()),
+    ("C3", "563", ()),
+    ("C5", "full", ()),
+    ("C5", "563", ()),
+    ("C6", "full", ()),
+    ("C6", "563", ()),
+])
+def test_the_collapse_sensitivity_reading_agrees_with_independent_recomputations(claim, scale, args, tmp_path):
+    """``collapse_sensitivity`` (:mod:`covid_lib.report.sensitivity`): every claim judged again with
+    the models that collapsed at the threshold only kept (scores all on one side of 0.5 but a 5-95%
+    range of at least 0.001), against the rechecks' ``--keep-threshold-collapsed`` (the same relaxed
+    rule in ``rechecks/shared.py``; did-not-learn unchanged). C3 by its two parts, as above; C4 reads
+    no collapse status (its entry is the protocol's, held above)."""
+    mine = _recheck(f"recheck_{claim.lower()}.py", tmp_path, "--scale", scale, *args, "--keep-threshold-collapsed")
+    theirs = json.loads(VERDICTS.read_text())["collapse_sensitivity"]["scales"][scale]["claims"][claim]
+    if claim != "C3":
+        _agree(mine, theirs, f"{claim} at the {scale} scale, threshold-collapsed models kept")
+        return
+    assert set(mine["parts"]) == set(theirs["details"]["parts"])
+    for part, numbers in mine["parts"].items():
+        _agree(numbers, theirs["details"]["parts"][part], f"C3 {part} at the {scale} scale, threshold-collapsed models kept")
+
+
 @pytest.mark.parametrize("finding", ["F1", "F3", "F4"])
 def test_findings_agree_with_independent_recomputations(finding, tmp_path):
     """F1 (seen and unseen sources), F3 (a planted mark through the chain) and F4 (saliency inside
