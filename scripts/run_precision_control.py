@@ -93,10 +93,17 @@ def twin_machines(records) -> str:
     return "; ".join(sorted(seen)) or "no twin recorded yet"
 
 
+def _kept(control) -> dict:
+    """The post-hoc reading with the models collapsed at the threshold only kept, for the JSON."""
+    e = control.estimate
+    return {"outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,
+            "high": e.high, "mde": control.mde, "n_used": e.n_used, "n_left_out": e.n_left_out}
+
+
 def report(arm: str = "conv8", profile: str = "cpu") -> str:
     """Decide an arm on the records there are; write its markdown and JSON under :data:`REPORTS`."""
     from covid_lib.analysis.precision import estimate_precision
-    from covid_lib.report.precision import precision_markdown, precision_records
+    from covid_lib.report.precision import precision_markdown, precision_records, threshold_kept
 
     records = precision_records(arm, profile)
     control = estimate_precision(records)
@@ -109,7 +116,8 @@ def report(arm: str = "conv8", profile: str = "cpu") -> str:
         "high": e.high, "mde": control.mde, "n_used": e.n_used, "n_left_out": e.n_left_out,
         "n_patients": e.n_patients, "noise": control.noise.to_dict("records"),
         "statuses": control.statuses.to_dict(), "pairs": e.cells.to_dict("records"),
-        "left_out": e.left_out.to_dict("records")}, indent=1, default=float))
+        "left_out": e.left_out.to_dict("records"),
+        "post_hoc_threshold_collapsed_kept": _kept(threshold_kept(records))}, indent=1, default=float))
     return control.summary()
 
 

@@ -89,6 +89,15 @@ def with_twin_machines(cells: pd.DataFrame, records: pd.DataFrame) -> pd.DataFra
     return cells.assign(**{"twin machine": machines, "twin recorded": days})
 
 
+def threshold_kept(records: pd.DataFrame) -> PrecisionControl:
+    """The control decided with the models collapsed at the threshold only kept (a post-hoc
+    sensitivity reading, :func:`covid_lib.report.sensitivity.keep_threshold_collapsed`)."""
+    from covid_lib.analysis.precision import estimate_precision
+    from covid_lib.report.sensitivity import keep_threshold_collapsed
+
+    return estimate_precision(keep_threshold_collapsed(records))
+
+
 def _table(frame: pd.DataFrame, digits: int = 3) -> str:
     return frame.to_markdown(index=False, floatfmt=f".{digits}f")
 
@@ -126,6 +135,17 @@ def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: st
         control.statuses.reset_index().rename(columns={"bf16": "bf16 \\ fp32"}).to_markdown(index=False),
         "",
     ]
+    if records is not None:
+        kept = threshold_kept(records)
+        k = kept.estimate
+        lines += ["## Post hoc: the models collapsed at the threshold only kept", "",
+                  "Written on 2026-12-05, after the outcome above was known; it decides nothing "
+                  "(`covid_lib/report/sensitivity.py`). A model collapsed *at the threshold only* gives every "
+                  "test image the same answer at 0.5, but its scores spread and still rank the images, which "
+                  "is all an AUC reads. Kept, the pairs read:", "",
+                  f"**{kept.outcome}** ({kept.reason}): " + ("no usable pair" if not k.n_used else
+                  f"{k.estimate:+.3f} [{k.low:+.3f}, {k.high:+.3f}], MDE {kept.mde:.3f}") +
+                  f"; {k.n_used} pairs used, {k.n_left_out} left out.", ""]
     if len(cells):
         cols = [c for c in ("arch", "pretrain", "composition", "seed", "auc_bf16", "auc_fp32", "estimate", "low",
                             "high", "twin machine", "twin recorded") if c in cells]
@@ -138,13 +158,15 @@ def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: st
 
 def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | None = None) -> str:
     """One row per arm of :data:`ARMS`, decided on the records there are: pairs used and left out,
-    the paired AUC difference with its interval and MDE, the outcome, and the noise floor beside
+    the paired AUC difference with its interval and MDE, the outcome, the noise floor beside, and
+    the post-hoc reading with the models collapsed at the threshold only kept (:func:`threshold_kept`)
     (``book/reproduce.md``, ``book sync``)."""
     from covid_lib.analysis.precision import estimate_precision
 
     rows = []
     for name, arm in ARMS.items():
-        control = estimate_precision(precision_records(arm, profile, data_root=data_root))
+        records = precision_records(arm, profile, data_root=data_root)
+        control, kept = estimate_precision(records), threshold_kept(records)
         e, noise = control.estimate, control.noise.set_index("difference")["mean_abs_auc_diff"]
         reasons = e.left_out[["status_a", "status_b"]].apply(
             lambda r: next((k for k in ("missing", "did not learn", "collapsed") if any(str(x).startswith(k) for x in r)),
@@ -156,5 +178,8 @@ def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | Non
                      "MDE": "–" if control.mde != control.mde else f"{control.mde:.3f}",
                      "outcome": f"**{control.outcome}**",
                      "mean abs. diff: twins / two bf16 seeds": " / ".join(
-                         "–" if v != v else f"{v:.3f}" for v in (noise.iloc[0], noise.iloc[1]))})
+                         "–" if v != v else f"{v:.3f}" for v in (noise.iloc[0], noise.iloc[1])),
+                     "post hoc, threshold-collapsed kept": "–" if not kept.estimate.n_used else
+                     f"{kept.outcome}: {kept.estimate.estimate:+.3f} [{kept.estimate.low:+.3f}, "
+                     f"{kept.estimate.high:+.3f}], {kept.estimate.n_used} pairs"})
     return pd.DataFrame(rows).to_markdown(index=False)
