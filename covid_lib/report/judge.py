@@ -618,6 +618,16 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
     for scale in data["scales"].values():
         d = scale["claims"][claim]
         lines.append(f"| {scale['label']} | **{d['outcome']}** | {_fmt(d)} |")
+    sens = (data.get("collapse_sensitivity") or {}).get("scales", {})
+    kept = [(data["scales"][s]["label"].split(" (")[0], part["claims"][claim]) for s, part in sens.items()
+            if claim in part.get("claims", {})]
+    if kept:
+        lines += ["", "Beside it, never deciding (post hoc, the verdicts page's sensitivity reading): with the models "
+                  "that collapsed at the threshold only kept (scores spread, all on one side of 0.5), "
+                  + "; ".join(f"{label}: **{d['outcome']}**, {_short_estimate(d)}, {d['n_used']} used"
+                              + (" (the outcome changes)" if d["outcome"] != data["scales"][s]["claims"][claim]["outcome"]
+                                 else "")
+                              for (label, d), s in zip(kept, sens)) + "."]
     return "\n".join(lines)
 
 
