@@ -177,7 +177,7 @@ def test_f5_agrees_on_the_librarys_reading_and_neither_reading_shows_an_effect(t
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("arm", ["conv8", "resnet18", "resnet50"])
+@pytest.mark.parametrize("arm", ["conv8", "resnet18", "resnet50", "resnet50_563"])
 def test_the_precision_control_agrees_with_an_independent_recomputation(arm, data_root, tmp_path):
     """The precision control (fp32 twins against their bf16 records, ``scripts/run_precision_control.py``)
     is no verdict: the recheck is held to the library's decision on the records there are."""
