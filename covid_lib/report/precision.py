@@ -182,4 +182,4 @@ def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | Non
                      "post hoc, threshold-collapsed kept": "–" if not kept.estimate.n_used else
                      f"{kept.outcome}: {kept.estimate.estimate:+.3f} [{kept.estimate.low:+.3f}, "
                      f"{kept.estimate.high:+.3f}], {kept.estimate.n_used} pairs"})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)  # "0.020" stays as written
