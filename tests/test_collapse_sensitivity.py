@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
 
 from covid_lib.report.sensitivity import (collapsed_models, keep_threshold_collapsed, sensitivity_markdown,
                                           threshold_only)
@@ -30,7 +32,23 @@ def test_only_a_spread_model_on_one_side_of_the_threshold_is_kept(tmp_path):
     kept = keep_threshold_collapsed(records)
     assert kept["status"].tolist() == ["done", "collapsed", "done", "missing"]
     assert records["status"].tolist()[0] == "collapsed", "the records frame is not changed in place"
-    assert collapsed_models(records) == {"collapsed": 2, "threshold_only": 1}
+    m = collapsed_models(records)
+    assert (m["collapsed"], m["threshold_only"], m["val_one_sided"]) == (2, 1, 0)  # no val_scores.csv here
+    assert m["median_test_auc"] == pytest.approx(roc_auc_score([k % 2 for k in range(20)], np.linspace(0.6, 0.95, 20)))
+
+
+def test_a_model_on_one_side_of_the_threshold_on_validation_too_is_counted(tmp_path):
+    own = np.linspace(0.6, 0.95, 20)
+    above = _record(tmp_path, "above", own)
+    labels = [k % 2 for k in range(20)]
+    pd.DataFrame({"test_set": "CORDA (validation)", "source": "x", "image_id": [f"v{k}" for k in range(20)],
+                  "patient_id": [f"v{k}" for k in range(20)], "group_id": [f"v{k}" for k in range(20)],
+                  "label": labels, "score": 0.55 + 0.01 * np.array(labels)}).to_csv(
+        tmp_path / "above" / "val_scores.csv", index=False)
+    m = collapsed_models(pd.DataFrame({"composition": ["CORDA"], "path": [above], "status": ["collapsed"]}))
+    assert m["val_one_sided"] == 1 and m["median_val_auc"] == pytest.approx(1.0)
+    expected = roc_auc_score(labels, own)
+    assert m["median_test_auc"] == pytest.approx(expected)
 
 
 def test_the_page_says_which_verdicts_rest_on_the_rule():

@@ -24,12 +24,15 @@ their place.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from covid_lib.analysis.claims import read_scores
 from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
-from covid_lib.runs.records import COLLAPSED, DONE
+from covid_lib.runs.records import COLLAPSED, DONE, Record
 
 #: What the reading keeps that the protocol leaves out, in words.
 RULE = (f"keep the models whose own-test scores all fall on one side of {COLLAPSE_THRESHOLD} but spread over at "
@@ -57,12 +60,27 @@ def keep_threshold_collapsed(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def collapsed_models(records: pd.DataFrame) -> dict[str, int]:
-    """Of the collapsed COVID models in ``records``: how many, and how many at the threshold only."""
+def collapsed_models(records: pd.DataFrame) -> dict:
+    """Of the collapsed COVID models in ``records``: how many, how many at the threshold only, and
+    of those, how many were on one side of the threshold on their validation set too
+    (``val_one_sided``: the model ranks but never crosses 0.5, rather than a test set that sits
+    elsewhere than its validation set) and their median validation and own-test AUC."""
     collapsed = records[records["status"] == COLLAPSED]
-    kept = sum(threshold_only(r["path"], r["composition"]) for r in collapsed.to_dict("records")
-               if isinstance(r["path"], (str, os.PathLike)))
-    return {"collapsed": int(len(collapsed)), "threshold_only": int(kept)}
+    kept = [r for r in collapsed.to_dict("records")
+            if isinstance(r["path"], (str, os.PathLike)) and threshold_only(r["path"], r["composition"])]
+    one_sided, val_aucs, test_aucs = 0, [], []
+    for r in kept:
+        val = Record(Path(r["path"]).name, results=Path(r["path"]).parent).val_scores
+        scores = read_scores(r["path"])
+        own = scores[scores["test_set"] == r["composition"]]
+        test_aucs.append(roc_auc_score(own["label"], own["score"]))
+        if len(val):
+            one_sided += bool((val["score"] >= COLLAPSE_THRESHOLD).all() or (val["score"] < COLLAPSE_THRESHOLD).all())
+            if val["label"].nunique() == 2:
+                val_aucs.append(roc_auc_score(val["label"], val["score"]))
+    return {"collapsed": int(len(collapsed)), "threshold_only": len(kept), "val_one_sided": int(one_sided),
+            "median_val_auc": float(np.median(val_aucs)) if val_aucs else float("nan"),
+            "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan")}
 
 
 def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | None:
@@ -96,8 +114,14 @@ def sensitivity_markdown(data: dict | None) -> str:
     lines = [f"Post hoc, deciding nothing: {sens['rule']}.", ""]
     for s, part in sens["scales"].items():
         m = part["models"]
-        lines.append(f"- *{labels[s]}:* {m['collapsed']} collapsed models in the judged grids, "
-                     f"{m['threshold_only']} of them at the threshold only.")
+        line = (f"- *{labels[s]}:* {m['collapsed']} collapsed models in the judged grids, "
+                f"{m['threshold_only']} of them at the threshold only")
+        if "val_one_sided" in m and m["threshold_only"]:
+            line += (f"; {m['val_one_sided']} of those sat on one side of 0.5 on their validation set too (the "
+                     "threshold was never crossed, rather than a test set that sits elsewhere than the validation "
+                     f"set); their median AUC is {m['median_val_auc']:.2f} on validation and "
+                     f"{m['median_test_auc']:.2f} on their own test")
+        lines.append(line + ".")
     lines += ["", "| claim | scale | protocol's verdict | with those models kept | rests on the rule? |",
               "|---|---|---|---|---|"]
     for s, part in sens["scales"].items():

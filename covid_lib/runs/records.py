@@ -508,6 +508,13 @@ class Record:
         return s if test_set is None else s[s["test_set"] == test_set].reset_index(drop=True)
 
     @property
+    def val_scores(self) -> pd.DataFrame:
+        """Per-image scores on the validation set (``val_scores.csv``, at the selected epoch); empty
+        when not recorded."""
+        path = self.path / "val_scores.csv"
+        return pd.read_csv(path, dtype=_SCORE_DTYPES) if path.is_file() else pd.DataFrame()
+
+    @property
     def history(self) -> pd.DataFrame:
         """The learning curve (``history.csv``), one row per epoch; empty when not recorded."""
         path = self.path / "history.csv"
