@@ -42,6 +42,29 @@ def pilot_specs(profile: str = "cpu") -> list:
     return sorted((replace(s, precision="fp32") for s in specs), key=lambda s: (s.seed, s.composition))
 
 
+def report(profile: str = "cpu") -> str:
+    """Write the pilot's page and numbers to ``bench/results/resolution_pilot.{md,json}``; return its
+    first finding."""
+    import json
+    from pathlib import Path
+
+    from covid_lib.report.resolution import cell_verdicts, pilot_markdown, pilot_records, size_effect, summary
+    from covid_lib.report.sensitivity import keep_threshold_collapsed
+
+    out = Path(__file__).resolve().parents[1] / "bench" / "results" / "resolution_pilot"
+    records = pilot_records(profile)
+    out.with_suffix(".md").write_text(pilot_markdown(records))
+    numbers = {}
+    for name, recs in (("protocol", records), ("threshold_collapsed_kept", keep_threshold_collapsed(records))):
+        e = size_effect(recs, pretrains=("none",))
+        numbers[name] = {"size_effect": {"estimate": e.estimate, "low": e.low, "high": e.high, "n_used": e.n_used,
+                                         "n_left_out": e.n_left_out, "cells": e.cells.to_dict("records")},
+                         "c1": cell_verdicts(recs, pretrains=("none",)).to_dict("records")}
+    out.with_suffix(".json").write_text(json.dumps(numbers, indent=1, default=float))
+    verdicts, effect = cell_verdicts(records, pretrains=("none",)), size_effect(records, pretrains=("none",))
+    return summary(verdicts, effect)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", nargs="?", default="cpu")
@@ -49,9 +72,7 @@ if __name__ == "__main__":
                         help="report the pilot on the records there are (bench/results/resolution_pilot.*)")
     args = parser.parse_args()
     if args.report:
-        from covid_lib.report.resolution import pilot_report
-
-        print(pilot_report(args.profile))
+        print(report(args.profile))
     else:
         specs = pilot_specs(args.profile)
         print(f"{len(specs)} fp32 runs at 224 px (the resolution pilot)", flush=True)

@@ -120,3 +120,28 @@ def test_resolution_records_pairs_the_grid_with_its_table2_full_twins(tmp_path):
     low, high = (recs[recs["input_size"] == s].set_index(keys).sort_index() for s in (128, RESOLUTION_SIZE))
     assert list(low.index) == list(high.index)
     assert not set(low["run_id"]) & set(high["run_id"])
+
+
+def test_the_fp32_pilot_pairs_the_from_scratch_twins_of_both_sizes(tmp_path, data_root):
+    """The pilot's records: the fp32 twins of the grid's from-scratch cells at 224 px beside the fp32
+    twins of the same cells at 128 px (the precision control's), no pre-trained cell."""
+    from dataclasses import replace
+
+    from covid_lib.grid import grid_specs
+
+    recs = R.pilot_records("cpu", data_root=data_root, results=tmp_path)
+    assert len(recs) == 12 and set(recs["pretrain"]) == {"none"} and (recs["status"] == "missing").all()
+    high = [replace(s, precision="fp32").run_id for s in grid_specs("resolution", "cpu", data_root=data_root)
+            if s.task == "covid" and s.pretrain is None]
+    assert set(recs.loc[recs["input_size"] == RESOLUTION_SIZE, "run_id"]) == set(high)
+    keys = ["composition", "seed"]
+    low, hi = (recs[recs["input_size"] == s].set_index(keys).sort_index() for s in (128, RESOLUTION_SIZE))
+    assert list(low.index) == list(hi.index) and not set(low["run_id"]) & set(hi["run_id"])
+
+
+def test_from_scratch_cells_alone_apply_c1_only(cells):
+    recs = cells(lambda size, p: 1.0)
+    scratch = recs[recs["pretrain"] == "none"]
+    verdicts = R.cell_verdicts(scratch, pretrains=("none",))
+    assert set(verdicts["claim"]) == {"C1"} and (verdicts["n_used"] == 3).all()
+    assert R.size_effect(scratch, pretrains=("none",)).n_used == 6

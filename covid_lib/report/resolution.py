@@ -23,6 +23,7 @@ by git, :func:`records_after` counts the records made after it), and it adds no 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,23 +61,40 @@ def resolution_records(profile: str = "cpu", data_root: str | os.PathLike | None
     return pd.concat([low, high], ignore_index=True)
 
 
-def _estimate(claim: str, records: pd.DataFrame) -> C.ClaimEstimate:
+def pilot_records(profile: str = "cpu", data_root: str | os.PathLike | None = None,
+                  results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The fp32 pilot's records (``scripts/run_resolution_pilot.py``): the fp32 twins of grid
+    ``resolution``'s from-scratch fine-tunes (224 px) and of their cells in ``table2_full`` (the
+    profile's input size, trained by the precision control), as :func:`resolution_records`."""
+    base = get_profile(profile).input_size
+    scratch = [s for s in grid_specs("resolution", profile, data_root=data_root)
+               if s.task == "covid" and s.pretrain is None]
+    high = spec_records([replace(s, precision="fp32") for s in scratch], results).assign(input_size=RESOLUTION_SIZE)
+    twins = [replace(s, precision="fp32") for s in grid_specs("table2_full", profile, data_root=data_root)
+             if s.task == "covid" and s.arch == "resnet18" and s.composition in COMPOSITIONS
+             and s.pretrain is None and s.seed in SEEDS]
+    low = spec_records(twins, results).assign(input_size=base)
+    return pd.concat([low, high], ignore_index=True)
+
+
+def _estimate(claim: str, records: pd.DataFrame, pretrains: tuple[str, ...] = PRETRAINS) -> C.ClaimEstimate:
     if claim == "C1":
-        return C.estimate_c1(records, pretrains=PRETRAINS, seeds=SEEDS, augmented=COMPOSITIONS[1:])
+        return C.estimate_c1(records, pretrains=pretrains, seeds=SEEDS, augmented=COMPOSITIONS[1:])
     if claim == "C2":
-        return C.estimate_c2(records, pretrains=PRETRAINS[1:], compositions=COMPOSITIONS, seeds=SEEDS)
+        return C.estimate_c2(records, pretrains=pretrains[1:], compositions=COMPOSITIONS, seeds=SEEDS)
     raise KeyError(f"the resolution check applies {', '.join(CLAIMS)}, not {claim!r}")
 
 
-def cell_verdicts(records: pd.DataFrame) -> pd.DataFrame:
+def cell_verdicts(records: pd.DataFrame, *, pretrains: tuple[str, ...] = PRETRAINS) -> pd.DataFrame:
     """Per claim of :data:`CLAIMS` and input size: the claim's rule applied to the check's cells at
     that size (estimate, interval, MDE, comparisons used, left out and among them missing, outcome),
     and whether the outcome differs between the sizes (``changes``, on each row of the claim: None
-    while a comparison at either size has no record, since its outcome is not final)."""
+    while a comparison at either size has no record, since its outcome is not final).
+    ``pretrains``: the cells' pre-trainings (C2 needs one besides ``none``; the fp32 pilot has none)."""
     rows = []
-    for claim in CLAIMS:
+    for claim in (c for c in CLAIMS if c != "C2" or len(pretrains) > 1):
         for size in sorted(records["input_size"].unique()):
-            est = _estimate(claim, records[records["input_size"] == size])
+            est = _estimate(claim, records[records["input_size"] == size], pretrains)
             d = est.decision(P.rule(claim))
             left = est.left_out
             missing = int(((left["status_a"] == "missing") | (left["status_b"] == "missing")).sum()) if len(left) else 0
@@ -91,7 +109,7 @@ def cell_verdicts(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def size_effect(records: pd.DataFrame) -> C.ClaimEstimate:
+def size_effect(records: pd.DataFrame, *, pretrains: tuple[str, ...] = PRETRAINS) -> C.ClaimEstimate:
     """AUC at 224 px minus AUC at the profile's size, on the own test set, per cell of the check
     (:func:`covid_lib.analysis.claims.paired_own_test`: same patients, one set of joint draws)."""
     sizes = sorted(records["input_size"].unique())
@@ -101,7 +119,7 @@ def size_effect(records: pd.DataFrame) -> C.ClaimEstimate:
     pairs = [({"composition": comp, "pretrain": p, "seed": s},
               {"composition": comp, "pretrain": p, "seed": s, "input_size": high},
               {"composition": comp, "pretrain": p, "seed": s, "input_size": low})
-             for comp in COMPOSITIONS for p in PRETRAINS for s in SEEDS]
+             for comp in COMPOSITIONS for p in pretrains for s in SEEDS]
     return C.paired_own_test(records, pairs, claim="resolution", names=(f"auc_{high}", f"auc_{low}"))
 
 
@@ -193,3 +211,30 @@ def summary(verdicts: pd.DataFrame, effect: C.ClaimEstimate) -> str:
         return f"{verdict}; no cell has a usable model at both sizes."
     return (f"{verdict}; 224 px minus 128 px, own-test AUC, pooled over {effect.n_used} cells: "
             f"{effect.estimate:+.3f} [{effect.low:+.3f}, {effect.high:+.3f}] ({effect.n_left_out} cells left out).")
+
+
+def pilot_markdown(records: pd.DataFrame) -> str:
+    """The fp32 pilot as a page (``bench/results/resolution_pilot.md``): what it is, the size effect
+    and C1's rule at each size on the from-scratch cells, each under the protocol's collapse rule
+    and, beside, with the models collapsed at the threshold only kept
+    (:func:`covid_lib.report.sensitivity.keep_threshold_collapsed`). It decides nothing."""
+    from covid_lib.report.sensitivity import keep_threshold_collapsed
+
+    lines = ["# The resolution check's fp32 pilot: from-scratch ResNet-18 at 224 against 128 px", "",
+             "Fixed before its runs were trained (`scripts/run_resolution_pilot.py`). Both sizes are fp32 twins "
+             "(the check itself is bf16 and has no record yet), trained on CPUs without native bf16; the 128-px "
+             "models are the precision control's. From scratch only: CORDA and CORDA&ChestXRay, seeds 0-2. "
+             "It decides nothing.", ""]
+    for title, recs in (("The protocol's collapse rule", records),
+                        ("Post hoc: the models collapsed at the threshold only kept", keep_threshold_collapsed(records))):
+        effect, verdicts = size_effect(recs, pretrains=("none",)), cell_verdicts(recs, pretrains=("none",))
+        lines += [f"## {title}", "", summary(verdicts, effect), "", verdict_table(verdicts).to_markdown(index=False), ""]
+        cells = effect.cells
+        if len(cells):
+            cols = [c for c in ("composition", "seed", "auc_128", "auc_224", "estimate", "low", "high") if c in cells]
+            lines += ["Per cell (own-test AUC at each size, and 224 minus 128 px):", "",
+                      cells[cols].to_markdown(index=False, floatfmt=".3f"), ""]
+        if len(effect.left_out):
+            lines += ["Cells left out (224 px / 128 px):", "",
+                      effect.left_out.rename(columns={"status_a": "224 px", "status_b": "128 px"}).to_markdown(index=False), ""]
+    return "\n".join(lines)
