@@ -65,8 +65,14 @@ model on each test set.
 Scale: the finding has one scale (the `planted` grid, cpu profile, from scratch); labelled
 "planted". --scale accepts only that value, for a uniform interface.
 
+--keep-threshold-collapsed: the collapse-rule sensitivity reading (book/verdicts.json,
+collapse_sensitivity.findings.F3): a model is collapsed only when its own-test 5-95% range is under
+0.001, so a model whose scores all sit on one side of 0.5 but spread is kept (rechecks/shared.py);
+did-not-learn unchanged. The JSON then carries "collapse_rule"; without the flag the output is the
+protocol's.
+
 Usage: python rechecks/recheck_f3.py [--results DIR] [--scale planted] [--json PATH]
-                                     [--unit group_id|patient_id]
+                                     [--unit group_id|patient_id] [--keep-threshold-collapsed]
 """
 from __future__ import annotations
 
@@ -78,7 +84,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shared import Z, collapse_reason, decide, pair_matrix, patient_draws, weighted_auc, write_json
+from shared import (Z, add_collapse_option, apply_collapse_option, collapse_reason, decide, pair_matrix, patient_draws,
+                    weighted_auc, write_json)
 
 N_BOOT = 2000
 BOOT_SEED = 0
@@ -137,11 +144,12 @@ def pick(cands, notes, label):
 # ---------------------------------------------------------------- statistics
 
 
-def own_collapse(scores):
-    """The shared collapse rule, with the scores' range in the reason when they sit on one side."""
+def own_collapse(scores, spread_only=None):
+    """The shared collapse rule, with the scores' range in the reason when they sit on one side
+    (``spread_only``: as in shared.collapse_reason, default the --keep-threshold-collapsed switch)."""
     if len(scores) == 0:
         return "no own-test scores"
-    why = collapse_reason(scores)
+    why = collapse_reason(scores, spread_only=spread_only)
     if why is not None and "one side" in why:
         side = ">= 0.5" if (scores >= 0.5).all() else "< 0.5"
         return f"collapsed (own-test scores all {side}: {scores.min():.3f}-{scores.max():.3f})"
@@ -169,7 +177,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--unit", choices=["group_id", "patient_id"], default="group_id",
                     help="column of scores.csv that names the resampled patient (default group_id)")
+    add_collapse_option(ap)
     args = ap.parse_args(argv)
+    rule = apply_collapse_option(args)
 
     cells, excluded = index_records(args.results)
     notes: list[str] = []
@@ -196,6 +206,9 @@ def main(argv=None) -> int:
             c = m["collapse_by_set"][MARKED]
             if c:
                 m["reasons"].append(f"{label} {c}")
+            strict = own_collapse(m["sets"][MARKED].score.to_numpy(float), spread_only=False)
+            if rule and strict and not c:  # kept by the sensitivity reading only
+                m["kept"] = f"kept by --keep-threshold-collapsed; the protocol's rule: {strict}"
         models[cell] = m
 
     present = [m for m in models.values() if m["rec"] is not None]
@@ -285,7 +298,7 @@ def main(argv=None) -> int:
             s = m["sets"][t].score
             print(f"      {t:<18} scores {s.min():.4f}-{s.max():.4f}  share >= 0.5 {np.mean(s >= 0.5):.3f}  "
                   f"collapse check: {m['collapse_by_set'][t] or 'ok'}")
-        print(f"      status: {'; '.join(m['reasons']) or 'usable'}")
+        print(f"      status: {'; '.join(m['reasons']) or 'usable'}" + (f" ({m['kept']})" if m.get("kept") else ""))
     print(f"bootstrap: {N_BOOT} replicates, seed {BOOT_SEED}, one multinomial draw over {len(groups)} "
           f"test patients ({args.unit}), shared by every model and test set")
 
@@ -330,8 +343,10 @@ def main(argv=None) -> int:
                    models={m["label"]: dict(run=m["rec"]["dir"].name if m["rec"] else None,
                                             best_val_auc=m.get("best_val"), auc=m.get("auc"),
                                             collapse_by_set=m["collapse_by_set"],
-                                            status="; ".join(m["reasons"]) or "usable") for m in models.values()},
-                   excluded_variants=dict(excluded))
+                                            status="; ".join(m["reasons"]) or "usable",
+                                            **({"kept": m["kept"]} if m.get("kept") else {}))
+                           for m in models.values()},
+                   excluded_variants=dict(excluded), **rule)
         write_json(args.json, out, indent=2, default=float, ensure_ascii=False)
     return 0
 

@@ -68,6 +68,27 @@ def test_the_page_says_which_verdicts_rest_on_the_rule():
     assert "book judge" in sensitivity_markdown({})
 
 
+def test_the_page_shows_f3_beside_its_protocol_verdict():
+    def entry(outcome, used, **more):
+        return {"outcome": outcome, "estimate": 0.11 if used else float("nan"), "low": 0.002, "high": 0.23,
+                "n_used": used, "n_left_out": 1 - used, **more}
+
+    kept = {"paper": {"status": "collapsed: all scores below the threshold 0.5", "min": 0.386, "max": 0.432,
+                      "spread": 0.034}}
+    data = {"scales": {"full": {"label": "whole ChestXRay set", "claims": {"C1": entry("reproduced", 1)}}},
+            "findings": {"F3": entry("inconclusive", 0)},
+            "collapse_sensitivity": {"rule": "keep them", "scales": {"full": {
+                "models": {"collapsed": 0, "threshold_only": 0}, "claims": {"C1": entry("reproduced", 1)}}},
+                "findings": {"F3": entry("reproduced", 1, details={"kept_threshold_collapsed": kept})}}}
+    page = sensitivity_markdown(data)
+    row = next(line for line in page.splitlines() if line.startswith("| F3"))
+    assert row.endswith("| **yes** |") and "**inconclusive**: 0 used, 1 left out" in row
+    assert "**reproduced**: +0.110 [+0.002, +0.230], 1 used, 0 left out" in row
+    assert "all scores below the threshold 0.5, at 0.386-0.432, but a 5-95% range of 0.034" in page
+    del data["collapse_sensitivity"]["findings"]  # a reading written before F3 joined it: no row
+    assert "| F3" not in sensitivity_markdown(data)
+
+
 def _entry(outcome: str) -> dict:
     return {"outcome": outcome, "estimate": 0.05, "low": 0.01, "high": 0.09, "mde": 0.06, "n_used": 6,
             "n_left_out": 2, "left_out_reasons": {"collapsed": 2}, "reason": "", "details": {}}

@@ -178,6 +178,34 @@ def test_f3_leaves_out_a_collapsed_planted_model_and_names_a_collapsed_control()
     assert swapped.extra["control_status"]["none"].startswith("collapsed")
 
 
+def test_f3_keeps_a_model_collapsed_at_the_threshold_only_in_the_sensitivity_reading():
+    """``keep_threshold_collapsed`` (the collapse sensitivity reading, never the verdict): a planted
+    model whose marked scores all sit below 0.5 but spread is used, and named in ``extra``; one
+    without spread stays out; without the option nothing changes."""
+    rng = np.random.default_rng(5)
+    ok = _planted_frame(rng, 0.3)
+    low = ok.assign(**{c: 0.38 + 0.05 * ok[c] for c in ("score", "score_flipped", "score_unmarked")})  # all < 0.5
+    flat = ok.assign(**{c: 0.457 + 1e-5 * ok[c] for c in ("score", "score_flipped", "score_unmarked")})  # no spread
+    statuses = {"paper": "done", "none": "done"}
+    assert F.planted_model_status("done", low, keep_threshold_collapsed=True) == "usable"
+    assert F.planted_model_status("done", flat, keep_threshold_collapsed=True).startswith("collapsed: score spread")
+    assert F.planted_model_status("did not learn", low, keep_threshold_collapsed=True) == "did not learn"
+    est = F.estimate_f3({"paper": low, "none": ok}, statuses, n_boot=N_BOOT, keep_threshold_collapsed=True)
+    assert (est.n_used, est.n_left_out) == (1, 0)
+    assert est.estimate == pytest.approx(roc_auc_score(low["label"], low["score"])
+                                         - roc_auc_score(low["label"], low["score_flipped"]))
+    same = F.estimate_f3({"paper": ok, "none": ok}, statuses, n_boot=N_BOOT)  # a monotone map of its scores
+    assert (est.estimate, est.low, est.high) == pytest.approx((same.estimate, same.low, same.high))
+    kept = est.extra["kept_threshold_collapsed"]
+    assert list(kept) == ["paper"] and kept["paper"]["status"].startswith("collapsed: all scores below")
+    assert kept["paper"]["max"] < 0.5 and kept["paper"]["spread"] > 1e-3
+    assert "kept_threshold_collapsed" not in same.extra and "kept_threshold_collapsed" not in F.estimate_f3(
+        {"paper": low, "none": ok}, statuses, n_boot=N_BOOT).extra
+    gone = F.estimate_f3({"paper": flat, "none": ok}, statuses, n_boot=N_BOOT, keep_threshold_collapsed=True)
+    assert (gone.n_used, gone.n_left_out) == (0, 1) and gone.extra["kept_threshold_collapsed"] == {}
+    assert "spread" in gone.left_out["status_a"].iloc[0]
+
+
 def test_f4_mean_over_models_of_the_mean_excess_of_measured_maps():
     rng = np.random.default_rng(4)
     rows = []

@@ -120,6 +120,17 @@ def test_the_collapse_sensitivity_reading_agrees_with_independent_recomputations
         _agree(numbers, theirs["details"]["parts"][part], f"C3 {part} at the {scale} scale, threshold-collapsed models kept")
 
 
+def test_f3_in_the_collapse_sensitivity_reading_agrees_with_an_independent_recomputation(tmp_path):
+    """F3 is the one finding the collapse sensitivity reading judges again: its deciding planted
+    model (the corner mark through the paper's chain) scores every marked test image below 0.5 but
+    spreads, so the protocol leaves it out and the reading keeps it; ``recheck_f3.py
+    --keep-threshold-collapsed`` reads the same relaxed rule from ``rechecks/shared.py``."""
+    mine = _recheck("recheck_f3.py", tmp_path, "--keep-threshold-collapsed")
+    theirs = json.loads(VERDICTS.read_text())["collapse_sensitivity"]["findings"]["F3"]
+    _agree(mine, theirs, "F3, threshold-collapsed models kept")
+    assert list(theirs["details"]["kept_threshold_collapsed"]) == ["paper"] and mine["models"]["corner/paper"]["kept"]
+
+
 @pytest.mark.parametrize("finding", ["F1", "F3", "F4"])
 def test_findings_agree_with_independent_recomputations(finding, tmp_path):
     """F1 (seen and unseen sources), F3 (a planted mark through the chain) and F4 (saliency inside

@@ -59,10 +59,14 @@ def f1_pairs() -> list[tuple[str, str, tuple[str, str]]]:
     return out
 
 
-def _usable_unless_collapsed(own_scores: np.ndarray) -> str:
+def _usable_unless_collapsed(own_scores: np.ndarray, *, spread_only: bool = False) -> str:
     """``usable``, or ``collapsed: <why>`` (:func:`covid_lib.metrics.collapse_status` at the
-    protocol's threshold and spread) for a model's scores on its own test set."""
+    protocol's threshold and spread) for a model's scores on its own test set. ``spread_only``: read
+    the spread condition only (the collapse sensitivity reading, :mod:`covid_lib.report.sensitivity`):
+    scores all on one side of the threshold but spread are ``usable``."""
     why = collapse_status(own_scores, threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
+    if why is not None and spread_only:
+        why = "; ".join(r for r in why.split("; ") if "spread" in r) or None
     return "usable" if why is None else f"collapsed: {why}"
 
 
@@ -177,28 +181,35 @@ def estimate_f2(scores: pd.DataFrame, *, with_year: pd.DataFrame | None = None, 
 
 
 # --------------------------------------------------------------------------------------------- F3
-def planted_model_status(status: str, frame: pd.DataFrame | None) -> str:
+def planted_model_status(status: str, frame: pd.DataFrame | None, *, keep_threshold_collapsed: bool = False) -> str:
     """The protocol's exclusion rule for a planted-mark model: its record's status, or ``collapsed:
     ...`` when its scores on its own test set, the test images marked as in training (``score`` of
     :func:`covid_lib.report.planted.variant_scores`), collapse (:func:`covid_lib.metrics.collapse_status`;
     the record's own check reads a test set named after the composition, which planted runs score
-    only as ``"<composition> · <variant>"``), or ``missing`` without scores of both classes."""
+    only as ``"<composition> · <variant>"``), or ``missing`` without scores of both classes.
+    ``keep_threshold_collapsed``: the sensitivity reading's rule (:mod:`covid_lib.report.sensitivity`),
+    collapsed only when the scores do not spread; never the verdict's."""
     if status != DONE:
         return status
     if frame is None or not len(frame) or frame["label"].nunique() < 2:
         return "missing"
-    return _usable_unless_collapsed(frame["score"].to_numpy())
+    return _usable_unless_collapsed(frame["score"].to_numpy(), spread_only=keep_threshold_collapsed)
 
 
 def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str], *, deciding: str = "paper",
-                control: str = "none", n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED) -> ClaimEstimate:
+                control: str = "none", n_boot: int = P.N_BOOT, seed: int = P.BOOT_SEED,
+                keep_threshold_collapsed: bool = False) -> ClaimEstimate:
     """F3: AUC with the mark on the COVID+ test images minus AUC with it on the COVID- ones
     (``score`` against ``score_flipped`` of :func:`covid_lib.report.planted.variant_scores`, the same
     images) for the ``deciding`` pipeline's model; the same for the ``control`` pipeline, and marked
     minus unmarked, in ``extra``. ``frames``/``statuses``: by pipeline. A model that did not learn or
     collapsed (:func:`planted_model_status`) is left out; a control that is, is named in ``extra``
-    (``control_status``) instead of measured."""
-    status = {p: planted_model_status(statuses.get(p, "missing"), frames.get(p)) for p in (deciding, control)}
+    (``control_status``) instead of measured. ``keep_threshold_collapsed`` (the sensitivity reading
+    only, :mod:`covid_lib.report.sensitivity`): keep a model collapsed at the threshold only; each one
+    kept is named in ``extra`` (``kept_threshold_collapsed``: its status under the protocol's rule,
+    its own-test scores' range and 5-95% spread)."""
+    status = {p: planted_model_status(statuses.get(p, "missing"), frames.get(p),
+                                      keep_threshold_collapsed=keep_threshold_collapsed) for p in (deciding, control)}
     usable = {p: frames[p] for p, st in status.items() if st == "usable"}
     draws = JointDraws([g for f in usable.values() for g in f["group_id"].astype(str)], n_boot, seed)
 
@@ -221,6 +232,12 @@ def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str]
         extra.update(_control(f"control_pipeline_{control}", [pc], [rc]))
     else:
         extra["control_status"] = {control: status[control]}
+    if keep_threshold_collapsed:
+        protocol = {p: planted_model_status(statuses.get(p, "missing"), frames.get(p)) for p in usable}
+        extra["kept_threshold_collapsed"] = {
+            p: {"status": st, "min": float(usable[p]["score"].min()), "max": float(usable[p]["score"].max()),
+                "spread": float(np.diff(np.quantile(usable[p]["score"].to_numpy(float), [0.05, 0.95]))[0])}
+            for p, st in protocol.items() if st != "usable"}
     return _pool("F3", rows, reps, left, draws.n_patients, extra)
 
 

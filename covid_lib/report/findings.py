@@ -94,8 +94,10 @@ def f2_estimate(data_root: str | os.PathLike | None = None, *, seed: int = 0) ->
 
 # --------------------------------------------------------------------------------------------- F3
 def f3_estimate(profile: str = "cpu", data_root: str | os.PathLike | None = None, *, mark: str = "corner",
-                results: str | os.PathLike | None = None) -> tuple[ClaimEstimate, pd.DataFrame]:
-    """F3 on the ``planted`` grid's ``mark`` records (:func:`covid_lib.report.planted.variant_scores`)."""
+                results: str | os.PathLike | None = None, keep_threshold_collapsed: bool = False,
+                ) -> tuple[ClaimEstimate, pd.DataFrame]:
+    """F3 on the ``planted`` grid's ``mark`` records (:func:`covid_lib.report.planted.variant_scores`);
+    ``keep_threshold_collapsed``: the collapse sensitivity reading (:func:`covid_lib.analysis.findings.estimate_f3`)."""
     from covid_lib.report import planted as rp
 
     records = rp.planted_records(grid_specs("planted", profile, data_root=data_root), results)
@@ -103,7 +105,7 @@ def f3_estimate(profile: str = "cpu", data_root: str | os.PathLike | None = None
     frames = {r["pipeline"]: rp.variant_scores(r["path"]) if r["path"] is not None else None
               for r in records.to_dict("records")}
     statuses = dict(zip(records["pipeline"], records["status"]))
-    return AF.estimate_f3(frames, statuses), records
+    return AF.estimate_f3(frames, statuses, keep_threshold_collapsed=keep_threshold_collapsed), records
 
 
 # --------------------------------------------------------------------------------------------- F4

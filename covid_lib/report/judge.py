@@ -299,7 +299,10 @@ def power_markdown(data: dict | None = None) -> str:
 def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> dict:
     """The sensitivity reading of :mod:`covid_lib.report.sensitivity`, per scale of :data:`SCALES`:
     the collapsed models of the judged grids (how many collapsed at the threshold only) and every
-    claim judged with those kept. Beside the verdicts, never in their place."""
+    claim judged with those kept; of the findings, F3 (the only one whose models the rule leaves
+    out: F1 leaves none out, F2, F4 and F5 read no collapse status). Beside the verdicts, never in
+    their place."""
+    from covid_lib.report import findings as RF
     from covid_lib.report.sensitivity import RULE, collapsed_models, keep_threshold_collapsed
 
     out: dict = {"rule": RULE, "scales": {}}
@@ -308,6 +311,8 @@ def collapse_sensitivity(*, profile: str = "cpu", data_root: str | os.PathLike |
         out["scales"][name] = {"models": collapsed_models(_records(grids, profile, data_root)),  # only COVID runs collapse
                                "claims": judge(name, profile=profile, data_root=data_root,
                                                relabel=keep_threshold_collapsed)}
+    e3, r3 = RF.f3_estimate(profile, data_root, keep_threshold_collapsed=True)
+    out["findings"] = {"F3": _entry(e3.decision(), e3, r3, rule_commit_time("F3"))}
     return out
 
 

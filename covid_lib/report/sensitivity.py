@@ -16,6 +16,13 @@ side of 0.5) and judges every claim again with the same estimators, draws and ru
 under 0.6) and models without spread stay out. C4 reads its encoders' k-NN predictions, which no
 collapse status enters, so its entry is the protocol's.
 
+Of the findings, only F3 is read again (:func:`covid_lib.analysis.findings.estimate_f3` with
+``keep_threshold_collapsed``): its deciding model, the corner mark through the paper's chain, is left
+out by the protocol because all its marked test scores sit below 0.5, though they spread. F1 leaves
+no model out; F2, F4 and F5 apply no collapse rule. F3 was added to the reading later the same day,
+when the independent recheck (``rechecks/recheck_f3.py``) had already printed the left-out
+comparison's numbers; it decides nothing either.
+
 Written on 2026-12-05, after the verdicts of protocol ``6276063b22f8`` were known and before this
 reading was computed; it is a post-hoc sensitivity analysis, shown beside the verdicts, never in
 their place.
@@ -93,6 +100,10 @@ def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | N
     return other if other != data["scales"][scale]["claims"][claim]["outcome"] else None
 
 
+#: The scale column of a finding's row: F3 has one scale, the ``planted`` grid (from scratch, seed 0).
+FINDING_SCALE = "planted grid"
+
+
 def _cell(d: dict) -> str:
     if d.get("not_evaluated"):
         return "not evaluated"
@@ -103,12 +114,12 @@ def _cell(d: dict) -> str:
 
 def sensitivity_markdown(data: dict | None) -> str:
     """The reading beside the verdicts (``book/verdicts.json``'s ``collapse_sensitivity``): per
-    scale and claim, the protocol's verdict, the verdict with the threshold-collapsed models kept,
-    and whether it rests on the rule."""
+    scale and claim, and for finding F3, the protocol's verdict, the verdict with the
+    threshold-collapsed models kept, and whether it rests on the rule."""
     sens = (data or {}).get("collapse_sensitivity")
     if not sens:
         return "*No sensitivity reading yet: run `python -m covid_lib book judge`.*"
-    from covid_lib.analysis.verdicts import SHORT_CLAIMS
+    from covid_lib.analysis.verdicts import SHORT_CLAIMS, SHORT_FINDINGS
 
     labels = {s: data["scales"][s]["label"].split(" (")[0].split(",")[0] for s in sens["scales"]}
     lines = [f"Post hoc, deciding nothing: {sens['rule']}.", ""]
@@ -122,6 +133,17 @@ def sensitivity_markdown(data: dict | None) -> str:
                      f"set); their median AUC is {m['median_val_auc']:.2f} on validation and "
                      f"{m['median_test_auc']:.2f} on their own test")
         lines.append(line + ".")
+    findings = {f: d for f, d in (sens.get("findings") or {}).items() if f in (data.get("findings") or {})}
+    for f, d in findings.items():
+        ref = data["findings"][f]
+        kept = d.get("details", {}).get("kept_threshold_collapsed") or {}
+        line = (f"- *{f} ({FINDING_SCALE}):* {ref['n_left_out']} of its models left out by the protocol, "
+                f"{len(kept)} of them collapsed at the threshold only")
+        if kept:
+            line += ": " + "; ".join(f"the `{p}` pipeline's model ({k['status'].removeprefix('collapsed: ')}, at "
+                                     f"{k['min']:.3f}-{k['max']:.3f}, but a 5-95% range of {k['spread']:.3f})"
+                                     for p, k in kept.items())
+        lines.append(line + ".")
     lines += ["", "| claim | scale | protocol's verdict | with those models kept | rests on the rule? |",
               "|---|---|---|---|---|"]
     for s, part in sens["scales"].items():
@@ -129,4 +151,11 @@ def sensitivity_markdown(data: dict | None) -> str:
             ref = data["scales"][s]["claims"][claim]
             rests = "**yes**" if d["outcome"] != ref["outcome"] else "no"
             lines.append(f"| {claim} {SHORT_CLAIMS.get(claim, '')} | {labels[s]} | {_cell(ref)} | {_cell(d)} | {rests} |")
+    for f, d in findings.items():
+        ref = data["findings"][f]
+        rests = "**yes**" if d["outcome"] != ref["outcome"] else "no"
+        lines.append(f"| {f} {SHORT_FINDINGS.get(f, '')} | {FINDING_SCALE} | {_cell(ref)} | {_cell(d)} | {rests} |")
+    if findings:
+        lines += ["", "Of the findings only F3 is read again: F1 leaves no model out, and F2, F4 and F5 apply no "
+                  "collapse rule."]
     return "\n".join(lines)
