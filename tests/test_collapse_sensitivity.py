@@ -118,3 +118,19 @@ def test_the_glance_tables_mark_the_verdicts_that_rest_on_the_collapse_rule():
     assert "Fragile" not in plain["C1."]
     unmarked = verdicts_markdown(_verdicts({}))
     assert "†" not in unmarked and "Fragile" not in plain_verdicts_markdown(_verdicts({}))
+
+
+def test_the_findings_table_marks_f3_when_the_reading_changes_it():
+    """On the committed verdicts: F3's badge carries † exactly when the sensitivity reading of F3
+    differs from its verdict, and no † without the reading."""
+    import copy
+
+    from covid_lib.report.judge import findings_markdown, read_verdicts
+    from covid_lib.report.sensitivity import finding_rests_on_collapse_rule
+
+    data = read_verdicts()
+    row = next(line for line in findings_markdown(data["findings"], data) if line.startswith("| **F3**"))
+    assert ("†" in row) == bool(finding_rests_on_collapse_rule(data, "F3"))
+    bare = copy.deepcopy(data)
+    bare.pop("collapse_sensitivity", None)
+    assert not any("†" in line for line in findings_markdown(bare["findings"], bare))

@@ -558,14 +558,16 @@ def verdicts_markdown(data: dict | None = None) -> str:
             lines += [f"Evidence: [{CLAIM_CHAPTERS[claim]}](chapters/{CLAIM_CHAPTERS[claim]}.ipynb).", ""]
         lines.append(":::")
     if data.get("findings"):
-        lines += ["", *findings_markdown(data["findings"])]
+        lines += ["", *findings_markdown(data["findings"], data)]
     return "\n".join(lines)
 
 
-def findings_markdown(findings: dict[str, dict]) -> list[str]:
+def findings_markdown(findings: dict[str, dict], data: dict | None = None) -> list[str]:
     """The findings beyond the paper (F1-F5) on the verdicts page: a glance table (badge, estimate,
-    how the rule stands to the records), then one collapsed section per finding."""
+    how the rule stands to the records; † where the collapse sensitivity reading of ``data``,
+    ``book/verdicts.json``, changes the outcome), then one collapsed section per finding."""
     from covid_lib.analysis.verdicts import FINDING_CLAIMS, SHORT_FINDINGS
+    from covid_lib.report.sensitivity import finding_rests_on_collapse_rule
 
     lines = ["## Findings beyond the paper", "",
              "The book's own conclusions beyond the paper, each decided under a rule of protocol version 2 "
@@ -580,7 +582,12 @@ def findings_markdown(findings: dict[str, dict]) -> list[str]:
             badge, estimate, records = "{bdg-secondary}`not evaluated`", _why_not(d).split(":")[0] or "–", "–"
         else:
             badge, estimate, records = _badge(d["outcome"]), _short_estimate(d), exploratory_text(d)
+            if finding_rests_on_collapse_rule(data, f):
+                badge += " †"
         lines.append(f"| **{f}** {SHORT_FINDINGS.get(f, '')} | {badge} | {estimate} | {records} | {link} |")
+    if any(finding_rests_on_collapse_rule(data, f) for f in findings):
+        lines += ["", "† The outcome changes when the model collapsed at the threshold only is kept (see *Do the "
+                  "verdicts rest on the collapse rule?* below)."]
     lines += ["", "Each finding in detail:", ""]
     for f, d in findings.items():
         rule = P.rule(f)

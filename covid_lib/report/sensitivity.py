@@ -100,6 +100,15 @@ def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | N
     return other if other != data["scales"][scale]["claims"][claim]["outcome"] else None
 
 
+def finding_rests_on_collapse_rule(data: dict | None, finding: str) -> str | None:
+    """The outcome ``finding`` gets with the threshold-collapsed models kept, when it differs from
+    its verdict in ``data`` (``book/verdicts.json``); else None (also when it is not read again)."""
+    other = (((data or {}).get("collapse_sensitivity") or {}).get("findings") or {}).get(finding)
+    if other is None or finding not in (data or {}).get("findings", {}):
+        return None
+    return other["outcome"] if other["outcome"] != data["findings"][finding]["outcome"] else None
+
+
 #: The scale column of a finding's row: F3 has one scale, the ``planted`` grid (from scratch, seed 0).
 FINDING_SCALE = "planted grid"
 
