@@ -663,6 +663,11 @@ def _finding_markdown(finding: str, data: dict | None) -> str:
     extra = finding_details(finding, d)
     if extra:
         lines += ["", "Beside it, never deciding: " + "; ".join(extra) + "."]
+    kept = ((data.get("collapse_sensitivity") or {}).get("findings") or {}).get(finding)
+    if kept:
+        lines += ["", "Beside it, never deciding (post hoc, the verdicts page's sensitivity reading): with the model "
+                  f"that collapsed at the threshold only kept, **{kept['outcome']}**, {_short_estimate(kept)}, "
+                  f"{kept['n_used']} used" + (" (the outcome changes)" if kept["outcome"] != d["outcome"] else "") + "."]
     return "\n".join(lines)
 
 
