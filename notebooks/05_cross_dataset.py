@@ -245,6 +245,29 @@ else:
     print("no cell has a usable model at both sizes yet")
 
 # %% [markdown]
+# Until the check's bf16 runs are recorded (they need a CPU with native bf16 or a GPU), a CPU
+# without bf16 can still compare the two sizes at *one* precision: an **fp32 pilot** trains the fp32
+# twins of the six from-scratch cells at 224 px and sets them beside the fp32 twins of the same cells
+# at 128 px, which the precision control trained (see {doc}`../reproduce`). It was fixed before its
+# runs were trained (`scripts/run_resolution_pilot.py`), it leaves out the pre-trained cells (so C2),
+# and it decides nothing. Beside the protocol's reading, the same with the models collapsed at the
+# threshold only kept (the {doc}`../verdicts` page's sensitivity reading).
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the fp32 pilot: from scratch, 224 against 128 px", "code_prompt_hide": "Hide the pilot"}
+from covid_lib.report.sensitivity import keep_threshold_collapsed
+
+pilot = rs.pilot_records(profile, data_root=data_root, results=results)
+for reading, recs in (("protocol's collapse rule", pilot),
+                      ("threshold-collapsed models kept (post hoc)", keep_threshold_collapsed(pilot))):
+    pilot_verdicts = rs.cell_verdicts(recs, pretrains=("none",))
+    pilot_effect = rs.size_effect(recs, pretrains=("none",))
+    print(f"fp32 pilot, {reading}: {rs.summary(pilot_verdicts, pilot_effect)}")
+display(styled(rs.verdict_table(pilot_verdicts)))
+if pilot_effect.n_used:
+    fig = rs.plot_size_effect(pilot_effect)
+    plt.show()
+
+# %% [markdown]
 # ## Are the scores probabilities? (calibration)
 #
 # The paper reads every metric at the threshold 0.5, which treats a score as a probability. On
