@@ -262,9 +262,11 @@ for reading, recs in (("protocol's collapse rule", pilot),
     pilot_verdicts = rs.cell_verdicts(recs, pretrains=("none",))
     pilot_effect = rs.size_effect(recs, pretrains=("none",))
     print(f"fp32 pilot, {reading}: {rs.summary(pilot_verdicts, pilot_effect)}")
-display(styled(rs.verdict_table(pilot_verdicts)))
-if pilot_effect.n_used:
+    display(styled(rs.verdict_table(pilot_verdicts)))
+if pilot_effect.n_used:  # the last reading: every cell whose models rank
     fig = rs.plot_size_effect(pilot_effect)
+    fig.suptitle("fp32 pilot, threshold-collapsed models kept (post hoc)", fontsize=9)
+    fig.tight_layout()
     plt.show()
 
 # %% [markdown]
