@@ -244,17 +244,19 @@ if res_effect.n_used:
 else:
     print("no cell has a usable model at both sizes yet")
 
-# %% [markdown]
-# Until the check's bf16 runs are recorded (they need a CPU with native bf16 or a GPU), a CPU
-# without bf16 can still compare the two sizes at *one* precision: an **fp32 pilot** trains the fp32
-# twins of the six from-scratch cells at 224 px and sets them beside the fp32 twins of the same cells
-# at 128 px, which the precision control trained (see {doc}`../reproduce`). It was fixed before its
-# runs were trained (`scripts/run_resolution_pilot.py`), it leaves out the pre-trained cells (so C2),
-# and it decides nothing. Beside the protocol's reading, the same with the models collapsed at the
-# threshold only kept (the {doc}`../verdicts` page's sensitivity reading).
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Until the bf16 runs land: an fp32 pilot, from scratch, 224 against 128 px (deciding nothing)", "code_prompt_hide": "Hide the pilot"}
+from IPython.display import Markdown
 
-# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the fp32 pilot: from scratch, 224 against 128 px", "code_prompt_hide": "Hide the pilot"}
 from covid_lib.report.sensitivity import keep_threshold_collapsed
+
+display(Markdown(
+    "Until the check's bf16 runs are recorded (they need a CPU with native bf16 or a GPU), a CPU without bf16 "
+    "can still compare the two sizes at *one* precision: this **fp32 pilot** trains the fp32 twins of the six "
+    "from-scratch cells at 224 px and sets them beside the fp32 twins of the same cells at 128 px, which the "
+    "precision control trained (see the reproduce page). It was fixed before its runs were trained "
+    "(`scripts/run_resolution_pilot.py`), it leaves out the pre-trained cells (so C2), and it decides nothing. "
+    "Beside the protocol's reading, the same with the models collapsed at the threshold only kept (the verdicts "
+    "page's sensitivity reading)."))
 
 pilot = rs.pilot_records(profile, data_root=data_root, results=results)
 for reading, recs in (("protocol's collapse rule", pilot),
