@@ -645,8 +645,15 @@ COLLAPSE_THRESHOLD = 0.5
 COLLAPSE_MIN_SPREAD = 1e-3
 
 
-def collapse_status(y_score, *, threshold: float = COLLAPSE_THRESHOLD, min_spread: float = COLLAPSE_MIN_SPREAD
-                    ) -> str | None:
+def score_spread(y_score) -> float:
+    """The 5-95% inter-quantile range of a model's scores (``numpy.quantile``, linear interpolation):
+    the spread :func:`collapse_status` compares with its ``min_spread``."""
+    low, high = np.quantile(_validate_scores(y_score), [0.05, 0.95])
+    return float(high - low)
+
+
+def collapse_status(y_score, *, threshold: float | None = COLLAPSE_THRESHOLD,
+                    min_spread: float = COLLAPSE_MIN_SPREAD) -> str | None:
     """Why a model's scores (on its own test set) cannot be read as a trained model's, or None.
 
     A model has *collapsed* when its scores say nothing about the image: all on one side of its
@@ -659,7 +666,8 @@ def collapse_status(y_score, *, threshold: float = COLLAPSE_THRESHOLD, min_sprea
 
     Args:
         y_score: the model's scores (finite), e.g. on its own test set.
-        threshold: its decision threshold; an image is COVID+ when ``score >= threshold``.
+        threshold: its decision threshold; an image is COVID+ when ``score >= threshold``. None:
+            read the spread only (the collapse sensitivity reading, :mod:`covid_lib.report.sensitivity`).
         min_spread: the smallest 5-95% range of a usable model, on the scores' scale.
 
     Returns:
@@ -672,16 +680,18 @@ def collapse_status(y_score, *, threshold: float = COLLAPSE_THRESHOLD, min_sprea
         'all scores below the threshold 0.5; score spread 1.9e-04 < 1e-03 (5-95% range)'
         >>> collapse_status([0.1, 0.4, 0.6, 0.9]) is None
         True
+        >>> collapse_status([0.6, 0.7, 0.9], threshold=None) is None   # one side of 0.5, but spread
+        True
     """
     s = _validate_scores(y_score)
-    if not math.isfinite(threshold) or not min_spread >= 0:
-        raise ValueError(f"need a finite threshold and min_spread >= 0, got {threshold!r}, {min_spread!r}")
+    if (threshold is not None and not math.isfinite(threshold)) or not min_spread >= 0:
+        raise ValueError(f"need a finite threshold (or None) and min_spread >= 0, got {threshold!r}, {min_spread!r}")
     reasons = []
-    if (s >= threshold).all():
+    if threshold is not None and (s >= threshold).all():
         reasons.append(f"all scores at or above the threshold {threshold:g}")
-    elif (s < threshold).all():
+    elif threshold is not None and (s < threshold).all():
         reasons.append(f"all scores below the threshold {threshold:g}")
-    low, high = np.quantile(s, [0.05, 0.95])
-    if high - low < min_spread:
-        reasons.append(f"score spread {high - low:.1e} < {min_spread:.0e} (5-95% range)")
+    spread = score_spread(s)
+    if spread < min_spread:
+        reasons.append(f"score spread {spread:.1e} < {min_spread:.0e} (5-95% range)")
     return "; ".join(reasons) or None

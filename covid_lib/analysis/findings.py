@@ -35,7 +35,7 @@ from covid_lib.analysis import protocol as P
 from covid_lib.analysis.claims import ClaimEstimate, JointDraws, _control, _pair_or_leave, _pool, read_scores
 from covid_lib.analysis.landscape import TARGETS, permutation_chance, purity, weighted_purity
 from covid_lib.data.source_splits import SOURCE_SPLITS
-from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
+from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status, score_spread
 from covid_lib.runs import DONE
 from covid_lib.stats import percentile_interval
 
@@ -64,9 +64,8 @@ def _usable_unless_collapsed(own_scores: np.ndarray, *, spread_only: bool = Fals
     protocol's threshold and spread) for a model's scores on its own test set. ``spread_only``: read
     the spread condition only (the collapse sensitivity reading, :mod:`covid_lib.report.sensitivity`):
     scores all on one side of the threshold but spread are ``usable``."""
-    why = collapse_status(own_scores, threshold=COLLAPSE_THRESHOLD, min_spread=COLLAPSE_MIN_SPREAD)
-    if why is not None and spread_only:
-        why = "; ".join(r for r in why.split("; ") if "spread" in r) or None
+    why = collapse_status(own_scores, threshold=None if spread_only else COLLAPSE_THRESHOLD,
+                          min_spread=COLLAPSE_MIN_SPREAD)
     return "usable" if why is None else f"collapsed: {why}"
 
 
@@ -236,7 +235,7 @@ def estimate_f3(frames: dict[str, pd.DataFrame | None], statuses: dict[str, str]
         protocol = {p: planted_model_status(statuses.get(p, "missing"), frames.get(p)) for p in usable}
         extra["kept_threshold_collapsed"] = {
             p: {"status": st, "min": float(usable[p]["score"].min()), "max": float(usable[p]["score"].max()),
-                "spread": float(np.diff(np.quantile(usable[p]["score"].to_numpy(float), [0.05, 0.95]))[0])}
+                "spread": score_spread(usable[p]["score"].to_numpy(float))}
             for p, st in protocol.items() if st != "usable"}
     return _pool("F3", rows, reps, left, draws.n_patients, extra)
 

@@ -53,8 +53,7 @@ def threshold_only(path: str | os.PathLike, composition: str) -> bool:
     own = scores.loc[scores["test_set"] == composition, "score"].to_numpy()
     if not len(own):
         return False
-    reason = collapse_status(own)
-    return reason is not None and "spread" not in reason
+    return collapse_status(own) is not None and collapse_status(own, threshold=None) is None
 
 
 def keep_threshold_collapsed(records: pd.DataFrame) -> pd.DataFrame:
