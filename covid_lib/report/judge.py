@@ -630,16 +630,17 @@ def claim_markdown(claim: str, data: dict | None = None) -> str:
     for scale in data["scales"].values():
         d = scale["claims"][claim]
         lines.append(f"| {scale['label']} | **{d['outcome']}** | {_fmt(d)} |")
-    sens = (data.get("collapse_sensitivity") or {}).get("scales", {})
-    kept = [(data["scales"][s]["label"].split(" (")[0], part["claims"][claim]) for s, part in sens.items()
-            if claim in part.get("claims", {})]
+    from covid_lib.report.sensitivity import rests_on_collapse_rule
+
+    kept = {s: part["claims"][claim] for s, part in (data.get("collapse_sensitivity") or {}).get("scales", {}).items()
+            if claim in part.get("claims", {})}
     if kept:
         lines += ["", "Beside it, never deciding (post hoc, the verdicts page's sensitivity reading): with the models "
                   "that collapsed at the threshold only kept (scores spread, all on one side of 0.5), "
-                  + "; ".join(f"{label}: **{d['outcome']}**, {_short_estimate(d)}, {d['n_used']} used"
-                              + (" (the outcome changes)" if d["outcome"] != data["scales"][s]["claims"][claim]["outcome"]
-                                 else "")
-                              for (label, d), s in zip(kept, sens)) + "."]
+                  + "; ".join(f"{data['scales'][s]['label'].split(' (')[0]}: **{d['outcome']}**, {_short_estimate(d)}, "
+                              f"{d['n_used']} used" + (" (the outcome changes)" if rests_on_collapse_rule(data, s, claim)
+                                                       else "")
+                              for s, d in kept.items()) + "."]
     return "\n".join(lines)
 
 
@@ -665,9 +666,12 @@ def _finding_markdown(finding: str, data: dict | None) -> str:
         lines += ["", "Beside it, never deciding: " + "; ".join(extra) + "."]
     kept = ((data.get("collapse_sensitivity") or {}).get("findings") or {}).get(finding)
     if kept:
+        from covid_lib.report.sensitivity import finding_rests_on_collapse_rule
+
         lines += ["", "Beside it, never deciding (post hoc, the verdicts page's sensitivity reading): with the model "
                   f"that collapsed at the threshold only kept, **{kept['outcome']}**, {_short_estimate(kept)}, "
-                  f"{kept['n_used']} used" + (" (the outcome changes)" if kept["outcome"] != d["outcome"] else "") + "."]
+                  f"{kept['n_used']} used" + (" (the outcome changes)" if finding_rests_on_collapse_rule(data, finding)
+                                              else "") + "."]
     return "\n".join(lines)
 
 

@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from covid_lib.analysis.claims import read_scores
 from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
 from covid_lib.runs.records import COLLAPSED, DONE, Record
 
@@ -46,14 +45,18 @@ RULE = (f"keep the models whose own-test scores all fall on one side of {COLLAPS
         f"least {COLLAPSE_MIN_SPREAD:g} (5-95% range); the rest of the protocol unchanged")
 
 
+def _record(path: str | os.PathLike) -> Record:
+    return Record(Path(path).name, results=Path(path).parent)
+
+
+def _threshold_only(own: np.ndarray) -> bool:
+    return len(own) > 0 and collapse_status(own) is not None and collapse_status(own, threshold=None) is None
+
+
 def threshold_only(path: str | os.PathLike, composition: str) -> bool:
     """Whether a record's collapse is at the threshold only: its own-test scores spread (5-95% range
     at least :data:`COLLAPSE_MIN_SPREAD`) but all fall on one side of :data:`COLLAPSE_THRESHOLD`."""
-    scores = read_scores(path)
-    own = scores.loc[scores["test_set"] == composition, "score"].to_numpy()
-    if not len(own):
-        return False
-    return collapse_status(own) is not None and collapse_status(own, threshold=None) is None
+    return _threshold_only(_record(path).scores(composition)["score"].to_numpy())
 
 
 def keep_threshold_collapsed(records: pd.DataFrame) -> pd.DataFrame:
@@ -72,19 +75,22 @@ def collapsed_models(records: pd.DataFrame) -> dict:
     (``val_one_sided``: the model ranks but never crosses 0.5, rather than a test set that sits
     elsewhere than its validation set) and their median validation and own-test AUC."""
     collapsed = records[records["status"] == COLLAPSED]
-    kept = [r for r in collapsed.to_dict("records")
-            if isinstance(r["path"], (str, os.PathLike)) and threshold_only(r["path"], r["composition"])]
-    one_sided, val_aucs, test_aucs = 0, [], []
-    for r in kept:
-        val = Record(Path(r["path"]).name, results=Path(r["path"]).parent).val_scores
-        scores = read_scores(r["path"])
-        own = scores[scores["test_set"] == r["composition"]]
+    kept, one_sided, val_aucs, test_aucs = 0, 0, [], []
+    for r in collapsed.to_dict("records"):
+        if not isinstance(r["path"], (str, os.PathLike)):
+            continue
+        record = _record(r["path"])
+        own = record.scores(r["composition"])
+        if not _threshold_only(own["score"].to_numpy()):
+            continue
+        kept += 1
         test_aucs.append(roc_auc_score(own["label"], own["score"]))
+        val = record.val_scores
         if len(val):
             one_sided += bool((val["score"] >= COLLAPSE_THRESHOLD).all() or (val["score"] < COLLAPSE_THRESHOLD).all())
             if val["label"].nunique() == 2:
                 val_aucs.append(roc_auc_score(val["label"], val["score"]))
-    return {"collapsed": int(len(collapsed)), "threshold_only": len(kept), "val_one_sided": int(one_sided),
+    return {"collapsed": int(len(collapsed)), "threshold_only": kept, "val_one_sided": int(one_sided),
             "median_val_auc": float(np.median(val_aucs)) if val_aucs else float("nan"),
             "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan")}
 
@@ -157,11 +163,11 @@ def sensitivity_markdown(data: dict | None) -> str:
     for s, part in sens["scales"].items():
         for claim, d in part["claims"].items():
             ref = data["scales"][s]["claims"][claim]
-            rests = "**yes**" if d["outcome"] != ref["outcome"] else "no"
+            rests = "**yes**" if rests_on_collapse_rule(data, s, claim) else "no"
             lines.append(f"| {claim} {SHORT_CLAIMS.get(claim, '')} | {labels[s]} | {_cell(ref)} | {_cell(d)} | {rests} |")
     for f, d in findings.items():
         ref = data["findings"][f]
-        rests = "**yes**" if d["outcome"] != ref["outcome"] else "no"
+        rests = "**yes**" if finding_rests_on_collapse_rule(data, f) else "no"
         lines.append(f"| {f} {SHORT_FINDINGS.get(f, '')} | {FINDING_SCALE} | {_cell(ref)} | {_cell(d)} | {rests} |")
     if findings:
         lines += ["", "Of the findings only F3 is read again: F1 leaves no model out, and F2, F4 and F5 apply no "
