@@ -38,12 +38,11 @@ SHORT_ANSWERS: dict[str, str] = {"reproduced": "yes", "not reproduced": "no", "n
 SCALE_WORDS = {"full": "the whole ChestXRay set", "563": "563 ChestXRay images"}
 
 
-def _scale(data: dict) -> tuple[str, dict]:
-    """The scale whose verdicts the summary reads: the whole set, unless it has no usable estimate."""
+def _scale(data: dict, claim: str) -> str:
+    """The scale whose verdict on ``claim`` the summary reads: the last (the whole set) with a usable
+    estimate, else the last."""
     scales = list(data["scales"])
-    return scales[-1], {c: next((data["scales"][s]["claims"][c] for s in reversed(scales)
-                                 if _usable(data["scales"][s]["claims"][c])), data["scales"][scales[-1]]["claims"][c])
-                        for c in QUESTIONS}
+    return next((s for s in reversed(scales) if _usable(data["scales"][s]["claims"][claim])), scales[-1])
 
 
 def _usable(d: dict) -> bool:
@@ -90,13 +89,13 @@ def plain_verdicts_markdown(data: dict | None = None) -> str:
     data = read_verdicts() if data is None else data
     if not data:
         return "*No verdicts judged yet: run `python -m covid_lib book judge`.*"
-    last, chosen = _scale(data)
+    last = list(data["scales"])[-1]
     lines = ["| the claim, as a question | in our public data | deciding difference [95% interval] | comparisons "
              "usable | chapter |", "|---|---|---|---|---|"]
     waiting = 0
     for claim, question in QUESTIONS.items():
-        d = chosen[claim]
-        scale = next(s for s in data["scales"] if data["scales"][s]["claims"][claim] is d)
+        scale = _scale(data, claim)
+        d = data["scales"][scale]["claims"][claim]
         reason = why(d)
         answer = ANSWERS.get(d["outcome"], d["outcome"]) + (f" ({reason})" if reason else "")
         if scale != last:
