@@ -31,15 +31,15 @@ trained:
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
-
-from covid_lib.grid import grid_specs, run_grid
+from covid_lib.grid import run_grid
 
 
 def pilot_specs(profile: str = "cpu") -> list:
     """The pilot's runs: fp32 twins of grid ``resolution``'s from-scratch fine-tunes, seed by seed."""
-    specs = [s for s in grid_specs("resolution", profile) if s.task == "covid" and s.pretrain is None]
-    return sorted((replace(s, precision="fp32") for s in specs), key=lambda s: (s.seed, s.composition))
+    from covid_lib.report.resolution import resolution_specs
+
+    _, high = resolution_specs(profile, pretrains=("none",), precision="fp32")
+    return sorted(high, key=lambda s: (s.seed, s.composition))
 
 
 def report(profile: str = "cpu") -> str:

@@ -46,35 +46,41 @@ SEEDS: tuple[int, ...] = OTHER_SEEDS
 CLAIMS: tuple[str, ...] = ("C1", "C2")
 
 
-def resolution_records(profile: str = "cpu", data_root: str | os.PathLike | None = None,
-                       results: str | os.PathLike | None = None, *, data_version: str | None = None) -> pd.DataFrame:
-    """The check's records: grid ``resolution`` (224 px) and its twins in ``table2_full`` (the
-    profile's input size), one row per cell and size (:func:`covid_lib.report.records.spec_records`
-    with an ``input_size`` column). ``data_version``: as :func:`covid_lib.grid.grid_specs`."""
-    base = get_profile(profile).input_size
+def resolution_specs(profile: str = "cpu", data_root: str | os.PathLike | None = None, *,
+                     data_version: str | None = None, pretrains: tuple[str, ...] = PRETRAINS,
+                     precision: str | None = None) -> tuple[list, list]:
+    """The check's fine-tunes: grid ``resolution``'s (224 px) and their twins in ``table2_full`` (the
+    profile's input size), of the cells with a pre-training in ``pretrains``; with ``precision``,
+    the twins at that precision (other run ids: the fp32 pilot's, ``scripts/run_resolution_pilot.py``)."""
     kw = {"data_root": data_root, "data_version": data_version}
-    high = spec_records(grid_specs("resolution", profile, **kw), results).assign(input_size=RESOLUTION_SIZE)
-    twins = [s for s in grid_specs("table2_full", profile, **kw)
-             if s.task == "covid" and s.arch == "resnet18" and s.composition in COMPOSITIONS
-             and (s.pretrain or "none") in PRETRAINS and s.seed in SEEDS]
-    low = spec_records(twins, results).assign(input_size=base)
-    return pd.concat([low, high], ignore_index=True)
+
+    def cells(specs):
+        return [replace(s, precision=precision) if precision else s for s in specs
+                if s.task == "covid" and (s.pretrain or "none") in pretrains]
+
+    high = cells(grid_specs("resolution", profile, **kw))
+    low = cells(s for s in grid_specs("table2_full", profile, **kw)
+                if s.arch == "resnet18" and s.composition in COMPOSITIONS and s.seed in SEEDS)
+    return low, high
+
+
+def resolution_records(profile: str = "cpu", data_root: str | os.PathLike | None = None,
+                       results: str | os.PathLike | None = None, *, data_version: str | None = None,
+                       pretrains: tuple[str, ...] = PRETRAINS, precision: str | None = None) -> pd.DataFrame:
+    """The check's records (:func:`resolution_specs`), one row per cell and size
+    (:func:`covid_lib.report.records.spec_records` with an ``input_size`` column).
+    ``data_version``: as :func:`covid_lib.grid.grid_specs`."""
+    low, high = resolution_specs(profile, data_root, data_version=data_version, pretrains=pretrains,
+                                 precision=precision)
+    return pd.concat([spec_records(low, results).assign(input_size=get_profile(profile).input_size),
+                      spec_records(high, results).assign(input_size=RESOLUTION_SIZE)], ignore_index=True)
 
 
 def pilot_records(profile: str = "cpu", data_root: str | os.PathLike | None = None,
                   results: str | os.PathLike | None = None) -> pd.DataFrame:
-    """The fp32 pilot's records (``scripts/run_resolution_pilot.py``): the fp32 twins of grid
-    ``resolution``'s from-scratch fine-tunes (224 px) and of their cells in ``table2_full`` (the
-    profile's input size, trained by the precision control), as :func:`resolution_records`."""
-    base = get_profile(profile).input_size
-    scratch = [s for s in grid_specs("resolution", profile, data_root=data_root)
-               if s.task == "covid" and s.pretrain is None]
-    high = spec_records([replace(s, precision="fp32") for s in scratch], results).assign(input_size=RESOLUTION_SIZE)
-    twins = [replace(s, precision="fp32") for s in grid_specs("table2_full", profile, data_root=data_root)
-             if s.task == "covid" and s.arch == "resnet18" and s.composition in COMPOSITIONS
-             and s.pretrain is None and s.seed in SEEDS]
-    low = spec_records(twins, results).assign(input_size=base)
-    return pd.concat([low, high], ignore_index=True)
+    """The fp32 pilot's records (``scripts/run_resolution_pilot.py``): the fp32 twins of the check's
+    from-scratch cells at both sizes (those at the profile's size trained by the precision control)."""
+    return resolution_records(profile, data_root, results, pretrains=("none",), precision="fp32")
 
 
 def _estimate(claim: str, records: pd.DataFrame, pretrains: tuple[str, ...] = PRETRAINS) -> C.ClaimEstimate:
