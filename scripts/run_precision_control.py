@@ -106,10 +106,10 @@ def report(arm: str = "conv8", profile: str = "cpu") -> str:
     from covid_lib.report.precision import precision_markdown, precision_records, threshold_kept
 
     records = precision_records(arm, profile)
-    control = estimate_precision(records)
+    control, kept = estimate_precision(records), threshold_kept(records)
     out = REPORTS / f"precision_control_{arm}"
     out.with_suffix(".md").write_text(precision_markdown(control, arm=arm, machine=twin_machines(records),
-                                                          records=records))
+                                                          records=records, kept=kept))
     e = control.estimate
     out.with_suffix(".json").write_text(json.dumps({
         "arm": arm, "outcome": control.outcome, "reason": control.reason, "estimate": e.estimate, "low": e.low,
@@ -117,7 +117,7 @@ def report(arm: str = "conv8", profile: str = "cpu") -> str:
         "n_patients": e.n_patients, "noise": control.noise.to_dict("records"),
         "statuses": control.statuses.to_dict(), "pairs": e.cells.to_dict("records"),
         "left_out": e.left_out.to_dict("records"),
-        "post_hoc_threshold_collapsed_kept": _kept(threshold_kept(records))}, indent=1, default=float))
+        "post_hoc_threshold_collapsed_kept": _kept(kept)}, indent=1, default=float))
     return control.summary()
 
 

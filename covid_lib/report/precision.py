@@ -103,9 +103,10 @@ def _table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 
 def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: str,
-                       records: pd.DataFrame | None = None) -> str:
+                       records: pd.DataFrame | None = None, kept: PrecisionControl | None = None) -> str:
     """The control as a page: the rule, the decision with its numbers, the pairs (each twin's machine
-    when ``records``, :func:`precision_records`, are given), the noise floor and the statuses."""
+    when ``records``, :func:`precision_records`, are given), the noise floor and the statuses; with
+    ``records``, the post-hoc reading ``kept`` (:func:`threshold_kept` of them when not given)."""
     arm = ARMS[arm] if isinstance(arm, str) else arm
     e = control.estimate
     cells = with_twin_machines(e.cells, records) if records is not None and len(e.cells) else e.cells.copy()
@@ -136,7 +137,7 @@ def precision_markdown(control: PrecisionControl, *, arm: str | Arm, machine: st
         "",
     ]
     if records is not None:
-        kept = threshold_kept(records)
+        kept = kept if kept is not None else threshold_kept(records)
         k = kept.estimate
         lines += ["## Post hoc: the models collapsed at the threshold only kept", "",
                   "Written on 2026-12-05, after the outcome above was known; it decides nothing "
