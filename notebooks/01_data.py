@@ -23,7 +23,7 @@
 # between sources).
 #
 # Everything below is computed by `covid_lib.data` (loading, validation, splits, compositions,
-# duplicate audit) and drawn by `covid_lib.report.common`; this notebook only calls them.
+# duplicate audit) and drawn by `covid_lib.report.sources`; this notebook only calls them.
 
 # %% tags=["parameters"]
 data_root = None  # None: $COVID_LIB_DATA, else ../shared/data
@@ -48,6 +48,7 @@ from IPython.display import Markdown, display
 
 from covid_lib import data
 from covid_lib.report import common as report
+from covid_lib.report import sources as rs
 from covid_lib.report.common import styled
 from covid_lib.profiles import get_profile
 
@@ -87,11 +88,11 @@ print(loaded)
 # with their reason (never dropped silently), are behind the toggles.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the data cards' numbers, one row per source", "code_prompt_hide": "Hide the numbers"}
-cards = report.data_cards(manifest, data.SOURCES, exclusions=loaded.exclusions)
-display(styled(report.data_card_overview(cards)))
+cards = rs.data_cards(manifest, data.SOURCES, exclusions=loaded.exclusions)
+display(styled(rs.data_card_overview(cards)))
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the text of the six cards", "code_prompt_hide": "Hide the text of the cards"}
-display(styled(report.data_card_details(cards), wrap=10))
+display(styled(rs.data_card_details(cards), wrap=10))
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the rows the loader excluded, with their reason", "code_prompt_hide": "Hide the excluded rows"}
 display(styled(loaded.exclusions))
@@ -102,7 +103,7 @@ display(styled(loaded.exclusions))
 # trained on COVID+ adults against COVID− children can score well by estimating age.
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the patients' age and sex per source", "code_prompt_hide": "Hide the demographics"}
-display(styled(report.demographics(manifest)))
+display(styled(rs.demographics(manifest)))
 
 # %% [markdown]
 # ## Table I, rebuilt from public data
@@ -200,7 +201,7 @@ report.glue_value("ba-step-neg", 50 / snapshot_test[0], "{:.0f}")
 # two segmentation sets).
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show random examples from each source, with their view and label", "code_prompt_hide": "Hide the examples"}
-report.image_grid(manifest, per_source=grid_images, seed=seed,
+rs.image_grid(manifest, per_source=grid_images, seed=seed,
                   label=("covid", "tb"))
 
 # %% [markdown]
@@ -214,10 +215,10 @@ report.image_grid(manifest, per_source=grid_images, seed=seed,
 # sharpness and noise.)
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the original formats and colour modes per source", "code_prompt_hide": "Hide the formats"}
-display(styled(report.original_formats(manifest)))
+display(styled(rs.original_formats(manifest)))
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the original image sizes per source", "code_prompt_hide": "Hide the sizes"}
-report.plot_original_sizes(manifest)
+rs.plot_original_sizes(manifest)
 
 # %% [markdown]
 # Intensities differ too: the share of pure black and white pixels (borders, burnt-in text,
@@ -227,13 +228,13 @@ report.plot_original_sizes(manifest)
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the intensity statistics per source", "code_prompt_hide": "Hide the intensity statistics"}
 cap = settings.max_images
 sample = report.limit_per_source(manifest, cap, seed=seed, stratify="covid")
-per_image, histograms = report.intensity_statistics(sample, bins=histogram_bins)
+per_image, histograms = rs.intensity_statistics(sample, bins=histogram_bins)
 print(f"profile {settings.name!r}: pixel statistics of {len(per_image)} images",
       "(all)" if cap is None else f"(at most {cap} per source)")
-report.plot_intensity(per_image, histograms)
+rs.plot_intensity(per_image, histograms)
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the intensity statistics per source as a table", "code_prompt_hide": "Hide the table"}
-display(styled(report.intensity_summary(per_image), digits=1))
+display(styled(rs.intensity_summary(per_image), digits=1))
 
 # %% [markdown]
 # The paper's pre-processing (histogram equalisation, then a lung mask) is meant to remove exactly
@@ -273,7 +274,7 @@ display(styled(pairs.rename("pairs").reset_index()))
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show two exact duplicates and the two closest near matches", "code_prompt_hide": "Hide the examples"}
 exact = dups[dups["kind"] == "exact"].sort_values("same_patient", kind="stable")
 near = dups[dups["kind"] == "near"].sort_values("distance", kind="stable")
-report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
+rs.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
 
 # %% [markdown]
 # ### Every near duplicate across splits, judged
@@ -285,11 +286,11 @@ report.duplicate_examples(pd.concat([exact.head(2), near.head(2)]), splits)
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show every near pair across splits, judged", "code_prompt_hide": "Hide the pairs"}
 across = audit.near_across.sort_values(["source_a", "source_b", "distance"], kind="stable")
 composed_rows = pd.concat([data.compose(n, data_root, seed=seed) for n in data.COMPOSITIONS])
-judged = report.near_pairs_judged(across, splits, composed_rows)
-display(styled(report.near_pairs_table(judged), digits=3))
+judged = rs.near_pairs_judged(across, splits, composed_rows)
+display(styled(rs.near_pairs_table(judged), digits=3))
 
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the images of every near pair across splits", "code_prompt_hide": "Hide the images"}
-report.duplicate_examples(across, splits, n=len(across), per_row=4, size=1.6)
+rs.duplicate_examples(across, splits, n=len(across), per_row=4, size=1.6)
 
 # %% tags=["hide-input"]
 leaks = judged[judged["trained on one, tested on the other in"] != ""]
@@ -336,7 +337,7 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 cohen = manifest[(manifest["source"] == "cohen") & manifest["frontal"]]
-leak = report.image_level_split_leakage(cohen, label="covid", seeds=range(10))
+leak = rs.image_level_split_leakage(cohen, label="covid", seeds=range(10))
 leak = leak.drop(columns="seed").describe().loc[["mean", "min", "max"]]
 display(styled(leak.rename_axis("over 10 seeds"), percent=["share_leaked"], digits=1, index=False))
 

@@ -23,6 +23,7 @@ import yaml
 
 from covid_lib import book, provenance
 from covid_lib.report import common as report
+from covid_lib.report import sources as rs
 from covid_lib.paths import REPO_ROOT
 from covid_lib.profiles import PROFILES, Profile, get_profile
 
@@ -751,20 +752,20 @@ def test_limit_per_source_caps_and_stratifies():
 
 def test_image_level_split_leaks_patients_that_a_patient_split_does_not():
     m = _fake_manifest()
-    leak = report.image_level_split_leakage(m, seeds=range(3))
+    leak = rs.image_level_split_leakage(m, seeds=range(3))
     assert (leak["patients_in_both"] > 0).all() and (leak["share_leaked"] > 0.5).all()
     single = _fake_manifest(per_patient=1)
-    assert (report.image_level_split_leakage(single, seeds=range(2))["patients_in_both"] == 0).all()
+    assert (rs.image_level_split_leakage(single, seeds=range(2))["patients_in_both"] == 0).all()
 
 
 def test_data_cards_and_tables():
     m = _fake_manifest()
-    cards = report.data_cards(m)
+    cards = rs.data_cards(m)
     assert list(cards.columns) == ["cohen", "kermany"]
     assert cards.loc["patients", "cohen"] == 20 and cards.loc["images per patient (max)", "cohen"] == 3
-    formats = report.original_formats(m)
+    formats = rs.original_formats(m)
     assert formats.loc["cohen", "distinct sizes"] == 20
-    demo = report.demographics(m)
+    demo = rs.demographics(m)
     assert demo.loc["cohen", "women"] == "50%"
 
 
@@ -774,11 +775,11 @@ def test_intensity_statistics_on_synthetic_images():
     def read(path):
         return np.full((40, 40), int(path), dtype=np.uint8)
 
-    per_image, hists = report.intensity_statistics(m, bins=4, read=read)
+    per_image, hists = rs.intensity_statistics(m, bins=4, read=read)
     assert list(hists.index) == ["a", "b"] and np.allclose(hists.sum(axis=1), 1)
     assert per_image.set_index("image_id").loc["2", "white"] == 1.0
     assert per_image.set_index("image_id").loc["1", "black"] == 1.0
-    fig = report.plot_intensity(per_image, hists)
+    fig = rs.plot_intensity(per_image, hists)
     assert len(fig.axes) == 3
 
 

@@ -11,7 +11,7 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from covid_lib.analysis import checklist as cl
-from covid_lib.report import common as report
+from covid_lib.report import sources as rs
 from covid_lib.report import checklist as rc
 from covid_lib.analysis.checklist_ratings import RATINGS
 from covid_lib.paths import REPO_ROOT
@@ -195,7 +195,7 @@ def _manifest() -> pd.DataFrame:
 def test_patient_split_leakage_is_the_data_chapters_audit():
     m = _manifest()
     got = rc.patient_split_leakage(m, seeds=range(3))
-    want = report.image_level_split_leakage(m, label="covid", seeds=range(3))["share_leaked"].mean()
+    want = rs.image_level_split_leakage(m, label="covid", seeds=range(3))["share_leaked"].mean()
     assert got.value == pytest.approx(want) and got.value > 0.5  # three images per patient: most leak
     by_patient = m.assign(split=np.where(m["patient_id"].astype(int) < 10, "test", "train"))
     got = rc.patient_split_leakage(m, by_patient, seeds=range(3))

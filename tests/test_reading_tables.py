@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from covid_lib.report import common
+from covid_lib.report import sources as rs
 
 
 def test_styled_keeps_the_nowrap_columns_on_one_line():
@@ -29,15 +30,15 @@ def test_data_cards_split_into_numbers_and_text():
         "nih": {"title": "NIH", "origin": "https://y", "license": "CC0", "role in the paper": "RSNA",
                 "images": 7, "patients": 7, "images per patient (max)": 1, "labels": "pneumonia: 0 7",
                 "views": "AP 7", "lung masks": 0, "caveats": "subset", "excluded rows": 0}})
-    overview = common.data_card_overview(cards)
+    overview = rs.data_card_overview(cards)
     assert overview["source"].tolist() == ["cohen", "nih"]
-    assert list(overview.columns) == ["source", "role in the paper", *common.CARD_NUMBERS]
+    assert list(overview.columns) == ["source", "role in the paper", *rs.CARD_NUMBERS]
     assert overview.set_index("source").loc["nih", "images"] == 7
-    details = common.data_card_details(cards)
+    details = rs.data_card_details(cards)
     assert list(details.columns) == ["source", "field", "text"]
     assert details["field"].tolist()[:5] == ["title", "origin", "license", "labels", "caveats"]
     assert details["source"].tolist() == ["cohen", "", "", "", "", "nih", "", "", "", ""]
-    assert not set(details["field"]) & set(common.CARD_NUMBERS)
+    assert not set(details["field"]) & set(rs.CARD_NUMBERS)
 
 
 def test_near_pairs_table_names_each_image_once_in_seven_columns():
@@ -46,7 +47,7 @@ def test_near_pairs_table_names_each_image_once_in_seven_columns():
                            "same_patient": [False], "correlation": [0.848], "mean_abs_diff": [26.879],
                            "age, sex, location a": ["27.0 M Italy"], "age, sex, location b": ["-"],
                            "trained on one, tested on the other in": [""]})
-    table = common.near_pairs_table(judged)
+    table = rs.near_pairs_table(judged)
     assert len(table.columns) == 7
     row = table.iloc[0]
     assert row["image a"] == "cohen:43 (train) · 27 M Italy" and row["image b"] == "nih:2572 (test)"

@@ -72,17 +72,17 @@ def patient_overlap(splits: pd.DataFrame) -> float:
 def patient_split_leakage(manifest: pd.DataFrame | None, splits: pd.DataFrame | None = None, *,
                           seeds: Sequence[int] = range(10), test_size: float = 0.3) -> Measurement:
     """What a 70/30 split by image (the paper's code) does on the frontal Cohen images: the share of
-    test images with another image of their patient in training (:func:`covid_lib.report.common.image_level_split_leakage`,
+    test images with another image of their patient in training (:func:`covid_lib.report.sources.image_level_split_leakage`,
     chapter 01's audit), beside the same share under the book's patient split (``splits``, when given).
     ``manifest``: loaded rows with ``source``, ``frontal``, ``covid``, ``patient_id``."""
-    from covid_lib.report import common as report
+    from covid_lib.report import sources as rs
 
     if manifest is None:
         return not_yet("patient_split", "no manifest given")
     rows = manifest[(manifest["source"] == "cohen") & manifest["frontal"].astype(bool)]
     if rows.empty:
         return not_yet("patient_split", "no frontal Cohen image in the manifest")
-    leak = report.image_level_split_leakage(rows, label="covid", test_size=test_size, seeds=seeds)
+    leak = rs.image_level_split_leakage(rows, label="covid", test_size=test_size, seeds=seeds)
     share = leak["share_leaked"]
     text = (f"split by image, {share.mean():.0%} of the test images (range {share.min():.0%} to {share.max():.0%} "
             f"over {len(leak)} seeds) have another image of their patient in training ({len(rows)} frontal Cohen "
