@@ -1,4 +1,5 @@
-"""``python -m covid_lib grid run|status NAME ...``, ``grid compute NAME [NAME ...]``, ``grid list``:
+"""``python -m covid_lib grid run|status NAME ...``, ``grid compute NAME [NAME ...]``, ``grid collect SOURCE``,
+``grid list``:
 named grids of runs (:mod:`covid_lib.grid`)."""
 
 from __future__ import annotations
@@ -78,6 +79,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_collect(args: argparse.Namespace) -> int:
+    """Copy the finished run records of another checkout (a grid's work tree, pinned at one commit)
+    or records folder into this one: complete records this one lacks, each copied whole; a record
+    already here is never overwritten (one with different files is reported, and the exit status is
+    1). Then `python -m covid_lib book sync` and commit results/."""
+    # lazy: imported when the command runs, so that --help stays light
+    from covid_lib.runs.collect import collect_records
+
+    try:
+        report = collect_records(args.source, dry_run=args.dry_run)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"grid collect: {err}") from None
+    for run_id in report.copied:
+        print(("would copy " if args.dry_run else "copied ") + run_id)
+    for run_id in report.conflicts:
+        print(f"different here, left alone: {run_id} (compare the two folders)")
+    print(f"grid collect: {report.summary(dry_run=args.dry_run)}")
+    if report.copied and not args.dry_run:
+        print("next: python -m covid_lib book sync, then commit results/ and book/")
+    return 1 if report.conflicts else 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     # lazy: imported when the command runs, so that --help stays light
     from covid_lib.profiles import PROFILES  # stdlib-only module: cheap
@@ -90,7 +113,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def register_cli(subparsers) -> None:
-    """Add the ``grid`` command group (``run``, ``status``, ``list``)."""
+    """Add the ``grid`` command group (``run``, ``status``, ``compute``, ``collect``, ``list``)."""
     g = subparsers.add_parser("grid", help="run named grids of runs (the paper's tables) and show their status",
                               description="Named grids of runs: " + ", ".join(GRID_NAMES) + ". Records go to "
                               "results/<run_id>/ ($COVID_LIB_RESULTS), written by this process.")
@@ -120,6 +143,11 @@ def register_cli(subparsers) -> None:
     c.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile")
     c.add_argument("--data-root", default=None, help="data root (default: $COVID_LIB_DATA or ../shared/data)")
     c.set_defaults(func=_cmd_compute)
+    co = sub.add_parser("collect", help="copy finished run records from another checkout or records folder",
+                        description=_cmd_collect.__doc__)
+    co.add_argument("source", help="a checkout (its results/ is read) or a records folder")
+    co.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
+    co.set_defaults(func=_cmd_collect)
     ls = sub.add_parser("list", help="the named grids, their sizes and what they rebuild", description=_cmd_list.__doc__)
     ls.add_argument("--profile", default="cpu", choices=list(PROFILES), help="compute profile (sizes of the seeds grid)")
     ls.set_defaults(func=_cmd_list)
