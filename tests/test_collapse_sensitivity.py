@@ -134,3 +134,28 @@ def test_the_findings_table_marks_f3_when_the_reading_changes_it():
     bare = copy.deepcopy(data)
     bare.pop("collapse_sensitivity", None)
     assert not any("†" in line for line in findings_markdown(bare["findings"], bare))
+
+
+def test_a_threshold_read_off_validation_turns_a_collapsed_ranking_into_decisions(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([k % 2 for k in range(60)])
+    ranks = _record(tmp_path, "ranks", 0.6 + 0.2 * labels + rng.uniform(0, 0.05, 60))  # all >= 0.5, separable
+    blind = _record(tmp_path, "blind", 0.6 + rng.uniform(0, 0.3, 60))                   # all >= 0.5, no ranking
+    for folder in (ranks, blind):
+        pd.DataFrame({"test_set": "CORDA (validation)", "source": "x", "image_id": [f"v{k}" for k in range(20)],
+                      "patient_id": [f"v{k}" for k in range(20)], "group_id": [f"v{k}" for k in range(20)],
+                      "label": labels[:20], "score": 0.6 + 0.2 * labels[:20]}).to_csv(f"{folder}/val_scores.csv",
+                                                                                     index=False)
+    m = collapsed_models(pd.DataFrame({"composition": "CORDA", "path": [ranks], "status": ["collapsed"]}))
+    assert m["n_val_threshold"] == 1 and m["ba_above_chance_val_threshold"] == 1
+    assert m["median_test_ba_val_threshold"] == pytest.approx(1.0)  # the threshold 0.7 separates the test set
+    m = collapsed_models(pd.DataFrame({"composition": "CORDA", "path": [blind], "status": ["collapsed"]}))
+    assert m["n_val_threshold"] == 1 and m["ba_above_chance_val_threshold"] == 0
+    page = sensitivity_markdown({"scales": {"full": {"label": "whole set, 5 seeds", "claims": {}}},
+                                 "collapse_sensitivity": {"rule": "keep them", "scales": {"full": {
+                                     "models": {"collapsed": 1, "threshold_only": 1, "val_one_sided": 0,
+                                                "median_val_auc": 1.0, "median_test_auc": 0.5, **{
+                                                    k: m[k] for k in ("n_val_threshold", "ba_above_chance_val_threshold",
+                                                                      "median_test_ba_val_threshold")}},
+                                     "claims": {}}}}})
+    assert "threshold chosen on their validation set" in page and "0 of 1 have a 95% interval" in page

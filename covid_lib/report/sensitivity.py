@@ -25,7 +25,9 @@ comparison's numbers; it decides nothing either.
 
 Written on 2026-12-05, after the verdicts of protocol ``6276063b22f8`` were known and before this
 reading was computed; it is a post-hoc sensitivity analysis, shown beside the verdicts, never in
-their place.
+their place. The balanced accuracy of the kept models at a threshold chosen on their validation
+set (:func:`collapsed_models`) was added in a later session the same day, before it was computed;
+it describes those models and decides nothing either.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from covid_lib.metrics import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status
+from covid_lib.metrics import (COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, Estimate, binary_metrics, choose_threshold,
+                               collapse_status)
 from covid_lib.runs.records import COLLAPSED, DONE, Record
 
 #: What the reading keeps that the protocol leaves out, in words.
@@ -73,9 +76,16 @@ def collapsed_models(records: pd.DataFrame) -> dict:
     """Of the collapsed COVID models in ``records``: how many, how many at the threshold only, and
     of those, how many were on one side of the threshold on their validation set too
     (``val_one_sided``: the model ranks but never crosses 0.5, rather than a test set that sits
-    elsewhere than its validation set) and their median validation and own-test AUC."""
+    elsewhere than its validation set) and their median validation and own-test AUC.
+
+    Also, for those with both classes in validation, the own-test balanced accuracy at a threshold
+    chosen on the validation set (:func:`covid_lib.metrics.choose_threshold`, Youden) instead of
+    0.5, where it is 0.5 by construction: its median (``median_test_ba_val_threshold``) and how many
+    of the ``n_val_threshold`` models have a 95% interval over patients above 0.5
+    (``ba_above_chance_val_threshold``). It tells a reader whether such a model is a ranking that
+    a threshold read off validation would turn into decisions; it decides nothing."""
     collapsed = records[records["status"] == COLLAPSED]
-    kept, one_sided, val_aucs, test_aucs = 0, 0, [], []
+    kept, one_sided, val_aucs, test_aucs, bas = 0, 0, [], [], []
     for r in collapsed.to_dict("records"):
         if not isinstance(r["path"], (str, os.PathLike)):
             continue
@@ -90,9 +100,21 @@ def collapsed_models(records: pd.DataFrame) -> dict:
             one_sided += bool((val["score"] >= COLLAPSE_THRESHOLD).all() or (val["score"] < COLLAPSE_THRESHOLD).all())
             if val["label"].nunique() == 2:
                 val_aucs.append(roc_auc_score(val["label"], val["score"]))
+                bas.append(_ba_at_val_threshold(own, val))
     return {"collapsed": int(len(collapsed)), "threshold_only": kept, "val_one_sided": int(one_sided),
             "median_val_auc": float(np.median(val_aucs)) if val_aucs else float("nan"),
-            "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan")}
+            "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan"),
+            "n_val_threshold": len(bas),
+            "median_test_ba_val_threshold": float(np.median([b.value for b in bas])) if bas else float("nan"),
+            "ba_above_chance_val_threshold": int(sum(b.low > 0.5 for b in bas))}
+
+
+def _ba_at_val_threshold(own: pd.DataFrame, val: pd.DataFrame) -> Estimate:
+    """Own-test balanced accuracy at the validation set's Youden threshold, with its interval over
+    patients (:func:`covid_lib.metrics.binary_metrics`, seed 0)."""
+    threshold = choose_threshold(val["label"], val["score"])
+    return binary_metrics(own["label"], own["score"], threshold=threshold,
+                          groups=own["group_id"].astype(str)).balanced_accuracy
 
 
 def rests_on_collapse_rule(data: dict | None, scale: str, claim: str) -> str | None:
@@ -146,6 +168,11 @@ def sensitivity_markdown(data: dict | None) -> str:
                      "threshold was never crossed, rather than a test set that sits elsewhere than the validation "
                      f"set); their median AUC is {m['median_val_auc']:.2f} on validation and "
                      f"{m['median_test_auc']:.2f} on their own test")
+        if m.get("n_val_threshold"):
+            line += (f". Read at a threshold chosen on their validation set (Youden) instead of 0.5, where it is 0.5 "
+                     f"by construction, their median own-test balanced accuracy is "
+                     f"{m['median_test_ba_val_threshold']:.2f}, and {m['ba_above_chance_val_threshold']} of "
+                     f"{m['n_val_threshold']} have a 95% interval over patients above 0.5")
         lines.append(line + ".")
     findings = {f: d for f, d in (sens.get("findings") or {}).items() if f in (data.get("findings") or {})}
     for f, d in findings.items():
