@@ -1,5 +1,5 @@
 """Chapter 01 (the data): data cards, image grids, acquisition statistics, original formats,
-cross-source duplicates and the image-level split's leakage (Sec. III of the paper: the sources).
+cross-source duplicates and the image-level split's leakage (the sources of the paper's Sec. III-A, Datasets).
 
 Each function takes plain data (a manifest DataFrame from :func:`covid_lib.data.load_sources`)
 and returns a DataFrame or a :class:`matplotlib.figure.Figure` built without pyplot, as in
