@@ -42,8 +42,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from covid_lib.audit import figures, get_settings, load_manifest, rank_findings, run_audit, validation_note
+from covid_lib.audit import figures, get_settings, load_manifest, rank_findings, run_audit, tables, validation_note
 from covid_lib.profiles import resolve_device
+from covid_lib.report.common import styled
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 pd.set_option("display.max_rows", 200, "display.width", 160)
@@ -92,10 +93,10 @@ plt.show()
 # predicts the label.
 
 # %% tags=["hide-input"]
-display(findings[findings["section"] == "1 metadata"][["measure", "metric", "value", "low", "high", "flag", "note"]])
+display(tables.measures(findings, ["1 metadata"], ["measure", "metric", tables.ESTIMATE, "flag", "note"]))
 figures.counts(results["counts"])
 plt.show()
-display(results["counts"])
+display(styled(results["counts"]))
 
 # %% [markdown]
 # ## 2. A metadata-only baseline
@@ -105,7 +106,7 @@ display(results["counts"])
 # as label proxies by construction (a missing date or age can name the source).
 
 # %% tags=["hide-input"]
-display(findings[findings["section"] == "2 metadata baseline"][["measure", "metric", "value", "low", "high", "flag", "note"]])
+display(tables.measures(findings, ["2 metadata baseline"], ["measure", "metric", tables.ESTIMATE, "flag", "note"]))
 
 # %% [markdown]
 # ## 3. Patients and duplicates across splits
@@ -115,8 +116,8 @@ display(findings[findings["section"] == "2 metadata baseline"][["measure", "metr
 # closing note's validation): look at the pairs below before reading a near-duplicate flag as leakage.
 
 # %% tags=["hide-input"]
-display(findings[findings["section"] == "3 leakage"][["measure", "value", "low", "high", "flag", "note"]])
-display(results["duplicates"].head(30))
+display(tables.measures(findings, ["3 leakage"], ["measure", tables.ESTIMATE, "flag", "note"]))
+display(tables.duplicate_pairs(results["duplicates"], n=30))
 
 # %% [markdown]
 # ## 4, 5. Image statistics and the lung mask's shape
@@ -126,8 +127,8 @@ display(results["duplicates"].head(30))
 # U-Net's lung mask alone predicting the label.
 
 # %% tags=["hide-input"]
-display(findings[findings["section"].isin(["4 image statistics", "5 lung-mask baseline"])]
-        [["measure", "target", "metric", "value", "low", "high", "chance", "flag", "n_images"]])
+display(tables.measures(findings, ["4 image statistics", "5 lung-mask baseline"],
+                        ["measure", "target", "metric", tables.ESTIMATE, "chance", "flag", "n_images"]))
 if len(results["rejections"]):
     display(Markdown(f"The chain rejected {results['rejections']['image_id'].nunique()} image(s):"))
     display(results["rejections"])
@@ -153,8 +154,7 @@ else:
         f"({'the test split' if data.has_test_split else 'every image: no test split given'}), "
         f"{int(scored['share'].notna().sum())} saliency maps measured (Grad-CAM at {results['model_layer']})."
         + "".join(f"\n\n*Note*: {n}" for n in classifier.notes)))
-    display(findings[findings["section"] == "6 model"][["measure", "metric", "value", "low", "high", "chance", "flag",
-                                                        "note"]])
+    display(tables.measures(findings, ["6 model"], ["measure", "metric", tables.ESTIMATE, "chance", "flag", "note"]))
     display(results["model_groups"].round(3))
     figures.model_scores(scored)
     plt.show()
