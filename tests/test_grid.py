@@ -103,7 +103,8 @@ def test_local_grid_resumes_reports_failures_and_counts(tmp_path, monkeypatch, c
 def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_path, monkeypatch, capsys):
     """Where the CPU lacks bf16 every bf16 run becomes an fp32 run with another id: a grid of bf16
     runs is refused (nothing computed; the message counts them and those recorded in bf16) unless
-    the twins are asked for; fp32 runs and CPUs with bf16 run as before."""
+    the twins are asked for or every run is recorded (nothing to train); fp32 runs and CPUs with
+    bf16 run as before."""
     from covid_lib.cli import main
     from covid_lib.runs import execution
 
@@ -124,6 +125,8 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
                        "3 of them are already recorded in bf16 \\(2 missing\\)"):
         grid.run_grid(specs, "smoke", storage=storage, progress=False, device="cpu")
     assert calls == []
+    done = grid.run_grid(specs[:3], "smoke", storage=storage, progress=False, device="cpu")  # all recorded:
+    assert calls == [] and len(done.skipped) == 3 and not done.trained  # nothing to train, so nothing refused
     monkeypatch.setattr(grid, "grid_specs", lambda *a, **k: specs)  # the CLI says why, without a traceback
     assert main(["grid", "run", "table4", "--profile", "smoke", "--device", "cpu", "--storage", str(storage)]) == 2
     assert "--fp32-twins" in capsys.readouterr().err and calls == []

@@ -137,6 +137,9 @@ def test_grid_compute_command_prints_the_table(write_record, monkeypatch, capsys
     monkeypatch.setattr(grid, "grid_specs", lambda name, profile, data_root=None, **kw: [replace(a, precision="bf16")])
     assert main(["grid", "compute", "table2_full", "--profile", "smoke"]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("note: `grid run` stops on this machine for table2_full:")
+    write_record(replace(a, precision="bf16"), _scores("CORDA", y, y * 0.6 + 0.2), timings={"total_s": 60.0})
+    assert main(["grid", "compute", "table2_full", "--profile", "smoke"]) == 0  # all recorded: nothing stops
+    assert not capsys.readouterr().out.splitlines()[-1].startswith("note:")
 
 
 def test_checkpoint_matches_record_compares_recorded_probabilities(write_record, monkeypatch):

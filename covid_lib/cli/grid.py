@@ -61,8 +61,9 @@ def _cmd_compute(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 200):
         print(table.astype(object).where(table.notna(), "").to_string(index=False))
     print("hours left are at the recorded runs' speeds, on the kinds of machine that recorded them")
-    stops = [n for n in args.names
-             if fp32_twin_problem(grid_specs(n, args.profile, data_root=args.data_root, versions=versions))]
+    missing = dict(zip(table["grid"], table["missing"]))
+    stops = [n for n in args.names if missing.get(n)  # a grid with every run recorded has nothing to stop
+             and fp32_twin_problem(grid_specs(n, args.profile, data_root=args.data_root, versions=versions))]
     if stops:
         print(f"note: `grid run` stops on this machine for {', '.join(stops)}: this CPU has no native bf16, which "
               "their runs ask for (`grid status NAME` says more)")

@@ -295,7 +295,8 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
             checked before anything runs (and, unless the runs go to a Ray cluster, present here).
         storage: checkpoint folder (default: the cache's ``runs`` folder).
         fp32_twins: on a CPU without native bf16, train the fp32 twins (other run ids) of bf16 runs;
-            without it such a grid is refused with a ValueError (:func:`fp32_twin_problem`).
+            without it such a grid is refused with a ValueError (:func:`fp32_twin_problem`), unless
+            every run of it is recorded (nothing to train: each is reported as skipped).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -303,7 +304,9 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     if executor == "local" or address is None:  # the runs use this machine's devices: check them now
         resolve_device(device)
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
-    if executor == "local":  # a CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves
+    # A CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves. A grid whose
+    # runs are all recorded has nothing to train, here as anywhere: it is reported, not refused.
+    if executor == "local" and (fp32_twins or plan(specs, storage)[0]):
         problem = None if fp32_twins else fp32_twin_problem(specs, device, storage)
         if problem:
             raise ValueError(problem)
