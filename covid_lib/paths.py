@@ -40,7 +40,7 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
             f"No data root at {path} (chosen by {how}). Pass --data-root PATH on the command line or "
             f"data_root=... in Python, set {DATA_ENV_VAR}=/path/to/data, or place the data at "
             f"{REPO_ROOT.parent / 'shared' / 'data'}. "
-            "On a connected machine, `python -m covid_lib data download all --root PATH` "
+            "On a connected machine, `python -m covid_lib data download all --data-root PATH` "
             "fetches the public sources into that layout."
         )
     return path

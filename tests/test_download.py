@@ -722,7 +722,8 @@ def test_cli_hooks(tmp_path, capsys):
     assert "montgomery:" in capsys.readouterr().out
     stray = tmp_path / "whatever.bin"
     stray.write_bytes(b"?")
-    args = parser.parse_args(["all", "--root", str(tmp_path / "data"), "--archive", str(stray)])
+    args = parser.parse_args(["all", "--data-root", str(tmp_path / "data"), "--archive", str(stray)])
+    assert args.root == tmp_path / "data"  # --data-root, as every other command names the data root
     assert dl.run_download(args) == 2
     assert "unrecognised" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -210,13 +210,14 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``data download SOURCE|all --root PATH [--archive PATH] ...``."""
+    """Arguments of ``data download SOURCE|all --data-root PATH [--archive PATH] ...`` (``--root`` is
+    the same option, its name before every command read ``--data-root``)."""
     parser.description = ("Download the original public sources and build the data layout "
                           "(<root>/<source>/manifest.csv, images/, masks/).")
     parser.add_argument("source", choices=[*SOURCE_NAMES, "all"], metavar="SOURCE",
                         help=f"one of {', '.join(SOURCE_NAMES)}, or all")
-    parser.add_argument("--root", required=True, type=Path, metavar="PATH",
-                        help="data root to write <root>/<source>/ into")
+    parser.add_argument("--data-root", "--root", dest="root", required=True, type=Path, metavar="PATH",
+                        help="data root to write <root>/<source>/ into (--root: the same)")
     parser.add_argument("--archive", action="append", default=[], type=Path, metavar="PATH",
                         help="a pre-downloaded archive, file or folder to use instead of downloading "
                         "(repeatable); required for parts behind a login (Kaggle: RSNA labels, "

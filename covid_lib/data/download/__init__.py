@@ -1,6 +1,6 @@
 """Fetch the original public sources and rebuild the data layout from them.
 
-For users on a connected machine: ``python -m covid_lib data download SOURCE|all --root PATH``
+For users on a connected machine: ``python -m covid_lib data download SOURCE|all --data-root PATH``
 downloads each source from its original URL (or a listed mirror), extracts it and writes the
 layout :mod:`covid_lib.data.sources` reads: ``<root>/<source>/manifest.csv``, ``images/`` and,
 where lung masks exist, ``masks/``. Nothing here runs during the tests or the book: they use a
