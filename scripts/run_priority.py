@@ -14,7 +14,7 @@ counts it.
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 from covid_lib.grid import grid_specs, run_grid
 
@@ -51,12 +51,15 @@ def ordered_specs(profile: str = "cpu") -> list:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--fp32-twins"]
-    profile = args[0] if args else "cpu"
-    specs = ordered_specs(profile)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile", nargs="?", default="cpu", help="compute profile (default cpu)")
+    parser.add_argument("--fp32-twins", action="store_true",
+                        help="on a CPU without native bf16, train the fp32 twins (other run ids) of the bf16 runs")
+    args = parser.parse_args()
+    specs = ordered_specs(args.profile)
     print(f"{len(specs)} runs in order", flush=True)
     try:
-        report = run_grid(specs, profile, fp32_twins="--fp32-twins" in sys.argv[1:])
+        report = run_grid(specs, args.profile, fp32_twins=args.fp32_twins)
     except ValueError as err:  # e.g. a bf16 grid on a CPU without bf16: say why, no traceback
         raise SystemExit(f"run_priority: {err}") from None
     print(report.summary(), flush=True)
