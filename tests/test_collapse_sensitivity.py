@@ -34,6 +34,12 @@ def test_only_a_spread_model_on_one_side_of_the_threshold_is_kept(tmp_path):
     assert records["status"].tolist()[0] == "collapsed", "the records frame is not changed in place"
     m = collapsed_models(records)
     assert (m["collapsed"], m["threshold_only"], m["val_one_sided"]) == (2, 1, 0)  # no val_scores.csv here
+    assert m["by_composition"] == {"CORDA": [2, 3]}  # collapsed of the learned; the missing run is not counted
+    import json
+    (tmp_path / "flat" / "metrics.json").write_text(json.dumps({"best_epoch": 3}))
+    (tmp_path / "fine" / "metrics.json").write_text(json.dumps({"best_epoch": 11}))
+    m = collapsed_models(records)
+    assert (m["median_best_epoch_collapsed"], m["median_best_epoch_rest"]) == (3.0, 11.0)
     assert m["median_test_auc"] == pytest.approx(roc_auc_score([k % 2 for k in range(20)], np.linspace(0.6, 0.95, 20)))
 
 

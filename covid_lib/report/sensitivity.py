@@ -83,8 +83,17 @@ def collapsed_models(records: pd.DataFrame) -> dict:
     0.5, where it is 0.5 by construction: its median (``median_test_ba_val_threshold``) and how many
     of the ``n_val_threshold`` models have a 95% interval over patients above 0.5
     (``ba_above_chance_val_threshold``). It tells a reader whether such a model is a ranking that
-    a threshold read off validation would turn into decisions; it decides nothing."""
+    a threshold read off validation would turn into decisions; it decides nothing.
+
+    And where the collapsed models come from: per composition, the collapsed models and the models
+    that learned (``by_composition``: ``[collapsed, learned]``, did-not-learn left out), and the
+    median best epoch (``metrics.json``) of the collapsed models and of the others that learned."""
     collapsed = records[records["status"] == COLLAPSED]
+    learned = records[records["status"].isin([COLLAPSED, DONE])]
+    by_composition = {c: [int((g["status"] == COLLAPSED).sum()), int(len(g))]
+                      for c, g in learned.groupby("composition", sort=False)}
+    best = {status: [_record(p).metrics.get("best_epoch") for p in learned.loc[learned["status"] == status, "path"]
+                     if isinstance(p, (str, os.PathLike))] for status in (COLLAPSED, DONE)}
     kept, one_sided, val_aucs, test_aucs, bas = 0, 0, [], [], []
     for r in collapsed.to_dict("records"):
         if not isinstance(r["path"], (str, os.PathLike)):
@@ -106,7 +115,14 @@ def collapsed_models(records: pd.DataFrame) -> dict:
             "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan"),
             "n_val_threshold": len(bas),
             "median_test_ba_val_threshold": float(np.median([b.value for b in bas])) if bas else float("nan"),
-            "ba_above_chance_val_threshold": int(sum(b.low > 0.5 for b in bas))}
+            "ba_above_chance_val_threshold": int(sum(b.low > 0.5 for b in bas)),
+            "by_composition": by_composition,
+            "median_best_epoch_collapsed": _median(best[COLLAPSED]), "median_best_epoch_rest": _median(best[DONE])}
+
+
+def _median(values: list) -> float:
+    known = [float(v) for v in values if v is not None]
+    return float(np.median(known)) if known else float("nan")
 
 
 def _ba_at_val_threshold(own: pd.DataFrame, val: pd.DataFrame) -> Estimate:
@@ -173,6 +189,13 @@ def sensitivity_markdown(data: dict | None) -> str:
                      f"by construction, their median own-test balanced accuracy is "
                      f"{m['median_test_ba_val_threshold']:.2f}, and {m['ba_above_chance_val_threshold']} of "
                      f"{m['n_val_threshold']} have a 95% interval over patients above 0.5")
+        if m.get("by_composition"):
+            comps = sorted(m["by_composition"].items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1))
+            line += (". By composition, collapsed of the models that learned: "
+                     + ", ".join(f"{c} {k} of {n}" for c, (k, n) in comps))
+            if m.get("median_best_epoch_collapsed") == m.get("median_best_epoch_collapsed"):
+                line += (f"; the collapsed models' best validation epoch has a median of "
+                         f"{m['median_best_epoch_collapsed']:.0f}, against {m['median_best_epoch_rest']:.0f} for the rest")
         lines.append(line + ".")
     findings = {f: d for f, d in (sens.get("findings") or {}).items() if f in (data.get("findings") or {})}
     for f, d in findings.items():
