@@ -177,26 +177,26 @@ def sensitivity_markdown(data: dict | None) -> str:
     lines = [f"Post hoc, deciding nothing: {sens['rule']}.", ""]
     for s, part in sens["scales"].items():
         m = part["models"]
-        line = (f"- *{labels[s]}:* {m['collapsed']} collapsed models in the judged grids, "
-                f"{m['threshold_only']} of them at the threshold only")
+        lines.append(f"- *{labels[s]}:* {m['collapsed']} collapsed models in the judged grids, "
+                     f"{m['threshold_only']} of them at the threshold only.")
         if "val_one_sided" in m and m["threshold_only"]:
-            line += (f"; {m['val_one_sided']} of those sat on one side of 0.5 on their validation set too (the "
-                     "threshold was never crossed, rather than a test set that sits elsewhere than the validation "
-                     f"set); their median AUC is {m['median_val_auc']:.2f} on validation and "
-                     f"{m['median_test_auc']:.2f} on their own test")
+            lines.append(f"  - {m['val_one_sided']} of those sat on one side of 0.5 on their validation set too (the "
+                         "threshold was never crossed, rather than a test set that sits elsewhere than the validation "
+                         f"set); their median AUC is {m['median_val_auc']:.2f} on validation and "
+                         f"{m['median_test_auc']:.2f} on their own test.")
         if m.get("n_val_threshold"):
-            line += (f". Read at a threshold chosen on their validation set (Youden) instead of 0.5, where it is 0.5 "
-                     f"by construction, their median own-test balanced accuracy is "
-                     f"{m['median_test_ba_val_threshold']:.2f}, and {m['ba_above_chance_val_threshold']} of "
-                     f"{m['n_val_threshold']} have a 95% interval over patients above 0.5")
+            lines.append(f"  - Read at a threshold chosen on their validation set (Youden) instead of 0.5, where it is "
+                         f"0.5 by construction, their median own-test balanced accuracy is "
+                         f"{m['median_test_ba_val_threshold']:.2f}, and {m['ba_above_chance_val_threshold']} of "
+                         f"{m['n_val_threshold']} have a 95% interval over patients above 0.5.")
         if m.get("by_composition"):
             comps = sorted(m["by_composition"].items(), key=lambda kv: -kv[1][0] / max(kv[1][1], 1))
-            line += (". By composition, collapsed of the models that learned: "
-                     + ", ".join(f"{c} {k} of {n}" for c, (k, n) in comps))
+            line = ("  - By composition, collapsed of the models that learned: "
+                    + ", ".join(f"{c} {k} of {n}" for c, (k, n) in comps))
             if m.get("median_best_epoch_collapsed") == m.get("median_best_epoch_collapsed"):
                 line += (f"; the collapsed models' best validation epoch has a median of "
                          f"{m['median_best_epoch_collapsed']:.0f}, against {m['median_best_epoch_rest']:.0f} for the rest")
-        lines.append(line + ".")
+            lines.append(line + ".")
     findings = {f: d for f, d in (sens.get("findings") or {}).items() if f in (data.get("findings") or {})}
     for f, d in findings.items():
         ref = data["findings"][f]
