@@ -33,6 +33,10 @@ def test_duplicate_pairs_show_file_names_and_put_pairs_under_two_labels_first():
                           "distance": [2, 4], "across_splits": False, "same_patient": False})
     table = tables.duplicate_pairs(pairs).data
     assert table[["image a", "image b"]].values.tolist() == [["y1.png", "y2.png"], ["x1.png", "x2.png"]]
-    assert "pHash bits" in table.columns and "across_splits" not in table.columns
+    assert table["match (pHash bits)"].tolist() == ["near (4)", "near (2)"]
+    assert not {"across_splits", "same_patient", "kind", "distance"} & set(table.columns)
     assert tables.duplicate_pairs(pairs, n=1).caption == "the first 1 of 2 pairs (all in duplicates.csv)"
     assert tables.duplicate_pairs(pairs.head(0)).data.iloc[0, 0] == "none found"
+    assert "source a" in table.columns  # "p1" does not name its source
+    named = pairs.assign(patient_id_a=["s:p1", "s:p2"], patient_id_b=["s:p3", "s:p4"])
+    assert not {"source a", "source b"} & set(tables.duplicate_pairs(named).data.columns)  # "s:p1" does

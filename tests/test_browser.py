@@ -346,3 +346,40 @@ def test_chapter_page_shows_its_figures(site, driver):
         assert figures and all(i["width"] > 100 for i in figures), chapter.name
         text = driver.find_element("tag name", "main").text
         assert "Table I" in text or "table" in text.lower()
+
+
+def test_the_audit_page_tables_fit_and_the_raw_frames_would_not(driver, tmp_path):
+    """The audit report (:mod:`covid_lib.audit.html`) at the book's viewport: the tables it shows
+    (:mod:`covid_lib.audit.tables`: one estimate column, duplicate pairs by file name) stay inside
+    the page's text column with long image paths; the raw duplicates frame the page once showed does
+    not (the control that shows the check can fail)."""
+    import nbformat
+    import pandas as pd
+
+    from covid_lib.audit import tables
+    from covid_lib.audit.html import notebook_html
+
+    long = "../../hospital_archive/chest_xray_exports/2020-04/frontal/"  # names under styled's LONG_TOKEN
+    pairs = pd.DataFrame({"source_a": "hospital_a", "image_id_a": [f"{long}pt_{i:05d}_study1.png" for i in range(4)],
+                          "patient_id_a": [f"hospital_a:{i:05d}" for i in range(4)], "split_a": "train", "label_a": 1,
+                          "source_b": "hospital_b", "image_id_b": [f"{long}pt_{i:05d}_study2.png" for i in range(4)],
+                          "patient_id_b": [f"hospital_b:{i:05d}" for i in range(4)], "split_b": "test", "label_b": 0,
+                          "distance": 3, "kind": "near", "across_splits": True, "same_patient": False})
+    findings = pd.DataFrame({"section": "3 leakage", "measure": ["images with a duplicate of another label"],
+                             "target": "label", "metric": "share", "value": [0.01], "low": [0.004], "high": [0.02],
+                             "chance": 0.0, "flag": True, "n_images": 400, "note": "4 pairs (0 exact)"})
+
+    def page_scrolls(*frames) -> bool:
+        outputs = [nbformat.v4.new_output("display_data", data={"text/html": f.to_html()}) for f in frames]
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=outputs, metadata={
+            "tags": ["hide-input"]})])
+        path = tmp_path / f"audit{len(frames)}.html"
+        path.write_text(notebook_html(nb))
+        driver.get(path.as_uri())
+        return driver.execute_script(  # the page scrolls sideways, or a table reaches past the text column
+            "const d = document.documentElement, right = document.body.getBoundingClientRect().right;"
+            "return d.scrollWidth > d.clientWidth + 1 ||"
+            " Array.from(document.querySelectorAll('table')).some(t => t.getBoundingClientRect().right > right + 1);")
+
+    assert not page_scrolls(tables.measures(findings, ["3 leakage"]), tables.duplicate_pairs(pairs))
+    assert page_scrolls(pairs)

@@ -20,11 +20,10 @@ ESTIMATE = "estimate [95% CI]"
 #: The measure columns a section's table shows, in this order, when the findings hold them.
 MEASURE_COLUMNS = ("measure", "target", "metric", ESTIMATE, "chance", "flag", "n_images", "note")
 #: The duplicate-pair columns :func:`duplicate_pairs` shows, in this order, and their headers (whether a
-#: pair crosses splits reads off the two split columns).
+#: pair crosses splits, or is one patient's, reads off the split and patient columns).
 PAIR_COLUMNS = {"image a": "image a", "source_a": "source a", "patient_id_a": "patient a", "split_a": "split a",
                 "label_a": "label a", "image b": "image b", "source_b": "source b", "patient_id_b": "patient b",
-                "split_b": "split b", "label_b": "label b", "kind": "kind", "distance": "pHash bits",
-                "same_patient": "same patient"}
+                "split_b": "split b", "label_b": "label b", "match": "match (pHash bits)"}
 
 
 def estimate_text(metric: str, value: float, low: float, high: float) -> str:
@@ -54,11 +53,19 @@ def measures(findings: pd.DataFrame, sections: Iterable[str], columns: Iterable[
     return styled(rows[shown].reset_index(drop=True), nowrap=[ESTIMATE])
 
 
+def _in_patient_ids(pairs: pd.DataFrame, side: str) -> bool:
+    """Whether every patient id of ``side`` (``a`` or ``b``) starts with its source (``shenzhen:0534``),
+    so that a source column would repeat it."""
+    if f"patient_id_{side}" not in pairs.columns:
+        return False
+    return all(str(p).startswith(f"{s}:") for s, p in zip(pairs[f"source_{side}"], pairs[f"patient_id_{side}"]))
+
+
 def duplicate_pairs(pairs: pd.DataFrame, n: int = 30):
     """At most ``n`` duplicate pairs (:func:`covid_lib.audit.run_audit`'s ``duplicates``), those
     under two labels first, then those across splits, exact before near, closest first; each image
-    by its file name (``duplicates.csv`` keeps the paths). A styled table, or a one-line note
-    when there is no pair."""
+    by its file name (``duplicates.csv`` keeps the paths), and its source only where its patient id
+    does not already name it. A styled table, or a one-line note when there is no pair."""
     if pairs.empty:
         return styled(pd.DataFrame({"duplicate pairs": ["none found"]}))
     out = pairs.copy()
@@ -73,7 +80,10 @@ def duplicate_pairs(pairs: pd.DataFrame, n: int = 30):
         out = out.sort_values(keys, ascending=ascending, kind="stable")
     for side in ("a", "b"):
         out[f"image {side}"] = [PurePath(str(p)).name for p in out[f"image_id_{side}"]]
-    shown = [c for c in PAIR_COLUMNS if c in out.columns]
+    if {"kind", "distance"} <= set(out.columns):
+        out["match"] = [f"{k} ({d})" for k, d in zip(out["kind"], out["distance"])]
+    shown = [c for c in PAIR_COLUMNS
+             if c in out.columns and not (c.startswith("source_") and _in_patient_ids(out, c[-1]))]
     caption = f"the first {n} of {len(out)} pairs (all in duplicates.csv)" if len(out) > n else None
     table = out[shown].head(n).rename(columns=PAIR_COLUMNS).reset_index(drop=True)
-    return styled(table, nowrap=["image a", "image b"], caption=caption)
+    return styled(table, caption=caption)
