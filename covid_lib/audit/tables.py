@@ -69,15 +69,12 @@ def duplicate_pairs(pairs: pd.DataFrame, n: int = 30):
     if pairs.empty:
         return styled(pd.DataFrame({"duplicate pairs": ["none found"]}))
     out = pairs.copy()
-    keys, ascending = [], []
     if {"label_a", "label_b"} <= set(out.columns):
         out["_other_label"] = out["label_a"] != out["label_b"]
-        keys.append("_other_label"), ascending.append(False)
-    for key, up in (("across_splits", False), ("kind", True), ("distance", True)):
-        if key in out.columns:
-            keys.append(key), ascending.append(up)
-    if keys:
-        out = out.sort_values(keys, ascending=ascending, kind="stable")
+    order = [(k, up) for k, up in (("_other_label", False), ("across_splits", False), ("kind", True),
+                                   ("distance", True)) if k in out.columns]
+    if order:
+        out = out.sort_values([k for k, _ in order], ascending=[up for _, up in order], kind="stable")
     for side in ("a", "b"):
         out[f"image {side}"] = [PurePath(str(p)).name for p in out[f"image_id_{side}"]]
     if {"kind", "distance"} <= set(out.columns):
