@@ -210,8 +210,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def add_download_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``data download SOURCE|all --data-root PATH [--archive PATH] ...`` (``--root`` is
-    the same option, its name before every command read ``--data-root``)."""
+    """Arguments of ``data download SOURCE|all --data-root PATH [--archive PATH] ...`` (``--root``, the
+    option's earlier name, still works)."""
     parser.description = ("Download the original public sources and build the data layout "
                           "(<root>/<source>/manifest.csv, images/, masks/).")
     parser.add_argument("source", choices=[*SOURCE_NAMES, "all"], metavar="SOURCE",
