@@ -53,17 +53,15 @@ from __future__ import annotations
 
 from covid_lib.metrics.types import (METRIC_LABELS, METRICS, BinaryMetrics, ConfusionCounts, Estimate,
                                      format_estimate)
-from covid_lib.metrics.thresholds import THRESHOLD_CRITERIA, choose_threshold, confusion_counts  # noqa: F401
-from covid_lib.metrics.estimates import auc_estimate, binary_metrics, macro_auc, mean_estimate  # noqa: F401
-from covid_lib.metrics.collapse import (COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status,  # noqa: F401
-                                        score_spread)
+from covid_lib.metrics.thresholds import THRESHOLD_CRITERIA, choose_threshold, confusion_counts
+from covid_lib.metrics.estimates import auc_estimate, binary_metrics, macro_auc, mean_estimate
+from covid_lib.metrics.collapse import COLLAPSE_MIN_SPREAD, COLLAPSE_THRESHOLD, collapse_status, score_spread
 from covid_lib.stats import DeLongTest, delong_test  # the one paired DeLong test, re-exported
 
-#: The names of ``from covid_lib.metrics import *``. :data:`THRESHOLD_CRITERIA`, :data:`COLLAPSE_THRESHOLD`,
-#: :data:`COLLAPSE_MIN_SPREAD`, :func:`macro_auc`, :func:`mean_estimate` and :func:`score_spread` are
-#: importable by name too (the ``noqa: F401`` imports above).
+#: Every public name of the package (each submodule's).
 __all__ = [
     "METRICS", "METRIC_LABELS", "Estimate", "ConfusionCounts", "BinaryMetrics", "DeLongTest",
     "auc_estimate", "binary_metrics", "confusion_counts", "choose_threshold", "delong_test", "format_estimate",
-    "collapse_status",
+    "collapse_status", "THRESHOLD_CRITERIA", "COLLAPSE_THRESHOLD", "COLLAPSE_MIN_SPREAD", "macro_auc",
+    "mean_estimate", "score_spread",
 ]
