@@ -306,12 +306,15 @@ def run_grid(grid: str | list[RunSpec], profile: str = "cpu", *, executor: str =
     specs = grid_specs(grid, profile, data_root=data_root) if isinstance(grid, str) else with_pretrainings(grid)
     # A CPU without bf16 runs (and records) fp32 specs; Ray workers check themselves. A grid whose
     # runs are all recorded has nothing to train, here as anywhere: it is reported, not refused.
-    if executor == "local" and (fp32_twins or plan(specs, storage)[0]):
+    todo, restore = plan(specs, storage)
+    if executor == "local" and (fp32_twins or todo):
         problem = None if fp32_twins else fp32_twin_problem(specs, device, storage)
         if problem:
             raise ValueError(problem)
-        specs = [machine_precision(s, device) for s in specs]
-    todo, restore = plan(specs, storage)
+        twins = [machine_precision(s, device) for s in specs]
+        if twins != specs:  # fp32 twins: other run ids, planned afresh
+            specs = twins
+            todo, restore = plan(specs, storage)
     tracker = GridProgress(specs, progress, storage, restore)
     computed = {s.run_id for s in todo}
     for spec in specs:

@@ -111,16 +111,17 @@ def collapsed_models(records: pd.DataFrame) -> dict:
                 val_aucs.append(roc_auc_score(val["label"], val["score"]))
                 bas.append(_ba_at_val_threshold(own, val))
     return {"collapsed": int(len(collapsed)), "threshold_only": kept, "val_one_sided": int(one_sided),
-            "median_val_auc": float(np.median(val_aucs)) if val_aucs else float("nan"),
-            "median_test_auc": float(np.median(test_aucs)) if test_aucs else float("nan"),
+            "median_val_auc": _median(val_aucs),
+            "median_test_auc": _median(test_aucs),
             "n_val_threshold": len(bas),
-            "median_test_ba_val_threshold": float(np.median([b.value for b in bas])) if bas else float("nan"),
+            "median_test_ba_val_threshold": _median([b.value for b in bas]),
             "ba_above_chance_val_threshold": int(sum(b.low > 0.5 for b in bas)),
             "by_composition": by_composition,
             "median_best_epoch_collapsed": _median(best[COLLAPSED]), "median_best_epoch_rest": _median(best[DONE])}
 
 
 def _median(values: list) -> float:
+    """The median of the known values (None left out); NaN when none is known."""
     known = [float(v) for v in values if v is not None]
     return float(np.median(known)) if known else float("nan")
 
