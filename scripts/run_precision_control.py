@@ -50,10 +50,22 @@ fits in a session here (about 20 minutes of pre-training in fp32, against 2.5 ho
 set). Its bf16 records predate records naming their machine, and its CORDA record collapsed, so at
 most 4 of its pairs can be used. It is decided on its own; the two ResNet-50 arms are not pooled.
 
+Fifth arm, fixed on 2026-12-05 at 06:30 UTC before any of its twins was trained, same estimand,
+test and rule: the 18 runs ``table3_full`` still misses in bf16 (ResNet-50 pre-trained on RSNA,
+seeds 1 and 2; on the whole ChestXRay set, seed 2). Its pairs form only as their bf16 records land
+(on a CPU with native bf16 or CUDA). Until then its twins serve the twin-completed reading of C3,
+fixed in the same commit (``covid_lib/report/twin_fill.py``): C3 at the whole-set scale with each
+missing run replaced by its twin, beside the verdict, deciding nothing. ``--report --arm
+resnet50_missing`` also writes that reading to ``bench/results/twin_completed_c3.{md,json}``. Its
+twins run group by group: the two RSNA pre-trainings (about 20 minutes each in fp32 here) with
+their fine-tunes first, then the whole-set pre-training (about 2.5 hours, resumed epoch by epoch
+across sessions) with its fine-tunes.
+
     nohup python scripts/run_precision_control.py > precision.log 2>&1 &            # Conv8
     nohup python scripts/run_precision_control.py --arm resnet18 > precision.log 2>&1 &
     nohup python scripts/run_precision_control.py --arm resnet50 > precision.log 2>&1 &
     nohup python scripts/run_precision_control.py --arm resnet50_563 > precision.log 2>&1 &
+    nohup python scripts/run_precision_control.py --arm resnet50_missing > precision.log 2>&1 &
     python scripts/run_precision_control.py --report [--arm resnet18]   # the decision, into bench/results/
 """
 
@@ -72,9 +84,15 @@ REPORTS = Path(__file__).resolve().parents[1] / "bench" / "results"
 def ordered_twins(arm: str = "conv8", profile: str = "cpu") -> list:
     """The fp32 twins of an arm's runs (:func:`covid_lib.report.precision.twin_specs`), seed by seed
     (a stopped run leaves whole seeds), fine-tunes from scratch first in each, then each pre-training
-    right before its fine-tunes."""
-    from covid_lib.report.precision import twin_specs
+    right before its fine-tunes; an arm of (pre-training, seed) ``groups`` runs group by group in the
+    order given (the cheap RSNA pre-trainings before the whole-set one)."""
+    from covid_lib.report.precision import ARMS, twin_specs
 
+    groups = ARMS[arm].groups
+    if groups:
+        def group(s) -> int:
+            return groups.index((s.composition if s.task == "pretrain" else s.pretrain, s.seed))
+        return sorted(twin_specs(arm, profile), key=lambda s: (group(s), s.task != "pretrain"))
     return sorted(twin_specs(arm, profile),
                   key=lambda s: (s.seed, s.task == "pretrain" or s.pretrain is not None, s.task != "pretrain"))
 
@@ -118,7 +136,24 @@ def report(arm: str = "conv8", profile: str = "cpu") -> str:
         "statuses": control.statuses.to_dict(), "pairs": e.cells.to_dict("records"),
         "left_out": e.left_out.to_dict("records"),
         "post_hoc_threshold_collapsed_kept": _kept(kept)}, indent=1, default=float))
+    if arm == "resnet50_missing":
+        return control.summary() + "\n" + report_twin_completed(profile)
     return control.summary()
+
+
+def report_twin_completed(profile: str = "cpu") -> str:
+    """The twin-completed reading of C3 (:mod:`covid_lib.report.twin_fill`), written to
+    ``bench/results/twin_completed_c3.{md,json}``; returns its one-line summary."""
+    from covid_lib.report.twin_fill import twin_completed_c3, twin_completed_markdown
+
+    reading = twin_completed_c3(profile)
+    out = REPORTS / "twin_completed_c3"
+    out.with_suffix(".md").write_text(twin_completed_markdown(reading))
+    out.with_suffix(".json").write_text(json.dumps(reading, indent=1, default=float))
+    t, b = reading["twin_completed"], reading["bf16"]
+    return (f"C3, whole set, twin-completed ({len(reading['filled'])} runs filled): {t['outcome']} "
+            f"{t['estimate']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}], {t['n_used']} used; "
+            f"bf16 records alone: {b['outcome']} {b['estimate']:+.3f} [{b['low']:+.3f}, {b['high']:+.3f}], {b['n_used']} used")
 
 
 if __name__ == "__main__":

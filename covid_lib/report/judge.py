@@ -168,6 +168,22 @@ def _not_evaluated(claim: str, reason: str) -> dict:
             "records_after_protocol": None, "n_records": 0, "not_evaluated": True}
 
 
+def judge_c3(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None, relabel=None,
+             committed: str | None = None) -> dict:
+    """C3's entry at ``scale`` (as :func:`judge` gives it): ResNet-50 and Conv8 against ResNet-18,
+    combined (:func:`covid_lib.analysis.protocol.combine`); ``relabel`` as in :func:`judge`."""
+    s = SCALES[scale]
+    k, seeds = s["kermany"], s["seeds"]
+    deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root, relabel)
+    e50 = C.estimate_c3(deep, other="resnet50", pretrains=(k, "nih"), seeds=seeds)
+    e8 = C.estimate_c3(deep, other="conv8", pretrains=("none", k), seeds=seeds)
+    d3 = P.combine("C3", {"ResNet-50": e50.decision(), "Conv8": e8.decision()})
+    both = pd.concat([e50.left_out, e8.left_out], ignore_index=True)
+    e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
+                         pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
+    return _entry(d3, e3, deep, committed if committed is not None else rule_commit_time("C3"))
+
+
 def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | None = None,
           relabel=None) -> dict[str, dict]:
     """The decision of every claim at ``scale`` (a key of :data:`SCALES`). ``relabel``: a function
@@ -182,14 +198,7 @@ def judge(scale: str, *, profile: str = "cpu", data_root: str | os.PathLike | No
     out["C1"] = _entry(e1.decision(), e1, t2, committed["C1"])
     e2 = C.estimate_c2(t2, pretrains=(k, "nih"), seeds=t2s)
     out["C2"] = _entry(e2.decision(), e2, t2, committed["C2"])
-    deep = _records(s["table2"] + s["table3"] + s["conv8"], profile, data_root, relabel)
-    e50 = C.estimate_c3(deep, other="resnet50", pretrains=(k, "nih"), seeds=seeds)
-    e8 = C.estimate_c3(deep, other="conv8", pretrains=("none", k), seeds=seeds)
-    d3 = P.combine("C3", {"ResNet-50": e50.decision(), "Conv8": e8.decision()})
-    both = pd.concat([e50.left_out, e8.left_out], ignore_index=True)
-    e3 = C.ClaimEstimate("C3", d3.estimate, d3.low, d3.high, float("nan"), d3.n_used, d3.n_left_out,
-                         pd.concat([e50.cells, e8.cells]), both, max(e50.n_patients, e8.n_patients))
-    out["C3"] = _entry(d3, e3, deep, committed["C3"])
+    out["C3"] = judge_c3(scale, profile=profile, data_root=data_root, relabel=relabel, committed=committed["C3"])
     read = c4_estimate(scale)
     if read is not None:
         e4, runs = read

@@ -18,20 +18,24 @@ from covid_lib.report.records import spec_records
 @dataclass(frozen=True)
 class Arm:
     """One arm of the control: the runs of ``grid`` that are twinned (all, or those with a
-    pre-training in ``pretrains`` and a seed in ``seeds``), each fixed before its twins were trained."""
+    pre-training in ``pretrains`` and a seed in ``seeds``, or those of the (pre-training, seed)
+    groups in ``groups``), each fixed before its twins were trained."""
 
     grid: str
     description: str
     fixed: str
     pretrains: tuple[str | None, ...] | None = None
     seeds: tuple[int, ...] | None = None
+    groups: tuple[tuple[str, int], ...] | None = None
 
     def specs(self, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
         """The arm's bf16 runs (pre-trainings among them when the arm holds pre-trained fine-tunes)."""
         return [s for s in grid_specs(self.grid, profile, data_root=data_root)
                 if (self.pretrains is None or (s.task == "pretrain" and s.composition in self.pretrains)
                     or (s.task == "covid" and s.pretrain in self.pretrains))
-                and (self.seeds is None or s.seed in self.seeds) and s.effective_precision == "bf16"]
+                and (self.seeds is None or s.seed in self.seeds)
+                and (self.groups is None or (s.composition if s.task == "pretrain" else s.pretrain, s.seed) in self.groups)
+                and s.effective_precision == "bf16"]
 
 
 #: The control's arms, by name (``scripts/run_precision_control.py --arm NAME``).
@@ -52,6 +56,12 @@ ARMS = {
                         "in a session on 2 cores; its bf16 records predate records naming their machine, and its "
                         "CORDA record collapsed, so at most 4 pairs can be used)", "2026-12-05, 00:07 UTC",
                         pretrains=("kermany",), seeds=(0,)),
+    "resnet50_missing": Arm("table3_full", "the 18 runs `table3_full` still misses in bf16: ResNet-50 pre-trained on "
+                            "RSNA (nih), seeds 1 and 2, and on the whole ChestXRay set (kermany_full), seed 2 (3 "
+                            "pre-trainings, 15 fine-tunes). Its pairs form only as the bf16 records land; until then "
+                            "its twins feed the twin-completed reading of C3 (`covid_lib/report/twin_fill.py`), fixed "
+                            "with it", "2026-12-05, 06:30 UTC",
+                            groups=(("nih", 1), ("nih", 2), ("kermany_full", 2))),
 }
 
 
