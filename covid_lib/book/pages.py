@@ -151,6 +151,18 @@ def precision_control_table() -> str:
     return summary_markdown("cpu")
 
 
+def twin_completed_c3_table() -> str:
+    """C3 at the whole-set scale on the bf16 records and with the missing runs' fp32 twins filled in
+    (:mod:`covid_lib.report.twin_fill`, deciding nothing), and how many runs were filled."""
+    from covid_lib.report.twin_fill import twin_completed_c3, twin_completed_table
+
+    reading = twin_completed_c3("cpu")
+    n = len(reading["filled"])
+    return (twin_completed_table(reading) + "\n\n" + (f"Filled: {n} of the 15 missing fine-tunes "
+            "(`bench/results/twin_completed_c3.md` names them)." if n else
+            "Filled: none yet, as no twin of a missing run is recorded."))
+
+
 def claims_list() -> str:
     """The paper's claims C1-C6 as a Markdown list, from :data:`covid_lib.analysis.verdicts.CLAIMS`."""
     from covid_lib.analysis.verdicts import CLAIMS
@@ -184,7 +196,7 @@ def compute_table() -> str:
 GENERATED_BLOCKS = {"compute": compute_table, "profiles": profiles_table, "parameters": parameters_table, "runtimes": runtimes_table,
                     "bench": bench_table, "pretraining": pretraining_records_table,
                     "pretraining-gain": pretraining_gain_table, "precision": precision_records_table,
-                    "precision-control": precision_control_table}
+                    "precision-control": precision_control_table, "twin-completed-c3": twin_completed_c3_table}
 
 
 def protocol_block() -> str:

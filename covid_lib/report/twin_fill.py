@@ -90,15 +90,21 @@ def _row(reading: str, part: str, e: dict) -> dict:
             "left out": e["n_left_out"], "outcome": f"**{e['outcome']}**"}
 
 
-def twin_completed_markdown(reading: dict) -> str:
-    """:func:`twin_completed_c3`'s reading as a page: the rule, both readings part by part (ResNet-50
-    and Conv8 against ResNet-18, and C3 combined), and the runs filled."""
+def twin_completed_table(reading: dict) -> str:
+    """Both readings of :func:`twin_completed_c3`, part by part (ResNet-50 and Conv8 against
+    ResNet-18, and C3 combined), as a Markdown table."""
     rows = []
     for name, key in (("bf16 records (the verdict)", "bf16"), ("missing runs filled by fp32 twins", "twin_completed")):
         e = reading[key]
         for part, p in e["details"].get("parts", {}).items():
             rows.append(_row(name, f"{part} - ResNet-18", p))
         rows.append(_row(name, "C3 (combined)", e))
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def twin_completed_markdown(reading: dict) -> str:
+    """:func:`twin_completed_c3`'s reading as a page: the rule, both readings (:func:`twin_completed_table`)
+    and the runs filled."""
     t = reading["twin_completed"]
     lines = [
         "# C3 at the whole-set scale, read with the missing runs' fp32 twins",
@@ -110,7 +116,7 @@ def twin_completed_markdown(reading: dict) -> str:
         "The precision control's ResNet-50 arms found twins scoring below their bf16 records (`book/reproduce.md`), "
         "so a twin may pull ResNet-50's side down.",
         "",
-        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True),
+        twin_completed_table(reading),
         "",
         f"Left out, twin-completed: {t['left_out_reasons'] or 'none'}; bf16 records: "
         f"{reading['bf16']['left_out_reasons'] or 'none'}.",
