@@ -144,6 +144,9 @@ def test_a_bf16_grid_is_not_restarted_as_fp32_twins_on_a_cpu_without_bf16(tmp_pa
     assert calls == [t.run_id for t in twins] and len(report.trained) == 5
     assert all(t.precision == "fp32" and t.run_id != s.run_id for s, t in zip(specs, twins))
     assert grid.fp32_twin_problem(twins, "cpu", storage) is None  # fp32 runs have no twin: nothing to refuse
+    assert "fp32 twin recorded" not in grid.fp32_twin_problem(new, "cpu", storage)
+    assert ("2 of the 2 missing runs have an fp32 twin recorded (the precision control"
+            in grid.fp32_twin_problem(specs, "cpu", storage))  # said, and still refused: twins count for nothing
     calls.clear()
     with pytest.raises(ValueError, match="1 bf16 run would be trained as fp32 runs with other run ids .*\\. Run it"):
         grid.run_grid(new, "smoke", storage=storage, progress=False, device="cpu")

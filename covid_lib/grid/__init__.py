@@ -347,11 +347,15 @@ def fp32_twin_problem(specs: list[RunSpec], device: str = "auto",
     twins = [s for s in specs if machine_precision(s, device) is not s]
     if not twins:
         return None
-    recorded = sum(Record.of(s, storage=storage).recorded for s in twins)
-    missing = len(twins) - recorded
+    absent = [s for s in twins if not Record.of(s, storage=storage).recorded]
+    recorded, missing = len(twins) - len(absent), len(absent)
     done = ("" if not recorded else f"; {recorded} of them are already recorded in bf16 ({missing} missing), "
             "so the grid would start again instead of adding " + ("the missing ones" if missing else "nothing")
             + ", and cells would mix precisions across seeds")
+    stand_ins = sum(Record.of(machine_precision(s, device), storage=storage).recorded for s in absent)
+    if stand_ins:
+        done += (f". {stand_ins} of the {missing} missing runs have an fp32 twin recorded (the precision control, "
+                 "`scripts/run_precision_control.py`), which no verdict counts")
     runs = f"{len(twins)} bf16 run" + ("s" if len(twins) != 1 else "")
     return (f"this CPU has no native bf16 (AVX-512 BF16 or AMX): the grid's {runs} would be trained "
             f"as fp32 runs with other run ids (about 8 times slower; `grid status` does not count them){done}. "
