@@ -102,6 +102,20 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
     assert glance.index("| **C1** ") < glance.index("| **C6** ") and "MDE" not in glance  # the glance stays short
 
 
+def test_a_claim_of_several_contrasts_shows_each_part_and_why_comparisons_were_left_out():
+    """C3's parts carry no reasons of their own: the claim's are named once, after the parts."""
+    from covid_lib.report.judge import _fmt
+
+    part = {"outcome": "inconclusive", "estimate": 0.02, "low": -0.02, "high": 0.07, "mde": 0.06, "n_used": 10,
+            "n_left_out": 20, "reason": "the interval includes the margin +0.05"}
+    entry = {"details": {"parts": {"ResNet-50": part, "Conv8": {**part, "n_left_out": 2}}},
+             "left_out_reasons": {"missing": 15, "collapsed": 7}}
+    text = _fmt(entry)
+    assert text.startswith("ResNet-50 **inconclusive**: +0.020 [-0.020, +0.070], MDE 0.060; 10 used, 20 left out;")
+    assert text.endswith("(left out in all: 7 collapsed, 15 missing)") and text.count("left out in all") == 1
+    assert "left out in all" not in _fmt({**entry, "left_out_reasons": {}})
+
+
 def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, monkeypatch, capsys):
     import json
 

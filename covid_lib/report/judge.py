@@ -375,7 +375,9 @@ def _fmt(d: dict) -> str:
         return _why_not(d) or "not yet evaluated"
     parts = d.get("details", {}).get("parts")
     if parts:  # a claim of several contrasts (C3): each part's numbers
-        return "; ".join(f"{name} **{p['outcome']}**: {_fmt({**p, 'left_out_reasons': {}})}" for name, p in parts.items())
+        text = "; ".join(f"{name} **{p['outcome']}**: {_fmt({**p, 'left_out_reasons': {}})}" for name, p in parts.items())
+        left = ", ".join(f"{n} {why}" for why, n in sorted(d.get("left_out_reasons", {}).items()))
+        return text + (f" (left out in all: {left})" if left else "")
     est, lo, hi = d["estimate"], d["low"], d["high"]
     if est != est:
         left = ", ".join(f"{n} {why}" for why, n in sorted(d.get("left_out_reasons", {}).items()))
