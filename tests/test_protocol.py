@@ -104,7 +104,7 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
 
 def test_a_claim_of_several_contrasts_shows_each_part_and_why_comparisons_were_left_out():
     """C3's parts carry no reasons of their own: the claim's are named once, after the parts."""
-    from covid_lib.report.judge import _fmt
+    from covid_lib.report.verdict_text import _fmt
 
     part = {"outcome": "inconclusive", "estimate": 0.02, "low": -0.02, "high": 0.07, "mde": 0.06, "n_used": 10,
             "n_left_out": 20, "reason": "the interval includes the margin +0.05"}
@@ -119,12 +119,12 @@ def test_a_claim_of_several_contrasts_shows_each_part_and_why_comparisons_were_l
 def test_book_check_fails_on_verdicts_judged_under_another_protocol(tmp_path, monkeypatch, capsys):
     import json
 
-    from covid_lib.report import judge
+    from covid_lib.report import verdicts_file
     from covid_lib.cli import build_parser
 
     stale = tmp_path / "verdicts.json"
     stale.write_text(json.dumps(_judged("000000000000")))
-    monkeypatch.setattr(judge, "VERDICTS_JSON", stale)
+    monkeypatch.setattr(verdicts_file, "VERDICTS_JSON", stale)
     args = build_parser().parse_args(["book", "check", "--no-data-check"])
     assert args.func(args) == 1
     assert "judged under protocol 000000000000" in capsys.readouterr().err

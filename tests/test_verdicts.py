@@ -28,16 +28,16 @@ def test_verdicts_page_is_in_sync():
 
 def test_protocol_commit_time_asks_git_once_per_hash(monkeypatch):
     """judge() wants the time once per scale and once more for the file: git answers once."""
-    from covid_lib.report import judge
+    from covid_lib.report import verdicts_file
 
     calls = []
     # what `git log --format=%ct` prints: 2024-05-02T10:00Z, then the first commit, 2024-05-01T09:00Z
-    monkeypatch.setattr(judge, "commit_times", lambda *a: calls.append(a) or
+    monkeypatch.setattr(verdicts_file, "commit_times", lambda *a: calls.append(a) or
                         ["2024-05-02T10:00:00+00:00", "2024-05-01T09:00:00+00:00"])
-    judge._commit_time.cache_clear()
+    verdicts_file._commit_time.cache_clear()
     try:
-        times = [judge.protocol_commit_time() for _ in range(3)] + [judge.protocol_commit_time("other")]
+        times = [verdicts_file.protocol_commit_time() for _ in range(3)] + [verdicts_file.protocol_commit_time("other")]
         assert times == ["2024-05-01T09:00:00+00:00"] * 4  # the first commit that carries the hash
         assert len(calls) == 2  # the current protocol's hash once, "other" once
     finally:
-        judge._commit_time.cache_clear()  # no fake answer left for later tests
+        verdicts_file._commit_time.cache_clear()  # no fake answer left for later tests
