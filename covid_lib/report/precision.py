@@ -171,13 +171,15 @@ def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | Non
     """One row per arm of :data:`ARMS`, decided on the records there are: pairs used and left out,
     the paired AUC difference with its interval and MDE, the outcome, the noise floor beside, and
     the post-hoc reading with the models collapsed at the threshold only kept (:func:`threshold_kept`)
-    (``book/reproduce.md``, ``book sync``)."""
+    (``book/reproduce.md``, ``book sync``); below it, how often twin and record disagree on collapse
+    (:func:`collapse_discordance`)."""
     from covid_lib.analysis.precision import estimate_precision
 
-    rows = []
+    rows, statuses = [], []
     for name, arm in ARMS.items():
         records = precision_records(arm, profile, data_root=data_root)
         control, kept = estimate_precision(records), threshold_kept(records)
+        statuses.append(control.statuses)
         e, noise = control.estimate, control.noise.set_index("difference")["mean_abs_auc_diff"]
         reasons = e.left_out[["status_a", "status_b"]].apply(
             lambda r: next((k for k in ("missing", "did not learn", "collapsed") if any(str(x).startswith(k) for x in r)),
@@ -193,4 +195,31 @@ def summary_markdown(profile: str = "cpu", *, data_root: str | os.PathLike | Non
                      "post hoc, threshold-collapsed kept": "–" if not kept.estimate.n_used else
                      f"{kept.outcome}: {kept.estimate.estimate:+.3f} [{kept.estimate.low:+.3f}, "
                      f"{kept.estimate.high:+.3f}], {kept.estimate.n_used} pairs"})
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)  # "0.020" stays as written
+    d = collapse_discordance(statuses)
+    line = ("" if not d["twin_only"] + d["record_only"] else
+            f"\n\nPost hoc, deciding nothing: over every arm, a twin collapsed where its bf16 record did not in "
+            f"{d['twin_only']} pairs, and the bf16 record where its twin did not in {d['record_only']} "
+            f"(exact two-sided binomial test of both being equally likely: p = {d['p']:.2f}).")
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + line  # "0.020" stays as written
+
+
+def collapse_discordance(statuses: list[pd.DataFrame]) -> dict:
+    """Post hoc, deciding nothing: over the status tables of the arms (``PrecisionControl.statuses``,
+    bf16 record in rows, fp32 twin in columns), the pairs where one model collapsed and the other
+    did not (``done``): ``twin_only`` and ``record_only``, with the exact two-sided binomial test
+    (:func:`scipy.stats.binomtest`) of both being equally likely (``p``; NaN without such a pair).
+
+    Example:
+        >>> t = pd.DataFrame({"collapsed": [4, 3], "done": [1, 6]}, index=["collapsed", "done"])
+        >>> d = collapse_discordance([t]); (d["twin_only"], d["record_only"], round(d["p"], 3))
+        (3, 1, 0.625)
+    """
+    from scipy.stats import binomtest
+
+    def count(table: pd.DataFrame, bf16: str, fp32: str) -> int:
+        return int(table.loc[bf16, fp32]) if bf16 in table.index and fp32 in table.columns else 0
+
+    twin = sum(count(t, "done", "collapsed") for t in statuses)
+    record = sum(count(t, "collapsed", "done") for t in statuses)
+    p = binomtest(twin, twin + record, 0.5).pvalue if twin + record else float("nan")
+    return {"twin_only": twin, "record_only": record, "p": float(p)}
