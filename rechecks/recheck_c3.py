@@ -26,9 +26,18 @@ kermany_full, only records created before the first record of the whole-set scal
 `created` of any record pre-trained on, or pre-training on, kermany_full), at the seeds of the older
 ResNet-50 and Conv8 records of the two parts' pre-trainings (seed 0 only).
 
+A cell's record: among the default-variant records (`is_default_variant`: cpu profile, paper pipeline,
+128 px, nothing frozen, adapted or planted, no precision override), the one whose spec has the cell's
+(arch, pretrain, composition, seed), with scores.csv; with several, the latest created.
+
+--fill-twins (full scale only; the twin-completed reading, which decides nothing): a ResNet-50 cell
+(pre-training kermany_full or nih) with no record takes its fp32 twin's record where there is one, i.e.
+the record found the same way among specs that are default-variant except `precision == "fp32"`. A twin
+that did not learn or collapsed is left out like any record. --json lists the twins used (`filled`).
+
 Usage:
     python rechecks/recheck_c3.py [--results DIR] [--scale full|563] [--json PATH] [--out DIR] [--per-testset]
-                                  [--keep-threshold-collapsed]
+                                  [--keep-threshold-collapsed] [--fill-twins]
 
 --results defaults to the repository's results/; --out writes the per-comparison and per-test-set
 tables as CSV; --json writes the two parts' numbers (tests/test_rechecks.py compares them with
@@ -58,8 +67,12 @@ _ARGS.add_argument("--out", default=None, help="write c3_*.csv tables into this 
 _ARGS.add_argument("--per-testset", action="store_true", help="independent draws per test set")
 _ARGS.add_argument("--scale", choices=["full", "563"], default="full",
                    help="whole-set pre-training (default) or the older 563-image records")
+_ARGS.add_argument("--fill-twins", action="store_true",
+                   help="full scale: a ResNet-50 cell without a record takes its fp32 twin's record")
 add_collapse_option(_ARGS)
 ARGS = _ARGS.parse_args()
+if ARGS.fill_twins and ARGS.scale != "full":
+    _ARGS.error("--fill-twins reads the full scale only")
 RULE = apply_collapse_option(ARGS)
 RESULTS = ARGS.results
 OUT = ARGS.out
@@ -78,8 +91,9 @@ PARTS = {
 }
 
 
-def is_default_variant(s):
-    """True for a grid run: paper pipeline, no freeze/adapt/plant, 128 px, no explicit precision."""
+def is_default_variant(s, precision=None):
+    """True for a grid run: paper pipeline, no freeze/adapt/plant, 128 px, no explicit precision
+    (``precision="fp32"``: the same, with that precision instead, i.e. an fp32 twin)."""
     if s.get("pipeline", "paper") not in ("paper", None):
         return False
     for k in ("freeze", "adapt", "plant"):
@@ -87,16 +101,16 @@ def is_default_variant(s):
             return False
     if s.get("input_size") not in (128, None):
         return False
-    if s.get("precision") is not None:
+    if s.get("precision") != precision:
         return False
     if s.get("profile") != "cpu":
         return False
     return True
 
 
-def index_runs(before=None):
-    """(arch, pretrain, composition, seed) -> [(dir, spec.json)] of the default-variant records;
-    with ``before`` (scale 563) only those created before it."""
+def index_runs(before=None, precision=None):
+    """(arch, pretrain, composition, seed) -> [(dir, spec.json)] of the default-variant records
+    (of their fp32 twins with ``precision="fp32"``); with ``before`` (scale 563) only those created before it."""
     cells = {}
     for d in sorted(glob.glob(os.path.join(RESULTS, "covid-*"))):
         p = os.path.join(d, "spec.json")
@@ -104,7 +118,7 @@ def index_runs(before=None):
             continue
         j = json.load(open(p))
         s = j.get("spec", {})
-        if not is_default_variant(s):
+        if not is_default_variant(s, precision):
             continue
         if before is not None and pd.Timestamp(j["created"]) >= before:
             continue
@@ -126,6 +140,8 @@ def main():
     global SEEDS
     before = whole_set_start(read_specs(RESULTS)) if ARGS.scale == "563" else None
     cells = index_runs(before)
+    twins = index_runs(precision="fp32") if ARGS.fill_twins else {}
+    filled = []
     if ARGS.scale == "563":
         SEEDS = sorted({k[3] for k in cells
                         if any(k[0] == cfg["other"] and k[1] in cfg["pretrains"] for cfg in PARTS.values())})
@@ -152,6 +168,11 @@ def main():
                             notes.append(f"{part} {arch} {pre} {comp} s{seed}: {len(cands)} candidates "
                                          f"{[os.path.basename(c[0]) for c in cands]}; took latest created")
                         recs[role] = choose(cands)
+                        if recs[role] is None and arch == "resnet50" and (arch, pre, comp, seed) in twins:
+                            recs[role] = choose(twins[(arch, pre, comp, seed)])
+                            if recs[role] is not None:
+                                filled.append(os.path.basename(recs[role][0]))
+                                row["filled"] = filled[-1]
                     row["other_run"] = os.path.basename(recs["other"][0]) if recs["other"] else None
                     row["r18_run"] = os.path.basename(recs["r18"][0]) if recs["r18"] else None
                     missing = [r for r in ("other", "r18") if recs[r] is None]
@@ -250,6 +271,9 @@ def main():
     print(f"patients in the global bootstrap universe: {len(groups)}; replicates {N_BOOT}, seed {BOOT_SEED}")
     for n in notes:
         print("NOTE duplicate:", n)
+    if ARGS.fill_twins:
+        print(f"TWIN-COMPLETED (--fill-twins): {len(filled)} ResNet-50 cells without a record read from their "
+              f"fp32 twins: {sorted(filled) or 'none'}")
     summary = []
     for part in PARTS:
         sub = comp_df[comp_df.part == part]
@@ -258,8 +282,9 @@ def main():
             status = r["status"]
             used = bool(r.get("used")) if status == "found" else False
             md = f"{r['mean_diff']:+.4f}" if status == "found" else "   -   "
+            twin = f"  (fp32 twin {r['filled']})" if isinstance(r.get("filled"), str) else ""
             print(f"  {r['composition']:<22} {r['pretrain']:<12} s{r['seed']}  {status:<7} "
-                  f"{'USED' if used else 'LEFT OUT':<8} mean diff {md}  {r['reason'] or ''}")
+                  f"{'USED' if used else 'LEFT OUT':<8} mean diff {md}  {r['reason'] or ''}{twin}")
         n_total = len(sub)
         n_used = int(sub["used"].fillna(False).astype(bool).sum())
         n_out = n_total - n_used
@@ -309,7 +334,9 @@ def main():
         parts = {names[r["part"]]: {"estimate": r["estimate"], "low": r["lo"], "high": r["hi"], "mde": r["mde"],
                                     "n_used": r["n_used"], "n_left_out": r["n_left_out"],
                                     "outcome": outcome.get(r["decision"], "inconclusive")} for r in summary}
-        Path(ARGS.json).write_text(json.dumps({"claim": "C3", "scale": ARGS.scale, "parts": parts, **RULE}, indent=1))
+        twin = {"filled": sorted(filled)} if ARGS.fill_twins else {}
+        Path(ARGS.json).write_text(json.dumps({"claim": "C3", "scale": ARGS.scale, "parts": parts, **RULE, **twin},
+                                              indent=1))
 
 
 if __name__ == "__main__":

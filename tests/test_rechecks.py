@@ -216,3 +216,21 @@ def test_c3_agrees_with_an_independent_recomputation(tmp_path):
     assert set(mine["parts"]) == set(theirs)
     for part, numbers in mine["parts"].items():
         _agree(numbers, theirs[part], f"C3 {part}")
+
+
+@pytest.mark.data
+def test_twin_completed_c3_agrees_with_an_independent_recomputation(data_root, tmp_path):
+    """The twin-completed reading of C3 (:func:`covid_lib.report.twin_fill.twin_completed_c3`, deciding
+    nothing): each ResNet-50 run of ``table3_full`` without a bf16 record read from its fp32 twin's,
+    against ``recheck_c3.py --fill-twins``, which finds a twin by its spec (no run-id hashing), on the
+    same records folder (``$COVID_LIB_RESULTS`` or ``results/``); both name the same twins."""
+    from covid_lib.report.twin_fill import twin_completed_c3
+    from covid_lib.runs import results_dir
+
+    reading = twin_completed_c3(data_root=data_root)
+    mine = _recheck("recheck_c3.py", tmp_path, "--fill-twins", "--results", str(results_dir()))
+    theirs = reading["twin_completed"]["details"]["parts"]
+    assert set(mine["parts"]) == set(theirs)
+    for part, numbers in mine["parts"].items():
+        _agree(numbers, theirs[part], f"C3 {part}, missing runs filled by fp32 twins")
+    assert mine["filled"] == sorted(f["twin_run"] for f in reading["filled"])
