@@ -102,6 +102,18 @@ def test_verdicts_markdown_shows_outcome_estimate_mde_and_left_out():
     assert glance.index("| **C1** ") < glance.index("| **C6** ") and "MDE" not in glance  # the glance stays short
 
 
+def test_the_verdicts_page_says_what_a_missing_comparison_is_only_where_there_is_one():
+    from covid_lib.report.verdict_text import MISSING_NOTES, MISSING_WHY, verdicts_markdown
+
+    data = _judged(P.protocol_hash())
+    assert "*Missing:*" not in verdicts_markdown(data)  # only collapsed models left out
+    data["scales"]["full"]["claims"]["C3"]["left_out_reasons"] = {"missing": 15, "collapsed": 2}
+    text = verdicts_markdown(data)
+    assert text.count("*Missing:*") == 1
+    c3 = text[text.index(":::{dropdown} C3"):text.index(":::{dropdown} C4")]
+    assert MISSING_WHY["full"] in c3 and MISSING_NOTES["C3"] in c3 and MISSING_WHY["563"] not in c3
+
+
 def test_a_claim_of_several_contrasts_shows_each_part_and_why_comparisons_were_left_out():
     """C3's parts carry no reasons of their own: the claim's are named once, after the parts."""
     from covid_lib.report.verdict_text import _fmt

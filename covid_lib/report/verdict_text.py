@@ -53,6 +53,13 @@ CLAIM_DEPARTURES = {
 }
 
 
+#: What a comparison left out as missing is, per scale (the verdicts page), and what it adds per claim.
+MISSING_WHY = {"563": "at the 563-image scale, a seed its grids never held (one to three seeds by design)",
+               "full": "at the whole set, a run still to be trained ([reproduce](reproduce.md) counts them, with "
+                       "the hours they need)"}
+MISSING_NOTES = {"C3": " The whole set's missing runs ask for bf16, which this project's recent machines lack; "
+                       "the reproduce page also reads C3 with their fp32 twins in their place, deciding nothing."}
+
 #: The chapter that shows each finding's evidence.
 FINDING_CHAPTERS = {"F1": "11_unseen", "F2": "03_confounders", "F3": "10_shortcuts", "F4": "12_saliency",
                     "F5": "13_landscape"}
@@ -203,6 +210,11 @@ def verdicts_markdown(data: dict | None = None) -> str:
             when = (f" Judged on {d['n_records']} records, {d['records_after_protocol']} of them made after the "
                     "protocol was committed." if d.get("n_records") else "")
             lines.append(f"- *{labels[s]}:* **{d['outcome']}**: {_fmt(d)}.{when}")
+        missing = [MISSING_WHY[s] for s in scales
+                   if data["scales"][s]["claims"][claim].get("left_out_reasons", {}).get("missing")]
+        if missing:
+            lines += ["", "*Missing:* a comparison whose run has no record: " + "; ".join(missing) + "."
+                      + MISSING_NOTES.get(claim, "")]
         lines += ["", f"**What differs from the paper:** {_departures(claim)}; per scale: "
                   f"{_scale_departures(scales)}.", ""]
         if claim in CLAIM_CHAPTERS:
