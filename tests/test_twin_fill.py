@@ -52,5 +52,7 @@ def test_the_bf16_reading_is_c3s_verdict_and_twins_only_replace_missing_comparis
         assert bf16[key] == pytest.approx(c3[key])
     assert bf16["n_used"] + bf16["n_left_out"] == filled["n_used"] + filled["n_left_out"]
     assert filled["left_out_reasons"].get("missing", 0) <= bf16["left_out_reasons"].get("missing", 0)
+    assert reading["missing"] == bf16["left_out_reasons"].get("missing", 0)  # one comparison per missing run
+    assert len(reading["filled"]) == reading["missing"] - filled["left_out_reasons"].get("missing", 0)
     if not reading["filled"]:
         assert {k: filled[k] for k in ("estimate", "n_used")} == {k: bf16[k] for k in ("estimate", "n_used")}

@@ -158,7 +158,7 @@ def twin_completed_c3_table() -> str:
 
     reading = twin_completed_c3("cpu")
     n = len(reading["filled"])
-    return (twin_completed_table(reading) + "\n\n" + (f"Filled: {n} of the 15 missing fine-tunes "
+    return (twin_completed_table(reading) + "\n\n" + (f"Filled: {n} of the {reading['missing']} missing fine-tunes "
             "(`bench/results/twin_completed_c3.md` names them)." if n else
             "Filled: none yet, as no twin of a missing run is recorded."))
 

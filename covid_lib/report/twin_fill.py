@@ -33,18 +33,20 @@ from covid_lib.runs import LEARNED, Record
 GRID = "table3_full"
 
 
+def missing_runs(grid: str = GRID, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
+                 results: str | os.PathLike | None = None) -> list:
+    """``grid``'s bf16 COVID runs (fine-tunes) that have no record."""
+    return [s for s in grid_specs(grid, profile, data_root=data_root)
+            if s.task == "covid" and s.effective_precision == "bf16" and not Record.of(s, results=results).recorded]
+
+
 def twin_records(grid: str = GRID, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
                  results: str | os.PathLike | None = None) -> dict[str, Record]:
-    """The fp32 twins' records of ``grid``'s bf16 COVID runs that have no record, by the bf16 run id
-    (only twins recorded, whatever their status)."""
-    out = {}
-    for s in grid_specs(grid, profile, data_root=data_root):
-        if s.task != "covid" or s.effective_precision != "bf16" or Record.of(s, results=results).recorded:
-            continue
-        twin = Record.of(replace(s, precision="fp32"), results=results)
-        if twin.recorded:
-            out[s.run_id] = twin
-    return out
+    """The fp32 twins' records of ``grid``'s bf16 COVID runs that have no record (:func:`missing_runs`),
+    by the bf16 run id (only twins recorded, whatever their status)."""
+    twins = {s.run_id: Record.of(replace(s, precision="fp32"), results=results)
+             for s in missing_runs(grid, profile, data_root=data_root, results=results)}
+    return {k: t for k, t in twins.items() if t.recorded}
 
 
 def fill_missing_with_twins(records: pd.DataFrame, twins: dict[str, Record]) -> pd.DataFrame:
@@ -71,8 +73,8 @@ def fill_missing_with_twins(records: pd.DataFrame, twins: dict[str, Record]) -> 
 
 def twin_completed_c3(profile: str = "cpu", *, data_root: str | os.PathLike | None = None) -> dict:
     """C3 at the whole-set scale on the bf16 records alone (``bf16``) and with the missing runs
-    filled by their twins (``twin_completed``), and the runs filled (``filled``: bf16 run id, twin
-    run id, twin status)."""
+    filled by their twins (``twin_completed``), the runs filled (``filled``: bf16 run id, twin run
+    id, twin status) and how many fine-tunes the grid misses (``missing``)."""
     from covid_lib.report.judge import judge_c3
 
     twins = twin_records(profile=profile, data_root=data_root)
@@ -80,7 +82,7 @@ def twin_completed_c3(profile: str = "cpu", *, data_root: str | os.PathLike | No
     return {"bf16": judge_c3("full", profile=profile, data_root=data_root),
             "twin_completed": judge_c3("full", profile=profile, data_root=data_root,
                                        relabel=lambda r: fill_missing_with_twins(r, twins)),
-            "filled": filled}
+            "filled": filled, "missing": len(missing_runs(profile=profile, data_root=data_root))}
 
 
 def _row(reading: str, part: str, e: dict) -> dict:
@@ -121,7 +123,7 @@ def twin_completed_markdown(reading: dict) -> str:
         f"Left out, twin-completed: {t['left_out_reasons'] or 'none'}; bf16 records: "
         f"{reading['bf16']['left_out_reasons'] or 'none'}.",
         "",
-        f"## Runs filled ({len(reading['filled'])})",
+        f"## Runs filled ({len(reading['filled'])} of the {reading['missing']} missing fine-tunes)",
         "",
     ]
     if reading["filled"]:
