@@ -27,14 +27,15 @@ from dataclasses import replace
 import pandas as pd
 
 from covid_lib.grid import grid_specs
-from covid_lib.runs import LEARNED, Record
+from covid_lib.report.judge import judge_c3
+from covid_lib.runs import LEARNED, Record, RunSpec
 
 #: The grid whose missing bf16 runs the reading fills (the only grid C3 reads that misses runs).
 GRID = "table3_full"
 
 
 def missing_runs(grid: str = GRID, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
-                 results: str | os.PathLike | None = None) -> list:
+                 results: str | os.PathLike | None = None) -> list[RunSpec]:
     """``grid``'s bf16 COVID runs (fine-tunes) that have no record."""
     return [s for s in grid_specs(grid, profile, data_root=data_root)
             if s.task == "covid" and s.effective_precision == "bf16" and not Record.of(s, results=results).recorded]
@@ -75,8 +76,6 @@ def twin_completed_c3(profile: str = "cpu", *, data_root: str | os.PathLike | No
     """C3 at the whole-set scale on the bf16 records alone (``bf16``) and with the missing runs
     filled by their twins (``twin_completed``), the runs filled (``filled``: bf16 run id, twin run
     id, twin status) and how many fine-tunes the grid misses (``missing``)."""
-    from covid_lib.report.judge import judge_c3
-
     twins = twin_records(profile=profile, data_root=data_root)
     filled = [{"bf16_run": k, "twin_run": t.run_id, "twin_status": t.status} for k, t in sorted(twins.items())]
     return {"bf16": judge_c3("full", profile=profile, data_root=data_root),
