@@ -88,11 +88,10 @@ def ordered_twins(arm: str = "conv8", profile: str = "cpu") -> list:
     order given (the cheap RSNA pre-trainings before the whole-set one)."""
     from covid_lib.report.precision import ARMS, twin_specs
 
-    groups = ARMS[arm].groups
-    if groups:
-        def group(s) -> int:
-            return groups.index((s.composition if s.task == "pretrain" else s.pretrain, s.seed))
-        return sorted(twin_specs(arm, profile), key=lambda s: (group(s), s.task != "pretrain"))
+    chosen = ARMS[arm]
+    if chosen.groups:
+        return sorted(twin_specs(arm, profile),
+                      key=lambda s: (chosen.groups.index(chosen.group_of(s)), s.task != "pretrain"))
     return sorted(twin_specs(arm, profile),
                   key=lambda s: (s.seed, s.task == "pretrain" or s.pretrain is not None, s.task != "pretrain"))
 

@@ -28,13 +28,17 @@ class Arm:
     seeds: tuple[int, ...] | None = None
     groups: tuple[tuple[str, int], ...] | None = None
 
+    @staticmethod
+    def group_of(spec) -> tuple[str | None, int]:
+        """A run's (pre-training, seed): a pre-training's own data, a fine-tune's encoder (None: scratch)."""
+        return (spec.composition if spec.task == "pretrain" else spec.pretrain), spec.seed
+
     def specs(self, profile: str = "cpu", data_root: str | os.PathLike | None = None) -> list:
         """The arm's bf16 runs (pre-trainings among them when the arm holds pre-trained fine-tunes)."""
         return [s for s in grid_specs(self.grid, profile, data_root=data_root)
-                if (self.pretrains is None or (s.task == "pretrain" and s.composition in self.pretrains)
-                    or (s.task == "covid" and s.pretrain in self.pretrains))
+                if (self.pretrains is None or self.group_of(s)[0] in self.pretrains)
                 and (self.seeds is None or s.seed in self.seeds)
-                and (self.groups is None or (s.composition if s.task == "pretrain" else s.pretrain, s.seed) in self.groups)
+                and (self.groups is None or self.group_of(s) in self.groups)
                 and s.effective_precision == "bf16"]
 
 

@@ -41,12 +41,10 @@ def missing_runs(grid: str = GRID, profile: str = "cpu", *, data_root: str | os.
             if s.task == "covid" and s.effective_precision == "bf16" and not Record.of(s, results=results).recorded]
 
 
-def twin_records(grid: str = GRID, profile: str = "cpu", *, data_root: str | os.PathLike | None = None,
-                 results: str | os.PathLike | None = None) -> dict[str, Record]:
-    """The fp32 twins' records of ``grid``'s bf16 COVID runs that have no record (:func:`missing_runs`),
-    by the bf16 run id (only twins recorded, whatever their status)."""
-    twins = {s.run_id: Record.of(replace(s, precision="fp32"), results=results)
-             for s in missing_runs(grid, profile, data_root=data_root, results=results)}
+def twin_records(missing: list[RunSpec], results: str | os.PathLike | None = None) -> dict[str, Record]:
+    """The fp32 twins' records of the bf16 runs ``missing`` (:func:`missing_runs`), by the bf16 run
+    id (only twins recorded, whatever their status)."""
+    twins = {s.run_id: Record.of(replace(s, precision="fp32"), results=results) for s in missing}
     return {k: t for k, t in twins.items() if t.recorded}
 
 
@@ -76,12 +74,13 @@ def twin_completed_c3(profile: str = "cpu", *, data_root: str | os.PathLike | No
     """C3 at the whole-set scale on the bf16 records alone (``bf16``) and with the missing runs
     filled by their twins (``twin_completed``), the runs filled (``filled``: bf16 run id, twin run
     id, twin status) and how many fine-tunes the grid misses (``missing``)."""
-    twins = twin_records(profile=profile, data_root=data_root)
+    missing = missing_runs(profile=profile, data_root=data_root)
+    twins = twin_records(missing)
     filled = [{"bf16_run": k, "twin_run": t.run_id, "twin_status": t.status} for k, t in sorted(twins.items())]
     return {"bf16": judge_c3("full", profile=profile, data_root=data_root),
             "twin_completed": judge_c3("full", profile=profile, data_root=data_root,
                                        relabel=lambda r: fill_missing_with_twins(r, twins)),
-            "filled": filled, "missing": len(missing_runs(profile=profile, data_root=data_root))}
+            "filled": filled, "missing": len(missing)}
 
 
 def _row(reading: str, part: str, e: dict) -> dict:
